@@ -1,0 +1,83 @@
+/**
+ * `autopilot`: the one program ContainerPilot calls at each point of a MySQL container's life.
+ *
+ * This file only parses argv, loads the configuration and dispatches to a command; each command lives in
+ * `hooks/` (lifecycle hooks) or `src/cli/` (operator commands).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { ConfigError, loadConfig } from "./src/config.ts";
+import { setupLogging } from "./src/log.ts";
+import { print, printError } from "./src/cli/output.ts";
+import { type Command, COMMANDS, EXIT, usage } from "./src/cli/commands.ts";
+
+/** Runs the CLI with the given arguments and returns the process exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+    const topic = name === "help" ? rest[0] : undefined;
+    const command = COMMANDS.find((c) => c.name === topic);
+    print(command ? commandHelp(command) : usage());
+    return EXIT.ok;
+  }
+  if (name === "--version" || name === "version") {
+    print(`autopilot ${VERSION}`);
+    return EXIT.ok;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (command === undefined) {
+    printError(`autopilot: unknown command '${name}': run 'autopilot --help' for the list of commands`);
+    return EXIT.usage;
+  }
+  let flags: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    const parsed = parseArgs({
+      args: rest,
+      options: { ...command.options, help: { type: "boolean", short: "h" } },
+      allowPositionals: true,
+      strict: true,
+    });
+    flags = parsed.values as Record<string, string | boolean | undefined>;
+    positionals = parsed.positionals;
+  } catch (e) {
+    printError(`autopilot ${name}: ${(e as Error).message}: run 'autopilot help ${name}'`);
+    return EXIT.usage;
+  }
+  if (flags.help) {
+    print(commandHelp(command));
+    return EXIT.ok;
+  }
+  const env = (n: string) => Deno.env.get(n);
+  let config;
+  try {
+    config = loadConfig(env, { hostname: () => Deno.hostname() });
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      for (const problem of e.problems) printError(`autopilot: invalid configuration: ${problem}`);
+      return EXIT.usage;
+    }
+    throw e;
+  }
+  setupLogging(config.log.level, config.log.format);
+  return await command.run({ config, env, flags, positionals });
+}
+
+function commandHelp(c: Command): string {
+  const opts = Object.entries(c.options).map(([k, o]) => `  --${k}${o.type === "string" ? " VALUE" : ""}`);
+  return [
+    `usage: autopilot ${c.name}${c.args ? " " + c.args : ""}`,
+    "",
+    c.summary,
+    ...(c.details ? ["", c.details] : []),
+    ...(opts.length ? ["", "options:", ...opts] : []),
+  ].join("\n");
+}
+
+/** The program version, printed by `autopilot --version`. */
+export const VERSION = "0.1.0";
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

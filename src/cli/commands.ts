@@ -1,0 +1,57 @@
+/**
+ * The command table: every command `autopilot` understands, with its help text and options.
+ *
+ * @module
+ */
+import type { Config, EnvReader } from "../config.ts";
+import { configCommand } from "./config_command.ts";
+
+/** Exit codes shared by every command. */
+export const EXIT = Object.freeze({
+  /** Success (for `health`: healthy). */
+  ok: 0,
+  /** The command ran and failed (for `health`: unhealthy). */
+  failed: 1,
+  /** Bad usage or bad configuration: nothing was touched. */
+  usage: 2,
+});
+
+/** What a command receives. */
+export interface CommandContext {
+  readonly config: Config;
+  readonly env: EnvReader;
+  readonly flags: Readonly<Record<string, string | boolean | undefined>>;
+  readonly positionals: readonly string[];
+}
+
+/** One `autopilot` subcommand. */
+export interface Command {
+  readonly name: string;
+  readonly args?: string;
+  readonly summary: string;
+  readonly details?: string;
+  readonly options: Record<string, { type: "boolean" | "string"; short?: string }>;
+  run(ctx: CommandContext): Promise<number>;
+}
+
+/** Every command, in the order `--help` lists them. */
+export const COMMANDS: readonly Command[] = Object.freeze([configCommand]);
+
+/** The top-level help text. */
+export function usage(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    "autopilot: MySQL that runs itself (called by ContainerPilot at each point of a container's life)",
+    "",
+    "usage: autopilot COMMAND [options]",
+    "",
+    "commands:",
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    "",
+    "  help [COMMAND]  show this help, or one command's",
+    "  version         print the version",
+    "",
+    "Settings come from environment variables: run 'autopilot config' to see them all.",
+    "Exit codes: 0 success, 1 failure, 2 bad usage or configuration (nothing was touched).",
+  ].join("\n");
+}

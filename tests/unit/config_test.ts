@@ -1,0 +1,277 @@
+import { assert, assertEquals, assertThrows } from "./assert.ts";
+import {
+  ConfigError,
+  configTableMarkdown,
+  describeConfig,
+  loadConfig,
+  parseDuration,
+  parseSize,
+  Secret,
+  VARIABLES,
+} from "../../src/config.ts";
+
+const host = { hostname: () => "node-a" };
+const load = (vars: Record<string, string>) => loadConfig((n) => vars[n], host);
+const base = { MYSQL_REPL_PASSWORD: "replpw" };
+const problemsOf = (vars: Record<string, string>): readonly string[] => {
+  try {
+    load(vars);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  throw new Error("expected a ConfigError");
+};
+
+Deno.test("loadConfig() gives documented defaults when only the required variable is set", () => {
+  const c = load(base);
+  assertEquals(c.serviceName, "mysql");
+  assertEquals(c.consul.url, "http://consul:8500");
+  assertEquals(c.consul.timeoutMs, 2000);
+  assertEquals(c.log, { level: "info", format: "text" });
+  assertEquals(c.node, { name: "node-a", priority: 1 });
+  assertEquals(c.mysql.datadir, "/var/lib/mysql");
+  assertEquals(c.mysql.replUser, "repl");
+  assertEquals(c.mysql.replPassword.reveal(), "replpw");
+  assertEquals(c.mysql.randomRootPassword, true);
+  assertEquals(c.mysql.onetimePassword, false);
+  assertEquals(c.mysql.bufferPoolSize, undefined);
+  assertEquals(c.mysql.maxLagSeconds, 30);
+  assertEquals(c.session, { name: "mysql-primary-lock", ttlSeconds: 10 });
+  assertEquals(c.backup.name, "mysql-backup-%Y-%m-%dT%H-%M-%SZ");
+  assertEquals(c.backup.ttlSeconds, 86400);
+  assertEquals(c.storage, { backend: "local", localDir: "/var/lib/autopilot/snapshots" });
+});
+
+Deno.test("loadConfig() namespaces every key and session default with SERVICE_NAME", () => {
+  const c = load({ ...base, SERVICE_NAME: "orders-db" });
+  assertEquals(c.keys, {
+    primary: "orders-db-primary",
+    backupLock: "orders-db-backup-running",
+    lastBackup: "orders-db-last-backup",
+    lastBinlog: "orders-db-last-binlog",
+    failoverLock: "orders-db-failover-lock",
+    failoverPause: "orders-db-failover-paused",
+  });
+  assertEquals(c.session.name, "orders-db-primary-lock");
+  assertEquals(c.backup.name, "orders-db-backup-%Y-%m-%dT%H-%M-%SZ");
+});
+
+Deno.test("loadConfig() keeps an explicit key over the namespaced default", () => {
+  assertEquals(
+    load({ ...base, SERVICE_NAME: "x-db", PRIMARY_KEY: "legacy/primary" }).keys.primary,
+    "legacy/primary",
+  );
+});
+
+Deno.test("loadConfig() returns a deeply frozen object", () => {
+  const c = load(base);
+  assert(Object.isFrozen(c) && Object.isFrozen(c.mysql) && Object.isFrozen(c.storage));
+  assertThrows(() => {
+    (c.mysql as { port: number }).port = 1;
+  }, TypeError);
+});
+
+Deno.test("loadConfig() takes a '#' in a value literally, never as a comment", () => {
+  const c = load({ MYSQL_REPL_PASSWORD: "pa#ss word ", MYSQL_DATABASE: "app" });
+  assertEquals(c.mysql.replPassword.reveal(), "pa#ss word ");
+});
+
+Deno.test("loadConfig() reports a missing replication password in one line naming the variable", () => {
+  assertEquals(problemsOf({}), ["MYSQL_REPL_PASSWORD is required (replication user's password)"]);
+});
+
+Deno.test("loadConfig() reports every wrong variable, each with its current value", () => {
+  assertEquals(problemsOf({ ...base, BACKUP_TTL: "1x", MYSQL_PORT: "70000", LOG_LEVEL: "chatty" }), [
+    "LOG_LEVEL must be one of debug, info, warn, warning, error, critical, fatal: current value is 'chatty'",
+    "MYSQL_PORT must be a whole number from 1 to 65535: current value is '70000'",
+    "BACKUP_TTL must be a duration such as 30, 90s, 15m, 24h or 1h30m (a plain number is seconds): current value is '1x'",
+  ]);
+});
+
+Deno.test("loadConfig() never shows a secret's value in a problem", () => {
+  const problems = problemsOf({
+    MYSQL_REPL_PASSWORD: "s3cret",
+    MYSQL_ROOT_PASSWORD: "r00t",
+    MYSQL_RANDOM_ROOT_PASSWORD: "yes",
+  });
+  assertEquals(problems, [
+    "MYSQL_RANDOM_ROOT_PASSWORD cannot be true when MYSQL_ROOT_PASSWORD is set: current value is 'true'",
+  ]);
+  assert(!problems.join().includes("r00t"));
+});
+
+Deno.test("loadConfig() requires MYSQL_USER and MYSQL_PASSWORD together", () => {
+  assertEquals(problemsOf({ ...base, MYSQL_USER: "app" }), [
+    "MYSQL_PASSWORD must be set together with MYSQL_USER",
+  ]);
+  assertEquals(problemsOf({ ...base, MYSQL_PASSWORD: "x" }), [
+    "MYSQL_USER must be set together with MYSQL_PASSWORD",
+  ]);
+});
+
+Deno.test("loadConfig() turns off the random root password when a root password is given", () => {
+  const c = load({ ...base, MYSQL_ROOT_PASSWORD: "r" });
+  assertEquals(c.mysql.randomRootPassword, false);
+  assertEquals(c.mysql.rootPassword?.reveal(), "r");
+});
+
+Deno.test("loadConfig() parses CONSUL as host, host:port or URL", () => {
+  const cases: [string, string][] = [
+    ["consul", "http://consul:8500"],
+    ["10.0.0.5:8501", "http://10.0.0.5:8501"],
+    ["https://c.example:443", "https://c.example:443"],
+    ["http://127.0.0.1:18500/", "http://127.0.0.1:18500"],
+  ];
+  for (const [input, url] of cases) assertEquals(load({ ...base, CONSUL: input }).consul.url, url, input);
+  assertEquals(load({ ...base, CONSUL: "consul:9", CONSUL_AGENT: "yes" }).consul.url, "http://localhost:9");
+  assertEquals(problemsOf({ ...base, CONSUL: "ftp://x" }), [
+    "CONSUL must be host, host:port or http(s)://host:port: current value is 'ftp://x'",
+  ]);
+  assertEquals(problemsOf({ ...base, CONSUL: "c:99999" }).length, 1);
+});
+
+Deno.test("loadConfig() accepts the flag spellings of the original blueprint", () => {
+  for (const t of ["1", "true", "YES", "on", "y"]) {
+    assertEquals(load({ ...base, SEMI_SYNC: t }).mysql.semiSync, true, t);
+  }
+  for (const f of ["0", "false", "No", "off", "n"]) {
+    assertEquals(load({ ...base, SEMI_SYNC: f }).mysql.semiSync, false, f);
+  }
+  assertEquals(problemsOf({ ...base, SEMI_SYNC: "maybe" }), [
+    "SEMI_SYNC must be true or false (also yes/no, on/off, 1/0): current value is 'maybe'",
+  ]);
+});
+
+Deno.test("loadConfig() maps Python log level names to logtape's", () => {
+  assertEquals(load({ ...base, LOG_LEVEL: "DEBUG" }).log.level, "debug");
+  assertEquals(load({ ...base, LOG_LEVEL: "WARN" }).log.level, "warning");
+  assertEquals(load({ ...base, LOG_LEVEL: "critical" }).log.level, "fatal");
+});
+
+Deno.test("loadConfig() bounds SESSION_TTL to what Consul accepts", () => {
+  assertEquals(load({ ...base, SESSION_TTL: "25" }).session.ttlSeconds, 25);
+  assertEquals(problemsOf({ ...base, SESSION_TTL: "5s" }), [
+    "SESSION_TTL must be from 10s to 24h: current value is '5s'",
+  ]);
+  assertEquals(problemsOf({ ...base, SESSION_TTL: "25h" }).length, 1);
+});
+
+Deno.test("loadConfig() rejects BACKUP_NAME directives it cannot render", () => {
+  assertEquals(load({ ...base, BACKUP_NAME: "db-%Y%m%d-%%" }).backup.name, "db-%Y%m%d-%%");
+  assertEquals(problemsOf({ ...base, BACKUP_NAME: "db-%Q" }), [
+    "BACKUP_NAME has an unsupported strftime directive '%Q' (supported: %Y %y %m %d %H %M %S %j %s %%): current value is 'db-%Q'",
+  ]);
+  assertEquals(problemsOf({ ...base, BACKUP_NAME: "a/b" }).length, 1);
+});
+
+Deno.test("loadConfig() reads INNODB_BUFFER_POOL_SIZE as megabytes or with a unit", () => {
+  assertEquals(load({ ...base, INNODB_BUFFER_POOL_SIZE: "512" }).mysql.bufferPoolSize, 512 * 2 ** 20);
+  assertEquals(load({ ...base, INNODB_BUFFER_POOL_SIZE: "2G" }).mysql.bufferPoolSize, 2 * 2 ** 30);
+  assertEquals(problemsOf({ ...base, INNODB_BUFFER_POOL_SIZE: "1K" }).length, 1);
+  assertEquals(problemsOf({ ...base, INNODB_BUFFER_POOL_SIZE: "lots" }).length, 1);
+});
+
+Deno.test("loadConfig() requires absolute paths", () => {
+  assertEquals(problemsOf({ ...base, MYSQL_DATADIR: "data" }), [
+    "MYSQL_DATADIR must be an absolute path: current value is 'data'",
+  ]);
+});
+
+Deno.test("loadConfig() requires the S3 bucket only for the s3 backend, and defaults path style with an endpoint", () => {
+  assertEquals(problemsOf({ ...base, SNAPSHOT_BACKEND: "s3" }), [
+    "S3_BUCKET is required when SNAPSHOT_BACKEND=s3",
+  ]);
+  const c = load({ ...base, SNAPSHOT_BACKEND: "s3", S3_BUCKET: "b", S3_ENDPOINT: "http://127.0.0.1:7070" });
+  assertEquals(c.storage.s3?.forcePathStyle, true);
+  assertEquals(c.storage.s3?.prefix, "mysql/");
+  assertEquals(load({ ...base, SNAPSHOT_BACKEND: "s3", S3_BUCKET: "b" }).storage.s3?.forcePathStyle, false);
+  assertEquals(problemsOf({ ...base, SNAPSHOT_BACKEND: "s3", S3_BUCKET: "b", S3_ACCESS_KEY_ID: "k" }), [
+    "S3_SECRET_ACCESS_KEY must be set together with S3_ACCESS_KEY_ID",
+  ]);
+});
+
+Deno.test("loadConfig() decodes a '#'-encoded Manta key and requires the Manta account settings", () => {
+  assertEquals(problemsOf({ ...base, SNAPSHOT_BACKEND: "manta" }), [
+    "MANTA_USER is required when SNAPSHOT_BACKEND=manta",
+    "MANTA_KEY_ID is required when SNAPSHOT_BACKEND=manta",
+    "MANTA_PRIVATE_KEY is required when SNAPSHOT_BACKEND=manta",
+  ]);
+  const key = "-----BEGIN RSA PRIVATE KEY-----#MIIB#-----END RSA PRIVATE KEY-----#";
+  const c = load({
+    ...base,
+    SNAPSHOT_BACKEND: "manta",
+    MANTA_USER: "acct",
+    MANTA_KEY_ID: "aa:bb",
+    MANTA_PRIVATE_KEY: key,
+  });
+  assertEquals(c.storage.manta?.privateKey.reveal(), key.replaceAll("#", "\n"));
+  assertEquals(c.storage.manta?.bucket, "/acct/stor");
+  assertEquals(c.storage.manta?.url, "https://us-east.manta.joyent.com");
+  assertEquals(
+    problemsOf({
+      ...base,
+      SNAPSHOT_BACKEND: "manta",
+      MANTA_USER: "a",
+      MANTA_KEY_ID: "k",
+      MANTA_PRIVATE_KEY: "nope",
+    }),
+    ["MANTA_PRIVATE_KEY is not a PEM private key (newlines may be written as '#')"],
+  );
+});
+
+Deno.test("Secret prints as <redacted> through String, JSON and Deno.inspect", () => {
+  const s = new Secret("hunter2");
+  assertEquals(`${s}`, "<redacted>");
+  assertEquals(JSON.stringify({ s }), '{"s":"<redacted>"}');
+  assertEquals(Deno.inspect({ s }), "{ s: <redacted> }");
+  assertEquals(s.reveal(), "hunter2");
+});
+
+Deno.test("describeConfig() redacts every secret and marks defaults", () => {
+  const env: Record<string, string> = {
+    ...base,
+    MYSQL_USER: "app",
+    MYSQL_PASSWORD: "apppw",
+    MYSQL_ROOT_PASSWORD: "rootpw",
+  };
+  const rows = describeConfig(load(env), (n) => env[n]);
+  const text = JSON.stringify(rows);
+  for (const secret of ["replpw", "apppw", "rootpw"]) assert(!text.includes(secret), secret);
+  assertEquals(rows.find((r) => r.name === "MYSQL_PASSWORD"), {
+    name: "MYSQL_PASSWORD",
+    value: "<redacted>",
+    source: "env",
+  });
+  assertEquals(rows.find((r) => r.name === "SESSION_TTL"), {
+    name: "SESSION_TTL",
+    value: "10s",
+    source: "default",
+  });
+  assertEquals(rows.map((r) => r.name), VARIABLES.map((v) => v.name));
+});
+
+Deno.test("parseDuration() reads seconds and unit sums, and refuses the rest", () => {
+  assertEquals(parseDuration("30"), 30_000);
+  assertEquals(parseDuration("500ms"), 500);
+  assertEquals(parseDuration("1h30m"), 5_400_000);
+  assertEquals(parseDuration("1.5s"), 1500);
+  assertEquals(parseDuration("2d"), 172_800_000);
+  for (const bad of ["", "1x", "s", "-5s", "5 s", "1h-"]) assertEquals(parseDuration(bad), undefined, bad);
+});
+
+Deno.test("parseSize() reads megabytes by default", () => {
+  assertEquals(parseSize("64"), 64 * 2 ** 20);
+  assertEquals(parseSize("64k"), 64 * 1024);
+  assertEquals(parseSize("1GB"), 2 ** 30);
+  assertEquals(parseSize("1T"), undefined);
+});
+
+Deno.test("README's configuration table matches the variables the code reads", async () => {
+  const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
+  const start = readme.indexOf("<!-- config-table:start -->");
+  const end = readme.indexOf("<!-- config-table:end -->");
+  assert(start >= 0 && end > start, "README.md lacks the config-table markers");
+  const table = readme.slice(start + "<!-- config-table:start -->".length, end).trim();
+  assertEquals(table, configTableMarkdown().trim(), "run: deno task docs (README's config table is stale)");
+});
