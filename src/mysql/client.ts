@@ -1,0 +1,228 @@
+/**
+ * A small client over mysql2: the local server over its unix socket, peers over TCP with a connect timeout.
+ *
+ * No mysql2 error leaves this module: a server that cannot be reached becomes {@link MysqlUnavailableError},
+ * a failed statement {@link MysqlQueryError}. Neither message contains SQL text or values (mysql2 attaches the
+ * formatted statement, passwords included, to its errors; we drop it).
+ *
+ * @module
+ */
+import mysql from "mysql2/promise";
+import type { Secret } from "../config.ts";
+import { parseServerVersion, type ServerVersion, type Statement } from "./flavour.ts";
+
+/** Where and as whom to connect. */
+export interface MysqlTarget {
+  /** Unix socket of the local server; when set, host and port are ignored. */
+  readonly socketPath?: string;
+  readonly host?: string;
+  readonly port?: number;
+  readonly user: string;
+  readonly password?: Secret;
+  /** Give up connecting after this long (a cut link never answers). */
+  readonly connectTimeoutMs: number;
+}
+
+/** The server could not be reached or the connection broke. */
+export class MysqlUnavailableError extends Error {
+  /** mysql2's error code, e.g. `ECONNREFUSED`, `ETIMEDOUT`, `PROTOCOL_CONNECTION_LOST`. */
+  readonly code: string;
+  constructor(where: string, code: string, detail: string) {
+    super(`Cannot reach MySQL at ${where}: ${detail}`);
+    this.name = "MysqlUnavailableError";
+    this.code = code;
+  }
+}
+
+/** A statement failed on the server. */
+export class MysqlQueryError extends Error {
+  /** Server error number, e.g. 1290 (read-only), 1045 (access denied). */
+  readonly errno: number;
+  readonly code: string;
+  constructor(where: string, code: string, errno: number, detail: string) {
+    super(`MySQL at ${where} refused a statement: ${detail}`);
+    this.name = "MysqlQueryError";
+    this.errno = errno;
+    this.code = code;
+  }
+}
+
+/** A row as mysql2 returns it: column name to value. */
+export type Row = Record<string, unknown>;
+
+interface Mysql2Error extends Error {
+  code?: string;
+  errno?: number;
+  sqlMessage?: string;
+  fatal?: boolean;
+}
+
+/** Errors that mean "no usable connection", as opposed to "the server refused this statement". */
+const CONNECTION_CODES = new Set([
+  "ECONNREFUSED",
+  "ETIMEDOUT",
+  "ENOENT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ECONNRESET",
+  "EPIPE",
+  "PROTOCOL_CONNECTION_LOST",
+  "ER_CON_COUNT_ERROR",
+  "ER_SERVER_SHUTDOWN",
+]);
+
+/** One connection to one server. Close it, or use `await using`. */
+export class MysqlClient {
+  readonly #conn: mysql.Connection;
+  readonly #where: string;
+
+  private constructor(conn: mysql.Connection, where: string) {
+    this.#conn = conn;
+    this.#where = where;
+  }
+
+  /**
+   * Connects.
+   *
+   * @param target Where and as whom.
+   * @param signal Aborts the attempt.
+   * @returns A connected client.
+   * @throws {MysqlUnavailableError} when the server cannot be reached in time.
+   * @throws {MysqlQueryError} when the server refuses the login (e.g. access denied).
+   */
+  static async connect(target: MysqlTarget, signal?: AbortSignal): Promise<MysqlClient> {
+    const where = describeTarget(target);
+    signal?.throwIfAborted();
+    const options: mysql.ConnectionOptions = {
+      user: target.user,
+      password: target.password?.reveal(),
+      connectTimeout: target.connectTimeoutMs,
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      dateStrings: true,
+      multipleStatements: false,
+      ...(target.socketPath ? { socketPath: target.socketPath } : { host: target.host, port: target.port }),
+    };
+    try {
+      const conn = await abortable(mysql.createConnection(options), signal, where);
+      // A dropped connection emits 'error' on the connection object; without a listener it would crash.
+      conn.on("error", () => {});
+      return new MysqlClient(conn, where);
+    } catch (e) {
+      throw translate(e, where);
+    }
+  }
+
+  /** `host:port` or the socket path, for messages. */
+  get where(): string {
+    return this.#where;
+  }
+
+  /**
+   * Runs one statement and returns its rows (empty for statements without a result set).
+   *
+   * @param statement SQL text, or a {@link Statement} whose `?` placeholders mysql2 fills in and escapes.
+   * @param options `timeoutMs` bounds the statement; `signal` aborts it (the connection is then destroyed).
+   * @returns The rows.
+   * @throws {MysqlQueryError} when the server refuses it; {@link MysqlUnavailableError} when the link fails.
+   */
+  async query(
+    statement: string | Statement,
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<Row[]> {
+    const { sql, values } = typeof statement === "string" ? { sql: statement, values: [] } : statement;
+    try {
+      const [rows] = await abortable(
+        this.#conn.query({
+          sql,
+          values: [...values],
+          ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
+        }),
+        options.signal,
+        this.#where,
+        () => this.#conn.destroy(),
+      );
+      return Array.isArray(rows) ? (rows as Row[]) : [];
+    } catch (e) {
+      throw translate(e, this.#where);
+    }
+  }
+
+  /** Runs statements in order, stopping at the first failure. */
+  async run(statements: readonly (string | Statement)[], signal?: AbortSignal): Promise<void> {
+    for (const s of statements) await this.query(s, { signal });
+  }
+
+  /**
+   * Asks the server what it is.
+   *
+   * @returns Flavour and version.
+   * @throws {UnsupportedServerError} for a server this program cannot manage.
+   */
+  async version(signal?: AbortSignal): Promise<ServerVersion> {
+    const [row] = await this.query("SELECT VERSION() AS version, @@version_comment AS comment", { signal });
+    return parseServerVersion(String(row.version), String(row.comment ?? ""));
+  }
+
+  /** Closes the connection; never throws. */
+  async close(): Promise<void> {
+    try {
+      await this.#conn.end();
+    } catch {
+      this.#conn.destroy();
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+function describeTarget(t: MysqlTarget): string {
+  return t.socketPath ? t.socketPath : `${t.host}:${t.port ?? 3306}`;
+}
+
+async function abortable<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+  where: string,
+  onAbort?: () => void,
+): Promise<T> {
+  if (!signal) return await promise;
+  signal.throwIfAborted();
+  let listener: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    listener = () => {
+      onAbort?.();
+      reject(new MysqlUnavailableError(where, "ABORTED", "gave up: the caller's deadline passed"));
+    };
+    signal.addEventListener("abort", listener, { once: true });
+  });
+  try {
+    return await Promise.race([promise, aborted]);
+  } finally {
+    if (listener) signal.removeEventListener("abort", listener);
+    promise.catch(() => {}); // a late rejection after abort is expected and already reported
+  }
+}
+
+function translate(e: unknown, where: string): Error {
+  if (e instanceof MysqlUnavailableError || e instanceof MysqlQueryError) return e;
+  const err = e as Mysql2Error;
+  const code = err?.code ?? "UNKNOWN";
+  if (CONNECTION_CODES.has(code) || (err?.fatal && !err.sqlMessage)) {
+    const detail = code === "ETIMEDOUT"
+      ? "connection timed out (host down or link cut?)"
+      : code === "ECONNREFUSED"
+      ? "connection refused (is mysqld running?)"
+      : code === "ENOENT"
+      ? "socket does not exist (is mysqld running?)"
+      : `${code}: ${err?.message ?? String(e)}`;
+    return new MysqlUnavailableError(where, code, detail);
+  }
+  if (typeof err?.errno === "number" && err.sqlMessage !== undefined) {
+    return new MysqlQueryError(where, code, err.errno, `${err.sqlMessage} (error ${err.errno}, ${code})`);
+  }
+  // Anything else (a timeout of our own, a protocol error): keep mysql2's message, never its `sql` field.
+  return new MysqlUnavailableError(where, code, err?.message ?? String(e));
+}

@@ -1,0 +1,281 @@
+/**
+ * The SQL that differs between MySQL 8.4 (and Percona Server 8.4) and MariaDB 10.11+, kept in one place.
+ *
+ * Everything here is pure: functions return SQL text with `?` placeholders plus their values (mysql2's
+ * `query()` escapes them on the client), or turn a result row into a flavour-neutral value. Callers never
+ * build replication SQL themselves.
+ *
+ * MySQL references: MySQL 8.4 Reference Manual, "CHANGE REPLICATION SOURCE TO", "SHOW REPLICA STATUS",
+ * "WAIT_FOR_EXECUTED_GTID_SET()", "super_read_only", "Semisynchronous Replication".
+ * MariaDB references: "CHANGE MASTER TO", "SHOW REPLICA STATUS", "MASTER_GTID_WAIT", "Global Transaction ID".
+ *
+ * @module
+ */
+
+/** The two server families autopilot supports. */
+export type Flavour = "mysql" | "mariadb";
+
+/** A server version, as `SELECT VERSION()` reports it. */
+export interface ServerVersion {
+  readonly flavour: Flavour;
+  readonly major: number;
+  readonly minor: number;
+  readonly patch: number;
+  /** The full text, e.g. `10.11.19-MariaDB-0+deb12u1` or `8.4.3-3`. */
+  readonly text: string;
+}
+
+/** Thrown for a server this program cannot manage. */
+export class UnsupportedServerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UnsupportedServerError";
+  }
+}
+
+/**
+ * Detects the flavour and version from `SELECT VERSION()`.
+ *
+ * @param text The value of `VERSION()`.
+ * @param comment `@@version_comment`, which names Percona/MariaDB when the version text does not.
+ * @returns The parsed version.
+ * @throws {UnsupportedServerError} for a version string it cannot read or a version too old.
+ */
+export function parseServerVersion(text: string, comment = ""): ServerVersion {
+  const m = /^(\d+)\.(\d+)\.(\d+)/.exec(text.trim());
+  if (!m) {
+    throw new UnsupportedServerError(`Cannot read the server version: current value is '${text}'`);
+  }
+  const [major, minor, patch] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const flavour: Flavour = /mariadb/i.test(text) || /mariadb/i.test(comment) ? "mariadb" : "mysql";
+  const version = { flavour, major, minor, patch, text: text.trim() };
+  if (flavour === "mariadb" && (major < 10 || (major === 10 && minor < 11))) {
+    throw new UnsupportedServerError(`MariaDB ${text} is too old: 10.11 or later is required`);
+  }
+  if (flavour === "mysql" && (major < 8 || (major === 8 && minor === 0 && patch < 23))) {
+    throw new UnsupportedServerError(
+      `MySQL ${text} is too old: 8.4 is supported (8.0.23 or later may work); 5.7 and earlier are not`,
+    );
+  }
+  return Object.freeze(version);
+}
+
+/**
+ * Detects the flavour of an installed server binary from its `--version` output, before it runs.
+ *
+ * @param output What `mysqld --version` printed, e.g. `mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for ...`.
+ * @returns The flavour, or `undefined` if the output names no known server.
+ */
+export function flavourFromBinaryVersion(output: string): Flavour | undefined {
+  if (/MariaDB/i.test(output)) return "mariadb";
+  if (/\bVer\s+\d+\.\d+\.\d+/.test(output) || /MySQL|Percona/i.test(output)) return "mysql";
+  return undefined;
+}
+
+/** An SQL statement with `?` placeholders and their values. */
+export interface Statement {
+  readonly sql: string;
+  readonly values: readonly (string | number)[];
+}
+
+/** Where a replica replicates from. */
+export interface SourceSpec {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string;
+  /** Seconds between reconnection attempts. */
+  readonly connectRetry: number;
+  /** Seconds between heartbeats from the source (a silent link is noticed after `replica_net_timeout`). */
+  readonly heartbeatPeriod: number;
+  /**
+   * MariaDB only: the server was a primary and is being demoted, so its own binlog position becomes its
+   * replication position (`MASTER_DEMOTE_TO_SLAVE=1`). MySQL needs nothing: gtid_executed already covers it.
+   */
+  readonly demote?: boolean;
+}
+
+/** The per-flavour SQL. Obtain one with {@link sqlFor}. */
+export interface FlavourSql {
+  readonly flavour: Flavour;
+  /** Point replication at a source with GTID auto-positioning. */
+  changeSource(spec: SourceSpec): Statement;
+  readonly startReplica: string;
+  readonly stopReplica: string;
+  /** Forget the replication source entirely (used on promotion). */
+  readonly resetReplicaAll: string;
+  readonly replicaStatus: string;
+  /** Reads this server's GTID state; the row is turned into a value by {@link FlavourSql.gtidState}. */
+  readonly gtidStateQuery: string;
+  gtidState(row: Record<string, unknown>): GtidState;
+  /** Waits until the given GTID set is applied; the single column is 0 on success. */
+  waitForGtids(gtids: string, timeoutSeconds: number): Statement;
+  /** Whether the value returned by {@link FlavourSql.waitForGtids} means "reached". */
+  waitSucceeded(value: unknown): boolean;
+  /** Statements that turn read-only on or off (super_read_only too, on MySQL). */
+  setReadOnly(on: boolean): readonly string[];
+  readonly readOnlyQuery: string;
+  /** Statements that make this server a semi-sync source (AFTER_SYNC) or stop it being one. */
+  setSemiSyncSource(on: boolean): readonly string[];
+  replicaStatusFromRow(row: Record<string, unknown>): ReplicaStatus;
+}
+
+/** This server's GTID state, as text in the flavour's own format. */
+export interface GtidState {
+  /**
+   * Everything this server has, local writes included: MySQL `gtid_executed`; MariaDB `gtid_binlog_state`
+   * (last seq_no per domain and server), which is what errant-transaction checks compare.
+   */
+  readonly executed: string;
+  /** MariaDB only: `gtid_current_pos`, `gtid_slave_pos`, `gtid_binlog_pos`. */
+  readonly currentPos?: string;
+  readonly slavePos?: string;
+  readonly binlogPos?: string;
+}
+
+/** Replication thread state, flavour-neutral. */
+export interface ReplicaStatus {
+  readonly sourceHost: string;
+  readonly sourcePort: number;
+  /** The receiver (I/O) thread: `Yes`, `No` or `Connecting`. */
+  readonly ioRunning: "yes" | "no" | "connecting";
+  readonly sqlRunning: boolean;
+  /** Seconds behind the source; `null` when unknown (a thread stopped). */
+  readonly lagSeconds: number | null;
+  /** Transactions received: MySQL `Retrieved_Gtid_Set`; MariaDB `Gtid_IO_Pos`. */
+  readonly retrievedGtids: string;
+  readonly lastIoError: string;
+  readonly lastSqlError: string;
+}
+
+const MYSQL: FlavourSql = Object.freeze({
+  flavour: "mysql",
+  changeSource(spec: SourceSpec): Statement {
+    // GET_SOURCE_PUBLIC_KEY: caching_sha2_password over a connection without TLS needs the source's RSA key.
+    return {
+      sql: "CHANGE REPLICATION SOURCE TO SOURCE_HOST=?, SOURCE_PORT=?, SOURCE_USER=?, SOURCE_PASSWORD=?, " +
+        "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1",
+      values: [spec.host, spec.port, spec.user, spec.password, spec.connectRetry, spec.heartbeatPeriod],
+    };
+  },
+  startReplica: "START REPLICA",
+  stopReplica: "STOP REPLICA",
+  resetReplicaAll: "RESET REPLICA ALL",
+  replicaStatus: "SHOW REPLICA STATUS",
+  gtidStateQuery: "SELECT @@GLOBAL.gtid_executed AS executed",
+  gtidState(row: Record<string, unknown>): GtidState {
+    return { executed: text(row.executed) };
+  },
+  waitForGtids(gtids: string, timeoutSeconds: number): Statement {
+    // Returns 0 when reached, 1 on timeout (MySQL 8.4 manual, WAIT_FOR_EXECUTED_GTID_SET).
+    return { sql: "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?) AS waited", values: [gtids, timeoutSeconds] };
+  },
+  waitSucceeded: (value: unknown) => Number(value) === 0 && value !== null,
+  setReadOnly(on: boolean): readonly string[] {
+    // super_read_only=ON implies read_only=ON; read_only=OFF implies super_read_only=OFF.
+    return on ? ["SET GLOBAL super_read_only = ON"] : ["SET GLOBAL read_only = OFF"];
+  },
+  readOnlyQuery: "SELECT @@GLOBAL.read_only AS read_only, @@GLOBAL.super_read_only AS super_read_only",
+  setSemiSyncSource(on: boolean): readonly string[] {
+    return on
+      ? [
+        "SET GLOBAL rpl_semi_sync_source_wait_point = 'AFTER_SYNC'",
+        "SET GLOBAL rpl_semi_sync_source_enabled = ON",
+      ]
+      : ["SET GLOBAL rpl_semi_sync_source_enabled = OFF"];
+  },
+  replicaStatusFromRow(row: Record<string, unknown>): ReplicaStatus {
+    return {
+      sourceHost: text(row.Source_Host),
+      sourcePort: Number(row.Source_Port ?? 0),
+      ioRunning: ioState(row.Replica_IO_Running),
+      sqlRunning: text(row.Replica_SQL_Running) === "Yes",
+      lagSeconds: lag(row.Seconds_Behind_Source),
+      retrievedGtids: text(row.Retrieved_Gtid_Set),
+      lastIoError: text(row.Last_IO_Error),
+      lastSqlError: text(row.Last_SQL_Error),
+    };
+  },
+});
+
+const MARIADB: FlavourSql = Object.freeze({
+  flavour: "mariadb",
+  changeSource(spec: SourceSpec): Statement {
+    return {
+      sql: "CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, " +
+        "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=?, MASTER_HEARTBEAT_PERIOD=?" +
+        (spec.demote ? ", MASTER_DEMOTE_TO_SLAVE=1" : ""),
+      values: [spec.host, spec.port, spec.user, spec.password, spec.connectRetry, spec.heartbeatPeriod],
+    };
+  },
+  startReplica: "START SLAVE",
+  stopReplica: "STOP SLAVE",
+  resetReplicaAll: "RESET SLAVE ALL",
+  replicaStatus: "SHOW SLAVE STATUS",
+  gtidStateQuery:
+    "SELECT @@GLOBAL.gtid_binlog_state AS executed, @@GLOBAL.gtid_current_pos AS current_pos, " +
+    "@@GLOBAL.gtid_slave_pos AS slave_pos, @@GLOBAL.gtid_binlog_pos AS binlog_pos",
+  gtidState(row: Record<string, unknown>): GtidState {
+    return {
+      executed: text(row.executed),
+      currentPos: text(row.current_pos),
+      slavePos: text(row.slave_pos),
+      binlogPos: text(row.binlog_pos),
+    };
+  },
+  waitForGtids(gtids: string, timeoutSeconds: number): Statement {
+    // Returns 0 when reached, -1 on timeout.
+    return { sql: "SELECT MASTER_GTID_WAIT(?, ?) AS waited", values: [gtids, timeoutSeconds] };
+  },
+  waitSucceeded: (value: unknown) => Number(value) === 0 && value !== null,
+  setReadOnly(on: boolean): readonly string[] {
+    return [`SET GLOBAL read_only = ${on ? "ON" : "OFF"}`];
+  },
+  readOnlyQuery: "SELECT @@GLOBAL.read_only AS read_only",
+  setSemiSyncSource(on: boolean): readonly string[] {
+    return on
+      ? [
+        "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'",
+        "SET GLOBAL rpl_semi_sync_master_enabled = ON",
+      ]
+      : ["SET GLOBAL rpl_semi_sync_master_enabled = OFF"];
+  },
+  replicaStatusFromRow(row: Record<string, unknown>): ReplicaStatus {
+    return {
+      sourceHost: text(row.Master_Host),
+      sourcePort: Number(row.Master_Port ?? 0),
+      ioRunning: ioState(row.Slave_IO_Running),
+      sqlRunning: text(row.Slave_SQL_Running) === "Yes",
+      lagSeconds: lag(row.Seconds_Behind_Master),
+      retrievedGtids: text(row.Gtid_IO_Pos),
+      lastIoError: text(row.Last_IO_Error),
+      lastSqlError: text(row.Last_SQL_Error),
+    };
+  },
+});
+
+/**
+ * The SQL for a flavour.
+ *
+ * @param flavour `mysql` or `mariadb`.
+ * @returns The flavour's statements and row readers.
+ */
+export function sqlFor(flavour: Flavour): FlavourSql {
+  return flavour === "mysql" ? MYSQL : MARIADB;
+}
+
+function text(value: unknown): string {
+  if (value === null || value === undefined) return "";
+  return String(value).trim();
+}
+
+function ioState(value: unknown): ReplicaStatus["ioRunning"] {
+  const s = text(value);
+  return s === "Yes" ? "yes" : s === "Connecting" ? "connecting" : "no";
+}
+
+function lag(value: unknown): number | null {
+  if (value === null || value === undefined || value === "") return null;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : null;
+}

@@ -1,0 +1,131 @@
+/**
+ * Renders the server configuration file from the {@link Config}. Pure: machine facts come in as arguments.
+ *
+ * Every node starts read-only; only the holder of the primary lock turns that off. Replication never starts
+ * by itself at boot: autopilot decides whom a node follows.
+ *
+ * @module
+ */
+import type { Config } from "../config.ts";
+import type { Flavour } from "./flavour.ts";
+
+/** Facts about this node that the configuration file depends on. */
+export interface MyCnfFacts {
+  readonly flavour: Flavour;
+  /** Address peers reach this node on: `report_host`. */
+  readonly reportHost: string;
+  /** Memory available to the container, in bytes (the buffer pool defaults to 70% of it). */
+  readonly memoryBytes: number;
+  /** Run mysqld as this OS user (`root` only in tests that run as root). */
+  readonly osUser?: string;
+  /** Address mysqld listens on; default all addresses. */
+  readonly bindAddress?: string;
+}
+
+/**
+ * A stable server id from the node's name: FNV-1a (32-bit) mapped into 1..2^32-1 (0 disables replication).
+ *
+ * @param nodeName The node's stable identity (NODE_NAME).
+ * @returns The server id.
+ */
+export function serverIdFor(nodeName: string): number {
+  let h = 0x811c9dc5;
+  for (const byte of new TextEncoder().encode(nodeName)) {
+    h ^= byte;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return (h % 0xfffffffe) + 1;
+}
+
+/**
+ * The buffer pool size: the configured one, else 70% of memory, in whole MiB and at least 128 MiB.
+ *
+ * @param configured INNODB_BUFFER_POOL_SIZE in bytes, if set.
+ * @param memoryBytes Memory available to the container.
+ * @returns Bytes.
+ */
+export function bufferPoolBytes(configured: number | undefined, memoryBytes: number): number {
+  if (configured !== undefined) return configured;
+  const mib = Math.floor((memoryBytes * 0.7) / 2 ** 20);
+  return Math.max(128, mib) * 2 ** 20;
+}
+
+/**
+ * Renders the configuration file text.
+ *
+ * @param config The loaded configuration.
+ * @param facts Facts about this node.
+ * @returns The file's text, for `--defaults-file`.
+ */
+export function renderMyCnf(config: Config, facts: MyCnfFacts): string {
+  const m = config.mysql;
+  const pool = bufferPoolBytes(m.bufferPoolSize, facts.memoryBytes);
+  const mariadb = facts.flavour === "mariadb";
+  const runtimeDir = m.socket.slice(0, m.socket.lastIndexOf("/")) || "/";
+  const lines: (string | false)[] = [
+    "# Written by autopilot from the environment at every start; edits here are lost.",
+    "[client]",
+    `socket = ${m.socket}`,
+    `port = ${m.port}`,
+    "",
+    "[mysqld]",
+    facts.osUser !== undefined && `user = ${facts.osUser}`,
+    `datadir = ${m.datadir}`,
+    `socket = ${m.socket}`,
+    `pid-file = ${runtimeDir}/mysqld.pid`,
+    `port = ${m.port}`,
+    `bind-address = ${facts.bindAddress ?? "0.0.0.0"}`,
+    "skip-name-resolve = ON",
+    `server_id = ${serverIdFor(config.node.name)}`,
+    `report_host = ${facts.reportHost}`,
+    `report_port = ${m.port}`,
+    "",
+    "# Nobody writes until the primary lock says so; replication starts only when autopilot starts it.",
+    "read_only = ON",
+    !mariadb && "super_read_only = ON",
+    mariadb ? "skip_slave_start = ON" : "skip_replica_start = ON",
+    "",
+    "# Binary log and GTIDs",
+    "log_bin = mysql-bin",
+    "relay_log = relay-bin",
+    "binlog_format = ROW",
+    mariadb ? "log_slave_updates = ON" : "log_replica_updates = ON",
+    mariadb ? "gtid_strict_mode = ON" : "gtid_mode = ON",
+    mariadb ? "gtid_domain_id = 0" : "enforce_gtid_consistency = ON",
+    "relay_log_recovery = ON",
+    "sync_binlog = 1",
+    "innodb_flush_log_at_trx_commit = 1",
+    // A silent source (cut link) is noticed after this many seconds; heartbeats come every second.
+    mariadb ? "slave_net_timeout = 4" : "replica_net_timeout = 4",
+    "",
+    `innodb_buffer_pool_size = ${pool / 2 ** 20}M`,
+    ...semiSyncLines(facts.flavour, m.semiSync),
+    "",
+  ];
+  return lines.filter((l) => l !== false).join("\n");
+}
+
+function semiSyncLines(flavour: Flavour, on: boolean): string[] {
+  if (!on) return [];
+  // The source side is switched on at run time on the primary only; the timeout is as long as the server
+  // allows, so that while semi-sync is enabled a commit never silently falls back to asynchronous.
+  const forever = 4294967295;
+  if (flavour === "mariadb") {
+    return [
+      "",
+      "# Semi-synchronous replication (built into MariaDB)",
+      "rpl_semi_sync_master_wait_point = AFTER_SYNC",
+      `rpl_semi_sync_master_timeout = ${forever}`,
+      "rpl_semi_sync_slave_enabled = ON",
+    ];
+  }
+  return [
+    "",
+    "# Semi-synchronous replication (MySQL 8.4 plugin names)",
+    "plugin-load-add = semisync_source.so",
+    "plugin-load-add = semisync_replica.so",
+    "rpl_semi_sync_source_wait_point = AFTER_SYNC",
+    `rpl_semi_sync_source_timeout = ${forever}`,
+    "rpl_semi_sync_replica_enabled = ON",
+  ];
+}

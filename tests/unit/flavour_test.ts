@@ -1,0 +1,190 @@
+import { assert, assertEquals, assertThrows } from "./assert.ts";
+import {
+  flavourFromBinaryVersion,
+  parseServerVersion,
+  sqlFor,
+  UnsupportedServerError,
+} from "../../src/mysql/flavour.ts";
+
+const source = {
+  host: "10.0.0.2",
+  port: 3306,
+  user: "repl",
+  password: "pw'x",
+  connectRetry: 1,
+  heartbeatPeriod: 1,
+};
+
+Deno.test("parseServerVersion() recognises MariaDB, MySQL and Percona version strings", () => {
+  assertEquals(parseServerVersion("10.11.19-MariaDB-0+deb12u1"), {
+    flavour: "mariadb",
+    major: 10,
+    minor: 11,
+    patch: 19,
+    text: "10.11.19-MariaDB-0+deb12u1",
+  });
+  assertEquals(parseServerVersion("11.4.5-MariaDB-ubu2404-log").flavour, "mariadb");
+  assertEquals(parseServerVersion("8.4.3").flavour, "mysql");
+  assertEquals(parseServerVersion("8.4.3-3", "Percona Server (GPL), Release 3").flavour, "mysql");
+});
+
+Deno.test("parseServerVersion() refuses servers too old to manage", () => {
+  assertThrows(
+    () => parseServerVersion("10.6.18-MariaDB"),
+    UnsupportedServerError,
+    "10.11 or later is required",
+  );
+  assertThrows(() => parseServerVersion("5.7.44-log"), UnsupportedServerError, "too old");
+  assertThrows(() => parseServerVersion("8.0.22"), UnsupportedServerError, "too old");
+  assertThrows(() => parseServerVersion("banana"), UnsupportedServerError, "current value is 'banana'");
+});
+
+Deno.test("flavourFromBinaryVersion() reads mysqld --version output", () => {
+  assertEquals(
+    flavourFromBinaryVersion("mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu on x86_64"),
+    "mariadb",
+  );
+  assertEquals(
+    flavourFromBinaryVersion(
+      "/usr/sbin/mysqld  Ver 8.4.3-3 for Linux on x86_64 (Percona Server (GPL), Release 3)",
+    ),
+    "mysql",
+  );
+  assertEquals(
+    flavourFromBinaryVersion(
+      "/usr/sbin/mysqld  Ver 8.4.3 for Linux on x86_64 (MySQL Community Server - GPL)",
+    ),
+    "mysql",
+  );
+  assertEquals(flavourFromBinaryVersion("command not found"), undefined);
+});
+
+Deno.test("sqlFor('mysql').changeSource() uses CHANGE REPLICATION SOURCE with GTID auto-positioning", () => {
+  const s = sqlFor("mysql").changeSource(source);
+  assertEquals(
+    s.sql,
+    "CHANGE REPLICATION SOURCE TO SOURCE_HOST=?, SOURCE_PORT=?, SOURCE_USER=?, SOURCE_PASSWORD=?, " +
+      "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1",
+  );
+  assertEquals(s.values, ["10.0.0.2", 3306, "repl", "pw'x", 1, 1]);
+  assert(!s.sql.includes("pw'x"), "the password travels as a value, never in the SQL text");
+});
+
+Deno.test("sqlFor('mariadb').changeSource() uses CHANGE MASTER with MASTER_USE_GTID=slave_pos", () => {
+  const s = sqlFor("mariadb").changeSource(source);
+  assertEquals(
+    s.sql,
+    "CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, " +
+      "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=?, MASTER_HEARTBEAT_PERIOD=?",
+  );
+  assert(
+    sqlFor("mariadb").changeSource({ ...source, demote: true }).sql.endsWith(", MASTER_DEMOTE_TO_SLAVE=1"),
+  );
+  assert(!sqlFor("mysql").changeSource({ ...source, demote: true }).sql.includes("DEMOTE"));
+});
+
+Deno.test("sqlFor() uses each flavour's replica statements", () => {
+  const my = sqlFor("mysql");
+  const ma = sqlFor("mariadb");
+  assertEquals([my.startReplica, my.stopReplica, my.resetReplicaAll, my.replicaStatus], [
+    "START REPLICA",
+    "STOP REPLICA",
+    "RESET REPLICA ALL",
+    "SHOW REPLICA STATUS",
+  ]);
+  assertEquals([ma.startReplica, ma.stopReplica, ma.resetReplicaAll, ma.replicaStatus], [
+    "START SLAVE",
+    "STOP SLAVE",
+    "RESET SLAVE ALL",
+    "SHOW SLAVE STATUS",
+  ]);
+});
+
+Deno.test("sqlFor() waits for GTIDs with each flavour's function and reads its success value", () => {
+  assertEquals(sqlFor("mysql").waitForGtids("uuid:1-5", 3), {
+    sql: "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?) AS waited",
+    values: ["uuid:1-5", 3],
+  });
+  assertEquals(sqlFor("mariadb").waitForGtids("0-1-5", 3).sql, "SELECT MASTER_GTID_WAIT(?, ?) AS waited");
+  for (const f of ["mysql", "mariadb"] as const) {
+    assertEquals(sqlFor(f).waitSucceeded(0), true);
+    assertEquals(sqlFor(f).waitSucceeded("0"), true);
+    assertEquals(sqlFor(f).waitSucceeded(1), false);
+    assertEquals(sqlFor(f).waitSucceeded(-1), false);
+    assertEquals(sqlFor(f).waitSucceeded(null), false);
+  }
+});
+
+Deno.test("sqlFor() turns read-only on with super_read_only on MySQL and read_only on MariaDB", () => {
+  assertEquals(sqlFor("mysql").setReadOnly(true), ["SET GLOBAL super_read_only = ON"]);
+  assertEquals(sqlFor("mysql").setReadOnly(false), ["SET GLOBAL read_only = OFF"]);
+  assertEquals(sqlFor("mariadb").setReadOnly(true), ["SET GLOBAL read_only = ON"]);
+  assertEquals(sqlFor("mariadb").setReadOnly(false), ["SET GLOBAL read_only = OFF"]);
+});
+
+Deno.test("sqlFor() enables semi-sync with AFTER_SYNC under each flavour's variable names", () => {
+  assertEquals(sqlFor("mysql").setSemiSyncSource(true), [
+    "SET GLOBAL rpl_semi_sync_source_wait_point = 'AFTER_SYNC'",
+    "SET GLOBAL rpl_semi_sync_source_enabled = ON",
+  ]);
+  assertEquals(sqlFor("mariadb").setSemiSyncSource(false), ["SET GLOBAL rpl_semi_sync_master_enabled = OFF"]);
+});
+
+Deno.test("sqlFor('mysql').replicaStatusFromRow() reads SHOW REPLICA STATUS columns of MySQL 8.4", () => {
+  const row = {
+    Source_Host: "10.0.0.2",
+    Source_Port: 3306,
+    Replica_IO_Running: "Connecting",
+    Replica_SQL_Running: "Yes",
+    Seconds_Behind_Source: null,
+    Retrieved_Gtid_Set: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5",
+    Last_IO_Error: "error connecting to source",
+    Last_SQL_Error: "",
+  };
+  assertEquals(sqlFor("mysql").replicaStatusFromRow(row), {
+    sourceHost: "10.0.0.2",
+    sourcePort: 3306,
+    ioRunning: "connecting",
+    sqlRunning: true,
+    lagSeconds: null,
+    retrievedGtids: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5",
+    lastIoError: "error connecting to source",
+    lastSqlError: "",
+  });
+});
+
+Deno.test("sqlFor('mariadb').replicaStatusFromRow() reads SHOW SLAVE STATUS columns of MariaDB", () => {
+  const row = {
+    Master_Host: "10.99.0.11",
+    Master_Port: 3306,
+    Slave_IO_Running: "Yes",
+    Slave_SQL_Running: "No",
+    Seconds_Behind_Master: "7",
+    Gtid_IO_Pos: "0-1-11",
+    Last_IO_Error: "",
+    Last_SQL_Error: "Error 1950",
+  };
+  const s = sqlFor("mariadb").replicaStatusFromRow(row);
+  assertEquals([s.ioRunning, s.sqlRunning, s.lagSeconds, s.retrievedGtids, s.lastSqlError], [
+    "yes",
+    false,
+    7,
+    "0-1-11",
+    "Error 1950",
+  ]);
+});
+
+Deno.test("sqlFor().gtidState() reads gtid_executed on MySQL and the binlog state and positions on MariaDB", () => {
+  assertEquals(sqlFor("mysql").gtidState({ executed: "u:1-3,\nv:1" }), { executed: "u:1-3,\nv:1" });
+  assertEquals(
+    sqlFor("mariadb").gtidState({
+      executed: "0-1-3,0-2-4",
+      current_pos: "0-2-4",
+      slave_pos: "0-1-3",
+      binlog_pos: "0-2-4",
+    }),
+    { executed: "0-1-3,0-2-4", currentPos: "0-2-4", slavePos: "0-1-3", binlogPos: "0-2-4" },
+  );
+  assert(sqlFor("mysql").gtidStateQuery.includes("gtid_executed"));
+  assert(sqlFor("mariadb").gtidStateQuery.includes("gtid_binlog_state"));
+});

@@ -1,0 +1,84 @@
+import { assert, assertEquals } from "./assert.ts";
+import { loadConfig } from "../../src/config.ts";
+import { bufferPoolBytes, renderMyCnf, serverIdFor } from "../../src/mysql/mycnf.ts";
+
+const config = (extra: Record<string, string> = {}) =>
+  loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "x", NODE_NAME: "db-1", ...extra })[n], { hostname: () => "h" });
+const GiB = 2 ** 30;
+
+Deno.test("serverIdFor() is stable, in 1..2^32-1, and differs between nodes", () => {
+  assertEquals(serverIdFor("db-1"), serverIdFor("db-1"));
+  const ids = new Set(Array.from({ length: 1000 }, (_, i) => serverIdFor(`node-${i}`)));
+  assertEquals(ids.size, 1000);
+  for (const id of ids) assert(id >= 1 && id <= 0xffffffff, String(id));
+  assert(serverIdFor("") >= 1);
+});
+
+Deno.test("bufferPoolBytes() defaults to 70% of memory in whole MiB, at least 128 MiB", () => {
+  assertEquals(bufferPoolBytes(undefined, 10 * GiB), 7168 * 2 ** 20);
+  assertEquals(bufferPoolBytes(undefined, 100 * 2 ** 20), 128 * 2 ** 20);
+  assertEquals(bufferPoolBytes(512 * 2 ** 20, 10 * GiB), 512 * 2 ** 20);
+});
+
+Deno.test("renderMyCnf() starts every node read-only with replication stopped (MariaDB)", () => {
+  const text = renderMyCnf(config(), { flavour: "mariadb", reportHost: "10.0.0.5", memoryBytes: 2 * GiB });
+  for (
+    const line of [
+      "read_only = ON",
+      "skip_slave_start = ON",
+      "gtid_strict_mode = ON",
+      "log_slave_updates = ON",
+      "log_bin = mysql-bin",
+      "binlog_format = ROW",
+      `server_id = ${serverIdFor("db-1")}`,
+      "report_host = 10.0.0.5",
+      "datadir = /var/lib/mysql",
+      "socket = /var/run/mysqld/mysqld.sock",
+      "innodb_buffer_pool_size = 1433M",
+    ]
+  ) assert(text.split("\n").includes(line), `missing: ${line}\n${text}`);
+  assert(!text.includes("super_read_only"), "MariaDB has no super_read_only");
+  assert(!text.includes("semi_sync"));
+  assert(!text.includes("user ="));
+});
+
+Deno.test("renderMyCnf() uses MySQL 8.4 names: super_read_only, gtid_mode, skip_replica_start", () => {
+  const text = renderMyCnf(config({ INNODB_BUFFER_POOL_SIZE: "256M" }), {
+    flavour: "mysql",
+    reportHost: "db-1",
+    memoryBytes: GiB,
+    osUser: "mysql",
+  });
+  for (
+    const line of [
+      "super_read_only = ON",
+      "gtid_mode = ON",
+      "enforce_gtid_consistency = ON",
+      "skip_replica_start = ON",
+      "log_replica_updates = ON",
+      "replica_net_timeout = 4",
+      "innodb_buffer_pool_size = 256M",
+      "user = mysql",
+    ]
+  ) assert(text.split("\n").includes(line), `missing: ${line}`);
+  assert(!text.includes("gtid_strict_mode"));
+});
+
+Deno.test("renderMyCnf() adds semi-sync AFTER_SYNC settings only when SEMI_SYNC is on", () => {
+  const mysql = renderMyCnf(config({ SEMI_SYNC: "on" }), {
+    flavour: "mysql",
+    reportHost: "a",
+    memoryBytes: GiB,
+  });
+  assert(mysql.includes("plugin-load-add = semisync_source.so"));
+  assert(mysql.includes("rpl_semi_sync_source_wait_point = AFTER_SYNC"));
+  assert(mysql.includes("rpl_semi_sync_replica_enabled = ON"));
+  const maria = renderMyCnf(config({ SEMI_SYNC: "on" }), {
+    flavour: "mariadb",
+    reportHost: "a",
+    memoryBytes: GiB,
+  });
+  assert(maria.includes("rpl_semi_sync_master_wait_point = AFTER_SYNC"));
+  assert(maria.includes("rpl_semi_sync_slave_enabled = ON"));
+  assert(!maria.includes("plugin-load-add"), "semi-sync is built into MariaDB");
+});
