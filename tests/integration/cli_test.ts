@@ -1,0 +1,119 @@
+/**
+ * The CLI as ContainerPilot runs it: `deno run` with the very permission set `deno compile` uses (-P=autopilot
+ * from deno.json), never -A, so a permission the program lacks fails here.
+ */
+import { assert, assertEquals } from "../unit/assert.ts";
+import { REPO_ROOT } from "./harness/mod.ts";
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function autopilot(args: string[], env: Record<string, string> = {}): Promise<Result> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-P=autopilot", "mod.ts", ...args],
+    cwd: REPO_ROOT,
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      DENO_DIR: Deno.env.get("DENO_DIR") ?? "",
+      NO_COLOR: "1",
+      ...env,
+    },
+    stdin: "null",
+  }).output();
+  const dec = new TextDecoder();
+  // Deno warns on stderr that permission sets in deno.json are experimental; the compiled binary does not.
+  const stderr = dec.decode(out.stderr).split("\n").filter((l) => !l.includes("experimental feature")).join(
+    "\n",
+  );
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: stderr.trim() };
+}
+
+Deno.test("autopilot --help lists every command and exits 0", async () => {
+  const r = await autopilot(["--help"]);
+  assertEquals(r.code, 0, r.stderr);
+  assert(r.stdout.includes("usage: autopilot COMMAND"));
+  assert(/^\s+config\s+print the effective configuration/m.test(r.stdout), r.stdout);
+  const help = await autopilot(["help", "config"]);
+  assert(help.stdout.startsWith("usage: autopilot config"), help.stdout);
+  assert(help.stdout.includes("--json"));
+});
+
+Deno.test("autopilot config prints every setting with secrets redacted", async () => {
+  const r = await autopilot(["config"], {
+    MYSQL_REPL_PASSWORD: "repl-s3cret",
+    MYSQL_ROOT_PASSWORD: "root-s3cret",
+    MYSQL_USER: "app",
+    MYSQL_PASSWORD: "app-s3cret",
+    SERVICE_NAME: "orders",
+    NODE_NAME: "db-7",
+  });
+  assertEquals(r.code, 0, r.stderr);
+  for (const secret of ["repl-s3cret", "root-s3cret", "app-s3cret"]) {
+    assert(!r.stdout.includes(secret), secret);
+  }
+  assert(/^MYSQL_REPL_PASSWORD\s+<redacted>$/m.test(r.stdout), r.stdout);
+  assert(/^PRIMARY_KEY\s+orders-primary\s+\(default\)$/m.test(r.stdout), r.stdout);
+  assert(/^NODE_NAME\s+db-7$/m.test(r.stdout));
+  assertEquals(r.stderr, "");
+});
+
+Deno.test("autopilot config --json prints parseable JSON with secrets redacted", async () => {
+  const r = await autopilot(["config", "--json"], {
+    MYSQL_REPL_PASSWORD: "repl-s3cret",
+    CONSUL: "10.0.0.9:8501",
+  });
+  assertEquals(r.code, 0, r.stderr);
+  const json = JSON.parse(r.stdout);
+  assertEquals(json.MYSQL_REPL_PASSWORD, "<redacted>");
+  assertEquals(json.CONSUL, "http://10.0.0.9:8501");
+  assertEquals(json.NODE_NAME.length > 0, true, "the hostname default needs --allow-sys=hostname");
+});
+
+Deno.test("autopilot with a missing variable prints one line naming it and exits 2", async () => {
+  const r = await autopilot(["config"]);
+  assertEquals(r.code, 2);
+  assertEquals(r.stdout, "");
+  assertEquals(
+    r.stderr,
+    "autopilot: invalid configuration: MYSQL_REPL_PASSWORD is required (replication user's password)",
+  );
+});
+
+Deno.test("autopilot with wrong values prints one line per variable and exits 2", async () => {
+  const r = await autopilot(["config"], {
+    MYSQL_REPL_PASSWORD: "x",
+    BACKUP_TTL: "soon",
+    MYSQL_DATADIR: "rel/path",
+  });
+  assertEquals(r.code, 2);
+  assertEquals(r.stderr.split("\n"), [
+    "autopilot: invalid configuration: MYSQL_DATADIR must be an absolute path: current value is 'rel/path'",
+    "autopilot: invalid configuration: BACKUP_TTL must be a duration such as 30, 90s, 15m, 24h or 1h30m (a plain number is seconds): current value is 'soon'",
+  ]);
+});
+
+Deno.test("autopilot with an unknown command or option exits 2 with a hint", async () => {
+  const r = await autopilot(["frobnicate"]);
+  assertEquals(r.code, 2);
+  assertEquals(
+    r.stderr,
+    "autopilot: unknown command 'frobnicate': run 'autopilot --help' for the list of commands",
+  );
+  const o = await autopilot(["config", "--nope"], { MYSQL_REPL_PASSWORD: "x" });
+  assertEquals(o.code, 2);
+  assert(o.stderr.startsWith("autopilot config: Unknown option '--nope'"), o.stderr);
+});
+
+Deno.test("deno.json's autopilot permission set allows exactly the variables src/config.ts reads", async () => {
+  const { VARIABLES } = await import("../../src/config.ts");
+  const denoJson = JSON.parse(await Deno.readTextFile(`${REPO_ROOT}/deno.json`));
+  const allowed: string[] = denoJson.permissions.autopilot.env;
+  const extra = ["CONTAINERPILOT_MYSQL_IP"]; // set by ContainerPilot for the advertised `mysql` job
+  assertEquals([...allowed].sort(), [...VARIABLES.map((v) => v.name), ...extra].sort());
+  assertEquals(denoJson.permissions.autopilot.run, false);
+  assert(denoJson.tasks.compile.includes("-P=autopilot"), "compile must use the same permission set");
+});

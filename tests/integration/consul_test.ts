@@ -1,0 +1,209 @@
+/**
+ * The Consul layer against a real Consul agent (dev mode, loopback).
+ */
+import { assert, assertEquals, assertRejects } from "../unit/assert.ts";
+import type { ConsulConfig } from "../../src/config.ts";
+import { ConsulStore, ConsulUnavailableError, SessionGoneError } from "../../src/consul.ts";
+import { type ConsulServer, freePort, Harness, startConsul, waitFor } from "./harness/mod.ts";
+
+function configFor(port: number, timeoutMs = 2000): ConsulConfig {
+  return { scheme: "http", host: "127.0.0.1", port, url: `http://127.0.0.1:${port}`, timeoutMs };
+}
+
+async function withConsul(fn: (store: ConsulStore, server: ConsulServer, h: Harness) => Promise<void>) {
+  await using h = await Harness.create();
+  const server = await h.startConsul();
+  const store = new ConsulStore(configFor(server.port));
+  try {
+    await fn(store, server, h);
+  } finally {
+    store.close();
+  }
+}
+
+async function rawGet(server: ConsulServer, path: string): Promise<unknown> {
+  const res = await fetch(`${server.url}${path}`);
+  return await res.json();
+}
+
+Deno.test("ConsulStore.createSession() makes a TTL session with no checks and a short lock-delay", async () => {
+  await withConsul(async (store, server) => {
+    const id = await store.createSession({ name: "mysql-primary-lock", ttlSeconds: 10 });
+    const [info] = await rawGet(server, `/v1/session/info/${id}`) as Record<string, unknown>[];
+    assertEquals(info.Name, "mysql-primary-lock");
+    assertEquals(info.TTL, "10s");
+    assertEquals(info.Behavior, "release");
+    assertEquals(info.LockDelay, 2_000_000_000);
+    assertEquals(info.NodeChecks ?? [], []);
+    assertEquals(info.ServiceChecks ?? [], []);
+  });
+});
+
+Deno.test("ConsulStore.renewSession() is false once the session is gone, and ensureSession() re-creates it", async () => {
+  await withConsul(async (store) => {
+    const options = { name: "s", ttlSeconds: 10 };
+    const id = await store.createSession(options);
+    assertEquals(await store.renewSession(id), true);
+    assertEquals(await store.ensureSession(id, options), { id, created: false });
+    await store.destroySession(id);
+    assertEquals(await store.renewSession(id), false);
+    assertEquals(await store.sessionExists(id), false);
+    const again = await store.ensureSession(id, options);
+    assertEquals(again.created, true);
+    assert(again.id !== id);
+    assertEquals(await store.sessionExists(again.id), true);
+  });
+});
+
+Deno.test("ConsulStore.tryAcquireLock() gives a lock to one session only, until it is released", async () => {
+  await withConsul(async (store) => {
+    const a = await store.createSession({ name: "a", ttlSeconds: 10 });
+    const b = await store.createSession({ name: "b", ttlSeconds: 10 });
+    assertEquals(await store.tryAcquireLock("mysql-primary", a, "node-a"), true);
+    assertEquals(
+      await store.tryAcquireLock("mysql-primary", a, "node-a"),
+      true,
+      "re-acquiring by the holder",
+    );
+    assertEquals(await store.tryAcquireLock("mysql-primary", b, "node-b"), false);
+    assertEquals(await store.releaseLock("mysql-primary", b), false, "b never held it");
+    const held = await store.get("mysql-primary");
+    assertEquals([held?.value, held?.session], ["node-a", a]);
+    assertEquals(await store.releaseLock("mysql-primary", a), true);
+    assertEquals(
+      await store.tryAcquireLock("mysql-primary", b, "node-b"),
+      true,
+      "a released it: no lock-delay",
+    );
+    assertEquals((await store.get("mysql-primary"))?.session, b);
+  });
+});
+
+Deno.test("ConsulStore.tryAcquireLock() is refused during the lock-delay after the holder's session dies", async () => {
+  await withConsul(async (store) => {
+    const a = await store.createSession({ name: "a", ttlSeconds: 10, lockDelaySeconds: 2 });
+    const b = await store.createSession({ name: "b", ttlSeconds: 10 });
+    assert(await store.tryAcquireLock("k", a, "a"));
+    await store.destroySession(a);
+    assertEquals((await store.get("k"))?.session, undefined, "behaviour 'release' frees the key");
+    const t0 = Date.now();
+    assertEquals(await store.tryAcquireLock("k", b, "b"), false, "still inside a's lock-delay");
+    await waitFor("lock-delay to pass", () => store.tryAcquireLock("k", b, "b"), {
+      timeoutMs: 5000,
+      intervalMs: 200,
+    });
+    const waited = Date.now() - t0;
+    assert(waited >= 1000 && waited < 4000, `acquired after ${waited} ms`);
+  });
+});
+
+Deno.test("ConsulStore.tryAcquireLock() with a session that does not exist throws SessionGoneError", async () => {
+  await withConsul(async (store) => {
+    const e = await assertRejects(
+      () => store.tryAcquireLock("k", "00000000-0000-0000-0000-000000000000", "v"),
+      SessionGoneError,
+    );
+    assertEquals(e.sessionId, "00000000-0000-0000-0000-000000000000");
+  });
+});
+
+Deno.test("ConsulStore: an unrenewed TTL session expires within twice its TTL and frees its lock", async () => {
+  await withConsul(async (store) => {
+    const id = await store.createSession({ name: "short", ttlSeconds: 10 });
+    assert(await store.tryAcquireLock("expiring", id, "v"));
+    const t0 = Date.now();
+    await waitFor("the session to expire", async () => !(await store.sessionExists(id)), {
+      timeoutMs: 25_000,
+      intervalMs: 250,
+    });
+    const took = Date.now() - t0;
+    assert(took >= 9_000, `expired after only ${took} ms`);
+    assertEquals((await store.get("expiring"))?.session, undefined);
+  });
+});
+
+Deno.test("ConsulStore.putIfUnchanged() is create-only at index 0 and compare-and-set after", async () => {
+  await withConsul(async (store) => {
+    assertEquals(await store.putIfUnchanged("svc/last-backup", "a", 0), true);
+    assertEquals(await store.putIfUnchanged("svc/last-backup", "b", 0), false, "exists already");
+    const entry = await store.get("svc/last-backup");
+    assertEquals(entry?.value, "a");
+    assertEquals(await store.putIfUnchanged("svc/last-backup", "c", entry!.modifyIndex), true);
+    assertEquals(
+      await store.putIfUnchanged("svc/last-backup", "d", entry!.modifyIndex),
+      false,
+      "index moved on",
+    );
+    assertEquals((await store.get("svc/last-backup"))?.value, "c");
+  });
+});
+
+Deno.test("ConsulStore.getJson() round-trips values and names the key when a value is not JSON", async () => {
+  await withConsul(async (store) => {
+    const manifest = { name: "mysql-backup-2026", gtid: "0-1-3", size: 123, nested: { ok: true } };
+    await store.putJson("svc/manifest", manifest);
+    assertEquals((await store.getJson("svc/manifest"))?.value, manifest);
+    assertEquals(await store.getJson("svc/missing"), undefined);
+    await store.put("svc/text", "not json");
+    await assertRejects(
+      () => store.getJson("svc/text"),
+      SyntaxError,
+      "Cannot parse Consul key 'svc/text' as JSON",
+    );
+    assert(await store.putJsonIfUnchanged("svc/new", [1], 0));
+    assertEquals((await store.getPrefix("svc/")).map((e) => e.key), ["svc/manifest", "svc/new", "svc/text"]);
+    await store.delete("svc/text");
+    assertEquals(await store.get("svc/text"), undefined);
+  });
+});
+
+Deno.test("ConsulStore.passingInstances() lists only instances whose checks pass", async () => {
+  await withConsul(async (store, server) => {
+    for (const [id, address] of [["mysql-n1", "10.99.0.11"], ["mysql-n2", "10.99.0.12"]]) {
+      const res = await fetch(`${server.url}/v1/agent/service/register`, {
+        method: "PUT",
+        body: JSON.stringify({ ID: id, Name: "mysql", Address: address, Port: 3306, Check: { TTL: "30s" } }),
+      });
+      assertEquals(res.status, 200, await res.text());
+    }
+    assertEquals(await store.passingInstances("mysql"), [], "TTL checks start critical");
+    await (await fetch(`${server.url}/v1/agent/check/pass/service:mysql-n2`, { method: "PUT" })).body
+      ?.cancel();
+    const passing = await store.passingInstances("mysql");
+    assertEquals(passing.map((i) => [i.id, i.address, i.port]), [["mysql-n2", "10.99.0.12", 3306]]);
+    assertEquals(await store.passingInstances("no-such-service"), []);
+  });
+});
+
+Deno.test("ConsulStore reports an unreachable agent as ConsulUnavailableError within its timeout", async () => {
+  const store = new ConsulStore(configFor(freePort(), 1000));
+  try {
+    await assertRejects(
+      () => store.get("k"),
+      ConsulUnavailableError,
+      "Cannot reach Consul (kv get): ECONNREFUSED",
+    );
+    await assertRejects(() => store.createSession({ name: "s", ttlSeconds: 10 }), ConsulUnavailableError);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("ConsulStore keeps working across a Consul restart (keep-alive sockets under this Deno)", async () => {
+  await using h = await Harness.create();
+  const first = await h.startConsul();
+  const store = new ConsulStore(configFor(first.port));
+  try {
+    for (let i = 0; i < 20; i++) await store.put(`ka/${i}`, "x".repeat(200));
+    await first.stop();
+    // A new agent on the same port: the pooled sockets now point at a dead peer.
+    const second = await startConsul({ group: h.group, httpPort: first.port });
+    assertEquals(second.port, first.port);
+    const t0 = performance.now();
+    await store.put("ka/after-restart", "y".repeat(200)); // a PUT with a body on a stale socket: must not hang
+    assertEquals((await store.get("ka/after-restart"))?.value, "y".repeat(200));
+    assert(performance.now() - t0 < 2000, "requests after the restart were slow");
+  } finally {
+    store.close();
+  }
+});

@@ -1,0 +1,134 @@
+/**
+ * A real Consul dev agent (in-memory server, single node) for integration tests.
+ *
+ * Cluster traffic binds to 127.0.0.1 on free ports; the HTTP API listens on free port P on every address in
+ * `bindAddrs` (add the test network's host-leg address so nodes in namespaces can reach it). DNS and gRPC are
+ * off, and so is the update check.
+ *
+ * @module
+ */
+
+import { freePorts } from "./ports.ts";
+import {
+  ProcessGroup,
+  processRunDir,
+  randomId,
+  ServerProcess,
+  spawnServer,
+  stop as stopPid,
+  StopWaiting,
+  waitFor,
+} from "./proc.ts";
+import { toolPath } from "./tools.ts";
+
+/** Options for {@linkcode startConsul}. */
+export interface StartConsulOptions {
+  /** Addresses the HTTP API listens on (must exist on the host); default `["127.0.0.1"]`. */
+  bindAddrs?: string[];
+  /** Dir for the log; default a fresh dir in this process's run dir. */
+  dir?: string;
+  /** Process group to start consul in (a Harness passes its own). */
+  group?: ProcessGroup;
+  /** How long to wait for a leader; default 20 s. */
+  timeoutMs?: number;
+  /** HTTP port; default a free one (pass a stopped agent's port to restart "the same" agent). */
+  httpPort?: number;
+}
+
+/** A running Consul dev agent. */
+export interface ConsulServer {
+  /** `127.0.0.1:PORT` (as used by CONSUL_HTTP_ADDR). */
+  readonly httpAddr: string;
+  /** `http://127.0.0.1:PORT`. */
+  readonly url: string;
+  /** The HTTP port (the same on every bind address). */
+  readonly port: number;
+  /** Addresses the HTTP API listens on. */
+  readonly bindAddrs: readonly string[];
+  readonly pid: number;
+  readonly dir: string;
+  /** consul's stdout+stderr. */
+  readonly logFile: string;
+  /** The agent's node name. */
+  readonly nodeName: string;
+  /** Stops the agent by pid (SIGTERM, SIGKILL after 10 s). */
+  stop(): Promise<void>;
+}
+
+async function getOk(url: string): Promise<string | undefined> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+  const body = await res.text();
+  return res.ok ? body : undefined;
+}
+
+/**
+ * Starts `consul agent -dev` and waits until `/v1/status/leader` names a leader and `/v1/agent/self` answers.
+ */
+export async function startConsul(opts: StartConsulOptions = {}): Promise<ConsulServer> {
+  const consul = await toolPath("CONSUL");
+  const bindAddrs = opts.bindAddrs && opts.bindAddrs.length > 0 ? [...opts.bindAddrs] : ["127.0.0.1"];
+  const id = randomId(6);
+  const dir = opts.dir ?? `${await processRunDir()}/consul-${id}`;
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const [freeHttp, serfLan, serfWan, server] = freePorts(4);
+  const http = opts.httpPort ?? freeHttp;
+  const nodeName = `autopilot-test-${id}`;
+  const args = [
+    "agent",
+    "-dev",
+    "-node",
+    nodeName,
+    "-bind",
+    "127.0.0.1",
+    "-client",
+    bindAddrs.join(" "),
+    "-http-port",
+    String(http),
+    "-https-port",
+    "-1",
+    "-dns-port",
+    "-1",
+    "-grpc-port",
+    "-1",
+    "-grpc-tls-port",
+    "-1",
+    "-serf-lan-port",
+    String(serfLan),
+    "-serf-wan-port",
+    String(serfWan),
+    "-server-port",
+    String(server),
+    "-disable-host-node-id",
+    "-hcl",
+    "disable_update_check = true",
+  ];
+  const spawnOpts = { name: "consul", program: consul, args, logFile: `${dir}/consul.log`, cwd: dir };
+  const proc: ServerProcess = opts.group ? await opts.group.spawn(spawnOpts) : await spawnServer(spawnOpts);
+  const url = `http://127.0.0.1:${http}`;
+  try {
+    await waitFor(`consul (pid ${proc.pid}) to elect itself leader at ${url}`, async () => {
+      if (proc.exited) throw new StopWaiting(`consul (pid ${proc.pid}) exited during startup`);
+      const leader = await getOk(`${url}/v1/status/leader`);
+      if (!leader || JSON.parse(leader) === "") return false;
+      return (await getOk(`${url}/v1/agent/self`)) !== undefined;
+    }, { timeoutMs: opts.timeoutMs ?? 20_000, intervalMs: 100 });
+  } catch (e) {
+    await stopPid(proc.pid);
+    let log = "";
+    try {
+      log = (await Deno.readTextFile(proc.logFile)).trimEnd().split("\n").slice(-15).join("\n");
+    } catch { /* no log */ }
+    throw new Error(`${e instanceof Error ? e.message : e}\n--- ${proc.logFile} ---\n${log}`);
+  }
+  return {
+    httpAddr: `127.0.0.1:${http}`,
+    url,
+    port: http,
+    bindAddrs,
+    pid: proc.pid,
+    dir,
+    logFile: proc.logFile,
+    nodeName,
+    stop: () => stopPid(proc.pid),
+  };
+}
