@@ -24,13 +24,7 @@ export function assertThrows<E extends Error>(
   try {
     fn();
   } catch (e) {
-    if (!(e instanceof ErrorClass)) {
-      throw new AssertionError({ message: `expected ${ErrorClass.name}, got ${e}` });
-    }
-    if (includes !== undefined && !e.message.includes(includes)) {
-      throw new AssertionError({ message: `expected message to include '${includes}', got '${e.message}'` });
-    }
-    return e;
+    return expectError(e, ErrorClass, includes);
   }
   throw new AssertionError({ message: `expected ${ErrorClass.name} to be thrown` });
 }
@@ -44,13 +38,21 @@ export async function assertRejects<E extends Error>(
   try {
     await fn();
   } catch (e) {
-    if (!(e instanceof ErrorClass)) {
-      throw new AssertionError({ message: `expected ${ErrorClass.name}, got ${e}` });
-    }
-    if (includes !== undefined && !e.message.includes(includes)) {
-      throw new AssertionError({ message: `expected message to include '${includes}', got '${e.message}'` });
-    }
-    return e;
+    return expectError(e, ErrorClass, includes);
   }
   throw new AssertionError({ message: `expected ${ErrorClass.name} to be rejected` });
+}
+
+function expectError<E extends Error>(
+  e: unknown,
+  ErrorClass: abstract new (...args: never[]) => E,
+  includes: string | undefined,
+): E {
+  if (!(e instanceof ErrorClass)) {
+    throw new AssertionError({ message: `expected ${ErrorClass.name}, got ${e}` });
+  }
+  if (includes !== undefined && !e.message.includes(includes)) {
+    throw new AssertionError({ message: `expected message to include '${includes}', got '${e.message}'` });
+  }
+  return e;
 }

@@ -15,6 +15,7 @@ import {
   randomId,
   ServerProcess,
   spawnServer,
+  startupFailed,
   stop as stopPid,
   StopWaiting,
   waitFor,
@@ -113,12 +114,7 @@ export async function startConsul(opts: StartConsulOptions = {}): Promise<Consul
       return (await getOk(`${url}/v1/agent/self`)) !== undefined;
     }, { timeoutMs: opts.timeoutMs ?? 20_000, intervalMs: 100 });
   } catch (e) {
-    await stopPid(proc.pid);
-    let log = "";
-    try {
-      log = (await Deno.readTextFile(proc.logFile)).trimEnd().split("\n").slice(-15).join("\n");
-    } catch { /* no log */ }
-    throw new Error(`${e instanceof Error ? e.message : e}\n--- ${proc.logFile} ---\n${log}`);
+    throw await startupFailed(proc, e);
   }
   return {
     httpAddr: `127.0.0.1:${http}`,

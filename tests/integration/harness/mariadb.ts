@@ -15,6 +15,7 @@
 import {
   isAlive,
   kill9 as killPid,
+  logTail,
   ProcessGroup,
   processRunDir,
   randomId,
@@ -87,11 +88,7 @@ async function exists(path: string): Promise<boolean> {
 }
 
 async function tail(path: string, lines = 15): Promise<string> {
-  try {
-    return (await Deno.readTextFile(path)).trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return `(no ${path})`;
-  }
+  return (await logTail(path, lines)) || `(no ${path})`;
 }
 
 /** Writes a file readable by its owner only (0600), for passwords. */

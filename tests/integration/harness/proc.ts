@@ -586,3 +586,29 @@ export async function cleanupLeftovers(): Promise<CleanupReport> {
   });
   return report;
 }
+
+/** The last `lines` lines of a log file ("" if it cannot be read). */
+export async function logTail(path: string, lines = 15): Promise<string> {
+  try {
+    return (await Deno.readTextFile(path)).trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * A server did not come up: stops it by pid and returns an error carrying the cause and its log's tail.
+ *
+ * @param hint Extra explanation chosen from the log (e.g. a known cause), appended to the message.
+ */
+export async function startupFailed(
+  proc: ServerProcess,
+  cause: unknown,
+  hint: (log: string) => string = () => "",
+): Promise<Error> {
+  await stop(proc.pid);
+  const log = await logTail(proc.logFile);
+  return new Error(
+    `${cause instanceof Error ? cause.message : cause}${hint(log)}\n--- ${proc.logFile} ---\n${log}`,
+  );
+}

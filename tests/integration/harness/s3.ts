@@ -17,6 +17,7 @@ import {
   randomSecret,
   ServerProcess,
   spawnServer,
+  startupFailed,
   stop as stopPid,
   StopWaiting,
   waitFor,
@@ -90,13 +91,11 @@ export async function startS3(opts: StartS3Options = {}): Promise<S3Server> {
       return res.ok;
     }, { timeoutMs: opts.timeoutMs ?? 15_000, intervalMs: 50 });
   } catch (e) {
-    await stopPid(proc.pid);
-    let log = "";
-    try {
-      log = (await Deno.readTextFile(proc.logFile)).trimEnd().split("\n").slice(-15).join("\n");
-    } catch { /* no log */ }
-    const hint = /xattr|not supported/i.test(log) ? "\n(versitygw's posix backend needs user xattrs)" : "";
-    throw new Error(`${e instanceof Error ? e.message : e}${hint}\n--- ${proc.logFile} ---\n${log}`);
+    throw await startupFailed(
+      proc,
+      e,
+      (log) => /xattr|not supported/i.test(log) ? "\n(versitygw's posix backend needs user xattrs)" : "",
+    );
   }
   return {
     endpoint,
