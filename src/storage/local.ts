@@ -1,0 +1,86 @@
+/**
+ * The local directory store (the default): one file per key below a root directory, which can be a shared
+ * volume. Writes go to a temporary file that is synced and renamed into place, so readers see whole objects
+ * or nothing.
+ *
+ * @module
+ */
+import { checkKey, NotFoundError, type ObjectInfo, type SnapshotStore } from "./store.ts";
+
+/** A {@link SnapshotStore} on a local directory. */
+export class LocalStore implements SnapshotStore {
+  readonly kind = "local";
+  readonly location: string;
+
+  constructor(root: string) {
+    this.location = root.replace(/\/+$/, "");
+  }
+
+  async put(key: string, body: ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<ObjectInfo> {
+    const path = this.#path(checkKey(key));
+    await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    const tmp = `${path}.tmp-${crypto.randomUUID()}`;
+    const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o640 });
+    try {
+      await body.pipeTo(file.writable, { preventClose: true, signal });
+      await file.sync();
+      file.close();
+      await Deno.rename(tmp, path);
+    } catch (e) {
+      try {
+        file.close();
+      } catch { /* already closed */ }
+      await Deno.remove(tmp).catch(() => {});
+      throw e;
+    }
+    const stat = await Deno.stat(path);
+    return { key, size: stat.size, modified: stat.mtime ?? new Date() };
+  }
+
+  async get(key: string): Promise<ReadableStream<Uint8Array>> {
+    try {
+      const file = await Deno.open(this.#path(checkKey(key)), { read: true });
+      return file.readable;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) throw new NotFoundError(this.kind, key);
+      throw e;
+    }
+  }
+
+  async *list(prefix = ""): AsyncIterable<ObjectInfo> {
+    yield* this.#walk("", prefix);
+  }
+
+  async delete(keys: readonly string[]): Promise<void> {
+    for (const key of keys) {
+      await Deno.remove(this.#path(checkKey(key))).catch((e) => {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      });
+    }
+  }
+
+  async *#walk(dir: string, prefix: string): AsyncIterable<ObjectInfo> {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(dir === "" ? this.location : `${this.location}/${dir}`));
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return;
+      throw e;
+    }
+    for (const entry of entries) {
+      const key = dir === "" ? entry.name : `${dir}/${entry.name}`;
+      if (entry.isDirectory) {
+        if (prefix.startsWith(`${key}/`) || key.startsWith(prefix) || prefix === "") {
+          yield* this.#walk(key, prefix);
+        }
+      } else if (entry.isFile && key.startsWith(prefix) && !/\.tmp-[0-9a-f-]{36}$/.test(key)) {
+        const stat = await Deno.stat(`${this.location}/${key}`);
+        yield { key, size: stat.size, modified: stat.mtime ?? new Date(0) };
+      }
+    }
+  }
+
+  #path(key: string): string {
+    return `${this.location}/${key}`;
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * Where snapshots live: one small, stream-based interface with the local directory, S3 and Manta behind it.
+ * Retention, "latest snapshot" and manifests are written once, above it.
+ *
+ * @module
+ */
+
+/** One stored object. */
+export interface ObjectInfo {
+  /** The key relative to the store's root, `/`-separated, e.g. `mysql-backup-2026-11-25T19-00-00Z.xbstream.zst`. */
+  readonly key: string;
+  readonly size: number;
+  readonly modified: Date;
+}
+
+/** A key that does not exist. Every backend maps its own "missing" answer to this one class. */
+export class NotFoundError extends Error {
+  readonly key: string;
+  constructor(store: string, key: string) {
+    super(`No object '${key}' in the ${store} store`);
+    this.name = "NotFoundError";
+    this.key = key;
+  }
+}
+
+/** A snapshot store. Implementations never buffer a whole object in memory. */
+export interface SnapshotStore {
+  /** `local`, `s3` or `manta`. */
+  readonly kind: string;
+  /** A human-readable location (`/var/lib/autopilot/snapshots`, `s3://bucket/prefix/`), no secrets. */
+  readonly location: string;
+  /**
+   * Stores `body` under `key`, replacing any object of that name only once `body` has been read to its end:
+   * a failed or aborted upload leaves no partial object behind.
+   */
+  put(key: string, body: ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<ObjectInfo>;
+  /** Streams an object. @throws {NotFoundError} if it does not exist. */
+  get(key: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
+  /** Every object whose key starts with `prefix`, in no particular order. */
+  list(prefix?: string): AsyncIterable<ObjectInfo>;
+  /** Deletes objects; missing ones are not an error. */
+  delete(keys: readonly string[]): Promise<void>;
+}
+
+/**
+ * Checks a key: relative, `/`-separated, no empty, `.` or `..` segments, printable ASCII.
+ *
+ * @throws {RangeError} naming the key.
+ */
+export function checkKey(key: string): string {
+  if (!/^[A-Za-z0-9._\-\/]+$/.test(key) || key.split("/").some((s) => s === "" || s === "." || s === "..")) {
+    throw new RangeError(
+      `Cannot use '${key}' as a snapshot key: use letters, digits, '.', '_', '-' and '/' only`,
+    );
+  }
+  return key;
+}
