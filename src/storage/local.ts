@@ -20,16 +20,19 @@ export class LocalStore implements SnapshotStore {
     const path = this.#path(checkKey(key));
     await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
     const tmp = `${path}.tmp-${crypto.randomUUID()}`;
-    const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o640 });
     try {
-      await body.pipeTo(file.writable, { preventClose: true, signal });
-      await file.sync();
-      file.close();
+      const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o640 });
+      // Let the pipe close the file: with preventClose, Deno resolves pipeTo before the last writes land
+      // (a stream from a child process lost its tail that way). Closing waits for every pending write.
+      await body.pipeTo(file.writable, { signal });
+      const synced = await Deno.open(tmp, { read: true });
+      try {
+        await synced.sync();
+      } finally {
+        synced.close();
+      }
       await Deno.rename(tmp, path);
     } catch (e) {
-      try {
-        file.close();
-      } catch { /* already closed */ }
       await Deno.remove(tmp).catch(() => {});
       throw e;
     }
