@@ -205,15 +205,16 @@ export class ConsulStore {
   }
 
   /**
-   * Releases `key` if `sessionId` holds it.
+   * Releases `key` if `sessionId` holds it. Consul writes the request body as the key's new value on release,
+   * so pass the value to leave behind (e.g. the record of who held it last).
    *
    * @returns `true` if released, `false` if this session did not hold it.
    */
-  async releaseLock(key: string, sessionId: string): Promise<boolean> {
+  async releaseLock(key: string, sessionId: string, value = ""): Promise<boolean> {
     return (await this.#lockCall(
       "lock release",
       sessionId,
-      () => this.#client.kv.set({ key, value: "", release: sessionId }),
+      () => this.#client.kv.set({ key, value, release: sessionId }),
     )) === true;
   }
 
