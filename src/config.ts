@@ -68,6 +68,8 @@ export interface NodeConfig {
   readonly address?: string;
   /** Failover priority: higher wins a tie on transactions received; 0 means never promote this node. */
   readonly priority: number;
+  /** Directory for autopilot's own state (session id, generated root password). */
+  readonly stateDir: string;
 }
 
 /** The local MySQL-family server and the accounts autopilot manages on it. */
@@ -77,6 +79,10 @@ export interface MysqlConfig {
   readonly cnfPath: string;
   readonly socket: string;
   readonly port: number;
+  /** OS user mysqld runs as (the `user` option of my.cnf) and that owns the datadir. */
+  readonly osUser: string;
+  /** mysqld's temporary directory. */
+  readonly tmpdir: string;
   readonly user?: string;
   readonly password?: Secret;
   readonly database?: string;
@@ -207,6 +213,12 @@ export const VARIABLES: readonly VariableSpec[] = Object.freeze([
     "1",
     "Tie-break among equally advanced candidates, higher wins; 0: never promote.",
   ),
+  v(
+    "STATE_DIR",
+    "Node",
+    "/var/lib/autopilot",
+    "autopilot's own files: session id, generated root password (0600).",
+  ),
   // MySQL
   v("MYSQL_FLAVOUR", "MySQL", "auto", "`auto`, `mysql` (MySQL/Percona 8.4) or `mariadb` (10.11+)."),
   v("MYSQL_DATADIR", "MySQL", "/var/lib/mysql", "Data directory (absolute path)."),
@@ -218,6 +230,8 @@ export const VARIABLES: readonly VariableSpec[] = Object.freeze([
     "Unix socket autopilot uses for the local server.",
   ),
   v("MYSQL_PORT", "MySQL", "3306", "TCP port of every node's server."),
+  v("MYSQL_OS_USER", "MySQL", "mysql", "OS user mysqld runs as and that owns the datadir."),
+  v("MYSQL_TMPDIR", "MySQL", "/tmp", "mysqld's temporary directory (absolute path)."),
   v("MYSQL_USER", "MySQL", "-", "Application user to create (needs MYSQL_PASSWORD)."),
   v("MYSQL_PASSWORD", "MySQL", "-", "Application user's password.", true),
   v("MYSQL_DATABASE", "MySQL", "-", "Database to create; MYSQL_USER gets all privileges on it."),
@@ -388,6 +402,7 @@ export function loadConfig(env: EnvReader, host: ConfigHost): Config {
     name: r.string("NODE_NAME", host.hostname()) ?? "",
     ...opt("address", r.optString("NODE_ADDRESS")),
     priority: r.integer("FAILOVER_PRIORITY", 1, 0, 1_000_000) ?? 1,
+    stateDir: r.path("STATE_DIR", "/var/lib/autopilot"),
   };
 
   const mysql = readMysql(r);
@@ -483,6 +498,8 @@ function readMysql(r: Reader): MysqlConfig {
     cnfPath: r.path("MYSQL_CNF", "/etc/my.cnf"),
     socket: r.path("MYSQL_SOCKET", "/var/run/mysqld/mysqld.sock"),
     port: r.integer("MYSQL_PORT", 3306, 1, 65535) ?? 3306,
+    osUser: r.string("MYSQL_OS_USER", "mysql", checkAccount) ?? "mysql",
+    tmpdir: r.path("MYSQL_TMPDIR", "/tmp"),
     ...opt("user", user),
     ...opt("password", password),
     ...opt("database", database),
@@ -564,12 +581,12 @@ function readStorage(r: Reader, svc: string): StorageConfig {
 }
 
 /** strftime directives BACKUP_NAME may use (all of them UTC). */
-const STRFTIME = new Set(["Y", "y", "m", "d", "H", "M", "S", "j", "s", "%"]);
+const STRFTIME = new Set(["Y", "y", "m", "d", "H", "M", "S", "j", "s"]);
 
 function checkBackupName(name: string): string | undefined {
   for (const m of name.matchAll(/%(.?)/g)) {
     if (!STRFTIME.has(m[1])) {
-      return `has an unsupported strftime directive '%${m[1]}' (supported: %Y %y %m %d %H %M %S %j %s %%)`;
+      return `has an unsupported strftime directive '%${m[1]}' (supported: %Y %y %m %d %H %M %S %j %s)`;
     }
   }
   if (/[^A-Za-z0-9._%-]/.test(name)) return "may contain only letters, digits, '.', '_', '-' and directives";
@@ -814,11 +831,14 @@ function effectiveValues(c: Config): Record<string, string | undefined> {
     NODE_NAME: c.node.name,
     NODE_ADDRESS: c.node.address,
     FAILOVER_PRIORITY: s(c.node.priority),
+    STATE_DIR: c.node.stateDir,
     MYSQL_FLAVOUR: c.mysql.flavour,
     MYSQL_DATADIR: c.mysql.datadir,
     MYSQL_CNF: c.mysql.cnfPath,
     MYSQL_SOCKET: c.mysql.socket,
     MYSQL_PORT: s(c.mysql.port),
+    MYSQL_OS_USER: c.mysql.osUser,
+    MYSQL_TMPDIR: c.mysql.tmpdir,
     MYSQL_USER: c.mysql.user,
     MYSQL_PASSWORD: s(c.mysql.password),
     MYSQL_DATABASE: c.mysql.database,

@@ -16,8 +16,6 @@ export interface MyCnfFacts {
   readonly reportHost: string;
   /** Memory available to the container, in bytes (the buffer pool defaults to 70% of it). */
   readonly memoryBytes: number;
-  /** Run mysqld as this OS user (`root` only in tests that run as root). */
-  readonly osUser?: string;
   /** Address mysqld listens on; default all addresses. */
   readonly bindAddress?: string;
 }
@@ -69,8 +67,9 @@ export function renderMyCnf(config: Config, facts: MyCnfFacts): string {
     `port = ${m.port}`,
     "",
     "[mysqld]",
-    facts.osUser !== undefined && `user = ${facts.osUser}`,
+    `user = ${m.osUser}`,
     `datadir = ${m.datadir}`,
+    `tmpdir = ${m.tmpdir}`,
     `socket = ${m.socket}`,
     `pid-file = ${runtimeDir}/mysqld.pid`,
     `port = ${m.port}`,
@@ -83,6 +82,8 @@ export function renderMyCnf(config: Config, facts: MyCnfFacts): string {
     "# Nobody writes until the primary lock says so; replication starts only when autopilot starts it.",
     "read_only = ON",
     !mariadb && "super_read_only = ON",
+    // MySQL: autopilot's local account is authenticated by its OS user over the socket.
+    !mariadb && "plugin-load-add = auth_socket.so",
     mariadb ? "skip_slave_start = ON" : "skip_replica_start = ON",
     "",
     "# Binary log and GTIDs",

@@ -179,6 +179,7 @@ Deno.test("renderMyCnf() output is accepted by a real mariadbd, which starts rea
       MYSQL_DATADIR: `${dir}/data`,
       MYSQL_SOCKET: `${dir}/run/mysqld.sock`,
       MYSQL_PORT: String(port),
+      MYSQL_OS_USER: "root",
       INNODB_BUFFER_POOL_SIZE: "64M",
       SEMI_SYNC: "on",
     })[n], { hostname: () => "unused" });
@@ -189,7 +190,6 @@ Deno.test("renderMyCnf() output is accepted by a real mariadbd, which starts rea
       flavour: "mariadb",
       reportHost: "127.0.0.1",
       memoryBytes: 2 ** 30,
-      osUser: "root",
       bindAddress: "127.0.0.1",
     }),
   );

@@ -29,8 +29,9 @@ Deno.test("loadConfig() gives documented defaults when only the required variabl
   assertEquals(c.consul.url, "http://consul:8500");
   assertEquals(c.consul.timeoutMs, 2000);
   assertEquals(c.log, { level: "info", format: "text" });
-  assertEquals(c.node, { name: "node-a", priority: 1 });
+  assertEquals(c.node, { name: "node-a", priority: 1, stateDir: "/var/lib/autopilot" });
   assertEquals(c.mysql.datadir, "/var/lib/mysql");
+  assertEquals(c.mysql.osUser, "mysql");
   assertEquals(c.mysql.replUser, "repl");
   assertEquals(c.mysql.replPassword.reveal(), "replpw");
   assertEquals(c.mysql.randomRootPassword, true);
@@ -158,9 +159,14 @@ Deno.test("loadConfig() bounds SESSION_TTL to what Consul accepts", () => {
 });
 
 Deno.test("loadConfig() rejects BACKUP_NAME directives it cannot render", () => {
-  assertEquals(load({ ...base, BACKUP_NAME: "db-%Y%m%d-%%" }).backup.name, "db-%Y%m%d-%%");
+  assertEquals(load({ ...base, BACKUP_NAME: "db-%Y%m%d-%s" }).backup.name, "db-%Y%m%d-%s");
+  assertEquals(
+    problemsOf({ ...base, BACKUP_NAME: "db-%%" }).length,
+    1,
+    "'%' cannot appear in a snapshot key",
+  );
   assertEquals(problemsOf({ ...base, BACKUP_NAME: "db-%Q" }), [
-    "BACKUP_NAME has an unsupported strftime directive '%Q' (supported: %Y %y %m %d %H %M %S %j %s %%): current value is 'db-%Q'",
+    "BACKUP_NAME has an unsupported strftime directive '%Q' (supported: %Y %y %m %d %H %M %S %j %s): current value is 'db-%Q'",
   ]);
   assertEquals(problemsOf({ ...base, BACKUP_NAME: "a/b" }).length, 1);
 });

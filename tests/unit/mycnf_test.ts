@@ -39,15 +39,14 @@ Deno.test("renderMyCnf() starts every node read-only with replication stopped (M
   ) assert(text.split("\n").includes(line), `missing: ${line}\n${text}`);
   assert(!text.includes("super_read_only"), "MariaDB has no super_read_only");
   assert(!text.includes("semi_sync"));
-  assert(!text.includes("user ="));
+  assert(text.split("\n").includes("user = mysql"), "mysqld runs as MYSQL_OS_USER");
 });
 
 Deno.test("renderMyCnf() uses MySQL 8.4 names: super_read_only, gtid_mode, skip_replica_start", () => {
-  const text = renderMyCnf(config({ INNODB_BUFFER_POOL_SIZE: "256M" }), {
+  const text = renderMyCnf(config({ INNODB_BUFFER_POOL_SIZE: "256M", MYSQL_OS_USER: "mysqld" }), {
     flavour: "mysql",
     reportHost: "db-1",
     memoryBytes: GiB,
-    osUser: "mysql",
   });
   for (
     const line of [
@@ -58,7 +57,7 @@ Deno.test("renderMyCnf() uses MySQL 8.4 names: super_read_only, gtid_mode, skip_
       "log_replica_updates = ON",
       "replica_net_timeout = 4",
       "innodb_buffer_pool_size = 256M",
-      "user = mysql",
+      "user = mysqld",
     ]
   ) assert(text.split("\n").includes(line), `missing: ${line}`);
   assert(!text.includes("gtid_strict_mode"));
