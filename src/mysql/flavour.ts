@@ -118,6 +118,13 @@ export interface FlavourSql {
   /** Statements that make this server a semi-sync source (AFTER_SYNC) or stop it being one. */
   setSemiSyncSource(on: boolean): readonly string[];
   replicaStatusFromRow(row: Record<string, unknown>): ReplicaStatus;
+  /**
+   * Statements that make a freshly restored server start replicating right after `gtid`, the position the
+   * backup itself recorded (the restored datadir has no binlog, and MariaDB's copied gtid_slave_pos is stale).
+   */
+  startReplicationAfter(gtid: string): readonly (string | Statement)[];
+  /** When this run of the server started, as `started` (epoch seconds): tells a restart from a stop. */
+  readonly serverStartedQuery: string;
 }
 
 /** This server's GTID state, as text in the flavour's own format. */
@@ -184,6 +191,13 @@ const MYSQL: FlavourSql = Object.freeze({
       ]
       : ["SET GLOBAL rpl_semi_sync_source_enabled = OFF"];
   },
+  startReplicationAfter(gtid: string): readonly (string | Statement)[] {
+    // MySQL 8.4: RESET BINARY LOGS AND GTIDS replaced RESET MASTER; gtid_purged must be empty before SET.
+    return ["RESET BINARY LOGS AND GTIDS", { sql: "SET GLOBAL gtid_purged = ?", values: [gtid] }];
+  },
+  serverStartedQuery:
+    "SELECT UNIX_TIMESTAMP() - VARIABLE_VALUE AS started FROM performance_schema.global_status " +
+    "WHERE VARIABLE_NAME = 'Uptime'",
   replicaStatusFromRow(row: Record<string, unknown>): ReplicaStatus {
     return {
       sourceHost: text(row.Source_Host),
@@ -240,6 +254,13 @@ const MARIADB: FlavourSql = Object.freeze({
       ]
       : ["SET GLOBAL rpl_semi_sync_master_enabled = OFF"];
   },
+  startReplicationAfter(gtid: string): readonly (string | Statement)[] {
+    // SET GLOBAL gtid_slave_pos is refused below the binlog's own GTIDs in strict mode: empty the binlog first.
+    return ["RESET MASTER", { sql: "SET GLOBAL gtid_slave_pos = ?", values: [gtid] }];
+  },
+  serverStartedQuery:
+    "SELECT UNIX_TIMESTAMP() - VARIABLE_VALUE AS started FROM information_schema.GLOBAL_STATUS " +
+    "WHERE VARIABLE_NAME = 'UPTIME'",
   replicaStatusFromRow(row: Record<string, unknown>): ReplicaStatus {
     return {
       sourceHost: text(row.Master_Host),

@@ -773,3 +773,18 @@ export function parseGtidSet(flavour: GtidFlavour, text: string): GtidSet {
       throw new TypeError(`Unknown GTID flavour '${String(flavour)}': expected "mysql" or "mariadb"`);
   }
 }
+
+/**
+ * The transactions in `a` that `b` lacks, both given as text in the flavour's format.
+ *
+ * @param flavour The server family both sets come from.
+ * @param a The set to subtract from (e.g. an old primary's).
+ * @param b The set to subtract (e.g. the new primary's).
+ * @returns `a - b`; empty when `b` contains all of `a`.
+ * @throws {GtidParseError} if either text is malformed.
+ */
+export function subtractGtids(flavour: GtidFlavour, a: string, b: string): GtidSet {
+  return flavour === "mysql"
+    ? MysqlGtidSet.parse(a).subtract(MysqlGtidSet.parse(b))
+    : MariadbGtidSet.parse(a).subtract(MariadbGtidSet.parse(b));
+}

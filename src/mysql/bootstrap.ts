@@ -1,0 +1,75 @@
+/**
+ * The statements that turn a new, empty server into the cluster's first primary: accounts, the application
+ * database, the root password. Pure: values travel as placeholders, never inside the SQL text.
+ *
+ * They run once, on the node that won the primary lock in a new cluster, before the first snapshot, so every
+ * replica (restored from that snapshot, or replicating from the first binlog) gets the same accounts and no
+ * node ever has transactions the others lack.
+ *
+ * @module
+ */
+import type { Config } from "../config.ts";
+import type { Flavour, Statement } from "./flavour.ts";
+
+/**
+ * The local administrative account autopilot uses over the unix socket. MariaDB: `root`, authenticated by
+ * the OS user (unix_socket). MySQL: `autopilot`@`localhost` with auth_socket, created by pre-start when it
+ * initialises the datadir (see {@link mysqlInitFile}).
+ */
+export function localAdminUser(flavour: Flavour): string {
+  return flavour === "mariadb" ? "root" : "autopilot";
+}
+
+/**
+ * The SQL file MySQL's `--initialize-insecure --init-file` runs: the local admin account that autopilot uses
+ * over the socket, authenticated by the OS user (no password anywhere). MariaDB needs none: its installer
+ * sets root up with unix_socket.
+ *
+ * @param osUser The OS user autopilot runs as (root in the image).
+ */
+export function mysqlInitFile(osUser: string): string {
+  const q = (s: string) => `'${s.replaceAll("\\", "\\\\").replaceAll("'", "''")}'`;
+  return [
+    `CREATE USER 'autopilot'@'localhost' IDENTIFIED WITH auth_socket AS ${q(osUser)};`,
+    "GRANT ALL PRIVILEGES ON *.* TO 'autopilot'@'localhost' WITH GRANT OPTION;",
+    "",
+  ].join("\n");
+}
+
+/**
+ * The bootstrap statements, in order.
+ *
+ * @param config The configuration (accounts, database).
+ * @param flavour The server family.
+ * @param rootPassword The root password to set (given or generated); `undefined` leaves root as installed.
+ * @returns Statements with placeholders.
+ */
+export function bootstrapStatements(config: Config, flavour: Flavour, rootPassword?: string): Statement[] {
+  const m = config.mysql;
+  const s = (sql: string, ...values: (string | number)[]): Statement => ({ sql, values });
+  const out: Statement[] = [
+    // Replicas need nothing but to read the binlog.
+    s("CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", m.replUser, m.replPassword.reveal()),
+    s("GRANT REPLICATION SLAVE ON *.* TO ?@'%'", m.replUser),
+  ];
+  if (m.database !== undefined) out.push(s("CREATE DATABASE IF NOT EXISTS ??", m.database));
+  if (m.user !== undefined && m.password !== undefined) {
+    out.push(s("CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", m.user, m.password.reveal()));
+    // Database-level privileges only: no SUPER, no READ_ONLY ADMIN, so the application cannot write on a
+    // read-only replica.
+    if (m.database !== undefined) out.push(s("GRANT ALL PRIVILEGES ON ??.* TO ?@'%'", m.database, m.user));
+  }
+  if (rootPassword !== undefined) {
+    out.push(
+      flavour === "mariadb"
+        // Keep unix_socket first so autopilot (OS root) still logs in without the password.
+        ? s(
+          "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(?)",
+          rootPassword,
+        )
+        : s("ALTER USER 'root'@'localhost' IDENTIFIED BY ?", rootPassword),
+    );
+    if (m.onetimePassword) out.push(s("ALTER USER 'root'@'localhost' PASSWORD EXPIRE"));
+  }
+  return out;
+}

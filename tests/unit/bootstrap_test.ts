@@ -1,0 +1,79 @@
+import { assert, assertEquals } from "./assert.ts";
+import { loadConfig } from "../../src/config.ts";
+import { bootstrapStatements, localAdminUser, mysqlInitFile } from "../../src/mysql/bootstrap.ts";
+
+const config = (extra: Record<string, string> = {}) =>
+  loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "replpw", ...extra })[n], { hostname: () => "h" });
+
+Deno.test("bootstrapStatements() creates the replication user with REPLICATION SLAVE only", () => {
+  const s = bootstrapStatements(config(), "mariadb");
+  assertEquals(s, [
+    { sql: "CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", values: ["repl", "replpw"] },
+    { sql: "GRANT REPLICATION SLAVE ON *.* TO ?@'%'", values: ["repl"] },
+  ]);
+});
+
+Deno.test("bootstrapStatements() grants the application user its database only, never global rights", () => {
+  const s = bootstrapStatements(
+    config({ MYSQL_USER: "app", MYSQL_PASSWORD: "apppw", MYSQL_DATABASE: "shop" }),
+    "mysql",
+  );
+  assertEquals(s.slice(2), [
+    { sql: "CREATE DATABASE IF NOT EXISTS ??", values: ["shop"] },
+    { sql: "CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", values: ["app", "apppw"] },
+    { sql: "GRANT ALL PRIVILEGES ON ??.* TO ?@'%'", values: ["shop", "app"] },
+  ]);
+  for (const { sql } of s) assert(!/ON \*\.\* TO \?@'%'/.test(sql) || sql.includes("REPLICATION SLAVE"), sql);
+});
+
+Deno.test("bootstrapStatements() never puts a password in the SQL text", () => {
+  const c = config({
+    MYSQL_USER: "app",
+    MYSQL_PASSWORD: "apppw",
+    MYSQL_DATABASE: "shop",
+    MYSQL_ROOT_PASSWORD: "r",
+  });
+  for (const flavour of ["mysql", "mariadb"] as const) {
+    for (const { sql } of bootstrapStatements(c, flavour, "rootpw")) {
+      for (const secret of ["replpw", "apppw", "rootpw"]) {
+        assert(!sql.includes(secret), `${secret} in ${sql}`);
+      }
+    }
+  }
+});
+
+Deno.test("bootstrapStatements() keeps unix_socket for root on MariaDB when it sets a root password", () => {
+  const [last] = bootstrapStatements(config(), "mariadb", "rootpw").slice(-1);
+  assertEquals(last, {
+    sql:
+      "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(?)",
+    values: ["rootpw"],
+  });
+  const [mysql] = bootstrapStatements(config(), "mysql", "rootpw").slice(-1);
+  assertEquals(mysql, { sql: "ALTER USER 'root'@'localhost' IDENTIFIED BY ?", values: ["rootpw"] });
+});
+
+Deno.test("bootstrapStatements() expires the root password when MYSQL_ONETIME_PASSWORD is on", () => {
+  const s = bootstrapStatements(
+    config({ MYSQL_ONETIME_PASSWORD: "yes", MYSQL_RANDOM_ROOT_PASSWORD: "yes" }),
+    "mysql",
+    "x",
+  );
+  assertEquals(s[s.length - 1], { sql: "ALTER USER 'root'@'localhost' PASSWORD EXPIRE", values: [] });
+  assertEquals(
+    bootstrapStatements(config({ MYSQL_ONETIME_PASSWORD: "yes" }), "mysql").length,
+    2,
+    "no root password",
+  );
+});
+
+Deno.test("localAdminUser() and mysqlInitFile() authenticate autopilot by its OS user, with no password", () => {
+  assertEquals(localAdminUser("mariadb"), "root");
+  assertEquals(localAdminUser("mysql"), "autopilot");
+  assertEquals(
+    mysqlInitFile("root"),
+    "CREATE USER 'autopilot'@'localhost' IDENTIFIED WITH auth_socket AS 'root';\n" +
+      "GRANT ALL PRIVILEGES ON *.* TO 'autopilot'@'localhost' WITH GRANT OPTION;\n",
+  );
+  assert(mysqlInitFile("o'brien").includes("AS 'o''brien'"));
+});
