@@ -5,16 +5,10 @@
  */
 import type { Config, EnvReader } from "../config.ts";
 import { configCommand } from "./config_command.ts";
+import { preStartCommand } from "../../hooks/pre_start.ts";
+import { healthCommand } from "../../hooks/health.ts";
 
-/** Exit codes shared by every command. */
-export const EXIT = Object.freeze({
-  /** Success (for `health`: healthy). */
-  ok: 0,
-  /** The command ran and failed (for `health`: unhealthy). */
-  failed: 1,
-  /** Bad usage or bad configuration: nothing was touched. */
-  usage: 2,
-});
+export { EXIT } from "./exit.ts";
 
 /** What a command receives. */
 export interface CommandContext {
@@ -35,7 +29,7 @@ export interface Command {
 }
 
 /** Every command, in the order `--help` lists them. */
-export const COMMANDS: readonly Command[] = Object.freeze([configCommand]);
+export const COMMANDS: readonly Command[] = Object.freeze([preStartCommand, healthCommand, configCommand]);
 
 /** The top-level help text. */
 export function usage(): string {

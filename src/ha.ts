@@ -1,0 +1,267 @@
+/**
+ * What the `health` hook should do, decided from facts gathered first. Pure: no I/O, no clock.
+ *
+ * The primary lock in Consul is the only source of truth for who may write. Each situation this node can be
+ * in has one named branch below; each returns one {@link HealthDecision} with a reason that says what was
+ * seen and what is done about it.
+ *
+ * @module
+ */
+import type { KvEntry } from "./consul.ts";
+import type { ReplicaStatus } from "./mysql/flavour.ts";
+
+/** The primary lock's value: who holds (or last held) the primary role, and where to reach it. */
+export interface PrimaryRecord {
+  readonly node: string;
+  readonly address: string;
+  readonly port: number;
+}
+
+/** The primary lock as read from Consul. */
+export interface PrimaryLock {
+  /** The record in the key (kept after the holder's session ends: "release" behaviour). */
+  readonly record?: PrimaryRecord;
+  /** The session holding the lock now; absent when nobody holds it. */
+  readonly session?: string;
+}
+
+/**
+ * Reads the primary lock from its key.
+ *
+ * @returns The record (if the value is a valid one) and the holding session.
+ */
+export function primaryLockFrom(entry: KvEntry | undefined): PrimaryLock {
+  if (entry === undefined) return {};
+  let record: PrimaryRecord | undefined;
+  try {
+    const v = JSON.parse(entry.value);
+    if (typeof v?.node === "string" && typeof v?.address === "string" && Number.isInteger(v?.port)) {
+      record = { node: v.node, address: v.address, port: v.port };
+    }
+  } catch {
+    // an empty or foreign value: no record
+  }
+  return { ...(record ? { record } : {}), ...(entry.session ? { session: entry.session } : {}) };
+}
+
+/** The local server, as seen this pass. */
+export type MysqlFacts =
+  | { readonly up: false; readonly error: string }
+  | {
+    readonly up: true;
+    readonly readOnly: boolean;
+    /** The configured replication source and thread state; absent when this server replicates from nobody. */
+    readonly replica?: ReplicaStatus;
+    /** Whether this server holds any transaction (GTIDs of its own or replicated). */
+    readonly hasTransactions: boolean;
+    /** When this run of mysqld started (epoch seconds). */
+    readonly serverStartedAt: number;
+  };
+
+/** Consul, as seen this pass. */
+export type ConsulFacts =
+  | { readonly up: false; readonly error: string }
+  | {
+    readonly up: true;
+    readonly lock: PrimaryLock;
+    /** This node's session id, if it has one that Consul still knows (renewed this pass). */
+    readonly session?: string;
+  };
+
+/** Everything `decideHealth` needs. */
+export interface HealthFacts {
+  readonly node: PrimaryRecord;
+  readonly mysql: MysqlFacts;
+  readonly consul: ConsulFacts;
+  /** pre-start restored a snapshot and replication has not been set up from it yet. */
+  readonly restoredGtid?: string;
+  /** Replication autopilot itself started last: from where and on which run of mysqld. */
+  readonly startedReplication?: { readonly source: string; readonly serverStartedAt: number };
+  readonly maxLagSeconds: number;
+}
+
+/** What to do this pass. Every variant carries the reason that is logged. */
+export type HealthDecision =
+  /** Nothing to change: report healthy or not. */
+  | { readonly action: "report"; readonly healthy: boolean; readonly reason: string }
+  /** Nobody has ever been primary and this node is empty: take the lock and set up the first primary. */
+  | { readonly action: "bootstrap-primary"; readonly reason: string }
+  /** This node was the last primary and the lock is free: take it again and carry on writing. */
+  | { readonly action: "resume-primary"; readonly reason: string }
+  /** This node holds the lock: make sure it is writable and replicates from nobody. */
+  | { readonly action: "serve-as-primary"; readonly reason: string }
+  /** Writable without the right to be: turn read-only now, and give up the lock if this node holds it. */
+  | { readonly action: "fence"; readonly releaseLock: boolean; readonly reason: string }
+  /** Replicate from the primary (from the restored position, if any); `demote`: this node has written. */
+  | {
+    readonly action: "follow";
+    readonly primary: PrimaryRecord;
+    readonly fromGtid?: string;
+    readonly demote: boolean;
+    readonly reason: string;
+  }
+  /** mysqld restarted since autopilot started replication (it never starts by itself): start it again. */
+  | { readonly action: "restart-replication"; readonly reason: string };
+
+/**
+ * Decides what the health hook does.
+ *
+ * @param f The facts gathered this pass.
+ * @returns One decision.
+ */
+export function decideHealth(f: HealthFacts): HealthDecision {
+  if (!f.mysql.up) return mysqlIsDown(f, f.mysql.error);
+  if (!f.consul.up) return consulIsDown(f.mysql, f.consul.error, f.maxLagSeconds);
+  const { lock } = f.consul;
+  if (lock.session !== undefined && lock.session === f.consul.session) return holdsPrimaryLock(f.mysql);
+  if (lock.session !== undefined && lock.record !== undefined) return anotherNodeIsPrimary(f, lock.record);
+  return nobodyIsPrimary(f, lock);
+}
+
+type Up = Extract<MysqlFacts, { up: true }>;
+
+function mysqlIsDown(f: HealthFacts, error: string): HealthDecision {
+  const holdsLock = f.consul.up && f.consul.lock.session !== undefined &&
+    f.consul.lock.session === f.consul.session;
+  if (holdsLock) {
+    return {
+      action: "fence",
+      releaseLock: true,
+      reason: `mysqld does not answer (${error}): releasing the primary lock so another node can take over`,
+    };
+  }
+  return { action: "report", healthy: false, reason: `mysqld does not answer: ${error}` };
+}
+
+function consulIsDown(mysql: Up, error: string, maxLag: number): HealthDecision {
+  if (!mysql.readOnly) {
+    return {
+      action: "fence",
+      releaseLock: false,
+      reason:
+        `Consul cannot be reached (${error}): turning read-only, since the primary lock cannot be renewed`,
+    };
+  }
+  if (mysql.replica) return replicationHealth(mysql.replica, maxLag, " (Consul cannot be reached)");
+  return { action: "report", healthy: false, reason: `Consul cannot be reached: ${error}` };
+}
+
+function holdsPrimaryLock(mysql: Up): HealthDecision {
+  if (mysql.readOnly || mysql.replica) {
+    return { action: "serve-as-primary", reason: "this node holds the primary lock: making it writable" };
+  }
+  return { action: "report", healthy: true, reason: "primary: holds the lock and is writable" };
+}
+
+function anotherNodeIsPrimary(f: HealthFacts, primary: PrimaryRecord): HealthDecision {
+  const mysql = f.mysql as Up;
+  const source = `${primary.address}:${primary.port}`;
+  if (primary.node === f.node.node) {
+    // Our name on a lock held by a session we do not know: a previous run's session, lost with its state.
+    return {
+      action: "fence",
+      releaseLock: false,
+      reason: `the primary lock names this node but is held by a session this node does not have: read-only`,
+    };
+  }
+  if (!mysql.readOnly) {
+    return {
+      action: "fence",
+      releaseLock: false,
+      reason: `${primary.node} holds the primary lock: turning read-only`,
+    };
+  }
+  const replica = mysql.replica;
+  const followsPrimary = replica !== undefined && replica.sourceHost === primary.address &&
+    replica.sourcePort === primary.port;
+  if (!followsPrimary) {
+    const demote = f.restoredGtid === undefined && mysql.hasTransactions && replica === undefined;
+    return {
+      action: "follow",
+      primary,
+      ...(f.restoredGtid !== undefined ? { fromGtid: f.restoredGtid } : {}),
+      demote,
+      reason: replica
+        ? `replicating from ${replica.sourceHost}:${replica.sourcePort}, but ${primary.node} (${source}) is primary`
+        : f.restoredGtid !== undefined
+        ? `restored from a snapshot at ${f.restoredGtid}: replicating from ${primary.node} (${source})`
+        : demote
+        ? `this node has transactions and replicates from nobody: rejoining ${primary.node} (${source}) if it has them all`
+        : `new empty node: replicating from ${primary.node} (${source}) from the start`,
+    };
+  }
+  const stopped = replica.ioRunning === "no" && !replica.sqlRunning && !replica.lastIoError &&
+    !replica.lastSqlError;
+  const restartedSince = f.startedReplication === undefined ||
+    Math.abs(f.startedReplication.serverStartedAt - mysql.serverStartedAt) > 2;
+  if (stopped && restartedSince) {
+    return {
+      action: "restart-replication",
+      reason: `mysqld restarted: starting replication from ${source} again`,
+    };
+  }
+  return replicationHealth(replica, f.maxLagSeconds, "");
+}
+
+function nobodyIsPrimary(f: HealthFacts, lock: PrimaryLock): HealthDecision {
+  const mysql = f.mysql as Up;
+  if (lock.record === undefined) {
+    if (!mysql.hasTransactions && !mysql.replica && f.restoredGtid === undefined) {
+      return {
+        action: "bootstrap-primary",
+        reason: "no primary has ever been elected and this node is empty",
+      };
+    }
+    const reason = "no primary lock exists but this node has data: refusing to bootstrap over it";
+    return mysql.readOnly
+      ? { action: "report", healthy: false, reason }
+      : { action: "fence", releaseLock: false, reason: `${reason}; turning read-only` };
+  }
+  if (lock.record.node === f.node.node && !mysql.replica) {
+    return {
+      action: "resume-primary",
+      reason: "this node was the last primary and the lock is free: taking it",
+    };
+  }
+  if (!mysql.readOnly) {
+    return {
+      action: "fence",
+      releaseLock: false,
+      reason: `nobody holds the primary lock (last: ${lock.record.node}): turning read-only until one does`,
+    };
+  }
+  return {
+    action: "report",
+    healthy: false,
+    reason: `nobody holds the primary lock (last holder: ${lock.record.node}): waiting for a primary`,
+  };
+}
+
+function replicationHealth(r: ReplicaStatus, maxLag: number, suffix: string): HealthDecision {
+  const source = `${r.sourceHost}:${r.sourcePort}`;
+  if (r.ioRunning !== "yes" || !r.sqlRunning) {
+    const errors = [r.lastIoError && `I/O: ${r.lastIoError}`, r.lastSqlError && `SQL: ${r.lastSqlError}`]
+      .filter(Boolean).join("; ");
+    return {
+      action: "report",
+      healthy: false,
+      reason: `replication from ${source} is not running (I/O thread: ${r.ioRunning}, SQL thread: ${
+        r.sqlRunning ? "yes" : "no"
+      })${errors ? `: ${errors}` : ""}${suffix}`,
+    };
+  }
+  if (r.lagSeconds === null || r.lagSeconds > maxLag) {
+    return {
+      action: "report",
+      healthy: false,
+      reason: `replica of ${source} lags ${
+        r.lagSeconds ?? "an unknown number of"
+      } s (limit ${maxLag} s)${suffix}`,
+    };
+  }
+  return {
+    action: "report",
+    healthy: true,
+    reason: `replica of ${source}, ${r.lagSeconds} s behind${suffix}`,
+  };
+}

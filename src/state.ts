@@ -1,0 +1,81 @@
+/**
+ * This node's own small state, kept between hook runs in `STATE_DIR/state.json` (0600): each hook is a new
+ * process, so whatever must outlive one run lives here. Written atomically (tmp, fsync, rename).
+ *
+ * @module
+ */
+import type { Flavour } from "./mysql/flavour.ts";
+
+/** What one hook run leaves for the next. */
+export interface NodeState {
+  /** The server family pre-start found installed. */
+  readonly flavour?: Flavour;
+  /** The Consul session that holds (or held) this node's locks. */
+  readonly sessionId?: string;
+  /** Set by pre-start after a restore: the snapshot and the GTID position replication must start from. */
+  readonly restored?: { readonly snapshot: string; readonly gtid: string };
+  /** Replication autopilot started: from where, and on which run of mysqld (server start time, epoch s). */
+  readonly replication?: { readonly source: string; readonly serverStartedAt: number };
+}
+
+/** The state file is unreadable or not ours. */
+export class StateError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StateError";
+  }
+}
+
+/**
+ * Reads the state file; a missing file is an empty state.
+ *
+ * @throws {StateError} if the file exists but is not a JSON object.
+ */
+export async function readState(dir: string): Promise<NodeState> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(`${dir}/state.json`);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return {};
+    throw e;
+  }
+  try {
+    const value = JSON.parse(text);
+    if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error("not an object");
+    return value as NodeState;
+  } catch {
+    throw new StateError(
+      `Cannot read ${dir}/state.json: it is not a JSON object; move it aside to start afresh`,
+    );
+  }
+}
+
+/** Replaces the state file atomically (0600). */
+export async function writeState(dir: string, state: NodeState): Promise<void> {
+  await writeFileAtomic(`${dir}/state.json`, JSON.stringify(state, null, 2) + "\n", 0o600);
+}
+
+/**
+ * Writes a file so that readers see the old or the new content, never a mix: tmp file, fsync, rename.
+ *
+ * @param mode Permission bits of the new file (0600 for anything holding a secret).
+ */
+export async function writeFileAtomic(path: string, text: string, mode = 0o644): Promise<void> {
+  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const tmp = `${path}.tmp-${crypto.randomUUID()}`;
+  try {
+    const file = await Deno.open(tmp, { write: true, createNew: true, mode });
+    try {
+      await file.write(new TextEncoder().encode(text));
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.chmod(tmp, mode);
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}

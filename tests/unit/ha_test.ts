@@ -1,0 +1,198 @@
+import { assertEquals } from "./assert.ts";
+import { decideHealth, type HealthFacts, type MysqlFacts, primaryLockFrom } from "../../src/ha.ts";
+import type { ReplicaStatus } from "../../src/mysql/flavour.ts";
+
+const me = { node: "n2", address: "10.0.0.12", port: 3306 };
+const p1 = { node: "n1", address: "10.0.0.11", port: 3306 };
+const running: ReplicaStatus = {
+  sourceHost: p1.address,
+  sourcePort: 3306,
+  ioRunning: "yes",
+  sqlRunning: true,
+  lagSeconds: 0,
+  retrievedGtids: "0-1-5",
+  lastIoError: "",
+  lastSqlError: "",
+};
+const up = (over: Partial<Extract<MysqlFacts, { up: true }>> = {}): MysqlFacts => ({
+  up: true,
+  readOnly: true,
+  hasTransactions: false,
+  serverStartedAt: 1000,
+  ...over,
+});
+const facts = (over: Partial<HealthFacts> = {}): HealthFacts => ({
+  node: me,
+  mysql: up(),
+  consul: { up: true, lock: {} },
+  maxLagSeconds: 30,
+  ...over,
+});
+const heldBy = (record: typeof p1, session: string) => ({ up: true as const, lock: { record, session } });
+
+Deno.test("decideHealth() bootstraps an empty node when no primary was ever elected", () => {
+  assertEquals(decideHealth(facts()), {
+    action: "bootstrap-primary",
+    reason: "no primary has ever been elected and this node is empty",
+  });
+});
+
+Deno.test("decideHealth() refuses to bootstrap a node that has data when no lock record exists", () => {
+  assertEquals(decideHealth(facts({ mysql: up({ hasTransactions: true }) })).action, "report");
+  assertEquals(decideHealth(facts({ restoredGtid: "0-1-3" })).action, "report");
+  assertEquals(
+    decideHealth(facts({ mysql: up({ hasTransactions: true, readOnly: false }) })).action,
+    "fence",
+  );
+});
+
+Deno.test("decideHealth() makes the lock holder writable, then reports it healthy", () => {
+  const consul = { up: true as const, lock: { record: me, session: "s-me" }, session: "s-me" };
+  assertEquals(decideHealth(facts({ consul })).action, "serve-as-primary");
+  assertEquals(decideHealth(facts({ consul, mysql: up({ readOnly: false, hasTransactions: true }) })), {
+    action: "report",
+    healthy: true,
+    reason: "primary: holds the lock and is writable",
+  });
+  assertEquals(
+    decideHealth(facts({ consul, mysql: up({ readOnly: false, replica: running }) })).action,
+    "serve-as-primary",
+    "a primary must not replicate from anyone",
+  );
+});
+
+Deno.test("decideHealth() fences a writable node when another node holds the lock", () => {
+  const d = decideHealth(facts({ consul: heldBy(p1, "s1"), mysql: up({ readOnly: false }) }));
+  assertEquals(d, {
+    action: "fence",
+    releaseLock: false,
+    reason: "n1 holds the primary lock: turning read-only",
+  });
+});
+
+Deno.test("decideHealth() follows the primary from the restored snapshot's position", () => {
+  assertEquals(decideHealth(facts({ consul: heldBy(p1, "s1"), restoredGtid: "0-1-7" })), {
+    action: "follow",
+    primary: p1,
+    fromGtid: "0-1-7",
+    demote: false,
+    reason: "restored from a snapshot at 0-1-7: replicating from n1 (10.0.0.11:3306)",
+  });
+});
+
+Deno.test("decideHealth() follows from the start on an empty node, and demotes a node that has written", () => {
+  const empty = decideHealth(facts({ consul: heldBy(p1, "s1") }));
+  assertEquals(empty.action === "follow" && [empty.demote, empty.fromGtid], [false, undefined]);
+  const old = decideHealth(facts({ consul: heldBy(p1, "s1"), mysql: up({ hasTransactions: true }) }));
+  assertEquals(old.action === "follow" && old.demote, true);
+});
+
+Deno.test("decideHealth() repoints a replica that follows a node which is not the primary", () => {
+  const elsewhere = { ...running, sourceHost: "10.0.0.13" };
+  const d = decideHealth(
+    facts({ consul: heldBy(p1, "s1"), mysql: up({ replica: elsewhere, hasTransactions: true }) }),
+  );
+  assertEquals(d.action === "follow" && [d.demote, d.reason], [
+    false,
+    "replicating from 10.0.0.13:3306, but n1 (10.0.0.11:3306) is primary",
+  ]);
+});
+
+Deno.test("decideHealth() reports a replica healthy when both threads run within the lag limit", () => {
+  assertEquals(decideHealth(facts({ consul: heldBy(p1, "s1"), mysql: up({ replica: running }) })), {
+    action: "report",
+    healthy: true,
+    reason: "replica of 10.0.0.11:3306, 0 s behind",
+  });
+});
+
+Deno.test("decideHealth() reports a replica unhealthy when a thread stopped or it lags too much", () => {
+  const started = { source: "10.0.0.11:3306", serverStartedAt: 1000 };
+  const sqlStopped = { ...running, sqlRunning: false, lastSqlError: "Error 1950 out-of-order" };
+  const d = decideHealth(
+    facts({ consul: heldBy(p1, "s1"), mysql: up({ replica: sqlStopped }), startedReplication: started }),
+  );
+  assertEquals(d, {
+    action: "report",
+    healthy: false,
+    reason:
+      "replication from 10.0.0.11:3306 is not running (I/O thread: yes, SQL thread: no): SQL: Error 1950 out-of-order",
+  });
+  const lagging = { ...running, lagSeconds: 31 };
+  const l = decideHealth(facts({ consul: heldBy(p1, "s1"), mysql: up({ replica: lagging }) }));
+  assertEquals(l.action === "report" && [l.healthy, l.reason], [
+    false,
+    "replica of 10.0.0.11:3306 lags 31 s (limit 30 s)",
+  ]);
+});
+
+Deno.test("decideHealth() restarts replication after a mysqld restart but not after a manual stop", () => {
+  const stopped = { ...running, ioRunning: "no" as const, sqlRunning: false, lagSeconds: null };
+  const base = { consul: heldBy(p1, "s1"), mysql: up({ replica: stopped, serverStartedAt: 5000 }) };
+  assertEquals(
+    decideHealth(facts({ ...base, startedReplication: { source: "x", serverStartedAt: 1000 } })).action,
+    "restart-replication",
+  );
+  const same = decideHealth(facts({ ...base, startedReplication: { source: "x", serverStartedAt: 5001 } }));
+  assertEquals(same.action === "report" && same.healthy, false);
+});
+
+Deno.test("decideHealth() takes the free lock again when this node was the last primary", () => {
+  const consul = { up: true as const, lock: { record: me } };
+  assertEquals(
+    decideHealth(facts({ consul, mysql: up({ hasTransactions: true }) })).action,
+    "resume-primary",
+  );
+});
+
+Deno.test("decideHealth() waits, read-only, when the lock is free and another node was the last primary", () => {
+  const consul = { up: true as const, lock: { record: p1 } };
+  const d = decideHealth(facts({ consul, mysql: up({ replica: running }) }));
+  assertEquals(d, {
+    action: "report",
+    healthy: false,
+    reason: "nobody holds the primary lock (last holder: n1): waiting for a primary",
+  });
+  assertEquals(decideHealth(facts({ consul, mysql: up({ readOnly: false }) })).action, "fence");
+});
+
+Deno.test("decideHealth() releases the lock when this primary's mysqld is down", () => {
+  const consul = { up: true as const, lock: { record: me, session: "s-me" }, session: "s-me" };
+  const d = decideHealth(facts({ consul, mysql: { up: false, error: "connection refused" } }));
+  assertEquals(d.action === "fence" && d.releaseLock, true);
+  const replica = decideHealth(
+    facts({ consul: heldBy(p1, "s1"), mysql: { up: false, error: "connection refused" } }),
+  );
+  assertEquals(replica, {
+    action: "report",
+    healthy: false,
+    reason: "mysqld does not answer: connection refused",
+  });
+});
+
+Deno.test("decideHealth() fences a writable node when Consul cannot be reached", () => {
+  const consul = { up: false as const, error: "ECONNREFUSED" };
+  assertEquals(decideHealth(facts({ consul, mysql: up({ readOnly: false }) })), {
+    action: "fence",
+    releaseLock: false,
+    reason:
+      "Consul cannot be reached (ECONNREFUSED): turning read-only, since the primary lock cannot be renewed",
+  });
+  const r = decideHealth(facts({ consul, mysql: up({ replica: running }) }));
+  assertEquals(r.action === "report" && r.healthy, true, "a replica keeps replicating without Consul");
+});
+
+Deno.test("decideHealth() fences when the lock names this node under a session it does not have", () => {
+  const d = decideHealth(
+    facts({ consul: { up: true, lock: { record: me, session: "old" }, session: "new" } }),
+  );
+  assertEquals(d.action === "fence" && d.releaseLock, false);
+});
+
+Deno.test("primaryLockFrom() reads the record and the holding session, ignoring foreign values", () => {
+  const entry = { key: "k", value: JSON.stringify(p1), session: "s1", lockIndex: 1, modifyIndex: 5 };
+  assertEquals(primaryLockFrom(entry), { record: p1, session: "s1" });
+  assertEquals(primaryLockFrom({ ...entry, session: undefined }), { record: p1 });
+  assertEquals(primaryLockFrom({ ...entry, value: "n1" }), { session: "s1" });
+  assertEquals(primaryLockFrom(undefined), {});
+});
