@@ -1,0 +1,382 @@
+/**
+ * A cluster assembling itself: `autopilot pre-start` and `autopilot health` run exactly as ContainerPilot's
+ * jobs would run them (the CLI under -P=autopilot, inside each node's network namespace), against a real Consul
+ * agent and real MariaDB servers started from the my.cnf that pre-start wrote.
+ *
+ * ContainerPilot itself cannot be installed on these machines (see README), so these tests start mysqld and
+ * call the hooks themselves; what ContainerPilot adds (scheduling, registration) is not exercised here.
+ */
+import { assert, assertEquals } from "../unit/assert.ts";
+import { MysqlClient, MysqlQueryError } from "../../src/mysql/client.ts";
+import { Secret } from "../../src/config.ts";
+import { ConsulStore } from "../../src/consul.ts";
+import { primaryLockFrom } from "../../src/ha.ts";
+import { autopilot, type CliResult } from "./autopilot_cli.ts";
+import { freePort, Harness, type ServerProcess, waitFor } from "./harness/mod.ts";
+
+const SECRETS = { repl: "repl-pw-1", app: "app-pw-2", root: "root-pw-3" };
+
+interface TestNode {
+  readonly k: number;
+  readonly name: string;
+  readonly ns: string;
+  readonly address: string;
+  readonly dir: string;
+  readonly env: Record<string, string>;
+  mysqld?: ServerProcess;
+}
+
+class Cluster {
+  readonly nodes = new Map<number, TestNode>();
+  constructor(readonly h: Harness, readonly consulAddr: string, readonly snapshots: string) {}
+
+  static async create(h: Harness): Promise<Cluster> {
+    const consul = await h.startConsul();
+    return new Cluster(h, `${h.net.hostAddress}:${consul.port}`, `${h.dir}/snapshots`);
+  }
+
+  node(k: number, extraEnv: Record<string, string> = {}): TestNode {
+    const existing = this.nodes.get(k);
+    if (existing) return existing;
+    const net = this.h.net.node(k);
+    const dir = `${this.h.dir}/node${k}`;
+    const env = {
+      NODE_NAME: `n${k}`,
+      NODE_ADDRESS: net.address,
+      CONSUL: this.consulAddr,
+      MYSQL_DATADIR: `${dir}/data`,
+      MYSQL_CNF: `${dir}/my.cnf`,
+      MYSQL_SOCKET: `${dir}/run/mysqld.sock`,
+      MYSQL_OS_USER: "root",
+      MYSQL_TMPDIR: `${dir}/tmp`,
+      STATE_DIR: `${dir}/state`,
+      SNAPSHOT_DIR: this.snapshots,
+      INNODB_BUFFER_POOL_SIZE: "64M",
+      MYSQL_REPL_PASSWORD: SECRETS.repl,
+      MYSQL_USER: "app",
+      MYSQL_PASSWORD: SECRETS.app,
+      MYSQL_DATABASE: "app",
+      MYSQL_ROOT_PASSWORD: SECRETS.root,
+      LOG_LEVEL: "DEBUG",
+      ...extraEnv,
+    };
+    const node: TestNode = { k, name: `n${k}`, ns: net.ns, address: net.address, dir, env };
+    this.nodes.set(k, node);
+    return node;
+  }
+
+  run(node: TestNode, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+    return autopilot(args, { ...node.env, ...env }, node.ns);
+  }
+
+  async preStart(node: TestNode): Promise<CliResult> {
+    await Deno.mkdir(`${node.dir}/run`, { recursive: true });
+    await Deno.mkdir(`${node.dir}/tmp`, { recursive: true });
+    return await this.run(node, ["pre-start"]);
+  }
+
+  /** Starts mysqld as ContainerPilot's `mysql` job would: the my.cnf pre-start wrote, in the node's namespace. */
+  async startMysqld(node: TestNode): Promise<void> {
+    node.mysqld = await this.h.group.spawn({
+      name: `mariadbd ${node.name}`,
+      program: "/usr/sbin/mariadbd",
+      args: [`--defaults-file=${node.env.MYSQL_CNF}`],
+      logFile: `${node.dir}/mysqld.log`,
+      netns: node.ns,
+    });
+    await waitFor(`mariadbd ${node.name}`, async () => {
+      if (node.mysqld?.exited) throw new Error(`mariadbd ${node.name} exited: see ${node.dir}/mysqld.log`);
+      await (await this.root(node)).close();
+      return true;
+    }, { timeoutMs: 30_000 });
+  }
+
+  async stopMysqld(node: TestNode): Promise<void> {
+    const { stop } = await import("./harness/mod.ts");
+    if (node.mysqld) await stop(node.mysqld.pid);
+  }
+
+  async boot(node: TestNode): Promise<CliResult> {
+    const pre = await this.preStart(node);
+    assertEquals(pre.code, 0, `pre-start ${node.name}: ${pre.stderr}`);
+    await this.startMysqld(node);
+    return await this.run(node, ["health"]);
+  }
+
+  root(node: TestNode): Promise<MysqlClient> {
+    return MysqlClient.connect({ socketPath: node.env.MYSQL_SOCKET, user: "root", connectTimeoutMs: 1000 });
+  }
+
+  app(node: TestNode): Promise<MysqlClient> {
+    return MysqlClient.connect({
+      host: node.address,
+      port: 3306,
+      user: "app",
+      password: new Secret(SECRETS.app),
+      connectTimeoutMs: 2000,
+    });
+  }
+
+  async sql(node: TestNode, query: string): Promise<Record<string, unknown>[]> {
+    await using db = await this.root(node);
+    return await db.query(query);
+  }
+
+  consul(): ConsulStore {
+    const [host, port] = this.consulAddr.split(":");
+    return new ConsulStore({
+      scheme: "http",
+      host,
+      port: Number(port),
+      url: `http://${this.consulAddr}`,
+      timeoutMs: 2000,
+    });
+  }
+
+  async primaryName(): Promise<string | undefined> {
+    const consul = this.consul();
+    try {
+      const lock = primaryLockFrom(await consul.get("mysql-primary"));
+      return lock.session ? lock.record?.node : undefined;
+    } finally {
+      consul.close();
+    }
+  }
+}
+
+async function rows(c: Cluster, node: TestNode): Promise<number> {
+  return Number((await c.sql(node, "SELECT COUNT(*) AS n FROM app.t"))[0].n);
+}
+
+Deno.test("autopilot pre-start and health assemble a primary and two replicas restored from its snapshot", async (t) => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await Cluster.create(h);
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+
+  await t.step("the first node initialises an empty datadir and becomes primary", async () => {
+    const health = await c.boot(n1);
+    assertEquals(health.code, 0, health.stderr);
+    assertEquals(await c.primaryName(), "n1");
+    assertEquals((await c.run(n1, ["health", "--primary"])).code, 0);
+    const [ro] = await c.sql(n1, "SELECT @@read_only AS ro");
+    assertEquals(Number(ro.ro), 0);
+  });
+
+  await t.step("the primary has the app user and database, and published its first snapshot", async () => {
+    await using app = await c.app(n1);
+    await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1), (2), (3)"]);
+    const consul = c.consul();
+    try {
+      const entry = await consul.get("mysql-last-backup");
+      assert(entry !== undefined, "LAST_BACKUP_KEY not written");
+      const manifest = JSON.parse(entry.value);
+      const stored = [...Deno.readDirSync(c.snapshots)].map((e) => e.name);
+      assert(stored.includes(`${manifest.name}.xbstream.zst`), stored.join());
+      assert(stored.includes(`${manifest.name}.manifest.json`), stored.join());
+      assert((await consul.get("mysql-last-binlog"))?.value.startsWith("mysql-bin."));
+    } finally {
+      consul.close();
+    }
+    const [root] = await c.sql(
+      n1,
+      "SELECT JSON_VALUE(Priv, '$.plugin_auth_alternatives') IS NOT NULL OR " +
+        "Priv LIKE '%mysql_native_password%' AS has_password FROM mysql.global_priv WHERE User='root' AND Host='localhost'",
+    );
+    assertEquals(Number(root.has_password), 1, "MYSQL_ROOT_PASSWORD was not set");
+  });
+
+  await t.step("two more nodes restore the snapshot and replicate with GTID", async () => {
+    for (const node of [n2, n3]) {
+      const pre = await c.preStart(node);
+      assertEquals(pre.code, 0, pre.stderr);
+      assert(pre.stderr.includes("Restoring snapshot"), pre.stderr);
+      await c.startMysqld(node);
+      const health = await c.run(node, ["health"]);
+      assertEquals(health.code, 0, health.stderr);
+      assertEquals((await c.run(node, ["health", "--primary"])).code, 1);
+    }
+    await using app = await c.app(n1);
+    await app.query("INSERT INTO app.t VALUES (4)");
+    for (const node of [n2, n3]) {
+      await waitFor(`row 4 on ${node.name}`, async () => (await rows(c, node)) === 4);
+    }
+    const [status] = await c.sql(n2, "SHOW SLAVE STATUS");
+    assertEquals([status.Master_Host, status.Using_Gtid], [n1.address, "Slave_Pos"]);
+  });
+
+  await t.step("the application user cannot write on a replica", async () => {
+    await using app = await c.app(n2);
+    let refused: MysqlQueryError | undefined;
+    try {
+      await app.query("INSERT INTO app.t VALUES (99)");
+    } catch (e) {
+      if (e instanceof MysqlQueryError) refused = e;
+    }
+    assertEquals(refused?.errno, 1290);
+  });
+
+  await t.step("a stopped replication thread turns the replica's health red", async () => {
+    await c.sql(n2, "STOP SLAVE SQL_THREAD");
+    const r = await c.run(n2, ["health"]);
+    assertEquals(r.code, 1);
+    assert(r.stderr.includes("is not running (I/O thread: yes, SQL thread: no)"), r.stderr);
+    await c.sql(n2, "START SLAVE SQL_THREAD");
+    assertEquals((await c.run(n2, ["health"])).code, 0);
+  });
+
+  await t.step("a replica lagging more than MAX_REPLICATION_LAG is unhealthy", async () => {
+    await c.sql(n3, "STOP SLAVE");
+    await c.sql(n3, "CHANGE MASTER TO MASTER_DELAY=30");
+    await c.sql(n3, "START SLAVE");
+    await using app = await c.app(n1);
+    await app.query("INSERT INTO app.t VALUES (5)");
+    await app.query("INSERT INTO app.t VALUES (6)");
+    const r = await waitFor("the lag to show", async () => {
+      const res = await c.run(n3, ["health"], { MAX_REPLICATION_LAG: "1s" });
+      return res.code === 1 && res.stderr.includes("lags") ? res : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 500 });
+    assert(r.stderr.includes("(limit 1 s)"), r.stderr);
+    await c.sql(n3, "STOP SLAVE");
+    await c.sql(n3, "CHANGE MASTER TO MASTER_DELAY=0");
+    await c.sql(n3, "START SLAVE");
+    await waitFor("n3 healthy again", async () => (await c.run(n3, ["health"])).code === 0, {
+      timeoutMs: 15_000,
+    });
+  });
+
+  await t.step("a restarted replica keeps its data and rejoins", async () => {
+    await c.stopMysqld(n2);
+    assertEquals((await c.run(n2, ["health"])).code, 1, "healthy with mysqld stopped");
+    const pre = await c.preStart(n2);
+    assertEquals(pre.code, 0, pre.stderr);
+    assert(pre.stderr.includes("already holds a database: left untouched"), pre.stderr);
+    await c.startMysqld(n2);
+    const r = await c.run(n2, ["health"]);
+    assertEquals(r.code, 0, r.stderr);
+    await using app = await c.app(n1);
+    await app.query("INSERT INTO app.t VALUES (7)");
+    await waitFor("row 7 on n2", async () => (await rows(c, n2)) === 7);
+  });
+
+  await t.step("a node that replicates from nobody but lacks nothing rejoins the primary", async () => {
+    await c.sql(n3, "STOP SLAVE");
+    await c.sql(n3, "RESET SLAVE ALL");
+    const r = await c.run(n3, ["health"]);
+    assertEquals(r.code, 0, r.stderr);
+    assert(r.stderr.includes("rejoining n1"), r.stderr);
+    await using app = await c.app(n1);
+    await app.query("INSERT INTO app.t VALUES (8)");
+    await waitFor("row 8 on n3", async () => (await rows(c, n3)) === 8);
+  });
+
+  await t.step(
+    "a node with a transaction the primary lacks is reported errant and not rejoined",
+    async () => {
+      await c.sql(n2, "STOP SLAVE");
+      await c.sql(n2, "RESET SLAVE ALL");
+      await c.sql(n2, "INSERT INTO app.t VALUES (100)"); // root bypasses read_only: an errant GTID
+      const [mine] = await c.sql(n2, "SELECT @@gtid_binlog_pos AS pos");
+      const r = await c.run(n2, ["health"]);
+      assertEquals(r.code, 1);
+      assert(r.stderr.includes("Errant node"), r.stderr);
+      assert(r.stderr.includes(String(mine.pos)), `the extra GTID ${mine.pos} is named: ${r.stderr}`);
+      assertEquals(
+        (await c.sql(n2, "SHOW SLAVE STATUS")).length,
+        0,
+        "an errant node is never silently rejoined",
+      );
+    },
+  );
+
+  await t.step("a restarted primary keeps its data and its role", async () => {
+    await c.stopMysqld(n1);
+    const down = await c.run(n1, ["health"]);
+    assertEquals(down.code, 1);
+    assertEquals(await c.primaryName(), undefined, "the primary lock is released when mysqld is down");
+    await c.preStart(n1);
+    await c.startMysqld(n1);
+    const r = await c.run(n1, ["health"]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(await c.primaryName(), "n1");
+    assertEquals(await rows(c, n1), 8);
+  });
+});
+
+Deno.test("autopilot health elects exactly one primary among three empty nodes started at once", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await Cluster.create(h);
+  const nodes = [c.node(1), c.node(2), c.node(3)];
+  const pre = await Promise.all(nodes.map((n) => c.preStart(n)));
+  assertEquals(pre.map((r) => r.code), [0, 0, 0], pre.map((r) => r.stderr).join("\n"));
+  await Promise.all(nodes.map((n) => c.startMysqld(n)));
+  const first = await Promise.all(nodes.map((n) => c.run(n, ["health"])));
+  const primary = await c.primaryName();
+  assert(primary !== undefined, "nobody became primary");
+  const winners = nodes.filter((n, i) => first[i].code === 0 && n.name === primary);
+  assertEquals(winners.length, 1, first.map((r) => r.stderr).join("\n"));
+  const primaries = await Promise.all(nodes.map((n) => c.run(n, ["health", "--primary"])));
+  assertEquals(primaries.filter((r) => r.code === 0).length, 1);
+  // The others follow on their next pass.
+  for (const node of nodes) {
+    await waitFor(`${node.name} healthy`, async () => (await c.run(node, ["health"])).code === 0, {
+      timeoutMs: 20_000,
+      intervalMs: 500,
+    });
+  }
+  const p = nodes.find((n) => n.name === primary)!;
+  await using app = await c.app(p);
+  await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1)"]);
+  for (const node of nodes) await waitFor(`row on ${node.name}`, async () => (await rows(c, node)) === 1);
+});
+
+Deno.test("autopilot pre-start with a missing variable exits 2 and touches nothing", async () => {
+  await using h = await Harness.create({ nodes: 1 });
+  const c = await Cluster.create(h);
+  const n = c.node(1);
+  const r = await c.run(n, ["pre-start"], { MYSQL_REPL_PASSWORD: "" });
+  assertEquals(r.code, 2);
+  assertEquals(
+    r.stderr,
+    "autopilot: invalid configuration: MYSQL_REPL_PASSWORD is required (replication user's password)",
+  );
+  for (const path of [n.env.MYSQL_CNF, n.env.MYSQL_DATADIR, n.env.STATE_DIR]) {
+    assertEquals(await Deno.stat(path).then(() => true, () => false), false, `${path} was created`);
+  }
+});
+
+Deno.test("autopilot pre-start with an unreachable Consul exits 1 with one clear line and no datadir", async () => {
+  await using h = await Harness.create({ nodes: 1 });
+  const c = new Cluster(h, `127.0.0.1:${freePort()}`, `${h.dir}/snapshots`);
+  const n = c.node(1);
+  const r = await c.preStart(n);
+  assertEquals(r.code, 1);
+  const errors = r.stderr.split("\n").filter((l) => l.includes("[ERR]"));
+  assertEquals(errors.length, 1, r.stderr);
+  assert(errors[0].includes("Cannot reach Consul"), errors[0]);
+  assert(errors[0].includes("nothing was changed"), errors[0]);
+  assertEquals(await Deno.stat(n.env.MYSQL_DATADIR).then(() => true, () => false), false);
+});
+
+Deno.test("autopilot pre-start refuses a corrupt snapshot and leaves no datadir behind", async () => {
+  await using h = await Harness.create({ nodes: 2 });
+  const c = await Cluster.create(h);
+  const [n1, n2] = [c.node(1), c.node(2)];
+  assertEquals((await c.boot(n1)).code, 0);
+  const consul = c.consul();
+  let name: string;
+  try {
+    name = JSON.parse((await consul.get("mysql-last-backup"))!.value).name;
+  } finally {
+    consul.close();
+  }
+  const path = `${c.snapshots}/${name}.xbstream.zst`;
+  const bytes = await Deno.readFile(path);
+  for (let i = Math.floor(bytes.length / 2); i < bytes.length / 2 + 64; i++) bytes[i] ^= 0xff;
+  await Deno.writeFile(path, bytes);
+  const r = await c.preStart(n2);
+  assertEquals(r.code, 1, r.stderr);
+  assert(/corrupt|SHA-256/i.test(r.stderr), r.stderr);
+  assertEquals(await Deno.stat(n2.env.MYSQL_DATADIR).then(() => true, () => false), false);
+  const leftovers = [...Deno.readDirSync(n2.dir)].filter((e) => e.name.includes(".restore-"));
+  assertEquals(leftovers, []);
+});
