@@ -55,22 +55,8 @@ const decoder = new TextDecoder();
  * @throws {CommandFailedError} when the exit code is not allowed (stderr's last lines in the message).
  */
 export async function run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-  const [program, ...args] = argv;
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command(program, {
-      args,
-      env: baseEnv(options.env),
-      clearEnv: true,
-      cwd: options.cwd,
-      stdin: options.stdin === undefined ? "null" : "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new CommandFailedError(program, 127, "");
-    throw e;
-  }
+  const program = argv[0];
+  const child = spawn(argv, { env: options.env, cwd: options.cwd, stdin: options.stdin !== undefined });
   const killer = onAbort(options.signal, () => kill(child));
   try {
     const writing = options.stdin === undefined ? Promise.resolve() : writeAll(child.stdin, options.stdin);
@@ -121,21 +107,15 @@ export async function pipeline(
   const stderrs: Promise<string>[] = [];
   try {
     for (const [i, stage] of stages.entries()) {
-      const [program, ...args] = stage.argv;
       let child: Deno.ChildProcess;
       try {
-        child = new Deno.Command(program, {
-          args,
-          env: baseEnv(stage.env),
-          clearEnv: true,
+        child = spawn(stage.argv, {
+          env: stage.env,
           cwd: stage.cwd,
-          stdin: i === 0 && !io.source ? "null" : "piped",
-          stdout: "piped",
-          stderr: "piped",
-        }).spawn();
+          stdin: i > 0 || io.source !== undefined,
+        });
       } catch (e) {
         killAll();
-        if (e instanceof Deno.errors.NotFound) throw new CommandFailedError(program, 127, "");
         throw e;
       }
       children.push(child);
@@ -178,6 +158,28 @@ export async function pipeline(
     return errors;
   } finally {
     killer.dispose();
+  }
+}
+
+/** Starts a program with piped stdout and stderr; a missing program is code 127. */
+function spawn(
+  argv: readonly string[],
+  o: { env?: Record<string, string>; cwd?: string; stdin: boolean },
+): Deno.ChildProcess {
+  const [program, ...args] = argv;
+  try {
+    return new Deno.Command(program, {
+      args,
+      env: baseEnv(o.env),
+      clearEnv: true,
+      cwd: o.cwd,
+      stdin: o.stdin ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new CommandFailedError(program, 127, "");
+    throw e;
   }
 }
 
