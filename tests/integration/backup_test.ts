@@ -44,6 +44,23 @@ async function one(node: MariadbNode, query: string): Promise<string> {
   return (await node.sql(query))[0][0];
 }
 
+/** A harness with one seeded node and a snapshot of it in the local store; the caller disposes `h`. */
+async function seededSnapshot(
+  opts: { seed?: boolean } = {},
+): Promise<{ h: Harness; node: MariadbNode; opts: TakeSnapshotOptions; manifest: Manifest; path: string }> {
+  const h = await Harness.create();
+  try {
+    const node = await h.startNode(1);
+    if (opts.seed ?? true) await seed(node);
+    const options = await snapshotOptions(h, node);
+    const manifest = await takeSnapshot(options);
+    return { h, node, opts: options, manifest, path: `${h.dir}/snapshots/${manifest.key}` };
+  } catch (e) {
+    await h.dispose();
+    throw e;
+  }
+}
+
 async function snapshotOptions(
   h: Harness,
   node: MariadbNode,
@@ -191,11 +208,9 @@ Deno.test("takeSnapshot() streams a hot backup to the store and writes a manifes
 });
 
 Deno.test("restoreSnapshot() restores a snapshot that a fresh mariadbd serves with the same rows and checksum", async () => {
-  await using h = await Harness.create();
-  const node = await h.startNode(1);
-  await seed(node);
-  const opts = await snapshotOptions(h, node);
-  const manifest = await takeSnapshot(opts);
+  const snap = await seededSnapshot();
+  await using h = snap.h;
+  const { node, opts, manifest } = snap;
   const sourceCount = await one(node, "SELECT COUNT(*) FROM app.t");
   const sourceChecksum = (await node.sql("CHECKSUM TABLE app.t"))[0][1];
   assertEquals(sourceCount, String(ROWS));
@@ -220,12 +235,9 @@ Deno.test("restoreSnapshot() restores a snapshot that a fresh mariadbd serves wi
 });
 
 Deno.test("restoreSnapshot() refuses a snapshot with bytes flipped in the store and leaves nothing behind", async () => {
-  await using h = await Harness.create();
-  const node = await h.startNode(1);
-  await seed(node);
-  const opts = await snapshotOptions(h, node);
-  const manifest = await takeSnapshot(opts);
-  const path = `${h.dir}/snapshots/${manifest.key}`;
+  const snap = await seededSnapshot();
+  await using h = snap.h;
+  const { opts, manifest, path } = snap;
   const bytes = await Deno.readFile(path);
   const middle = Math.floor(bytes.length / 2);
   for (let i = middle; i < middle + 16; i++) bytes[i] ^= 0xff;
@@ -247,12 +259,9 @@ Deno.test("restoreSnapshot() refuses a snapshot with bytes flipped in the store 
 });
 
 Deno.test("restoreSnapshot() refuses a truncated snapshot and leaves nothing behind", async () => {
-  await using h = await Harness.create();
-  const node = await h.startNode(1);
-  await seed(node);
-  const opts = await snapshotOptions(h, node);
-  const manifest = await takeSnapshot(opts);
-  const path = `${h.dir}/snapshots/${manifest.key}`;
+  const snap = await seededSnapshot();
+  await using h = snap.h;
+  const { opts, manifest, path } = snap;
   const half = Math.floor(manifest.size / 2);
   await Deno.truncate(path, half);
 
@@ -380,10 +389,9 @@ Deno.test("takeSnapshot() reads the account's password only from an option file"
 });
 
 Deno.test("restoreSnapshot() refuses a non-empty datadir, leaves it unchanged, and replaces an empty one", async () => {
-  await using h = await Harness.create();
-  const node = await h.startNode(1);
-  const opts = await snapshotOptions(h, node);
-  const manifest = await takeSnapshot(opts);
+  const snap = await seededSnapshot({ seed: false });
+  await using h = snap.h;
+  const { opts, manifest } = snap;
   const datadir = `${h.dir}/restored/data`;
   await Deno.mkdir(`${datadir}/mysql`, { recursive: true });
   await Deno.writeTextFile(`${datadir}/keep.txt`, "precious\n");
@@ -440,11 +448,9 @@ Deno.test("restoreSnapshot() refuses a snapshot of the other flavour without tou
 });
 
 Deno.test("restoreSnapshot() restores into an empty datadir that is a mount point (a volume)", async () => {
-  await using h = await Harness.create();
-  const node = await h.startNode(1);
-  await seed(node);
-  const opts = await snapshotOptions(h, node);
-  const manifest = await takeSnapshot(opts);
+  const snap = await seededSnapshot();
+  await using h = snap.h;
+  const { opts, manifest } = snap;
   const dir = `${h.dir}/volume`;
   const datadir = `${dir}/data`;
   await Deno.mkdir(datadir, { recursive: true });
@@ -469,11 +475,9 @@ Deno.test("restoreSnapshot() restores into an empty datadir that is a mount poin
 });
 
 Deno.test("restoreSnapshot() stages inside the datadir when Deno may not write beside it", async () => {
-  await using h = await Harness.create();
-  const node = await h.startNode(1);
-  await seed(node);
-  const opts = await snapshotOptions(h, node);
-  const manifest = await takeSnapshot(opts);
+  const snap = await seededSnapshot();
+  await using h = snap.h;
+  const { manifest } = snap;
   const script = `${h.dir}/restore.ts`;
   await Deno.writeTextFile(
     script,
@@ -581,11 +585,9 @@ Deno.test("takeSnapshot() cancelled by its signal mid-stream stores nothing", as
 });
 
 Deno.test("restoreSnapshot() cancelled by its signal mid-stream leaves nothing behind", async () => {
-  await using h = await Harness.create();
-  const node = await h.startNode(1);
-  await seed(node);
-  const opts = await snapshotOptions(h, node);
-  const manifest = await takeSnapshot(opts);
+  const snap = await seededSnapshot();
+  await using h = snap.h;
+  const { manifest } = snap;
   const controller = new AbortController();
   const store = new AbortingStore(`${h.dir}/snapshots`, controller);
   const datadir = `${h.dir}/restored/data`;
