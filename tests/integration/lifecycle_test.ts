@@ -380,3 +380,23 @@ Deno.test("autopilot pre-start refuses a corrupt snapshot and leaves no datadir 
   const leftovers = [...Deno.readDirSync(n2.dir)].filter((e) => e.name.includes(".restore-"));
   assertEquals(leftovers, []);
 });
+
+Deno.test("autopilot health generates a random root password into a 0600 file and never logs it", async () => {
+  await using h = await Harness.create({ nodes: 1 });
+  const c = await Cluster.create(h);
+  const n = c.node(1, { MYSQL_ROOT_PASSWORD: "" });
+  const r = await c.boot(n);
+  assertEquals(r.code, 0, r.stderr);
+  const file = `${n.env.STATE_DIR}/root-password`;
+  assertEquals((await Deno.stat(file)).mode! & 0o777, 0o600);
+  const password = (await Deno.readTextFile(file)).trim();
+  assert(password.length >= 24, "too short");
+  assert(!r.stderr.includes(password), "the password reached the log");
+  assert(r.stderr.includes(file), "the log says where the password is");
+  const [row] = await c.sql(
+    n,
+    `SELECT JSON_VALUE(Priv, '$.authentication_string') = PASSWORD('${password}') AS ok ` +
+      "FROM mysql.global_priv WHERE User = 'root' AND Host = 'localhost'",
+  );
+  assertEquals(Number(row.ok), 1, "the file's password is not root's");
+});
