@@ -1,0 +1,146 @@
+/**
+ * Drives a test cluster the way ContainerPilot would: `autopilot pre-start`, then mysqld from the my.cnf it
+ * wrote, then `autopilot health`, each node in its own network namespace, against a real Consul agent.
+ * Shared by the lifecycle tests and the benchmarks.
+ *
+ * @module
+ */
+import { assertEquals } from "../unit/assert.ts";
+import { MysqlClient } from "../../src/mysql/client.ts";
+import { Secret } from "../../src/config.ts";
+import { ConsulStore } from "../../src/consul.ts";
+import { primaryLockFrom } from "../../src/ha.ts";
+import { autopilot, type CliResult } from "./autopilot_cli.ts";
+import { type Harness, type ServerProcess, stop, waitFor } from "./harness/mod.ts";
+
+/** The passwords every test node is configured with. */
+export const SECRETS = { repl: "repl-pw-1", app: "app-pw-2", root: "root-pw-3" };
+
+/** One node of a test cluster. */
+export interface TestNode {
+  readonly k: number;
+  readonly name: string;
+  readonly ns: string;
+  readonly address: string;
+  readonly dir: string;
+  readonly env: Record<string, string>;
+  mysqld?: ServerProcess;
+}
+
+/** A test cluster on a harness network: nodes, their hooks, their servers. */
+export class Cluster {
+  readonly nodes = new Map<number, TestNode>();
+  constructor(readonly h: Harness, readonly consulAddr: string, readonly snapshots: string) {}
+
+  static async create(h: Harness): Promise<Cluster> {
+    const consul = await h.startConsul();
+    return new Cluster(h, `${h.net.hostAddress}:${consul.port}`, `${h.dir}/snapshots`);
+  }
+
+  node(k: number, extraEnv: Record<string, string> = {}): TestNode {
+    const existing = this.nodes.get(k);
+    if (existing) return existing;
+    const net = this.h.net.node(k);
+    const dir = `${this.h.dir}/node${k}`;
+    const env = {
+      NODE_NAME: `n${k}`,
+      NODE_ADDRESS: net.address,
+      CONSUL: this.consulAddr,
+      MYSQL_DATADIR: `${dir}/data`,
+      MYSQL_CNF: `${dir}/my.cnf`,
+      MYSQL_SOCKET: `${dir}/run/mysqld.sock`,
+      MYSQL_OS_USER: "root",
+      MYSQL_TMPDIR: `${dir}/tmp`,
+      STATE_DIR: `${dir}/state`,
+      SNAPSHOT_DIR: this.snapshots,
+      INNODB_BUFFER_POOL_SIZE: "64M",
+      MYSQL_REPL_PASSWORD: SECRETS.repl,
+      MYSQL_USER: "app",
+      MYSQL_PASSWORD: SECRETS.app,
+      MYSQL_DATABASE: "app",
+      MYSQL_ROOT_PASSWORD: SECRETS.root,
+      LOG_LEVEL: "DEBUG",
+      ...extraEnv,
+    };
+    const node: TestNode = { k, name: `n${k}`, ns: net.ns, address: net.address, dir, env };
+    this.nodes.set(k, node);
+    return node;
+  }
+
+  run(node: TestNode, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+    return autopilot(args, { ...node.env, ...env }, node.ns);
+  }
+
+  async preStart(node: TestNode): Promise<CliResult> {
+    await Deno.mkdir(`${node.dir}/run`, { recursive: true });
+    await Deno.mkdir(`${node.dir}/tmp`, { recursive: true });
+    return await this.run(node, ["pre-start"]);
+  }
+
+  /** Starts mysqld as ContainerPilot's `mysql` job would: the my.cnf pre-start wrote, in the node's namespace. */
+  async startMysqld(node: TestNode): Promise<void> {
+    node.mysqld = await this.h.group.spawn({
+      name: `mariadbd ${node.name}`,
+      program: "/usr/sbin/mariadbd",
+      args: [`--defaults-file=${node.env.MYSQL_CNF}`],
+      logFile: `${node.dir}/mysqld.log`,
+      netns: node.ns,
+    });
+    await waitFor(`mariadbd ${node.name}`, async () => {
+      if (node.mysqld?.exited) throw new Error(`mariadbd ${node.name} exited: see ${node.dir}/mysqld.log`);
+      await (await this.root(node)).close();
+      return true;
+    }, { timeoutMs: 30_000 });
+  }
+
+  async stopMysqld(node: TestNode): Promise<void> {
+    if (node.mysqld) await stop(node.mysqld.pid);
+  }
+
+  async boot(node: TestNode): Promise<CliResult> {
+    const pre = await this.preStart(node);
+    assertEquals(pre.code, 0, `pre-start ${node.name}: ${pre.stderr}`);
+    await this.startMysqld(node);
+    return await this.run(node, ["health"]);
+  }
+
+  root(node: TestNode): Promise<MysqlClient> {
+    return MysqlClient.connect({ socketPath: node.env.MYSQL_SOCKET, user: "root", connectTimeoutMs: 1000 });
+  }
+
+  app(node: TestNode): Promise<MysqlClient> {
+    return MysqlClient.connect({
+      host: node.address,
+      port: 3306,
+      user: "app",
+      password: new Secret(SECRETS.app),
+      connectTimeoutMs: 2000,
+    });
+  }
+
+  async sql(node: TestNode, query: string): Promise<Record<string, unknown>[]> {
+    await using db = await this.root(node);
+    return await db.query(query);
+  }
+
+  consul(): ConsulStore {
+    const [host, port] = this.consulAddr.split(":");
+    return new ConsulStore({
+      scheme: "http",
+      host,
+      port: Number(port),
+      url: `http://${this.consulAddr}`,
+      timeoutMs: 2000,
+    });
+  }
+
+  async primaryName(): Promise<string | undefined> {
+    const consul = this.consul();
+    try {
+      const lock = primaryLockFrom(await consul.get("mysql-primary"));
+      return lock.session ? lock.record?.node : undefined;
+    } finally {
+      consul.close();
+    }
+  }
+}
