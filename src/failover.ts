@@ -1,0 +1,114 @@
+/**
+ * Who becomes primary when the primary is gone: pure functions over the member records every node publishes.
+ *
+ * Each node keeps a member record in Consul (`SERVICE_NAME-members/NODE`), held by its own session so that it
+ * disappears when the node does, and refreshed by every hook pass: its address, priority, and the GTIDs it has
+ * executed and received. The node that holds the failover lock plans from these records alone and hands the
+ * primary lock to the chosen node's own session; every node then carries out its own part (the candidate
+ * applies its relay log and turns writable, the others follow it). No node needs to log in to another.
+ *
+ * @module
+ */
+import type { Flavour } from "./mysql/flavour.ts";
+import { type GtidSet, parseGtidSet } from "./mysql/gtid.ts";
+
+/** What one node publishes about itself. */
+export interface MemberRecord {
+  readonly node: string;
+  readonly address: string;
+  readonly port: number;
+  /** FAILOVER_PRIORITY: higher wins among equally advanced nodes; 0 never becomes primary. */
+  readonly priority: number;
+  readonly flavour: Flavour;
+  /** Whether this node holds the primary lock, replicates, or neither. */
+  readonly role: "primary" | "replica" | "none";
+  /** Everything this server has applied (MariaDB `gtid_binlog_state`, MySQL `gtid_executed`). */
+  readonly executed: string;
+  /** What its receiver thread has fetched (MariaDB `Gtid_IO_Pos`, MySQL `Retrieved_Gtid_Set`); "" if none. */
+  readonly retrieved: string;
+  /** When the record was written (epoch ms). */
+  readonly updatedAt: number;
+}
+
+/** The outcome of planning a failover. */
+export type FailoverPlan =
+  /** Promote `candidate`; `reason` names the GTID sets the choice was based on. */
+  | { readonly kind: "promote"; readonly candidate: MemberRecord; readonly reason: string }
+  /** Not yet: some members have not reported since the primary was lost. */
+  | { readonly kind: "wait"; readonly reason: string }
+  /** No node can safely become primary. */
+  | { readonly kind: "impossible"; readonly reason: string };
+
+/**
+ * The transactions a member has, executed or only received.
+ *
+ * @throws {GtidParseError} if a record holds a malformed set.
+ */
+export function transactionsOf(m: MemberRecord): GtidSet {
+  const executed = parseGtidSet(m.flavour, m.executed);
+  const retrieved = parseGtidSet(m.flavour, m.retrieved);
+  return executed.flavour === "mysql" && retrieved.flavour === "mysql"
+    ? executed.union(retrieved)
+    : executed.flavour === "mariadb" && retrieved.flavour === "mariadb"
+    ? executed.union(retrieved)
+    : executed;
+}
+
+function contains(a: GtidSet, b: GtidSet): boolean {
+  return a.flavour === "mysql" && b.flavour === "mysql"
+    ? a.contains(b)
+    : a.flavour === "mariadb" && b.flavour === "mariadb"
+    ? a.contains(b)
+    : false;
+}
+
+/**
+ * Chooses the node to promote.
+ *
+ * The candidate must have every transaction any live member has (received counts, since a candidate applies
+ * its relay log before it turns writable): the node that received the most wins, then the highest
+ * FAILOVER_PRIORITY, then the lowest node name. A node with priority 0, the failed primary, and any member
+ * that has not reported since `freshSince` cannot be chosen; a member that has not reported blocks the plan
+ * (`wait`), because it might hold transactions the others lack.
+ *
+ * @param members The live members' records (the failed primary's too, if it is still published).
+ * @param failedPrimary The node that held the primary lock last.
+ * @param freshSince Records older than this (epoch ms) do not count: they predate the primary's loss.
+ * @returns The plan.
+ */
+export function planFailover(
+  members: readonly MemberRecord[],
+  failedPrimary: string | undefined,
+  freshSince: number,
+): FailoverPlan {
+  const others = members.filter((m) => m.node !== failedPrimary);
+  const stale = others.filter((m) => m.updatedAt < freshSince);
+  if (stale.length > 0) {
+    return { kind: "wait", reason: `waiting for ${stale.map((m) => m.node).join(", ")} to report its GTIDs` };
+  }
+  if (others.length === 0) return { kind: "impossible", reason: "no other live node to promote" };
+  const have = new Map(others.map((m) => [m.node, transactionsOf(m)]));
+  const basis = others.map((m) => `${m.node} has ${have.get(m.node)!.toString() || "(nothing)"}`).join("; ");
+  const complete = others.filter((m) => others.every((o) => contains(have.get(m.node)!, have.get(o.node)!)));
+  if (complete.length === 0) {
+    return {
+      kind: "impossible",
+      reason: `no node has every transaction the others have (diverged): ${basis}`,
+    };
+  }
+  const eligible = complete.filter((m) => m.priority > 0);
+  if (eligible.length === 0) {
+    return {
+      kind: "impossible",
+      reason: `only ${
+        complete.map((m) => m.node).join(", ")
+      } (FAILOVER_PRIORITY=0) has every transaction: ${basis}`,
+    };
+  }
+  const [candidate] = [...eligible].sort((a, b) => b.priority - a.priority || a.node.localeCompare(b.node));
+  return {
+    kind: "promote",
+    candidate,
+    reason: `${candidate.node} has every transaction the others have: ${basis}`,
+  };
+}

@@ -1,0 +1,51 @@
+/**
+ * Member records in Consul: each node's own `SERVICE_NAME-members/NODE` key, held by its session (so it
+ * disappears when the node does) and rewritten by every hook pass.
+ *
+ * @module
+ */
+import type { Config } from "./config.ts";
+import type { ConsulStore } from "./consul.ts";
+import type { MemberRecord } from "./failover.ts";
+
+/** The key prefix of member records. */
+export function membersPrefix(config: Config): string {
+  return `${config.serviceName}-members/`;
+}
+
+/** Writes this node's record under its session. @returns false if the session no longer exists. */
+export async function publishMember(
+  config: Config,
+  consul: ConsulStore,
+  session: string,
+  record: MemberRecord,
+): Promise<boolean> {
+  return await consul.tryAcquireLock(
+    `${membersPrefix(config)}${record.node}`,
+    session,
+    JSON.stringify(record),
+  );
+}
+
+/** A live member: its record and the session that holds it. */
+export interface LiveMember {
+  readonly record: MemberRecord;
+  readonly session: string;
+}
+
+/** The records of live members (keys still held by a session); unreadable records are skipped. */
+export async function liveMembers(config: Config, consul: ConsulStore): Promise<LiveMember[]> {
+  const out: LiveMember[] = [];
+  for (const entry of await consul.getPrefix(membersPrefix(config))) {
+    if (entry.session === undefined) continue;
+    try {
+      const record = JSON.parse(entry.value) as MemberRecord;
+      if (typeof record.node === "string" && typeof record.executed === "string") {
+        out.push({ record, session: entry.session });
+      }
+    } catch {
+      // not a member record
+    }
+  }
+  return out;
+}

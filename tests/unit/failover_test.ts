@@ -1,0 +1,110 @@
+import { assertEquals } from "./assert.ts";
+import { type MemberRecord, planFailover } from "../../src/failover.ts";
+
+const member = (node: string, over: Partial<MemberRecord> = {}): MemberRecord => ({
+  node,
+  address: `10.0.0.${node.slice(1)}`,
+  port: 3306,
+  priority: 1,
+  flavour: "mariadb",
+  role: "replica",
+  executed: "",
+  retrieved: "",
+  updatedAt: 100,
+  ...over,
+});
+
+Deno.test("planFailover() promotes the replica that received the most, even if it applied less", () => {
+  const plan = planFailover(
+    [
+      member("n1", { role: "primary", executed: "0-1-20" }),
+      member("n2", { executed: "0-1-9", retrieved: "0-1-11" }),
+      member("n3", { executed: "0-1-10", retrieved: "0-1-10" }),
+    ],
+    "n1",
+    50,
+  );
+  assertEquals(plan.kind === "promote" && plan.candidate.node, "n2");
+  assertEquals(
+    plan.kind === "promote" && plan.reason,
+    "n2 has every transaction the others have: n2 has 0-1-11; n3 has 0-1-10",
+  );
+});
+
+Deno.test("planFailover() does not promote a lagging replica over a caught-up one, whatever its priority", () => {
+  const plan = planFailover(
+    [member("n2", { executed: "0-1-6", priority: 100 }), member("n3", { executed: "0-1-11" })],
+    "n1",
+    50,
+  );
+  assertEquals(plan.kind === "promote" && plan.candidate.node, "n3");
+});
+
+Deno.test("planFailover() breaks a tie by priority, then by name", () => {
+  const same = { executed: "0-1-11" };
+  const byPriority = planFailover([member("n2", same), member("n3", { ...same, priority: 5 })], "n1", 50);
+  assertEquals(byPriority.kind === "promote" && byPriority.candidate.node, "n3");
+  const byName = planFailover([member("n3", same), member("n2", same)], "n1", 50);
+  assertEquals(byName.kind === "promote" && byName.candidate.node, "n2");
+});
+
+Deno.test("planFailover() never promotes a priority-0 node, and refuses if only it has everything", () => {
+  const skip = planFailover(
+    [member("n2", { executed: "0-1-5" }), member("n3", { executed: "0-1-5", priority: 0 })],
+    "n1",
+    50,
+  );
+  assertEquals(skip.kind === "promote" && skip.candidate.node, "n2");
+  const only = planFailover(
+    [member("n2", { executed: "0-1-4" }), member("n3", { executed: "0-1-5", priority: 0 })],
+    "n1",
+    50,
+  );
+  assertEquals(only, {
+    kind: "impossible",
+    reason: "only n3 (FAILOVER_PRIORITY=0) has every transaction: n2 has 0-1-4; n3 has 0-1-5",
+  });
+});
+
+Deno.test("planFailover() refuses when no node has every transaction (diverged histories)", () => {
+  const plan = planFailover(
+    [member("n2", { executed: "0-1-5,0-2-7" }), member("n3", { executed: "0-1-6" })],
+    "n1",
+    50,
+  );
+  assertEquals(plan.kind, "impossible");
+});
+
+Deno.test("planFailover() waits for members that have not reported since the primary was lost", () => {
+  const plan = planFailover([member("n2", { updatedAt: 200 }), member("n3", { updatedAt: 100 })], "n1", 150);
+  assertEquals(plan, { kind: "wait", reason: "waiting for n3 to report its GTIDs" });
+});
+
+Deno.test("planFailover() ignores the failed primary's own transactions (lost without semi-sync)", () => {
+  const plan = planFailover(
+    [member("n1", { executed: "0-1-99", updatedAt: 0 }), member("n2", { executed: "0-1-50" })],
+    "n1",
+    50,
+  );
+  assertEquals(plan.kind === "promote" && plan.candidate.node, "n2");
+});
+
+Deno.test("planFailover() works on MySQL GTID sets, counting received transactions", () => {
+  const u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+  const plan = planFailover(
+    [
+      member("n2", { flavour: "mysql", executed: `${u}:1-10`, retrieved: `${u}:1-12` }),
+      member("n3", { flavour: "mysql", executed: `${u}:1-11`, retrieved: `${u}:1-11` }),
+    ],
+    "n1",
+    50,
+  );
+  assertEquals(plan.kind === "promote" && plan.candidate.node, "n2");
+});
+
+Deno.test("planFailover() has nothing to promote when no other node is alive", () => {
+  assertEquals(planFailover([member("n1", { role: "primary" })], "n1", 50), {
+    kind: "impossible",
+    reason: "no other live node to promote",
+  });
+});
