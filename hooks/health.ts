@@ -1,9 +1,11 @@
 /**
- * `autopilot health`: ContainerPilot's health check for the `mysql` service, every few seconds.
+ * `autopilot health`: ContainerPilot's health check for the `mysql` service, every few seconds; also what
+ * `autopilot on-change` runs when the primary changes.
  *
  * Each pass gathers the facts (the local server, the primary lock, this node's session), lets `decideHealth()`
- * pick what to do, does it, and exits 0 only when this node is healthy in its role. The first pass of the first
- * node bootstraps the cluster; the first pass of a later node sets up replication; later passes keep the role.
+ * pick what to do, does it, publishes this node's member record, and exits 0 only when this node is healthy in
+ * its role. The first pass of the first node bootstraps the cluster; a later node sets up replication; when
+ * the primary is gone, the node that wins the failover lock appoints the most advanced replica.
  *
  * `autopilot health --primary` is the check of the `mysql-primary` service: it changes nothing and passes
  * only on the node that holds the primary lock and is writable.
@@ -12,16 +14,21 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../src/config.ts";
-import { ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
+import { ConsulStore, ConsulUnavailableError, SessionGoneError } from "../src/consul.ts";
+import { type MemberRecord, planFailover } from "../src/failover.ts";
 import {
   type ConsulFacts,
   decideHealth,
   type HealthDecision,
   type HealthFacts,
+  type MysqlFacts,
+  type PrimaryLock,
   primaryLockFrom,
   type PrimaryRecord,
+  quietPeriodReason,
 } from "../src/ha.ts";
 import { connectLocal, gatherMysqlFacts } from "../src/local.ts";
+import { liveMembers, publishMember } from "../src/members.ts";
 import { bootstrapStatements } from "../src/mysql/bootstrap.ts";
 import { MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
 import { type Flavour, type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
@@ -38,99 +45,138 @@ const log = getLogger(["autopilot", "health"]);
 export const healthCommand: Command = {
   name: "health",
   summary: "check this node and keep it in its role; exit 0 only when healthy (ContainerPilot's check)",
-  details: "The first pass of the first node bootstraps the primary; a later node starts replicating.\n" +
+  details:
+    "The first pass of the first node bootstraps the primary; a later node starts replicating; when the\n" +
+    "primary is gone, one node appoints the most advanced replica.\n" +
     "--primary: change nothing; exit 0 only on the node that holds the primary lock and is writable.",
   options: { primary: { type: "boolean" } },
-  async run(ctx: CommandContext): Promise<number> {
-    const state = await readState(ctx.config.node.stateDir);
-    const flavour = state.flavour ?? (ctx.config.mysql.flavour === "mysql" ? "mysql" : "mariadb");
-    const address = nodeAddress(ctx.config, ctx.env, Deno.networkInterfaces());
-    if (address === undefined) {
-      log.error("Cannot tell this node's address: set NODE_ADDRESS");
-      return EXIT.failed;
-    }
-    const self: PrimaryRecord = { node: ctx.config.node.name, address, port: ctx.config.mysql.port };
-    const consul = new ConsulStore(ctx.config.consul);
-    try {
-      return ctx.flags.primary
-        ? await primaryCheck(ctx.config, flavour, consul, state)
-        : await healthPass(ctx.config, flavour, consul, state, self);
-    } finally {
-      consul.close();
-    }
-  },
+  run: (ctx: CommandContext) => runHealth(ctx, Boolean(ctx.flags.primary)),
 };
 
-async function healthPass(
-  config: Config,
-  flavour: Flavour,
-  consul: ConsulStore,
-  state: NodeState,
-  self: PrimaryRecord,
-): Promise<number> {
-  const sql = sqlFor(flavour);
-  let db: MysqlClient | undefined;
-  try {
-    db = await connectLocal(config, flavour);
-  } catch (e) {
-    if (!(e instanceof MysqlUnavailableError)) throw e;
+/** The `on-change` command: ContainerPilot runs it when the primary service changes. */
+export const onChangeCommand: Command = {
+  name: "on-change",
+  summary: "the primary changed: follow the new one, or fail over if there is none (same pass as health)",
+  options: {},
+  run: (ctx: CommandContext) => runHealth(ctx, false),
+};
+
+async function runHealth(ctx: CommandContext, primaryOnly: boolean): Promise<number> {
+  const state = await readState(ctx.config.node.stateDir);
+  const flavour = state.flavour ?? (ctx.config.mysql.flavour === "mysql" ? "mysql" : "mariadb");
+  const address = nodeAddress(ctx.config, ctx.env, Deno.networkInterfaces());
+  if (address === undefined) {
+    log.error("Cannot tell this node's address: set NODE_ADDRESS");
+    return EXIT.failed;
   }
+  const self: PrimaryRecord = { node: ctx.config.node.name, address, port: ctx.config.mysql.port };
+  const consul = new ConsulStore(ctx.config.consul);
   try {
-    const facts = await gatherFacts(config, consul, state, self, db, sql);
-    const decision = decideHealth(facts);
-    const healthy = await act(decision, { config, consul, state, self, db, sql, flavour });
-    const fields = { reason: decision.reason, action: decision.action, healthy };
-    if (healthy) log.debug("{reason}", fields);
-    else log.warn("{reason}", fields);
-    return healthy ? EXIT.ok : EXIT.failed;
+    return primaryOnly ? await primaryCheck(ctx.config, flavour, consul, state) : await healthPass({
+      config: ctx.config,
+      consul,
+      state,
+      self,
+      flavour,
+      sql: sqlFor(flavour),
+      db: undefined,
+    });
   } finally {
-    await db?.close();
+    consul.close();
   }
 }
 
-async function gatherFacts(
-  config: Config,
-  consul: ConsulStore,
-  state: NodeState,
-  self: PrimaryRecord,
-  db: MysqlClient | undefined,
-  sql: FlavourSql,
-): Promise<HealthFacts> {
-  const mysql = db
-    ? await gatherMysqlFacts(db, sql).catch((e) => ({ up: false as const, error: (e as Error).message }))
-    : { up: false as const, error: `no answer on ${config.mysql.socket}` };
-  let consulFacts: ConsulFacts;
-  try {
-    const lock = primaryLockFrom(await consul.get(config.keys.primary));
-    const alive = state.sessionId !== undefined && await consul.renewSession(state.sessionId);
-    consulFacts = { up: true, lock, ...(alive ? { session: state.sessionId } : {}) };
-  } catch (e) {
-    if (!(e instanceof ConsulUnavailableError)) throw e;
-    consulFacts = { up: false, error: e.message };
-  }
-  return {
-    node: self,
-    mysql,
-    consul: consulFacts,
-    ...(state.restored ? { restoredGtid: state.restored.gtid } : {}),
-    ...(state.replication ? { startedReplication: state.replication } : {}),
-    maxLagSeconds: config.mysql.maxLagSeconds,
-  };
-}
-
-interface ActContext {
+interface PassContext {
   readonly config: Config;
   readonly consul: ConsulStore;
   /** This node's state; actions replace it as they save it. */
   state: NodeState;
   readonly self: PrimaryRecord;
-  readonly db: MysqlClient | undefined;
-  readonly sql: FlavourSql;
   readonly flavour: Flavour;
+  readonly sql: FlavourSql;
+  db: MysqlClient | undefined;
+}
+
+async function healthPass(c: PassContext): Promise<number> {
+  try {
+    c.db = await connectLocal(c.config, c.flavour);
+  } catch (e) {
+    if (!(e instanceof MysqlUnavailableError)) throw e;
+  }
+  try {
+    const facts = await gatherFacts(c);
+    const decision = decideHealth(facts);
+    const healthy = await act(decision, c);
+    const fields = { reason: decision.reason, action: decision.action, healthy };
+    if (healthy) log.debug("{reason}", fields);
+    else log.warn("{reason}", fields);
+    await publishSelf(c, facts).catch((e) =>
+      log.warn("Cannot publish this node's record: {e}", { e: String(e) })
+    );
+    return healthy ? EXIT.ok : EXIT.failed;
+  } finally {
+    await c.db?.close();
+  }
+}
+
+async function gatherFacts(c: PassContext): Promise<HealthFacts> {
+  const { config, consul } = c;
+  const mysql: MysqlFacts = c.db
+    ? await gatherMysqlFacts(c.db, c.sql).catch((e) => ({ up: false as const, error: (e as Error).message }))
+    : { up: false, error: `no answer on ${config.mysql.socket}` };
+  let consulFacts: ConsulFacts;
+  let failover: HealthFacts["failover"];
+  try {
+    const lock = primaryLockFrom(await consul.get(config.keys.primary));
+    // Every node keeps a session: it holds the node's member record, and the primary lock if it is appointed.
+    const session = await ensureSession(c);
+    consulFacts = { up: true, lock, session };
+    if (lock.session === undefined && lock.record !== undefined && lock.record.node !== c.self.node) {
+      failover = await failoverHold(c, lock);
+    }
+  } catch (e) {
+    if (!(e instanceof ConsulUnavailableError)) throw e;
+    consulFacts = { up: false, error: e.message };
+  }
+  return {
+    node: c.self,
+    mysql,
+    consul: consulFacts,
+    ...(c.state.restored ? { restoredGtid: c.state.restored.gtid } : {}),
+    ...(c.state.replication ? { startedReplication: c.state.replication } : {}),
+    maxLagSeconds: config.mysql.maxLagSeconds,
+    ...(failover ? { failover } : {}),
+  };
+}
+
+async function ensureSession(c: PassContext): Promise<string> {
+  const { id, created } = await c.consul.ensureSession(c.state.sessionId, {
+    name: c.config.session.name,
+    ttlSeconds: c.config.session.ttlSeconds,
+  });
+  if (created) {
+    log.info("Created Consul session {id}", { id });
+    await saveState(c, { ...c.state, sessionId: id });
+  }
+  return id;
+}
+
+/** Whether automatic failover is held back: paused by key, or inside the quiet period of the last one. */
+async function failoverHold(c: PassContext, lock: PrimaryLock): Promise<HealthFacts["failover"]> {
+  const paused = (await c.consul.get(c.config.keys.failoverPause)) !== undefined;
+  const last = await c.consul.get(c.config.keys.failoverLock);
+  const quietReason = quietPeriodReason(
+    last?.value,
+    lock.record!.node,
+    Date.now(),
+    c.config.failover.quietPeriodMs,
+    (await liveMembers(c.config, c.consul)).map((m) => m.record.node),
+  );
+  return { paused, ...(quietReason ? { quietReason } : {}) };
 }
 
 /** Carries out one decision; returns whether the node is healthy afterwards. */
-async function act(d: HealthDecision, c: ActContext): Promise<boolean> {
+async function act(d: HealthDecision, c: PassContext): Promise<boolean> {
   switch (d.action) {
     case "report":
       return d.healthy;
@@ -146,10 +192,12 @@ async function act(d: HealthDecision, c: ActContext): Promise<boolean> {
       return await follow(c, d.primary, d.fromGtid, d.demote);
     case "restart-replication":
       return await startReplication(c, c.state.replication?.source ?? "");
+    case "failover":
+      return await runFailover(c, d.failedPrimary);
   }
 }
 
-async function fence(c: ActContext, releaseLock: boolean): Promise<false> {
+async function fence(c: PassContext, releaseLock: boolean): Promise<false> {
   if (c.db) {
     await c.db.run(c.sql.setReadOnly(true)).catch((e) =>
       log.error("Cannot turn read-only: {e}", { e: String(e) })
@@ -164,27 +212,21 @@ async function fence(c: ActContext, releaseLock: boolean): Promise<false> {
   return false;
 }
 
-/** Creates or renews this node's session and tries to take the primary lock; false if another node has it. */
-async function takePrimaryLock(c: ActContext): Promise<boolean> {
-  const { id, created } = await c.consul.ensureSession(c.state.sessionId, {
-    name: c.config.session.name,
-    ttlSeconds: c.config.session.ttlSeconds,
-  });
-  // Remember the session before taking the lock: a crash right after must not orphan a held lock.
-  if (created || id !== c.state.sessionId) await saveState(c, { ...c.state, sessionId: id });
-  const taken = await c.consul.tryAcquireLock(c.config.keys.primary, id, JSON.stringify(c.self));
+/** Tries to take the primary lock with this node's session; false if another node has it. */
+async function takePrimaryLock(c: PassContext): Promise<boolean> {
+  const session = await ensureSession(c);
+  const taken = await c.consul.tryAcquireLock(c.config.keys.primary, session, JSON.stringify(c.self));
   if (!taken) log.info("Another node took the primary lock first; this node will follow it");
   else log.info("Took the primary lock as {node} ({address}:{port})", { ...c.self });
-  c.state = { ...c.state, sessionId: id };
   return taken;
 }
 
-async function bootstrapPrimary(c: ActContext): Promise<boolean> {
+async function bootstrapPrimary(c: PassContext): Promise<boolean> {
   const db = c.db!;
   const rootPassword = await rootPasswordFor(c.config);
   log.info("Bootstrapping the first primary: accounts, database, root password");
   await db.run(bootstrapStatements(c.config, c.flavour, rootPassword));
-  await serveAsPrimary(c);
+  if (!(await serveAsPrimary(c))) return false;
   try {
     const manifest = await takeAndPublishSnapshot(c.config, c.consul, c.flavour, db);
     log.info("First snapshot {name} stored and published for replicas", { name: manifest.name });
@@ -207,21 +249,49 @@ async function rootPasswordFor(config: Config): Promise<string | undefined> {
   return password;
 }
 
-async function serveAsPrimary(c: ActContext): Promise<boolean> {
+/**
+ * Makes the lock holder the primary: apply everything the receiver fetched, stop replicating, turn writable,
+ * then mark the lock record ready so that the others follow.
+ */
+async function serveAsPrimary(c: PassContext): Promise<boolean> {
   const db = c.db!;
-  const [status] = await db.query(c.sql.replicaStatus);
-  if (status) await db.run([c.sql.stopReplica, c.sql.resetReplicaAll]);
+  const [row] = await db.query(c.sql.replicaStatus);
+  if (row) {
+    const received = c.sql.replicaStatusFromRow(row).retrievedGtids;
+    if (received !== "") {
+      const [waited] = await db.query(c.sql.waitForGtids(received, 60));
+      if (!c.sql.waitSucceeded(waited?.waited)) {
+        log.error("Cannot apply the received transactions {received} within 60 s: not turning writable", {
+          received,
+        });
+        return false;
+      }
+    }
+    await db.run([c.sql.stopReplica, c.sql.resetReplicaAll]);
+  }
   if (c.config.mysql.semiSync) await db.run(c.sql.setSemiSyncSource(true));
   await db.run(c.sql.setReadOnly(false));
   if (c.state.replication || c.state.restored) {
     await saveState(c, { ...c.state, replication: undefined, restored: undefined });
+  }
+  const marked = c.state.sessionId !== undefined &&
+    await c.consul.tryAcquireLock(
+      c.config.keys.primary,
+      c.state.sessionId,
+      JSON.stringify({ ...c.self, ready: true }),
+    );
+  if (!marked) {
+    // The lock went elsewhere meanwhile: never stay writable without it.
+    await db.run(c.sql.setReadOnly(true));
+    log.error("Lost the primary lock while turning writable: read-only again");
+    return false;
   }
   log.info("Primary: writable");
   return true;
 }
 
 async function follow(
-  c: ActContext,
+  c: PassContext,
   primary: PrimaryRecord,
   fromGtid: string | undefined,
   demote: boolean,
@@ -255,13 +325,17 @@ async function follow(
   log.info("Replicating from {node} ({source}){from}", {
     node: primary.node,
     source,
-    from: fromGtid ? ` after ${fromGtid}` : "",
+    from: fromGtid
+      ? ` after ${fromGtid}`
+      : demote
+      ? " (rejoined: nothing this node has is missing there)"
+      : "",
   });
   return await startReplication(c, source);
 }
 
 /** What this node has that the primary lacks (empty when it can rejoin), asked over TCP as the repl user. */
-async function transactionsPrimaryLacks(c: ActContext, primary: PrimaryRecord): Promise<string> {
+async function transactionsPrimaryLacks(c: PassContext, primary: PrimaryRecord): Promise<string> {
   await using peer = await MysqlClient.connect({
     host: primary.address,
     port: primary.port,
@@ -274,7 +348,7 @@ async function transactionsPrimaryLacks(c: ActContext, primary: PrimaryRecord): 
   return subtractGtids(c.flavour, mine, theirs).toString();
 }
 
-async function startReplication(c: ActContext, source: string): Promise<boolean> {
+async function startReplication(c: PassContext, source: string): Promise<boolean> {
   const db = c.db!;
   await db.query(c.sql.startReplica);
   const [started] = await db.query(c.sql.serverStartedQuery);
@@ -289,16 +363,102 @@ async function startReplication(c: ActContext, source: string): Promise<boolean>
     const status = row ? c.sql.replicaStatusFromRow(row) : undefined;
     if (status?.ioRunning === "yes" && status.sqlRunning) return true;
     if (status?.lastIoError || status?.lastSqlError) break;
-    await new Promise((r) => setTimeout(r, 100));
+    await delay(100);
   }
   log.warn("Replication from {source} started but is not running yet", { source });
   return false;
 }
 
-async function saveState(c: ActContext, next: NodeState): Promise<void> {
+/**
+ * The primary is gone. The node that wins the failover lock waits until every live member has reported its
+ * GTIDs since, chooses the node that has every transaction any of them has (see planFailover), and gives the
+ * primary lock to that node's own session. The appointed node finishes its promotion in its own pass (which
+ * is this one, when it appointed itself); the others follow it once it is ready. Every step can be repeated:
+ * if this node dies half way, its failover lock goes with its session and another node starts over.
+ */
+async function runFailover(c: PassContext, failedPrimary: string): Promise<boolean> {
+  const { config, consul } = c;
+  const session = c.state.sessionId!;
+  const start = Date.now();
+  const lockValue = (promoted?: string) =>
+    JSON.stringify({ node: c.self.node, at: start, failedPrimary, promoted });
+  if (!(await consul.tryAcquireLock(config.keys.failoverLock, session, lockValue()))) {
+    log.info("Another node is running the failover");
+    return false;
+  }
+  let promoted: string | undefined;
+  try {
+    if (c.db) await publishSelf(c, await gatherFacts(c));
+    let plan = planFailover([], failedPrimary, start);
+    let members = await liveMembers(config, consul);
+    for (const deadline = start + 8000; Date.now() < deadline; await delay(250)) {
+      members = await liveMembers(config, consul);
+      plan = planFailover(members.map((m) => m.record), failedPrimary, start);
+      if (plan.kind !== "wait") break;
+    }
+    if (plan.kind !== "promote") {
+      log.error("Cannot fail over from {failedPrimary}: {reason}", { failedPrimary, reason: plan.reason });
+      return false;
+    }
+    const { candidate } = plan;
+    log.warn("Failing over from {failedPrimary} to {candidate}: {reason}", {
+      failedPrimary,
+      candidate: candidate.node,
+      reason: plan.reason,
+    });
+    const candidateSession = members.find((m) => m.record.node === candidate.node)!.session;
+    const record = JSON.stringify({ node: candidate.node, address: candidate.address, port: candidate.port });
+    // The failed primary's lock-delay may refuse the lock for a moment.
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; await delay(250)) {
+      try {
+        if (await consul.tryAcquireLock(config.keys.primary, candidateSession, record)) {
+          promoted = candidate.node;
+          break;
+        }
+      } catch (e) {
+        if (e instanceof SessionGoneError) break; // the candidate died meanwhile: the next pass plans again
+        throw e;
+      }
+      if (primaryLockFrom(await consul.get(config.keys.primary)).session !== undefined) break;
+    }
+    if (promoted === undefined) {
+      log.error("Could not appoint {candidate}: the primary lock was taken or the candidate is gone", {
+        candidate: candidate.node,
+      });
+      return false;
+    }
+    log.warn("Appointed {candidate} primary", { candidate: candidate.node });
+    return promoted === c.self.node && c.db !== undefined ? await serveAsPrimary(c) : false;
+  } finally {
+    await consul.releaseLock(config.keys.failoverLock, session, lockValue(promoted)).catch(() => {});
+  }
+}
+
+/** Publishes this node's member record (what the failover planner reads). */
+async function publishSelf(c: PassContext, facts: HealthFacts): Promise<void> {
+  if (!facts.consul.up || !facts.mysql.up || c.state.sessionId === undefined) return;
+  const mysql = facts.mysql;
+  const mine = facts.consul.lock.session !== undefined && facts.consul.lock.session === facts.consul.session;
+  const record: MemberRecord = {
+    ...c.self,
+    priority: c.config.node.priority,
+    flavour: c.flavour,
+    role: mine ? "primary" : mysql.replica ? "replica" : "none",
+    executed: mysql.executed,
+    retrieved: mysql.replica?.retrievedGtids ?? "",
+    updatedAt: Date.now(),
+  };
+  await publishMember(c.config, c.consul, c.state.sessionId, record);
+}
+
+async function saveState(c: PassContext, next: NodeState): Promise<void> {
   const clean = JSON.parse(JSON.stringify(next)) as NodeState; // drops the undefined fields
   await writeState(c.config.node.stateDir, clean);
   c.state = clean;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 async function primaryCheck(
@@ -309,7 +469,9 @@ async function primaryCheck(
 ): Promise<number> {
   try {
     const lock = primaryLockFrom(await consul.get(config.keys.primary));
-    if (lock.session === undefined || lock.session !== state.sessionId) return EXIT.failed;
+    if (lock.session === undefined || lock.session !== state.sessionId || !lock.record?.ready) {
+      return EXIT.failed;
+    }
     await using db = await connectLocal(config, flavour);
     const [ro] = await db.query(sqlFor(flavour).readOnlyQuery);
     return Number(ro.read_only) === 0 ? EXIT.ok : EXIT.failed;

@@ -15,6 +15,11 @@ export interface PrimaryRecord {
   readonly node: string;
   readonly address: string;
   readonly port: number;
+  /**
+   * Set once the holder has applied everything it received and turned writable; until then nobody follows it
+   * (a follower asking for transactions it has not applied yet would be refused).
+   */
+  readonly ready?: boolean;
 }
 
 /** The primary lock as read from Consul. */
@@ -36,7 +41,12 @@ export function primaryLockFrom(entry: KvEntry | undefined): PrimaryLock {
   try {
     const v = JSON.parse(entry.value);
     if (typeof v?.node === "string" && typeof v?.address === "string" && Number.isInteger(v?.port)) {
-      record = { node: v.node, address: v.address, port: v.port };
+      record = {
+        node: v.node,
+        address: v.address,
+        port: v.port,
+        ...(v.ready === true ? { ready: true } : {}),
+      };
     }
   } catch {
     // an empty or foreign value: no record
@@ -54,6 +64,8 @@ export type MysqlFacts =
     readonly replica?: ReplicaStatus;
     /** Whether this server holds any transaction (GTIDs of its own or replicated). */
     readonly hasTransactions: boolean;
+    /** Its executed GTIDs as text (MariaDB `gtid_binlog_state`, MySQL `gtid_executed`). */
+    readonly executed: string;
     /** When this run of mysqld started (epoch seconds). */
     readonly serverStartedAt: number;
   };
@@ -78,6 +90,8 @@ export interface HealthFacts {
   /** Replication autopilot itself started last: from where and on which run of mysqld. */
   readonly startedReplication?: { readonly source: string; readonly serverStartedAt: number };
   readonly maxLagSeconds: number;
+  /** What holds automatic failover back: FAILOVER_PAUSE_KEY, or the quiet period after the last failover. */
+  readonly failover?: { readonly paused: boolean; readonly quietReason?: string };
 }
 
 /** What to do this pass. Every variant carries the reason that is logged. */
@@ -101,7 +115,9 @@ export type HealthDecision =
     readonly reason: string;
   }
   /** mysqld restarted since autopilot started replication (it never starts by itself): start it again. */
-  | { readonly action: "restart-replication"; readonly reason: string };
+  | { readonly action: "restart-replication"; readonly reason: string }
+  /** The primary is gone: try the failover lock and, holding it, choose and appoint a new primary. */
+  | { readonly action: "failover"; readonly failedPrimary: string; readonly reason: string };
 
 /**
  * Decides what the health hook does.
@@ -113,7 +129,7 @@ export function decideHealth(f: HealthFacts): HealthDecision {
   if (!f.mysql.up) return mysqlIsDown(f, f.mysql.error);
   if (!f.consul.up) return consulIsDown(f.mysql, f.consul.error, f.maxLagSeconds);
   const { lock } = f.consul;
-  if (lock.session !== undefined && lock.session === f.consul.session) return holdsPrimaryLock(f.mysql);
+  if (lock.session !== undefined && lock.session === f.consul.session) return holdsPrimaryLock(f.mysql, lock);
   if (lock.session !== undefined && lock.record !== undefined) return anotherNodeIsPrimary(f, lock.record);
   return nobodyIsPrimary(f, lock);
 }
@@ -146,9 +162,12 @@ function consulIsDown(mysql: Up, error: string, maxLag: number): HealthDecision 
   return { action: "report", healthy: false, reason: `Consul cannot be reached: ${error}` };
 }
 
-function holdsPrimaryLock(mysql: Up): HealthDecision {
-  if (mysql.readOnly || mysql.replica) {
-    return { action: "serve-as-primary", reason: "this node holds the primary lock: making it writable" };
+function holdsPrimaryLock(mysql: Up, lock: PrimaryLock): HealthDecision {
+  if (mysql.readOnly || mysql.replica || !lock.record?.ready) {
+    return {
+      action: "serve-as-primary",
+      reason: "this node holds the primary lock: applying what it received, then turning writable",
+    };
   }
   return { action: "report", healthy: true, reason: "primary: holds the lock and is writable" };
 }
@@ -169,6 +188,13 @@ function anotherNodeIsPrimary(f: HealthFacts, primary: PrimaryRecord): HealthDec
       action: "fence",
       releaseLock: false,
       reason: `${primary.node} holds the primary lock: turning read-only`,
+    };
+  }
+  if (!primary.ready) {
+    return {
+      action: "report",
+      healthy: false,
+      reason: `${primary.node} holds the primary lock and is not ready yet (applying its relay log): waiting`,
     };
   }
   const replica = mysql.replica;
@@ -230,10 +256,20 @@ function nobodyIsPrimary(f: HealthFacts, lock: PrimaryLock): HealthDecision {
       reason: `nobody holds the primary lock (last: ${lock.record.node}): turning read-only until one does`,
     };
   }
+  const held = f.failover;
+  if (held?.paused) {
+    return {
+      action: "report",
+      healthy: false,
+      reason:
+        `nobody holds the primary lock (last holder: ${lock.record.node}) and automatic failover is paused`,
+    };
+  }
+  if (held?.quietReason) return { action: "report", healthy: false, reason: held.quietReason };
   return {
-    action: "report",
-    healthy: false,
-    reason: `nobody holds the primary lock (last holder: ${lock.record.node}): waiting for a primary`,
+    action: "failover",
+    failedPrimary: lock.record.node,
+    reason: `nobody holds the primary lock (last holder: ${lock.record.node}): failing over`,
   };
 }
 
@@ -264,4 +300,34 @@ function replicationHealth(r: ReplicaStatus, maxLag: number, suffix: string): He
     healthy: true,
     reason: `replica of ${source}, ${r.lagSeconds} s behind${suffix}`,
   };
+}
+
+/**
+ * Whether the quiet period after the last failover holds a new one back: only a failover that promoted the node
+ * now failing counts (an attempt that promoted nobody does not), only within `quietPeriodMs` of it, and only
+ * while that node is still alive (its member record exists); a primary that is truly gone is replaced at once.
+ *
+ * @param lastFailover The failover lock's value (`{at, promoted}`), if any.
+ * @param failed The node that held the primary lock last.
+ * @param liveNodes The nodes whose member records exist.
+ * @returns The reason to wait, or `undefined` to go ahead.
+ */
+export function quietPeriodReason(
+  lastFailover: string | undefined,
+  failed: string,
+  now: number,
+  quietPeriodMs: number,
+  liveNodes: readonly string[],
+): string | undefined {
+  let last: { at?: unknown; promoted?: unknown };
+  try {
+    last = JSON.parse(lastFailover ?? "{}");
+  } catch {
+    return undefined;
+  }
+  const ago = now - Number(last.at);
+  if (last.promoted !== failed || !Number.isFinite(ago) || ago >= quietPeriodMs) return undefined;
+  if (!liveNodes.includes(failed)) return undefined;
+  return `the last failover, ${Math.round(ago / 1000)} s ago, promoted ${failed}, which is still alive ` +
+    `(FAILOVER_QUIET_PERIOD ${quietPeriodMs / 1000} s): waiting for it to come back`;
 }

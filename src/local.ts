@@ -43,6 +43,7 @@ export async function gatherMysqlFacts(
     readOnly: Number(ro.read_only) === 1,
     ...(replica && replica.sourceHost !== "" ? { replica } : {}),
     hasTransactions: state.executed !== "" || (state.currentPos ?? "") !== "",
+    executed: state.executed,
     serverStartedAt: Math.round(Number(started?.started ?? 0)),
   };
 }

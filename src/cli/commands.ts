@@ -6,7 +6,7 @@
 import type { Config, EnvReader } from "../config.ts";
 import { configCommand } from "./config_command.ts";
 import { preStartCommand } from "../../hooks/pre_start.ts";
-import { healthCommand } from "../../hooks/health.ts";
+import { healthCommand, onChangeCommand } from "../../hooks/health.ts";
 
 export { EXIT } from "./exit.ts";
 
@@ -29,7 +29,12 @@ export interface Command {
 }
 
 /** Every command, in the order `--help` lists them. */
-export const COMMANDS: readonly Command[] = Object.freeze([preStartCommand, healthCommand, configCommand]);
+export const COMMANDS: readonly Command[] = Object.freeze([
+  preStartCommand,
+  healthCommand,
+  onChangeCommand,
+  configCommand,
+]);
 
 /** The top-level help text. */
 export function usage(): string {

@@ -1,9 +1,15 @@
 import { assertEquals } from "./assert.ts";
-import { decideHealth, type HealthFacts, type MysqlFacts, primaryLockFrom } from "../../src/ha.ts";
+import {
+  decideHealth,
+  type HealthFacts,
+  type MysqlFacts,
+  primaryLockFrom,
+  quietPeriodReason,
+} from "../../src/ha.ts";
 import type { ReplicaStatus } from "../../src/mysql/flavour.ts";
 
 const me = { node: "n2", address: "10.0.0.12", port: 3306 };
-const p1 = { node: "n1", address: "10.0.0.11", port: 3306 };
+const p1 = { node: "n1", address: "10.0.0.11", port: 3306, ready: true };
 const running: ReplicaStatus = {
   sourceHost: p1.address,
   sourcePort: 3306,
@@ -18,6 +24,7 @@ const up = (over: Partial<Extract<MysqlFacts, { up: true }>> = {}): MysqlFacts =
   up: true,
   readOnly: true,
   hasTransactions: false,
+  executed: "",
   serverStartedAt: 1000,
   ...over,
 });
@@ -47,7 +54,19 @@ Deno.test("decideHealth() refuses to bootstrap a node that has data when no lock
 });
 
 Deno.test("decideHealth() makes the lock holder writable, then reports it healthy", () => {
-  const consul = { up: true as const, lock: { record: me, session: "s-me" }, session: "s-me" };
+  const consul = {
+    up: true as const,
+    lock: { record: { ...me, ready: true }, session: "s-me" },
+    session: "s-me",
+  };
+  assertEquals(
+    decideHealth(
+      facts({ consul: { ...consul, lock: { record: me, session: "s-me" } }, mysql: up({ readOnly: false }) }),
+    )
+      .action,
+    "serve-as-primary",
+    "a holder that has not marked itself ready finishes its promotion",
+  );
   assertEquals(decideHealth(facts({ consul })).action, "serve-as-primary");
   assertEquals(decideHealth(facts({ consul, mysql: up({ readOnly: false, hasTransactions: true }) })), {
     action: "report",
@@ -145,15 +164,46 @@ Deno.test("decideHealth() takes the free lock again when this node was the last 
   );
 });
 
-Deno.test("decideHealth() waits, read-only, when the lock is free and another node was the last primary", () => {
+Deno.test("decideHealth() fails over when the lock is free and another node was the last primary", () => {
   const consul = { up: true as const, lock: { record: p1 } };
   const d = decideHealth(facts({ consul, mysql: up({ replica: running }) }));
   assertEquals(d, {
+    action: "failover",
+    failedPrimary: "n1",
+    reason: "nobody holds the primary lock (last holder: n1): failing over",
+  });
+  assertEquals(
+    decideHealth(facts({ consul, mysql: up({ readOnly: false }) })).action,
+    "fence",
+    "read-only first",
+  );
+});
+
+Deno.test("decideHealth() does not fail over while paused or in the quiet period", () => {
+  const consul = { up: true as const, lock: { record: p1 } };
+  const paused = decideHealth(facts({ consul, mysql: up({ replica: running }), failover: { paused: true } }));
+  assertEquals(paused, {
     action: "report",
     healthy: false,
-    reason: "nobody holds the primary lock (last holder: n1): waiting for a primary",
+    reason: "nobody holds the primary lock (last holder: n1) and automatic failover is paused",
   });
-  assertEquals(decideHealth(facts({ consul, mysql: up({ readOnly: false }) })).action, "fence");
+  const quiet = decideHealth(
+    facts({
+      consul,
+      mysql: up({ replica: running }),
+      failover: { paused: false, quietReason: "quiet: n1 is alive" },
+    }),
+  );
+  assertEquals(quiet, { action: "report", healthy: false, reason: "quiet: n1 is alive" });
+});
+
+Deno.test("decideHealth() waits for a new primary to be ready before following it", () => {
+  const notReady = { up: true as const, lock: { record: { ...p1, ready: undefined }, session: "s1" } };
+  assertEquals(decideHealth(facts({ consul: notReady, mysql: up({ replica: running }) })), {
+    action: "report",
+    healthy: false,
+    reason: "n1 holds the primary lock and is not ready yet (applying its relay log): waiting",
+  });
 });
 
 Deno.test("decideHealth() releases the lock when this primary's mysqld is down", () => {
@@ -192,7 +242,33 @@ Deno.test("decideHealth() fences when the lock names this node under a session i
 Deno.test("primaryLockFrom() reads the record and the holding session, ignoring foreign values", () => {
   const entry = { key: "k", value: JSON.stringify(p1), session: "s1", lockIndex: 1, modifyIndex: 5 };
   assertEquals(primaryLockFrom(entry), { record: p1, session: "s1" });
+  const unready = { ...entry, value: JSON.stringify({ ...p1, ready: false }) };
+  assertEquals(primaryLockFrom(unready).record?.ready, undefined);
   assertEquals(primaryLockFrom({ ...entry, session: undefined }), { record: p1 });
   assertEquals(primaryLockFrom({ ...entry, value: "n1" }), { session: "s1" });
   assertEquals(primaryLockFrom(undefined), {});
+});
+
+Deno.test("quietPeriodReason() holds back only a repeat failover of a node promoted recently and still alive", () => {
+  const last = JSON.stringify({ node: "n3", at: 1_000, failedPrimary: "n1", promoted: "n2" });
+  assertEquals(
+    quietPeriodReason(last, "n2", 61_000, 300_000, ["n2", "n3"]),
+    "the last failover, 60 s ago, promoted n2, which is still alive (FAILOVER_QUIET_PERIOD 300 s): waiting for it " +
+      "to come back",
+  );
+  assertEquals(quietPeriodReason(last, "n2", 400_000, 300_000, ["n2"]), undefined, "after the period");
+  assertEquals(quietPeriodReason(last, "n2", 61_000, 300_000, ["n3"]), undefined, "n2 is truly gone");
+  assertEquals(
+    quietPeriodReason(last, "n3", 61_000, 300_000, ["n3"]),
+    undefined,
+    "n3 was not the one promoted",
+  );
+  const attempt = JSON.stringify({ node: "n3", at: 1_000, failedPrimary: "n1" });
+  assertEquals(
+    quietPeriodReason(attempt, "n1", 2_000, 300_000, ["n1"]),
+    undefined,
+    "an attempt that promoted nobody",
+  );
+  assertEquals(quietPeriodReason(undefined, "n1", 2_000, 300_000, ["n1"]), undefined);
+  assertEquals(quietPeriodReason("not json", "n1", 2_000, 300_000, ["n1"]), undefined);
 });
