@@ -1,0 +1,249 @@
+/**
+ * Automatic failover on real servers: the primary is killed or cut off, the hooks run on every node (as
+ * ContainerPilot's health checks would, concurrently), and exactly one new primary emerges, chosen by the
+ * transactions it has, with the others following it and the old primary rejoining or reported errant.
+ */
+import { assert, assertEquals } from "../unit/assert.ts";
+import { ConsulStore } from "../../src/consul.ts";
+import { Cluster, type TestNode } from "./cluster.ts";
+import { Harness, kill9, waitFor } from "./harness/mod.ts";
+
+async function rows(c: Cluster, node: TestNode): Promise<number> {
+  return Number((await c.sql(node, "SELECT COUNT(*) AS n FROM app.t"))[0].n);
+}
+
+/** Three nodes: n1 primary, n2 and n3 replicas restored from its snapshot, a table with 3 rows. */
+async function threeNodes(h: Harness, env: Record<string, string> = {}): Promise<Cluster> {
+  const c = await Cluster.create(h);
+  for (const k of [1, 2, 3]) {
+    const node = c.node(k, env);
+    const r = await c.boot(node);
+    assertEquals(r.code, 0, `${node.name}: ${r.stderr}`);
+  }
+  await using app = await c.app(c.node(1));
+  await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1), (2), (3)"]);
+  for (const k of [2, 3]) await waitFor(`rows on n${k}`, async () => (await rows(c, c.node(k))) === 3);
+  return c;
+}
+
+/** Runs health on the given nodes concurrently, round after round, until `done` holds. */
+async function converge(c: Cluster, nodes: TestNode[], done: () => Promise<boolean>, timeoutMs = 40_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last: string[] = [];
+  while (Date.now() < deadline) {
+    const results = await Promise.all(nodes.map((n) => c.run(n, ["health"])));
+    last = results.map((r, i) =>
+      `${nodes[i].name} (${r.code}): ${r.stderr.split("\n").slice(-3).join(" / ")}`
+    );
+    if (await done()) return;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`the cluster did not converge in ${timeoutMs} ms:\n${last.join("\n")}`);
+}
+
+/** Runs health passes until one of `among` is primary and ready (its `health --primary` passes). */
+async function newPrimary(
+  c: Cluster,
+  nodes: TestNode[],
+  among: TestNode[],
+  timeoutMs = 40_000,
+): Promise<TestNode> {
+  let found: TestNode | undefined;
+  await converge(c, nodes, async () => {
+    const name = await c.primaryName();
+    const node = among.find((n) => n.name === name);
+    if (node === undefined || (await c.run(node, ["health", "--primary"])).code !== 0) return false;
+    found = node;
+    return true;
+  }, timeoutMs);
+  return found!;
+}
+
+async function readOnly(c: Cluster, node: TestNode): Promise<boolean> {
+  return Number((await c.sql(node, "SELECT @@read_only AS ro"))[0].ro) === 1;
+}
+
+async function source(c: Cluster, node: TestNode): Promise<string | undefined> {
+  const [s] = await c.sql(node, "SHOW SLAVE STATUS");
+  return s ? String(s.Master_Host) : undefined;
+}
+
+Deno.test("failover after kill -9 of the primary promotes the replica with the most, never a lagging one", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await threeNodes(h);
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  // n3 falls behind: it misses rows 4 and 5, which n2 has.
+  await c.sql(n3, "STOP SLAVE");
+  await using app = await c.app(n1);
+  await app.run(["INSERT INTO app.t VALUES (4)", "INSERT INTO app.t VALUES (5)"]);
+  await waitFor("rows on n2", async () => (await rows(c, n2)) === 5);
+  await app.close();
+  await kill9(n1.mysqld!.pid);
+
+  assertEquals(
+    (await newPrimary(c, [n1, n2, n3], [n2, n3])).name,
+    "n2",
+    "the caught-up replica, not the lagging one",
+  );
+  await converge(c, [n2, n3], async () => (await source(c, n3)) === n2.address && (await rows(c, n3)) === 5);
+  assertEquals(await readOnly(c, n2), false);
+  assertEquals(await readOnly(c, n3), true);
+  assertEquals((await c.run(n2, ["health", "--primary"])).code, 0);
+  assertEquals((await c.run(n3, ["health"])).code, 0);
+
+  await using app2 = await c.app(n2);
+  await app2.query("INSERT INTO app.t VALUES (6)");
+  await waitFor("row 6 on n3", async () => (await rows(c, n3)) === 6);
+
+  // The old primary comes back, read-only, and rejoins: it has nothing the new primary lacks.
+  await c.preStart(n1);
+  await c.startMysqld(n1);
+  assertEquals(await readOnly(c, n1), true, "a restarted old primary starts read-only");
+  await converge(c, [n1], async () => (await source(c, n1)) === n2.address && (await rows(c, n1)) === 6);
+  assertEquals((await c.run(n1, ["health"])).code, 0);
+  assertEquals(await c.primaryName(), "n2");
+});
+
+Deno.test("failover after the primary's link is cut: the old primary fences itself, then rejoins when healed", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await threeNodes(h);
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  await h.net.cut(1);
+  // Cut off from Consul, the old primary turns read-only on its next pass, before its session can expire.
+  const r = await c.run(n1, ["health"]);
+  assertEquals(r.code, 1);
+  assert(r.stderr.includes("Consul cannot be reached"), r.stderr);
+  assertEquals(await readOnly(c, n1), true);
+
+  // The others wait for its session to expire (SESSION_TTL 10 s, up to twice that), then elect one of them.
+  const primary = await newPrimary(c, [n2, n3], [n2, n3], 45_000);
+  const replica = primary === n2 ? n3 : n2;
+  await converge(c, [n2, n3], async () => (await source(c, replica)) === primary.address);
+  assertEquals(await readOnly(c, n1), true, "the cut-off old primary never became writable again");
+
+  await h.net.heal(1);
+  await converge(c, [n1, n2, n3], async () => (await source(c, n1)) === primary.address);
+  await using app = await c.app(primary);
+  await app.query("INSERT INTO app.t VALUES (10)");
+  for (const node of [n1, replica]) {
+    await waitFor(`row 10 on ${node.name}`, async () => (await rows(c, node)) === 4);
+  }
+});
+
+Deno.test("an old primary with a transaction no replica received is reported errant, never rejoined", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await threeNodes(h);
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  for (const node of [n2, n3]) await c.sql(node, "STOP SLAVE");
+  await using app = await c.app(n1);
+  await app.query("INSERT INTO app.t VALUES (99)"); // acknowledged, then lost: asynchronous replication
+  await app.close();
+  await kill9(n1.mysqld!.pid);
+  for (const node of [n2, n3]) await c.sql(node, "START SLAVE");
+
+  await newPrimary(c, [n1, n2, n3], [n2, n3]);
+  await c.preStart(n1);
+  await c.startMysqld(n1);
+  const r = await c.run(n1, ["health"]);
+  assertEquals(r.code, 1);
+  assert(r.stderr.includes("Errant node"), r.stderr);
+  assertEquals(await source(c, n1), undefined, "not silently rejoined");
+  assertEquals(await readOnly(c, n1), true);
+});
+
+Deno.test("no automatic failover while FAILOVER_PAUSE_KEY exists; it proceeds once the key is gone", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await threeNodes(h);
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  const consul = c.consul();
+  try {
+    await consul.put("mysql-failover-paused", "maintenance");
+    await kill9(n1.mysqld!.pid);
+    for (let round = 0; round < 3; round++) {
+      const results = await Promise.all([n1, n2, n3].map((n) => c.run(n, ["health"])));
+      assert(results.every((r) => r.code === 1));
+    }
+    const r = await c.run(n2, ["health"]);
+    assert(r.stderr.includes("automatic failover is paused"), r.stderr);
+    assertEquals(await c.primaryName(), undefined);
+    await consul.delete("mysql-failover-paused");
+    await newPrimary(c, [n1, n2, n3], [n2, n3]);
+  } finally {
+    consul.close();
+  }
+});
+
+Deno.test("a failover whose runner dies holding the failover lock is finished by another node", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await threeNodes(h);
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  const consul: ConsulStore = c.consul();
+  try {
+    // A runner takes the failover lock and dies before appointing anyone: its session goes with it.
+    const runner = await consul.createSession({ name: "dying-runner", ttlSeconds: 10 });
+    assert(
+      await consul.tryAcquireLock("mysql-failover-lock", runner, JSON.stringify({ node: "ghost", at: 0 })),
+    );
+    await kill9(n1.mysqld!.pid);
+    assertEquals((await c.run(n1, ["health"])).code, 1, "the old primary releases the lock: mysqld is down");
+    assertEquals(await c.primaryName(), undefined);
+    const blocked = await Promise.all([n2, n3].map((n) => c.run(n, ["health"])));
+    assert(blocked.some((r) => r.stderr.includes("Another node is running the failover")), blocked[0].stderr);
+    await consul.destroySession(runner);
+    await newPrimary(c, [n1, n2, n3], [n2, n3]);
+  } finally {
+    consul.close();
+  }
+});
+
+Deno.test("SEMI_SYNC: commits wait for a replica's acknowledgement and never fall back to asynchronous", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await threeNodes(h, { SEMI_SYNC: "on" });
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  const status = async (name: string) =>
+    String((await c.sql(n1, `SHOW GLOBAL STATUS LIKE '${name}'`))[0]?.Value ?? "");
+  await waitFor(
+    "both replicas acknowledging",
+    async () => (await status("Rpl_semi_sync_master_clients")) === "2",
+  );
+  assertEquals(await status("Rpl_semi_sync_master_status"), "ON");
+  const before = Number(await status("Rpl_semi_sync_master_yes_tx"));
+  await using app = await c.app(n1);
+  await app.query("INSERT INTO app.t VALUES (4)");
+  assertEquals(Number(await status("Rpl_semi_sync_master_yes_tx")), before + 1, "acknowledged by a replica");
+
+  // With no replica to acknowledge, a commit waits instead of silently becoming asynchronous.
+  for (const node of [n2, n3]) await c.sql(node, "STOP SLAVE");
+  await waitFor("no replica connected", async () => (await status("Rpl_semi_sync_master_clients")) === "0");
+  let committed = false;
+  const pending = app.query("INSERT INTO app.t VALUES (5)").then(() => committed = true, () => {});
+  await new Promise((r) => setTimeout(r, 3000));
+  assertEquals(committed, false, "the commit returned without any replica");
+  assertEquals(await status("Rpl_semi_sync_master_no_tx"), "0", "no transaction fell back to asynchronous");
+  await c.sql(n2, "START SLAVE");
+  await pending;
+  assertEquals(committed, true);
+  await c.sql(n3, "START SLAVE");
+});
+
+Deno.test("within FAILOVER_QUIET_PERIOD a just-promoted primary that crashes while its node lives is waited for", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await threeNodes(h);
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  await kill9(n1.mysqld!.pid);
+  const promoted = await newPrimary(c, [n1, n2, n3], [n2, n3]);
+  const other = promoted === n2 ? n3 : n2;
+
+  // The new primary's mysqld crashes, but its node (and its session) lives: no second failover.
+  await kill9(promoted.mysqld!.pid);
+  for (let round = 0; round < 3; round++) {
+    await Promise.all([promoted, other].map((n) => c.run(n, ["health"])));
+  }
+  const r = await c.run(other, ["health"]);
+  assert(r.stderr.includes(`promoted ${promoted.name}, which is still alive`), r.stderr);
+  assertEquals(await c.primaryName(), undefined);
+
+  // mysqld comes back (ContainerPilot restarts it): the node takes its lock again.
+  await c.startMysqld(promoted);
+  assertEquals((await newPrimary(c, [promoted, other], [promoted])).name, promoted.name);
+});
