@@ -104,6 +104,26 @@ export class Cluster {
     return await this.run(node, ["health"]);
   }
 
+  /**
+   * Runs `autopilot health` on the nodes every `intervalMs`, as ContainerPilot would, until the returned
+   * function is called (it waits for the pass under way). Without it, sessions expire during long steps.
+   */
+  keepChecking(nodes: readonly TestNode[], intervalMs = 4000): () => Promise<void> {
+    let running = true;
+    const loop = (async () => {
+      while (running) {
+        await Promise.all(nodes.map((n) => this.run(n, ["health"])));
+        for (let waited = 0; running && waited < intervalMs; waited += 100) {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    })();
+    return async () => {
+      running = false;
+      await loop;
+    };
+  }
+
   root(node: TestNode): Promise<MysqlClient> {
     return MysqlClient.connect({ socketPath: node.env.MYSQL_SOCKET, user: "root", connectTimeoutMs: 1000 });
   }
