@@ -293,7 +293,7 @@ export const VARIABLES: readonly VariableSpec[] = Object.freeze([
     "FAILOVER_QUIET_PERIOD",
     "Failover",
     "5m",
-    "No automatic failover again within this period of the last one.",
+    "After a failover, none again within this period while the failed primary is still alive.",
   ),
   v(
     "REBUILD_ERRANT_NODE",
