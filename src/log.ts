@@ -38,7 +38,9 @@ export function setupLogging(
   format: "text" | "json",
   write: LineWriter = writeStderr,
 ): void {
-  const formatter = format === "json" ? jsonLinesFormatter : getTextFormatter({ timestamp: "date-time-tz" });
+  const formatter = format === "json"
+    ? jsonLinesFormatter
+    : getTextFormatter({ timestamp: "date-time-tz", value: "bare" });
   resetSync();
   configureSync({
     sinks: { stderr: (record: LogRecord) => write(formatter(record)) },
