@@ -7,6 +7,7 @@ import type { Config, EnvReader } from "../config.ts";
 import { configCommand } from "./config_command.ts";
 import { preStartCommand } from "../../hooks/pre_start.ts";
 import { healthCommand, onChangeCommand } from "../../hooks/health.ts";
+import { switchoverCommand } from "../../hooks/switchover.ts";
 
 export { EXIT } from "./exit.ts";
 
@@ -33,6 +34,7 @@ export const COMMANDS: readonly Command[] = Object.freeze([
   preStartCommand,
   healthCommand,
   onChangeCommand,
+  switchoverCommand,
   configCommand,
 ]);
 
