@@ -294,3 +294,10 @@ function normaliseTables(markdown: string): string[] {
       : line.trim()
   );
 }
+
+Deno.test("loadConfig() refuses REBUILD_ERRANT_NODE until it is implemented, rather than ignoring it", () => {
+  assertEquals(problemsOf({ ...base, REBUILD_ERRANT_NODE: "yes" }), [
+    "REBUILD_ERRANT_NODE is not implemented yet: unset it (an errant node is reported, never rejoined): current value is 'true'",
+  ]);
+  assertEquals(load({ ...base, REBUILD_ERRANT_NODE: "no" }).failover.rebuildErrant, false);
+});
