@@ -104,6 +104,20 @@ Deno.test("failover after kill -9 of the primary promotes the replica with the m
   assertEquals(await c.primaryName(), "n2");
 });
 
+Deno.test("failover after the primary's whole node stops: its session expires and a replica takes over", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await threeNodes(h);
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  // mysqld dies and no autopilot runs on n1 any more: nobody releases the lock, Consul expires the session.
+  await kill9(n1.mysqld!.pid);
+  const primary = await newPrimary(c, [n2, n3], [n2, n3], 45_000);
+  const replica = primary === n2 ? n3 : n2;
+  await converge(c, [n2, n3], async () => (await source(c, replica)) === primary.address);
+  await using app = await c.app(primary);
+  await app.query("INSERT INTO app.t VALUES (20)");
+  await waitFor(`row 20 on ${replica.name}`, async () => (await rows(c, replica)) === 4);
+});
+
 Deno.test("failover after the primary's link is cut: the old primary fences itself, then rejoins when healed", async () => {
   await using h = await Harness.create({ nodes: 3 });
   const c = await threeNodes(h);
