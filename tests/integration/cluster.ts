@@ -6,7 +6,7 @@
  * @module
  */
 import { assertEquals } from "../unit/assert.ts";
-import { MysqlClient } from "../../src/mysql/client.ts";
+import { MysqlClient, MysqlQueryError } from "../../src/mysql/client.ts";
 import { Secret } from "../../src/config.ts";
 import { ConsulStore } from "../../src/consul.ts";
 import { primaryLockFrom } from "../../src/ha.ts";
@@ -163,4 +163,67 @@ export class Cluster {
       consul.close();
     }
   }
+}
+
+/**
+ * A client that appends unique keys to whichever node the primary lock names, retrying a key until it is
+ * acknowledged (a duplicate-key error means an earlier attempt committed) into `app.acked (id INT PRIMARY KEY)`.
+ * `stop()` returns the acknowledged keys.
+ */
+export function writer(
+  c: Cluster,
+): {
+  stop(): Promise<number[]>;
+  failures: () => number;
+  /** When each write was acknowledged (performance.now()) and by which server address. */
+  acks: () => readonly { readonly t: number; readonly address: string }[];
+} {
+  let running = true;
+  let failures = 0;
+  const acked: number[] = [];
+  const acks: { t: number; address: string }[] = [];
+  const done = (async () => {
+    let id = 1;
+    let db: MysqlClient | undefined;
+    let at = "";
+    while (running) {
+      try {
+        const primary = c.nodes.get(Number((await c.primaryName())?.slice(1)));
+        if (primary === undefined) throw new Error("no primary");
+        if (db === undefined || at !== primary.address) {
+          await db?.close();
+          db = await MysqlClient.connect({
+            host: primary.address,
+            port: 3306,
+            user: "app",
+            password: new Secret(SECRETS.app),
+            connectTimeoutMs: 1000,
+          });
+          at = primary.address;
+        }
+        try {
+          await db.query({ sql: "INSERT INTO app.acked VALUES (?)", values: [id] });
+        } catch (e) {
+          if (!(e instanceof MysqlQueryError && e.errno === 1062)) throw e; // 1062: it had committed
+        }
+        acked.push(id++);
+        acks.push({ t: performance.now(), address: at });
+      } catch {
+        failures++;
+        await db?.close();
+        db = undefined;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    await db?.close();
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await done;
+      return acked;
+    },
+    failures: () => failures,
+    acks: () => acks,
+  };
 }

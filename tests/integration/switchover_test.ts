@@ -3,9 +3,7 @@
  * key is written twice, the old primary becomes a replica.
  */
 import { assert, assertEquals } from "../unit/assert.ts";
-import { MysqlClient, MysqlQueryError } from "../../src/mysql/client.ts";
-import { Secret } from "../../src/config.ts";
-import { Cluster, type TestNode } from "./cluster.ts";
+import { Cluster, type TestNode, writer } from "./cluster.ts";
 import { Harness, waitFor } from "./harness/mod.ts";
 
 async function threeNodes(h: Harness): Promise<Cluster> {
@@ -14,58 +12,6 @@ async function threeNodes(h: Harness): Promise<Cluster> {
   await using app = await c.app(c.node(1));
   await app.query("CREATE TABLE app.acked (id INT PRIMARY KEY)");
   return c;
-}
-
-/**
- * A client that appends unique keys to whichever node the primary lock names, retrying a key until it is
- * acknowledged (a duplicate-key error means an earlier attempt committed). Returns the acknowledged keys.
- */
-function writer(c: Cluster): { stop(): Promise<number[]>; failures: () => number } {
-  let running = true;
-  let failures = 0;
-  const acked: number[] = [];
-  const done = (async () => {
-    let id = 1;
-    let db: MysqlClient | undefined;
-    let at = "";
-    while (running) {
-      try {
-        const primary = c.nodes.get(Number((await c.primaryName())?.slice(1)));
-        if (primary === undefined) throw new Error("no primary");
-        if (db === undefined || at !== primary.address) {
-          await db?.close();
-          db = await MysqlClient.connect({
-            host: primary.address,
-            port: 3306,
-            user: "app",
-            password: new Secret("app-pw-2"),
-            connectTimeoutMs: 1000,
-          });
-          at = primary.address;
-        }
-        try {
-          await db.query({ sql: "INSERT INTO app.acked VALUES (?)", values: [id] });
-        } catch (e) {
-          if (!(e instanceof MysqlQueryError && e.errno === 1062)) throw e; // 1062: it had committed
-        }
-        acked.push(id++);
-      } catch {
-        failures++;
-        await db?.close();
-        db = undefined;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    }
-    await db?.close();
-  })();
-  return {
-    stop: async () => {
-      running = false;
-      await done;
-      return acked;
-    },
-    failures: () => failures,
-  };
 }
 
 async function ids(c: Cluster, node: TestNode): Promise<number[]> {
