@@ -28,7 +28,7 @@ import {
   quietPeriodReason,
 } from "../src/ha.ts";
 import { connectLocal, gatherMysqlFacts } from "../src/local.ts";
-import { liveMembers, publishMember } from "../src/members.ts";
+import { liveMembers, probeMember, publishMember } from "../src/members.ts";
 import { bootstrapStatements } from "../src/mysql/bootstrap.ts";
 import { MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
 import { type Flavour, type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
@@ -95,6 +95,8 @@ interface PassContext {
   readonly flavour: Flavour;
   readonly sql: FlavourSql;
   db: MysqlClient | undefined;
+  /** Set by an action after which the situation has changed: decide once more in the same pass. */
+  again?: boolean;
 }
 
 async function healthPass(c: PassContext): Promise<number> {
@@ -104,12 +106,20 @@ async function healthPass(c: PassContext): Promise<number> {
     if (!(e instanceof MysqlUnavailableError)) throw e;
   }
   try {
-    const facts = await gatherFacts(c);
-    const decision = decideHealth(facts);
-    const healthy = await act(decision, c);
-    const fields = { reason: decision.reason, action: decision.action, healthy };
-    if (healthy) log.debug("{reason}", fields);
-    else log.warn("{reason}", fields);
+    let facts = await gatherFacts(c);
+    let healthy = false;
+    // A failover changes the situation within the pass: the appointed node promotes itself at once and the
+    // others follow it at once, instead of waiting for their next pass.
+    for (let round = 0; round < 3; round++) {
+      c.again = false;
+      const decision = decideHealth(facts);
+      healthy = await act(decision, c);
+      const fields = { reason: decision.reason, action: decision.action, healthy };
+      if (healthy) log.debug("{reason}", fields);
+      else log.warn("{reason}", fields);
+      if (!c.again) break;
+      facts = await gatherFacts(c);
+    }
     await publishSelf(c, facts).catch((e) =>
       log.warn("Cannot publish this node's record: {e}", { e: String(e) })
     );
@@ -383,17 +393,25 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
   const lockValue = (promoted?: string) =>
     JSON.stringify({ node: c.self.node, at: start, failedPrimary, promoted });
   if (!(await consul.tryAcquireLock(config.keys.failoverLock, session, lockValue()))) {
-    log.info("Another node is running the failover");
+    log.info("Another node is running the failover: waiting for it to appoint a primary");
+    await waitForAppointment(c);
     return false;
   }
   let promoted: string | undefined;
   try {
-    if (c.db) await publishSelf(c, await gatherFacts(c));
+    // Plan from what each live member's server says now (over TCP, as the replication user); a member that
+    // does not answer counts with the record it published, which must be newer than the primary's loss.
     let plan = planFailover([], failedPrimary, start);
     let members = await liveMembers(config, consul);
     for (const deadline = start + 8000; Date.now() < deadline; await delay(250)) {
       members = await liveMembers(config, consul);
-      plan = planFailover(members.map((m) => m.record), failedPrimary, start);
+      const probed = await Promise.all(members.map(async (m) => ({
+        ...m,
+        record: m.record.node === failedPrimary
+          ? m.record
+          : (await probeMember(config, c.sql, m.record)) ?? m.record,
+      })));
+      plan = planFailover(probed.map((m) => m.record), failedPrimary, start);
       if (plan.kind !== "wait") break;
     }
     if (plan.kind !== "promote") {
@@ -409,7 +427,7 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
     const candidateSession = members.find((m) => m.record.node === candidate.node)!.session;
     const record = JSON.stringify({ node: candidate.node, address: candidate.address, port: candidate.port });
     // The failed primary's lock-delay may refuse the lock for a moment.
-    for (const deadline = Date.now() + 5000; Date.now() < deadline; await delay(250)) {
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; await delay(100)) {
       try {
         if (await consul.tryAcquireLock(config.keys.primary, candidateSession, record)) {
           promoted = candidate.node;
@@ -428,9 +446,25 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
       return false;
     }
     log.warn("Appointed {candidate} primary", { candidate: candidate.node });
-    return promoted === c.self.node && c.db !== undefined ? await serveAsPrimary(c) : false;
   } finally {
     await consul.releaseLock(config.keys.failoverLock, session, lockValue(promoted)).catch(() => {});
+  }
+  if (promoted === c.self.node) return c.db !== undefined && await serveAsPrimary(c);
+  await waitForAppointment(c);
+  return false;
+}
+
+/**
+ * Waits (at most 10 s) until a primary is appointed: this node, or another one that is ready to be followed.
+ * Then the pass decides again, so this node promotes itself or follows without waiting for its next pass.
+ */
+async function waitForAppointment(c: PassContext): Promise<void> {
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await delay(100)) {
+    const lock = primaryLockFrom(await c.consul.get(c.config.keys.primary));
+    if (lock.session !== undefined && (lock.session === c.state.sessionId || lock.record?.ready)) {
+      c.again = true;
+      return;
+    }
   }
 }
 

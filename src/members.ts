@@ -7,6 +7,8 @@
 import type { Config } from "./config.ts";
 import type { ConsulStore } from "./consul.ts";
 import type { MemberRecord } from "./failover.ts";
+import { MysqlClient } from "./mysql/client.ts";
+import type { FlavourSql } from "./mysql/flavour.ts";
 
 /** The key prefix of member records. */
 export function membersPrefix(config: Config): string {
@@ -48,4 +50,38 @@ export async function liveMembers(config: Config, consul: ConsulStore): Promise<
     }
   }
   return out;
+}
+
+/**
+ * Reads a member's replication state directly, over TCP as the replication user: fresher than its published
+ * record, which is only rewritten by its own passes.
+ *
+ * @returns The record with what the server says now, or `undefined` if the server does not answer in time.
+ */
+export async function probeMember(
+  config: Config,
+  sql: FlavourSql,
+  record: MemberRecord,
+): Promise<MemberRecord | undefined> {
+  try {
+    await using db = await MysqlClient.connect({
+      host: record.address,
+      port: record.port,
+      user: config.mysql.replUser,
+      password: config.mysql.replPassword,
+      connectTimeoutMs: Math.min(config.mysql.connectTimeoutMs, 1500),
+    });
+    const state = sql.gtidState((await db.query(sql.gtidStateQuery))[0]);
+    const [row] = await db.query(sql.replicaStatus);
+    const replica = row ? sql.replicaStatusFromRow(row) : undefined;
+    return {
+      ...record,
+      executed: state.executed,
+      retrieved: replica?.retrievedGtids ?? "",
+      role: record.role === "primary" ? "primary" : replica && replica.sourceHost !== "" ? "replica" : "none",
+      updatedAt: Date.now(),
+    };
+  } catch {
+    return undefined;
+  }
 }

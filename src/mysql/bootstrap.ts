@@ -48,9 +48,15 @@ export function bootstrapStatements(config: Config, flavour: Flavour, rootPasswo
   const m = config.mysql;
   const s = (sql: string, ...values: (string | number)[]): Statement => ({ sql, values });
   const out: Statement[] = [
-    // Replicas need nothing but to read the binlog.
+    // Replicas read the binlog with it; the failover runner reads each node's replication state with it
+    // (SHOW REPLICA STATUS: MariaDB's SLAVE MONITOR, MySQL's REPLICATION CLIENT). Nothing else.
     s("CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", m.replUser, m.replPassword.reveal()),
-    s("GRANT REPLICATION SLAVE ON *.* TO ?@'%'", m.replUser),
+    s(
+      flavour === "mariadb"
+        ? "GRANT REPLICATION SLAVE, SLAVE MONITOR ON *.* TO ?@'%'"
+        : "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO ?@'%'",
+      m.replUser,
+    ),
   ];
   if (m.database !== undefined) out.push(s("CREATE DATABASE IF NOT EXISTS ??", m.database));
   if (m.user !== undefined && m.password !== undefined) {

@@ -5,12 +5,15 @@ import { bootstrapStatements, localAdminUser, mysqlInitFile } from "../../src/my
 const config = (extra: Record<string, string> = {}) =>
   loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "replpw", ...extra })[n], { hostname: () => "h" });
 
-Deno.test("bootstrapStatements() creates the replication user with REPLICATION SLAVE only", () => {
-  const s = bootstrapStatements(config(), "mariadb");
-  assertEquals(s, [
+Deno.test("bootstrapStatements() gives the replication user replication and replica monitoring only", () => {
+  assertEquals(bootstrapStatements(config(), "mariadb"), [
     { sql: "CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", values: ["repl", "replpw"] },
-    { sql: "GRANT REPLICATION SLAVE ON *.* TO ?@'%'", values: ["repl"] },
+    { sql: "GRANT REPLICATION SLAVE, SLAVE MONITOR ON *.* TO ?@'%'", values: ["repl"] },
   ]);
+  assertEquals(bootstrapStatements(config(), "mysql")[1], {
+    sql: "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO ?@'%'",
+    values: ["repl"],
+  });
 });
 
 Deno.test("bootstrapStatements() grants the application user its database only, never global rights", () => {
@@ -23,7 +26,9 @@ Deno.test("bootstrapStatements() grants the application user its database only, 
     { sql: "CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", values: ["app", "apppw"] },
     { sql: "GRANT ALL PRIVILEGES ON ??.* TO ?@'%'", values: ["shop", "app"] },
   ]);
-  for (const { sql } of s) assert(!/ON \*\.\* TO \?@'%'/.test(sql) || sql.includes("REPLICATION SLAVE"), sql);
+  for (const { sql } of s) {
+    assert(!/ON \*\.\* TO \?@'%'/.test(sql) || sql.startsWith("GRANT REPLICATION SLAVE"), sql);
+  }
 });
 
 Deno.test("bootstrapStatements() never puts a password in the SQL text", () => {
