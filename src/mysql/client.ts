@@ -75,6 +75,8 @@ const CONNECTION_CODES = new Set([
 export class MysqlClient {
   readonly #conn: mysql.Connection;
   readonly #where: string;
+  /** Aborted by close(): mysql2 never settles a statement in flight when its socket is destroyed. */
+  readonly #closing = new AbortController();
 
   private constructor(conn: mysql.Connection, where: string) {
     this.#conn = conn;
@@ -132,13 +134,16 @@ export class MysqlClient {
   ): Promise<Row[]> {
     const { sql, values } = typeof statement === "string" ? { sql: statement, values: [] } : statement;
     try {
+      const signal = options.signal
+        ? AbortSignal.any([options.signal, this.#closing.signal])
+        : this.#closing.signal;
       const [rows] = await abortable(
         this.#conn.query({
           sql,
           values: [...values],
           ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
         }),
-        options.signal,
+        signal,
         this.#where,
         () => this.#conn.destroy(),
       );
@@ -164,12 +169,21 @@ export class MysqlClient {
     return parseServerVersion(String(row.version), String(row.comment ?? ""));
   }
 
-  /** Closes the connection; never throws. */
+  /**
+   * Closes the connection; never throws, and never waits more than a second: on a cut link the polite goodbye
+   * (COM_QUIT) is never answered, so the socket is then destroyed.
+   */
   async close(): Promise<void> {
+    this.#closing.abort(CLOSED);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const gaveUp = new Promise<"timeout">((resolve) => timer = setTimeout(() => resolve("timeout"), 1000));
     try {
-      await this.#conn.end();
+      const how = await Promise.race([this.#conn.end().then(() => "closed" as const), gaveUp]);
+      if (how === "timeout") this.#conn.destroy();
     } catch {
       this.#conn.destroy();
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -177,6 +191,9 @@ export class MysqlClient {
     await this.close();
   }
 }
+
+/** The abort reason close() uses, to tell it from a caller's deadline. */
+const CLOSED = Symbol("closed");
 
 function describeTarget(t: MysqlTarget): string {
   return t.socketPath ? t.socketPath : `${t.host}:${t.port ?? 3306}`;
@@ -194,7 +211,15 @@ async function abortable<T>(
   const aborted = new Promise<never>((_, reject) => {
     listener = () => {
       onAbort?.();
-      reject(new MysqlUnavailableError(where, "ABORTED", "gave up: the caller's deadline passed"));
+      reject(
+        signal.reason === CLOSED
+          ? new MysqlUnavailableError(
+            where,
+            "CLOSED",
+            "the connection was closed while a statement was under way",
+          )
+          : new MysqlUnavailableError(where, "ABORTED", "gave up: the caller's deadline passed"),
+      );
     };
     signal.addEventListener("abort", listener, { once: true });
   });

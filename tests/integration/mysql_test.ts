@@ -127,6 +127,37 @@ Deno.test("MysqlClient.connect() to a cut node fails within its connect timeout,
   });
 });
 
+Deno.test("MysqlClient.close() returns within about a second when the link was cut under an open connection", async () => {
+  await using h = await Harness.create({ nodes: 1 });
+  const node = await h.startNode(1);
+  const db = await peer(node);
+  await db.query("SELECT 1");
+  await h.net.cut(1);
+  // A statement is under way when the link goes: mysql2 would queue its goodbye behind it, forever, and
+  // never settle the statement itself.
+  let settled = false;
+  const pending = db.query("SELECT 1").catch((e) => e).finally(() => settled = true);
+  const t0 = performance.now();
+  await db.close();
+  const took = performance.now() - t0;
+  assert(took < 2500, `close() took ${took} ms on a cut link`);
+  await new Promise((r) => setTimeout(r, 50));
+  assert(settled, "the statement in flight was left pending");
+  assert((await pending) instanceof MysqlUnavailableError);
+  await h.net.heal(1);
+});
+
+Deno.test("MysqlClient.query() gives up after its timeout when the link was cut under an open connection", async () => {
+  await using h = await Harness.create({ nodes: 1 });
+  const node = await h.startNode(1);
+  await using db = await peer(node);
+  await h.net.cut(1);
+  const t0 = performance.now();
+  await assertRejects(() => db.query("SELECT 1", { timeoutMs: 1000 }), MysqlUnavailableError);
+  assert(performance.now() - t0 < 3000);
+  await h.net.heal(1);
+});
+
 Deno.test("MysqlClient.connect() reports a refused port and a missing socket as unavailable", async () => {
   await assertRejects(
     () => MysqlClient.connect({ host: "127.0.0.1", port: freePort(), user: "x", connectTimeoutMs: 1000 }),
