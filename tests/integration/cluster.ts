@@ -202,7 +202,8 @@ export function writer(
           at = primary.address;
         }
         try {
-          await db.query({ sql: "INSERT INTO app.acked VALUES (?)", values: [id] });
+          // A cut link never answers: without a statement timeout this would wait for TCP to give up.
+          await db.query({ sql: "INSERT INTO app.acked VALUES (?)", values: [id] }, { timeoutMs: 2000 });
         } catch (e) {
           if (!(e instanceof MysqlQueryError && e.errno === 1062)) throw e; // 1062: it had committed
         }
