@@ -35,9 +35,10 @@ export const switchoverCommand: Command = {
   args: "[--to NODE]",
   summary: "move the primary role to another node with no transaction lost (run it on the primary)",
   details:
-    "Writes are blocked only while the target applies the last transactions; the old primary becomes a\n" +
-    "replica. --to NODE picks the target; by default the replica that has the most. --timeout SECONDS bounds\n" +
-    "the wait for the target to catch up (default 30); on timeout nothing changes.",
+    "Writes are refused from the moment this node turns read-only until the target, having applied the\n" +
+    "last transactions, turns writable in its next pass; the old primary becomes a replica. --to NODE picks\n" +
+    "the target; by default the replica that has the most. --timeout SECONDS bounds the wait for the target to\n" +
+    "catch up (default 30); on timeout this node turns writable again and nothing changes.",
   options: { to: { type: "string" }, timeout: { type: "string" } },
   async run(ctx: CommandContext): Promise<number> {
     const config = ctx.config;
