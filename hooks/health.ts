@@ -27,7 +27,7 @@ import {
   type PrimaryRecord,
   quietPeriodReason,
 } from "../src/ha.ts";
-import { connectLocal, gatherMysqlFacts } from "../src/local.ts";
+import { connectLocal, connectPeer, delay, flavourOf, gatherMysqlFacts } from "../src/local.ts";
 import { liveMembers, probeMember, publishMember } from "../src/members.ts";
 import { bootstrapStatements } from "../src/mysql/bootstrap.ts";
 import { MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
@@ -63,7 +63,7 @@ export const onChangeCommand: Command = {
 
 async function runHealth(ctx: CommandContext, primaryOnly: boolean): Promise<number> {
   const state = await readState(ctx.config.node.stateDir);
-  const flavour = state.flavour ?? (ctx.config.mysql.flavour === "mysql" ? "mysql" : "mariadb");
+  const flavour = flavourOf(ctx.config, state);
   const address = nodeAddress(ctx.config, ctx.env, Deno.networkInterfaces());
   if (address === undefined) {
     log.error("Cannot tell this node's address: set NODE_ADDRESS");
@@ -346,13 +346,7 @@ async function follow(
 
 /** What this node has that the primary lacks (empty when it can rejoin), asked over TCP as the repl user. */
 async function transactionsPrimaryLacks(c: PassContext, primary: PrimaryRecord): Promise<string> {
-  await using peer = await MysqlClient.connect({
-    host: primary.address,
-    port: primary.port,
-    user: c.config.mysql.replUser,
-    password: c.config.mysql.replPassword,
-    connectTimeoutMs: c.config.mysql.connectTimeoutMs,
-  });
+  await using peer = await connectPeer(c.config, primary);
   const theirs = c.sql.gtidState((await peer.query(c.sql.gtidStateQuery))[0]).executed;
   const mine = c.sql.gtidState((await c.db!.query(c.sql.gtidStateQuery))[0]).executed;
   return subtractGtids(c.flavour, mine, theirs).toString();
@@ -489,10 +483,6 @@ async function saveState(c: PassContext, next: NodeState): Promise<void> {
   const clean = JSON.parse(JSON.stringify(next)) as NodeState; // drops the undefined fields
   await writeState(c.config.node.stateDir, clean);
   c.state = clean;
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 async function primaryCheck(

@@ -17,7 +17,7 @@ import type { Config } from "../src/config.ts";
 import { ConsulStore } from "../src/consul.ts";
 import { type MemberRecord, planFailover } from "../src/failover.ts";
 import { primaryLockFrom } from "../src/ha.ts";
-import { connectLocal } from "../src/local.ts";
+import { connectLocal, connectPeer, delay, flavourOf } from "../src/local.ts";
 import { liveMembers } from "../src/members.ts";
 import { MysqlClient } from "../src/mysql/client.ts";
 import { type Flavour, type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
@@ -43,7 +43,7 @@ export const switchoverCommand: Command = {
   async run(ctx: CommandContext): Promise<number> {
     const config = ctx.config;
     const state = await readState(config.node.stateDir);
-    const flavour: Flavour = state.flavour ?? (config.mysql.flavour === "mysql" ? "mysql" : "mariadb");
+    const flavour = flavourOf(config, state);
     const timeoutMs = Number(ctx.flags.timeout ?? 30) * 1000;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
       printError(
@@ -100,13 +100,7 @@ async function switchover(
       return EXIT.failed;
     }
     const targetSession = members.find((m) => m.record.node === target.node)!.session;
-    await using peer = await MysqlClient.connect({
-      host: target.address,
-      port: target.port,
-      user: config.mysql.replUser,
-      password: config.mysql.replPassword,
-      connectTimeoutMs: config.mysql.connectTimeoutMs,
-    });
+    await using peer = await connectPeer(config, target);
     const deadline = Date.now() + opts.timeoutMs;
     const missing = async () => {
       const mine = sql.gtidState((await db.query(sql.gtidStateQuery))[0]).executed;
@@ -175,8 +169,4 @@ function chooseTarget(members: readonly MemberRecord[], to: string | undefined):
   // diverged, so the one that has the most is found; anything else means there is no safe target.
   const plan = planFailover(members.filter((m) => m.role === "replica"), undefined, 0);
   return plan.kind === "promote" ? plan.candidate : `No replica to switch over to: ${plan.reason}`;
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

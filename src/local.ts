@@ -9,6 +9,38 @@ import { MysqlClient } from "./mysql/client.ts";
 import { localAdminUser } from "./mysql/bootstrap.ts";
 import type { Flavour, FlavourSql } from "./mysql/flavour.ts";
 import type { MysqlFacts } from "./ha.ts";
+import type { NodeState } from "./state.ts";
+
+/** The server family: what pre-start found installed, else MYSQL_FLAVOUR, else MariaDB. */
+export function flavourOf(config: Config, state: NodeState): Flavour {
+  return state.flavour ?? (config.mysql.flavour === "mysql" ? "mysql" : "mariadb");
+}
+
+/**
+ * Connects to another node's server over TCP as the replication account (it may read GTIDs and replica
+ * status there, nothing more).
+ *
+ * @param connectTimeoutMs Defaults to MYSQL_CONNECT_TIMEOUT.
+ * @throws {MysqlUnavailableError} when the peer does not answer in time.
+ */
+export function connectPeer(
+  config: Config,
+  peer: { readonly address: string; readonly port: number },
+  connectTimeoutMs = config.mysql.connectTimeoutMs,
+): Promise<MysqlClient> {
+  return MysqlClient.connect({
+    host: peer.address,
+    port: peer.port,
+    user: config.mysql.replUser,
+    password: config.mysql.replPassword,
+    connectTimeoutMs,
+  });
+}
+
+/** Resolves after `ms` milliseconds. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
 
 /**
  * Connects to the local server as autopilot's administrative account (OS-authenticated over the socket).

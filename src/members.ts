@@ -7,7 +7,7 @@
 import type { Config } from "./config.ts";
 import type { ConsulStore } from "./consul.ts";
 import type { MemberRecord } from "./failover.ts";
-import { MysqlClient } from "./mysql/client.ts";
+import { connectPeer } from "./local.ts";
 import type { FlavourSql } from "./mysql/flavour.ts";
 
 /** The key prefix of member records. */
@@ -64,13 +64,7 @@ export async function probeMember(
   record: MemberRecord,
 ): Promise<MemberRecord | undefined> {
   try {
-    await using db = await MysqlClient.connect({
-      host: record.address,
-      port: record.port,
-      user: config.mysql.replUser,
-      password: config.mysql.replPassword,
-      connectTimeoutMs: Math.min(config.mysql.connectTimeoutMs, 1500),
-    });
+    await using db = await connectPeer(config, record, Math.min(config.mysql.connectTimeoutMs, 1500));
     const state = sql.gtidState((await db.query(sql.gtidStateQuery))[0]);
     const [row] = await db.query(sql.replicaStatus);
     const replica = row ? sql.replicaStatusFromRow(row) : undefined;
