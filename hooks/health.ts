@@ -28,7 +28,7 @@ import {
   quietPeriodReason,
 } from "../src/ha.ts";
 import { connectLocal, connectPeer, delay, flavourOf, gatherMysqlFacts } from "../src/local.ts";
-import { liveMembers, probeMember, publishMember } from "../src/members.ts";
+import { type LiveMember, liveMembers, probeMember, publishMember } from "../src/members.ts";
 import { bootstrapStatements } from "../src/mysql/bootstrap.ts";
 import { MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
 import { type Flavour, type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
@@ -374,11 +374,12 @@ async function startReplication(c: PassContext, source: string): Promise<boolean
 }
 
 /**
- * The primary is gone. The node that wins the failover lock waits until every live member has reported its
- * GTIDs since, chooses the node that has every transaction any of them has (see planFailover), and gives the
- * primary lock to that node's own session. The appointed node finishes its promotion in its own pass (which
- * is this one, when it appointed itself); the others follow it once it is ready. Every step can be repeated:
- * if this node dies half way, its failover lock goes with its session and another node starts over.
+ * The primary is gone. The node that wins the failover lock reads every live member's GTIDs (over TCP, or the
+ * record it published since the primary was lost), chooses the node that has every transaction any of them
+ * has (see planFailover), and gives the primary lock to that node's own session. The appointed node finishes
+ * its promotion at once if it is this one, otherwise in its own pass, which waits for the appointment; the
+ * others follow it once it is ready. Every step can be repeated: if this node dies half way, its failover
+ * lock goes with its session and another node starts over.
  */
 async function runFailover(c: PassContext, failedPrimary: string): Promise<boolean> {
   const { config, consul } = c;
@@ -396,7 +397,7 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
     // Plan from what each live member's server says now (over TCP, as the replication user); a member that
     // does not answer counts with the record it published, which must be newer than the primary's loss.
     let plan = planFailover([], failedPrimary, start);
-    let members = await liveMembers(config, consul);
+    let members: LiveMember[] = [];
     for (const deadline = start + 8000; Date.now() < deadline; await delay(250)) {
       members = await liveMembers(config, consul);
       const probed = await Promise.all(members.map(async (m) => ({
