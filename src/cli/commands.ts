@@ -8,6 +8,11 @@ import { configCommand } from "./config_command.ts";
 import { preStartCommand } from "../../hooks/pre_start.ts";
 import { healthCommand, onChangeCommand } from "../../hooks/health.ts";
 import { switchoverCommand } from "../../hooks/switchover.ts";
+import { snapshotCommand } from "../../hooks/snapshot.ts";
+import { preStopCommand } from "../../hooks/pre_stop.ts";
+import { backupCommand } from "./backup_command.ts";
+import { restoreCommand } from "./restore_command.ts";
+import { statusCommand } from "./status_command.ts";
 
 export { EXIT } from "./exit.ts";
 
@@ -34,7 +39,12 @@ export const COMMANDS: readonly Command[] = Object.freeze([
   preStartCommand,
   healthCommand,
   onChangeCommand,
+  snapshotCommand,
+  preStopCommand,
   switchoverCommand,
+  statusCommand,
+  backupCommand,
+  restoreCommand,
   configCommand,
 ]);
 

@@ -8,29 +8,21 @@ import type { Config } from "../config.ts";
 import { LocalStore } from "./local.ts";
 import type { SnapshotStore } from "./store.ts";
 
-/** The configured store does not exist in this build. */
-export class StoreUnavailableError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "StoreUnavailableError";
-  }
-}
+export { StoreUnavailableError } from "./store.ts";
 
-/**
- * Opens the store SNAPSHOT_BACKEND names.
- *
- * @throws {StoreUnavailableError} for a backend this version cannot use yet.
- */
-export function openStore(config: Config): Promise<SnapshotStore> {
-  switch (config.storage.backend) {
+/** Opens the store SNAPSHOT_BACKEND names. */
+export async function openStore(config: Config): Promise<SnapshotStore> {
+  const { storage } = config;
+  switch (storage.backend) {
     case "local":
-      return Promise.resolve(new LocalStore(config.storage.localDir));
-    case "s3":
-    case "manta":
-      return Promise.reject(
-        new StoreUnavailableError(
-          `SNAPSHOT_BACKEND=${config.storage.backend} is not supported by this version yet: use SNAPSHOT_BACKEND=local`,
-        ),
-      );
+      return new LocalStore(storage.localDir);
+    case "s3": {
+      const { S3Store } = await import("./s3.ts");
+      return new S3Store(storage.s3!);
+    }
+    case "manta": {
+      const { MantaStore } = await import("./manta.ts");
+      return new MantaStore(storage.manta!);
+    }
   }
 }

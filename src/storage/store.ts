@@ -23,6 +23,17 @@ export class NotFoundError extends Error {
   }
 }
 
+/**
+ * The store cannot be used: unreachable, refused our credentials, or its bucket or directory is missing.
+ * The message says what is wrong and what to do, without secrets.
+ */
+export class StoreUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StoreUnavailableError";
+  }
+}
+
 /** A snapshot store. Implementations never buffer a whole object in memory. */
 export interface SnapshotStore {
   /** `local`, `s3` or `manta`. */
