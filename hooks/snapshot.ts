@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { Config } from "../src/config.ts";
 import type { Command } from "../src/cli/commands.ts";
 import { printError } from "../src/cli/output.ts";
 import { EXIT } from "../src/cli/exit.ts";
@@ -17,3 +18,14 @@ export const snapshotCommand: Command = {
     return Promise.resolve(EXIT.failed);
   },
 };
+
+/**
+ * Takes a snapshot now if this node should (or always, with `force`), under the backup lock, stores it,
+ * publishes it in Consul and applies retention. Shared by the periodic task and `autopilot backup now`.
+ *
+ * @returns The exit code.
+ */
+export function runSnapshot(_config: Config, _opts: { force: boolean }): Promise<number> {
+  printError("autopilot snapshot: not implemented yet");
+  return Promise.resolve(EXIT.failed);
+}
