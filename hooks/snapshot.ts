@@ -1,22 +1,47 @@
 /**
- * `autopilot snapshot`: not written yet (a placeholder so the command table stays stable while it is built).
+ * `autopilot snapshot`: ContainerPilot's periodic task (every few minutes on every node).
+ *
+ * 1. Find out what this node is: the writable primary that holds the primary lock, a healthy replica of it, or
+ *    neither (which never backs up).
+ * 2. Ask `decideSnapshot()` whether a snapshot is due here: none yet, the last one older than BACKUP_TTL, or the
+ *    primary's binlog rotated since; and whether this kind of node takes them (BACKUP_FROM).
+ * 3. Take the backup lock with a session created for this run alone (never a cached id that may have expired),
+ *    renewed while the backup runs; if another node holds it, that node is backing up and this one stops.
+ * 4. Holding the lock, check again that no other node published a snapshot meanwhile, then stream the backup
+ *    to the store, read it back to check its SHA-256, and only then name it in Consul.
+ * 5. Apply retention: keep the newest BACKUP_RETAIN_COUNT (and those younger than BACKUP_RETAIN_AGE), never the
+ *    one Consul names. Deletion errors are reported, not fatal.
+ *
+ * `autopilot backup now` runs the same steps with the schedule and BACKUP_FROM skipped.
  *
  * @module
  */
+import { getLogger } from "@logtape/logtape";
 import type { Config } from "../src/config.ts";
+import { ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
+import { primaryLockFrom } from "../src/ha.ts";
+import { connectLocal, flavourOf } from "../src/local.ts";
+import { liveMembers } from "../src/members.ts";
+import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
+import { type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
+import { readState } from "../src/state.ts";
+import { decideSnapshot, duration, type SnapshotRole } from "../src/backup/schedule.ts";
+import { publishedSnapshot, takeAndPublishSnapshot } from "../src/snapshots.ts";
+import { openStore } from "../src/storage/open.ts";
 import type { Command } from "../src/cli/commands.ts";
-import { printError } from "../src/cli/output.ts";
 import { EXIT } from "../src/cli/exit.ts";
+
+const log = getLogger(["autopilot", "snapshot"]);
 
 /** The `snapshot` command. */
 export const snapshotCommand: Command = {
   name: "snapshot",
   summary: "take a snapshot if one is due (ContainerPilot's periodic task)",
+  details: "A snapshot is due when none exists, the last one is older than BACKUP_TTL, or the primary's\n" +
+    "binlog has rotated since. The primary takes it (BACKUP_FROM=replica: a healthy replica), under the\n" +
+    "backup lock in Consul, so one node at a time. Exit 0 when nothing was due or the snapshot was published.",
   options: {},
-  run() {
-    printError("autopilot snapshot: not implemented yet");
-    return Promise.resolve(EXIT.failed);
-  },
+  run: ({ config }) => runSnapshot(config, { force: false }),
 };
 
 /**
@@ -25,7 +50,199 @@ export const snapshotCommand: Command = {
  *
  * @returns The exit code.
  */
-export function runSnapshot(_config: Config, _opts: { force: boolean }): Promise<number> {
-  printError("autopilot snapshot: not implemented yet");
-  return Promise.resolve(EXIT.failed);
+export async function runSnapshot(config: Config, opts: { force: boolean }): Promise<number> {
+  const state = await readState(config.node.stateDir);
+  const flavour = flavourOf(config, state);
+  const sql = sqlFor(flavour);
+  const consul = new ConsulStore(config.consul);
+  try {
+    await using db = await connectLocal(config, flavour);
+    const role = await roleOf(config, consul, db, sql, state.sessionId);
+    const last = await publishedSnapshot(config, consul).catch((e) => {
+      log.warning("LAST_BACKUP_KEY holds no valid manifest ({e}): counting as no snapshot", { e: String(e) });
+      return undefined;
+    });
+    const decision = decideSnapshot({
+      force: opts.force,
+      role,
+      backupFrom: config.backup.from,
+      healthyPeers: role.kind === "primary" && config.backup.from === "replica"
+        ? (await liveMembers(config, consul)).filter((m) =>
+          m.record.node !== config.node.name && m.record.role === "replica"
+        ).length
+        : 0,
+      ...(last ? { last: { name: last.name, createdAt: last.createdAt } } : {}),
+      ...optional("lastBinlog", (await consul.get(config.keys.lastBinlog))?.value),
+      ...optional("currentBinlog", await primaryBinlog(db, sql, role)),
+      ttlSeconds: config.backup.ttlSeconds,
+      now: new Date(),
+    });
+    if (!decision.take) {
+      if (opts.force) {
+        log.error("Cannot take a snapshot: {reason}", { reason: decision.reason });
+        return EXIT.failed;
+      }
+      log.debug("No snapshot: {reason}", { reason: decision.reason });
+      return EXIT.ok;
+    }
+    log.info("Snapshot due: {reason}", { reason: decision.reason });
+    return await withBackupLock(config, consul, async (signal) => {
+      if (!opts.force) {
+        const now = await publishedSnapshot(config, consul).catch(() => undefined);
+        if (now !== undefined && now.name !== last?.name) {
+          log.info("{node} published snapshot {name} meanwhile: none taken here", {
+            node: now.nodeName,
+            name: now.name,
+          });
+          return EXIT.ok;
+        }
+      }
+      const sourceBinlog = await primaryBinlog(db, sql, role);
+      const started = performance.now();
+      const manifest = await takeAndPublishSnapshot(config, consul, flavour, db, {
+        signal,
+        ...optional("sourceBinlog", sourceBinlog),
+      });
+      log.info("Snapshot {name} published: {mb} MB (compressed) in {s} s, GTID {gtid}", {
+        name: manifest.name,
+        mb: (manifest.size / 1e6).toFixed(1),
+        s: ((performance.now() - started) / 1000).toFixed(1),
+        gtid: manifest.gtid,
+      });
+      await prune(config, manifest.name);
+      return EXIT.ok;
+    });
+  } catch (e) {
+    if (e instanceof MysqlUnavailableError || e instanceof ConsulUnavailableError) {
+      log.error("No snapshot: {e}", { e: e.message });
+      return EXIT.failed;
+    }
+    if (
+      e instanceof Error && ["BackupError", "CorruptSnapshotError", "StoreUnavailableError"].includes(e.name)
+    ) {
+      log.error("Snapshot failed, nothing published: {e}", { e: e.message });
+      return EXIT.failed;
+    }
+    throw e;
+  } finally {
+    consul.close();
+  }
+}
+
+/** What this node is, for snapshots: the writable lock holder, a healthy replica of it, or neither. */
+async function roleOf(
+  config: Config,
+  consul: ConsulStore,
+  db: MysqlClient,
+  sql: FlavourSql,
+  sessionId: string | undefined,
+): Promise<SnapshotRole> {
+  const lock = primaryLockFrom(await consul.get(config.keys.primary));
+  const [ro] = await db.query(sql.readOnlyQuery);
+  const writable = Number(ro.read_only) === 0;
+  if (lock.session !== undefined && lock.session === sessionId) {
+    return writable && lock.record?.ready
+      ? { kind: "primary" }
+      : { kind: "none", why: "it holds the primary lock but is not writable yet" };
+  }
+  const primary = lock.session !== undefined ? lock.record : undefined;
+  if (primary === undefined) return { kind: "none", why: "no node holds the primary lock" };
+  const [row] = await db.query(sql.replicaStatus);
+  const r = row === undefined ? undefined : sql.replicaStatusFromRow(row);
+  if (r === undefined || r.sourceHost === "") return { kind: "none", why: "it is not replicating" };
+  if (r.sourceHost !== primary.address || r.sourcePort !== primary.port) {
+    return {
+      kind: "none",
+      why: `it replicates from ${r.sourceHost}:${r.sourcePort}, not from ${primary.node}`,
+    };
+  }
+  if (r.ioRunning !== "yes" || !r.sqlRunning) {
+    return { kind: "none", why: "its replication threads are not running" };
+  }
+  if (r.lagSeconds === null || r.lagSeconds > config.mysql.maxLagSeconds) {
+    return {
+      kind: "none",
+      why: `it lags ${
+        r.lagSeconds ?? "an unknown number of"
+      } s (MAX_REPLICATION_LAG ${config.mysql.maxLagSeconds} s)`,
+    };
+  }
+  return { kind: "replica" };
+}
+
+/** The primary's current binlog file: its own on the primary, the one the receiver reads on a replica. */
+async function primaryBinlog(
+  db: MysqlClient,
+  sql: FlavourSql,
+  role: SnapshotRole,
+): Promise<string | undefined> {
+  if (role.kind === "primary") {
+    const [row] = await db.query(sql.binlogStatus);
+    return typeof row?.File === "string" ? row.File : undefined;
+  }
+  if (role.kind === "replica") {
+    const [row] = await db.query(sql.replicaStatus);
+    return row === undefined ? undefined : sql.replicaStatusFromRow(row).sourceLogFile;
+  }
+  return undefined;
+}
+
+/**
+ * Runs `fn` holding BACKUP_LOCK_KEY with a session made for this run and renewed every TTL/3 while `fn` runs.
+ * If the session is lost, `fn`'s signal aborts (another node may then take the lock) and nothing is published.
+ *
+ * @returns `fn`'s exit code, or 0 when another node holds the lock.
+ */
+async function withBackupLock(
+  config: Config,
+  consul: ConsulStore,
+  fn: (signal: AbortSignal) => Promise<number>,
+): Promise<number> {
+  const ttl = config.session.ttlSeconds;
+  const session = await consul.createSession({ name: `${config.session.name}-backup`, ttlSeconds: ttl });
+  const abort = new AbortController();
+  const renew = setInterval(() => {
+    consul.renewSession(session).then((alive) => {
+      if (!alive) abort.abort(new Error("the backup lock's Consul session expired"));
+    }, (e) => log.warning("Cannot renew the backup lock's session: {e}", { e: String(e) }));
+  }, Math.max(1000, (ttl * 1000) / 3));
+  let held = false;
+  try {
+    const value = JSON.stringify({ node: config.node.name, startedAt: new Date().toISOString() });
+    held = await consul.tryAcquireLock(config.keys.backupLock, session, value);
+    if (!held) {
+      const holder = (await consul.get(config.keys.backupLock))?.value ?? "";
+      log.info("Another node is taking a snapshot (BACKUP_LOCK_KEY: {holder}): none taken here", { holder });
+      return EXIT.ok;
+    }
+    return await fn(abort.signal);
+  } finally {
+    clearInterval(renew);
+    // Release first: a released lock is free at once, while destroying the session holding it would keep it
+    // from everyone for the session's lock-delay.
+    if (held) await consul.releaseLock(config.keys.backupLock, session).catch(() => {});
+    await consul.destroySession(session).catch((e) =>
+      log.warning("Cannot destroy the backup lock's session (it expires in {s}): {e}", {
+        s: duration(ttl),
+        e: String(e),
+      })
+    );
+  }
+}
+
+/** Applies retention after a new snapshot; failures are logged, never fatal. */
+async function prune(config: Config, published: string): Promise<void> {
+  const store = await openStore(config);
+  // TODO(retention): src/backup/retention.ts lands next.
+  const result = { deleted: [] as string[], store, published };
+  if (result.deleted.length > 0) {
+    log.info("Retention deleted {n} snapshot(s): {names}", {
+      n: result.deleted.length,
+      names: result.deleted.join(", "),
+    });
+  }
+}
+
+function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
+  return (value === undefined || value === "" ? {} : { [key]: value }) as { [P in K]?: string };
 }

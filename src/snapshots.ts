@@ -1,31 +1,48 @@
 /**
- * Taking a snapshot and telling the cluster about it: the store gets the data and its manifest, then Consul's
- * LAST_BACKUP_KEY gets the manifest (what new replicas restore) and LAST_BINLOG_KEY the binlog file current at
- * the snapshot. Consul is written only after the snapshot is completely stored.
+ * Taking a snapshot and telling the cluster about it: the store gets the data and its manifest; the stored
+ * bytes are read back and checked against the manifest's SHA-256; only then Consul's LAST_BACKUP_KEY gets the
+ * manifest (what new replicas restore) and LAST_BINLOG_KEY the primary's binlog file at the snapshot.
  *
  * @module
  */
 import type { Config } from "./config.ts";
 import type { ConsulStore } from "./consul.ts";
 import { takeSnapshot } from "./backup/backup.ts";
-import { type Manifest, parseManifest } from "./backup/manifest.ts";
+import { DigestStream } from "./backup/digest.ts";
+import { CorruptSnapshotError } from "./backup/errors.ts";
+import { type Manifest, manifestKey, parseManifest } from "./backup/manifest.ts";
 import type { MysqlClient } from "./mysql/client.ts";
 import { localAdminUser } from "./mysql/bootstrap.ts";
 import type { Flavour } from "./mysql/flavour.ts";
 import { openStore } from "./storage/open.ts";
+import type { SnapshotStore } from "./storage/store.ts";
+
+/** Options of {@link takeAndPublishSnapshot}. */
+export interface PublishOptions {
+  /**
+   * The primary's binlog file to record in LAST_BINLOG_KEY. Needed when the snapshot is taken on a replica,
+   * whose own binlog names say nothing about the primary's. @default the snapshot's own binlog file
+   */
+  readonly sourceBinlog?: string;
+  /** Kills the backup and publishes nothing when aborted. */
+  readonly signal?: AbortSignal;
+}
 
 /**
- * Takes a hot snapshot of the local server, stores it, and publishes it in Consul.
+ * Takes a hot snapshot of the local server, stores it, checks the stored bytes, and publishes it in Consul.
  *
  * @returns The snapshot's manifest.
+ * @throws {BackupError} when the backup fails (nothing stored); {@link CorruptSnapshotError} when the stored
+ *   bytes do not match (the snapshot is deleted, nothing published).
  */
 export async function takeAndPublishSnapshot(
   config: Config,
   consul: ConsulStore,
   flavour: Flavour,
   db: MysqlClient,
-  signal?: AbortSignal,
+  opts: PublishOptions = {},
 ): Promise<Manifest> {
+  const { signal } = opts;
   const store = await openStore(config);
   const version = await db.version(signal);
   const manifest = await takeSnapshot({
@@ -39,9 +56,38 @@ export async function takeAndPublishSnapshot(
     namePattern: config.backup.name,
     ...(signal ? { signal } : {}),
   });
+  try {
+    await checkStoredBytes(store, manifest, signal);
+  } catch (e) {
+    await store.delete([manifestKey(manifest.name), manifest.key]).catch(() => {});
+    throw e;
+  }
   await consul.putJson(config.keys.lastBackup, manifest);
-  await consul.put(config.keys.lastBinlog, manifest.binlog.file);
+  await consul.put(config.keys.lastBinlog, opts.sourceBinlog ?? manifest.binlog.file);
   return manifest;
+}
+
+/**
+ * Reads a stored snapshot's data object back and compares its size and SHA-256 with the manifest.
+ *
+ * @throws {CorruptSnapshotError} naming what differs.
+ */
+export async function checkStoredBytes(
+  store: SnapshotStore,
+  manifest: Manifest,
+  signal?: AbortSignal,
+): Promise<void> {
+  const digest = new DigestStream();
+  await (await store.get(manifest.key, signal)).pipeThrough(digest).pipeTo(new WritableStream(), { signal });
+  const { sha256, size } = digest.digest;
+  if (size !== manifest.size || sha256 !== manifest.sha256) {
+    throw new CorruptSnapshotError(
+      manifest.name,
+      `the ${store.kind} store returned ${size} bytes with SHA-256 ${sha256} right after storing ` +
+        `${manifest.size} bytes with SHA-256 ${manifest.sha256}`,
+      "it was deleted and not published; check the store",
+    );
+  }
 }
 
 /**

@@ -105,6 +105,8 @@ export interface FlavourSql {
   /** Forget the replication source entirely (used on promotion). */
   readonly resetReplicaAll: string;
   readonly replicaStatus: string;
+  /** This server's current binary log; the file name is the `File` column. */
+  readonly binlogStatus: string;
   /** Reads this server's GTID state; the row is turned into a value by {@link FlavourSql.gtidState}. */
   readonly gtidStateQuery: string;
   gtidState(row: Record<string, unknown>): GtidState;
@@ -151,6 +153,8 @@ export interface ReplicaStatus {
   readonly lagSeconds: number | null;
   /** Transactions received: MySQL `Retrieved_Gtid_Set`; MariaDB `Gtid_IO_Pos`. */
   readonly retrievedGtids: string;
+  /** The source's binary log file the receiver reads (MySQL `Source_Log_File`, MariaDB `Master_Log_File`). */
+  readonly sourceLogFile?: string;
   readonly lastIoError: string;
   readonly lastSqlError: string;
 }
@@ -169,6 +173,8 @@ const MYSQL: FlavourSql = Object.freeze({
   stopReplica: "STOP REPLICA",
   resetReplicaAll: "RESET REPLICA ALL",
   replicaStatus: "SHOW REPLICA STATUS",
+  // MySQL 8.4 removed SHOW MASTER STATUS.
+  binlogStatus: "SHOW BINARY LOG STATUS",
   gtidStateQuery: "SELECT @@GLOBAL.gtid_executed AS executed",
   gtidState(row: Record<string, unknown>): GtidState {
     return { executed: text(row.executed) };
@@ -206,6 +212,7 @@ const MYSQL: FlavourSql = Object.freeze({
       sqlRunning: text(row.Replica_SQL_Running) === "Yes",
       lagSeconds: lag(row.Seconds_Behind_Source),
       retrievedGtids: text(row.Retrieved_Gtid_Set),
+      sourceLogFile: text(row.Source_Log_File),
       lastIoError: text(row.Last_IO_Error),
       lastSqlError: text(row.Last_SQL_Error),
     };
@@ -226,6 +233,8 @@ const MARIADB: FlavourSql = Object.freeze({
   stopReplica: "STOP SLAVE",
   resetReplicaAll: "RESET SLAVE ALL",
   replicaStatus: "SHOW SLAVE STATUS",
+  // SHOW BINLOG STATUS exists from 10.5.2 on; SHOW MASTER STATUS works on every MariaDB.
+  binlogStatus: "SHOW MASTER STATUS",
   gtidStateQuery:
     "SELECT @@GLOBAL.gtid_binlog_state AS executed, @@GLOBAL.gtid_current_pos AS current_pos, " +
     "@@GLOBAL.gtid_slave_pos AS slave_pos, @@GLOBAL.gtid_binlog_pos AS binlog_pos",
@@ -269,6 +278,7 @@ const MARIADB: FlavourSql = Object.freeze({
       sqlRunning: text(row.Slave_SQL_Running) === "Yes",
       lagSeconds: lag(row.Seconds_Behind_Master),
       retrievedGtids: text(row.Gtid_IO_Pos),
+      sourceLogFile: text(row.Master_Log_File),
       lastIoError: text(row.Last_IO_Error),
       lastSqlError: text(row.Last_SQL_Error),
     };

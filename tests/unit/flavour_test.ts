@@ -138,6 +138,7 @@ Deno.test("sqlFor('mysql').replicaStatusFromRow() reads SHOW REPLICA STATUS colu
     Replica_SQL_Running: "Yes",
     Seconds_Behind_Source: null,
     Retrieved_Gtid_Set: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5",
+    Source_Log_File: "binlog.000007",
     Last_IO_Error: "error connecting to source",
     Last_SQL_Error: "",
   };
@@ -148,6 +149,7 @@ Deno.test("sqlFor('mysql').replicaStatusFromRow() reads SHOW REPLICA STATUS colu
     sqlRunning: true,
     lagSeconds: null,
     retrievedGtids: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5",
+    sourceLogFile: "binlog.000007",
     lastIoError: "error connecting to source",
     lastSqlError: "",
   });
@@ -161,16 +163,18 @@ Deno.test("sqlFor('mariadb').replicaStatusFromRow() reads SHOW SLAVE STATUS colu
     Slave_SQL_Running: "No",
     Seconds_Behind_Master: "7",
     Gtid_IO_Pos: "0-1-11",
+    Master_Log_File: "mysql-bin.000003",
     Last_IO_Error: "",
     Last_SQL_Error: "Error 1950",
   };
   const s = sqlFor("mariadb").replicaStatusFromRow(row);
-  assertEquals([s.ioRunning, s.sqlRunning, s.lagSeconds, s.retrievedGtids, s.lastSqlError], [
+  assertEquals([s.ioRunning, s.sqlRunning, s.lagSeconds, s.retrievedGtids, s.lastSqlError, s.sourceLogFile], [
     "yes",
     false,
     7,
     "0-1-11",
     "Error 1950",
+    "mysql-bin.000003",
   ]);
 });
 
@@ -187,4 +191,9 @@ Deno.test("sqlFor().gtidState() reads gtid_executed on MySQL and the binlog stat
   );
   assert(sqlFor("mysql").gtidStateQuery.includes("gtid_executed"));
   assert(sqlFor("mariadb").gtidStateQuery.includes("gtid_binlog_state"));
+});
+
+Deno.test("sqlFor().binlogStatus: SHOW BINARY LOG STATUS on MySQL 8.4 (SHOW MASTER STATUS is gone), SHOW MASTER STATUS on MariaDB", () => {
+  assertEquals(sqlFor("mysql").binlogStatus, "SHOW BINARY LOG STATUS");
+  assertEquals(sqlFor("mariadb").binlogStatus, "SHOW MASTER STATUS");
 });

@@ -1,0 +1,106 @@
+/**
+ * Whether this node should take a snapshot now: a pure decision over plain facts, so every case is unit-tested
+ * and the periodic task (`autopilot snapshot`) only gathers facts and acts.
+ *
+ * A snapshot is due when there is none yet, when the last one is older than `BACKUP_TTL`, or when the primary's
+ * binary log has rotated since it was taken (the blueprint's rule: a new replica restored from an old snapshot
+ * needs every binlog written since, and rotated binlogs are the ones that get purged). Only one kind of node
+ * takes them: the primary by default; with `BACKUP_FROM=replica` a healthy replica, which spares the primary,
+ * and the primary only when no healthy replica exists.
+ *
+ * @module
+ */
+
+/** The node's part in the cluster, as far as snapshots are concerned. */
+export type SnapshotRole =
+  | { readonly kind: "primary" }
+  | { readonly kind: "replica" }
+  /** Neither the writable lock holder nor a healthy replica (starting, errant, lagging...): never backs up. */
+  | { readonly kind: "none"; readonly why: string };
+
+/** What the decision reads. */
+export interface SnapshotFacts {
+  /** `autopilot backup now`: skip the schedule and the BACKUP_FROM rule, but not the role check. */
+  readonly force: boolean;
+  readonly role: SnapshotRole;
+  /** BACKUP_FROM. */
+  readonly backupFrom: "primary" | "replica";
+  /** Other nodes whose health check passes in Consul (they are replicas when this node is the primary). */
+  readonly healthyPeers: number;
+  /** The snapshot Consul names as the last one, if any. */
+  readonly last?: { readonly name: string; readonly createdAt: string };
+  /** LAST_BINLOG_KEY: the primary's binlog file when the last snapshot was taken. */
+  readonly lastBinlog?: string;
+  /** The primary's binlog file now (on a replica: the file its receiver reads); undefined when unknown. */
+  readonly currentBinlog?: string;
+  /** BACKUP_TTL in seconds. */
+  readonly ttlSeconds: number;
+  readonly now: Date;
+}
+
+/** Take one (and why), or not (and why). The reason is logged as it stands. */
+export interface SnapshotDecision {
+  readonly take: boolean;
+  readonly reason: string;
+}
+
+/** Decides whether to take a snapshot now. */
+export function decideSnapshot(f: SnapshotFacts): SnapshotDecision {
+  if (f.role.kind === "none") return { take: false, reason: `this node takes no snapshot: ${f.role.why}` };
+  if (f.force) return { take: true, reason: "requested (backup now)" };
+  if (f.backupFrom === "primary" && f.role.kind === "replica") {
+    return { take: false, reason: "BACKUP_FROM=primary: the primary takes the snapshots" };
+  }
+  const fallback = f.backupFrom === "replica" && f.role.kind === "primary";
+  if (fallback && f.healthyPeers > 0) {
+    return { take: false, reason: "BACKUP_FROM=replica: a healthy replica takes the snapshots" };
+  }
+  const due = whyDue(f);
+  if (due === undefined) {
+    return { take: false, reason: notDueReason(f) };
+  }
+  return {
+    take: true,
+    reason: fallback
+      ? `${due} (BACKUP_FROM=replica, but no healthy replica exists: the primary takes it)`
+      : due,
+  };
+}
+
+function whyDue(f: SnapshotFacts): string | undefined {
+  if (f.last === undefined) return "no snapshot exists yet";
+  const ageSeconds = ageOf(f);
+  if (ageSeconds === undefined) return `the last snapshot ${f.last.name} has no valid date`;
+  if (ageSeconds >= f.ttlSeconds) {
+    return `the last snapshot ${f.last.name} is ${duration(ageSeconds)} old (BACKUP_TTL is ${
+      duration(f.ttlSeconds)
+    })`;
+  }
+  if (f.currentBinlog !== undefined && f.currentBinlog !== "" && f.currentBinlog !== f.lastBinlog) {
+    return `the binlog has rotated since the last snapshot (${
+      f.lastBinlog ?? "none recorded"
+    } -> ${f.currentBinlog})`;
+  }
+  return undefined;
+}
+
+function notDueReason(f: SnapshotFacts): string {
+  const age = ageOf(f) ?? 0;
+  return `not due: the last snapshot ${f.last?.name} is ${duration(age)} old (BACKUP_TTL is ${
+    duration(f.ttlSeconds)
+  }) and the binlog is still ${f.currentBinlog ?? f.lastBinlog ?? "unknown"}`;
+}
+
+function ageOf(f: SnapshotFacts): number | undefined {
+  const created = Date.parse(f.last?.createdAt ?? "");
+  return Number.isNaN(created) ? undefined : Math.max(0, Math.floor((f.now.getTime() - created) / 1000));
+}
+
+/** `90` → `1m30s`; `86400` → `24h`. */
+export function duration(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  const parts = [h ? `${h}h` : "", m ? `${m}m` : "", s || (!h && !m) ? `${s}s` : ""];
+  return parts.join("");
+}

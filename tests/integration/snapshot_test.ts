@@ -1,0 +1,122 @@
+/**
+ * The periodic snapshot task (`autopilot snapshot`) on a namespace cluster: it backs up only when due (after
+ * BACKUP_TTL, or after the primary's binlog rotated), only on the kind of node BACKUP_FROM names, and two nodes
+ * racing take one backup between them.
+ */
+import { assert, assertEquals } from "../unit/assert.ts";
+import { Cluster, type TestNode } from "./cluster.ts";
+import { Harness } from "./harness/mod.ts";
+
+/** The complete snapshots in the directory store (one manifest each). */
+function snapshots(c: Cluster): string[] {
+  return [...Deno.readDirSync(c.snapshots)].map((e) => e.name).filter((n) => n.endsWith(".manifest.json"))
+    .sort();
+}
+
+async function lastBackup(c: Cluster): Promise<{ name: string; nodeName: string; binlog: string }> {
+  const consul = c.consul();
+  try {
+    const manifest = JSON.parse((await consul.get("mysql-last-backup"))?.value ?? "{}");
+    const binlog = (await consul.get("mysql-last-binlog"))?.value ?? "";
+    return { name: manifest.name, nodeName: manifest.nodeName, binlog };
+  } finally {
+    consul.close();
+  }
+}
+
+async function snapshot(c: Cluster, node: TestNode, env: Record<string, string> = {}) {
+  const r = await c.run(node, ["snapshot"], env);
+  assertEquals(r.code, 0, `snapshot on ${node.name}: ${r.stderr}`);
+  return r;
+}
+
+/** BACKUP_NAME has one-second resolution: wait until the next second so a new snapshot gets a new name. */
+const nextSecond = () => new Promise((r) => setTimeout(r, 1100));
+
+Deno.test("autopilot snapshot backs up only when due, only where BACKUP_FROM says, one node at a time", async (t) => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await Cluster.create(h);
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  for (const n of [n1, n2, n3]) assertEquals((await c.boot(n)).code, 0, `boot ${n.name}`);
+  const stopChecking = c.keepChecking([n1, n2, n3]); // as ContainerPilot would: sessions and member records stay
+  try {
+    const first = snapshots(c);
+    assertEquals(first.length, 1, first.join());
+
+    await t.step("nothing is due right after the first snapshot: no backup anywhere", async () => {
+      for (const n of [n1, n2, n3]) await snapshot(c, n);
+      assertEquals(snapshots(c), first);
+    });
+
+    await t.step(
+      "after the primary's binlog rotates, the primary takes one and records the new binlog",
+      async () => {
+        const before = await lastBackup(c);
+        await c.sql(n1, "FLUSH BINARY LOGS");
+        const [status] = await c.sql(n1, "SHOW MASTER STATUS");
+        assert(status.File !== before.binlog, "the binlog did not rotate");
+        await nextSecond();
+        await snapshot(c, n2); // a replica: BACKUP_FROM=primary leaves it to the primary
+        assertEquals(snapshots(c), first);
+        const r = await snapshot(c, n1);
+        assert(r.stderr.includes("binlog has rotated"), r.stderr);
+        assertEquals(snapshots(c).length, 2);
+        const after = await lastBackup(c);
+        assert(after.name !== before.name, "LAST_BACKUP_KEY was not updated");
+        assertEquals([after.nodeName, after.binlog], ["n1", status.File]);
+        await snapshot(c, n1); // and only once
+        assertEquals(snapshots(c).length, 2);
+      },
+    );
+
+    await t.step("after BACKUP_TTL, the primary takes one; within it, none", async () => {
+      await nextSecond();
+      await snapshot(c, n1, { BACKUP_TTL: "1h" });
+      assertEquals(snapshots(c).length, 2);
+      await nextSecond();
+      const r = await snapshot(c, n1, { BACKUP_TTL: "1s" });
+      assert(r.stderr.includes("BACKUP_TTL is 1s"), r.stderr);
+      assertEquals(snapshots(c).length, 3);
+    });
+
+    await t.step(
+      "BACKUP_FROM=replica: the primary leaves it to the replicas; two racing take one",
+      async () => {
+        await nextSecond();
+        const env = { BACKUP_FROM: "replica", BACKUP_TTL: "1s" };
+        const onPrimary = await snapshot(c, n1, env);
+        assertEquals(snapshots(c).length, 3, onPrimary.stderr);
+        const [a, b] = await Promise.all([snapshot(c, n2, env), snapshot(c, n3, env)]);
+        assertEquals(snapshots(c).length, 4, `${a.stderr}\n${b.stderr}`);
+        const stood = [a, b].filter((r) =>
+          /Another node is taking a snapshot|published snapshot .* meanwhile/.test(r.stderr)
+        );
+        assertEquals(stood.length, 1, `${a.stderr}\n${b.stderr}`);
+        const last = await lastBackup(c);
+        assert(["n2", "n3"].includes(last.nodeName), last.nodeName);
+        // The replica records the primary's binlog, not its own.
+        const [status] = await c.sql(n1, "SHOW MASTER STATUS");
+        assertEquals(last.binlog, status.File);
+        const consul = c.consul();
+        try {
+          assertEquals(
+            (await consul.get("mysql-backup-running"))?.session,
+            undefined,
+            "the backup lock is still held",
+          );
+        } finally {
+          consul.close();
+        }
+      },
+    );
+
+    await t.step("a forced snapshot (backup now) runs whatever the schedule says", async () => {
+      await nextSecond();
+      const r = await c.run(n2, ["backup", "now"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(snapshots(c).length, 5);
+    });
+  } finally {
+    await stopChecking();
+  }
+});

@@ -1,0 +1,99 @@
+import { assert, assertEquals } from "./assert.ts";
+import { decideSnapshot, duration, type SnapshotFacts } from "../../src/backup/schedule.ts";
+
+const now = new Date("2026-11-25T12:00:00Z");
+const base: SnapshotFacts = {
+  force: false,
+  role: { kind: "primary" },
+  backupFrom: "primary",
+  healthyPeers: 2,
+  last: { name: "mysql-backup-1", createdAt: "2026-11-25T11:00:00Z" },
+  lastBinlog: "mysql-bin.000004",
+  currentBinlog: "mysql-bin.000004",
+  ttlSeconds: 86400,
+  now,
+};
+
+Deno.test("decideSnapshot: the primary takes the first snapshot when none exists", () => {
+  const d = decideSnapshot({ ...base, last: undefined, lastBinlog: undefined });
+  assertEquals(d, { take: true, reason: "no snapshot exists yet" });
+});
+
+Deno.test("decideSnapshot: nothing is due within BACKUP_TTL while the binlog stays the same", () => {
+  const d = decideSnapshot(base);
+  assertEquals(d.take, false);
+  assert(d.reason.includes("not due") && d.reason.includes("1h old") && d.reason.includes("24h"), d.reason);
+});
+
+Deno.test("decideSnapshot: due once the last snapshot is as old as BACKUP_TTL", () => {
+  assertEquals(decideSnapshot({ ...base, ttlSeconds: 3601 }).take, false);
+  const d = decideSnapshot({ ...base, ttlSeconds: 3600 });
+  assertEquals(d.take, true);
+  assert(d.reason.includes("is 1h old (BACKUP_TTL is 1h)"), d.reason);
+});
+
+Deno.test("decideSnapshot: due when the primary's binlog has rotated since the last snapshot", () => {
+  const d = decideSnapshot({ ...base, currentBinlog: "mysql-bin.000005" });
+  assertEquals(d, {
+    take: true,
+    reason: "the binlog has rotated since the last snapshot (mysql-bin.000004 -> mysql-bin.000005)",
+  });
+  assertEquals(decideSnapshot({ ...base, lastBinlog: undefined }).take, true);
+});
+
+Deno.test("decideSnapshot: an unknown current binlog is not a rotation", () => {
+  assertEquals(decideSnapshot({ ...base, currentBinlog: undefined }).take, false);
+  assertEquals(decideSnapshot({ ...base, currentBinlog: "" }).take, false);
+});
+
+Deno.test("decideSnapshot: a last snapshot with an unreadable date is treated as due", () => {
+  const d = decideSnapshot({ ...base, last: { name: "x", createdAt: "yesterday" } });
+  assertEquals(d.take, true);
+  assert(d.reason.includes("no valid date"), d.reason);
+});
+
+Deno.test("decideSnapshot: BACKUP_FROM=primary: a replica never takes one, even when due", () => {
+  const d = decideSnapshot({ ...base, role: { kind: "replica" }, last: undefined });
+  assertEquals(d, { take: false, reason: "BACKUP_FROM=primary: the primary takes the snapshots" });
+});
+
+Deno.test("decideSnapshot: BACKUP_FROM=replica: a healthy replica takes it and the primary leaves it", () => {
+  const facts = { ...base, backupFrom: "replica" as const, last: undefined };
+  assertEquals(decideSnapshot({ ...facts, role: { kind: "replica" } }).take, true);
+  assertEquals(decideSnapshot(facts), {
+    take: false,
+    reason: "BACKUP_FROM=replica: a healthy replica takes the snapshots",
+  });
+});
+
+Deno.test("decideSnapshot: BACKUP_FROM=replica with no healthy replica: the primary takes it and says why", () => {
+  const d = decideSnapshot({ ...base, backupFrom: "replica", healthyPeers: 0, last: undefined });
+  assertEquals(d.take, true);
+  assert(d.reason.includes("no healthy replica exists: the primary takes it"), d.reason);
+  assertEquals(decideSnapshot({ ...base, backupFrom: "replica", healthyPeers: 0 }).take, false);
+});
+
+Deno.test("decideSnapshot: a node that is neither primary nor healthy replica never takes one, even forced", () => {
+  const role = { kind: "none" as const, why: "it lags 90 s" };
+  assertEquals(decideSnapshot({ ...base, role, last: undefined }), {
+    take: false,
+    reason: "this node takes no snapshot: it lags 90 s",
+  });
+  assertEquals(decideSnapshot({ ...base, role, force: true }).take, false);
+});
+
+Deno.test("decideSnapshot: forced (backup now) skips the schedule and BACKUP_FROM", () => {
+  assertEquals(decideSnapshot({ ...base, force: true }), { take: true, reason: "requested (backup now)" });
+  assertEquals(decideSnapshot({ ...base, force: true, role: { kind: "replica" } }).take, true);
+});
+
+Deno.test("duration() prints hours, minutes and seconds compactly", () => {
+  assertEquals([duration(0), duration(59), duration(90), duration(3600), duration(86400), duration(3725)], [
+    "0s",
+    "59s",
+    "1m30s",
+    "1h",
+    "24h",
+    "1h2m5s",
+  ]);
+});
