@@ -75,7 +75,12 @@ export const switchoverCommand: Command = {
   },
 };
 
-async function switchover(
+/**
+ * Moves the primary role from this node (which holds the lock with `session`) to the named or best replica.
+ *
+ * @returns The exit code: 0 once the lock is the target's; 1 when nothing changed (this node stays primary).
+ */
+export async function switchover(
   config: Config,
   consul: ConsulStore,
   db: MysqlClient,
