@@ -35,7 +35,8 @@ import { type Flavour, type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
 import { subtractGtids } from "../src/mysql/gtid.ts";
 import { nodeAddress } from "../src/node.ts";
 import { type NodeState, readState, writeFileAtomic, writeState } from "../src/state.ts";
-import { takeAndPublishSnapshot } from "../src/snapshots.ts";
+import { publishedSnapshot, takeAndPublishSnapshot } from "../src/snapshots.ts";
+import { rebuildFromSnapshot, RebuildRefusedError } from "../src/rebuild.ts";
 import type { Command, CommandContext } from "../src/cli/commands.ts";
 import { EXIT } from "../src/cli/exit.ts";
 
@@ -309,12 +310,13 @@ async function follow(
   const db = c.db!;
   const source = `${primary.address}:${primary.port}`;
   if (demote) {
-    const extra = await transactionsPrimaryLacks(c, primary);
+    const { extra, primaryExecuted } = await transactionsPrimaryLacks(c, primary);
     if (extra !== "") {
       log.error(
         "Errant node: this node has transactions {extra} that the primary {node} ({source}) lacks; not rejoining",
         { extra, node: primary.node, source },
       );
+      if (c.config.failover.rebuildErrant) await rebuildErrant(c, primaryExecuted);
       return false;
     }
   }
@@ -345,11 +347,52 @@ async function follow(
 }
 
 /** What this node has that the primary lacks (empty when it can rejoin), asked over TCP as the repl user. */
-async function transactionsPrimaryLacks(c: PassContext, primary: PrimaryRecord): Promise<string> {
+async function transactionsPrimaryLacks(
+  c: PassContext,
+  primary: PrimaryRecord,
+): Promise<{ extra: string; primaryExecuted: string }> {
   await using peer = await connectPeer(c.config, primary);
   const theirs = c.sql.gtidState((await peer.query(c.sql.gtidStateQuery))[0]).executed;
   const mine = c.sql.gtidState((await c.db!.query(c.sql.gtidStateQuery))[0]).executed;
-  return subtractGtids(c.flavour, mine, theirs).toString();
+  return { extra: subtractGtids(c.flavour, mine, theirs).toString(), primaryExecuted: theirs };
+}
+
+/**
+ * REBUILD_ERRANT_NODE: move the datadir aside and restore the latest snapshot (src/rebuild.ts). mysqld is
+ * stopped on return; ContainerPilot restarts it on the restored datadir, and the next pass replicates from the
+ * snapshot's position. A refusal leaves everything as it was and the node errant.
+ */
+async function rebuildErrant(c: PassContext, primaryExecuted: string): Promise<void> {
+  try {
+    const manifest = await publishedSnapshot(c.config, c.consul);
+    const done = await rebuildFromSnapshot(
+      c.config,
+      c.flavour,
+      c.db!,
+      manifest,
+      primaryExecuted,
+      c.self.address,
+    );
+    c.db = undefined; // closed by the rebuild, with mysqld
+    await saveState(c, {
+      ...c.state,
+      replication: undefined,
+      restored: { snapshot: manifest!.name, gtid: done.gtid },
+    });
+    log.warn(
+      "Rebuilt from snapshot {name} (GTID {gtid}); the errant datadir is kept in {aside}. mysqld restarts on the " +
+        "new datadir and replicates from there",
+      { name: manifest!.name, gtid: done.gtid, aside: done.aside },
+    );
+  } catch (e) {
+    if (e instanceof RebuildRefusedError) {
+      log.error("REBUILD_ERRANT_NODE is set but the node was not rebuilt: {why}; nothing was touched", {
+        why: e.message,
+      });
+      return;
+    }
+    log.error("Rebuilding the errant node failed: {e}", { e: (e as Error).message });
+  }
 }
 
 async function startReplication(c: PassContext, source: string): Promise<boolean> {

@@ -18,8 +18,8 @@ import { restoreSnapshot } from "../src/backup/restore.ts";
 import { CommandFailedError, run } from "../src/exec.ts";
 import { mysqlInitFile } from "../src/mysql/bootstrap.ts";
 import { type Flavour, flavourFromBinaryVersion } from "../src/mysql/flavour.ts";
-import { renderMyCnf } from "../src/mysql/mycnf.ts";
-import { nodeAddress, readMemoryLimit } from "../src/node.ts";
+import { nodeAddress } from "../src/node.ts";
+import { writeServerConfig } from "../src/local.ts";
 import { publishedSnapshot } from "../src/snapshots.ts";
 import { readState, writeFileAtomic, writeState } from "../src/state.ts";
 import { openStore, StoreUnavailableError } from "../src/storage/open.ts";
@@ -50,8 +50,7 @@ export const preStartCommand: Command = {
       );
       return EXIT.failed;
     }
-    const cnf = renderMyCnf(config, { flavour, reportHost: address, memoryBytes: await readMemoryLimit() });
-    await writeFileAtomic(config.mysql.cnfPath, cnf, 0o644);
+    await writeServerConfig(config, flavour, address);
     await Deno.mkdir(config.node.stateDir, { recursive: true, mode: 0o700 });
     const state = await readState(config.node.stateDir);
     await writeState(config.node.stateDir, { ...state, flavour });
@@ -74,7 +73,7 @@ export const preStartCommand: Command = {
       return EXIT.failed;
     }
     try {
-      return await restoreOrInitialise(config, flavour, datadir);
+      return await restoreOrInitialise(config, flavour, datadir, address);
     } catch (e) {
       if (
         e instanceof ConsulUnavailableError || e instanceof CorruptSnapshotError ||
@@ -89,7 +88,12 @@ export const preStartCommand: Command = {
   },
 };
 
-async function restoreOrInitialise(config: Config, flavour: Flavour, datadir: string): Promise<number> {
+async function restoreOrInitialise(
+  config: Config,
+  flavour: Flavour,
+  datadir: string,
+  address: string,
+): Promise<number> {
   const consul = new ConsulStore(config.consul);
   let manifest;
   try {
@@ -126,7 +130,9 @@ async function restoreOrInitialise(config: Config, flavour: Flavour, datadir: st
       ...state,
       restored: { snapshot: manifest.name, gtid: restored.gtid },
     });
-    log.info("Restored {name} in {ms} ms; replication will start after {gtid}", {
+    const serverId = await writeServerConfig(config, flavour, address);
+    log.info("Restored {name} in {ms} ms as server_id {serverId}; replication will start after {gtid}", {
+      serverId,
       name: manifest.name,
       ms: Math.round(performance.now() - t0),
       gtid: restored.gtid,

@@ -299,7 +299,8 @@ export const VARIABLES: readonly VariableSpec[] = Object.freeze([
     "REBUILD_ERRANT_NODE",
     "Failover",
     "false",
-    "Not implemented yet (an errant node is reported and left read-only); set it and autopilot refuses to start.",
+    "An errant node (transactions the primary lacks) moves its datadir aside to `MYSQL_DATADIR.errant-TIME` " +
+      "(never deleted) and rebuilds from the latest snapshot. Needs MYSQL_DATADIR below the volume's root.",
   ),
   // Backups
   v(
@@ -422,13 +423,6 @@ export function loadConfig(env: EnvReader, host: ConfigHost): Config {
     quietPeriodMs: r.duration("FAILOVER_QUIET_PERIOD", "5m", 0) ?? 0,
     rebuildErrant: r.flag("REBUILD_ERRANT_NODE", false),
   };
-  if (failover.rebuildErrant) {
-    r.problem(
-      "REBUILD_ERRANT_NODE",
-      "true",
-      "is not implemented yet: unset it (an errant node is reported, never rejoined)",
-    );
-  }
   const retainAgeMs = r.optDuration("BACKUP_RETAIN_AGE", 1);
   const backup: BackupConfig = {
     name: r.string("BACKUP_NAME", `${svc}-backup-%Y-%m-%dT%H-%M-%SZ`, checkBackupName) ?? "",

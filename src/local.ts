@@ -9,7 +9,10 @@ import { MysqlClient } from "./mysql/client.ts";
 import { localAdminUser } from "./mysql/bootstrap.ts";
 import type { Flavour, FlavourSql } from "./mysql/flavour.ts";
 import type { MysqlFacts } from "./ha.ts";
-import type { NodeState } from "./state.ts";
+import { type NodeState, writeFileAtomic } from "./state.ts";
+import { renderMyCnf } from "./mysql/mycnf.ts";
+import { readMemoryLimit } from "./node.ts";
+import { serverIdOf } from "./server_id.ts";
 
 /** The server family: what pre-start found installed, else MYSQL_FLAVOUR, else MariaDB. */
 export function flavourOf(config: Config, state: NodeState): Flavour {
@@ -78,4 +81,21 @@ export async function gatherMysqlFacts(
     executed: state.executed,
     serverStartedAt: Math.round(Number(started?.started ?? 0)),
   };
+}
+
+/**
+ * Writes MYSQL_CNF for the datadir as it is now: its server_id comes from the datadir (src/server_id.ts), so
+ * call it again after a restore.
+ *
+ * @returns The server_id written.
+ */
+export async function writeServerConfig(
+  config: Config,
+  flavour: Flavour,
+  reportHost: string,
+): Promise<number> {
+  const serverId = await serverIdOf(config.mysql.datadir, config.node.name);
+  const cnf = renderMyCnf(config, { flavour, reportHost, memoryBytes: await readMemoryLimit(), serverId });
+  await writeFileAtomic(config.mysql.cnfPath, cnf, 0o644);
+  return serverId;
 }

@@ -8,6 +8,7 @@
  */
 
 import { CommandFailedError, pipeline, run } from "../exec.ts";
+import { newServerId, writeServerId } from "../server_id.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { parseGtidSet } from "../mysql/gtid.ts";
 import { NotFoundError, type SnapshotStore } from "../storage/store.ts";
@@ -127,6 +128,7 @@ export async function restoreSnapshot(opts: RestoreSnapshotOptions): Promise<Res
       );
     }
     const info = await readBinlogInfo(staging, manifest);
+    await writeServerId(staging, newServerId()); // never the source's id: see src/server_id.ts
     if (opts.chownTo !== undefined) {
       const owner = opts.chownTo.includes(":") ? opts.chownTo : `${opts.chownTo}:`;
       try {

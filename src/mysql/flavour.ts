@@ -265,7 +265,14 @@ const MARIADB: FlavourSql = Object.freeze({
   },
   startReplicationAfter(gtid: string): readonly (string | Statement)[] {
     // SET GLOBAL gtid_slave_pos is refused below the binlog's own GTIDs in strict mode: empty the binlog first.
-    return ["RESET MASTER", { sql: "SET GLOBAL gtid_slave_pos = ?", values: [gtid] }];
+    // The new binlog then starts from the snapshot's position (gtid_binlog_state), so that this node, if it is
+    // made primary, can serve a replica restored from the same snapshot: in strict mode a source refuses a
+    // position its binlog neither holds nor lists as its starting point.
+    return [
+      "RESET MASTER",
+      { sql: "SET GLOBAL gtid_binlog_state = ?", values: [gtid] },
+      { sql: "SET GLOBAL gtid_slave_pos = ?", values: [gtid] },
+    ];
   },
   serverStartedQuery:
     "SELECT UNIX_TIMESTAMP() - VARIABLE_VALUE AS started FROM information_schema.GLOBAL_STATUS " +

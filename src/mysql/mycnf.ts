@@ -18,6 +18,8 @@ export interface MyCnfFacts {
   readonly memoryBytes: number;
   /** Address mysqld listens on; default all addresses. */
   readonly bindAddress?: string;
+  /** The datadir's server_id (src/server_id.ts); default {@link serverIdFor}(NODE_NAME). */
+  readonly serverId?: number;
 }
 
 /**
@@ -75,7 +77,7 @@ export function renderMyCnf(config: Config, facts: MyCnfFacts): string {
     `port = ${m.port}`,
     `bind-address = ${facts.bindAddress ?? "0.0.0.0"}`,
     "skip-name-resolve = ON",
-    `server_id = ${serverIdFor(config.node.name)}`,
+    `server_id = ${facts.serverId ?? serverIdFor(config.node.name)}`,
     `report_host = ${facts.reportHost}`,
     `report_port = ${m.port}`,
     "",

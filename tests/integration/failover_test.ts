@@ -165,6 +165,66 @@ Deno.test("an old primary with a transaction no replica received is reported err
   assertEquals(await readOnly(c, n1), true);
 });
 
+Deno.test("REBUILD_ERRANT_NODE: an errant old primary moves its datadir aside and rebuilds from the snapshot", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await threeNodes(h, { REBUILD_ERRANT_NODE: "true" });
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  for (const node of [n2, n3]) await c.sql(node, "STOP SLAVE");
+  await using app = await c.app(n1);
+  await app.query("INSERT INTO app.t VALUES (99)"); // acknowledged, then lost: asynchronous replication
+  await app.close();
+  await kill9(n1.mysqld!.pid);
+  for (const node of [n2, n3]) await c.sql(node, "START SLAVE");
+  const primary = await newPrimary(c, [n1, n2, n3], [n2, n3]);
+  await c.preStart(n1);
+  await c.startMysqld(n1);
+  const datadir = n1.env.MYSQL_DATADIR;
+  const aside = () => [...Deno.readDirSync(`${n1.dir}`)].filter((e) => e.name.startsWith("data.errant-"));
+
+  const consul = c.consul();
+  try {
+    // With no snapshot to rebuild from, nothing is touched and the node stays errant.
+    const published = (await consul.get("mysql-last-backup"))!.value;
+    await consul.delete("mysql-last-backup");
+    const refused = await c.run(n1, ["health"]);
+    assertEquals(refused.code, 1);
+    assert(refused.stderr.includes("not rebuilt: no snapshot exists"), refused.stderr);
+    assertEquals(aside(), []);
+    assertEquals(await rows(c, n1), 4, "the errant datadir was touched");
+    await consul.put("mysql-last-backup", published);
+  } finally {
+    consul.close();
+  }
+
+  const r = await c.run(n1, ["health"]);
+  assertEquals(r.code, 1);
+  assert(r.stderr.includes("Errant node") && r.stderr.includes("Rebuilt from snapshot"), r.stderr);
+  await waitFor("n1's mysqld to stop", () => Promise.resolve(n1.mysqld!.exited));
+  const kept = aside();
+  assertEquals(kept.length, 1, "the errant datadir was not kept");
+  assert(Deno.statSync(`${n1.dir}/${kept[0].name}/app/t.ibd`).isFile, "the errant datadir lost its tables");
+
+  // ContainerPilot restarts mysqld: it starts on the restored datadir and the node replicates. The restored
+  // position is the snapshot's, older than anything in the new primary's own binlog.
+  await c.startMysqld(n1);
+  const stopChecking = c.keepChecking([n2, n3]);
+  try {
+    await waitFor("n1 rebuilt and following the new primary", async () => {
+      await c.run(n1, ["health"]);
+      return (await source(c, n1)) === primary.address && (await rows(c, n1).catch(() => 0)) === 3;
+    }, { timeoutMs: 30_000, intervalMs: 500 });
+  } finally {
+    await stopChecking();
+  }
+  assert(Deno.statSync(`${datadir}/mysql`).isDirectory);
+  assertEquals(await readOnly(c, n1), true);
+  await using onPrimary = await c.app(primary);
+  await onPrimary.query("INSERT INTO app.t VALUES (100)");
+  await waitFor("n1 applies new writes", async () => (await rows(c, n1)) === 4);
+  const [errantRow] = await c.sql(n1, "SELECT COUNT(*) AS n FROM app.t WHERE id = 99");
+  assertEquals(Number(errantRow.n), 0, "the errant transaction came back");
+});
+
 Deno.test("no automatic failover while FAILOVER_PAUSE_KEY exists; it proceeds once the key is gone", async () => {
   await using h = await Harness.create({ nodes: 3 });
   const c = await threeNodes(h);

@@ -295,9 +295,11 @@ function normaliseTables(markdown: string): string[] {
   );
 }
 
-Deno.test("loadConfig() refuses REBUILD_ERRANT_NODE until it is implemented, rather than ignoring it", () => {
-  assertEquals(problemsOf({ ...base, REBUILD_ERRANT_NODE: "yes" }), [
-    "REBUILD_ERRANT_NODE is not implemented yet: unset it (an errant node is reported, never rejoined): current value is 'true'",
-  ]);
+Deno.test("loadConfig() reads REBUILD_ERRANT_NODE as a flag, off by default", () => {
+  assertEquals(load({ ...base, REBUILD_ERRANT_NODE: "yes" }).failover.rebuildErrant, true);
   assertEquals(load({ ...base, REBUILD_ERRANT_NODE: "no" }).failover.rebuildErrant, false);
+  assertEquals(load(base).failover.rebuildErrant, false);
+  assertEquals(problemsOf({ ...base, REBUILD_ERRANT_NODE: "maybe" }), [
+    "REBUILD_ERRANT_NODE must be true or false (also yes/no, on/off, 1/0): current value is 'maybe'",
+  ]);
 });

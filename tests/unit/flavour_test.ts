@@ -197,3 +197,15 @@ Deno.test("sqlFor().binlogStatus: SHOW BINARY LOG STATUS on MySQL 8.4 (SHOW MAST
   assertEquals(sqlFor("mysql").binlogStatus, "SHOW BINARY LOG STATUS");
   assertEquals(sqlFor("mariadb").binlogStatus, "SHOW MASTER STATUS");
 });
+
+Deno.test("startReplicationAfter(): the restored position becomes the binlog's starting point and the replica's position", () => {
+  assertEquals(sqlFor("mysql").startReplicationAfter("u:1-5"), [
+    "RESET BINARY LOGS AND GTIDS",
+    { sql: "SET GLOBAL gtid_purged = ?", values: ["u:1-5"] },
+  ]);
+  assertEquals(sqlFor("mariadb").startReplicationAfter("0-1-6"), [
+    "RESET MASTER",
+    { sql: "SET GLOBAL gtid_binlog_state = ?", values: ["0-1-6"] },
+    { sql: "SET GLOBAL gtid_slave_pos = ?", values: ["0-1-6"] },
+  ]);
+});

@@ -1,0 +1,136 @@
+/**
+ * Rebuilding an errant node (REBUILD_ERRANT_NODE, opt-in): its datadir holds transactions the primary lacks, so
+ * it cannot rejoin. The datadir is moved aside, never deleted, and a fresh one is restored from the latest
+ * snapshot; the node then replicates from the snapshot's position like any new replica.
+ *
+ * The order avoids ever running two servers on one datadir, or one server on a half-moved one, even though
+ * ContainerPilot restarts mysqld the moment it exits:
+ * 1. Check everything first (the snapshot has nothing the primary lacks; the datadir can be renamed in one
+ *    step), so a refusal touches nothing.
+ * 2. Rename the datadir to `<datadir>.errant-<time>` while mysqld still runs. mysqld works relative to the
+ *    directory it changed into at start, so it goes on in the renamed directory.
+ * 3. Shut mysqld down cleanly and wait until it has exited. Any restart ContainerPilot makes meanwhile finds
+ *    no datadir and stops at once.
+ * 4. Restore the snapshot; its last step renames a complete, prepared datadir into place, so the next restart
+ *    of mysqld starts on it. MYSQL_CNF is rewritten with the new copy's server_id (src/server_id.ts).
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Config } from "./config.ts";
+import { restoreSnapshot } from "./backup/restore.ts";
+import type { Manifest } from "./backup/manifest.ts";
+import type { MysqlClient } from "./mysql/client.ts";
+import type { Flavour } from "./mysql/flavour.ts";
+import { subtractGtids } from "./mysql/gtid.ts";
+import { openStore } from "./storage/open.ts";
+import { delay, writeServerConfig } from "./local.ts";
+
+const log = getLogger(["autopilot", "rebuild"]);
+
+/** The rebuild was refused before anything was touched. */
+export class RebuildRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RebuildRefusedError";
+  }
+}
+
+/** What a rebuild did. */
+export interface RebuildResult {
+  /** Where the errant datadir now is. */
+  readonly aside: string;
+  /** The GTID position the restored datadir starts from. */
+  readonly gtid: string;
+}
+
+/** How long mysqld may take to shut down. */
+const SHUTDOWN_TIMEOUT_MS = 100_000;
+
+/**
+ * Moves the errant datadir aside and restores the latest snapshot in its place (see the module comment).
+ *
+ * @param primaryExecuted The primary's executed GTIDs: the snapshot must hold nothing beyond them.
+ * @returns Where the old datadir went and the restored position; mysqld is stopped on return.
+ * @throws {RebuildRefusedError} before anything is touched; other errors after the datadir was moved aside
+ *   (it stays there; the next pass finds no server and reports it).
+ */
+export async function rebuildFromSnapshot(
+  config: Config,
+  flavour: Flavour,
+  db: MysqlClient,
+  manifest: Manifest | undefined,
+  primaryExecuted: string,
+  reportHost: string,
+): Promise<RebuildResult> {
+  const datadir = config.mysql.datadir.replace(/(.)\/+$/, "$1");
+  if (manifest === undefined) {
+    throw new RebuildRefusedError("no snapshot exists to rebuild from (LAST_BACKUP_KEY is empty)");
+  }
+  if (manifest.flavour !== flavour) {
+    throw new RebuildRefusedError(
+      `the last snapshot ${manifest.name} is of ${manifest.flavour}, not ${flavour}`,
+    );
+  }
+  const beyond = subtractGtids(flavour, manifest.gtid, primaryExecuted).toString();
+  if (beyond !== "") {
+    throw new RebuildRefusedError(
+      `the last snapshot ${manifest.name} has transactions ${beyond} the primary lacks: take a new one there`,
+    );
+  }
+  const aside = `${datadir}.errant-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+  await checkMovable(datadir, aside);
+
+  log.warn("Moving the errant datadir {datadir} aside to {aside} (kept, never deleted)", {
+    datadir,
+    aside,
+  });
+  await Deno.rename(datadir, aside);
+  log.info("Shutting mysqld down; it restarts on the datadir restored from {name}", { name: manifest.name });
+  await db.query("SHUTDOWN").catch(() => {}); // the connection may drop before the answer
+  await db.close();
+  await waitForExit(config);
+  const restored = await restoreSnapshot({
+    store: await openStore(config),
+    manifest,
+    datadir,
+    flavour,
+    chownTo: config.mysql.osUser,
+  });
+  // The restored copy has a new server_id (src/server_id.ts): without it, the transactions this node wrote
+  // as primary before the snapshot's successors would be skipped as its own when they come back.
+  await writeServerConfig(config, flavour, reportHost);
+  return { aside, gtid: restored.gtid };
+}
+
+/** Refuses unless `datadir` can be renamed to `aside` in one step (same filesystem, permitted, free name). */
+async function checkMovable(datadir: string, aside: string): Promise<void> {
+  const parent = datadir.slice(0, datadir.lastIndexOf("/")) || "/";
+  const advice = "make MYSQL_DATADIR a subdirectory of the volume (for example /var/lib/mysql/data)";
+  if (Deno.permissions.querySync({ name: "write", path: aside }).state !== "granted") {
+    throw new RebuildRefusedError(`autopilot may not write ${aside} beside the datadir: ${advice}`);
+  }
+  const [here, above] = await Promise.all([Deno.stat(datadir), Deno.stat(parent)]);
+  if (here.dev !== above.dev) {
+    throw new RebuildRefusedError(`${datadir} is a mount point, so it cannot be moved aside: ${advice}`);
+  }
+  const taken = await Deno.stat(aside).then(() => true, () => false);
+  if (taken) throw new RebuildRefusedError(`${aside} already exists`);
+}
+
+/** Waits until mysqld has removed its pid file and no longer answers on its socket. */
+async function waitForExit(config: Config): Promise<void> {
+  const socket = config.mysql.socket;
+  const pidFile = `${socket.slice(0, socket.lastIndexOf("/")) || "/"}/mysqld.pid`;
+  const deadline = Date.now() + SHUTDOWN_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const pidGone = await Deno.stat(pidFile).then(() => false, () => true);
+    const socketGone = await Deno.connect({ transport: "unix", path: socket }).then(
+      (conn) => (conn.close(), false),
+      () => true,
+    );
+    if (pidGone && socketGone) return;
+    await delay(100);
+  }
+  throw new Error(`mysqld did not stop within ${SHUTDOWN_TIMEOUT_MS / 1000} s after SHUTDOWN`);
+}
