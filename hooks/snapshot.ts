@@ -26,6 +26,7 @@ import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts"
 import { type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
 import { readState } from "../src/state.ts";
 import { decideSnapshot, duration, type SnapshotRole } from "../src/backup/schedule.ts";
+import { pruneSnapshots, retentionPolicy } from "../src/backup/retention.ts";
 import { publishedSnapshot, takeAndPublishSnapshot } from "../src/snapshots.ts";
 import { openStore } from "../src/storage/open.ts";
 import type { Command } from "../src/cli/commands.ts";
@@ -59,7 +60,7 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
     await using db = await connectLocal(config, flavour);
     const role = await roleOf(config, consul, db, sql, state.sessionId);
     const last = await publishedSnapshot(config, consul).catch((e) => {
-      log.warning("LAST_BACKUP_KEY holds no valid manifest ({e}): counting as no snapshot", { e: String(e) });
+      log.warn("LAST_BACKUP_KEY holds no valid manifest ({e}): counting as no snapshot", { e: String(e) });
       return undefined;
     });
     const decision = decideSnapshot({
@@ -204,7 +205,7 @@ async function withBackupLock(
   const renew = setInterval(() => {
     consul.renewSession(session).then((alive) => {
       if (!alive) abort.abort(new Error("the backup lock's Consul session expired"));
-    }, (e) => log.warning("Cannot renew the backup lock's session: {e}", { e: String(e) }));
+    }, (e) => log.warn("Cannot renew the backup lock's session: {e}", { e: String(e) }));
   }, Math.max(1000, (ttl * 1000) / 3));
   let held = false;
   try {
@@ -222,7 +223,7 @@ async function withBackupLock(
     // from everyone for the session's lock-delay.
     if (held) await consul.releaseLock(config.keys.backupLock, session).catch(() => {});
     await consul.destroySession(session).catch((e) =>
-      log.warning("Cannot destroy the backup lock's session (it expires in {s}): {e}", {
+      log.warn("Cannot destroy the backup lock's session (it expires in {s}): {e}", {
         s: duration(ttl),
         e: String(e),
       })
@@ -230,16 +231,14 @@ async function withBackupLock(
   }
 }
 
-/** Applies retention after a new snapshot; failures are logged, never fatal. */
+/** Applies retention after a new snapshot; failures are logged, never fatal: the snapshot is published. */
 async function prune(config: Config, published: string): Promise<void> {
-  const store = await openStore(config);
-  // TODO(retention): src/backup/retention.ts lands next.
-  const result = { deleted: [] as string[], store, published };
-  if (result.deleted.length > 0) {
-    log.info("Retention deleted {n} snapshot(s): {names}", {
-      n: result.deleted.length,
-      names: result.deleted.join(", "),
-    });
+  try {
+    const store = await openStore(config);
+    // Each deletion, and each failure, is logged by pruneSnapshots itself.
+    await pruneSnapshots(store, retentionPolicy(config.backup), { protect: published });
+  } catch (e) {
+    log.error("Retention did not run: {e}; the snapshots stay until the next run", { e: String(e) });
   }
 }
 

@@ -1,20 +1,263 @@
 /**
- * `autopilot backup`: not written yet (a placeholder so the command table stays stable while it is built).
+ * `autopilot backup now | list [--json] | verify [NAME]`: the operator's view of the snapshots.
  *
  * @module
  */
-import type { Command } from "./commands.ts";
-import { printError } from "./output.ts";
+import { getLogger } from "@logtape/logtape";
+import type { Config } from "../config.ts";
+import { ConsulStore } from "../consul.ts";
+import { CORRUPT_ADVICE, CorruptSnapshotError, RestoreError } from "../backup/errors.ts";
+import type { Manifest } from "../backup/manifest.ts";
+import { inventorySnapshots, type StoredSnapshot } from "../backup/retention.ts";
+import { findSnapshot, SnapshotNotFoundError, VerifyError, verifySnapshot } from "../backup/verify.ts";
+import { CommandFailedError } from "../exec.ts";
+import { publishedSnapshot } from "../snapshots.ts";
+import { openStore, StoreUnavailableError } from "../storage/open.ts";
+import type { SnapshotStore } from "../storage/store.ts";
+import { runSnapshot } from "../../hooks/snapshot.ts";
+import type { Command, CommandContext } from "./commands.ts";
 import { EXIT } from "./exit.ts";
+import { print, printError } from "./output.ts";
+
+const log = getLogger(["autopilot", "backup"]);
 
 /** The `backup` command. */
 export const backupCommand: Command = {
   name: "backup",
-  args: "now | list | verify [NAME]",
+  args: "now | list [--json] | verify [NAME]",
   summary: "take, list or verify snapshots",
-  options: {},
-  run() {
-    printError("autopilot backup: not implemented yet");
-    return Promise.resolve(EXIT.failed);
+  details: [
+    "backup now            take a snapshot now, whatever BACKUP_TTL says: store it, publish it in",
+    "                      LAST_BACKUP_KEY and apply retention (BACKUP_RETAIN_COUNT, BACKUP_RETAIN_AGE).",
+    "backup list [--json]  every complete snapshot in the store, newest first: name, time, size, GTID, node;",
+    "                      '*' marks the one Consul names as the last (the one new nodes restore). Works",
+    "                      without Consul (it then says on stderr that it cannot tell which is the last).",
+    "                      Incomplete or unusable objects in the store are named on stderr.",
+    "backup verify [NAME]  check a snapshot end to end (default: the last, as Consul names it, else the",
+    "                      newest in the store): download it, compare its SHA-256 and size with its manifest,",
+    "                      unpack and prepare it in a scratch directory under MYSQL_TMPDIR (room for a whole",
+    "                      datadir is needed), start a throwaway server on it (no network, no binlog, no",
+    "                      replication; the node's own server and datadir are not touched), run CHECK TABLE",
+    "                      on every table, stop the server and remove the scratch directory.",
+    "                      Exit 0 only when the snapshot is good; 1 with one line saying what is wrong.",
+  ].join("\n"),
+  options: { json: { type: "boolean" } },
+  async run(ctx: CommandContext): Promise<number> {
+    const [sub, ...args] = ctx.positionals;
+    const usage = (problem: string): number => {
+      printError(`autopilot backup: ${problem}: run 'autopilot help backup'`);
+      return EXIT.usage;
+    };
+    if (sub === undefined) return usage("name a subcommand: now, list or verify");
+    if (!["now", "list", "verify"].includes(sub)) {
+      return usage(`unknown subcommand '${sub}' (expected now, list or verify)`);
+    }
+    if (ctx.flags.json && sub !== "list") return usage("--json applies to 'backup list' only");
+    const maxArgs = sub === "verify" ? 1 : 0;
+    if (args.length > maxArgs) return usage(`too many arguments for 'backup ${sub}': ${args.join(" ")}`);
+    switch (sub) {
+      case "now":
+        return await runSnapshot(ctx.config, { force: true });
+      case "list":
+        return await list(ctx.config, ctx.flags.json === true);
+      default:
+        return await verify(ctx.config, args[0]);
+    }
   },
 };
+
+/** What Consul's LAST_BACKUP_KEY says: the manifest, nothing, or why it could not be read. */
+export interface PublishedLookup {
+  /** The manifest it holds; unset when the key is missing or could not be read. */
+  readonly manifest?: Manifest;
+  /** Why it could not be read (Consul unreachable or refusing, or the key holds no valid manifest). */
+  readonly error?: string;
+}
+
+/**
+ * Reads the snapshot Consul names as the last, never throwing: operator commands work without Consul.
+ *
+ * @param config The configuration (Consul's address and LAST_BACKUP_KEY).
+ * @returns The manifest, or the reason it could not be read.
+ */
+export async function lookupPublished(config: Config): Promise<PublishedLookup> {
+  let consul: ConsulStore | undefined;
+  try {
+    consul = new ConsulStore(config.consul);
+    const manifest = await publishedSnapshot(config, consul);
+    return manifest ? { manifest } : {};
+  } catch (e) {
+    return { error: e instanceof Error ? e.message : String(e) };
+  } finally {
+    consul?.close();
+  }
+}
+
+/** A line on stderr for errors an operator command reports instead of a stack trace, else undefined. */
+export function operatorError(e: unknown): string | undefined {
+  if (
+    e instanceof CorruptSnapshotError || e instanceof RestoreError || e instanceof VerifyError ||
+    e instanceof SnapshotNotFoundError || e instanceof StoreUnavailableError ||
+    e instanceof CommandFailedError
+  ) {
+    return e.message;
+  }
+  return undefined;
+}
+
+async function list(config: Config, json: boolean): Promise<number> {
+  const published = await lookupPublished(config);
+  let store: SnapshotStore;
+  let found: StoredSnapshot[];
+  try {
+    store = await openStore(config);
+    try {
+      found = await inventorySnapshots(store);
+    } catch (e) {
+      throw new StoreUnavailableError(
+        `Cannot list the ${store.kind} store at ${store.location}: ${message(e)}`,
+      );
+    }
+  } catch (e) {
+    const line = operatorError(e);
+    if (line === undefined) throw e;
+    printError(`autopilot backup list: ${line}`);
+    return EXIT.failed;
+  }
+  const complete = found.filter((s) => s.state === "complete" && s.manifest !== undefined);
+  const problems = found.filter((s) => s.state !== "complete");
+  const last = published.manifest?.name;
+  const key = config.keys.lastBackup;
+  if (published.error !== undefined) {
+    printError(`autopilot backup list: cannot tell which snapshot is the last: ${published.error}`);
+  } else if (last === undefined) {
+    printError(`autopilot backup list: Consul names no snapshot as the last (${key} is not set)`);
+  } else if (!complete.some((s) => s.name === last)) {
+    printError(
+      `autopilot backup list: Consul's ${key} names '${last}', but the store holds no complete snapshot of that name`,
+    );
+  }
+  for (const p of problems) {
+    printError(`autopilot backup list: ${p.state} snapshot '${p.name}': ${p.problem}`);
+  }
+  if (json) {
+    print(JSON.stringify(
+      {
+        store: { kind: store.kind, location: store.location },
+        last: published.error !== undefined ? null : last ?? null,
+        lastKnown: published.error === undefined,
+        snapshots: complete.map((s) => ({ ...s.manifest!, last: s.name === last })),
+        problems: problems.map((p) => ({ name: p.name, state: p.state, problem: p.problem, keys: p.keys })),
+      },
+      null,
+      2,
+    ));
+    return EXIT.ok;
+  }
+  if (complete.length === 0) {
+    print(`No complete snapshot in the ${store.kind} store at ${store.location}`);
+    return EXIT.ok;
+  }
+  const rows = complete.map((s) => {
+    const m = s.manifest!;
+    return [
+      s.name === last ? "*" : "",
+      m.name,
+      m.createdAt.replace("T", " ").replace(/\.\d+Z$/, "Z"),
+      size(m.size),
+      m.gtid || "-",
+      m.nodeName,
+    ];
+  });
+  const header = ["LAST", "NAME", "CREATED (UTC)", "SIZE", "GTID", "NODE"];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  for (const r of [header, ...rows]) print(r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd());
+  print("");
+  print(
+    last !== undefined && published.error === undefined
+      ? `* the last snapshot, as Consul's ${key} names it: new nodes restore it`
+      : `(the last snapshot is unknown: see stderr)`,
+  );
+  return EXIT.ok;
+}
+
+async function verify(config: Config, name: string | undefined): Promise<number> {
+  const fail = (line: string): number => {
+    printError(`autopilot backup verify: ${line}`);
+    return EXIT.failed;
+  };
+  try {
+    const store = await openStore(config);
+    let published: Manifest | undefined;
+    if (name === undefined) {
+      const lookup = await lookupPublished(config);
+      if (lookup.error !== undefined) {
+        printError(
+          `autopilot backup verify: cannot read the last snapshot from Consul (${lookup.error}): ` +
+            "verifying the newest snapshot in the store instead",
+        );
+      }
+      published = lookup.manifest;
+    }
+    const { manifest, source } = await findSnapshot(store, {
+      ...(name !== undefined ? { name } : {}),
+      ...(published ? { published } : {}),
+    });
+    log.info("Verifying snapshot {name} ({source}), taken {createdAt} on {node}", {
+      name: manifest.name,
+      source: source === "consul"
+        ? "the last, as Consul names it"
+        : source === "newest"
+        ? "the newest"
+        : "named",
+      createdAt: manifest.createdAt,
+      node: manifest.nodeName,
+    });
+    const r = await verifySnapshot({
+      store,
+      manifest,
+      tmpdir: config.mysql.tmpdir,
+      osUser: config.mysql.osUser,
+    });
+    print(
+      `Snapshot '${r.name}' is good: its SHA-256 and size match the manifest, it unpacks and prepares, its GTID ` +
+        `${r.gtid || "(none)"} matches the manifest, and a server (${r.serverVersion}) opened it: ` +
+        `${plural(r.databases, "database")}, ${plural(r.tables, "table")}, every table passed CHECK TABLE`,
+    );
+    return EXIT.ok;
+  } catch (e) {
+    if (e instanceof RangeError) {
+      printError(`autopilot backup verify: ${e.message}: run 'autopilot backup list' for the names`);
+      return EXIT.usage;
+    }
+    if (e instanceof CorruptSnapshotError && e.message.endsWith(CORRUPT_ADVICE)) {
+      return fail(
+        `Snapshot '${e.snapshot}' is corrupt: ${e.problem}: do not restore it; take a new snapshot on the primary ` +
+          "('autopilot backup now')",
+      );
+    }
+    const line = operatorError(e);
+    if (line !== undefined) return fail(line);
+    throw e;
+  }
+}
+
+/** Bytes in binary units with one decimal: `512 B`, `5.5 MiB`, `1.2 GiB`. */
+function size(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,20 +1,197 @@
 /**
- * `autopilot restore`: not written yet (a placeholder so the command table stays stable while it is built).
+ * `autopilot restore [NAME]`: restores a snapshot into the empty datadir of a stopped node, and leaves the
+ * node's state as pre-start leaves it after a restore, so that the next `pre-start` keeps the datadir and
+ * `health` starts replication from the snapshot's GTID position.
  *
  * @module
  */
-import type { Command } from "./commands.ts";
-import { printError } from "./output.ts";
+import { getLogger } from "@logtape/logtape";
+import type { Config } from "../config.ts";
+import { CORRUPT_ADVICE, CorruptSnapshotError } from "../backup/errors.ts";
+import { manifestKey } from "../backup/manifest.ts";
+import { restoreSnapshot } from "../backup/restore.ts";
+import { findSnapshot, SERVER_BINARIES } from "../backup/verify.ts";
+import { CommandFailedError, run } from "../exec.ts";
+import { type Flavour, flavourFromBinaryVersion } from "../mysql/flavour.ts";
+import { readState, StateError, writeState } from "../state.ts";
+import { openStore } from "../storage/open.ts";
+import { lookupPublished, operatorError } from "./backup_command.ts";
+import type { Command, CommandContext } from "./commands.ts";
 import { EXIT } from "./exit.ts";
+import { print, printError } from "./output.ts";
+
+const log = getLogger(["autopilot", "restore"]);
+
+/** A staging directory a crashed restore left inside the datadir (restoreSnapshot removes it). */
+const LEFTOVER_STAGING = /^\.restore-[0-9a-f]{12}$/;
 
 /** The `restore` command. */
 export const restoreCommand: Command = {
   name: "restore",
   args: "[NAME]",
   summary: "restore a snapshot into the empty datadir of a stopped node",
+  details: [
+    "Restores NAME, or by default the last snapshot as Consul's LAST_BACKUP_KEY names it (the newest complete",
+    "snapshot in the store when Consul cannot be read or names none), into MYSQL_DATADIR: its SHA-256 and size",
+    "are checked against the manifest, it is unpacked and prepared beside the datadir and moved into place, and",
+    "the files are given to MYSQL_OS_USER. Prints the snapshot's name and GTID position.",
+    "",
+    "Refuses, touching nothing, when a server answers on MYSQL_SOCKET, when mysqld's pid file (mysqld.pid",
+    "beside the socket) exists, or when the datadir holds anything. Stop mysqld and move the datadir aside",
+    "first.",
+    "",
+    "Afterwards start the node as usual: pre-start keeps the restored datadir, and health replicates from the",
+    "primary starting after the snapshot's GTID position (as for a node pre-start restored itself).",
+  ].join("\n"),
   options: {},
-  run() {
-    printError("autopilot restore: not implemented yet");
-    return Promise.resolve(EXIT.failed);
+  async run(ctx: CommandContext): Promise<number> {
+    const { config } = ctx;
+    if (ctx.positionals.length > 1) {
+      printError(
+        `autopilot restore: too many arguments: ${ctx.positionals.join(" ")}: run 'autopilot help restore'`,
+      );
+      return EXIT.usage;
+    }
+    const name = ctx.positionals[0];
+    if (name !== undefined) {
+      try {
+        manifestKey(name);
+      } catch (e) {
+        printError(`autopilot restore: ${(e as Error).message}: run 'autopilot backup list' for the names`);
+        return EXIT.usage;
+      }
+    }
+    const refusal = await serverRunning(config) ?? await datadirInUse(config.mysql.datadir);
+    if (refusal !== undefined) {
+      printError(`autopilot restore: ${refusal}; nothing was touched`);
+      return EXIT.failed;
+    }
+    try {
+      return await restore(config, name);
+    } catch (e) {
+      if (e instanceof CorruptSnapshotError && e.message.endsWith(CORRUPT_ADVICE)) {
+        printError(
+          `autopilot restore: Snapshot '${e.snapshot}' is corrupt: ${e.problem}: the datadir was not touched; ` +
+            "restore another snapshot (autopilot backup list), or take a new one on the primary",
+        );
+        return EXIT.failed;
+      }
+      const line = operatorError(e) ?? (e instanceof StateError ? e.message : undefined);
+      if (line === undefined) throw e;
+      printError(`autopilot restore: ${line}`);
+      return EXIT.failed;
+    }
   },
 };
+
+async function restore(config: Config, name: string | undefined): Promise<number> {
+  const datadir = config.mysql.datadir;
+  const state = await readState(config.node.stateDir);
+  const flavour = state.flavour ?? await installedFlavour(config);
+  if (flavour === undefined) {
+    printError(
+      "autopilot restore: no MySQL or MariaDB server is installed (neither mariadbd nor mysqld runs): " +
+        "set MYSQL_FLAVOUR, or run this where the server is installed",
+    );
+    return EXIT.failed;
+  }
+  const store = await openStore(config);
+  const lookup = name === undefined ? await lookupPublished(config) : {};
+  if (lookup.error !== undefined) {
+    printError(
+      `autopilot restore: cannot read the last snapshot from Consul (${lookup.error}): ` +
+        "restoring the newest snapshot in the store instead",
+    );
+  }
+  const { manifest, source } = await findSnapshot(store, {
+    ...(name !== undefined ? { name } : {}),
+    ...(lookup.manifest ? { published: lookup.manifest } : {}),
+  });
+  log.info("Restoring snapshot {name} ({source}, GTID {gtid}) into {datadir}", {
+    name: manifest.name,
+    source: source === "consul"
+      ? "the last, as Consul names it"
+      : source === "newest"
+      ? "the newest"
+      : "named",
+    gtid: manifest.gtid,
+    datadir,
+  });
+  const restored = await restoreSnapshot({ store, manifest, datadir, flavour, chownTo: config.mysql.osUser });
+  // As pre-start does after a restore: health sets the replication position from `restored`. Replication
+  // started on the old datadir no longer exists.
+  const { replication: _gone, ...rest } = state;
+  await writeState(config.node.stateDir, {
+    ...rest,
+    flavour,
+    restored: { snapshot: manifest.name, gtid: restored.gtid },
+  });
+  print(
+    `Restored snapshot '${manifest.name}' (taken ${manifest.createdAt} on ${manifest.nodeName}) into ${datadir}: ` +
+      `GTID ${
+        restored.gtid || "(none)"
+      }; start the node: health will replicate from the primary after that position`,
+  );
+  return EXIT.ok;
+}
+
+/** Why a server may be running on this node (it answers on the socket, or its pid file exists), or undefined. */
+async function serverRunning(config: Config): Promise<string | undefined> {
+  const socket = config.mysql.socket;
+  try {
+    const conn = await Deno.connect({ transport: "unix", path: socket });
+    conn.close();
+    return `a server answers on ${socket}: stop mysqld first`;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.ConnectionRefused)) {
+      return `cannot tell whether a server answers on ${socket} (${(e as Error).message}): stop mysqld first`;
+    }
+  }
+  // Where renderMyCnf puts it: beside the socket.
+  const pidFile = `${socket.slice(0, socket.lastIndexOf("/")) || ""}/mysqld.pid`;
+  let pid: string;
+  try {
+    pid = (await Deno.readTextFile(pidFile)).trim();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    return `cannot read mysqld's pid file ${pidFile} (${(e as Error).message})`;
+  }
+  return `mysqld's pid file ${pidFile} names process ${
+    pid || "(none)"
+  }: a server may be starting or stopping; ` +
+    "stop it, or delete the file if no mysqld runs";
+}
+
+/** Why the datadir cannot take a restore (it holds something, or is not a directory), or undefined. */
+async function datadirInUse(datadir: string): Promise<string | undefined> {
+  const names: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(datadir)) {
+      if (entry.isDirectory && LEFTOVER_STAGING.test(entry.name)) continue;
+      names.push(`'${entry.name}'`);
+      if (names.length === 3) break;
+    }
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    if (e instanceof Deno.errors.NotADirectory) return `${datadir} (MYSQL_DATADIR) is not a directory`;
+    return `cannot read ${datadir} (MYSQL_DATADIR): ${(e as Error).message}`;
+  }
+  if (names.length === 0) return undefined;
+  return `${datadir} (MYSQL_DATADIR) is not empty (it holds ${names.join(", ")}${
+    names.length === 3 ? ", …" : ""
+  }): restore only into the empty datadir of a stopped node; move it aside first`;
+}
+
+/** The flavour MYSQL_FLAVOUR names, else the one whose server binary is installed. */
+async function installedFlavour(config: Config): Promise<Flavour | undefined> {
+  if (config.mysql.flavour !== "auto") return config.mysql.flavour;
+  for (const binary of [SERVER_BINARIES.mariadb, SERVER_BINARIES.mysql]) {
+    try {
+      const flavour = flavourFromBinaryVersion((await run([binary, "--version"])).stdout);
+      if (flavour) return flavour;
+    } catch (e) {
+      if (!(e instanceof CommandFailedError)) throw e;
+    }
+  }
+  return undefined;
+}

@@ -120,3 +120,19 @@ Deno.test("autopilot snapshot backs up only when due, only where BACKUP_FROM say
     await stopChecking();
   }
 });
+
+Deno.test("autopilot snapshot applies retention after each snapshot and keeps the one Consul names", async () => {
+  await using h = await Harness.create({ nodes: 1 });
+  const c = await Cluster.create(h);
+  const n1 = c.node(1, { BACKUP_RETAIN_COUNT: "2", BACKUP_TTL: "1s" });
+  assertEquals((await c.boot(n1)).code, 0);
+  for (let i = 0; i < 3; i++) {
+    await nextSecond();
+    await snapshot(c, n1);
+  }
+  const kept = snapshots(c);
+  assertEquals(kept.length, 2, kept.join());
+  assertEquals(kept.at(-1), `${(await lastBackup(c)).name}.manifest.json`);
+  const data = [...Deno.readDirSync(c.snapshots)].filter((e) => e.name.endsWith(".xbstream.zst"));
+  assertEquals(data.length, 2, "a data object was left behind");
+});
