@@ -1,19 +1,57 @@
 /**
- * `autopilot status`: not written yet (a placeholder so the command table stays stable while it is built).
+ * `autopilot status [--json]`: the cluster as a table (or JSON for scripts), from any node or from any machine
+ * that reaches Consul and the nodes. Exit 0 only when the cluster is healthy; 1 otherwise, with the reasons in
+ * one line on stderr; 2 for bad usage or when Consul cannot be reached.
+ *
+ * The gathering and the verdict live in `src/status.ts`.
  *
  * @module
  */
-import type { Command } from "./commands.ts";
-import { printError } from "./output.ts";
+import type { Command, CommandContext } from "./commands.ts";
+import { print, printError } from "./output.ts";
 import { EXIT } from "./exit.ts";
+import { ConsulRequestError, ConsulUnavailableError } from "../consul.ts";
+import { gatherStatus, renderStatusTable, type StatusFacts, summariseStatus } from "../status.ts";
 
 /** The `status` command. */
 export const statusCommand: Command = {
   name: "status",
+  args: "[--json]",
   summary: "show the cluster as a table (--json for scripts); exit 0 only if it is healthy",
-  options: {},
-  run() {
-    printError("autopilot status: not implemented yet");
-    return Promise.resolve(EXIT.failed);
+  details: "Learns the nodes from Consul (member records, the SERVICE_NAME service) and reads each node's\n" +
+    "server over TCP as the replication user (MYSQL_REPL_USER/MYSQL_REPL_PASSWORD), so it runs on any node or\n" +
+    "any machine that reaches Consul and the nodes. A node that does not answer within MYSQL_CONNECT_TIMEOUT\n" +
+    "(at most 2 s) is shown as unreachable.\n" +
+    "Healthy: one writable primary holding the lock, every node answering and replicating from it within\n" +
+    "MAX_REPLICATION_LAG, none with transactions the primary lacks (errant).\n" +
+    "Exit codes: 0 healthy, 1 unhealthy (the reasons in one line on stderr), 2 bad usage or Consul unreachable.\n" +
+    "--json: the same report as one JSON object (format 1: see src/status.ts, StatusReport).",
+  options: { json: { type: "boolean" } },
+  async run(ctx: CommandContext): Promise<number> {
+    if (ctx.positionals.length > 0) {
+      printError(
+        `autopilot status: unexpected argument '${ctx.positionals[0]}': usage: autopilot status [--json]`,
+      );
+      return EXIT.usage;
+    }
+    let facts: StatusFacts;
+    try {
+      facts = await gatherStatus(ctx.config);
+    } catch (e) {
+      if (e instanceof ConsulUnavailableError || e instanceof ConsulRequestError) {
+        printError(
+          `autopilot status: ${e.message} (CONSUL=${ctx.config.consul.url}): check that the agent runs there`,
+        );
+        return EXIT.usage;
+      }
+      throw e;
+    }
+    const report = summariseStatus(facts);
+    print(ctx.flags.json ? JSON.stringify(report, null, 2) : renderStatusTable(report));
+    if (!report.healthy) {
+      printError(`autopilot status: unhealthy: ${report.problems.join("; ").replace(/\s*\n\s*/g, " ")}`);
+      return EXIT.failed;
+    }
+    return EXIT.ok;
   },
 };

@@ -1,0 +1,790 @@
+/**
+ * `autopilot status`: the cluster as one report, gathered from Consul and from every node's server.
+ *
+ * Three parts, kept apart so the verdict is testable on plain data:
+ *
+ * 1. {@link readConsulView} and {@link probeNode} do the I/O: what Consul says (the primary lock, member records,
+ *    passing instances of SERVICE_NAME, the pause and failover keys, the last snapshot), and what each node's
+ *    server says over TCP as the replication user (read-only, replica threads, lag, executed GTIDs), with short
+ *    timeouts so a dead node is a row saying "unreachable" rather than a hang. {@link gatherStatus} runs both.
+ * 2. {@link summariseStatus} is pure: it turns those facts into one row per node, the roles, the errant
+ *    transactions (what a node has that the primary lacks) and the verdict with its reasons.
+ * 3. {@link renderStatusTable} is pure: the report as text for people. The report itself is the JSON for scripts
+ *    (`autopilot status --json`), a documented shape ({@link StatusReport}, `format: 1`).
+ *
+ * @module
+ */
+import type { Config } from "./config.ts";
+import {
+  ConsulRequestError,
+  ConsulStore,
+  ConsulUnavailableError,
+  type KvEntry,
+  type ServiceInstance,
+} from "./consul.ts";
+import type { MemberRecord } from "./failover.ts";
+import { type PrimaryLock, primaryLockFrom, quietPeriodReason } from "./ha.ts";
+import { connectPeer } from "./local.ts";
+import { membersPrefix } from "./members.ts";
+import type { Manifest } from "./backup/manifest.ts";
+import { type Flavour, type ReplicaStatus, sqlFor } from "./mysql/flavour.ts";
+import { subtractGtids } from "./mysql/gtid.ts";
+import { publishedSnapshot } from "./snapshots.ts";
+
+// --- facts ---------------------------------------------------------------------------------------------
+
+/** A member record found under `SERVICE_NAME-members/`, and whether a live session still holds it. */
+export interface MemberEntry {
+  /** The record as published (only node, address and port are sure to be there). */
+  readonly record: Pick<MemberRecord, "node" | "address" | "port"> & Partial<MemberRecord>;
+  /** A session holds the key: the node's autopilot is renewing it. */
+  readonly live: boolean;
+}
+
+/** What the last snapshot's manifest says (LAST_BACKUP_KEY). */
+export type SnapshotFacts = Pick<Manifest, "name" | "createdAt" | "size" | "nodeName" | "gtid">;
+
+/** Everything status reads from Consul, in one go. */
+export interface ConsulView {
+  /** PRIMARY_KEY. */
+  readonly lock: PrimaryLock;
+  /** Every member record, held or not (a record whose session ended stays behind). */
+  readonly members: readonly MemberEntry[];
+  /** The passing instances of the SERVICE_NAME service (ContainerPilot registers them). */
+  readonly passing: readonly Pick<ServiceInstance, "id" | "address" | "port">[];
+  /** The value of FAILOVER_PAUSE_KEY, if the key exists. */
+  readonly pause?: string;
+  /** FAILOVER_LOCK_KEY: its value (the last failover or switchover) and whether a session holds it now. */
+  readonly failoverLock?: { readonly value: string; readonly held: boolean };
+  /** LAST_BACKUP_KEY, if it names a snapshot. */
+  readonly snapshot?: SnapshotFacts;
+  /** Why LAST_BACKUP_KEY could not be read as a manifest, if it could not. */
+  readonly snapshotError?: string;
+}
+
+/** A node to probe: where its server listens, as Consul knows it. */
+export interface NodeTarget {
+  readonly node: string;
+  readonly address: string;
+  readonly port: number;
+}
+
+/** What one node's server said, or why it said nothing. */
+export type NodeProbe =
+  | { readonly reachable: false; readonly error: string }
+  | {
+    readonly reachable: true;
+    readonly flavour: Flavour;
+    /** `SELECT VERSION()`. */
+    readonly version: string;
+    readonly readOnly: boolean;
+    /** The replication source and threads; absent when it replicates from nobody. */
+    readonly replica?: ReplicaStatus;
+    /** Executed GTIDs as text (MariaDB `gtid_binlog_state`, MySQL `gtid_executed`). */
+    readonly executed: string;
+  };
+
+/** Everything {@link summariseStatus} needs. */
+export interface StatusFacts {
+  /** When the facts were gathered (epoch ms). */
+  readonly now: number;
+  /** SERVICE_NAME. */
+  readonly serviceName: string;
+  /** MAX_REPLICATION_LAG, in seconds. */
+  readonly maxLagSeconds: number;
+  /** FAILOVER_QUIET_PERIOD. */
+  readonly quietPeriodMs: number;
+  /** What Consul said. */
+  readonly consul: ConsulView;
+  /** Per node name (see {@link nodeTargets}); a node missing here counts as unreachable. */
+  readonly probes: Readonly<Record<string, NodeProbe>>;
+}
+
+// --- the report (the JSON shape of `status --json`) ----------------------------------------------------
+
+/** A node's role as status sees it. */
+export type NodeRole =
+  /** Holds the primary lock (its server may still be unreachable or read-only: see problems). */
+  | "primary"
+  /** Replicates from some source. */
+  | "replica"
+  /** Has transactions the primary lacks: never rejoined silently. */
+  | "errant"
+  /** Answers, replicates from nobody and does not hold the lock. */
+  | "none"
+  /** Its server does not answer: nothing is known. */
+  | "unknown";
+
+/** One node's row. Every field is always present; `null` means "not known" or "not applicable". */
+export interface NodeStatus {
+  /** NODE_NAME, as its member record (or the primary lock, or its service id) gives it. */
+  readonly node: string;
+  /** Where its server listens (NODE_ADDRESS, MYSQL_PORT). */
+  readonly address: string;
+  readonly port: number;
+  /** See {@link NodeRole}. */
+  readonly role: NodeRole;
+  /** Consul's check for the SERVICE_NAME service on this node. */
+  readonly check: "passing" | "not passing";
+  /** Its member record is held by a live session (its health checks run). */
+  readonly session: boolean;
+  /** When it last published its member record (ISO 8601), if it has one. */
+  readonly lastSeen: string | null;
+  /** Its server answered over TCP as the replication user. */
+  readonly reachable: boolean;
+  /** Why it did not answer. */
+  readonly error: string | null;
+  /** `mysql` or `mariadb`, as the server says (`SELECT VERSION()`). */
+  readonly flavour: Flavour | null;
+  /** `SELECT VERSION()`. */
+  readonly version: string | null;
+  /** `@@read_only`: every node but the primary should be read-only. */
+  readonly readOnly: boolean | null;
+  /** Replication from a source; `null` when it replicates from nobody (or is unreachable). */
+  readonly replication: {
+    /** `host:port`. */
+    readonly source: string;
+    /** The node at that address, if known. */
+    readonly sourceNode: string | null;
+    /** The receiver (I/O) thread. */
+    readonly io: "yes" | "no" | "connecting";
+    /** The applier (SQL) thread runs. */
+    readonly sql: boolean;
+    /** The last I/O or SQL thread error, if any. */
+    readonly error: string | null;
+  } | null;
+  /** Seconds behind its source; `null` when unknown or not a replica. */
+  readonly lagSeconds: number | null;
+  /** Its executed GTIDs (MariaDB `gtid_binlog_state`, MySQL `gtid_executed`); `null` when unreachable. */
+  readonly gtidExecuted: string | null;
+  /** GTIDs it has that the primary lacks: `""` none, `null` unknown (no reachable primary to compare with). */
+  readonly errant: string | null;
+  /** What is wrong with this node (empty when nothing is). */
+  readonly problems: readonly string[];
+}
+
+/** The whole report: what `autopilot status --json` prints. */
+export interface StatusReport {
+  /** The shape's version; bumped only when a field changes meaning or goes away. */
+  readonly format: 1;
+  /** When the facts were gathered (ISO 8601). */
+  readonly generatedAt: string;
+  /** SERVICE_NAME. */
+  readonly service: string;
+  /** One writable primary holding the lock, every node reachable and replicating from it within the lag limit, none errant. */
+  readonly healthy: boolean;
+  /** Why it is not healthy, one sentence each (cluster-wide first, then per node). */
+  readonly problems: readonly string[];
+  /** MAX_REPLICATION_LAG, in seconds. */
+  readonly maxLagSeconds: number;
+  /** The primary lock's record: `held` false means nobody holds it now and this was the last holder. */
+  readonly primary: {
+    readonly node: string;
+    readonly address: string;
+    readonly port: number;
+    /** A session holds the lock now. */
+    readonly held: boolean;
+    /** The holder finished its promotion (applied its relay log, turned writable). */
+    readonly ready: boolean;
+  } | null;
+  /** Automatic failover: paused, running, or within its quiet period. */
+  readonly failover: {
+    /** FAILOVER_PAUSE_KEY exists: no automatic failover. */
+    readonly paused: boolean;
+    /** The pause key's value (e.g. why it was paused), if it has one. */
+    readonly pauseNote: string | null;
+    /** The node running a failover or switchover now (it holds FAILOVER_LOCK_KEY). */
+    readonly running: string | null;
+    /** The last failover or switchover, from FAILOVER_LOCK_KEY. */
+    readonly last: {
+      readonly at: string;
+      readonly by: string | null;
+      readonly failedPrimary: string | null;
+      readonly promoted: string | null;
+      readonly switchover: boolean;
+    } | null;
+    /** The end of FAILOVER_QUIET_PERIOD after the last promotion, while it lasts. */
+    readonly quietUntil: string | null;
+    /** Why an automatic failover is held back right now by the quiet period, if it is. */
+    readonly heldBack: string | null;
+  };
+  /** The last snapshot, from LAST_BACKUP_KEY. */
+  readonly snapshot: {
+    readonly name: string;
+    readonly createdAt: string;
+    readonly ageSeconds: number;
+    /** Stored (compressed) bytes. */
+    readonly size: number;
+    readonly node: string;
+    readonly gtid: string;
+  } | null;
+  /** One row per node, sorted by name. */
+  readonly nodes: readonly NodeStatus[];
+}
+
+// --- pure: which nodes --------------------------------------------------------------------------------
+
+/**
+ * The nodes Consul knows: every member record (live, or left behind by a node whose session ended, unless a live
+ * node now uses its address), the primary lock's record, and passing SERVICE_NAME instances that match no member
+ * by address and port (named from their service id, `SERVICE_NAME-NODE` as ContainerPilot registers it).
+ *
+ * @returns One target per node name, sorted by name.
+ */
+export function nodeTargets(view: ConsulView, serviceName: string): NodeTarget[] {
+  const byName = new Map<string, NodeTarget>();
+  const add = (t: NodeTarget) => {
+    if (!byName.has(t.node)) byName.set(t.node, { node: t.node, address: t.address, port: t.port });
+  };
+  const live = view.members.filter((m) => m.live);
+  // A record left behind at an address a live node now uses (a replaced container) is superseded.
+  const superseded = (m: MemberEntry) =>
+    !m.live && live.some((l) => l.record.address === m.record.address && l.record.port === m.record.port);
+  for (const m of view.members) if (!superseded(m)) add(m.record);
+  if (view.lock.record) add(view.lock.record);
+  for (const i of view.passing) {
+    const known = [...byName.values()].some((t) => t.address === i.address && t.port === i.port);
+    if (!known) add({ node: instanceNodeName(i.id, serviceName), address: i.address, port: i.port });
+  }
+  return [...byName.values()].sort((a, b) => byNodeName(a.node, b.node));
+}
+
+function instanceNodeName(id: string, serviceName: string): string {
+  return id.startsWith(`${serviceName}-`) ? id.slice(serviceName.length + 1) : id;
+}
+
+function byNodeName(a: string, b: string): number {
+  return a.localeCompare(b, "en", { numeric: true });
+}
+
+// --- pure: the verdict --------------------------------------------------------------------------------
+
+/**
+ * Turns gathered facts into the report: rows, roles, errant transactions and the verdict.
+ *
+ * @param f The facts (see {@link gatherStatus}).
+ * @returns The report; `healthy` is true exactly when `problems` is empty.
+ */
+export function summariseStatus(f: StatusFacts): StatusReport {
+  const { lock } = f.consul;
+  const targets = nodeTargets(f.consul, f.serviceName);
+  const holder = lock.session !== undefined ? lock.record : undefined;
+  const holderProbe = holder ? f.probes[holder.node] : undefined;
+  const primaryFacts = holderProbe?.reachable ? holderProbe : undefined;
+  const nameAt = (address: string, port: number) =>
+    targets.find((t) => t.address === address && t.port === port)?.node ?? null;
+
+  const nodes = targets.map((t) => nodeStatus(t, f, holder, primaryFacts, nameAt));
+  const problems = [...clusterProblems(f, targets, holder, nodes), ...nodes.flatMap((n) => n.problems)];
+  return {
+    format: 1,
+    generatedAt: iso(f.now),
+    service: f.serviceName,
+    healthy: problems.length === 0,
+    problems,
+    maxLagSeconds: f.maxLagSeconds,
+    primary: lock.record
+      ? {
+        node: lock.record.node,
+        address: lock.record.address,
+        port: lock.record.port,
+        held: holder !== undefined,
+        ready: holder !== undefined && lock.record.ready === true,
+      }
+      : null,
+    failover: failoverStatus(f),
+    snapshot: f.consul.snapshot
+      ? {
+        name: f.consul.snapshot.name,
+        createdAt: f.consul.snapshot.createdAt,
+        ageSeconds: Math.max(0, Math.round((f.now - Date.parse(f.consul.snapshot.createdAt)) / 1000)),
+        size: f.consul.snapshot.size,
+        node: f.consul.snapshot.nodeName,
+        gtid: f.consul.snapshot.gtid,
+      }
+      : null,
+    nodes,
+  };
+}
+
+type Reachable = Extract<NodeProbe, { reachable: true }>;
+
+function nodeStatus(
+  t: NodeTarget,
+  f: StatusFacts,
+  holder: PrimaryLock["record"],
+  primary: Reachable | undefined,
+  nameAt: (address: string, port: number) => string | null,
+): NodeStatus {
+  const probe: NodeProbe = f.probes[t.node] ?? { reachable: false, error: "not probed" };
+  const member = f.consul.members.find((m) => m.record.node === t.node);
+  const session = member?.live === true;
+  const lastSeen = typeof member?.record.updatedAt === "number" ? iso(member.record.updatedAt) : null;
+  const check: NodeStatus["check"] =
+    f.consul.passing.some((i) => i.address === t.address && i.port === t.port) ? "passing" : "not passing";
+  const isHolder = holder !== undefined && holder.node === t.node;
+  // The JSON lists fields in this order: identity and role first.
+  const head = (role: NodeRole) => ({
+    node: t.node,
+    address: t.address,
+    port: t.port,
+    role,
+    check,
+    session,
+    lastSeen,
+  });
+
+  if (!probe.reachable) {
+    const problems = isHolder ? [] : [unreachableProblem(t.node, probe.error, session, member, f.now)];
+    return {
+      ...head(isHolder ? "primary" : "unknown"),
+      reachable: false,
+      error: probe.error,
+      flavour: null,
+      version: null,
+      readOnly: null,
+      replication: null,
+      lagSeconds: null,
+      gtidExecuted: null,
+      errant: null,
+      problems,
+    };
+  }
+
+  const r = probe.replica;
+  const replication = r
+    ? {
+      source: `${r.sourceHost}:${r.sourcePort}`,
+      sourceNode: nameAt(r.sourceHost, r.sourcePort),
+      io: r.ioRunning,
+      sql: r.sqlRunning,
+      error: [r.lastIoError && `I/O: ${r.lastIoError}`, r.lastSqlError && `SQL: ${r.lastSqlError}`]
+        .filter(Boolean).join("; ") || null,
+    }
+    : null;
+  const errant = isHolder ? "" : errantOf(probe, primary);
+  const role: NodeRole = isHolder ? "primary" : errant ? "errant" : r ? "replica" : "none";
+  const problems: string[] = [];
+  const name = t.node;
+  if (!isHolder) {
+    if (!session) {
+      problems.push(
+        member
+          ? `${name}: its member record has no live Consul session: its health checks are not running`
+          : `${name}: has no member record in Consul: its health checks are not running`,
+      );
+    }
+    if (!probe.readOnly) problems.push(`${name}: writable without holding the primary lock`);
+    if (errant) {
+      problems.push(`${name}: errant: it has transactions the primary ${holder!.node} lacks: ${errant}`);
+    } else if (primary && probe.flavour !== primary.flavour) {
+      problems.push(`${name}: runs ${probe.flavour} but the primary ${holder!.node} runs ${primary.flavour}`);
+    }
+    if (holder !== undefined && !errant) {
+      problems.push(...replicationProblems(name, r, holder, f.maxLagSeconds));
+    }
+  }
+  return {
+    ...head(role),
+    reachable: true,
+    error: null,
+    flavour: probe.flavour,
+    version: probe.version,
+    readOnly: probe.readOnly,
+    replication,
+    lagSeconds: r ? r.lagSeconds : null,
+    gtidExecuted: probe.executed,
+    errant,
+    problems,
+  };
+}
+
+/** What the node has that the primary lacks; `null` when that cannot be told. */
+function errantOf(node: Reachable, primary: Reachable | undefined): string | null {
+  if (primary === undefined || primary.flavour !== node.flavour) return null;
+  try {
+    return subtractGtids(node.flavour, node.executed, primary.executed).toString();
+  } catch {
+    return null; // a malformed set: unknown rather than a guess
+  }
+}
+
+function replicationProblems(
+  name: string,
+  r: ReplicaStatus | undefined,
+  primary: NonNullable<PrimaryLock["record"]>,
+  maxLag: number,
+): string[] {
+  const wanted = `${primary.address}:${primary.port}`;
+  if (r === undefined) return [`${name}: replicates from nobody (the primary is ${primary.node}, ${wanted})`];
+  const source = `${r.sourceHost}:${r.sourcePort}`;
+  if (source !== wanted) {
+    return [`${name}: replicates from ${source}, not from the primary ${primary.node} (${wanted})`];
+  }
+  if (r.ioRunning !== "yes" || !r.sqlRunning) {
+    const errors = [r.lastIoError && `I/O: ${r.lastIoError}`, r.lastSqlError && `SQL: ${r.lastSqlError}`]
+      .filter(Boolean).join("; ");
+    return [
+      `${name}: replication is not running (I/O thread: ${r.ioRunning}, SQL thread: ${
+        r.sqlRunning ? "yes" : "no"
+      })${errors ? `: ${errors}` : ""}`,
+    ];
+  }
+  if (r.lagSeconds === null) return [`${name}: replication lag is unknown`];
+  if (r.lagSeconds > maxLag) {
+    return [`${name}: lags ${r.lagSeconds} s behind the primary (limit ${maxLag} s)`];
+  }
+  return [];
+}
+
+function unreachableProblem(
+  name: string,
+  error: string,
+  session: boolean,
+  member: MemberEntry | undefined,
+  now: number,
+): string {
+  if (session || member === undefined) return `${name}: unreachable: ${error}`;
+  const seen = typeof member.record.updatedAt === "number"
+    ? ` (last seen ${duration(Math.max(0, now - member.record.updatedAt) / 1000)} ago)`
+    : "";
+  return `${name}: down: unreachable (${error}) and no Consul session${seen}`;
+}
+
+function clusterProblems(
+  f: StatusFacts,
+  targets: readonly NodeTarget[],
+  holder: PrimaryLock["record"],
+  nodes: readonly NodeStatus[],
+): string[] {
+  const out: string[] = [];
+  const { lock } = f.consul;
+  if (targets.length === 0) {
+    out.push(
+      `no nodes found in Consul (no member records under ${f.serviceName}-members/, no passing ` +
+        `${f.serviceName} instances)`,
+    );
+  }
+  if (holder === undefined) {
+    const held = failoverStatus(f);
+    const why = held.paused
+      ? " and automatic failover is paused"
+      : held.running
+      ? `; ${held.running} is running a failover`
+      : held.heldBack
+      ? `; ${held.heldBack}`
+      : "";
+    out.push(
+      lock.session !== undefined
+        ? `the primary lock is held, but its value names no node: ${f.serviceName}'s primary is unknown`
+        : lock.record
+        ? `nobody holds the primary lock (last holder: ${lock.record.node})${why}`
+        : `no primary has been elected yet${why}`,
+    );
+  } else {
+    const row = nodes.find((n) => n.node === holder.node)!;
+    if (!row.reachable) {
+      out.push(`the primary ${holder.node} holds the lock but its server does not answer: ${row.error}`);
+    } else if (row.readOnly) {
+      out.push(`the primary ${holder.node} holds the lock but is read-only (promotion not finished?)`);
+    } else if (!holder.ready) {
+      out.push(`the primary ${holder.node} holds the lock but has not finished its promotion`);
+    }
+  }
+  if (f.consul.snapshotError) out.push(`the last snapshot cannot be read: ${f.consul.snapshotError}`);
+  return out;
+}
+
+function failoverStatus(f: StatusFacts): StatusReport["failover"] {
+  const { lock, failoverLock, pause } = f.consul;
+  let last: StatusReport["failover"]["last"] = null;
+  let quietUntil: string | null = null;
+  let by: string | null = null;
+  if (failoverLock) {
+    const v = parseObject(failoverLock.value);
+    by = typeof v.node === "string" ? v.node : null;
+    const at = Number(v.at);
+    if (Number.isFinite(at) && at > 0) {
+      const promoted = typeof v.promoted === "string" ? v.promoted : null;
+      last = {
+        at: iso(at),
+        by,
+        failedPrimary: typeof v.failedPrimary === "string" ? v.failedPrimary : null,
+        promoted,
+        switchover: v.switchover === true,
+      };
+      if (promoted !== null && f.now < at + f.quietPeriodMs) quietUntil = iso(at + f.quietPeriodMs);
+    }
+  }
+  const heldBack = lock.session === undefined && lock.record !== undefined && failoverLock
+    ? quietPeriodReason(
+      failoverLock.value,
+      lock.record.node,
+      f.now,
+      f.quietPeriodMs,
+      f.consul.members.filter((m) => m.live).map((m) => m.record.node),
+    ) ?? null
+    : null;
+  return {
+    paused: pause !== undefined,
+    pauseNote: pause !== undefined && pause.trim() !== "" ? pause.trim() : null,
+    running: failoverLock?.held ? by ?? "unknown" : null,
+    last,
+    quietUntil,
+    heldBack,
+  };
+}
+
+function parseObject(text: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(text);
+    return typeof v === "object" && v !== null && !Array.isArray(v) ? v : {};
+  } catch {
+    return {};
+  }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+// --- pure: the table ----------------------------------------------------------------------------------
+
+/** The table's column headers, in order (`status` prints them; tests read rows by them). */
+export const TABLE_COLUMNS = [
+  "NODE",
+  "ADDRESS",
+  "ROLE",
+  "CHECK",
+  "SERVER",
+  "SOURCE",
+  "IO/SQL",
+  "LAG",
+  "GTID EXECUTED",
+  "ERRANT",
+] as const;
+
+/**
+ * The report as text: the primary, the last snapshot and the failover state, then one row per node, then the
+ * verdict. Cells never contain two spaces in a row and are never empty (`-`: not applicable, `?`: unknown), so
+ * columns can be split on runs of two or more spaces.
+ *
+ * @param report What {@link summariseStatus} returned.
+ * @returns Lines joined with newlines (no trailing newline).
+ */
+export function renderStatusTable(report: StatusReport): string {
+  const lines: string[] = [];
+  const p = report.primary;
+  lines.push(
+    `primary:   ${
+      p === null
+        ? "none (no primary has been elected yet)"
+        : p.held
+        ? `${p.node} (${p.address}:${p.port})${p.ready ? "" : ", promotion not finished"}`
+        : `none: the lock is free (last holder: ${p.node}, ${p.address}:${p.port})`
+    }`,
+  );
+  const s = report.snapshot;
+  lines.push(
+    `snapshot:  ${
+      s === null
+        ? "none published"
+        : `${s.name}, ${duration(s.ageSeconds)} old (${s.createdAt.replace(/\.\d+Z$/, "Z")}), ${
+          bytes(s.size)
+        }, from ${s.node}${s.gtid ? ` at ${s.gtid}` : ""}`
+    }`,
+  );
+  lines.push(`failover:  ${failoverLine(report.failover)}`);
+  lines.push("");
+  const rows = [
+    [...TABLE_COLUMNS],
+    ...report.nodes.map((n) =>
+      [
+        n.node,
+        `${n.address}:${n.port}`,
+        n.role,
+        n.session ? n.check : `${n.check}, no session`,
+        n.reachable ? (n.readOnly ? "read-only" : "writable") : "unreachable",
+        n.replication ? n.replication.sourceNode ?? n.replication.source : "-",
+        n.replication ? `${n.replication.io}/${n.replication.sql ? "yes" : "no"}` : "-",
+        n.replication ? (n.lagSeconds === null ? "?" : `${n.lagSeconds}s`) : "-",
+        n.gtidExecuted === null ? "?" : n.gtidExecuted || "-",
+        n.errant === null ? "?" : n.errant || "-",
+      ].map(cell)
+    ),
+  ];
+  const widths = TABLE_COLUMNS.map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  for (const r of rows) lines.push(r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd());
+  lines.push("");
+  lines.push(
+    report.healthy
+      ? `healthy: ${report.primary?.node} is the writable primary; every node answers and replicates from it ` +
+        `within ${report.maxLagSeconds} s, none errant`
+      : `unhealthy: ${report.problems.length} problem${report.problems.length === 1 ? "" : "s"}:`,
+  );
+  for (const problem of report.healthy ? [] : report.problems) lines.push(`  - ${problem}`);
+  return lines.join("\n");
+}
+
+function failoverLine(fo: StatusReport["failover"]): string {
+  const parts: string[] = [];
+  parts.push(
+    fo.paused ? `PAUSED (FAILOVER_PAUSE_KEY exists${fo.pauseNote ? `: ${fo.pauseNote}` : ""})` : "automatic",
+  );
+  if (fo.running) parts.push(`a failover is running on ${fo.running}`);
+  if (fo.quietUntil) parts.push(`quiet period until ${fo.quietUntil.replace(/\.\d+Z$/, "Z")}`);
+  if (fo.heldBack) parts.push(`held back: ${fo.heldBack}`);
+  if (fo.last) {
+    const what = fo.last.switchover ? "switchover" : "failover";
+    const moved = fo.last.promoted
+      ? `${fo.last.failedPrimary ?? fo.last.by ?? "?"} -> ${fo.last.promoted}`
+      : "nobody promoted";
+    parts.push(`last ${what}: ${moved} at ${fo.last.at.replace(/\.\d+Z$/, "Z")}`);
+  }
+  return parts.join("; ");
+}
+
+function cell(text: string): string {
+  const t = text.replace(/\s+/g, " ").trim();
+  return t === "" ? "-" : t;
+}
+
+/** `75` -> `1m15s`, `3700` -> `1h1m`, `90000` -> `1d1h`. */
+function duration(totalSeconds: number): string {
+  const s = Math.round(totalSeconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60 ? `${s % 60}s` : ""}`;
+  if (s < 86400) {
+    return `${Math.floor(s / 3600)}h${Math.floor(s % 3600 / 60) ? `${Math.floor(s % 3600 / 60)}m` : ""}`;
+  }
+  return `${Math.floor(s / 86400)}d${Math.floor(s % 86400 / 3600) ? `${Math.floor(s % 86400 / 3600)}h` : ""}`;
+}
+
+function bytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+// --- I/O ----------------------------------------------------------------------------------------------
+
+/**
+ * Reads what status needs from Consul (a handful of requests, made together).
+ *
+ * @throws {ConsulUnavailableError} when Consul cannot be reached; {@link ConsulRequestError} when it refuses.
+ */
+export async function readConsulView(config: Config, consul: ConsulStore): Promise<ConsulView> {
+  const snapshot = publishedSnapshot(config, consul).then(
+    (m) => ({ ok: true as const, m }),
+    (e: unknown) => ({ ok: false as const, e }),
+  );
+  const [lock, memberEntries, pause, failoverLock, passing, snap] = await Promise.all([
+    consul.get(config.keys.primary),
+    consul.getPrefix(membersPrefix(config)),
+    consul.get(config.keys.failoverPause),
+    consul.get(config.keys.failoverLock),
+    consul.passingInstances(config.serviceName),
+    snapshot,
+  ]);
+  let snapshotFacts: SnapshotFacts | undefined;
+  let snapshotError: string | undefined;
+  if (snap.ok) {
+    if (snap.m) {
+      const { name, createdAt, size, nodeName, gtid } = snap.m;
+      snapshotFacts = { name, createdAt, size, nodeName, gtid };
+    }
+  } else if (snap.e instanceof ConsulUnavailableError || snap.e instanceof ConsulRequestError) {
+    throw snap.e;
+  } else {
+    snapshotError = snap.e instanceof Error ? snap.e.message : String(snap.e);
+  }
+  return {
+    lock: primaryLockFrom(lock),
+    members: memberEntries.flatMap(memberFrom),
+    passing: passing.map(({ id, address, port }) => ({ id, address, port })),
+    ...(pause !== undefined ? { pause: pause.value } : {}),
+    ...(failoverLock !== undefined
+      ? { failoverLock: { value: failoverLock.value, held: failoverLock.session !== undefined } }
+      : {}),
+    ...(snapshotFacts ? { snapshot: snapshotFacts } : {}),
+    ...(snapshotError ? { snapshotError } : {}),
+  };
+}
+
+function memberFrom(entry: KvEntry): MemberEntry[] {
+  try {
+    const v = JSON.parse(entry.value);
+    if (typeof v?.node !== "string" || typeof v?.address !== "string" || !Number.isInteger(v?.port)) {
+      return [];
+    }
+    return [{ record: v as MemberEntry["record"], live: entry.session !== undefined }];
+  } catch {
+    return []; // not a member record
+  }
+}
+
+/**
+ * Reads one node's server over TCP as the replication user (it may read GTIDs and replica status, nothing
+ * more), asking the server which flavour it is.
+ *
+ * @param connectTimeoutMs Give up connecting after this long; the statements get 3 s more in all.
+ * @returns What it said, or `reachable: false` with the reason; never throws.
+ */
+export async function probeNode(
+  config: Config,
+  target: NodeTarget,
+  connectTimeoutMs: number,
+): Promise<NodeProbe> {
+  const signal = AbortSignal.timeout(connectTimeoutMs + 3000);
+  try {
+    await using db = await connectPeer(config, target, connectTimeoutMs);
+    const version = await db.version(signal);
+    const sql = sqlFor(version.flavour);
+    const [ro] = await db.query(sql.readOnlyQuery, { signal });
+    const [gtid] = await db.query(sql.gtidStateQuery, { signal });
+    const [row] = await db.query(sql.replicaStatus, { signal });
+    const replica = row ? sql.replicaStatusFromRow(row) : undefined;
+    return {
+      reachable: true,
+      flavour: version.flavour,
+      version: version.text,
+      readOnly: Number(ro?.read_only) === 1,
+      ...(replica && replica.sourceHost !== "" ? { replica } : {}),
+      executed: sql.gtidState(gtid ?? {}).executed,
+    };
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    return { reachable: false, error: message.replace(/^Cannot reach MySQL at \S+: /, "") };
+  }
+}
+
+/**
+ * Gathers everything: Consul first (which nodes exist), then every node's server, all at once.
+ *
+ * @throws {ConsulUnavailableError} when Consul cannot be reached; {@link ConsulRequestError} when it refuses.
+ */
+export async function gatherStatus(config: Config): Promise<StatusFacts> {
+  const consul = new ConsulStore(config.consul);
+  let view: ConsulView;
+  try {
+    view = await readConsulView(config, consul);
+  } finally {
+    consul.close();
+  }
+  const connectTimeoutMs = Math.min(config.mysql.connectTimeoutMs, 2000);
+  const targets = nodeTargets(view, config.serviceName);
+  const probes = await Promise.all(targets.map((t) => probeNode(config, t, connectTimeoutMs)));
+  return {
+    now: Date.now(),
+    serviceName: config.serviceName,
+    maxLagSeconds: config.mysql.maxLagSeconds,
+    quietPeriodMs: config.failover.quietPeriodMs,
+    consul: view,
+    probes: Object.fromEntries(targets.map((t, i) => [t.node, probes[i]])),
+  };
+}

@@ -1,0 +1,448 @@
+import { assert, assertEquals } from "./assert.ts";
+import {
+  type ConsulView,
+  type NodeProbe,
+  nodeTargets,
+  renderStatusTable,
+  type StatusFacts,
+  type StatusReport,
+  summariseStatus,
+  TABLE_COLUMNS,
+} from "../../src/status.ts";
+import type { ReplicaStatus } from "../../src/mysql/flavour.ts";
+
+const NOW = Date.parse("2026-11-25T12:00:00Z");
+const addr = (k: number) => `10.0.0.${10 + k}`;
+const member = (k: number, live = true, updatedAt = NOW - 2000) => ({
+  record: { node: `n${k}`, address: addr(k), port: 3306, updatedAt },
+  live,
+});
+const passing = (...ks: number[]) => ks.map((k) => ({ id: `mysql-n${k}`, address: addr(k), port: 3306 }));
+const lockedBy = (k: number, ready = true) => ({
+  record: { node: `n${k}`, address: addr(k), port: 3306, ...(ready ? { ready: true } : {}) },
+  session: `s${k}`,
+});
+
+/** A replica of node `k`, both threads running. */
+const replicaOf = (k: number, over: Partial<ReplicaStatus> = {}): ReplicaStatus => ({
+  sourceHost: addr(k),
+  sourcePort: 3306,
+  ioRunning: "yes",
+  sqlRunning: true,
+  lagSeconds: 0,
+  retrievedGtids: "",
+  lastIoError: "",
+  lastSqlError: "",
+  ...over,
+});
+
+const mariadb = (
+  executed: string,
+  over: Partial<Extract<NodeProbe, { reachable: true }>> = {},
+): NodeProbe => ({
+  reachable: true,
+  flavour: "mariadb",
+  version: "10.11.19-MariaDB-0+deb12u1",
+  readOnly: true,
+  executed,
+  ...over,
+});
+const U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+const U3 = "8a94f357-aab4-11df-86ab-c80aa9429563";
+const mysql = (executed: string, over: Partial<Extract<NodeProbe, { reachable: true }>> = {}): NodeProbe => ({
+  reachable: true,
+  flavour: "mysql",
+  version: "8.4.3",
+  readOnly: true,
+  executed,
+  ...over,
+});
+
+const view = (over: Partial<ConsulView> = {}): ConsulView => ({
+  lock: lockedBy(1),
+  members: [member(1), member(2), member(3)],
+  passing: passing(1, 2, 3),
+  snapshot: {
+    name: "mysql-backup-2026-11-25T11-50-00Z",
+    createdAt: "2026-11-25T11:50:00.000Z",
+    size: 5_767_168,
+    nodeName: "n1",
+    gtid: "0-1-3",
+  },
+  ...over,
+});
+
+/** A healthy MariaDB cluster: n1 primary at 0-1-7, n2 and n3 replicating, caught up. */
+const healthyMariadb = (over: Partial<StatusFacts> = {}): StatusFacts => ({
+  now: NOW,
+  serviceName: "mysql",
+  maxLagSeconds: 30,
+  quietPeriodMs: 300_000,
+  consul: view(),
+  probes: {
+    n1: mariadb("0-1-7", { readOnly: false }),
+    n2: mariadb("0-1-7", { replica: replicaOf(1) }),
+    n3: mariadb("0-1-7", { replica: replicaOf(1, { lagSeconds: 2 }) }),
+  },
+  ...over,
+});
+
+const row = (r: StatusReport, node: string) => r.nodes.find((n) => n.node === node)!;
+
+Deno.test("summariseStatus() reports a healthy MariaDB cluster: one primary, two replicas, no errant GTIDs", () => {
+  const r = summariseStatus(healthyMariadb());
+  assertEquals(r.problems, []);
+  assertEquals(r.healthy, true);
+  assertEquals(r.primary, { node: "n1", address: addr(1), port: 3306, held: true, ready: true });
+  assertEquals(r.nodes.map((n) => [n.node, n.role, n.errant]), [
+    ["n1", "primary", ""],
+    ["n2", "replica", ""],
+    ["n3", "replica", ""],
+  ]);
+  assertEquals(row(r, "n3"), {
+    node: "n3",
+    address: addr(3),
+    port: 3306,
+    role: "replica",
+    check: "passing",
+    session: true,
+    lastSeen: "2026-11-25T11:59:58.000Z",
+    reachable: true,
+    error: null,
+    flavour: "mariadb",
+    version: "10.11.19-MariaDB-0+deb12u1",
+    readOnly: true,
+    replication: { source: `${addr(1)}:3306`, sourceNode: "n1", io: "yes", sql: true, error: null },
+    lagSeconds: 2,
+    gtidExecuted: "0-1-7",
+    errant: "",
+    problems: [],
+  });
+  assertEquals(r.snapshot, {
+    name: "mysql-backup-2026-11-25T11-50-00Z",
+    createdAt: "2026-11-25T11:50:00.000Z",
+    ageSeconds: 600,
+    size: 5_767_168,
+    node: "n1",
+    gtid: "0-1-3",
+  });
+  assertEquals(r.failover, {
+    paused: false,
+    pauseNote: null,
+    running: null,
+    last: null,
+    quietUntil: null,
+    heldBack: null,
+  });
+});
+
+Deno.test("summariseStatus() reads MySQL GTID sets and names the errant transactions of a node", () => {
+  const r = summariseStatus(healthyMariadb({
+    probes: {
+      n1: mysql(`${U1}:1-20`, { readOnly: false }),
+      n2: mysql(`${U1}:1-20`, { replica: replicaOf(1) }),
+      // n3 wrote two transactions of its own (its own server UUID) that the primary never saw.
+      n3: mysql(`${U1}:1-20,${U3}:1-2`, { replica: replicaOf(1) }),
+    },
+  }));
+  assertEquals(r.healthy, false);
+  assertEquals(row(r, "n2").role, "replica");
+  assertEquals(row(r, "n3").role, "errant");
+  assertEquals(row(r, "n3").errant, `${U3}:1-2`);
+  assertEquals(r.problems, [`n3: errant: it has transactions the primary n1 lacks: ${U3}:1-2`]);
+});
+
+Deno.test("summariseStatus() finds a MariaDB node's errant GTIDs per domain and server id", () => {
+  const r = summariseStatus(healthyMariadb({
+    probes: {
+      n1: mariadb("0-1-7,0-2-9", { readOnly: false }),
+      n2: mariadb("0-1-7,0-2-9", { replica: replicaOf(1) }),
+      // An old primary that kept a transaction (0-3-10) nobody else received; not rejoined.
+      n3: mariadb("0-1-7,0-2-9,0-3-10"),
+    },
+  }));
+  assertEquals(row(r, "n3").role, "errant");
+  assertEquals(row(r, "n3").errant, "0-3-10");
+  assertEquals(row(r, "n3").replication, null);
+  assertEquals(r.problems, ["n3: errant: it has transactions the primary n1 lacks: 0-3-10"]);
+  // A replica that is merely behind (a subset) is not errant.
+  const behind = summariseStatus(healthyMariadb({
+    probes: {
+      n1: mariadb("0-1-7,0-2-9", { readOnly: false }),
+      n2: mariadb("0-1-7,0-2-5", { replica: replicaOf(1) }),
+      n3: mariadb("0-1-7", { replica: replicaOf(1) }),
+    },
+  }));
+  assertEquals(behind.healthy, true);
+  assertEquals(behind.nodes.map((n) => n.errant), ["", "", ""]);
+});
+
+Deno.test("summariseStatus() flags a replica lagging beyond MAX_REPLICATION_LAG, or of unknown lag", () => {
+  const r = summariseStatus(healthyMariadb({
+    probes: {
+      n1: mariadb("0-1-7", { readOnly: false }),
+      n2: mariadb("0-1-5", { replica: replicaOf(1, { lagSeconds: 31 }) }),
+      n3: mariadb("0-1-7", { replica: replicaOf(1, { lagSeconds: 30 }) }),
+    },
+  }));
+  assertEquals(r.problems, ["n2: lags 31 s behind the primary (limit 30 s)"]);
+  assertEquals(row(r, "n2").lagSeconds, 31);
+  assertEquals(row(r, "n2").role, "replica");
+  const unknown = summariseStatus(healthyMariadb({
+    probes: {
+      ...healthyMariadb().probes,
+      n3: mariadb("0-1-7", { replica: replicaOf(1, { lagSeconds: null }) }),
+    },
+  }));
+  assertEquals(unknown.problems, ["n3: replication lag is unknown"]);
+});
+
+Deno.test("summariseStatus() says which replication thread stopped, and with what error", () => {
+  const r = summariseStatus(healthyMariadb({
+    probes: {
+      ...healthyMariadb().probes,
+      n2: mariadb("0-1-7", {
+        replica: replicaOf(1, { ioRunning: "no", sqlRunning: false, lagSeconds: null }),
+      }),
+      n3: mariadb("0-1-6", {
+        replica: replicaOf(1, {
+          ioRunning: "connecting",
+          lagSeconds: null,
+          lastIoError: "error connecting to master 'repl@10.0.0.11:3306'",
+        }),
+      }),
+    },
+  }));
+  assertEquals(r.problems, [
+    "n2: replication is not running (I/O thread: no, SQL thread: no)",
+    "n3: replication is not running (I/O thread: connecting, SQL thread: yes): I/O: error connecting to master " +
+    "'repl@10.0.0.11:3306'",
+  ]);
+  assertEquals(row(r, "n3").replication?.error, "I/O: error connecting to master 'repl@10.0.0.11:3306'");
+});
+
+Deno.test("summariseStatus() shows an unreachable node as a row, not an error", () => {
+  const r = summariseStatus(healthyMariadb({
+    probes: {
+      ...healthyMariadb().probes,
+      n3: { reachable: false, error: "connection timed out (host down or link cut?)" },
+    },
+  }));
+  assertEquals(r.healthy, false);
+  assertEquals(r.problems, ["n3: unreachable: connection timed out (host down or link cut?)"]);
+  const n3 = row(r, "n3");
+  assertEquals([n3.role, n3.reachable, n3.gtidExecuted, n3.errant, n3.replication, n3.readOnly], [
+    "unknown",
+    false,
+    null,
+    null,
+    null,
+    null,
+  ]);
+  // A node that was never probed counts as unreachable too.
+  const { n3: _, ...rest } = healthyMariadb().probes;
+  assertEquals(summariseStatus(healthyMariadb({ probes: rest })).problems, ["n3: unreachable: not probed"]);
+});
+
+Deno.test("summariseStatus() reports a node with no session and no answer as down, with when it was last seen", () => {
+  const r = summariseStatus(healthyMariadb({
+    consul: view({ members: [member(1), member(2), member(3, false, NOW - 95_000)], passing: passing(1, 2) }),
+    probes: {
+      ...healthyMariadb().probes,
+      n3: { reachable: false, error: "connection refused (is mysqld running?)" },
+    },
+  }));
+  assertEquals(r.problems, [
+    "n3: down: unreachable (connection refused (is mysqld running?)) and no Consul session (last seen 1m35s ago)",
+  ]);
+  assertEquals([row(r, "n3").session, row(r, "n3").check], [false, "not passing"]);
+});
+
+Deno.test("summariseStatus() after a failover: the new primary holds the lock, the old one is unreachable", () => {
+  const r = summariseStatus(healthyMariadb({
+    consul: view({
+      lock: lockedBy(2),
+      passing: passing(2, 3),
+      failoverLock: {
+        value: JSON.stringify({ node: "n3", at: NOW - 60_000, failedPrimary: "n1", promoted: "n2" }),
+        held: false,
+      },
+    }),
+    probes: {
+      n1: { reachable: false, error: "connection refused (is mysqld running?)" },
+      n2: mariadb("0-1-7,0-2-8", { readOnly: false }),
+      n3: mariadb("0-1-7,0-2-8", { replica: replicaOf(2) }),
+    },
+  }));
+  assertEquals(r.nodes.map((n) => [n.node, n.role, n.reachable]), [
+    ["n1", "unknown", false],
+    ["n2", "primary", true],
+    ["n3", "replica", true],
+  ]);
+  assertEquals(r.problems, ["n1: unreachable: connection refused (is mysqld running?)"]);
+  assertEquals(r.failover.last, {
+    at: "2026-11-25T11:59:00.000Z",
+    by: "n3",
+    failedPrimary: "n1",
+    promoted: "n2",
+    switchover: false,
+  });
+  assertEquals(r.failover.quietUntil, "2026-11-25T12:04:00.000Z");
+  assertEquals(r.failover.heldBack, null);
+});
+
+Deno.test("summariseStatus() with no primary: says who held the lock last and that the failover is paused", () => {
+  const facts = healthyMariadb({
+    consul: view({ lock: { record: lockedBy(1).record }, pause: "maintenance" }),
+    probes: {
+      n1: { reachable: false, error: "connection refused (is mysqld running?)" },
+      n2: mariadb("0-1-7", { replica: replicaOf(1, { ioRunning: "connecting" }) }),
+      n3: mariadb("0-1-7", { replica: replicaOf(1, { ioRunning: "connecting" }) }),
+    },
+  });
+  const r = summariseStatus(facts);
+  assertEquals(r.primary, { node: "n1", address: addr(1), port: 3306, held: false, ready: false });
+  assertEquals(r.failover.paused, true);
+  assertEquals(r.failover.pauseNote, "maintenance");
+  assertEquals(r.problems, [
+    "nobody holds the primary lock (last holder: n1) and automatic failover is paused",
+    "n1: unreachable: connection refused (is mysqld running?)",
+  ]);
+  // Without a reachable primary, nobody's errant transactions can be told.
+  assertEquals(r.nodes.map((n) => n.errant), [null, null, null]);
+  assertEquals(r.nodes.map((n) => n.role), ["unknown", "replica", "replica"]);
+});
+
+Deno.test("summariseStatus() shows a quiet period that holds a failover back", () => {
+  const r = summariseStatus(healthyMariadb({
+    consul: view({
+      lock: { record: lockedBy(2).record },
+      failoverLock: {
+        value: JSON.stringify({ node: "n3", at: NOW - 30_000, failedPrimary: "n1", promoted: "n2" }),
+        held: false,
+      },
+    }),
+    probes: { ...healthyMariadb().probes, n2: { reachable: false, error: "connection refused" } },
+  }));
+  assert(r.failover.heldBack?.includes("promoted n2, which is still alive"), r.failover.heldBack ?? "");
+  assertEquals(r.problems[0], `nobody holds the primary lock (last holder: n2); ${r.failover.heldBack}`);
+});
+
+Deno.test("summariseStatus() with no primary ever elected and no nodes", () => {
+  const r = summariseStatus(healthyMariadb({ consul: { lock: {}, members: [], passing: [] }, probes: {} }));
+  assertEquals(r.problems, [
+    "no nodes found in Consul (no member records under mysql-members/, no passing mysql instances)",
+    "no primary has been elected yet",
+  ]);
+  assertEquals([r.primary, r.snapshot, r.nodes], [null, null, []]);
+});
+
+Deno.test("summariseStatus() flags a writable node without the lock and a primary that is still read-only", () => {
+  const r = summariseStatus(healthyMariadb({
+    consul: view({ lock: lockedBy(1, false) }),
+    probes: { ...healthyMariadb().probes, n1: mariadb("0-1-7"), n2: mariadb("0-1-7", { readOnly: false }) },
+  }));
+  assertEquals(r.problems, [
+    "the primary n1 holds the lock but is read-only (promotion not finished?)",
+    "n2: writable without holding the primary lock",
+    "n2: replicates from nobody (the primary is n1, 10.0.0.11:3306)",
+  ]);
+  assertEquals(row(r, "n2").role, "none");
+});
+
+Deno.test("summariseStatus() flags a replica of the wrong source, and a live node whose checks do not run", () => {
+  const r = summariseStatus(healthyMariadb({
+    consul: view({ members: [member(1), member(2), member(3, false)] }),
+    probes: { ...healthyMariadb().probes, n2: mariadb("0-1-7", { replica: replicaOf(3) }) },
+  }));
+  assertEquals(r.problems, [
+    "n2: replicates from 10.0.0.13:3306, not from the primary n1 (10.0.0.11:3306)",
+    "n3: its member record has no live Consul session: its health checks are not running",
+  ]);
+  assertEquals(row(r, "n2").replication?.sourceNode, "n3");
+});
+
+Deno.test("summariseStatus() reports an unreadable last-snapshot key", () => {
+  const r = summariseStatus(healthyMariadb({
+    consul: { ...view(), snapshot: undefined, snapshotError: "Snapshot 'x' is corrupt: bad" },
+  }));
+  assertEquals(r.problems, ["the last snapshot cannot be read: Snapshot 'x' is corrupt: bad"]);
+});
+
+Deno.test("nodeTargets() merges member records, the lock record and passing instances by address", () => {
+  const targets = nodeTargets(
+    {
+      lock: { record: { node: "n10", address: addr(10), port: 3306 } },
+      // "old" is a record left behind at n2's address by a container n2 replaced.
+      members: [member(2), member(1, false), {
+        record: { node: "old", address: addr(2), port: 3306 },
+        live: false,
+      }],
+      // n1 is known by address; the instance at .14 is known only to the catalogue.
+      passing: [...passing(1), { id: "mysql-n4", address: addr(4), port: 3306 }],
+    },
+    "mysql",
+  );
+  assertEquals(targets.map((t) => `${t.node}@${t.address}`), [
+    `n1@${addr(1)}`,
+    `n2@${addr(2)}`,
+    `n4@${addr(4)}`,
+    `n10@${addr(10)}`,
+  ]);
+});
+
+Deno.test("summariseStatus() output survives a JSON round trip unchanged", () => {
+  const r = summariseStatus(healthyMariadb());
+  const text = JSON.stringify(r, null, 2);
+  assertEquals(JSON.stringify(JSON.parse(text), null, 2), text);
+  assertEquals(JSON.parse(text), r);
+});
+
+Deno.test("renderStatusTable() prints one row per node, splittable on runs of spaces, and the verdict", () => {
+  const r = summariseStatus(healthyMariadb({
+    probes: {
+      ...healthyMariadb().probes,
+      n3: { reachable: false, error: "connection refused" },
+    },
+  }));
+  const text = renderStatusTable(r);
+  const lines = text.split("\n");
+  assertEquals(lines[0], `primary:   n1 (${addr(1)}:3306)`);
+  assertEquals(
+    lines[1],
+    "snapshot:  mysql-backup-2026-11-25T11-50-00Z, 10m old (2026-11-25T11:50:00Z), 5.5 MiB, from n1 at 0-1-3",
+  );
+  assertEquals(lines[2], "failover:  automatic");
+  const header = lines.findIndex((l) => l.startsWith("NODE"));
+  assertEquals(lines[header].split(/\s{2,}/), [...TABLE_COLUMNS]);
+  const cells = lines.slice(header + 1, header + 4).map((l) => l.split(/\s{2,}/));
+  assertEquals(cells, [
+    ["n1", `${addr(1)}:3306`, "primary", "passing", "writable", "-", "-", "-", "0-1-7", "-"],
+    ["n2", `${addr(2)}:3306`, "replica", "passing", "read-only", "n1", "yes/yes", "0s", "0-1-7", "-"],
+    ["n3", `${addr(3)}:3306`, "unknown", "passing", "unreachable", "-", "-", "-", "?", "?"],
+  ]);
+  assertEquals(lines.slice(header + 5), ["unhealthy: 1 problem:", "  - n3: unreachable: connection refused"]);
+  const healthy = renderStatusTable(summariseStatus(healthyMariadb())).split("\n");
+  assertEquals(
+    healthy.at(-1),
+    "healthy: n1 is the writable primary; every node answers and replicates from it within 30 s, none errant",
+  );
+});
+
+Deno.test("renderStatusTable() shows a paused failover, the quiet period and the last failover", () => {
+  const r = summariseStatus(healthyMariadb({
+    consul: view({
+      pause: "",
+      failoverLock: {
+        value: JSON.stringify({ node: "n2", at: NOW - 60_000, switchover: true, promoted: "n1" }),
+        held: false,
+      },
+    }),
+  }));
+  assertEquals(
+    renderStatusTable(r).split("\n")[2],
+    "failover:  PAUSED (FAILOVER_PAUSE_KEY exists); quiet period until 2026-11-25T12:04:00Z; " +
+      "last switchover: n2 -> n1 at 2026-11-25T11:59:00Z",
+  );
+  assertEquals(r.healthy, true, "a pause alone does not make the cluster unhealthy");
+});
