@@ -11,12 +11,18 @@ import type { Command, CommandContext } from "./commands.ts";
 import { print, printError } from "./output.ts";
 import { EXIT } from "./exit.ts";
 import { ConsulRequestError, ConsulUnavailableError } from "../consul.ts";
-import { gatherStatus, renderStatusTable, type StatusFacts, summariseStatus } from "../status.ts";
+import {
+  gatherStatus,
+  renderStatusTable,
+  type StatusFacts,
+  type StatusReport,
+  summariseStatus,
+} from "../status.ts";
 
 /** The `status` command. */
 export const statusCommand: Command = {
   name: "status",
-  args: "[--json]",
+  args: "[--json] [--self]",
   summary: "show the cluster as a table (--json for scripts); exit 0 only if it is healthy",
   details: "Learns the nodes from Consul (member records, the SERVICE_NAME service) and reads each node's\n" +
     "server over TCP as the replication user (MYSQL_REPL_USER/MYSQL_REPL_PASSWORD), so it runs on any node or\n" +
@@ -25,12 +31,16 @@ export const statusCommand: Command = {
     "Healthy: one writable primary holding the lock, every node answering and replicating from it within\n" +
     "MAX_REPLICATION_LAG, none with transactions the primary lacks (errant).\n" +
     "Exit codes: 0 healthy, 1 unhealthy (the reasons in one line on stderr), 2 bad usage or Consul unreachable.\n" +
-    "--json: the same report as one JSON object (format 1: see src/status.ts, StatusReport).",
-  options: { json: { type: "boolean" } },
+    "--json: the same report as one JSON object (format 1: see src/status.ts, StatusReport).\n" +
+    "--self: only this node (NODE_NAME): exit 0 when it is healthy in its role, whatever the others do (the\n" +
+    "image's HEALTHCHECK).",
+  options: { json: { type: "boolean" }, self: { type: "boolean" } },
   async run(ctx: CommandContext): Promise<number> {
     if (ctx.positionals.length > 0) {
       printError(
-        `autopilot status: unexpected argument '${ctx.positionals[0]}': usage: autopilot status [--json]`,
+        `autopilot status: unexpected argument '${
+          ctx.positionals[0]
+        }': usage: autopilot status [--json] [--self]`,
       );
       return EXIT.usage;
     }
@@ -47,6 +57,7 @@ export const statusCommand: Command = {
       throw e;
     }
     const report = summariseStatus(facts);
+    if (ctx.flags.self) return selfStatus(report, ctx.config.node.name, Boolean(ctx.flags.json));
     print(ctx.flags.json ? JSON.stringify(report, null, 2) : renderStatusTable(report));
     if (!report.healthy) {
       printError(`autopilot status: unhealthy: ${report.problems.join("; ").replace(/\s*\n\s*/g, " ")}`);
@@ -55,3 +66,20 @@ export const statusCommand: Command = {
     return EXIT.ok;
   },
 };
+
+/** `--self`: this node's row only; healthy when it has no problems of its own. */
+function selfStatus(report: StatusReport, name: string, json: boolean): number {
+  const row = report.nodes.find((n) => n.node === name);
+  if (row === undefined) {
+    printError(`autopilot status: unhealthy: ${name} is not known to Consul yet (no member record)`);
+    return EXIT.failed;
+  }
+  print(
+    json ? JSON.stringify(row, null, 2) : `${row.node}: ${row.role}${row.problems.length ? "" : ", healthy"}`,
+  );
+  if (row.problems.length > 0) {
+    printError(`autopilot status: unhealthy: ${row.problems.join("; ").replace(/\s*\n\s*/g, " ")}`);
+    return EXIT.failed;
+  }
+  return EXIT.ok;
+}

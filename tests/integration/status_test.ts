@@ -242,6 +242,15 @@ Deno.test("status shows every node before and after a kill -9 failover, from a n
     assert(r.stdout.includes(`last failover: n1 -> ${primary!.name} at `), r.stdout);
     assert(r.stdout.includes("  - n1: unreachable: connection refused"), r.stdout);
   }
+  // --self (the image's HEALTHCHECK): the replica is healthy in its role although the cluster is not.
+  const self = await statusOn(c, replica, ["--self"]);
+  assertEquals([self.code, self.stdout.trim(), self.stderr], [0, `${replica.name}: replica, healthy`, ""]);
+  const deadSelf = await statusOn(c, n1, ["--self"]);
+  assertEquals(deadSelf.code, 1, deadSelf.stdout);
+  assert(
+    deadSelf.stderr.includes("n1: unreachable") || deadSelf.stderr.includes("unreachable"),
+    deadSelf.stderr,
+  );
   const afterJson = await statusFromHost(c, ["--json"]);
   assertEquals(afterJson.code, 1);
   const down = jsonReport(afterJson);
@@ -295,7 +304,10 @@ Deno.test("status exits 2 with one line when Consul cannot be reached or the usa
 
   const extra = await autopilot(["status", "now"], env);
   assertEquals([extra.code, extra.stdout], [2, ""]);
-  assertEquals(extra.stderr, "autopilot status: unexpected argument 'now': usage: autopilot status [--json]");
+  assertEquals(
+    extra.stderr,
+    "autopilot status: unexpected argument 'now': usage: autopilot status [--json] [--self]",
+  );
   const flag = await autopilot(["status", "--tree"], env);
   assertEquals(flag.code, 2);
 });
