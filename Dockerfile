@@ -76,15 +76,12 @@ FROM runtime-${FLAVOUR}
 ARG FLAVOUR
 LABEL org.opencontainers.image.title="autopilot-mysql" \
       org.opencontainers.image.description="MySQL (Percona Server 8.4) or MariaDB 11.4 that runs itself"
-# MYSQL_CNF: autopilot writes the server's configuration atomically (temporary file, then rename), so it must
-# live in a directory autopilot may write (deno.json's permission set): its state directory. /etc/my.cnf links
-# to it, so `mysql` and the other clients in the container find the socket.
-# MYSQL_DATADIR: a directory inside the volume rather than its root, so that a restore moves the prepared data
-# into place with one rename, and an errant node's datadir can be moved aside (REBUILD_ERRANT_NODE).
+# autopilot's defaults put the server's configuration in its state directory (MYSQL_CNF=/var/lib/autopilot/my.cnf,
+# written atomically where deno.json's permission set lets it write; /etc/my.cnf links to it so `mysql` in the
+# container finds the socket) and the datadir below the volume's root (MYSQL_DATADIR=/var/lib/mysql/data, so a
+# restore or a rebuild of an errant node renames it in one step).
 # CONTAINERPILOT: the configuration file ContainerPilot reads.
 ENV MYSQL_FLAVOUR=${FLAVOUR} \
-    MYSQL_DATADIR=/var/lib/mysql/data \
-    MYSQL_CNF=/var/lib/autopilot/my.cnf \
     CONTAINERPILOT=/etc/containerpilot.json5
 COPY --from=containerpilot /containerpilot /usr/local/bin/containerpilot
 COPY --from=autopilot /src/autopilot /usr/local/bin/autopilot
@@ -98,7 +95,7 @@ RUN set -eux; \
     install -d -o root -g root -m 0700 /var/lib/autopilot /var/lib/autopilot/snapshots; \
     install -d -m 1777 /tmp; \
     rm -f /etc/my.cnf; \
-    ln -s "$MYSQL_CNF" /etc/my.cnf; \
+    ln -s /var/lib/autopilot/my.cnf /etc/my.cnf; \
     containerpilot -version; \
     autopilot --version
 VOLUME ["/var/lib/mysql", "/var/lib/autopilot"]

@@ -151,12 +151,15 @@ async function initialise(config: Config, flavour: Flavour, datadir: string): Pr
     if (flavour === "mariadb") {
       await run(["mariadb-install-db", cnf, "--auth-root-authentication-method=socket", "--skip-test-db"]);
     } else {
-      const initFile = `${config.node.stateDir}/init.sql`;
-      await writeFileAtomic(initFile, mysqlInitFile("root"), 0o600);
+      // mysqld reads the init file after dropping to MYSQL_OS_USER: a private directory that user owns.
+      const dir = await Deno.makeTempDir({ dir: config.mysql.tmpdir, prefix: "autopilot-init-" });
       try {
+        const initFile = `${dir}/init.sql`;
+        await writeFileAtomic(initFile, mysqlInitFile("root"), 0o600);
+        await run(["chown", "-R", `${config.mysql.osUser}:`, dir]);
         await run(["mysqld", cnf, "--initialize-insecure", `--init-file=${initFile}`]);
       } finally {
-        await Deno.remove(initFile).catch(() => {});
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
       }
     }
   } catch (e) {

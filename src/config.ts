@@ -221,8 +221,13 @@ export const VARIABLES: readonly VariableSpec[] = Object.freeze([
   ),
   // MySQL
   v("MYSQL_FLAVOUR", "MySQL", "auto", "`auto`, `mysql` (MySQL/Percona 8.4) or `mariadb` (10.11+)."),
-  v("MYSQL_DATADIR", "MySQL", "/var/lib/mysql", "Data directory (absolute path)."),
-  v("MYSQL_CNF", "MySQL", "/etc/my.cnf", "Where the rendered server configuration is written."),
+  v(
+    "MYSQL_DATADIR",
+    "MySQL",
+    "/var/lib/mysql/data",
+    "Data directory (absolute path). Below the volume's root, so a restore or a rebuild renames it in one step.",
+  ),
+  v("MYSQL_CNF", "MySQL", "/var/lib/autopilot/my.cnf", "Where the rendered server configuration is written."),
   v(
     "MYSQL_SOCKET",
     "MySQL",
@@ -495,8 +500,8 @@ function readMysql(r: Reader): MysqlConfig {
     flavour:
       r.choice("MYSQL_FLAVOUR", "auto", { auto: "auto", mysql: "mysql", mariadb: "mariadb" } as const) ??
         "auto",
-    datadir: r.path("MYSQL_DATADIR", "/var/lib/mysql"),
-    cnfPath: r.path("MYSQL_CNF", "/etc/my.cnf"),
+    datadir: r.path("MYSQL_DATADIR", "/var/lib/mysql/data"),
+    cnfPath: r.path("MYSQL_CNF", "/var/lib/autopilot/my.cnf"),
     socket: r.path("MYSQL_SOCKET", "/var/run/mysqld/mysqld.sock"),
     port: r.integer("MYSQL_PORT", 3306, 1, 65535) ?? 3306,
     osUser: r.string("MYSQL_OS_USER", "mysql", checkAccount) ?? "mysql",

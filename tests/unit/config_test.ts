@@ -30,7 +30,7 @@ Deno.test("loadConfig() gives documented defaults when only the required variabl
   assertEquals(c.consul.timeoutMs, 2000);
   assertEquals(c.log, { level: "info", format: "text" });
   assertEquals(c.node, { name: "node-a", priority: 1, stateDir: "/var/lib/autopilot" });
-  assertEquals(c.mysql.datadir, "/var/lib/mysql");
+  assertEquals(c.mysql.datadir, "/var/lib/mysql/data");
   assertEquals(c.mysql.osUser, "mysql");
   assertEquals(c.mysql.replUser, "repl");
   assertEquals(c.mysql.replPassword.reveal(), "replpw");

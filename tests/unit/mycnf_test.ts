@@ -32,7 +32,7 @@ Deno.test("renderMyCnf() starts every node read-only with replication stopped (M
       "binlog_format = ROW",
       `server_id = ${serverIdFor("db-1")}`,
       "report_host = 10.0.0.5",
-      "datadir = /var/lib/mysql",
+      "datadir = /var/lib/mysql/data",
       "socket = /var/run/mysqld/mysqld.sock",
       "innodb_buffer_pool_size = 1433M",
     ]
