@@ -196,7 +196,11 @@ async function act(d: HealthDecision, c: PassContext): Promise<boolean> {
     case "bootstrap-primary":
       return await takePrimaryLock(c) && await bootstrapPrimary(c);
     case "resume-primary":
-      return await takePrimaryLock(c) && await serveAsPrimary(c);
+      if (!(await takePrimaryLock(c))) return false;
+      // Restored from a snapshot: new transactions continue from its position, so replicas restored from
+      // the same snapshot can follow.
+      if (c.state.restored) await c.db!.run(c.sql.startReplicationAfter(c.state.restored.gtid));
+      return await serveAsPrimary(c);
     case "serve-as-primary":
       return await serveAsPrimary(c);
     case "follow":

@@ -238,6 +238,15 @@ function nobodyIsPrimary(f: HealthFacts, lock: PrimaryLock): HealthDecision {
         reason: "no primary has ever been elected and this node is empty",
       };
     }
+    if (f.restoredGtid !== undefined && !mysql.replica) {
+      // A cluster brought back from a snapshot (a new Consul, `autopilot restore` on a stopped node).
+      return {
+        action: "resume-primary",
+        reason:
+          `no primary has ever been elected and this node was restored from a snapshot at ${f.restoredGtid}: ` +
+          "it becomes primary with the restored data",
+      };
+    }
     const reason = "no primary lock exists but this node has data: refusing to bootstrap over it";
     return mysql.readOnly
       ? { action: "report", healthy: false, reason }

@@ -1,4 +1,4 @@
-import { assertEquals } from "./assert.ts";
+import { assert, assertEquals } from "./assert.ts";
 import {
   decideHealth,
   type HealthFacts,
@@ -46,7 +46,6 @@ Deno.test("decideHealth() bootstraps an empty node when no primary was ever elec
 
 Deno.test("decideHealth() refuses to bootstrap a node that has data when no lock record exists", () => {
   assertEquals(decideHealth(facts({ mysql: up({ hasTransactions: true }) })).action, "report");
-  assertEquals(decideHealth(facts({ restoredGtid: "0-1-3" })).action, "report");
   assertEquals(
     decideHealth(facts({ mysql: up({ hasTransactions: true, readOnly: false }) })).action,
     "fence",
@@ -271,4 +270,16 @@ Deno.test("quietPeriodReason() holds back only a repeat failover of a node promo
   );
   assertEquals(quietPeriodReason(undefined, "n1", 2_000, 300_000, ["n1"]), undefined);
   assertEquals(quietPeriodReason("not json", "n1", 2_000, 300_000, ["n1"]), undefined);
+});
+
+Deno.test("decideHealth() makes a node restored from a snapshot primary when no primary was ever elected", () => {
+  const consul = { up: true as const, lock: {} };
+  const restored = decideHealth(
+    facts({ consul, mysql: up({ hasTransactions: true }), restoredGtid: "0-1-6" }),
+  );
+  assertEquals(restored.action, "resume-primary");
+  assert(restored.reason.includes("restored from a snapshot at 0-1-6"), restored.reason);
+  // Data that did not come from a restore is never taken for a cluster's: no bootstrap over it.
+  const found = decideHealth(facts({ consul, mysql: up({ hasTransactions: true }) }));
+  assertEquals(found.action, "report");
 });

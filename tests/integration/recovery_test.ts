@@ -1,0 +1,62 @@
+/**
+ * Bringing a lost cluster back from its snapshots: every node and Consul's keys are gone, only the store is
+ * left. `autopilot restore` on one stopped node, then its first health pass makes it primary with the
+ * restored data; the periodic task publishes a snapshot at once (none is named), and new nodes restore it.
+ */
+import { assert, assertEquals } from "../unit/assert.ts";
+import { Cluster } from "./cluster.ts";
+import { Harness, waitFor } from "./harness/mod.ts";
+
+Deno.test("a lost cluster comes back from the snapshot store: restore, primary, new replicas", async () => {
+  await using h = await Harness.create({ nodes: 2 });
+  const c = await Cluster.create(h);
+  const [n1, n2] = [c.node(1), c.node(2)];
+  assertEquals((await c.boot(n1)).code, 0);
+  {
+    await using app = await c.app(n1);
+    await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1), (2), (3)"]);
+  }
+  await new Promise((r) => setTimeout(r, 1100)); // a new one-second snapshot name
+  assertEquals((await c.run(n1, ["backup", "now"])).code, 0);
+
+  // The whole cluster is lost: the node's server, datadir and state, and every key in Consul.
+  await c.stopMysqld(n1);
+  for (const dir of ["data", "state"]) await Deno.remove(`${n1.dir}/${dir}`, { recursive: true });
+  const consul = c.consul();
+  try {
+    for (const entry of await consul.getPrefix("mysql")) await consul.delete(entry.key);
+    assertEquals(await consul.getPrefix("mysql"), []);
+  } finally {
+    consul.close();
+  }
+
+  const restored = await c.run(n1, ["restore"]);
+  assertEquals(restored.code, 0, restored.stderr);
+  assertEquals((await c.boot(n1)).code, 0, "the restored node did not become primary");
+  assertEquals(await c.primaryName(), "n1");
+  const [row] = await c.sql(n1, "SELECT COUNT(*) AS n FROM app.t");
+  assertEquals(Number(row.n), 3);
+  {
+    await using app = await c.app(n1);
+    await app.query("INSERT INTO app.t VALUES (4)");
+  }
+
+  // No snapshot is named yet: the periodic task takes one at once, and a new node restores it.
+  const snap = await c.run(n1, ["snapshot"]);
+  assertEquals(snap.code, 0, snap.stderr);
+  assert(snap.stderr.includes("no snapshot exists yet"), snap.stderr);
+  assertEquals((await c.boot(n2)).code, 0);
+  await waitFor("n2 has every row", async () => {
+    await c.run(n2, ["health"]);
+    const [r] = await c.sql(n2, "SELECT COUNT(*) AS n FROM app.t").catch(() => [{ n: 0 }]);
+    return Number(r.n) === 4;
+  }, { timeoutMs: 20_000, intervalMs: 500 });
+  {
+    await using app = await c.app(n1);
+    await app.query("INSERT INTO app.t VALUES (5)");
+  }
+  await waitFor("n2 replicates new writes", async () => {
+    const [r] = await c.sql(n2, "SELECT COUNT(*) AS n FROM app.t");
+    return Number(r.n) === 5;
+  });
+});
