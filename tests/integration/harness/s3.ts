@@ -32,11 +32,16 @@ export interface StartS3Options {
   group?: ProcessGroup;
   /** How long to wait for the health endpoint; default 15 s. */
   timeoutMs?: number;
+  /**
+   * Address to listen on; default 127.0.0.1. Pass a Harness network's `hostAddress` to let processes in node
+   * namespaces reach the server (the test process reaches that address too).
+   */
+  host?: string;
 }
 
 /** A running S3 server. */
 export interface S3Server {
-  /** `http://127.0.0.1:PORT` (path-style addressing). */
+  /** `http://HOST:PORT` (path-style addressing); HOST is 127.0.0.1 unless another was asked for. */
   readonly endpoint: string;
   readonly port: number;
   readonly accessKey: string;
@@ -55,7 +60,10 @@ export interface S3Server {
 /** Path of versitygw's unauthenticated health endpoint (GET). */
 export const S3_HEALTH_PATH = "/health";
 
-/** Starts versitygw (posix backend) on 127.0.0.1:<free port> and waits until its health endpoint answers. */
+/**
+ * Starts versitygw (posix backend) on 127.0.0.1 (or `opts.host`):<free port> and waits until its health endpoint
+ * answers.
+ */
 export async function startS3(opts: StartS3Options = {}): Promise<S3Server> {
   const versitygw = await toolPath("VERSITYGW");
   const dir = opts.dir ?? `${await processRunDir()}/s3-${randomId(6)}`;
@@ -64,12 +72,13 @@ export async function startS3(opts: StartS3Options = {}): Promise<S3Server> {
   const accessKey = `AK${randomSecret(9).toUpperCase()}`;
   const secretKey = randomSecret(20);
   const port = freePort();
+  const host = opts.host ?? "127.0.0.1";
   const spawnOpts = {
     name: "versitygw",
     program: versitygw,
     args: [
       "--port",
-      `127.0.0.1:${port}`,
+      `${host}:${port}`,
       "--region",
       "us-east-1",
       "--health",
@@ -82,7 +91,7 @@ export async function startS3(opts: StartS3Options = {}): Promise<S3Server> {
     cwd: dir,
   };
   const proc: ServerProcess = opts.group ? await opts.group.spawn(spawnOpts) : await spawnServer(spawnOpts);
-  const endpoint = `http://127.0.0.1:${port}`;
+  const endpoint = `http://${host}:${port}`;
   try {
     await waitFor(`versitygw (pid ${proc.pid}) to answer ${endpoint}${S3_HEALTH_PATH}`, async () => {
       if (proc.exited) throw new StopWaiting(`versitygw (pid ${proc.pid}) exited during startup`);
