@@ -39,6 +39,7 @@ import { publishedSnapshot, takeAndPublishSnapshot } from "../src/snapshots.ts";
 import { rebuildFromSnapshot, RebuildRefusedError } from "../src/rebuild.ts";
 import type { Command, CommandContext } from "../src/cli/commands.ts";
 import { EXIT } from "../src/cli/exit.ts";
+import { putMetrics } from "../src/metrics.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -101,6 +102,7 @@ interface PassContext {
 }
 
 async function healthPass(c: PassContext): Promise<number> {
+  const started = performance.now();
   try {
     c.db = await connectLocal(c.config, c.flavour);
   } catch (e) {
@@ -124,10 +126,29 @@ async function healthPass(c: PassContext): Promise<number> {
     await publishSelf(c, facts).catch((e) =>
       log.warn("Cannot publish this node's record: {e}", { e: String(e) })
     );
+    await putMetrics({
+      health_checks_total: 1,
+      health_check_failures_total: healthy ? 0 : 1,
+      health_check_seconds: (performance.now() - started) / 1000,
+      healthy: healthy ? 1 : 0,
+      role: roleMetric(c, facts),
+      ...(facts.mysql.up && facts.mysql.replica?.lagSeconds != null
+        ? { replication_lag_seconds: facts.mysql.replica.lagSeconds }
+        : {}),
+    });
     return healthy ? EXIT.ok : EXIT.failed;
   } finally {
     await c.db?.close();
   }
+}
+
+/** The `role` metric: 2 the writable lock holder, 1 a replica with both threads running, 0 anything else. */
+function roleMetric(c: PassContext, f: HealthFacts): number {
+  if (!f.mysql.up) return 0;
+  if (f.consul.up && f.consul.lock.session !== undefined && f.consul.lock.session === c.state.sessionId) {
+    return f.mysql.readOnly ? 0 : 2;
+  }
+  return f.mysql.replica?.ioRunning === "yes" && f.mysql.replica.sqlRunning ? 1 : 0;
 }
 
 async function gatherFacts(c: PassContext): Promise<HealthFacts> {
@@ -196,11 +217,7 @@ async function act(d: HealthDecision, c: PassContext): Promise<boolean> {
     case "bootstrap-primary":
       return await takePrimaryLock(c) && await bootstrapPrimary(c);
     case "resume-primary":
-      if (!(await takePrimaryLock(c))) return false;
-      // Restored from a snapshot: new transactions continue from its position, so replicas restored from
-      // the same snapshot can follow.
-      if (c.state.restored) await c.db!.run(c.sql.startReplicationAfter(c.state.restored.gtid));
-      return await serveAsPrimary(c);
+      return await takePrimaryLock(c) && await serveAsPrimary(c);
     case "serve-as-primary":
       return await serveAsPrimary(c);
     case "follow":
@@ -488,6 +505,7 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
       return false;
     }
     log.warn("Appointed {candidate} primary", { candidate: candidate.node });
+    await putMetrics({ failovers_total: 1, failover_seconds: (Date.now() - start) / 1000 });
   } finally {
     await consul.releaseLock(config.keys.failoverLock, session, lockValue(promoted)).catch(() => {});
   }

@@ -31,6 +31,8 @@ import { publishedSnapshot, takeAndPublishSnapshot } from "../src/snapshots.ts";
 import { openStore } from "../src/storage/open.ts";
 import type { Command } from "../src/cli/commands.ts";
 import { EXIT } from "../src/cli/exit.ts";
+import { putMetrics } from "../src/metrics.ts";
+import type { Manifest } from "../src/backup/manifest.ts";
 
 const log = getLogger(["autopilot", "snapshot"]);
 
@@ -63,6 +65,7 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
       log.warn("LAST_BACKUP_KEY holds no valid manifest ({e}): counting as no snapshot", { e: String(e) });
       return undefined;
     });
+    if (last) await putLastBackupMetrics(last);
     const decision = decideSnapshot({
       force: opts.force,
       role,
@@ -104,6 +107,8 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
         signal,
         ...optional("sourceBinlog", sourceBinlog),
       });
+      await putMetrics({ backups_total: 1, backup_seconds: (performance.now() - started) / 1000 });
+      await putLastBackupMetrics(manifest);
       log.info("Snapshot {name} published: {mb} MB (compressed) in {s} s, GTID {gtid}", {
         name: manifest.name,
         mb: (manifest.size / 1e6).toFixed(1),
@@ -121,6 +126,7 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
     if (
       e instanceof Error && ["BackupError", "CorruptSnapshotError", "StoreUnavailableError"].includes(e.name)
     ) {
+      await putMetrics({ backup_failures_total: 1 });
       log.error("Snapshot failed, nothing published: {e}", { e: e.message });
       return EXIT.failed;
     }
@@ -128,6 +134,13 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
   } finally {
     consul.close();
   }
+}
+
+function putLastBackupMetrics(m: Manifest): Promise<void> {
+  return putMetrics({
+    last_backup_timestamp_seconds: Date.parse(m.createdAt) / 1000,
+    last_backup_size_bytes: m.size,
+  });
 }
 
 /** What this node is, for snapshots: the writable lock holder, a healthy replica of it, or neither. */

@@ -16,6 +16,7 @@ import JSON5 from "json5";
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { type Command, COMMANDS } from "../../src/cli/commands.ts";
 import { type Config, ConfigError, loadConfig, VARIABLES } from "../../src/config.ts";
+import { METRICS } from "../../src/metrics.ts";
 
 const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname).replace(/\/$/, "");
 const read = (path: string): string => Deno.readTextFileSync(`${ROOT}/${path}`);
@@ -977,4 +978,19 @@ Deno.test("Dockerfile starts ContainerPilot with the shipped containerpilot.json
     !(argv[1] === "health" && argv.length === 2),
     "HEALTHCHECK must not run `autopilot health`: it acts",
   );
+});
+
+Deno.test("containerpilot.json5 declares exactly the metrics autopilot sends, with their types and help", () => {
+  const declared = containerpilot().telemetry.metrics.map((
+    m: { namespace: string; subsystem: string; name: string; type: string; help: string },
+  ) => [`${m.namespace}_${m.subsystem}_${m.name}`, m.type, m.help]);
+  assertEquals(declared, METRICS.map((m) => [`autopilot_mysql_${m.name}`, m.type, m.help]));
+});
+
+Deno.test("the README documents every metric by its full name and type", () => {
+  const readme = read("README.md");
+  for (const m of METRICS) {
+    const row = new RegExp(`\\|\\s*\`autopilot_mysql_${m.name}\`\\s*\\|\\s*${m.type}\\s*\\|`);
+    assert(row.test(readme), `README lacks the row of autopilot_mysql_${m.name} (${m.type})`);
+  }
 });
