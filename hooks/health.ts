@@ -301,6 +301,11 @@ async function serveAsPrimary(c: PassContext): Promise<boolean> {
     }
     await db.run([c.sql.stopReplica, c.sql.resetReplicaAll]);
   }
+  if (c.state.restored) {
+    // Restored from a snapshot and never replicated: new transactions continue from the snapshot's position,
+    // so that nodes restored from the same snapshot can follow this one.
+    await db.run(c.sql.startReplicationAfter(c.state.restored.gtid));
+  }
   if (c.config.mysql.semiSync) await db.run(c.sql.setSemiSyncSource(true));
   await db.run(c.sql.setReadOnly(false));
   if (c.state.replication || c.state.restored) {

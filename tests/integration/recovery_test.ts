@@ -60,3 +60,40 @@ Deno.test("a lost cluster comes back from the snapshot store: restore, primary, 
     return Number(r.n) === 5;
   });
 });
+
+Deno.test("every node lost, Consul kept: new nodes restore the named snapshot, one is promoted, the rest follow", async () => {
+  await using h = await Harness.create({ nodes: 4 });
+  const c = await Cluster.create(h);
+  const [n1, n2, n3, n4] = [c.node(1), c.node(2), c.node(3), c.node(4)];
+  for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0);
+  {
+    await using app = await c.app(n1);
+    await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1), (2), (3)"]);
+  }
+  await new Promise((r) => setTimeout(r, 1100));
+  assertEquals((await c.run(n1, ["backup", "now"])).code, 0);
+  for (const n of [n1, n2]) await c.stopMysqld(n);
+
+  // Two new nodes: each restores the snapshot Consul names; the first fails over to itself, the second
+  // follows it from the same snapshot position.
+  assertEquals((await c.preStart(n3)).code, 0);
+  await c.startMysqld(n3);
+  await waitFor("n3 promoted", async () => {
+    await c.run(n3, ["health"]);
+    return (await c.run(n3, ["health", "--primary"])).code === 0;
+  }, { timeoutMs: 30_000, intervalMs: 500 });
+  const stop = c.keepChecking([n3]);
+  try {
+    assertEquals((await c.boot(n4)).code, 0, "n4 does not follow n3");
+    {
+      await using app = await c.app(n3);
+      await app.query("INSERT INTO app.t VALUES (4)");
+    }
+    await waitFor("n4 replicates from n3", async () => {
+      const [r] = await c.sql(n4, "SELECT COUNT(*) AS n FROM app.t");
+      return Number(r.n) === 4;
+    });
+  } finally {
+    await stop();
+  }
+});
