@@ -28,7 +28,7 @@ import {
   quietPeriodReason,
 } from "../src/ha.ts";
 import { connectLocal, connectPeer, delay, flavourOf, gatherMysqlFacts } from "../src/local.ts";
-import { type LiveMember, liveMembers, probeMember, publishMember } from "../src/members.ts";
+import { type LiveMember, liveMembers, memberRecords, probeMember, publishMember } from "../src/members.ts";
 import { bootstrapStatements } from "../src/mysql/bootstrap.ts";
 import { MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
 import { type Flavour, type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
@@ -467,15 +467,17 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
     // does not answer counts with the record it published, which must be newer than the primary's loss.
     let plan = planFailover([], failedPrimary, start);
     let members: LiveMember[] = [];
+    let departed: MemberRecord[] = [];
     for (const deadline = start + 8000; Date.now() < deadline; await delay(250)) {
-      members = await liveMembers(config, consul);
+      // One read: a member whose session ends meanwhile moves from one list to the other, never out of both.
+      ({ live: members, departed } = await memberRecords(config, consul));
       const probed = await Promise.all(members.map(async (m) => ({
         ...m,
         record: m.record.node === failedPrimary
           ? m.record
           : (await probeMember(config, c.sql, m.record)) ?? m.record,
       })));
-      plan = planFailover(probed.map((m) => m.record), failedPrimary, start);
+      plan = planFailover(probed.map((m) => m.record), failedPrimary, start, departed);
       if (plan.kind !== "wait") break;
     }
     if (plan.kind !== "promote") {

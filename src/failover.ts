@@ -63,6 +63,12 @@ function contains(a: GtidSet, b: GtidSet): boolean {
 }
 
 /**
+ * How far back a departed member's record counts: a replica whose session ended within this time before the
+ * primary was lost may have held transactions the live nodes lack.
+ */
+export const DEPARTED_WINDOW_MS = 10 * 60_000;
+
+/**
  * Chooses the node to promote.
  *
  * The candidate must have every transaction any live member has (received counts, since a candidate applies
@@ -71,15 +77,23 @@ function contains(a: GtidSet, b: GtidSet): boolean {
  * that has not reported since `freshSince` cannot be chosen; a member that has not reported blocks the plan
  * (`wait`), because it might hold transactions the others lack.
  *
+ * Departed members (their session ended, their last record is still in Consul) count too: a replica that was
+ * last seen within {@link DEPARTED_WINDOW_MS} before the primary's loss with transactions the candidate lacks
+ * blocks the promotion, since promoting would lose them (a partition that left one lagging node talking to
+ * Consul). Deleting that member's record tells the cluster it is gone for good. The failed primary's own last
+ * transactions do not block: with asynchronous replication they are the accepted loss.
+ *
  * @param members The live members' records (the failed primary's too, if it is still published).
  * @param failedPrimary The node that held the primary lock last.
  * @param freshSince Records older than this (epoch ms) do not count: they predate the primary's loss.
+ * @param departed The last records of members whose session has ended.
  * @returns The plan.
  */
 export function planFailover(
   members: readonly MemberRecord[],
   failedPrimary: string | undefined,
   freshSince: number,
+  departed: readonly MemberRecord[] = [],
 ): FailoverPlan {
   const others = members.filter((m) => m.node !== failedPrimary);
   const stale = others.filter((m) => m.updatedAt < freshSince);
@@ -103,6 +117,24 @@ export function planFailover(
       reason: `only ${
         complete.map((m) => m.node).join(", ")
       } (FAILOVER_PRIORITY=0) has every transaction: ${basis}`,
+    };
+  }
+  const lostWith = departed.filter((d) =>
+    d.node !== failedPrimary && d.role === "replica" && d.updatedAt >= freshSince - DEPARTED_WINDOW_MS &&
+    !others.some((m) => m.node === d.node)
+  );
+  // Complete nodes have the same transactions, so checking one covers them all.
+  const gone = lostWith.filter((d) => !contains(have.get(eligible[0].node)!, transactionsOf(d)));
+  if (gone.length > 0) {
+    return {
+      kind: "impossible",
+      reason: `${
+        gone.map((d) =>
+          `${d.node} (gone since ${new Date(d.updatedAt).toISOString()}) had ${transactionsOf(d).toString()}`
+        ).join("; ")
+      }, which no live node has (${basis}): promoting would lose them. Bring ${
+        gone.map((d) => d.node).join(", ")
+      } back, or delete its member record (SERVICE_NAME-members/NODE) to accept the loss`,
     };
   }
   const [candidate] = [...eligible].sort((a, b) => b.priority - a.priority || a.node.localeCompare(b.node));

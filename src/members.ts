@@ -1,6 +1,7 @@
 /**
- * Member records in Consul: each node's own `SERVICE_NAME-members/NODE` key, held by its session (so it
- * disappears when the node does) and rewritten by every hook pass.
+ * Member records in Consul: each node's own `SERVICE_NAME-members/NODE` key, held by its session and rewritten
+ * by every hook pass. When the node's session ends the key stays, unheld, with its last record: the failover
+ * planner reads those too (a departed replica may have had transactions the live nodes lack).
  *
  * @module
  */
@@ -37,13 +38,34 @@ export interface LiveMember {
 
 /** The records of live members (keys still held by a session); unreadable records are skipped. */
 export async function liveMembers(config: Config, consul: ConsulStore): Promise<LiveMember[]> {
-  const out: LiveMember[] = [];
+  return (await memberRecords(config, consul)).live;
+}
+
+/**
+ * Live members, and the last records of members whose session has ended (the key outlives it, with its last
+ * value), from one read.
+ */
+export async function memberRecords(
+  config: Config,
+  consul: ConsulStore,
+): Promise<{ live: LiveMember[]; departed: MemberRecord[] }> {
+  const all = await allMembers(config, consul);
+  return {
+    live: all.filter((m): m is LiveMember => m.session !== undefined),
+    departed: all.filter((m) => m.session === undefined).map((m) => m.record),
+  };
+}
+
+async function allMembers(
+  config: Config,
+  consul: ConsulStore,
+): Promise<{ record: MemberRecord; session?: string }[]> {
+  const out: { record: MemberRecord; session?: string }[] = [];
   for (const entry of await consul.getPrefix(membersPrefix(config))) {
-    if (entry.session === undefined) continue;
     try {
       const record = JSON.parse(entry.value) as MemberRecord;
       if (typeof record.node === "string" && typeof record.executed === "string") {
-        out.push({ record, session: entry.session });
+        out.push({ record, ...(entry.session === undefined ? {} : { session: entry.session }) });
       }
     } catch {
       // not a member record

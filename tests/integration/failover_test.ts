@@ -225,6 +225,41 @@ Deno.test("REBUILD_ERRANT_NODE: an errant old primary moves its datadir aside an
   assertEquals(Number(errantRow.n), 0, "the errant transaction came back");
 });
 
+Deno.test("a lagging replica is not promoted when the caught-up one is gone too, until its record is deleted", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await threeNodes(h);
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  await c.sql(n3, "STOP SLAVE"); // n3 lags: it will miss rows 4 and 5, which n2 receives
+  {
+    await using app = await c.app(n1);
+    await app.run(["INSERT INTO app.t VALUES (4)", "INSERT INTO app.t VALUES (5)"]);
+  }
+  await waitFor("rows on n2", async () => (await rows(c, n2)) === 5);
+  for (const n of [n1, n2, n3]) await c.run(n, ["health"]); // every member publishes what it has
+  // n2 and the primary go down together; n2's session then expires, leaving its last record.
+  await kill9(n2.mysqld!.pid);
+  await kill9(n1.mysqld!.pid);
+  let refused = "";
+  await waitFor("n3 to refuse the failover", async () => {
+    const [, r3] = await Promise.all([c.run(n1, ["health"]), c.run(n3, ["health"])]);
+    if (r3.stderr.includes("which no live node has")) refused = r3.stderr;
+    else throw new Error(r3.stderr.split("\n").slice(-4).join(" / "));
+    return true;
+  }, { timeoutMs: 60_000, intervalMs: 1000 });
+  assert(refused.includes("n2 (gone since") && refused.includes("delete its member record"), refused);
+  assertEquals(await c.primaryName(), undefined, "a lagging node was promoted");
+
+  // The operator says n2 is gone for good: n3 is promoted with what it has.
+  const consul = c.consul();
+  try {
+    await consul.delete("mysql-members/n2");
+  } finally {
+    consul.close();
+  }
+  await newPrimary(c, [n1, n3], [n3]);
+  assertEquals(await rows(c, n3), 3);
+});
+
 Deno.test("no automatic failover while FAILOVER_PAUSE_KEY exists; it proceeds once the key is gone", async () => {
   await using h = await Harness.create({ nodes: 3 });
   const c = await threeNodes(h);

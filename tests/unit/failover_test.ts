@@ -1,4 +1,4 @@
-import { assertEquals } from "./assert.ts";
+import { assert, assertEquals } from "./assert.ts";
 import { type MemberRecord, planFailover } from "../../src/failover.ts";
 
 const member = (node: string, over: Partial<MemberRecord> = {}): MemberRecord => ({
@@ -107,4 +107,29 @@ Deno.test("planFailover() has nothing to promote when no other node is alive", (
     kind: "impossible",
     reason: "no other live node to promote",
   });
+});
+
+Deno.test("planFailover() never promotes a node that lacks what a recently departed replica had", () => {
+  const lagging = member("n3", { executed: "0-1-5", updatedAt: 1000 });
+  const gone = member("n2", { executed: "0-1-9", updatedAt: 900 });
+  const plan = planFailover([lagging], "n1", 950, [gone]);
+  assertEquals(plan.kind, "impossible");
+  assert(
+    plan.reason.startsWith("n2 (gone since 1970-01-01T00:00:00.900Z) had 0-1-9, which no live node has"),
+    plan.reason,
+  );
+  assert(plan.reason.includes("delete its member record"), plan.reason);
+});
+
+Deno.test("planFailover() ignores departed records it has, old ones, and the failed primary's own tail", () => {
+  const live = member("n3", { executed: "0-1-9", updatedAt: 1_000_000 });
+  // n2 had less than n3: no obstacle.
+  assertEquals(planFailover([live], "n1", 999_000, [member("n2", { executed: "0-1-7" })]).kind, "promote");
+  // The failed primary's unreplicated transactions are the accepted loss of asynchronous replication.
+  const primaryTail = member("n1", { executed: "0-1-12", role: "primary", updatedAt: 998_000 });
+  assertEquals(planFailover([live], "n1", 999_000, [primaryTail]).kind, "promote");
+  // An earlier primary's record (role primary) and records from long before the loss do not count either.
+  const oldPrimary = member("n0", { executed: "0-0-3", role: "primary", updatedAt: 998_000 });
+  const ancient = member("n4", { executed: "0-1-20", updatedAt: 999_000 - 11 * 60_000 });
+  assertEquals(planFailover([live], "n1", 999_000, [oldPrimary, ancient]).kind, "promote");
 });
