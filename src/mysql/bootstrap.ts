@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import type { Config } from "../config.ts";
 import type { Flavour, Statement } from "./flavour.ts";
 
@@ -47,10 +48,16 @@ export function mysqlInitFile(osUser: string): string {
 export function bootstrapStatements(config: Config, flavour: Flavour, rootPassword?: string): Statement[] {
   const m = config.mysql;
   const s = (sql: string, ...values: (string | number)[]): Statement => ({ sql, values });
+  // MariaDB writes CREATE USER and ALTER USER to the binlog as they were sent, so a password would reach every
+  // replica's binlog and every snapshot: send MariaDB the hash only. MySQL rewrites them with the hash itself.
+  const identifiedBy = (user: string, password: string): Statement =>
+    flavour === "mariadb"
+      ? s("CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY PASSWORD ?", user, nativePasswordHash(password))
+      : s("CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", user, password);
   const out: Statement[] = [
     // Replicas read the binlog with it; the failover runner reads each node's replication state with it
     // (SHOW REPLICA STATUS: MariaDB's SLAVE MONITOR, MySQL's REPLICATION CLIENT). Nothing else.
-    s("CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", m.replUser, m.replPassword.reveal()),
+    identifiedBy(m.replUser, m.replPassword.reveal()),
     s(
       flavour === "mariadb"
         ? "GRANT REPLICATION SLAVE, SLAVE MONITOR ON *.* TO ?@'%'"
@@ -60,7 +67,7 @@ export function bootstrapStatements(config: Config, flavour: Flavour, rootPasswo
   ];
   if (m.database !== undefined) out.push(s("CREATE DATABASE IF NOT EXISTS ??", m.database));
   if (m.user !== undefined && m.password !== undefined) {
-    out.push(s("CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", m.user, m.password.reveal()));
+    out.push(identifiedBy(m.user, m.password.reveal()));
     // Database-level privileges only: no SUPER, no READ_ONLY ADMIN, so the application cannot write on a
     // read-only replica.
     if (m.database !== undefined) out.push(s("GRANT ALL PRIVILEGES ON ??.* TO ?@'%'", m.database, m.user));
@@ -70,12 +77,21 @@ export function bootstrapStatements(config: Config, flavour: Flavour, rootPasswo
       flavour === "mariadb"
         // Keep unix_socket first so autopilot (OS root) still logs in without the password.
         ? s(
-          "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(?)",
-          rootPassword,
+          "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING ?",
+          nativePasswordHash(rootPassword),
         )
         : s("ALTER USER 'root'@'localhost' IDENTIFIED BY ?", rootPassword),
     );
     if (m.onetimePassword) out.push(s("ALTER USER 'root'@'localhost' PASSWORD EXPIRE"));
   }
   return out;
+}
+
+/**
+ * The `mysql_native_password` hash of a password: `*` and the upper-case hex of SHA1(SHA1(password)), what
+ * MariaDB's `PASSWORD()` returns.
+ */
+export function nativePasswordHash(password: string): string {
+  const inner = createHash("sha1").update(password, "utf8").digest();
+  return "*" + createHash("sha1").update(inner).digest("hex").toUpperCase();
 }

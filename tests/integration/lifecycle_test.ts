@@ -8,7 +8,7 @@
  */
 import { assert, assertEquals } from "../unit/assert.ts";
 import { MysqlQueryError } from "../../src/mysql/client.ts";
-import { Cluster, type TestNode } from "./cluster.ts";
+import { Cluster, SECRETS, type TestNode } from "./cluster.ts";
 import { freePort, Harness, waitFor } from "./harness/mod.ts";
 
 async function rows(c: Cluster, node: TestNode): Promise<number> {
@@ -50,6 +50,15 @@ Deno.test("autopilot pre-start and health assemble a primary and two replicas re
         "Priv LIKE '%mysql_native_password%' AS has_password FROM mysql.global_priv WHERE User='root' AND Host='localhost'",
     );
     assertEquals(Number(root.has_password), 1, "MYSQL_ROOT_PASSWORD was not set");
+    // The binlog, which every replica copies, holds password hashes, never the passwords.
+    const binlogs = [...Deno.readDirSync(n1.env.MYSQL_DATADIR)].filter((e) =>
+      /^mysql-bin\.\d+$/.test(e.name)
+    );
+    assert(binlogs.length > 0, "no binlog found");
+    for (const { name } of binlogs) {
+      const text = new TextDecoder("latin1").decode(Deno.readFileSync(`${n1.env.MYSQL_DATADIR}/${name}`));
+      for (const secret of Object.values(SECRETS)) assert(!text.includes(secret), `a password is in ${name}`);
+    }
   });
 
   await t.step("two more nodes restore the snapshot and replicate with GTID", async () => {

@@ -1,13 +1,21 @@
 import { assert, assertEquals } from "./assert.ts";
 import { loadConfig } from "../../src/config.ts";
-import { bootstrapStatements, localAdminUser, mysqlInitFile } from "../../src/mysql/bootstrap.ts";
+import {
+  bootstrapStatements,
+  localAdminUser,
+  mysqlInitFile,
+  nativePasswordHash,
+} from "../../src/mysql/bootstrap.ts";
 
 const config = (extra: Record<string, string> = {}) =>
   loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "replpw", ...extra })[n], { hostname: () => "h" });
 
 Deno.test("bootstrapStatements() gives the replication user replication and replica monitoring only", () => {
   assertEquals(bootstrapStatements(config(), "mariadb"), [
-    { sql: "CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", values: ["repl", "replpw"] },
+    {
+      sql: "CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY PASSWORD ?",
+      values: ["repl", "*3FEBEA1F0E8D83C7578AACB7997039DA49CD121E"],
+    },
     { sql: "GRANT REPLICATION SLAVE, SLAVE MONITOR ON *.* TO ?@'%'", values: ["repl"] },
   ]);
   assertEquals(bootstrapStatements(config(), "mysql")[1], {
@@ -50,9 +58,8 @@ Deno.test("bootstrapStatements() never puts a password in the SQL text", () => {
 Deno.test("bootstrapStatements() keeps unix_socket for root on MariaDB when it sets a root password", () => {
   const [last] = bootstrapStatements(config(), "mariadb", "rootpw").slice(-1);
   assertEquals(last, {
-    sql:
-      "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(?)",
-    values: ["rootpw"],
+    sql: "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING ?",
+    values: ["*79D0CF9A6A052105DA1E1181406C34FC87AAC89D"],
   });
   const [mysql] = bootstrapStatements(config(), "mysql", "rootpw").slice(-1);
   assertEquals(mysql, { sql: "ALTER USER 'root'@'localhost' IDENTIFIED BY ?", values: ["rootpw"] });
@@ -81,4 +88,17 @@ Deno.test("localAdminUser() and mysqlInitFile() authenticate autopilot by its OS
       "GRANT ALL PRIVILEGES ON *.* TO 'autopilot'@'localhost' WITH GRANT OPTION;\n",
   );
   assert(mysqlInitFile("o'brien").includes("AS 'o''brien'"));
+});
+
+Deno.test("nativePasswordHash() is MariaDB's PASSWORD(): no password is sent to MariaDB, so none reaches its binlog", () => {
+  assertEquals(nativePasswordHash("password"), "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19");
+  for (
+    const st of bootstrapStatements(
+      config({ MYSQL_USER: "app", MYSQL_PASSWORD: "apppw" }),
+      "mariadb",
+      "rootpw",
+    )
+  ) {
+    assert(!st.values?.some((v) => ["replpw", "apppw", "rootpw"].includes(String(v))), st.sql);
+  }
 });
