@@ -49,6 +49,11 @@ export class VerifyError extends Error {
 /** Where {@link findSnapshot} found the manifest. */
 export type SnapshotSource = "named" | "consul" | "newest";
 
+/** How a log line names where {@link findSnapshot} found the snapshot. */
+export function describeSource(source: SnapshotSource): string {
+  return source === "consul" ? "the last, as Consul names it" : source === "newest" ? "the newest" : "named";
+}
+
 /** Options of {@link findSnapshot}. */
 export interface FindSnapshotOptions {
   /** The snapshot's name; unset means the latest. */

@@ -9,7 +9,13 @@ import { ConsulStore } from "../consul.ts";
 import { CORRUPT_ADVICE, CorruptSnapshotError, RestoreError } from "../backup/errors.ts";
 import type { Manifest } from "../backup/manifest.ts";
 import { inventorySnapshots, type StoredSnapshot } from "../backup/retention.ts";
-import { findSnapshot, SnapshotNotFoundError, VerifyError, verifySnapshot } from "../backup/verify.ts";
+import {
+  describeSource,
+  findSnapshot,
+  SnapshotNotFoundError,
+  VerifyError,
+  verifySnapshot,
+} from "../backup/verify.ts";
 import { CommandFailedError } from "../exec.ts";
 import { publishedSnapshot } from "../snapshots.ts";
 import { openStore, StoreUnavailableError } from "../storage/open.ts";
@@ -205,11 +211,7 @@ async function verify(config: Config, name: string | undefined): Promise<number>
     });
     log.info("Verifying snapshot {name} ({source}), taken {createdAt} on {node}", {
       name: manifest.name,
-      source: source === "consul"
-        ? "the last, as Consul names it"
-        : source === "newest"
-        ? "the newest"
-        : "named",
+      source: describeSource(source),
       createdAt: manifest.createdAt,
       node: manifest.nodeName,
     });

@@ -10,7 +10,7 @@ import type { Config } from "../config.ts";
 import { CORRUPT_ADVICE, CorruptSnapshotError } from "../backup/errors.ts";
 import { manifestKey } from "../backup/manifest.ts";
 import { restoreSnapshot } from "../backup/restore.ts";
-import { findSnapshot, SERVER_BINARIES } from "../backup/verify.ts";
+import { describeSource, findSnapshot, SERVER_BINARIES } from "../backup/verify.ts";
 import { CommandFailedError, run } from "../exec.ts";
 import { type Flavour, flavourFromBinaryVersion } from "../mysql/flavour.ts";
 import { readState, StateError, writeState } from "../state.ts";
@@ -109,11 +109,7 @@ async function restore(config: Config, name: string | undefined): Promise<number
   });
   log.info("Restoring snapshot {name} ({source}, GTID {gtid}) into {datadir}", {
     name: manifest.name,
-    source: source === "consul"
-      ? "the last, as Consul names it"
-      : source === "newest"
-      ? "the newest"
-      : "named",
+    source: describeSource(source),
     gtid: manifest.gtid,
     datadir,
   });

@@ -11,7 +11,7 @@ import { dataKey, formatManifest, type Manifest, manifestKey } from "../../src/b
 import { pruneSnapshots } from "../../src/backup/retention.ts";
 import { LocalStore } from "../../src/storage/local.ts";
 import { Cluster, type TestNode } from "./cluster.ts";
-import { Harness, runOk, waitFor } from "./harness/mod.ts";
+import { Harness, pathExists, runOk, waitFor } from "./harness/mod.ts";
 
 const DAY = 86_400_000;
 
@@ -47,16 +47,6 @@ async function listing(dir: string): Promise<string[]> {
 
 async function names(dir: string): Promise<string[]> {
   return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 /** The last line of a command's stderr (its one-line verdict; log lines come before it). */
@@ -345,7 +335,7 @@ Deno.test("autopilot backup list, backup verify and restore work on a real clust
           `autopilot restore: mysqld's pid file ${pidFile} names process 4242: a server may be starting or ` +
             "stopping; stop it, or delete the file if no mysqld runs; nothing was touched",
         );
-        assert(!(await exists(`${n2.dir}/other/data`)), "a datadir was made despite the pid file");
+        assert(!(await pathExists(`${n2.dir}/other/data`)), "a datadir was made despite the pid file");
         await Deno.remove(pidFile);
         const bad = await c.run(n2, ["restore", truncated.name], env);
         assertEquals(bad.code, 1, bad.stderr);
@@ -355,12 +345,12 @@ Deno.test("autopilot backup list, backup verify and restore work on a real clust
           ),
           bad.stderr,
         );
-        assert(!(await exists(env.MYSQL_DATADIR)), "a datadir was left after a failed restore");
-        assert(!(await exists(`${env.STATE_DIR}/state.json`)), "state written after a failed restore");
+        assert(!(await pathExists(env.MYSQL_DATADIR)), "a datadir was left after a failed restore");
+        assert(!(await pathExists(`${env.STATE_DIR}/state.json`)), "state written after a failed restore");
         const r = await c.run(n2, ["restore", s1.name], env);
         assertEquals(r.code, 0, r.stderr);
         assert(r.stdout.startsWith(`Restored snapshot '${s1.name}'`), r.stdout);
-        assert(await exists(`${env.MYSQL_DATADIR}/mysql`), "no mysql/ in the restored datadir");
+        assert(await pathExists(`${env.MYSQL_DATADIR}/mysql`), "no mysql/ in the restored datadir");
         const state = JSON.parse(await Deno.readTextFile(`${env.STATE_DIR}/state.json`));
         assertEquals(state.restored, { snapshot: s1.name, gtid: s1.gtid });
       },

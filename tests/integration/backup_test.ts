@@ -19,6 +19,7 @@ import {
   freePort,
   Harness,
   type MariadbNode,
+  pathExists,
   REPO_ROOT,
   run,
   runOk,
@@ -103,19 +104,9 @@ async function filesBelow(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 /** The datadir was not created and no staging dir is left beside it. */
 async function assertNothingLeft(datadir: string): Promise<void> {
-  assert(!(await exists(datadir)), `${datadir} exists after a failed restore`);
+  assert(!(await pathExists(datadir)), `${datadir} exists after a failed restore`);
   const parent = datadir.slice(0, datadir.lastIndexOf("/"));
   const left = (await Array.fromAsync(Deno.readDir(parent))).map((e) => e.name).filter((n) =>
     n.includes(".restore-")
@@ -222,7 +213,7 @@ Deno.test("restoreSnapshot() restores a snapshot that a fresh mariadbd serves wi
   const result = await restoreSnapshot({ store: opts.store, manifest, datadir, flavour: "mariadb" });
   assertEquals(result.gtid, manifest.gtid);
   assertEquals(result.binlog, manifest.binlog);
-  assert(await exists(`${datadir}/mysql`), "no mysql/ in the restored datadir");
+  assert(await pathExists(`${datadir}/mysql`), "no mysql/ in the restored datadir");
   assertEquals(
     (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).filter((n) => n.includes(".restore-")),
     [],
@@ -444,7 +435,7 @@ Deno.test("restoreSnapshot() refuses a snapshot of the other flavour without tou
     `Cannot restore snapshot 'from-mysql' into '${datadir}': it was taken from a mysql server but this node runs ` +
       "mariadb: the datadir was not touched",
   );
-  assert(!(await exists(`${h.dir}/restored`)));
+  assert(!(await pathExists(`${h.dir}/restored`)));
 });
 
 Deno.test("restoreSnapshot() restores into an empty datadir that is a mount point (a volume)", async () => {

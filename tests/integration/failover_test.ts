@@ -144,16 +144,23 @@ Deno.test("failover after the primary's link is cut: the old primary fences itse
   }
 });
 
+/** n1, the primary, acknowledges row 99 that no replica receives, then is killed (-9): it comes back errant. */
+async function killWithUnreplicatedWrite(c: Cluster): Promise<void> {
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  for (const node of [n2, n3]) await c.sql(node, "STOP SLAVE");
+  {
+    await using app = await c.app(n1);
+    await app.query("INSERT INTO app.t VALUES (99)"); // acknowledged, then lost: asynchronous replication
+  }
+  await kill9(n1.mysqld!.pid);
+  for (const node of [n2, n3]) await c.sql(node, "START SLAVE");
+}
+
 Deno.test("an old primary with a transaction no replica received is reported errant, never rejoined", async () => {
   await using h = await Harness.create({ nodes: 3 });
   const c = await threeNodes(h);
   const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
-  for (const node of [n2, n3]) await c.sql(node, "STOP SLAVE");
-  await using app = await c.app(n1);
-  await app.query("INSERT INTO app.t VALUES (99)"); // acknowledged, then lost: asynchronous replication
-  await app.close();
-  await kill9(n1.mysqld!.pid);
-  for (const node of [n2, n3]) await c.sql(node, "START SLAVE");
+  await killWithUnreplicatedWrite(c);
 
   await newPrimary(c, [n1, n2, n3], [n2, n3]);
   await c.preStart(n1);
@@ -169,12 +176,7 @@ Deno.test("REBUILD_ERRANT_NODE: an errant old primary moves its datadir aside an
   await using h = await Harness.create({ nodes: 3 });
   const c = await threeNodes(h, { REBUILD_ERRANT_NODE: "true" });
   const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
-  for (const node of [n2, n3]) await c.sql(node, "STOP SLAVE");
-  await using app = await c.app(n1);
-  await app.query("INSERT INTO app.t VALUES (99)"); // acknowledged, then lost: asynchronous replication
-  await app.close();
-  await kill9(n1.mysqld!.pid);
-  for (const node of [n2, n3]) await c.sql(node, "START SLAVE");
+  await killWithUnreplicatedWrite(c);
   const primary = await newPrimary(c, [n1, n2, n3], [n2, n3]);
   await c.preStart(n1);
   await c.startMysqld(n1);

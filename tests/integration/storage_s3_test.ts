@@ -10,7 +10,7 @@ import { type S3Config, Secret } from "../../src/config.ts";
 import { PART_SIZE, S3Store } from "../../src/storage/s3.ts";
 import { NotFoundError, StoreUnavailableError } from "../../src/storage/store.ts";
 import { Cluster, type TestNode } from "./cluster.ts";
-import { freePort, Harness, type S3Server, startS3, waitFor } from "./harness/mod.ts";
+import { freePort, Harness, pathExists, type S3Server, startS3, waitFor } from "./harness/mod.ts";
 
 const BUCKET = "snapshots";
 
@@ -309,16 +309,6 @@ function assertNoSecret(s3: S3Server, ...outputs: string[]): void {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 Deno.test("A cluster stores its first snapshot in S3, and a new node restores from it and replicates", async (t) => {
   await using h = await Harness.create({ nodes: 2 });
   const { c, s3, n1, n2 } = await s3Cluster(h);
@@ -340,7 +330,7 @@ Deno.test("A cluster stores its first snapshot in S3, and a new node restores fr
     }
     const keys = (await Array.fromAsync(store.list())).map((o) => o.key).sort();
     assertEquals(keys, [`${snapshot}.manifest.json`, `${snapshot}.xbstream.zst`]);
-    assert(!(await exists(`${h.dir}/no-local-snapshots`)), "a snapshot went to the local directory");
+    assert(!(await pathExists(`${h.dir}/no-local-snapshots`)), "a snapshot went to the local directory");
     assertEquals(await pendingUploads(s3), []);
   });
 
@@ -398,7 +388,7 @@ Deno.test("pre-start refuses a corrupt or truncated snapshot object in S3 and st
       ),
       pre.stderr,
     );
-    assert(!(await exists(`${datadir}/mysql`)), "a datadir was restored from a corrupt snapshot");
+    assert(!(await pathExists(`${datadir}/mysql`)), "a datadir was restored from a corrupt snapshot");
   });
 
   await t.step("the object cut to half its size", async () => {
@@ -413,7 +403,7 @@ Deno.test("pre-start refuses a corrupt or truncated snapshot object in S3 and st
       ),
       pre.stderr,
     );
-    assert(!(await exists(`${datadir}/mysql`)), "a datadir was restored from a truncated snapshot");
+    assert(!(await pathExists(`${datadir}/mysql`)), "a datadir was restored from a truncated snapshot");
   });
 
   await t.step("the object missing", async () => {
@@ -426,13 +416,13 @@ Deno.test("pre-start refuses a corrupt or truncated snapshot object in S3 and st
       ),
       pre.stderr,
     );
-    assert(!(await exists(`${datadir}/mysql`)));
+    assert(!(await pathExists(`${datadir}/mysql`)));
   });
 
   await t.step("the original bytes back: the same node restores", async () => {
     await store.put(manifest.key, ReadableStream.from([original]));
     const pre = await c.preStart(n2);
     assertEquals(pre.code, 0, pre.stderr);
-    assert(await exists(`${datadir}/mysql`), "no datadir restored");
+    assert(await pathExists(`${datadir}/mysql`), "no datadir restored");
   });
 });

@@ -612,3 +612,14 @@ export async function startupFailed(
     `${cause instanceof Error ? cause.message : cause}${hint(log)}\n--- ${proc.logFile} ---\n${log}`,
   );
 }
+
+/** Whether something exists at `path` (a dangling link counts); other errors than "not found" are thrown. */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
