@@ -1,0 +1,773 @@
+// deno-lint-ignore-file no-console
+/**
+ * A local autopilot-mysql cluster for developers, without Docker and without ContainerPilot: a Consul agent and
+ * N MariaDB nodes, each in its own network namespace, every node driven the way `containerpilot.json5` says
+ * (`pre-start`, then mysqld, restarted whenever it exits; `health` every 5 s and `health --primary` every 2 s,
+ * each reported to a Consul TTL check as ContainerPilot does; `on-change` when the passing `mysql-primary`
+ * instances change; `snapshot` every 5 minutes; `pre-stop` before mysqld is stopped). It reuses the integration
+ * test harness (`Harness`, `Cluster`), so the CLI runs under `-P=autopilot` exactly as in the tests.
+ *
+ *   deno run -A scripts/local_cluster.ts [--nodes 3] [--duration SECONDS] [...]   (as root; see --help)
+ *
+ * The process re-executes itself under `setsid`, so a Ctrl-C on the terminal reaches only this launcher, which
+ * then asks the cluster to stop in order (pre-stop, mysqld, Consul, namespaces) instead of every server
+ * getting the SIGINT at once.
+ *
+ * @module
+ */
+import { autopilot, type CliResult } from "../tests/integration/autopilot_cli.ts";
+import { Cluster, type TestNode } from "../tests/integration/cluster.ts";
+import { Harness, randomSecret, REPO_ROOT, systemTool } from "../tests/integration/harness/mod.ts";
+
+const USAGE =
+  `usage: deno run -A scripts/local_cluster.ts [options]        (or: bash scripts/cluster.sh [options])
+
+Brings up a local autopilot-mysql cluster without Docker or ContainerPilot: a Consul agent and N MariaDB
+nodes, each in its own network namespace (10.99.X.0/24, reachable from this host), every node driven as
+containerpilot.json5 says. Prints how to connect once the cluster is healthy, then 'autopilot status' every
+--status-interval seconds, and runs until Ctrl-C / SIGTERM or until --duration has elapsed; then it stops
+everything it started and removes its namespaces. Needs root (network namespaces).
+
+options:
+  --nodes N                  number of MariaDB nodes, 1..9 (default 3)
+  --duration SECONDS         stop this long after the cluster became healthy (default: run until stopped)
+  --snapshot-interval SECS   run 'autopilot snapshot' on every node this often (default 300, as ContainerPilot)
+  --status-interval SECS     print 'autopilot status' this often (default 60; 0: only on request)
+  --ready-timeout SECS       give up if the cluster is not healthy after this long (default 300)
+  --log-level LEVEL          LOG_LEVEL of the autopilot hooks (default INFO)
+  --keep                     keep the run dir (logs, datadirs, snapshots) after stopping
+  -h, --help                 this text
+
+Passwords: MYSQL_PASSWORD (app user), MYSQL_REPL_PASSWORD and MYSQL_ROOT_PASSWORD are taken from the
+environment when set, else generated for this run. The app password is printed once, on the terminal only;
+the others are never printed. Press Enter (or send SIGUSR1 to the printed pid) to print the status now.`;
+
+/** The command line, parsed. */
+export interface Options {
+  readonly nodes: number;
+  /** Seconds to run after becoming healthy; undefined: until a signal. */
+  readonly durationS: number | undefined;
+  readonly snapshotIntervalS: number;
+  readonly statusIntervalS: number;
+  readonly readyTimeoutS: number;
+  readonly logLevel: string;
+  readonly keep: boolean;
+}
+
+/** Bad command-line input: one line saying what is wrong. */
+export class UsageError extends Error {}
+
+const LOG_LEVELS = ["TRACE", "DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"];
+
+/** Parses the arguments; `"help"` for -h/--help. Throws {@linkcode UsageError} on bad input. */
+export function parseArgs(args: readonly string[]): Options | "help" {
+  let nodes = 3;
+  let durationS: number | undefined;
+  let snapshotIntervalS = 300;
+  let statusIntervalS = 60;
+  let readyTimeoutS = 300;
+  let logLevel = "INFO";
+  let keep = false;
+  const number = (flag: string, value: string | undefined, min: number, max: number): number => {
+    if (value === undefined) throw new UsageError(`${flag} needs a value`);
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) {
+      throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, got '${value}'`);
+    }
+    return n;
+  };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const eq = arg.indexOf("=");
+    const [flag, inline] = arg.startsWith("--") && eq > 0
+      ? [arg.slice(0, eq), arg.slice(eq + 1)]
+      : [arg, undefined];
+    const value = (): string | undefined => inline ?? args[++i];
+    switch (flag) {
+      case "-h":
+      case "--help":
+        return "help";
+      case "--nodes":
+        nodes = number(flag, value(), 1, 9);
+        break;
+      case "--duration":
+        durationS = number(flag, value(), 1, 10 * 365 * 86400);
+        break;
+      case "--snapshot-interval":
+        snapshotIntervalS = number(flag, value(), 1, 7 * 86400);
+        break;
+      case "--status-interval":
+        statusIntervalS = number(flag, value(), 0, 86400);
+        break;
+      case "--ready-timeout":
+        readyTimeoutS = number(flag, value(), 10, 86400);
+        break;
+      case "--log-level": {
+        const v = value();
+        if (v === undefined || !LOG_LEVELS.includes(v.toUpperCase())) {
+          throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got '${v ?? ""}'`);
+        }
+        logLevel = v.toUpperCase();
+        break;
+      }
+      case "--keep":
+        if (inline !== undefined) throw new UsageError("--keep takes no value");
+        keep = true;
+        break;
+      default:
+        throw new UsageError(`unknown argument '${arg}' (see --help)`);
+    }
+  }
+  return { nodes, durationS, snapshotIntervalS, statusIntervalS, readyTimeoutS, logLevel, keep };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// small helpers
+
+function hhmmss(): string {
+  return new Date().toISOString().slice(11, 19);
+}
+
+/** A line on the terminal, with the time. */
+function say(line: string): void {
+  console.log(`[${hhmmss()}] ${line}`);
+}
+
+/** Sleeps `ms`, returning early when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
+}
+
+function lastLine(text: string): string {
+  return text.trim().split("\n").at(-1) ?? "";
+}
+
+/** A hook's log line without its time, level and category (`2026-… +00 [INF] autopilot·x: `). */
+function logMessage(line: string): string {
+  return line.replace(/^\d{4}-\d\d-\d\d \S+ \S+ \[\w+\] \S+: /, "");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// ContainerPilot's part: Consul registration, TTL checks, the mysql-primary watch
+
+/** A Consul service as ContainerPilot registers it: ID `<name>-<node>`, a TTL check, passing once healthy. */
+interface Service {
+  readonly name: string;
+  readonly ttlS: number;
+  registered: boolean;
+}
+
+async function consulPut(consulAddr: string, path: string, body?: unknown): Promise<void> {
+  const res = await fetch(`http://${consulAddr}${path}`, {
+    method: "PUT",
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    signal: AbortSignal.timeout(5000),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`PUT ${path}: HTTP ${res.status} ${text.trim()}`);
+}
+
+/** The passing instances of a service, as `ID address:port` strings sorted by ID (ContainerPilot's compare). */
+async function passingInstances(consulAddr: string, service: string): Promise<string[]> {
+  const res = await fetch(`http://${consulAddr}/v1/health/service/${service}?passing=1`, {
+    signal: AbortSignal.timeout(5000),
+  });
+  if (!res.ok) throw new Error(`GET health/service/${service}: HTTP ${res.status}`);
+  const list = await res.json() as { Service: { ID: string; Address: string; Port: number } }[];
+  return list.map((e) => `${e.Service.ID} ${e.Service.Address}:${e.Service.Port}`).sort();
+}
+
+/** Counters of one node's jobs, for the summary at the end. */
+interface Counts {
+  health: number;
+  healthFailed: number;
+  snapshot: number;
+  snapshotFailed: number;
+  onChange: number;
+  mysqldRestarts: number;
+}
+
+/**
+ * One node's ContainerPilot: the `mysql` job (mysqld, restarted when it exits, with `health` every 5 s), the
+ * `mysql-primary` check (`health --primary` every 2 s), the watch and `on-change`, `snapshot` on an interval,
+ * and `pre-stop` before mysqld is stopped. Hook output goes to `<node dir>/autopilot.log`.
+ */
+class NodeSupervisor {
+  readonly counts: Counts = {
+    health: 0,
+    healthFailed: 0,
+    snapshot: 0,
+    snapshotFailed: 0,
+    onChange: 0,
+    mysqldRestarts: 0,
+  };
+  /** Whether the last `health` passed. */
+  healthy = false;
+  /** Resolves at the first `health` that passes. */
+  readonly firstHealthy: Promise<void>;
+  #resolveFirst: () => void = () => {};
+  readonly #stopLoops = new AbortController();
+  readonly #loops: Promise<void>[] = [];
+  readonly #log: Deno.FsFile;
+  readonly #mysql: Service = { name: "mysql", ttlS: 15, registered: false };
+  readonly #primary: Service = { name: "mysql-primary", ttlS: 6, registered: false };
+  #stopping = false;
+  #everHealthy = false;
+
+  private constructor(
+    readonly c: Cluster,
+    readonly node: TestNode,
+    readonly opts: Options,
+    readonly onPrimaryChange: (instances: string[]) => void,
+    log: Deno.FsFile,
+  ) {
+    this.#log = log;
+    this.firstHealthy = new Promise((resolve) => this.#resolveFirst = resolve);
+  }
+
+  static async create(
+    c: Cluster,
+    node: TestNode,
+    opts: Options,
+    onPrimaryChange: (instances: string[]) => void,
+  ): Promise<NodeSupervisor> {
+    await Deno.mkdir(node.dir, { recursive: true });
+    const log = await Deno.open(`${node.dir}/autopilot.log`, { append: true, create: true, mode: 0o600 });
+    return new NodeSupervisor(c, node, opts, onPrimaryChange, log);
+  }
+
+  get logFile(): string {
+    return `${this.node.dir}/autopilot.log`;
+  }
+
+  #write(text: string): void {
+    try {
+      this.#log.writeSync(new TextEncoder().encode(text));
+    } catch {
+      // the log is best effort
+    }
+  }
+
+  /** Runs a hook in the node's namespace and appends its output to the node's log. */
+  async hook(job: string, args: string[]): Promise<CliResult> {
+    const started = new Date().toISOString();
+    const r = await this.c.run(this.node, args);
+    const out = [r.stdout.trimEnd(), r.stderr].filter((s) => s !== "").join("\n");
+    this.#write(
+      `${started} ${job}: autopilot ${args.join(" ")} -> exit ${r.code}\n` +
+        (out === "" ? "" : out.split("\n").map((l) => `  ${l}`).join("\n") + "\n"),
+    );
+    return r;
+  }
+
+  note(line: string): void {
+    this.#write(`${new Date().toISOString()} ${line}\n`);
+  }
+
+  /** `pre-start`, then mysqld (as the `mysql` job, after pre-start exits 0). */
+  async boot(): Promise<void> {
+    // As Cluster.preStart, with the hook's output in the node's log.
+    await Deno.mkdir(`${this.node.dir}/run`, { recursive: true });
+    await Deno.mkdir(`${this.node.dir}/tmp`, { recursive: true });
+    const pre = await this.hook("pre-start", ["pre-start"]);
+    if (pre.code !== 0) {
+      throw new Error(
+        `${this.node.name}: pre-start failed (exit ${pre.code}): ${logMessage(lastLine(pre.stderr))}`,
+      );
+    }
+    say(`${this.node.name}: pre-start done: ${logMessage(lastLine(pre.stderr)) || "ok"}`);
+    await this.c.startMysqld(this.node);
+    say(`${this.node.name}: mysqld running (pid ${this.node.mysqld?.pid})`);
+  }
+
+  /** Starts the jobs that run while the node is up. */
+  start(): void {
+    const signal = this.#stopLoops.signal;
+    this.#loops.push(this.#superviseMysqld(signal));
+    this.#loops.push(this.#every(5_000, signal, () => this.#health()));
+    this.#loops.push(this.#every(2_000, signal, () => this.#healthPrimary()));
+    this.#loops.push(this.#watchPrimary(signal));
+    this.#loops.push(this.#snapshots(signal));
+  }
+
+  async #every(intervalMs: number, signal: AbortSignal, fn: () => Promise<void>): Promise<void> {
+    while (!signal.aborted) {
+      const t0 = Date.now();
+      try {
+        await fn();
+      } catch (e) {
+        this.note(`error: ${e instanceof Error ? e.message : e}`);
+      }
+      await sleep(Math.max(0, intervalMs - (Date.now() - t0)), signal);
+    }
+  }
+
+  /** ContainerPilot's heartbeat: register on the first pass, then pass the TTL check after every pass. */
+  async #heartbeat(s: Service): Promise<void> {
+    const id = `${s.name}-${this.node.name}`;
+    try {
+      if (!s.registered) {
+        await consulPut(this.c.consulAddr, "/v1/agent/service/register", {
+          ID: id,
+          Name: s.name,
+          Address: this.node.address,
+          Port: 3306,
+          Check: { TTL: `${s.ttlS}s`, Status: "passing", Notes: `TTL for ${s.name} set by local_cluster.ts` },
+        });
+        s.registered = true;
+      } else {
+        await consulPut(this.c.consulAddr, `/v1/agent/check/update/service:${id}`, {
+          Status: "passing",
+          Output: "ok",
+        });
+      }
+    } catch (e) {
+      this.note(`warning: ${s.name} heartbeat: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+
+  async #health(): Promise<void> {
+    const r = await this.hook("health", ["health"]);
+    this.counts.health++;
+    if (r.code === 0) {
+      await this.#heartbeat(this.#mysql);
+      if (!this.healthy) say(`${this.node.name}: ${this.#everHealthy ? "health passes again" : "healthy"}`);
+      this.healthy = true;
+      this.#everHealthy = true;
+      this.#resolveFirst();
+    } else {
+      this.counts.healthFailed++;
+      if (this.healthy) {
+        say(`${this.node.name}: health failed: ${logMessage(lastLine(r.stderr))} (see ${this.logFile})`);
+      }
+      this.healthy = false;
+    }
+  }
+
+  async #healthPrimary(): Promise<void> {
+    const r = await this.hook("health --primary", ["health", "--primary"]);
+    if (r.code === 0) await this.#heartbeat(this.#primary);
+  }
+
+  /** The watch on `mysql-primary` (every 2 s): `on-change` whenever the passing instances change. */
+  async #watchPrimary(signal: AbortSignal): Promise<void> {
+    let last: string[] = [];
+    await this.#every(2_000, signal, async () => {
+      let now: string[];
+      try {
+        now = await passingInstances(this.c.consulAddr, this.#primary.name);
+      } catch (e) {
+        this.note(`warning: watch ${this.#primary.name}: ${e instanceof Error ? e.message : e}`);
+        return;
+      }
+      // The initial state is empty, so the first poll with an instance counts as a change.
+      const changed = now.length !== last.length || now.some((x, i) => x !== last[i]);
+      last = now;
+      if (!changed) return;
+      this.onPrimaryChange(now);
+      const r = await this.hook("on-change", ["on-change"]);
+      this.counts.onChange++;
+      if (r.code !== 0) say(`${this.node.name}: on-change exit ${r.code}: ${logMessage(lastLine(r.stderr))}`);
+    });
+  }
+
+  async #snapshots(signal: AbortSignal): Promise<void> {
+    const ms = this.opts.snapshotIntervalS * 1000;
+    await sleep(ms, signal);
+    await this.#every(ms, signal, async () => {
+      const r = await this.hook("snapshot", ["snapshot"]);
+      this.counts.snapshot++;
+      if (r.code !== 0) {
+        this.counts.snapshotFailed++;
+        say(
+          `${this.node.name}: snapshot exit ${r.code}: ${
+            logMessage(lastLine(r.stderr))
+          } (see ${this.logFile})`,
+        );
+      } else if (r.stdout.trim() !== "") {
+        say(`${this.node.name}: snapshot: ${lastLine(r.stdout)}`);
+      }
+    });
+  }
+
+  /** `restarts: "unlimited"`: mysqld is started again whenever it exits, until the node stops. */
+  async #superviseMysqld(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted && !this.#stopping) {
+      const proc = this.node.mysqld;
+      if (!proc) return;
+      const status = await Promise.race([
+        proc.status,
+        new Promise<undefined>((resolve) =>
+          signal.addEventListener("abort", () => resolve(undefined), { once: true })
+        ),
+      ]);
+      if (status === undefined || signal.aborted || this.#stopping) return;
+      const how = status.signal ? `signal ${status.signal}` : `exit code ${status.code}`;
+      say(`${this.node.name}: mysqld (pid ${proc.pid}) exited with ${how}: restarting it`);
+      this.note(`mysqld (pid ${proc.pid}) exited with ${how}: restarting it`);
+      while (!signal.aborted && !this.#stopping) {
+        try {
+          this.counts.mysqldRestarts++;
+          await this.c.startMysqld(this.node);
+          say(`${this.node.name}: mysqld restarted (pid ${this.node.mysqld?.pid})`);
+          break;
+        } catch (e) {
+          this.note(`mysqld restart failed: ${e instanceof Error ? e.message : e}`);
+          await sleep(1000, signal);
+        }
+      }
+    }
+  }
+
+  /** Stops the jobs (waiting for the runs under way). */
+  async stopJobs(): Promise<void> {
+    this.#stopLoops.abort();
+    await Promise.allSettled(this.#loops);
+  }
+
+  /**
+   * The `mysql` job is stopping: the jobs stop, the services are deregistered and `pre-stop` runs (on the
+   * primary it hands the role over, so every node's mysqld must still run: see {@linkcode stopMysqld}).
+   */
+  async preStop(): Promise<void> {
+    this.#stopping = true;
+    await this.stopJobs();
+    for (const s of [this.#mysql, this.#primary]) {
+      if (!s.registered) continue;
+      await consulPut(this.c.consulAddr, `/v1/agent/service/deregister/${s.name}-${this.node.name}`).catch((
+        e,
+      ) => this.note(`warning: deregister ${s.name}: ${e instanceof Error ? e.message : e}`));
+    }
+    if (this.node.mysqld && !this.node.mysqld.exited) {
+      const r = await this.hook("pre-stop", ["pre-stop"]);
+      const said = lastLine(r.stdout) || logMessage(lastLine(r.stderr));
+      say(`${this.node.name}: pre-stop exit ${r.code}${said ? `: ${said}` : ""}`);
+    }
+  }
+
+  /** After pre-stop: SIGTERM to mysqld (by pid), SIGKILL if it has not stopped after 10 s. */
+  async stopMysqld(): Promise<void> {
+    this.#stopping = true;
+    await this.c.stopMysqld(this.node);
+  }
+
+  close(): void {
+    try {
+      this.#log.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the cluster
+
+/** `autopilot status` from the host namespace: only Consul's address and the replication password. */
+function statusFromHost(consulAddr: string, replPassword: string): Promise<CliResult> {
+  return autopilot(["status"], { CONSUL: consulAddr, MYSQL_REPL_PASSWORD: replPassword });
+}
+
+function printStatus(r: CliResult): void {
+  console.log(`[${hhmmss()}] --- autopilot status (exit ${r.code}) ---`);
+  if (r.stdout.trim() !== "") console.log(r.stdout.trimEnd());
+  if (r.stderr !== "") console.log(r.stderr);
+  console.log("---");
+}
+
+/** Prints `autopilot status` (one run at a time) once the cluster has told it where Consul is. */
+class StatusPrinter {
+  #target: { consulAddr: string; repl: string } | undefined;
+  #running: Promise<void> | undefined;
+
+  /** From now on, status runs against this cluster. */
+  target(consulAddr: string, replPassword: string): void {
+    this.#target = { consulAddr, repl: replPassword };
+  }
+
+  /** Runs and prints the status now (joins a run under way); nothing before the cluster is up. */
+  print(): Promise<void> {
+    const t = this.#target;
+    if (!t) return Promise.resolve();
+    this.#running ??= statusFromHost(t.consulAddr, t.repl).then(printStatus).finally(() => {
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+}
+
+function secretFromEnv(name: string): string {
+  const v = Deno.env.get(name);
+  return v !== undefined && v !== "" ? v : randomSecret(12);
+}
+
+async function runCluster(opts: Options, shutdown: AbortSignal, status: StatusPrinter): Promise<number> {
+  const secrets = {
+    app: secretFromEnv("MYSQL_PASSWORD"),
+    repl: secretFromEnv("MYSQL_REPL_PASSWORD"),
+    root: secretFromEnv("MYSQL_ROOT_PASSWORD"),
+  };
+  const appFromEnv = Boolean(Deno.env.get("MYSQL_PASSWORD"));
+  if (opts.keep) Deno.env.set("AUTOPILOT_TEST_KEEP", "1"); // the harness then leaves the run dir in place
+  const started = Date.now();
+  const h = await Harness.create({ nodes: opts.nodes });
+  const sups: NodeSupervisor[] = [];
+  let code = 0;
+  try {
+    say(`run dir ${h.dir}, namespaces ${h.net.prefix}_*, network 10.99.${h.net.subnet}.0/24`);
+    const c = await Cluster.create(h);
+    say(`consul: pid ${h.consul.pid}, http://${c.consulAddr} (UI http://127.0.0.1:${h.consul.port}/ui)`);
+    let lastPrimary = "";
+    const onPrimaryChange = (instances: string[]): void => {
+      const names = instances.map((i) => i.split(" ")[0].replace(/^mysql-primary-/, "")).join(", ") || "none";
+      if (names === lastPrimary) return;
+      lastPrimary = names;
+      say(`mysql-primary (passing): ${names}`);
+    };
+    for (let k = 1; k <= opts.nodes; k++) {
+      const node = c.node(k, {
+        MYSQL_PASSWORD: secrets.app,
+        MYSQL_REPL_PASSWORD: secrets.repl,
+        MYSQL_ROOT_PASSWORD: secrets.root,
+        LOG_LEVEL: opts.logLevel,
+      });
+      sups.push(await NodeSupervisor.create(c, node, opts, onPrimaryChange));
+    }
+    const statusEnv = `${h.dir}/status.env`;
+    const denoDir = Deno.env.get("DENO_DIR");
+    await Deno.writeTextFile(
+      statusEnv,
+      `CONSUL=${c.consulAddr}\nMYSQL_REPL_PASSWORD=${secrets.repl}\n${
+        denoDir ? `DENO_DIR=${denoDir}\n` : ""
+      }`,
+      { mode: 0o600 },
+    );
+
+    // As `docker compose up` then `scale`: the first node bootstraps (primary, first snapshot), the others
+    // then restore that snapshot.
+    const [first, ...rest] = sups;
+    await first.boot();
+    first.start();
+    await Promise.race([first.firstHealthy, sleep(opts.readyTimeoutS * 1000, shutdown)]);
+    if (shutdown.aborted) return 0;
+    if (!first.healthy) throw new Error(`n1 did not pass its health check: see ${first.logFile}`);
+    await Promise.all(rest.map(async (s) => {
+      await s.boot();
+      s.start();
+    }));
+
+    // Healthy: every node passed its health check and `autopilot status` (from the host) exits 0.
+    const deadline = started + opts.readyTimeoutS * 1000;
+    let last: CliResult | undefined;
+    while (!shutdown.aborted) {
+      if (sups.every((s) => s.healthy)) {
+        last = await statusFromHost(c.consulAddr, secrets.repl);
+        if (last.code === 0) break;
+      }
+      if (Date.now() > deadline) {
+        if (last) printStatus(last);
+        throw new Error(
+          `the cluster is not healthy after ${opts.readyTimeoutS} s (${
+            sups.filter((s) => !s.healthy).map((s) => s.node.name).join(", ") || "status"
+          } failing): see the logs in ${h.dir}`,
+        );
+      }
+      await sleep(2000, shutdown);
+    }
+    if (shutdown.aborted) return 0;
+
+    status.target(c.consulAddr, secrets.repl);
+    const primary = await c.primaryName();
+    const primaryNode = sups.find((s) => s.node.name === primary)?.node ?? first.node;
+    const secs = Math.round((Date.now() - started) / 1000);
+    console.log(`
+cluster is healthy (${opts.nodes} node${opts.nodes === 1 ? "" : "s"}, up in ${secs} s)
+${
+      sups.map((s) =>
+        `  ${s.node.name}  ${s.node.address}:3306  ${
+          s.node.name === primary ? "primary" : "replica"
+        }  netns ${s.node.ns}  mysqld pid ${s.node.mysqld?.pid}`
+      ).join("\n")
+    }
+  consul    pid ${h.consul.pid}  http://${c.consulAddr}  (UI: http://127.0.0.1:${h.consul.port}/ui)
+
+connect (from this host; the primary is writable, replicas are read-only):
+  mariadb -h ${primaryNode.address} -u app -p app
+  app password: ${
+      appFromEnv
+        ? "the MYSQL_PASSWORD you set"
+        : `${secrets.app}   (shown once, here only; written to no log or file)`
+    }
+  as root, over a node's socket: mariadb -S ${primaryNode.env.MYSQL_SOCKET} -u root
+autopilot status (Consul address and replication password are in a 0600 file):
+  (set -a; . ${statusEnv}; cd ${REPO_ROOT} && ${Deno.execPath()} run -P=autopilot mod.ts status)
+logs: ${h.dir}/node<k>/autopilot.log (hooks), ${h.dir}/node<k>/mysqld.log, ${h.consul.logFile}
+      (removed at exit unless --keep)
+stop: Ctrl-C, or kill -TERM ${Deno.pid}; status now: Enter, or kill -USR1 ${Deno.pid}${
+      opts.durationS ? `\nstops by itself in ${opts.durationS} s (--duration)` : ""
+    }
+`);
+
+    // Running: the status every --status-interval seconds, until the duration ends or a signal arrives.
+    const end = opts.durationS ? Date.now() + opts.durationS * 1000 : Infinity;
+    let nextStatus = opts.statusIntervalS > 0 ? Date.now() + opts.statusIntervalS * 1000 : Infinity;
+    while (!shutdown.aborted && Date.now() < end) {
+      await sleep(Math.max(0, Math.min(end, nextStatus, Date.now() + 60_000) - Date.now()), shutdown);
+      if (shutdown.aborted || Date.now() >= end) break;
+      if (Date.now() >= nextStatus) {
+        await status.print();
+        nextStatus = Date.now() + opts.statusIntervalS * 1000;
+      }
+    }
+    say(shutdown.aborted ? "stopping (signal)" : `stopping (--duration ${opts.durationS} s elapsed)`);
+  } catch (e) {
+    console.error(`local_cluster: ${e instanceof Error ? e.message : e}`);
+    code = 1;
+  } finally {
+    // The jobs stop first (no health pass races the stop), then every node as its container would stop:
+    // pre-stop, then mysqld. The harness then stops Consul by pid and removes the namespaces and run dir.
+    await Promise.allSettled(sups.map((s) => s.stopJobs()));
+    const stopped = [
+      ...await Promise.allSettled(sups.map((s) => s.preStop())),
+      ...await Promise.allSettled(sups.map((s) => s.stopMysqld())),
+    ];
+    for (const r of stopped) {
+      if (r.status === "rejected") {
+        console.error(`local_cluster: stopping a node: ${r.reason}`);
+        code = 1;
+      }
+    }
+    for (const s of sups) {
+      const n = s.counts;
+      say(
+        `${s.node.name}: health ${n.health} runs (${n.healthFailed} failed), snapshot ${n.snapshot} runs ` +
+          `(${n.snapshotFailed} failed), on-change ${n.onChange} runs, mysqld restarts ${n.mysqldRestarts}`,
+      );
+      s.close();
+    }
+    const pids = h.pids();
+    const namespaces = h.namespaces();
+    try {
+      await h.dispose();
+      say(
+        `stopped: pids ${pids.join(" ")}; removed namespaces ${namespaces.join(" ")}` +
+          (opts.keep ? `; kept ${h.dir}` : `; removed ${h.dir}`),
+      );
+    } catch (e) {
+      console.error(`local_cluster: cleanup: ${e instanceof Error ? e.message : e}`);
+      code = 1;
+    }
+  }
+  return code;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// entry points: the launcher (on the terminal) and the cluster process (in its own session)
+
+const CHILD_ENV = "AUTOPILOT_LOCAL_CLUSTER_CHILD";
+
+/** The cluster process: runs the cluster until the launcher (or a signal) says stop, or it dies. */
+async function clusterMain(opts: Options): Promise<number> {
+  const shutdown = new AbortController();
+  const onStop = (): void => {
+    if (!shutdown.signal.aborted) shutdown.abort();
+  };
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP"];
+  for (const s of signals) Deno.addSignalListener(s, onStop);
+  // The launcher died (kill -9): stop too, rather than run on unattended.
+  const parent = Deno.ppid;
+  const watchParent = setInterval(() => {
+    if (Deno.ppid !== parent) onStop();
+  }, 1000);
+  const status = new StatusPrinter();
+  const onUsr1 = (): void => void status.print();
+  Deno.addSignalListener("SIGUSR1", onUsr1);
+  try {
+    return await runCluster(opts, shutdown.signal, status);
+  } finally {
+    clearInterval(watchParent);
+    for (const s of signals) Deno.removeSignalListener(s, onStop);
+    Deno.removeSignalListener("SIGUSR1", onUsr1);
+  }
+}
+
+/**
+ * The launcher: starts the cluster process in its own session (so a terminal Ctrl-C reaches only this
+ * process), turns SIGINT/SIGTERM/SIGHUP into one SIGTERM for it, Enter into SIGUSR1, and exits with its code.
+ */
+async function launcher(args: readonly string[]): Promise<number> {
+  const setsid = await systemTool("setsid", "util-linux");
+  const child = new Deno.Command(setsid, {
+    args: ["--wait", Deno.execPath(), "run", "-A", new URL(import.meta.url).pathname, ...args],
+    env: { [CHILD_ENV]: "1" },
+    stdin: "null",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  let forwarded = false;
+  const forward = (): void => {
+    if (forwarded) {
+      console.error("local_cluster: already stopping; wait for the cleanup to finish");
+      return;
+    }
+    forwarded = true;
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // already gone
+    }
+  };
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  for (const s of signals) Deno.addSignalListener(s, forward);
+  if (Deno.stdin.isTerminal()) {
+    void (async () => {
+      const buf = new Uint8Array(256);
+      while (true) {
+        const n = await Deno.stdin.read(buf).catch(() => null);
+        if (n === null) return;
+        if (buf.subarray(0, n).includes(10)) {
+          try {
+            child.kill("SIGUSR1");
+          } catch {
+            return;
+          }
+        }
+      }
+    })();
+  }
+  const status = await child.status;
+  for (const s of signals) Deno.removeSignalListener(s, forward);
+  return status.code;
+}
+
+if (import.meta.main) {
+  let opts: Options | "help";
+  try {
+    opts = parseArgs(Deno.args);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`local_cluster: ${e.message}`);
+    Deno.exit(2);
+  }
+  if (opts === "help") {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  if (Deno.uid() !== 0) {
+    console.error("local_cluster: must run as root (it creates network namespaces): run it with sudo");
+    Deno.exit(2);
+  }
+  if (Deno.env.get(CHILD_ENV) === "1") {
+    Deno.exit(await clusterMain(opts));
+  }
+  Deno.exit(await launcher(Deno.args));
+}
