@@ -258,6 +258,12 @@ export class S3Store implements SnapshotStore {
     const partSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
     const etags: string[] = [];
     const inFlight = new Set<Promise<void>>();
+    // A part that fails while the loop is reading the source has already left `inFlight`: remember its error,
+    // or the upload would be completed without it.
+    let failure: { error: unknown } | undefined;
+    const throwIfAPartFailed = () => {
+      if (failure) throw failure.error;
+    };
     try {
       let n = 1;
       let bytes: Bytes | undefined = first;
@@ -283,13 +289,22 @@ export class S3Store implements SnapshotStore {
           etags[partNumber - 1] = etag;
           parts.recycle(body);
         })().finally(() => inFlight.delete(upload));
-        upload.catch(() => {}); // observed below, by race() or all()
+        upload.catch((error) => {
+          failure ??= { error };
+          stop.abort(error); // the other parts stop too
+        });
         inFlight.add(upload);
         if (inFlight.size >= PARTS_IN_FLIGHT) await Promise.race(inFlight);
+        throwIfAPartFailed();
         n++;
         bytes = await parts.next(partSize(n), signal);
+        throwIfAPartFailed();
       }
       await Promise.all(inFlight);
+      throwIfAPartFailed();
+      if (etags.length !== n - 1 || etags.some((etag) => !etag)) {
+        throw new S3RequestError(`Cannot store '${key}': a part of its upload is missing`, 0, "");
+      }
       const xml = "<CompleteMultipartUpload>" +
         etags.map((etag, i) =>
           `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeXml(etag)}</ETag></Part>`
