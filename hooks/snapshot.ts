@@ -18,7 +18,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../src/config.ts";
-import { ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
+import { ConsulRequestError, ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
 import { primaryLockFrom } from "../src/ha.ts";
 import { connectLocal, flavourOf } from "../src/local.ts";
 import { liveMembers } from "../src/members.ts";
@@ -33,6 +33,7 @@ import type { Command } from "../src/cli/commands.ts";
 import { EXIT } from "../src/cli/exit.ts";
 import { putMetrics } from "../src/metrics.ts";
 import type { Manifest } from "../src/backup/manifest.ts";
+import { CorruptSnapshotError } from "../src/backup/errors.ts";
 
 const log = getLogger(["autopilot", "snapshot"]);
 
@@ -62,7 +63,8 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
     await using db = await connectLocal(config, flavour);
     const role = await roleOf(config, consul, db, sql, state.sessionId);
     const last = await publishedSnapshot(config, consul).catch((e) => {
-      log.warn("LAST_BACKUP_KEY holds no valid manifest ({e}): counting as no snapshot", { e: String(e) });
+      if (!(e instanceof CorruptSnapshotError)) throw e; // Consul unreachable or refusing: nothing is known
+      log.warn("LAST_BACKUP_KEY holds no valid manifest ({e}): counting as no snapshot", { e: e.message });
       return undefined;
     });
     if (last) await putLastBackupMetrics(last);
@@ -90,7 +92,7 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
       return EXIT.ok;
     }
     log.info("Snapshot due: {reason}", { reason: decision.reason });
-    return await withBackupLock(config, consul, async (signal) => {
+    return await withBackupLock(config, consul, opts.force, async (signal) => {
       if (!opts.force) {
         const now = await publishedSnapshot(config, consul).catch(() => undefined);
         if (now !== undefined && now.name !== last?.name) {
@@ -101,7 +103,10 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
           return EXIT.ok;
         }
       }
-      const sourceBinlog = await primaryBinlog(db, sql, role);
+      // On a replica, record the primary's binlog file (the one its receiver reads). On the primary, the
+      // snapshot's own binlog position is it, read by the tool at its consistent point, after the binlog flush
+      // xtrabackup makes: reading it before the backup would make every snapshot look rotated past.
+      const sourceBinlog = role.kind === "replica" ? await primaryBinlog(db, sql, role) : undefined;
       const started = performance.now();
       const manifest = await takeAndPublishSnapshot(config, consul, flavour, db, {
         signal,
@@ -115,11 +120,13 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
         s: ((performance.now() - started) / 1000).toFixed(1),
         gtid: manifest.gtid,
       });
-      await prune(config, manifest.name);
+      await prune(config, consul, manifest.name);
       return EXIT.ok;
     });
   } catch (e) {
-    if (e instanceof MysqlUnavailableError || e instanceof ConsulUnavailableError) {
+    if (
+      e instanceof MysqlUnavailableError || e instanceof ConsulUnavailableError || e instanceof ConsulRequestError
+    ) {
       log.error("No snapshot: {e}", { e: e.message });
       return EXIT.failed;
     }
@@ -205,11 +212,12 @@ async function primaryBinlog(
  * Runs `fn` holding BACKUP_LOCK_KEY with a session made for this run and renewed every TTL/3 while `fn` runs.
  * If the session is lost, `fn`'s signal aborts (another node may then take the lock) and nothing is published.
  *
- * @returns `fn`'s exit code, or 0 when another node holds the lock.
+ * @returns `fn`'s exit code; when another node holds the lock, 0 (1 with `force`: the caller asked for one).
  */
 async function withBackupLock(
   config: Config,
   consul: ConsulStore,
+  force: boolean,
   fn: (signal: AbortSignal) => Promise<number>,
 ): Promise<number> {
   const ttl = config.session.ttlSeconds;
@@ -226,6 +234,15 @@ async function withBackupLock(
     held = await consul.tryAcquireLock(config.keys.backupLock, session, value);
     if (!held) {
       const holder = (await consul.get(config.keys.backupLock))?.value ?? "";
+      if (force) {
+        log.error(
+          "Another node is taking a snapshot (BACKUP_LOCK_KEY: {holder}): try again when it is done",
+          {
+            holder,
+          },
+        );
+        return EXIT.failed;
+      }
       log.info("Another node is taking a snapshot (BACKUP_LOCK_KEY: {holder}): none taken here", { holder });
       return EXIT.ok;
     }
@@ -245,11 +262,15 @@ async function withBackupLock(
 }
 
 /** Applies retention after a new snapshot; failures are logged, never fatal: the snapshot is published. */
-async function prune(config: Config, published: string): Promise<void> {
+async function prune(config: Config, consul: ConsulStore, published: string): Promise<void> {
   try {
     const store = await openStore(config);
-    // Each deletion, and each failure, is logged by pruneSnapshots itself.
-    await pruneSnapshots(store, retentionPolicy(config.backup), { protect: published });
+    // Whatever Consul names now is kept too, should another node have published meanwhile. Each deletion, and
+    // each failure, is logged by pruneSnapshots itself.
+    const named = (await publishedSnapshot(config, consul))?.name;
+    await pruneSnapshots(store, retentionPolicy(config.backup), {
+      protect: named === undefined || named === published ? published : [published, named],
+    });
   } catch (e) {
     log.error("Retention did not run: {e}; the snapshots stay until the next run", { e: String(e) });
   }

@@ -6,7 +6,8 @@
  * binary log has rotated since it was taken (the blueprint's rule: a new replica restored from an old snapshot
  * needs every binlog written since, and rotated binlogs are the ones that get purged). Only one kind of node
  * takes them: the primary by default; with `BACKUP_FROM=replica` a healthy replica, which spares the primary,
- * and the primary only when no healthy replica exists.
+ * and the primary when no healthy replica exists, or when the replicas let the last snapshot grow twice
+ * BACKUP_TTL old (a replica that counts as healthy but cannot back up must not stop snapshots altogether).
  *
  * @module
  */
@@ -52,7 +53,8 @@ export function decideSnapshot(f: SnapshotFacts): SnapshotDecision {
     return { take: false, reason: "BACKUP_FROM=primary: the primary takes the snapshots" };
   }
   const fallback = f.backupFrom === "replica" && f.role.kind === "primary";
-  if (fallback && f.healthyPeers > 0) {
+  const overdue = f.last !== undefined && (ageOf(f) ?? Infinity) >= 2 * f.ttlSeconds;
+  if (fallback && f.healthyPeers > 0 && !overdue) {
     return { take: false, reason: "BACKUP_FROM=replica: a healthy replica takes the snapshots" };
   }
   const due = whyDue(f);
@@ -62,7 +64,9 @@ export function decideSnapshot(f: SnapshotFacts): SnapshotDecision {
   return {
     take: true,
     reason: fallback
-      ? `${due} (BACKUP_FROM=replica, but no healthy replica exists: the primary takes it)`
+      ? `${due} (BACKUP_FROM=replica, but ${
+        f.healthyPeers === 0 ? "no healthy replica exists" : "no replica took one within twice BACKUP_TTL"
+      }: the primary takes it)`
       : due,
   };
 }

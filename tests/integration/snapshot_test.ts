@@ -121,7 +121,7 @@ Deno.test("autopilot snapshot backs up only when due, only where BACKUP_FROM say
   }
 });
 
-Deno.test("autopilot snapshot applies retention after each snapshot and keeps the one Consul names", async () => {
+Deno.test("autopilot snapshot applies retention after each snapshot (BACKUP_RETAIN_COUNT), data and manifests alike", async () => {
   await using h = await Harness.create({ nodes: 1 });
   const c = await Cluster.create(h);
   const n1 = c.node(1, { BACKUP_RETAIN_COUNT: "2", BACKUP_TTL: "1s" });

@@ -97,3 +97,11 @@ Deno.test("duration() prints hours, minutes and seconds compactly", () => {
     "1h2m5s",
   ]);
 });
+
+Deno.test("decideSnapshot: BACKUP_FROM=replica: the primary steps in when replicas let it grow twice BACKUP_TTL old", () => {
+  const facts = { ...base, backupFrom: "replica" as const, ttlSeconds: 1800 }; // last is 1h old: twice the TTL
+  const d = decideSnapshot(facts);
+  assertEquals(d.take, true);
+  assert(d.reason.includes("no replica took one within twice BACKUP_TTL: the primary takes it"), d.reason);
+  assertEquals(decideSnapshot({ ...facts, ttlSeconds: 1801 }).take, false);
+});
