@@ -779,6 +779,14 @@ export async function gatherStatus(config: Config): Promise<StatusFacts> {
   const connectTimeoutMs = Math.min(config.mysql.connectTimeoutMs, 2000);
   const targets = nodeTargets(view, config.serviceName);
   const probes = await Promise.all(targets.map((t) => probeNode(config, t, connectTimeoutMs)));
+  // Read the primary once more, after every replica: under writes a replica read a moment after the primary
+  // may already have applied the primary's next transaction, and would look errant.
+  const holder = view.lock.session !== undefined
+    ? targets.findIndex((t) => t.node === view.lock.record?.node)
+    : -1;
+  if (holder >= 0 && probes[holder].reachable) {
+    probes[holder] = await probeNode(config, targets[holder], connectTimeoutMs);
+  }
   return {
     now: Date.now(),
     serviceName: config.serviceName,

@@ -52,7 +52,8 @@ export const statusCommand: Command = {
         printError(
           `autopilot status: ${e.message} (CONSUL=${ctx.config.consul.url}): check that the agent runs there`,
         );
-        return EXIT.usage;
+        // Docker reserves a health check's exit 2: for --self, "cannot tell" is "unhealthy".
+        return ctx.flags.self ? EXIT.failed : EXIT.usage;
       }
       throw e;
     }
@@ -67,18 +68,27 @@ export const statusCommand: Command = {
   },
 };
 
-/** `--self`: this node's row only; healthy when it has no problems of its own. */
+/**
+ * `--self`: this node's row only; healthy when it has no problems of its own. The lock holder's own problems
+ * (unreachable, read-only, promotion unfinished) are cluster-wide ones in the report: they count here too.
+ */
 function selfStatus(report: StatusReport, name: string, json: boolean): number {
   const row = report.nodes.find((n) => n.node === name);
   if (row === undefined) {
     printError(`autopilot status: unhealthy: ${name} is not known to Consul yet (no member record)`);
     return EXIT.failed;
   }
+  const problems = [...row.problems];
+  if (row.role === "primary") {
+    if (!row.reachable) problems.push(`${name}: unreachable: ${row.error ?? "no answer"}`);
+    else if (row.readOnly !== false) problems.push(`${name}: holds the primary lock but is read-only`);
+    else if (report.primary?.ready !== true) problems.push(`${name}: its promotion has not finished`);
+  }
   print(
-    json ? JSON.stringify(row, null, 2) : `${row.node}: ${row.role}${row.problems.length ? "" : ", healthy"}`,
+    json ? JSON.stringify(row, null, 2) : `${row.node}: ${row.role}${problems.length ? "" : ", healthy"}`,
   );
-  if (row.problems.length > 0) {
-    printError(`autopilot status: unhealthy: ${row.problems.join("; ").replace(/\s*\n\s*/g, " ")}`);
+  if (problems.length > 0) {
+    printError(`autopilot status: unhealthy: ${problems.join("; ").replace(/\s*\n\s*/g, " ")}`);
     return EXIT.failed;
   }
   return EXIT.ok;

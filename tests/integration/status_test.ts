@@ -204,6 +204,19 @@ Deno.test("status shows every node before and after a kill -9 failover, from a n
   assertEquals(tableRows(stopped.stdout).get("n3")!["IO/SQL"], "no/no");
   await c.sql(n3, "START SLAVE");
 
+  // --self on the primary: healthy while writable; a lock holder that is read-only is not.
+  const primarySelf = await statusOn(c, n1, ["--self"]);
+  assertEquals(
+    [primarySelf.code, primarySelf.stdout.trim()],
+    [0, "n1: primary, healthy"],
+    primarySelf.stderr,
+  );
+  await c.sql(n1, "SET GLOBAL read_only = 1");
+  const readOnlySelf = await statusOn(c, n1, ["--self"]);
+  assertEquals(readOnlySelf.code, 1, readOnlySelf.stdout);
+  assert(readOnlySelf.stderr.includes("n1: holds the primary lock but is read-only"), readOnlySelf.stderr);
+  await c.sql(n1, "SET GLOBAL read_only = 0");
+
   // The primary's mysqld dies; health passes (as ContainerPilot runs them) fail over to a replica.
   await kill9(n1.mysqld!.pid);
   let primary: TestNode | undefined;
