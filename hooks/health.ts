@@ -151,6 +151,31 @@ function roleMetric(c: PassContext, f: HealthFacts): number {
   return f.mysql.replica?.ioRunning === "yes" && f.mysql.replica.sqlRunning ? 1 : 0;
 }
 
+/** How long a switchover may hold the failover lock before a health pass takes it for abandoned. */
+const SWITCHOVER_STALE_MS = 120_000;
+
+/**
+ * Whether `autopilot switchover` (or pre-stop) is moving the role away from this node right now: it holds the
+ * failover lock with this node's session. One left behind by a switchover that died is released.
+ */
+async function switchingOver(c: PassContext, session: string): Promise<boolean> {
+  const entry = await c.consul.get(c.config.keys.failoverLock);
+  if (entry?.session !== session) return false;
+  let value: { switchover?: boolean; at?: number } = {};
+  try {
+    value = JSON.parse(entry.value);
+  } catch {
+    // not ours
+  }
+  if (value.switchover !== true) return false;
+  if (Date.now() - (value.at ?? 0) < SWITCHOVER_STALE_MS) return true;
+  log.warn("A switchover started at {at} never finished: releasing its failover lock", {
+    at: new Date(value.at ?? 0).toISOString(),
+  });
+  await c.consul.releaseLock(c.config.keys.failoverLock, session, entry.value);
+  return false;
+}
+
 async function gatherFacts(c: PassContext): Promise<HealthFacts> {
   const { config, consul } = c;
   const mysql: MysqlFacts = c.db
@@ -162,7 +187,14 @@ async function gatherFacts(c: PassContext): Promise<HealthFacts> {
     const lock = primaryLockFrom(await consul.get(config.keys.primary));
     // Every node keeps a session: it holds the node's member record, and the primary lock if it is appointed.
     const session = await ensureSession(c);
-    consulFacts = { up: true, lock, session };
+    consulFacts = {
+      up: true,
+      lock,
+      session,
+      ...(lock.session !== undefined && lock.session === session && await switchingOver(c, session)
+        ? { switchingOver: true }
+        : {}),
+    };
     if (lock.session === undefined && lock.record !== undefined && lock.record.node !== c.self.node) {
       failover = await failoverHold(c, lock);
     }

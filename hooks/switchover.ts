@@ -136,6 +136,13 @@ export async function switchover(
       });
       return EXIT.failed;
     }
+    const [ro] = await db.query(sql.readOnlyQuery);
+    if (Number(ro.read_only) !== 1) {
+      log.error("{me} turned writable during the switchover (something else changed read_only): abandoned", {
+        me,
+      });
+      return EXIT.failed;
+    }
     // Hand the lock over: release it (no lock-delay on an explicit release) and take it for the target at once,
     // all while holding the failover lock, so nobody else can step in between.
     const record = JSON.stringify({ node: target.node, address: target.address, port: target.port });

@@ -78,6 +78,8 @@ export type ConsulFacts =
     readonly lock: PrimaryLock;
     /** This node's session id, if it has one that Consul still knows (renewed this pass). */
     readonly session?: string;
+    /** A switchover away from this node is under way (it holds the failover lock for it): stay read-only. */
+    readonly switchingOver?: boolean;
   };
 
 /** Everything `decideHealth` needs. */
@@ -129,7 +131,17 @@ export function decideHealth(f: HealthFacts): HealthDecision {
   if (!f.mysql.up) return mysqlIsDown(f, f.mysql.error);
   if (!f.consul.up) return consulIsDown(f.mysql, f.consul.error, f.maxLagSeconds);
   const { lock } = f.consul;
-  if (lock.session !== undefined && lock.session === f.consul.session) return holdsPrimaryLock(f.mysql, lock);
+  if (lock.session !== undefined && lock.session === f.consul.session) {
+    if (f.consul.switchingOver) {
+      return {
+        action: "report",
+        healthy: false,
+        reason:
+          "a switchover away from this node is under way: staying read-only until it hands the lock over",
+      };
+    }
+    return holdsPrimaryLock(f.mysql, lock);
+  }
   if (lock.session !== undefined && lock.record !== undefined) return anotherNodeIsPrimary(f, lock.record);
   return nobodyIsPrimary(f, lock);
 }

@@ -66,3 +66,35 @@ Deno.test("autopilot switchover refuses to run on a replica and leaves the prima
   assert(bad.stderr.includes("No live node named 'n9'"), bad.stderr);
   assertEquals((await c.run(c.node(1), ["health", "--primary"])).code, 0, "still the writable primary");
 });
+
+Deno.test("the primary's health pass leaves it read-only during its own switchover, and recovers an abandoned one", async () => {
+  await using h = await Harness.create({ nodes: 2 });
+  const c = await Cluster.create(h);
+  const [n1, n2] = [c.node(1), c.node(2)];
+  for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0);
+  const session = JSON.parse(await Deno.readTextFile(`${n1.env.STATE_DIR}/state.json`)).sessionId;
+  const consul = c.consul();
+  try {
+    // What `autopilot switchover` does on n1 before it hands the lock over: the failover lock, then read-only.
+    const value = (at: number) => JSON.stringify({ node: "n1", at, switchover: true });
+    assert(await consul.tryAcquireLock("mysql-failover-lock", session, value(Date.now())));
+    await c.sql(n1, "SET GLOBAL read_only = 1");
+    const during = await c.run(n1, ["health"]);
+    assertEquals(during.code, 1);
+    assert(during.stderr.includes("switchover away from this node is under way"), during.stderr);
+    assertEquals(
+      Number((await c.sql(n1, "SELECT @@read_only AS ro"))[0].ro),
+      1,
+      "turned writable mid-switchover",
+    );
+
+    // A switchover that died long ago: its lock is released and the primary serves again.
+    await consul.put("mysql-failover-lock", value(Date.now() - 10 * 60_000));
+    assert(await consul.tryAcquireLock("mysql-failover-lock", session, value(Date.now() - 10 * 60_000)));
+    const after = await c.run(n1, ["health"]);
+    assertEquals(after.code, 0, after.stderr);
+    assertEquals(Number((await c.sql(n1, "SELECT @@read_only AS ro"))[0].ro), 0);
+  } finally {
+    consul.close();
+  }
+});

@@ -283,3 +283,15 @@ Deno.test("decideHealth() makes a node restored from a snapshot primary when no 
   const found = decideHealth(facts({ consul, mysql: up({ hasTransactions: true }) }));
   assertEquals(found.action, "report");
 });
+
+Deno.test("decideHealth() keeps the lock holder read-only while its own switchover is under way", () => {
+  const consul = {
+    up: true as const,
+    lock: { record: { ...me, ready: true }, session: "s-me" },
+    session: "s-me",
+    switchingOver: true,
+  };
+  const d = decideHealth(facts({ consul, mysql: up({ readOnly: true }) }));
+  assertEquals(d.action === "report" && d.healthy, false);
+  assert(d.reason.includes("switchover away from this node is under way"), d.reason);
+});
