@@ -97,6 +97,8 @@ interface PassContext {
   readonly flavour: Flavour;
   readonly sql: FlavourSql;
   db: MysqlClient | undefined;
+  /** Why the local server could not be reached this pass, if it could not. */
+  dbError?: MysqlUnavailableError;
   /** Set by an action after which the situation has changed: decide once more in the same pass. */
   again?: boolean;
 }
@@ -107,6 +109,7 @@ async function healthPass(c: PassContext): Promise<number> {
     c.db = await connectLocal(c.config, c.flavour);
   } catch (e) {
     if (!(e instanceof MysqlUnavailableError)) throw e;
+    c.dbError = e;
   }
   try {
     let facts = await gatherFacts(c);
@@ -179,8 +182,16 @@ async function switchingOver(c: PassContext, session: string): Promise<boolean> 
 async function gatherFacts(c: PassContext): Promise<HealthFacts> {
   const { config, consul } = c;
   const mysql: MysqlFacts = c.db
-    ? await gatherMysqlFacts(c.db, c.sql).catch((e) => ({ up: false as const, error: (e as Error).message }))
-    : { up: false, error: `no answer on ${config.mysql.socket}` };
+    ? await gatherMysqlFacts(c.db, c.sql).catch((e) => ({
+      up: false as const,
+      error: (e as Error).message,
+      gone: false,
+    }))
+    : {
+      up: false,
+      error: c.dbError?.message ?? `no answer on ${config.mysql.socket}`,
+      gone: c.dbError === undefined || ["ENOENT", "ECONNREFUSED"].includes(c.dbError.code),
+    };
   let consulFacts: ConsulFacts;
   let failover: HealthFacts["failover"];
   try {
@@ -522,6 +533,16 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
       candidate: candidate.node,
       reason: plan.reason,
     });
+    const old = primaryLockFrom(await consul.get(config.keys.primary)).record;
+    if (old !== undefined && await answersWritable(c, old)) {
+      log.error(
+        "{failedPrimary} lost its lock but still answers writable: not appointing anyone until it fences",
+        {
+          failedPrimary,
+        },
+      );
+      return false;
+    }
     const candidateSession = members.find((m) => m.record.node === candidate.node)!.session;
     const record = JSON.stringify({ node: candidate.node, address: candidate.address, port: candidate.port });
     // The failed primary's lock-delay may refuse the lock for a moment.
@@ -551,6 +572,17 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
   if (promoted === c.self.node) return c.db !== undefined && await serveAsPrimary(c);
   await waitForAppointment(c);
   return false;
+}
+
+/** Whether a node's server answers over TCP with read_only off; false when it does not answer within 1 s. */
+async function answersWritable(c: PassContext, node: PrimaryRecord): Promise<boolean> {
+  try {
+    await using peer = await connectPeer(c.config, node, 1000);
+    const [ro] = await peer.query(c.sql.readOnlyQuery, { timeoutMs: 1000 });
+    return Number(ro?.read_only) === 0;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -56,7 +56,15 @@ export function primaryLockFrom(entry: KvEntry | undefined): PrimaryLock {
 
 /** The local server, as seen this pass. */
 export type MysqlFacts =
-  | { readonly up: false; readonly error: string }
+  | {
+    readonly up: false;
+    readonly error: string;
+    /**
+     * Nothing listens on the socket (it is missing, or refuses): mysqld is not running. Otherwise (a timeout,
+     * a failing query) it may still be running, and accepting writes.
+     */
+    readonly gone: boolean;
+  }
   | {
     readonly up: true;
     readonly readOnly: boolean;
@@ -128,7 +136,7 @@ export type HealthDecision =
  * @returns One decision.
  */
 export function decideHealth(f: HealthFacts): HealthDecision {
-  if (!f.mysql.up) return mysqlIsDown(f, f.mysql.error);
+  if (!f.mysql.up) return mysqlIsDown(f, f.mysql.error, f.mysql.gone);
   if (!f.consul.up) return consulIsDown(f.mysql, f.consul.error, f.maxLagSeconds);
   const { lock } = f.consul;
   if (lock.session !== undefined && lock.session === f.consul.session) {
@@ -148,9 +156,18 @@ export function decideHealth(f: HealthFacts): HealthDecision {
 
 type Up = Extract<MysqlFacts, { up: true }>;
 
-function mysqlIsDown(f: HealthFacts, error: string): HealthDecision {
+function mysqlIsDown(f: HealthFacts, error: string, gone: boolean): HealthDecision {
   const holdsLock = f.consul.up && f.consul.lock.session !== undefined &&
     f.consul.lock.session === f.consul.session;
+  if (holdsLock && !gone) {
+    // A slow or stuck server may still take writes: giving the lock away now could make two primaries.
+    return {
+      action: "report",
+      healthy: false,
+      reason: `mysqld does not answer in time (${error}): keeping the primary lock while it may still take ` +
+        "writes; if it stays so, stop mysqld and the lock is released",
+    };
+  }
   if (holdsLock) {
     return {
       action: "fence",

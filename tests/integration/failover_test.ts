@@ -262,6 +262,32 @@ Deno.test("a lagging replica is not promoted when the caught-up one is gone too,
   assertEquals(await rows(c, n3), 3);
 });
 
+Deno.test("no node is appointed while the old primary, its lock lost, still answers writable", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await threeNodes(h);
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  // n1's session ends (as if its health checks had stopped) while its mysqld still takes writes.
+  const session = JSON.parse(await Deno.readTextFile(`${n1.env.STATE_DIR}/state.json`)).sessionId;
+  const consul = c.consul();
+  try {
+    await consul.destroySession(session);
+  } finally {
+    consul.close();
+  }
+  let refused = "";
+  await waitFor("a failover refused while n1 is writable", async () => {
+    const results = await Promise.all([n2, n3].map((n) => c.run(n, ["health"])));
+    refused = results.map((r) => r.stderr).find((e) => e.includes("still answers writable")) ?? "";
+    return refused !== "";
+  }, { timeoutMs: 30_000, intervalMs: 500 });
+  assertEquals(await c.primaryName(), undefined, "a second primary was appointed while n1 was writable");
+  assertEquals(await readOnly(c, n1), false);
+
+  // Once n1 is read-only (its own pass would fence it), the failover goes ahead.
+  await c.sql(n1, "SET GLOBAL read_only = 1");
+  await newPrimary(c, [n2, n3], [n2, n3]);
+});
+
 Deno.test("no automatic failover while FAILOVER_PAUSE_KEY exists; it proceeds once the key is gone", async () => {
   await using h = await Harness.create({ nodes: 3 });
   const c = await threeNodes(h);

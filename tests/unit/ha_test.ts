@@ -207,10 +207,10 @@ Deno.test("decideHealth() waits for a new primary to be ready before following i
 
 Deno.test("decideHealth() releases the lock when this primary's mysqld is down", () => {
   const consul = { up: true as const, lock: { record: me, session: "s-me" }, session: "s-me" };
-  const d = decideHealth(facts({ consul, mysql: { up: false, error: "connection refused" } }));
+  const d = decideHealth(facts({ consul, mysql: { up: false, error: "connection refused", gone: true } }));
   assertEquals(d.action === "fence" && d.releaseLock, true);
   const replica = decideHealth(
-    facts({ consul: heldBy(p1, "s1"), mysql: { up: false, error: "connection refused" } }),
+    facts({ consul: heldBy(p1, "s1"), mysql: { up: false, error: "connection refused", gone: true } }),
   );
   assertEquals(replica, {
     action: "report",
@@ -294,4 +294,11 @@ Deno.test("decideHealth() keeps the lock holder read-only while its own switchov
   const d = decideHealth(facts({ consul, mysql: up({ readOnly: true }) }));
   assertEquals(d.action === "report" && d.healthy, false);
   assert(d.reason.includes("switchover away from this node is under way"), d.reason);
+});
+
+Deno.test("decideHealth() keeps the lock when this primary's mysqld answers too slowly: it may still take writes", () => {
+  const consul = { up: true as const, lock: { record: me, session: "s-me" }, session: "s-me" };
+  const d = decideHealth(facts({ consul, mysql: { up: false, error: "connect timeout", gone: false } }));
+  assertEquals(d.action === "report" && d.healthy, false);
+  assert(d.reason.includes("keeping the primary lock"), d.reason);
 });
