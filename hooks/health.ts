@@ -36,7 +36,7 @@ import { subtractGtids } from "../src/mysql/gtid.ts";
 import { nodeAddress } from "../src/node.ts";
 import { type NodeState, readState, writeFileAtomic, writeState } from "../src/state.ts";
 import { publishedSnapshot, takeAndPublishSnapshot } from "../src/snapshots.ts";
-import { rebuildFromSnapshot, RebuildRefusedError } from "../src/rebuild.ts";
+import { moveErrantDatadirAside, RebuildRefusedError, restoreRebuiltDatadir } from "../src/rebuild.ts";
 import type { Command, CommandContext } from "../src/cli/commands.ts";
 import { EXIT } from "../src/cli/exit.ts";
 import { putMetrics } from "../src/metrics.ts";
@@ -105,6 +105,7 @@ interface PassContext {
 
 async function healthPass(c: PassContext): Promise<number> {
   const started = performance.now();
+  if (c.state.rebuilding) return await finishRebuild(c);
   try {
     c.db = await connectLocal(c.config, c.flavour);
   } catch (e) {
@@ -434,25 +435,11 @@ async function transactionsPrimaryLacks(
 async function rebuildErrant(c: PassContext, primaryExecuted: string): Promise<void> {
   try {
     const manifest = await publishedSnapshot(c.config, c.consul);
-    const done = await rebuildFromSnapshot(
-      c.config,
-      c.flavour,
-      c.db!,
-      manifest,
-      primaryExecuted,
-      c.self.address,
-    );
-    c.db = undefined; // closed by the rebuild, with mysqld
-    await saveState(c, {
-      ...c.state,
-      replication: undefined,
-      restored: { snapshot: manifest!.name, gtid: done.gtid },
+    await moveErrantDatadirAside(c.config, c.flavour, c.db!, manifest, primaryExecuted, async (aside) => {
+      await saveState(c, { ...c.state, replication: undefined, restored: undefined, rebuilding: { aside } });
     });
-    log.warn(
-      "Rebuilt from snapshot {name} (GTID {gtid}); the errant datadir is kept in {aside}. mysqld restarts on the " +
-        "new datadir and replicates from there",
-      { name: manifest!.name, gtid: done.gtid, aside: done.aside },
-    );
+    c.db = undefined; // closed by the rebuild, with mysqld
+    await finishRebuild(c);
   } catch (e) {
     if (e instanceof RebuildRefusedError) {
       log.error("REBUILD_ERRANT_NODE is set but the node was not rebuilt: {why}; nothing was touched", {
@@ -462,6 +449,43 @@ async function rebuildErrant(c: PassContext, primaryExecuted: string): Promise<v
     }
     log.error("Rebuilding the errant node failed: {e}", { e: (e as Error).message });
   }
+}
+
+/**
+ * The restore half of a rebuild: from rebuildErrant(), or from the next pass when a pass was cut short (by
+ * ContainerPilot's health timeout) after the datadir was moved aside. Never healthy: the restarted mysqld
+ * replicates from the snapshot's position in a later pass.
+ */
+async function finishRebuild(c: PassContext): Promise<number> {
+  const aside = c.state.rebuilding?.aside;
+  try {
+    const manifest = await publishedSnapshot(c.config, c.consul);
+    if (manifest === undefined) {
+      log.error(
+        "Rebuilding: no snapshot is named in LAST_BACKUP_KEY any more; the old datadir is in {aside}",
+        {
+          aside,
+        },
+      );
+      return EXIT.failed;
+    }
+    const gtid = await restoreRebuiltDatadir(c.config, c.flavour, manifest, c.self.address);
+    await saveState(c, {
+      ...c.state,
+      rebuilding: undefined,
+      restored: { snapshot: manifest.name, gtid },
+    });
+    log.warn(
+      "Rebuilt from snapshot {name} (GTID {gtid}); the errant datadir is kept in {aside}. mysqld restarts on the " +
+        "new datadir and replicates from there",
+      { name: manifest.name, gtid, aside },
+    );
+  } catch (e) {
+    log.error("Rebuilding the errant node failed ({e}); the next health pass tries again", {
+      e: (e as Error).message,
+    });
+  }
+  return EXIT.failed;
 }
 
 async function startReplication(c: PassContext, source: string): Promise<boolean> {

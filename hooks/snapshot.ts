@@ -125,7 +125,8 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
     });
   } catch (e) {
     if (
-      e instanceof MysqlUnavailableError || e instanceof ConsulUnavailableError || e instanceof ConsulRequestError
+      e instanceof MysqlUnavailableError || e instanceof ConsulUnavailableError ||
+      e instanceof ConsulRequestError
     ) {
       log.error("No snapshot: {e}", { e: e.message });
       return EXIT.failed;

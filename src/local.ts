@@ -85,7 +85,7 @@ export async function gatherMysqlFacts(
 
 /**
  * Writes MYSQL_CNF for the datadir as it is now: its server_id comes from the datadir (src/server_id.ts), so
- * call it again after a restore.
+ * call it again after a restore. `datadir`: read the id from a copy about to be moved into place instead.
  *
  * @returns The server_id written.
  */
@@ -93,8 +93,9 @@ export async function writeServerConfig(
   config: Config,
   flavour: Flavour,
   reportHost: string,
+  datadir: string = config.mysql.datadir,
 ): Promise<number> {
-  const serverId = await serverIdOf(config.mysql.datadir, config.node.name);
+  const serverId = await serverIdOf(datadir, config.node.name);
   const cnf = renderMyCnf(config, { flavour, reportHost, memoryBytes: await readMemoryLimit(), serverId });
   await writeFileAtomic(config.mysql.cnfPath, cnf, 0o644);
   return serverId;

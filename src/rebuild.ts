@@ -12,7 +12,9 @@
  * 3. Shut mysqld down cleanly and wait until it has exited. Any restart ContainerPilot makes meanwhile finds
  *    no datadir and stops at once.
  * 4. Restore the snapshot; its last step renames a complete, prepared datadir into place, so the next restart
- *    of mysqld starts on it. MYSQL_CNF is rewritten with the new copy's server_id (src/server_id.ts).
+ *    of mysqld starts on it. MYSQL_CNF is rewritten with the new copy's server_id (src/server_id.ts) just
+ *    before that rename. This step is repeated by the next health pass if a pass is cut short (it runs inside
+ *    ContainerPilot's health check, so a dataset must restore within that check's timeout).
  *
  * @module
  */
@@ -36,33 +38,25 @@ export class RebuildRefusedError extends Error {
   }
 }
 
-/** What a rebuild did. */
-export interface RebuildResult {
-  /** Where the errant datadir now is. */
-  readonly aside: string;
-  /** The GTID position the restored datadir starts from. */
-  readonly gtid: string;
-}
-
 /** How long mysqld may take to shut down. */
 const SHUTDOWN_TIMEOUT_MS = 100_000;
 
 /**
- * Moves the errant datadir aside and restores the latest snapshot in its place (see the module comment).
+ * Step 1: checks that the rebuild can be done, then moves the errant datadir aside and stops mysqld.
  *
  * @param primaryExecuted The primary's executed GTIDs: the snapshot must hold nothing beyond them.
- * @returns Where the old datadir went and the restored position; mysqld is stopped on return.
- * @throws {RebuildRefusedError} before anything is touched; other errors after the datadir was moved aside
- *   (it stays there; the next pass finds no server and reports it).
+ * @param onMoved Runs right after the rename, before mysqld is stopped (to record the rebuild in progress).
+ * @returns Where the old datadir went; mysqld is stopped on return.
+ * @throws {RebuildRefusedError} before anything is touched; other errors after the datadir was moved aside.
  */
-export async function rebuildFromSnapshot(
+export async function moveErrantDatadirAside(
   config: Config,
   flavour: Flavour,
   db: MysqlClient,
   manifest: Manifest | undefined,
   primaryExecuted: string,
-  reportHost: string,
-): Promise<RebuildResult> {
+  onMoved: (aside: string) => Promise<void>,
+): Promise<string> {
   const datadir = config.mysql.datadir.replace(/(.)\/+$/, "$1");
   if (manifest === undefined) {
     throw new RebuildRefusedError("no snapshot exists to rebuild from (LAST_BACKUP_KEY is empty)");
@@ -81,26 +75,50 @@ export async function rebuildFromSnapshot(
   const aside = `${datadir}.errant-${new Date().toISOString().replace(/[:.]/g, "-")}`;
   await checkMovable(datadir, aside);
 
-  log.warn("Moving the errant datadir {datadir} aside to {aside} (kept, never deleted)", {
-    datadir,
-    aside,
-  });
+  log.warn("Moving the errant datadir {datadir} aside to {aside} (kept, never deleted)", { datadir, aside });
   await Deno.rename(datadir, aside);
+  await onMoved(aside);
   log.info("Shutting mysqld down; it restarts on the datadir restored from {name}", { name: manifest.name });
   await db.query("SHUTDOWN").catch(() => {}); // the connection may drop before the answer
   await db.close();
   await waitForExit(config);
+  return aside;
+}
+
+/**
+ * Step 2, safe to repeat (a health pass cut short by its timeout leaves it to the next one): restores the
+ * snapshot into the missing datadir. MYSQL_CNF is rewritten with the new copy's server_id before the copy is
+ * moved into place, so a mysqld that ContainerPilot starts the moment it appears already uses that id.
+ *
+ * @returns The GTID position the restored datadir starts from.
+ */
+export async function restoreRebuiltDatadir(
+  config: Config,
+  flavour: Flavour,
+  manifest: Manifest,
+  reportHost: string,
+): Promise<string> {
+  const datadir = config.mysql.datadir.replace(/(.)\/+$/, "$1");
+  await waitForExit(config);
+  // What a restore cut short left beside the datadir (nothing else restores into it while this one runs).
+  const parent = datadir.slice(0, datadir.lastIndexOf("/")) || "/";
+  const base = datadir.slice(datadir.lastIndexOf("/") + 1);
+  for await (const entry of Deno.readDir(parent)) {
+    if (entry.isDirectory && entry.name.startsWith(`${base}.restore-`)) {
+      await Deno.remove(`${parent}/${entry.name}`, { recursive: true });
+    }
+  }
   const restored = await restoreSnapshot({
     store: await openStore(config),
     manifest,
     datadir,
     flavour,
     chownTo: config.mysql.osUser,
+    beforeMove: async (staged) => {
+      await writeServerConfig(config, flavour, reportHost, staged);
+    },
   });
-  // The restored copy has a new server_id (src/server_id.ts): without it, the transactions this node wrote
-  // as primary before the snapshot's successors would be skipped as its own when they come back.
-  await writeServerConfig(config, flavour, reportHost);
-  return { aside, gtid: restored.gtid };
+  return restored.gtid;
 }
 
 /** Refuses unless `datadir` can be renamed to `aside` in one step (same filesystem, permitted, free name). */

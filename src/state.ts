@@ -16,6 +16,11 @@ export interface NodeState {
   readonly restored?: { readonly snapshot: string; readonly gtid: string };
   /** Replication autopilot started: from where, and on which run of mysqld (server start time, epoch s). */
   readonly replication?: { readonly source: string; readonly serverStartedAt: number };
+  /**
+   * REBUILD_ERRANT_NODE: the errant datadir was moved to `aside`; the next health passes restore the latest
+   * snapshot in its place (again, if one was cut short) and then clear this.
+   */
+  readonly rebuilding?: { readonly aside: string };
 }
 
 /** The state file is unreadable or not ours. */

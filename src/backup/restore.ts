@@ -37,6 +37,11 @@ export interface RestoreSnapshotOptions {
   readonly signal?: AbortSignal;
   /** The OS account (`mysql`, or `user:group`) that gets the restored files (`chown -R`). */
   readonly chownTo?: string;
+  /**
+   * Runs on the complete, prepared copy (its directory is the argument) just before it is moved into place:
+   * e.g. to write the server's configuration for it, so that a server started the moment it appears uses it.
+   */
+  readonly beforeMove?: (staged: string) => Promise<void>;
 }
 
 /** Where a restored datadir stands: what to tell replication. */
@@ -138,6 +143,7 @@ export async function restoreSnapshot(opts: RestoreSnapshotOptions): Promise<Res
         refuse(`cannot give the files to '${opts.chownTo}': ${withoutLogPrefixes(e.message)}`);
       }
     }
+    await opts.beforeMove?.(staging);
     signal?.throwIfAborted();
     if (stageInside) {
       await moveEntries(staging, datadir);

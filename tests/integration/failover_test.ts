@@ -6,7 +6,7 @@
 import { assert, assertEquals } from "../unit/assert.ts";
 import { ConsulStore } from "../../src/consul.ts";
 import { Cluster, type TestNode, writer } from "./cluster.ts";
-import { Harness, kill9, waitFor } from "./harness/mod.ts";
+import { Harness, kill9, pathExists, waitFor } from "./harness/mod.ts";
 
 async function rows(c: Cluster, node: TestNode): Promise<number> {
   return Number((await c.sql(node, "SELECT COUNT(*) AS n FROM app.t"))[0].n);
@@ -225,6 +225,41 @@ Deno.test("REBUILD_ERRANT_NODE: an errant old primary moves its datadir aside an
   await waitFor("n1 applies new writes", async () => (await rows(c, n1)) === 4);
   const [errantRow] = await c.sql(n1, "SELECT COUNT(*) AS n FROM app.t WHERE id = 99");
   assertEquals(Number(errantRow.n), 0, "the errant transaction came back");
+  // The new copy's server_id is in my.cnf (written before the copy was moved into place).
+  const id = (await Deno.readTextFile(`${datadir}/autopilot-server-id`)).trim();
+  assert(
+    (await Deno.readTextFile(n1.env.MYSQL_CNF)).includes(`server_id = ${id}\n`),
+    "my.cnf has another id",
+  );
+  assertEquals(String((await c.sql(n1, "SELECT @@server_id AS id"))[0].id), id);
+});
+
+Deno.test("a rebuild cut short after its datadir was moved aside is finished by the next health pass", async () => {
+  await using h = await Harness.create({ nodes: 2 });
+  const c = await Cluster.create(h);
+  const [n1, n2] = [c.node(1), c.node(2)];
+  for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0);
+  // Where a pass killed by its timeout leaves it: datadir aside, mysqld stopped, the rebuild recorded.
+  await c.stopMysqld(n2);
+  const datadir = n2.env.MYSQL_DATADIR;
+  const aside = `${datadir}.errant-test`;
+  await Deno.rename(datadir, aside);
+  await Deno.mkdir(`${datadir}.restore-0123456789ab`); // a staging dir the killed pass left behind
+  const statePath = `${n2.env.STATE_DIR}/state.json`;
+  const state = JSON.parse(await Deno.readTextFile(statePath));
+  await Deno.writeTextFile(
+    statePath,
+    JSON.stringify({ ...state, replication: undefined, rebuilding: { aside } }),
+  );
+
+  const r = await c.run(n2, ["health"]);
+  assertEquals(r.code, 1);
+  assert(r.stderr.includes("Rebuilt from snapshot"), r.stderr);
+  assert(await pathExists(`${datadir}/mysql`), "no datadir restored");
+  assertEquals(await pathExists(`${datadir}.restore-0123456789ab`), false, "the leftover staging dir stayed");
+  assert(await pathExists(`${aside}/mysql`), "the old datadir was not kept");
+  await c.startMysqld(n2);
+  await waitFor("n2 replicates again", async () => (await c.run(n2, ["health"])).code === 0);
 });
 
 Deno.test("a lagging replica is not promoted when the caught-up one is gone too, until its record is deleted", async () => {
