@@ -348,7 +348,7 @@ async function serveAsPrimary(c: PassContext): Promise<boolean> {
   if (c.state.restored) {
     // Restored from a snapshot and never replicated: new transactions continue from the snapshot's position,
     // so that nodes restored from the same snapshot can follow this one.
-    await db.run(c.sql.startReplicationAfter(c.state.restored.gtid));
+    await db.run(c.sql.startReplicationAfter(c.state.restored.gtid, c.state.restored.binlogState));
   }
   if (c.config.mysql.semiSync) await db.run(c.sql.setSemiSyncSource(true));
   await db.run(c.sql.setReadOnly(false));
@@ -391,7 +391,9 @@ async function follow(
     }
   }
   await db.query(c.sql.stopReplica).catch(() => {});
-  if (fromGtid !== undefined) await db.run(c.sql.startReplicationAfter(fromGtid));
+  if (fromGtid !== undefined) {
+    await db.run(c.sql.startReplicationAfter(fromGtid, c.state.restored?.binlogState));
+  }
   await db.run([
     c.sql.changeSource({
       host: primary.address,
@@ -473,7 +475,11 @@ async function finishRebuild(c: PassContext): Promise<number> {
     await saveState(c, {
       ...c.state,
       rebuilding: undefined,
-      restored: { snapshot: manifest.name, gtid },
+      restored: {
+        snapshot: manifest.name,
+        gtid,
+        ...(manifest.binlogState ? { binlogState: manifest.binlogState } : {}),
+      },
     });
     log.warn(
       "Rebuilt from snapshot {name} (GTID {gtid}); the errant datadir is kept in {aside}. mysqld restarts on the " +

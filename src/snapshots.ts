@@ -45,6 +45,10 @@ export async function takeAndPublishSnapshot(
   const { signal } = opts;
   const store = await openStore(config);
   const version = await db.version(signal);
+  // MariaDB: every server's last GTID, so a node restored from the snapshot keeps them (see Manifest).
+  const binlogStateBefore = flavour === "mariadb"
+    ? String((await db.query("SELECT @@GLOBAL.gtid_binlog_state AS s", { signal }))[0]?.s ?? "")
+    : undefined;
   const manifest = await takeSnapshot({
     store,
     flavour,
@@ -54,6 +58,7 @@ export async function takeAndPublishSnapshot(
     nodeName: config.node.name,
     serverVersion: version.text,
     namePattern: config.backup.name,
+    ...(binlogStateBefore ? { binlogStateBefore } : {}),
     ...(signal ? { signal } : {}),
   });
   try {

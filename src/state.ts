@@ -13,7 +13,7 @@ export interface NodeState {
   /** The Consul session that holds (or held) this node's locks. */
   readonly sessionId?: string;
   /** Set by pre-start after a restore: the snapshot and the GTID position replication must start from. */
-  readonly restored?: { readonly snapshot: string; readonly gtid: string };
+  readonly restored?: { readonly snapshot: string; readonly gtid: string; readonly binlogState?: string };
   /** Replication autopilot started: from where, and on which run of mysqld (server start time, epoch s). */
   readonly replication?: { readonly source: string; readonly serverStartedAt: number };
   /**

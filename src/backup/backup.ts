@@ -49,6 +49,11 @@ export interface TakeSnapshotOptions {
   readonly serverVersion: string;
   /** The snapshot name pattern (`BACKUP_NAME`), with strftime directives rendered in UTC. */
   readonly namePattern: string;
+  /**
+   * MariaDB: `@@gtid_binlog_state` read just before the backup. Merged with the backup's own position it gives
+   * the manifest's `binlogState`.
+   */
+  readonly binlogStateBefore?: string;
   /** The backup's start time (names it and dates the manifest). @default new Date() */
   readonly now?: Date;
   /** Kills the backup and publishes nothing when aborted. */
@@ -168,6 +173,9 @@ export async function takeSnapshot(opts: TakeSnapshotOptions): Promise<Manifest>
       size,
       gtid: log.gtid,
       binlog: Object.freeze({ ...log.binlog }),
+      ...(flavour === "mariadb" && opts.binlogStateBefore !== undefined
+        ? { binlogState: mariadbState(opts.binlogStateBefore, log.gtid) }
+        : {}),
     });
     signal?.throwIfAborted();
     try {
@@ -297,4 +305,14 @@ async function hasKey(store: SnapshotStore, key: string): Promise<boolean> {
 
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * The binlog state at the snapshot: the state read before the backup (every server's last GTID then; with
+ * strict GTIDs, none is past the snapshot) with the snapshot's own position on top.
+ */
+function mariadbState(before: string, position: string): string {
+  const a = parseGtidSet("mariadb", before);
+  const b = parseGtidSet("mariadb", position);
+  return a.flavour === "mariadb" && b.flavour === "mariadb" ? a.union(b).toString() : position;
 }

@@ -59,6 +59,11 @@ export interface Manifest {
   readonly gtid: string;
   /** The source's binlog position at the backup's consistent point. */
   readonly binlog: BinlogPosition;
+  /**
+   * MariaDB only: the binlog state at the snapshot (the last GTID of each domain and server id, not only the
+   * last one per domain), so that a node restored from it compares with the others server by server.
+   */
+  readonly binlogState?: string;
 }
 
 /** What mariabackup's or xtrabackup's log (stderr) says about a backup. */
@@ -192,6 +197,7 @@ export function formatManifest(manifest: Manifest): string {
     size: manifest.size,
     gtid: manifest.gtid,
     binlog: { file: manifest.binlog.file, position: manifest.binlog.position },
+    ...(manifest.binlogState !== undefined ? { binlogState: manifest.binlogState } : {}),
   };
   return `${JSON.stringify(m, null, 2)}\n`;
 }
@@ -267,6 +273,11 @@ export function parseManifest(text: string, source = "manifest"): Manifest {
   if (typeof binlog.position !== "number" || !Number.isSafeInteger(binlog.position) || binlog.position < 0) {
     bad("binlog.position", "must be a non-negative integer", binlog.position);
   }
+  const binlogState = o.binlogState === undefined ? undefined : str(
+    "binlogState",
+    (s) => flavour === "mariadb" && !/\s/.test(s) && isGtid(flavour, s),
+    "must be a MariaDB binlog state (mariadb snapshots only)",
+  );
   return Object.freeze({
     format: MANIFEST_FORMAT,
     name,
@@ -281,6 +292,7 @@ export function parseManifest(text: string, source = "manifest"): Manifest {
     size: size as number,
     gtid,
     binlog: Object.freeze({ file: binlog.file as string, position: binlog.position as number }),
+    ...(binlogState !== undefined ? { binlogState } : {}),
   });
 }
 

@@ -53,6 +53,8 @@ export interface RestoreResult {
   readonly gtid: string;
   /** The source's binlog position at the backup (valid on the source only). */
   readonly binlog: BinlogPosition;
+  /** MariaDB: the snapshot's binlog state, when its manifest records one (see {@link Manifest}). */
+  readonly binlogState?: string;
 }
 
 /**
@@ -152,7 +154,11 @@ export async function restoreSnapshot(opts: RestoreSnapshotOptions): Promise<Res
       if (exists) await Deno.remove(datadir); // empty: checked above, and remove() refuses otherwise
       await Deno.rename(staging, datadir);
     }
-    return { gtid: info.gtid, binlog: { file: info.file, position: info.position } };
+    return {
+      gtid: info.gtid,
+      binlog: { file: info.file, position: info.position },
+      ...(manifest.binlogState !== undefined ? { binlogState: manifest.binlogState } : {}),
+    };
   } catch (e) {
     await Deno.remove(staging, { recursive: true }).catch(() => {});
     if (!exists) await Deno.remove(datadir).catch(() => {}); // made for an inside staging dir

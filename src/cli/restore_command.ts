@@ -120,7 +120,11 @@ async function restore(config: Config, name: string | undefined): Promise<number
   await writeState(config.node.stateDir, {
     ...rest,
     flavour,
-    restored: { snapshot: manifest.name, gtid: restored.gtid },
+    restored: {
+      snapshot: manifest.name,
+      gtid: restored.gtid,
+      ...(restored.binlogState ? { binlogState: restored.binlogState } : {}),
+    },
   });
   print(
     `Restored snapshot '${manifest.name}' (taken ${manifest.createdAt} on ${manifest.nodeName}) into ${datadir}: ` +

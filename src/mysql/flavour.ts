@@ -124,7 +124,7 @@ export interface FlavourSql {
    * Statements that make a freshly restored server start replicating right after `gtid`, the position the
    * backup itself recorded (the restored datadir has no binlog, and MariaDB's copied gtid_slave_pos is stale).
    */
-  startReplicationAfter(gtid: string): readonly (string | Statement)[];
+  startReplicationAfter(gtid: string, binlogState?: string): readonly (string | Statement)[];
   /** When this run of the server started, as `started` (epoch seconds): tells a restart from a stop. */
   readonly serverStartedQuery: string;
 }
@@ -263,14 +263,14 @@ const MARIADB: FlavourSql = Object.freeze({
       ]
       : ["SET GLOBAL rpl_semi_sync_master_enabled = OFF"];
   },
-  startReplicationAfter(gtid: string): readonly (string | Statement)[] {
+  startReplicationAfter(gtid: string, binlogState: string = gtid): readonly (string | Statement)[] {
     // SET GLOBAL gtid_slave_pos is refused below the binlog's own GTIDs in strict mode: empty the binlog first.
     // The new binlog then starts from the snapshot's position (gtid_binlog_state), so that this node, if it is
     // made primary, can serve a replica restored from the same snapshot: in strict mode a source refuses a
     // position its binlog neither holds nor lists as its starting point.
     return [
       "RESET MASTER",
-      { sql: "SET GLOBAL gtid_binlog_state = ?", values: [gtid] },
+      { sql: "SET GLOBAL gtid_binlog_state = ?", values: [binlogState] },
       { sql: "SET GLOBAL gtid_slave_pos = ?", values: [gtid] },
     ];
   },

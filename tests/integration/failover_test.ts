@@ -323,6 +323,33 @@ Deno.test("no node is appointed while the old primary, its lock lost, still answ
   await newPrimary(c, [n2, n3], [n2, n3]);
 });
 
+Deno.test("a node restored after a failover keeps every server's place in the binlog state, so later failovers work", async () => {
+  await using h = await Harness.create({ nodes: 4 });
+  const c = await threeNodes(h, { FAILOVER_QUIET_PERIOD: "0" });
+  const [n1, n2, n3, n4] = [c.node(1), c.node(2), c.node(3), c.node(4, { FAILOVER_QUIET_PERIOD: "0" })];
+  await kill9(n1.mysqld!.pid);
+  const first = await newPrimary(c, [n1, n2, n3], [n2, n3]);
+  {
+    await using app = await c.app(first);
+    await app.query("INSERT INTO app.t VALUES (10)"); // domain 0 now has two servers' GTIDs
+  }
+  await new Promise((r) => setTimeout(r, 1100));
+  assertEquals((await c.run(first, ["backup", "now"])).code, 0);
+  const stop = c.keepChecking([first, first === n2 ? n3 : n2]);
+  try {
+    assertEquals((await c.boot(n4)).code, 0, "n4 did not join");
+  } finally {
+    await stop();
+  }
+  const state = String((await c.sql(n4, "SELECT @@gtid_binlog_state AS s"))[0].s);
+  assertEquals(state.split(",").length, 2, `n4 lost a server's place: ${state}`);
+
+  // The primary fails again: the other old replica and the restored node agree on who has everything.
+  await kill9(first.mysqld!.pid);
+  const other = first === n2 ? n3 : n2;
+  await newPrimary(c, [first, other, n4], [other, n4]);
+});
+
 Deno.test("no automatic failover while FAILOVER_PAUSE_KEY exists; it proceeds once the key is gone", async () => {
   await using h = await Harness.create({ nodes: 3 });
   const c = await threeNodes(h);

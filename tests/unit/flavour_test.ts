@@ -209,3 +209,10 @@ Deno.test("startReplicationAfter(): the restored position becomes the binlog's s
     { sql: "SET GLOBAL gtid_slave_pos = ?", values: ["0-1-6"] },
   ]);
 });
+
+Deno.test("startReplicationAfter(): on MariaDB the binlog state can carry every server's place, the position one per domain", () => {
+  assertEquals(sqlFor("mariadb").startReplicationAfter("0-2-9", "0-1-5,0-2-9")[1], {
+    sql: "SET GLOBAL gtid_binlog_state = ?",
+    values: ["0-1-5,0-2-9"],
+  });
+});

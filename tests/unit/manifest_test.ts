@@ -318,3 +318,20 @@ Deno.test("parseBinlogInfo() says what is wrong with a damaged file", () => {
     "Cannot parse the backup's binlog info: position 'abc' is not a non-negative integer: current value is",
   );
 });
+
+Deno.test("parseManifest() keeps a MariaDB snapshot's binlog state, and refuses one on a MySQL snapshot", () => {
+  const withState: Manifest = { ...MANIFEST, gtid: "0-2-9", binlogState: "0-1-5,0-2-9" };
+  assertEquals(parseManifest(formatManifest(withState)), withState);
+  const mysql = {
+    ...MANIFEST,
+    flavour: "mysql",
+    tool: "xtrabackup",
+    gtid: `${UUID_A}:1-5`,
+    binlogState: "0-1-5",
+  };
+  assertThrows(
+    () => parseManifest(JSON.stringify(mysql)),
+    CorruptSnapshotError,
+    "its manifest's 'binlogState' must be a MariaDB binlog state (mariadb snapshots only)",
+  );
+});
