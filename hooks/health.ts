@@ -34,7 +34,7 @@ import { MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
 import { type Flavour, type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
 import { subtractGtids } from "../src/mysql/gtid.ts";
 import { nodeAddress } from "../src/node.ts";
-import { type NodeState, readState, writeFileAtomic, writeState } from "../src/state.ts";
+import { lockPasses, type NodeState, readState, writeFileAtomic, writeState } from "../src/state.ts";
 import { publishedSnapshot, takeAndPublishSnapshot } from "../src/snapshots.ts";
 import { moveErrantDatadirAside, RebuildRefusedError, restoreRebuiltDatadir } from "../src/rebuild.ts";
 import type { Command, CommandContext } from "../src/cli/commands.ts";
@@ -64,6 +64,14 @@ export const onChangeCommand: Command = {
 };
 
 async function runHealth(ctx: CommandContext, primaryOnly: boolean): Promise<number> {
+  // One acting pass at a time on a node (`health --primary` only reads).
+  using lock = primaryOnly ? undefined : await lockPasses(ctx.config.node.stateDir, PASS_LOCK_WAIT_MS);
+  if (!primaryOnly && lock === undefined) {
+    log.warn("Another health or on-change pass still runs on this node after {s} s: this one is skipped", {
+      s: PASS_LOCK_WAIT_MS / 1000,
+    });
+    return EXIT.failed;
+  }
   const state = await readState(ctx.config.node.stateDir);
   const flavour = flavourOf(ctx.config, state);
   const address = nodeAddress(ctx.config, ctx.env, Deno.networkInterfaces());
@@ -87,6 +95,9 @@ async function runHealth(ctx: CommandContext, primaryOnly: boolean): Promise<num
     consul.close();
   }
 }
+
+/** How long a pass waits for another one on the same node to finish. */
+const PASS_LOCK_WAIT_MS = 30_000;
 
 interface PassContext {
   readonly config: Config;
@@ -280,10 +291,17 @@ async function fence(c: PassContext, releaseLock: boolean): Promise<false> {
     );
   }
   if (releaseLock && c.state.sessionId) {
-    // Leave our record in the key: it tells a restarted node that it was the last primary.
-    await c.consul.releaseLock(c.config.keys.primary, c.state.sessionId, JSON.stringify(c.self)).catch((e) =>
-      log.error("Cannot release the primary lock: {e}", { e: String(e) })
-    );
+    // Leave our record in the key: it tells a restarted node that it was the last primary, and (ready) that
+    // it did serve as primary, so a failover counts it as the failed primary.
+    const session = c.state.sessionId;
+    await (async () => {
+      const ready = primaryLockFrom(await c.consul.get(c.config.keys.primary)).record?.ready === true;
+      await c.consul.releaseLock(
+        c.config.keys.primary,
+        session,
+        JSON.stringify({ ...c.self, ...(ready ? { ready } : {}) }),
+      );
+    })().catch((e) => log.error("Cannot release the primary lock: {e}", { e: String(e) }));
   }
   return false;
 }
@@ -379,7 +397,9 @@ async function follow(
 ): Promise<boolean> {
   const db = c.db!;
   const source = `${primary.address}:${primary.port}`;
-  if (demote) {
+  // Unless it was just restored from a snapshot, a node proves it has nothing the new source lacks: an old
+  // primary coming back, but also a replica being re-pointed (it may have got ahead of the new primary).
+  if (fromGtid === undefined) {
     const { extra, primaryExecuted } = await transactionsPrimaryLacks(c, primary);
     if (extra !== "") {
       log.error(
@@ -527,6 +547,12 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
   const { config, consul } = c;
   const session = c.state.sessionId!;
   const start = Date.now();
+  // A last holder that never finished its promotion (not ready) never wrote: its transactions count like
+  // any member's, and it may be chosen again.
+  const lastHolder = primaryLockFrom(await consul.get(config.keys.primary)).record;
+  const excluded = lastHolder?.node === failedPrimary && lastHolder.ready !== true
+    ? undefined
+    : failedPrimary;
   const lockValue = (promoted?: string) =>
     JSON.stringify({ node: c.self.node, at: start, failedPrimary, promoted });
   if (!(await consul.tryAcquireLock(config.keys.failoverLock, session, lockValue()))) {
@@ -538,7 +564,7 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
   try {
     // Plan from what each live member's server says now (over TCP, as the replication user); a member that
     // does not answer counts with the record it published, which must be newer than the primary's loss.
-    let plan = planFailover([], failedPrimary, start);
+    let plan = planFailover([], excluded, start);
     let members: LiveMember[] = [];
     let departed: MemberRecord[] = [];
     for (const deadline = start + 8000; Date.now() < deadline; await delay(250)) {
@@ -546,11 +572,11 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
       ({ live: members, departed } = await memberRecords(config, consul));
       const probed = await Promise.all(members.map(async (m) => ({
         ...m,
-        record: m.record.node === failedPrimary
+        record: m.record.node === excluded
           ? m.record
           : (await probeMember(config, c.sql, m.record)) ?? m.record,
       })));
-      plan = planFailover(probed.map((m) => m.record), failedPrimary, start, departed);
+      plan = planFailover(probed.map((m) => m.record), excluded, start, departed);
       if (plan.kind !== "wait") break;
     }
     if (plan.kind !== "promote") {

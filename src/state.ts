@@ -84,3 +84,25 @@ export async function writeFileAtomic(path: string, text: string, mode = 0o644):
     throw e;
   }
 }
+
+/**
+ * Takes this node's pass lock (`STATE_DIR/pass.lock`, an advisory file lock): `health` and `on-change` act on
+ * the same server and state file, and ContainerPilot may start one while the other runs. Released when the
+ * returned handle is disposed, or when the process exits.
+ *
+ * @returns The held lock, or `undefined` when another pass still holds it after `waitMs`.
+ */
+export async function lockPasses(dir: string, waitMs: number): Promise<Disposable | undefined> {
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = await Deno.open(`${dir}/pass.lock`, { read: true, write: true, create: true, mode: 0o600 });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const locked = file.lock(true).then(() => true, () => false);
+  const got = await Promise.race([
+    locked,
+    new Promise<false>((r) => timer = setTimeout(() => r(false), waitMs)),
+  ]);
+  clearTimeout(timer);
+  // When waiting timed out the lock request stays pending: the process exits soon after, which ends it.
+  if (!got) return undefined;
+  return { [Symbol.dispose]: () => file.close() };
+}
