@@ -20,6 +20,7 @@ import { mysqlInitFile } from "../src/mysql/bootstrap.ts";
 import { type Flavour, flavourFromBinaryVersion } from "../src/mysql/flavour.ts";
 import { nodeAddress } from "../src/node.ts";
 import { writeServerConfig } from "../src/local.ts";
+import { newServerId, writeServerId } from "../src/server_id.ts";
 import { publishedSnapshot } from "../src/snapshots.ts";
 import { readState, writeFileAtomic, writeState } from "../src/state.ts";
 import { openStore, StoreUnavailableError } from "../src/storage/open.ts";
@@ -145,6 +146,9 @@ async function restoreOrInitialise(
   }
   log.info("No snapshot published: initialising an empty datadir in {datadir}", { datadir });
   await initialise(config, flavour, datadir);
+  // A new datadir gets a new server id too: a node replacing one of the same name must not take its id.
+  await writeServerId(datadir, newServerId());
+  await writeServerConfig(config, flavour, address);
   return EXIT.ok;
 }
 

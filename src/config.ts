@@ -205,7 +205,7 @@ export const VARIABLES: readonly VariableSpec[] = Object.freeze([
   v("LOG_LEVEL", "Cluster", "INFO", "DEBUG, INFO, WARN, ERROR or CRITICAL (Python names are accepted)."),
   v("LOG_FORMAT", "Cluster", "text", "`text` or `json` (one JSON object a line)."),
   // Node
-  v("NODE_NAME", "Node", "hostname", "This node's stable name; the server id is a hash of it."),
+  v("NODE_NAME", "Node", "hostname", "This node's stable name in Consul and in logs."),
   v("NODE_ADDRESS", "Node", "-", "Address peers reach this node on (default: ContainerPilot's, else eth0)."),
   v(
     "FAILOVER_PRIORITY",

@@ -4,8 +4,8 @@
  * A server skips replicated events that carry its own server_id (they look like its own writes coming back).
  * A datadir restored from a snapshot lacks whatever its source wrote after the snapshot; if it ran with that
  * source's server_id, or with the id of an earlier copy on the same node, it would silently skip those writes
- * when it replicates them. So every restore gives the new copy a fresh random id, kept in a file inside the
- * datadir that travels with it; a datadir without that file (initialised here) uses the id derived from
+ * when it replicates them. So every new datadir, restored or initialised, gets a fresh random id, kept in a
+ * file inside the datadir; a datadir without that file (from an earlier version) uses the id derived from
  * NODE_NAME.
  *
  * @module
