@@ -72,6 +72,11 @@ export interface RetentionPolicy {
   readonly retainAgeMs?: number;
   /** Delete incomplete snapshots and orphaned manifests only once older than this. @default 24 h */
   readonly incompleteGraceMs?: number;
+  /**
+   * Only snapshots whose name starts with this are this cluster's (BACKUP_NAME up to its first directive):
+   * another cluster's in a shared store are neither counted nor deleted. @default every snapshot
+   */
+  readonly namePrefix?: string;
 }
 
 /** One decision of a {@link RetentionPlan}, with its reason in words. */
@@ -123,6 +128,13 @@ export function planRetention<T extends RetentionCandidate>(
   let completeSeen = 0;
   for (const s of [...snapshots].sort(newestFirst)) {
     const age = now.getTime() - s.time.getTime();
+    if (policy.namePrefix !== undefined && !s.name.startsWith(policy.namePrefix)) {
+      keep.push({
+        snapshot: s,
+        reason: `not this cluster's (its name does not start with ${policy.namePrefix})`,
+      });
+      continue;
+    }
     if (protect.has(s.name)) {
       keep.push({ snapshot: s, reason: "the last snapshot (protected)" });
       if (s.state === "complete") completeSeen++;
@@ -350,8 +362,10 @@ export async function pruneSnapshots(
  * @returns The policy, with the default grace for incomplete snapshots.
  */
 export function retentionPolicy(backup: BackupConfig): RetentionPolicy {
+  const prefix = backup.name.split("%")[0];
   return {
     retainCount: backup.retainCount,
+    ...(prefix !== "" ? { namePrefix: prefix } : {}),
     ...(backup.retainAgeMs !== undefined ? { retainAgeMs: backup.retainAgeMs } : {}),
   };
 }

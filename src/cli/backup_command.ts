@@ -215,12 +215,28 @@ async function verify(config: Config, name: string | undefined): Promise<number>
       createdAt: manifest.createdAt,
       node: manifest.nodeName,
     });
-    const r = await verifySnapshot({
-      store,
-      manifest,
-      tmpdir: config.mysql.tmpdir,
-      osUser: config.mysql.osUser,
-    });
+    // Ctrl-C or a stop signal: stop the throwaway server and remove the scratch directory before exiting.
+    const interrupted = new AbortController();
+    const stop = () => interrupted.abort(new Error("interrupted by a signal"));
+    const signals = ["SIGINT", "SIGTERM"] as const;
+    for (const s of signals) Deno.addSignalListener(s, stop);
+    let r;
+    try {
+      r = await verifySnapshot({
+        store,
+        manifest,
+        tmpdir: config.mysql.tmpdir,
+        osUser: config.mysql.osUser,
+        signal: interrupted.signal,
+      });
+    } catch (e) {
+      if (interrupted.signal.aborted) {
+        return fail(`verification of '${manifest.name}' interrupted; cleaned up`);
+      }
+      throw e;
+    } finally {
+      for (const s of signals) Deno.removeSignalListener(s, stop);
+    }
     print(
       `Snapshot '${r.name}' is good: its SHA-256 and size match the manifest, it unpacks and prepares, its GTID ` +
         `${r.gtid || "(none)"} matches the manifest, and a server (${r.serverVersion}) opened it: ` +

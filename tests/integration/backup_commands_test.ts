@@ -11,7 +11,7 @@ import { dataKey, formatManifest, type Manifest, manifestKey } from "../../src/b
 import { pruneSnapshots } from "../../src/backup/retention.ts";
 import { LocalStore } from "../../src/storage/local.ts";
 import { Cluster, type TestNode } from "./cluster.ts";
-import { Harness, pathExists, runOk, waitFor } from "./harness/mod.ts";
+import { Harness, pathExists, REPO_ROOT, runOk, waitFor } from "./harness/mod.ts";
 
 const DAY = 86_400_000;
 
@@ -408,4 +408,44 @@ Deno.test("pruneSnapshots() on a local store of real snapshots keeps exactly the
   // The protected snapshot is still whole: it restores (verify reads it end to end).
   const v = await c.run(n1, ["backup", "verify", d5.name], { SNAPSHOT_DIR: dir });
   assertEquals(v.code, 0, v.stderr);
+});
+
+Deno.test("autopilot backup verify interrupted by SIGINT stops its throwaway server and removes its scratch dir", async () => {
+  await using h = await Harness.create({ nodes: 1 });
+  const c = await Cluster.create(h);
+  const n1 = c.node(1);
+  assertEquals((await c.boot(n1)).code, 0);
+  const tmp = n1.env.MYSQL_TMPDIR;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-P=autopilot", "mod.ts", "backup", "verify"],
+    cwd: REPO_ROOT,
+    clearEnv: true,
+    env: { PATH: Deno.env.get("PATH") ?? "", DENO_DIR: Deno.env.get("DENO_DIR") ?? "", ...n1.env },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // Interrupt once the throwaway server is up (its scratch directory holds a socket).
+  let exited = false;
+  const status = child.status.then(() => exited = true);
+  await waitFor("the throwaway server", async () => {
+    if (exited) throw new Error("verify ended before its server was seen");
+    for await (const e of Deno.readDir(tmp)) {
+      if (e.name.startsWith("autopilot-verify-") && await pathExists(`${tmp}/${e.name}/mysqld.sock`)) {
+        return true;
+      }
+    }
+    return false;
+  }, { timeoutMs: 60_000, intervalMs: 10 }).catch(async (e) => {
+    const out = await child.output();
+    throw new Error(`${(e as Error).message}: ${new TextDecoder().decode(out.stderr)}`);
+  });
+  child.kill("SIGINT");
+  await status;
+  const out = await child.output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assertEquals(out.code, 1, stderr);
+  assert(stderr.includes("interrupted; cleaned up"), stderr);
+  assertEquals((await names(tmp)).filter((n) => n.startsWith("autopilot-verify-")), [], "scratch dir left");
+  const servers = await new Deno.Command("pgrep", { args: ["-f", `${tmp}/autopilot-verify-`] }).output();
+  assertEquals(new TextDecoder().decode(servers.stdout).trim(), "", "throwaway server left running");
 });

@@ -158,10 +158,21 @@ Deno.test("formatDuration() spells durations as the configuration does", () => {
   assertEquals(formatDuration(0), "0s");
 });
 
-Deno.test("retentionPolicy() takes BACKUP_RETAIN_COUNT and BACKUP_RETAIN_AGE", () => {
-  const backup = { name: "x", ttlSeconds: 60, from: "primary", retainCount: 3, onStop: false } as const;
-  assertEquals(retentionPolicy(backup), { retainCount: 3 });
-  assertEquals(retentionPolicy({ ...backup, retainAgeMs: DAY }), { retainCount: 3, retainAgeMs: DAY });
+Deno.test("retentionPolicy() takes BACKUP_RETAIN_COUNT, BACKUP_RETAIN_AGE and BACKUP_NAME's fixed prefix", () => {
+  const backup = {
+    name: "db-backup-%Y-%m-%d",
+    ttlSeconds: 60,
+    from: "primary",
+    retainCount: 3,
+    onStop: false,
+  } as const;
+  assertEquals(retentionPolicy(backup), { retainCount: 3, namePrefix: "db-backup-" });
+  assertEquals(retentionPolicy({ ...backup, retainAgeMs: DAY }), {
+    retainCount: 3,
+    namePrefix: "db-backup-",
+    retainAgeMs: DAY,
+  });
+  assertEquals(retentionPolicy({ ...backup, name: "%Y%m%d" }), { retainCount: 3 });
 });
 
 /** A store in memory whose objects have chosen modification times, and whose deletes can be made to fail. */
@@ -298,4 +309,19 @@ Deno.test("pruneSnapshots() reports a deletion that fails and goes on with the o
     "the data of a snapshot whose manifest could not be deleted is gone",
   );
   assertEquals(result.plan.keep.map((d) => d.snapshot.name), ["s1"]);
+});
+
+Deno.test("planRetention() neither counts nor deletes another cluster's snapshots in a shared store", () => {
+  const t = (h: number) => new Date(Date.UTC(2026, 10, 25, h));
+  const snap = (name: string, h: number) => ({
+    name,
+    time: t(h),
+    state: "complete" as const,
+    keys: [`${name}.manifest.json`, `${name}.xbstream.zst`],
+  });
+  const mine = [snap("a-backup-1", 1), snap("a-backup-2", 2)];
+  const theirs = [snap("b-backup-1", 3), snap("b-backup-2", 4)];
+  const plan = planRetention([...mine, ...theirs], { retainCount: 1, namePrefix: "a-backup-" }, t(5));
+  assertEquals(plan.delete.map((d) => d.snapshot.name), ["a-backup-1"]);
+  assertEquals(plan.keep.map((d) => d.snapshot.name).sort(), ["a-backup-2", "b-backup-1", "b-backup-2"]);
 });
