@@ -37,6 +37,7 @@ import {
   type ObjectInfo,
   type SnapshotStore,
   StoreUnavailableError,
+  withIdleTimeout,
 } from "./store.ts";
 
 const log = getLogger(["autopilot", "storage", "manta"]);
@@ -115,9 +116,11 @@ export class MantaStore implements SnapshotStore {
     await this.#expectOk(res, "read", key);
     const length = res.headers["content-length"] ? Number(res.headers["content-length"]) : undefined;
     const expected = res.headers["content-md5"];
-    return ReadableStream.from(res as AsyncIterable<Uint8Array>).pipeThrough(
-      verifying(key, length, typeof expected === "string" ? expected : undefined),
-    );
+    return withIdleTimeout(
+      ReadableStream.from(res as AsyncIterable<Uint8Array>),
+      `reading '${key}' from Manta`,
+    )
+      .pipeThrough(verifying(key, length, typeof expected === "string" ? expected : undefined));
   }
 
   async *list(prefix = ""): AsyncIterable<ObjectInfo> {

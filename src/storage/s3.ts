@@ -23,6 +23,7 @@ import {
   type ObjectInfo,
   type SnapshotStore,
   StoreUnavailableError,
+  withIdleTimeout,
 } from "./store.ts";
 
 const log = getLogger(["autopilot", "storage", "s3"]);
@@ -155,7 +156,10 @@ export class S3Store implements SnapshotStore {
       await res.body?.cancel();
       throw new NotFoundError(this.kind, key);
     }
-    return res.body ?? ReadableStream.from<Uint8Array>([]);
+    return withIdleTimeout(
+      res.body ?? ReadableStream.from<Uint8Array>([]),
+      `reading '${key}' from ${this.location}`,
+    );
   }
 
   async *list(prefix = ""): AsyncIterable<ObjectInfo> {

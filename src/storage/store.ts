@@ -66,3 +66,40 @@ export function checkKey(key: string): string {
   }
   return key;
 }
+
+/** How long a download may go without receiving a byte before it is given up. */
+export const READ_IDLE_TIMEOUT_MS = 120_000;
+
+/**
+ * Passes `source` through, failing it (and cancelling the source) when a read waits longer than `ms` for
+ * data: a connection that stalls after the headers would otherwise hang a restore forever. The clock runs only
+ * while the consumer is waiting for data, never while it is busy.
+ */
+export function withIdleTimeout(
+  source: ReadableStream<Uint8Array>,
+  what: string,
+  ms: number = READ_IDLE_TIMEOUT_MS,
+): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stalled = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: no data for ${ms / 1000} s`)), ms);
+      });
+      try {
+        const { value, done } = await Promise.race([reader.read(), stalled]);
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (e) {
+        reader.cancel(e).catch(() => {});
+        controller.error(e);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
