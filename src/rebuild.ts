@@ -25,6 +25,7 @@ import type { Manifest } from "./backup/manifest.ts";
 import type { MysqlClient } from "./mysql/client.ts";
 import type { Flavour } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
+import { pidFilePath } from "./mysql/mycnf.ts";
 import { openStore } from "./storage/open.ts";
 import { delay, writeServerConfig } from "./local.ts";
 
@@ -139,7 +140,7 @@ async function checkMovable(datadir: string, aside: string): Promise<void> {
 /** Waits until mysqld has removed its pid file and no longer answers on its socket. */
 async function waitForExit(config: Config): Promise<void> {
   const socket = config.mysql.socket;
-  const pidFile = `${socket.slice(0, socket.lastIndexOf("/")) || "/"}/mysqld.pid`;
+  const pidFile = pidFilePath(socket);
   const deadline = Date.now() + SHUTDOWN_TIMEOUT_MS;
   while (Date.now() < deadline) {
     const pidGone = await Deno.stat(pidFile).then(() => false, () => true);

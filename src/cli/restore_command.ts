@@ -13,6 +13,7 @@ import { restoreSnapshot } from "../backup/restore.ts";
 import { describeSource, findSnapshot, SERVER_BINARIES } from "../backup/verify.ts";
 import { CommandFailedError, run } from "../exec.ts";
 import { type Flavour, flavourFromBinaryVersion } from "../mysql/flavour.ts";
+import { pidFilePath } from "../mysql/mycnf.ts";
 import { readState, StateError, writeState } from "../state.ts";
 import { openStore } from "../storage/open.ts";
 import { lookupPublished, operatorError } from "./backup_command.ts";
@@ -147,8 +148,7 @@ async function serverRunning(config: Config): Promise<string | undefined> {
       return `cannot tell whether a server answers on ${socket} (${(e as Error).message}): stop mysqld first`;
     }
   }
-  // Where renderMyCnf puts it: beside the socket.
-  const pidFile = `${socket.slice(0, socket.lastIndexOf("/")) || ""}/mysqld.pid`;
+  const pidFile = pidFilePath(socket);
   let pid: string;
   try {
     pid = (await Deno.readTextFile(pidFile)).trim();

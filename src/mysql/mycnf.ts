@@ -37,6 +37,11 @@ export function serverIdFor(nodeName: string): number {
   return (h % 0xfffffffe) + 1;
 }
 
+/** Where mysqld writes its pid file: beside its socket (MYSQL_SOCKET's directory). */
+export function pidFilePath(socket: string): string {
+  return `${socket.slice(0, socket.lastIndexOf("/")) || "/"}/mysqld.pid`;
+}
+
 /**
  * The buffer pool size: the configured one, else 70% of memory, in whole MiB and at least 128 MiB.
  *
@@ -61,7 +66,6 @@ export function renderMyCnf(config: Config, facts: MyCnfFacts): string {
   const m = config.mysql;
   const pool = bufferPoolBytes(m.bufferPoolSize, facts.memoryBytes);
   const mariadb = facts.flavour === "mariadb";
-  const runtimeDir = m.socket.slice(0, m.socket.lastIndexOf("/")) || "/";
   const lines: (string | false)[] = [
     "# Written by autopilot from the environment at every start; edits here are lost.",
     "[client]",
@@ -73,7 +77,7 @@ export function renderMyCnf(config: Config, facts: MyCnfFacts): string {
     `datadir = ${m.datadir}`,
     `tmpdir = ${m.tmpdir}`,
     `socket = ${m.socket}`,
-    `pid-file = ${runtimeDir}/mysqld.pid`,
+    `pid-file = ${pidFilePath(m.socket)}`,
     `port = ${m.port}`,
     `bind-address = ${facts.bindAddress ?? "0.0.0.0"}`,
     "skip-name-resolve = ON",
