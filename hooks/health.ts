@@ -589,8 +589,7 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
       candidate: candidate.node,
       reason: plan.reason,
     });
-    const old = primaryLockFrom(await consul.get(config.keys.primary)).record;
-    if (old !== undefined && await answersWritable(c, old)) {
+    if (lastHolder !== undefined && await answersWritable(c, lastHolder)) {
       log.error(
         "{failedPrimary} lost its lock but still answers writable: not appointing anyone until it fences",
         {
