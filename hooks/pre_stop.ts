@@ -17,7 +17,7 @@ import { getLogger } from "@logtape/logtape";
 import { ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
 import { primaryLockFrom } from "../src/ha.ts";
 import { connectLocal, flavourOf } from "../src/local.ts";
-import { liveMembers } from "../src/members.ts";
+import { otherLiveReplicas } from "../src/members.ts";
 import { MysqlUnavailableError } from "../src/mysql/client.ts";
 import { sqlFor } from "../src/mysql/flavour.ts";
 import { readState } from "../src/state.ts";
@@ -57,9 +57,7 @@ export const preStopCommand: Command = {
         log.info("BACKUP_ON_STOP: taking a last snapshot before stopping");
         code = await runSnapshot(config, { force: true });
       }
-      const replicas = (await liveMembers(config, consul)).filter((m) =>
-        m.record.node !== config.node.name && m.record.role === "replica"
-      );
+      const replicas = await otherLiveReplicas(config, consul);
       if (replicas.length === 0) {
         log.info("Stopping the primary with no live replica: it keeps the role until its session expires");
         return code;

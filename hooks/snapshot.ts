@@ -21,7 +21,7 @@ import type { Config } from "../src/config.ts";
 import { ConsulRequestError, ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
 import { primaryLockFrom } from "../src/ha.ts";
 import { connectLocal, flavourOf } from "../src/local.ts";
-import { liveMembers } from "../src/members.ts";
+import { otherLiveReplicas } from "../src/members.ts";
 import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
 import { type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
 import { readState } from "../src/state.ts";
@@ -73,9 +73,7 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
       role,
       backupFrom: config.backup.from,
       healthyPeers: role.kind === "primary" && config.backup.from === "replica"
-        ? (await liveMembers(config, consul)).filter((m) =>
-          m.record.node !== config.node.name && m.record.role === "replica"
-        ).length
+        ? (await otherLiveReplicas(config, consul)).length
         : 0,
       ...(last ? { last: { name: last.name, createdAt: last.createdAt } } : {}),
       ...optional("lastBinlog", (await consul.get(config.keys.lastBinlog))?.value),

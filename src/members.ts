@@ -41,6 +41,13 @@ export async function liveMembers(config: Config, consul: ConsulStore): Promise<
   return (await memberRecords(config, consul)).live;
 }
 
+/** The live members, other than this node, that replicate. */
+export async function otherLiveReplicas(config: Config, consul: ConsulStore): Promise<LiveMember[]> {
+  return (await liveMembers(config, consul)).filter((m) =>
+    m.record.node !== config.node.name && m.record.role === "replica"
+  );
+}
+
 /**
  * Live members, and the last records of members whose session has ended (the key outlives it, with its last
  * value), from one read.
@@ -49,14 +56,18 @@ export async function memberRecords(
   config: Config,
   consul: ConsulStore,
 ): Promise<{ live: LiveMember[]; departed: MemberRecord[] }> {
-  const all = await allMembers(config, consul);
+  const all = await readMembers(config, consul);
   return {
     live: all.filter((m): m is LiveMember => m.session !== undefined),
     departed: all.filter((m) => m.session === undefined).map((m) => m.record),
   };
 }
 
-async function allMembers(
+/**
+ * Every member record, held or not, in key order, with the session holding it if any; values that are not
+ * member records are skipped.
+ */
+export async function readMembers(
   config: Config,
   consul: ConsulStore,
 ): Promise<{ record: MemberRecord; session?: string }[]> {
@@ -64,7 +75,10 @@ async function allMembers(
   for (const entry of await consul.getPrefix(membersPrefix(config))) {
     try {
       const record = JSON.parse(entry.value) as MemberRecord;
-      if (typeof record.node === "string" && typeof record.executed === "string") {
+      if (
+        typeof record?.node === "string" && typeof record.address === "string" &&
+        Number.isInteger(record.port) && typeof record.executed === "string"
+      ) {
         out.push({ record, ...(entry.session === undefined ? {} : { session: entry.session }) });
       }
     } catch {

@@ -15,17 +15,11 @@
  * @module
  */
 import type { Config } from "./config.ts";
-import {
-  ConsulRequestError,
-  ConsulStore,
-  ConsulUnavailableError,
-  type KvEntry,
-  type ServiceInstance,
-} from "./consul.ts";
+import { ConsulRequestError, ConsulStore, ConsulUnavailableError, type ServiceInstance } from "./consul.ts";
 import type { MemberRecord } from "./failover.ts";
 import { type PrimaryLock, primaryLockFrom, quietPeriodReason } from "./ha.ts";
 import { connectPeer } from "./local.ts";
-import { membersPrefix } from "./members.ts";
+import { readMembers } from "./members.ts";
 import type { Manifest } from "./backup/manifest.ts";
 import { type Flavour, type ReplicaStatus, sqlFor } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
@@ -685,7 +679,7 @@ export async function readConsulView(config: Config, consul: ConsulStore): Promi
   );
   const [lock, memberEntries, pause, failoverLock, passing, snap] = await Promise.all([
     consul.get(config.keys.primary),
-    consul.getPrefix(membersPrefix(config)),
+    readMembers(config, consul),
     consul.get(config.keys.failoverPause),
     consul.get(config.keys.failoverLock),
     consul.passingInstances(config.serviceName),
@@ -705,7 +699,7 @@ export async function readConsulView(config: Config, consul: ConsulStore): Promi
   }
   return {
     lock: primaryLockFrom(lock),
-    members: memberEntries.flatMap(memberFrom),
+    members: memberEntries.map(({ record, session }) => ({ record, live: session !== undefined })),
     passing: passing.map(({ id, address, port }) => ({ id, address, port })),
     ...(pause !== undefined ? { pause: pause.value } : {}),
     ...(failoverLock !== undefined
@@ -714,18 +708,6 @@ export async function readConsulView(config: Config, consul: ConsulStore): Promi
     ...(snapshotFacts ? { snapshot: snapshotFacts } : {}),
     ...(snapshotError ? { snapshotError } : {}),
   };
-}
-
-function memberFrom(entry: KvEntry): MemberEntry[] {
-  try {
-    const v = JSON.parse(entry.value);
-    if (typeof v?.node !== "string" || typeof v?.address !== "string" || !Number.isInteger(v?.port)) {
-      return [];
-    }
-    return [{ record: v as MemberEntry["record"], live: entry.session !== undefined }];
-  } catch {
-    return []; // not a member record
-  }
 }
 
 /**
