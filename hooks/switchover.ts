@@ -32,7 +32,7 @@ const log = getLogger(["autopilot", "switchover"]);
 /** The `switchover` command. */
 export const switchoverCommand: Command = {
   name: "switchover",
-  args: "[--to NODE]",
+  args: "[--to NODE] [--timeout SECONDS]",
   summary: "move the primary role to another node with no transaction lost (run it on the primary)",
   details:
     "Writes are refused from the moment this node turns read-only until the target, having applied the\n" +
