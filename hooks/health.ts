@@ -230,7 +230,6 @@ async function gatherFacts(c: PassContext): Promise<HealthFacts> {
     mysql,
     consul: consulFacts,
     ...(c.state.restored ? { restoredGtid: c.state.restored.gtid } : {}),
-    ...(c.state.replication ? { startedReplication: c.state.replication } : {}),
     maxLagSeconds: config.mysql.maxLagSeconds,
     ...(failover ? { failover } : {}),
   };
@@ -278,7 +277,8 @@ async function act(d: HealthDecision, c: PassContext): Promise<boolean> {
     case "follow":
       return await follow(c, d.primary, d.fromGtid, d.demote);
     case "restart-replication":
-      return await startReplication(c, c.state.replication?.source ?? "");
+      log.info("{reason}", { reason: d.reason });
+      return await startReplication(c, d.source);
     case "failover":
       return await runFailover(c, d.failedPrimary);
   }
@@ -370,8 +370,8 @@ async function serveAsPrimary(c: PassContext): Promise<boolean> {
   }
   if (c.config.mysql.semiSync) await db.run(c.sql.setSemiSyncSource(true));
   await db.run(c.sql.setReadOnly(false));
-  if (c.state.replication || c.state.restored) {
-    await saveState(c, { ...c.state, replication: undefined, restored: undefined });
+  if (c.state.restored) {
+    await saveState(c, { ...c.state, restored: undefined });
   }
   const marked = c.state.sessionId !== undefined &&
     await c.consul.tryAcquireLock(
@@ -458,7 +458,7 @@ async function rebuildErrant(c: PassContext, primaryExecuted: string): Promise<v
   try {
     const manifest = await publishedSnapshot(c.config, c.consul);
     await moveErrantDatadirAside(c.config, c.flavour, c.db!, manifest, primaryExecuted, async (aside) => {
-      await saveState(c, { ...c.state, replication: undefined, restored: undefined, rebuilding: { aside } });
+      await saveState(c, { ...c.state, restored: undefined, rebuilding: { aside } });
     });
     c.db = undefined; // closed by the rebuild, with mysqld
     await finishRebuild(c);
@@ -517,12 +517,7 @@ async function finishRebuild(c: PassContext): Promise<number> {
 async function startReplication(c: PassContext, source: string): Promise<boolean> {
   const db = c.db!;
   await db.query(c.sql.startReplica);
-  const [started] = await db.query(c.sql.serverStartedQuery);
-  await saveState(c, {
-    ...c.state,
-    restored: undefined,
-    replication: { source, serverStartedAt: Math.round(Number(started?.started ?? 0)) },
-  });
+  if (c.state.restored) await saveState(c, { ...c.state, restored: undefined });
   // Give the receiver a moment to connect, so a good first pass reports healthy rather than "connecting".
   for (let i = 0; i < 20; i++) {
     const [row] = await db.query(c.sql.replicaStatus);

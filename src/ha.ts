@@ -74,8 +74,11 @@ export type MysqlFacts =
     readonly hasTransactions: boolean;
     /** Its executed GTIDs as text (MariaDB `gtid_binlog_state`, MySQL `gtid_executed`). */
     readonly executed: string;
-    /** When this run of mysqld started (epoch seconds). */
-    readonly serverStartedAt: number;
+    /**
+     * Whether START REPLICA ran since this run of mysqld began: false right after a restart, as replication
+     * never starts by itself (skip_replica_start); undefined when a FLUSH STATUS reset the count.
+     */
+    readonly replicationStartedThisRun?: boolean;
   };
 
 /** Consul, as seen this pass. */
@@ -97,8 +100,6 @@ export interface HealthFacts {
   readonly consul: ConsulFacts;
   /** pre-start restored a snapshot and replication has not been set up from it yet. */
   readonly restoredGtid?: string;
-  /** Replication autopilot itself started last: from where and on which run of mysqld. */
-  readonly startedReplication?: { readonly source: string; readonly serverStartedAt: number };
   readonly maxLagSeconds: number;
   /** What holds automatic failover back: FAILOVER_PAUSE_KEY, or the quiet period after the last failover. */
   readonly failover?: { readonly paused: boolean; readonly quietReason?: string };
@@ -125,7 +126,7 @@ export type HealthDecision =
     readonly reason: string;
   }
   /** mysqld restarted since autopilot started replication (it never starts by itself): start it again. */
-  | { readonly action: "restart-replication"; readonly reason: string }
+  | { readonly action: "restart-replication"; readonly source: string; readonly reason: string }
   /** The primary is gone: try the failover lock and, holding it, choose and appoint a new primary. */
   | { readonly action: "failover"; readonly failedPrimary: string; readonly reason: string };
 
@@ -245,13 +246,14 @@ function anotherNodeIsPrimary(f: HealthFacts, primary: PrimaryRecord): HealthDec
         : `new empty node: replicating from ${primary.node} (${source}) from the start`,
     };
   }
+  // Stopped without an error and nobody started it since mysqld came up: mysqld restarted. Stopped after a
+  // start in this run is somebody's STOP REPLICA, which is left alone (and reported).
   const stopped = replica.ioRunning === "no" && !replica.sqlRunning && !replica.lastIoError &&
     !replica.lastSqlError;
-  const restartedSince = f.startedReplication === undefined ||
-    Math.abs(f.startedReplication.serverStartedAt - mysql.serverStartedAt) > 2;
-  if (stopped && restartedSince) {
+  if (stopped && mysql.replicationStartedThisRun === false) {
     return {
       action: "restart-replication",
+      source,
       reason: `mysqld restarted: starting replication from ${source} again`,
     };
   }

@@ -7,7 +7,7 @@
 import type { Config } from "./config.ts";
 import { MysqlClient } from "./mysql/client.ts";
 import { localAdminUser } from "./mysql/bootstrap.ts";
-import type { Flavour, FlavourSql } from "./mysql/flavour.ts";
+import { type Flavour, type FlavourSql, replicationStartedThisRun } from "./mysql/flavour.ts";
 import type { MysqlFacts } from "./ha.ts";
 import { type NodeState, writeFileAtomic } from "./state.ts";
 import { renderMyCnf } from "./mysql/mycnf.ts";
@@ -70,7 +70,7 @@ export async function gatherMysqlFacts(
   const [ro] = await db.query(sql.readOnlyQuery, { signal });
   const status = await db.query(sql.replicaStatus, { signal });
   const [gtid] = await db.query(sql.gtidStateQuery, { signal });
-  const [started] = await db.query(sql.serverStartedQuery, { signal });
+  const started = replicationStartedThisRun((await db.query(sql.replicaStartsQuery, { signal }))[0]);
   const replica = status.length > 0 ? sql.replicaStatusFromRow(status[0]) : undefined;
   const state = sql.gtidState(gtid);
   return {
@@ -79,7 +79,7 @@ export async function gatherMysqlFacts(
     ...(replica && replica.sourceHost !== "" ? { replica } : {}),
     hasTransactions: state.executed !== "" || (state.currentPos ?? "") !== "",
     executed: state.executed,
-    serverStartedAt: Math.round(Number(started?.started ?? 0)),
+    ...(started === undefined ? {} : { replicationStartedThisRun: started }),
   };
 }
 

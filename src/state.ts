@@ -14,8 +14,6 @@ export interface NodeState {
   readonly sessionId?: string;
   /** Set by pre-start after a restore: the snapshot and the GTID position replication must start from. */
   readonly restored?: { readonly snapshot: string; readonly gtid: string; readonly binlogState?: string };
-  /** Replication autopilot started: from where, and on which run of mysqld (server start time, epoch s). */
-  readonly replication?: { readonly source: string; readonly serverStartedAt: number };
   /**
    * REBUILD_ERRANT_NODE: the errant datadir was moved to `aside`; the next health passes restore the latest
    * snapshot in its place (again, if one was cut short) and then clear this.
@@ -47,7 +45,9 @@ export async function readState(dir: string): Promise<NodeState> {
   try {
     const value = JSON.parse(text);
     if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error("not an object");
-    return value as NodeState;
+    // `replication` (written by versions that told a restart by the server's start time) means nothing now
+    const { replication: _unused, ...state } = value;
+    return state as NodeState;
   } catch {
     throw new StateError(
       `Cannot read ${dir}/state.json: it is not a JSON object; move it aside to start afresh`,

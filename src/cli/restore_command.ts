@@ -115,11 +115,9 @@ async function restore(config: Config, name: string | undefined): Promise<number
     datadir,
   });
   const restored = await restoreSnapshot({ store, manifest, datadir, flavour, chownTo: config.mysql.osUser });
-  // As pre-start does after a restore: health sets the replication position from `restored`. Replication
-  // started on the old datadir no longer exists.
-  const { replication: _gone, ...rest } = state;
+  // As pre-start does after a restore: health sets the replication position from `restored`.
   await writeState(config.node.stateDir, {
-    ...rest,
+    ...state,
     flavour,
     restored: {
       snapshot: manifest.name,

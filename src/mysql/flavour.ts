@@ -125,8 +125,33 @@ export interface FlavourSql {
    * backup itself recorded (the restored datadir has no binlog, and MariaDB's copied gtid_slave_pos is stale).
    */
   startReplicationAfter(gtid: string, binlogState?: string): readonly (string | Statement)[];
-  /** When this run of the server started, as `started` (epoch seconds): tells a restart from a stop. */
-  readonly serverStartedQuery: string;
+  /**
+   * How many START REPLICA statements this run of the server has executed, as `starts`, with `uptime` and
+   * `since_flush` (seconds since start, since the last FLUSH STATUS). Status counters start at 0 with mysqld,
+   * so `starts` = 0 means nobody started replication since mysqld (re)started, unless FLUSH STATUS reset it.
+   */
+  readonly replicaStartsQuery: string;
+}
+
+/** One row: a START REPLICA counter and the uptimes that say whether it counts from mysqld's start. */
+function replicaStartsQuery(table: string, counter: string): string {
+  const value = (name: string) =>
+    `MAX(IF(UPPER(VARIABLE_NAME) = '${name.toUpperCase()}', VARIABLE_VALUE, NULL))`;
+  return `SELECT ${value(counter)} AS starts, ${value("Uptime")} AS uptime, ` +
+    `${value("Uptime_since_flush_status")} AS since_flush FROM ${table} ` +
+    `WHERE UPPER(VARIABLE_NAME) IN ('${counter.toUpperCase()}', 'UPTIME', 'UPTIME_SINCE_FLUSH_STATUS')`;
+}
+
+/**
+ * Reads {@link FlavourSql.replicaStartsQuery}'s row: whether START REPLICA ran in this run of mysqld;
+ * undefined when a FLUSH STATUS reset the counter after mysqld started, or the row is missing.
+ */
+export function replicationStartedThisRun(row: Record<string, unknown> | undefined): boolean | undefined {
+  const starts = Number(row?.starts ?? NaN);
+  if (starts > 0) return true;
+  // both uptimes come from one read, so they differ only when FLUSH STATUS ran in this run
+  const flushed = Math.abs(Number(row?.uptime ?? NaN) - Number(row?.since_flush ?? NaN));
+  return starts === 0 && flushed <= 1 ? false : undefined;
 }
 
 /** This server's GTID state, as text in the flavour's own format. */
@@ -201,9 +226,8 @@ const MYSQL: FlavourSql = Object.freeze({
     // MySQL 8.4: RESET BINARY LOGS AND GTIDS replaced RESET MASTER; gtid_purged must be empty before SET.
     return ["RESET BINARY LOGS AND GTIDS", { sql: "SET GLOBAL gtid_purged = ?", values: [gtid] }];
   },
-  serverStartedQuery:
-    "SELECT UNIX_TIMESTAMP() - VARIABLE_VALUE AS started FROM performance_schema.global_status " +
-    "WHERE VARIABLE_NAME = 'Uptime'",
+  // Com_replica_start counts START REPLICA (Com_slave_start was removed in 8.4).
+  replicaStartsQuery: replicaStartsQuery("performance_schema.global_status", "Com_replica_start"),
   replicaStatusFromRow(row: Record<string, unknown>): ReplicaStatus {
     return {
       sourceHost: text(row.Source_Host),
@@ -274,9 +298,8 @@ const MARIADB: FlavourSql = Object.freeze({
       { sql: "SET GLOBAL gtid_slave_pos = ?", values: [gtid] },
     ];
   },
-  serverStartedQuery:
-    "SELECT UNIX_TIMESTAMP() - VARIABLE_VALUE AS started FROM information_schema.GLOBAL_STATUS " +
-    "WHERE VARIABLE_NAME = 'UPTIME'",
+  // Com_start_slave counts START SLAVE and START REPLICA alike.
+  replicaStartsQuery: replicaStartsQuery("information_schema.GLOBAL_STATUS", "Com_start_slave"),
   replicaStatusFromRow(row: Record<string, unknown>): ReplicaStatus {
     return {
       sourceHost: text(row.Master_Host),

@@ -249,7 +249,7 @@ Deno.test("a rebuild cut short after its datadir was moved aside is finished by 
   const state = JSON.parse(await Deno.readTextFile(statePath));
   await Deno.writeTextFile(
     statePath,
-    JSON.stringify({ ...state, replication: undefined, rebuilding: { aside } }),
+    JSON.stringify({ ...state, rebuilding: { aside } }),
   );
 
   const r = await c.run(n2, ["health"]);

@@ -129,9 +129,29 @@ Deno.test("autopilot pre-start and health assemble a primary and two replicas re
     await c.startMysqld(n2);
     const r = await c.run(n2, ["health"]);
     assertEquals(r.code, 0, r.stderr);
+    // A crash right after that start, and ContainerPilot's restart: the two runs of mysqld began within a
+    // second or two of each other, and replication must start again all the same.
+    const crashed = n2.mysqld!;
+    Deno.kill(crashed.pid, "SIGKILL");
+    await crashed.status;
+    await c.startMysqld(n2);
+    const again = await c.run(n2, ["health"]);
+    assertEquals(again.code, 0, again.stderr);
+    assert(again.stderr.includes("mysqld restarted: starting replication from"), again.stderr);
     await using app = await c.app(n1);
     await app.query("INSERT INTO app.t VALUES (7)");
     await waitFor("row 7 on n2", async () => (await rows(c, n2)) === 7);
+  });
+
+  await t.step("a replication stopped by hand is reported and left stopped", async () => {
+    await c.sql(n2, "STOP SLAVE");
+    const r = await c.run(n2, ["health"]);
+    assertEquals(r.code, 1);
+    assert(r.stderr.includes("is not running (I/O thread: no, SQL thread: no)"), r.stderr);
+    const [status] = await c.sql(n2, "SHOW SLAVE STATUS");
+    assertEquals([status.Slave_IO_Running, status.Slave_SQL_Running], ["No", "No"]);
+    await c.sql(n2, "START SLAVE");
+    assertEquals((await c.run(n2, ["health"])).code, 0);
   });
 
   await t.step("a node that replicates from nobody but lacks nothing rejoins the primary", async () => {

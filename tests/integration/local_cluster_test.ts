@@ -129,10 +129,18 @@ Deno.test("scripts/local_cluster.ts brings up a healthy cluster, keeps it up, an
       }))[1],
     );
     assert(restarted !== nodes[1].pid);
-    await waitFor("status exit 0 after the restart", async () => (await statusFromHost(envFile)).code === 0, {
-      timeoutMs: 30_000,
-      intervalMs: 1000,
-    });
+    await waitFor("status exit 0 after the restart", async () => {
+      if (exited) {
+        throw new StopWaiting(`local_cluster.ts exited before the cluster was healthy again:\n${out}`);
+      }
+      const st = await statusFromHost(envFile);
+      if (st.code === 0) return true;
+      // the reason is in the last error if this times out: the status and n2's recent hook output
+      const log = await Deno.readTextFile(`${runDir}/node2/autopilot.log`).catch((e) => String(e));
+      throw new Error(
+        `status exit ${st.code}:\n${st.stdout}${st.stderr}\nn2's log (end):\n${log.slice(-3000)}`,
+      );
+    }, { timeoutMs: 30_000, intervalMs: 1000 });
 
     // At the end of --duration it stops by itself, exit 0, leaving nothing behind.
     const s = await status;

@@ -2,6 +2,7 @@ import { assert, assertEquals, assertThrows } from "./assert.ts";
 import {
   flavourFromBinaryVersion,
   parseServerVersion,
+  replicationStartedThisRun,
   sqlFor,
   UnsupportedServerError,
 } from "../../src/mysql/flavour.ts";
@@ -98,6 +99,28 @@ Deno.test("sqlFor() uses each flavour's replica statements", () => {
     "RESET SLAVE ALL",
     "SHOW SLAVE STATUS",
   ]);
+});
+
+Deno.test("sqlFor() counts START REPLICA with each flavour's status counter, next to the uptimes", () => {
+  const my = sqlFor("mysql").replicaStartsQuery;
+  const ma = sqlFor("mariadb").replicaStartsQuery;
+  // MySQL 8.4 removed Com_slave_start; Com_replica_start counts START REPLICA (manual, "Server Status Variables")
+  assert(my.includes("'COM_REPLICA_START'") && my.includes("FROM performance_schema.global_status"), my);
+  assert(ma.includes("'COM_START_SLAVE'") && ma.includes("FROM information_schema.GLOBAL_STATUS"), ma);
+  for (const q of [my, ma]) {
+    for (const column of ["AS starts", "AS uptime", "AS since_flush"]) assert(q.includes(column), q);
+    assert(q.includes("'UPTIME_SINCE_FLUSH_STATUS'"), q);
+  }
+});
+
+Deno.test("replicationStartedThisRun() tells a fresh mysqld from a STOP REPLICA, and says so when it cannot", () => {
+  assertEquals(replicationStartedThisRun({ starts: "0", uptime: "3", since_flush: "3" }), false);
+  assertEquals(replicationStartedThisRun({ starts: "2", uptime: "900", since_flush: "900" }), true);
+  assertEquals(replicationStartedThisRun({ starts: "1", uptime: "900", since_flush: "10" }), true);
+  // FLUSH STATUS reset the counter: nobody can tell
+  assertEquals(replicationStartedThisRun({ starts: "0", uptime: "900", since_flush: "10" }), undefined);
+  assertEquals(replicationStartedThisRun({ starts: null, uptime: "3", since_flush: "3" }), undefined);
+  assertEquals(replicationStartedThisRun(undefined), undefined);
 });
 
 Deno.test("sqlFor() waits for GTIDs with each flavour's function and reads its success value", () => {

@@ -25,7 +25,7 @@ const up = (over: Partial<Extract<MysqlFacts, { up: true }>> = {}): MysqlFacts =
   readOnly: true,
   hasTransactions: false,
   executed: "",
-  serverStartedAt: 1000,
+  replicationStartedThisRun: true,
   ...over,
 });
 const facts = (over: Partial<HealthFacts> = {}): HealthFacts => ({
@@ -125,11 +125,8 @@ Deno.test("decideHealth() reports a replica healthy when both threads run within
 });
 
 Deno.test("decideHealth() reports a replica unhealthy when a thread stopped or it lags too much", () => {
-  const started = { source: "10.0.0.11:3306", serverStartedAt: 1000 };
   const sqlStopped = { ...running, sqlRunning: false, lastSqlError: "Error 1950 out-of-order" };
-  const d = decideHealth(
-    facts({ consul: heldBy(p1, "s1"), mysql: up({ replica: sqlStopped }), startedReplication: started }),
-  );
+  const d = decideHealth(facts({ consul: heldBy(p1, "s1"), mysql: up({ replica: sqlStopped }) }));
   assertEquals(d, {
     action: "report",
     healthy: false,
@@ -146,13 +143,30 @@ Deno.test("decideHealth() reports a replica unhealthy when a thread stopped or i
 
 Deno.test("decideHealth() restarts replication after a mysqld restart but not after a manual stop", () => {
   const stopped = { ...running, ioRunning: "no" as const, sqlRunning: false, lagSeconds: null };
-  const base = { consul: heldBy(p1, "s1"), mysql: up({ replica: stopped, serverStartedAt: 5000 }) };
+  const consul = heldBy(p1, "s1");
+  // nobody started replication in this run of mysqld, however soon after the last run it started
   assertEquals(
-    decideHealth(facts({ ...base, startedReplication: { source: "x", serverStartedAt: 1000 } })).action,
-    "restart-replication",
+    decideHealth(facts({ consul, mysql: up({ replica: stopped, replicationStartedThisRun: false }) })),
+    {
+      action: "restart-replication",
+      source: "10.0.0.11:3306",
+      reason: "mysqld restarted: starting replication from 10.0.0.11:3306 again",
+    },
   );
-  const same = decideHealth(facts({ ...base, startedReplication: { source: "x", serverStartedAt: 5001 } }));
-  assertEquals(same.action === "report" && same.healthy, false);
+  // started in this run and stopped since: somebody's STOP REPLICA, reported and left alone
+  const manual = decideHealth(
+    facts({ consul, mysql: up({ replica: stopped, replicationStartedThisRun: true }) }),
+  );
+  assertEquals(manual.action === "report" && manual.healthy, false);
+  // FLUSH STATUS reset the count: unknown, so left alone too
+  const unknown = decideHealth(
+    facts({ consul, mysql: up({ replica: stopped, replicationStartedThisRun: undefined }) }),
+  );
+  assertEquals(unknown.action, "report");
+  // stopped by an error: reported with the error, never restarted blindly
+  const failed = { ...stopped, lastIoError: "error connecting to master" };
+  const e = decideHealth(facts({ consul, mysql: up({ replica: failed, replicationStartedThisRun: false }) }));
+  assertEquals(e.action === "report" && e.reason.includes("error connecting to master"), true);
 });
 
 Deno.test("decideHealth() takes the free lock again when this node was the last primary", () => {
