@@ -35,6 +35,12 @@ import { type Flavour, type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
 import { subtractGtids } from "../src/mysql/gtid.ts";
 import { nodeAddress } from "../src/node.ts";
 import { lockPasses, type NodeState, readState, writeFileAtomic, writeState } from "../src/state.ts";
+import {
+  clearRestoredMark,
+  readRestoredMark,
+  type RestoredMark,
+  RestoredMarkError,
+} from "../src/restored.ts";
 import { publishedSnapshot, takeAndPublishSnapshot } from "../src/snapshots.ts";
 import { moveErrantDatadirAside, RebuildRefusedError, restoreRebuiltDatadir } from "../src/rebuild.ts";
 import type { Command, CommandContext } from "../src/cli/commands.ts";
@@ -108,6 +114,8 @@ interface PassContext {
   readonly flavour: Flavour;
   readonly sql: FlavourSql;
   db: MysqlClient | undefined;
+  /** The datadir was restored from a snapshot and replication has not started from it yet: from where. */
+  restored?: RestoredMark;
   /** Why the local server could not be reached this pass, if it could not. */
   dbError?: MysqlUnavailableError;
   /** Set by an action after which the situation has changed: decide once more in the same pass. */
@@ -117,6 +125,13 @@ interface PassContext {
 async function healthPass(c: PassContext): Promise<number> {
   const started = performance.now();
   if (c.state.rebuilding) return await finishRebuild(c);
+  try {
+    c.restored = await readRestoredMark(c.config.mysql.datadir);
+  } catch (e) {
+    if (!(e instanceof RestoredMarkError)) throw e;
+    log.error("{message}", { message: e.message });
+    return EXIT.failed;
+  }
   try {
     c.db = await connectLocal(c.config, c.flavour);
   } catch (e) {
@@ -229,7 +244,7 @@ async function gatherFacts(c: PassContext): Promise<HealthFacts> {
     node: c.self,
     mysql,
     consul: consulFacts,
-    ...(c.state.restored ? { restoredGtid: c.state.restored.gtid } : {}),
+    ...(c.restored ? { restoredGtid: c.restored.gtid } : {}),
     maxLagSeconds: config.mysql.maxLagSeconds,
     ...(failover ? { failover } : {}),
   };
@@ -363,16 +378,14 @@ async function serveAsPrimary(c: PassContext): Promise<boolean> {
     }
     await db.run([c.sql.stopReplica, c.sql.resetReplicaAll]);
   }
-  if (c.state.restored) {
+  if (c.restored) {
     // Restored from a snapshot and never replicated: new transactions continue from the snapshot's position,
     // so that nodes restored from the same snapshot can follow this one.
-    await db.run(c.sql.startReplicationAfter(c.state.restored.gtid, c.state.restored.binlogState));
+    await db.run(c.sql.startReplicationAfter(c.restored.gtid, c.restored.binlogState));
+    await forgetRestore(c);
   }
   if (c.config.mysql.semiSync) await db.run(c.sql.setSemiSyncSource(true));
   await db.run(c.sql.setReadOnly(false));
-  if (c.state.restored) {
-    await saveState(c, { ...c.state, restored: undefined });
-  }
   const marked = c.state.sessionId !== undefined &&
     await c.consul.tryAcquireLock(
       c.config.keys.primary,
@@ -412,7 +425,7 @@ async function follow(
   }
   await db.query(c.sql.stopReplica).catch(() => {});
   if (fromGtid !== undefined) {
-    await db.run(c.sql.startReplicationAfter(fromGtid, c.state.restored?.binlogState));
+    await db.run(c.sql.startReplicationAfter(fromGtid, c.restored?.binlogState));
   }
   await db.run([
     c.sql.changeSource({
@@ -425,7 +438,7 @@ async function follow(
       demote,
     }),
   ]);
-  await saveState(c, { ...c.state, restored: undefined });
+  await forgetRestore(c); // the position is in the server now (gtid_slave_pos)
   log.info("Replicating from {node} ({source}){from}", {
     node: primary.node,
     source,
@@ -458,7 +471,7 @@ async function rebuildErrant(c: PassContext, primaryExecuted: string): Promise<v
   try {
     const manifest = await publishedSnapshot(c.config, c.consul);
     await moveErrantDatadirAside(c.config, c.flavour, c.db!, manifest, primaryExecuted, async (aside) => {
-      await saveState(c, { ...c.state, restored: undefined, rebuilding: { aside } });
+      await saveState(c, { ...c.state, rebuilding: { aside } });
     });
     c.db = undefined; // closed by the rebuild, with mysqld
     await finishRebuild(c);
@@ -481,6 +494,17 @@ async function rebuildErrant(c: PassContext, primaryExecuted: string): Promise<v
 async function finishRebuild(c: PassContext): Promise<number> {
   const aside = c.state.rebuilding?.aside;
   try {
+    const done = await readRestoredMark(c.config.mysql.datadir);
+    if (done !== undefined) {
+      // the restore finished but the pass that ran it was cut short before it could say so
+      await saveState(c, { ...c.state, rebuilding: undefined });
+      log.warn("Rebuilt from snapshot {name} (GTID {gtid}); the errant datadir is kept in {aside}", {
+        name: done.snapshot,
+        gtid: done.gtid,
+        aside,
+      });
+      return EXIT.failed;
+    }
     const manifest = await publishedSnapshot(c.config, c.consul);
     if (manifest === undefined) {
       log.error(
@@ -492,15 +516,7 @@ async function finishRebuild(c: PassContext): Promise<number> {
       return EXIT.failed;
     }
     const gtid = await restoreRebuiltDatadir(c.config, c.flavour, manifest, c.self.address);
-    await saveState(c, {
-      ...c.state,
-      rebuilding: undefined,
-      restored: {
-        snapshot: manifest.name,
-        gtid,
-        ...(manifest.binlogState ? { binlogState: manifest.binlogState } : {}),
-      },
-    });
+    await saveState(c, { ...c.state, rebuilding: undefined });
     log.warn(
       "Rebuilt from snapshot {name} (GTID {gtid}); the errant datadir is kept in {aside}. mysqld restarts on the " +
         "new datadir and replicates from there",
@@ -514,10 +530,19 @@ async function finishRebuild(c: PassContext): Promise<number> {
   return EXIT.failed;
 }
 
+/**
+ * Replication (or, on a primary, its binlog) now starts from the restored position: the datadir's restore mark
+ * goes, so that a later re-pointing never goes back to the snapshot's position.
+ */
+async function forgetRestore(c: PassContext): Promise<void> {
+  if (c.restored === undefined) return;
+  await clearRestoredMark(c.config.mysql.datadir);
+  c.restored = undefined;
+}
+
 async function startReplication(c: PassContext, source: string): Promise<boolean> {
   const db = c.db!;
   await db.query(c.sql.startReplica);
-  if (c.state.restored) await saveState(c, { ...c.state, restored: undefined });
   // Give the receiver a moment to connect, so a good first pass reports healthy rather than "connecting".
   for (let i = 0; i < 20; i++) {
     const [row] = await db.query(c.sql.replicaStatus);

@@ -126,15 +126,6 @@ async function restoreOrInitialise(
       flavour,
       chownTo: config.mysql.osUser,
     });
-    const state = await readState(config.node.stateDir);
-    await writeState(config.node.stateDir, {
-      ...state,
-      restored: {
-        snapshot: manifest.name,
-        gtid: restored.gtid,
-        ...(restored.binlogState ? { binlogState: restored.binlogState } : {}),
-      },
-    });
     const serverId = await writeServerConfig(config, flavour, address);
     log.info("Restored {name} in {ms} ms as server_id {serverId}; replication will start after {gtid}", {
       serverId,

@@ -12,8 +12,6 @@ export interface NodeState {
   readonly flavour?: Flavour;
   /** The Consul session that holds (or held) this node's locks. */
   readonly sessionId?: string;
-  /** Set by pre-start after a restore: the snapshot and the GTID position replication must start from. */
-  readonly restored?: { readonly snapshot: string; readonly gtid: string; readonly binlogState?: string };
   /**
    * REBUILD_ERRANT_NODE: the errant datadir was moved to `aside`; the next health passes restore the latest
    * snapshot in its place (again, if one was cut short) and then clear this.
@@ -45,8 +43,9 @@ export async function readState(dir: string): Promise<NodeState> {
   try {
     const value = JSON.parse(text);
     if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error("not an object");
-    // `replication` (written by versions that told a restart by the server's start time) means nothing now
-    const { replication: _unused, ...state } = value;
+    // keys earlier development versions wrote: a restart is now told by the server's own counters, and the
+    // restore position is kept in the datadir (src/restored.ts)
+    const { replication: _replication, restored: _restored, ...state } = value;
     return state as NodeState;
   } catch {
     throw new StateError(
@@ -82,6 +81,17 @@ export async function writeFileAtomic(path: string, text: string, mode = 0o644):
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
     throw e;
+  }
+  await syncDir(dir);
+}
+
+/** Makes a rename or removal in `dir` durable (fsync of the directory). */
+export async function syncDir(dir: string): Promise<void> {
+  const d = await Deno.open(dir, { read: true });
+  try {
+    await d.sync();
+  } finally {
+    d.close();
   }
 }
 

@@ -9,6 +9,7 @@
 
 import { CommandFailedError, pipeline, run } from "../exec.ts";
 import { newServerId, writeServerId } from "../server_id.ts";
+import { writeRestoredMark } from "../restored.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { parseGtidSet } from "../mysql/gtid.ts";
 import { NotFoundError, type SnapshotStore } from "../storage/store.ts";
@@ -136,6 +137,12 @@ export async function restoreSnapshot(opts: RestoreSnapshotOptions): Promise<Res
     }
     const info = await readBinlogInfo(staging, manifest);
     await writeServerId(staging, newServerId()); // never the source's id: see src/server_id.ts
+    // where replication starts, inside the copy: it appears with the datadir (see src/restored.ts)
+    await writeRestoredMark(staging, {
+      snapshot: name,
+      gtid: info.gtid,
+      ...(manifest.binlogState !== undefined ? { binlogState: manifest.binlogState } : {}),
+    });
     if (opts.chownTo !== undefined) {
       const owner = opts.chownTo.includes(":") ? opts.chownTo : `${opts.chownTo}:`;
       try {

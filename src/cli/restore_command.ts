@@ -115,16 +115,8 @@ async function restore(config: Config, name: string | undefined): Promise<number
     datadir,
   });
   const restored = await restoreSnapshot({ store, manifest, datadir, flavour, chownTo: config.mysql.osUser });
-  // As pre-start does after a restore: health sets the replication position from `restored`.
-  await writeState(config.node.stateDir, {
-    ...state,
-    flavour,
-    restored: {
-      snapshot: manifest.name,
-      gtid: restored.gtid,
-      ...(restored.binlogState ? { binlogState: restored.binlogState } : {}),
-    },
-  });
+  // As after pre-start's own restore, health starts replication from the mark the restore left in the datadir.
+  await writeState(config.node.stateDir, { ...state, flavour });
   print(
     `Restored snapshot '${manifest.name}' (taken ${manifest.createdAt} on ${manifest.nodeName}) into ${datadir}: ` +
       `GTID ${

@@ -11,6 +11,7 @@ import { dataKey, formatManifest, type Manifest, manifestKey } from "../../src/b
 import { pruneSnapshots } from "../../src/backup/retention.ts";
 import { LocalStore } from "../../src/storage/local.ts";
 import { Cluster, type TestNode } from "./cluster.ts";
+import { RESTORED_FILE } from "../../src/restored.ts";
 import { Harness, pathExists, REPO_ROOT, runOk, waitFor } from "./harness/mod.ts";
 
 const DAY = 86_400_000;
@@ -299,9 +300,11 @@ Deno.test("autopilot backup list, backup verify and restore work on a real clust
           `Restored snapshot '${s2.name}' (taken ${s2.createdAt} on n1) into ${n2.env.MYSQL_DATADIR}: GTID ${s2.gtid}; ` +
             "start the node: health will replicate from the primary after that position",
         );
+        const mark = `${n2.env.MYSQL_DATADIR}/${RESTORED_FILE}`;
+        assertEquals(JSON.parse(await Deno.readTextFile(mark)), { snapshot: s2.name, gtid: s2.gtid });
         const state = JSON.parse(await Deno.readTextFile(`${n2.env.STATE_DIR}/state.json`));
-        assertEquals(state.restored, { snapshot: s2.name, gtid: s2.gtid });
         assertEquals(state.flavour, "mariadb");
+
         const pre = await c.preStart(n2);
         assertEquals(pre.code, 0, pre.stderr);
         assert(pre.stderr.includes("already holds a database: left untouched"), pre.stderr);
@@ -309,6 +312,7 @@ Deno.test("autopilot backup list, backup verify and restore work on a real clust
         assertEquals(await rows(c, n2), 200);
         const health = await c.run(n2, ["health"]);
         assertEquals(health.code, 0, health.stderr);
+        assert(!(await pathExists(mark)), "the restore mark outlived the start of replication");
         await c.sql(n1, "INSERT INTO app.t VALUES (201, 'after the restore')");
         await waitFor("row 201 on n2", async () => (await rows(c, n2)) === 201);
         const [status] = await c.sql(n2, "SHOW SLAVE STATUS");
@@ -351,8 +355,10 @@ Deno.test("autopilot backup list, backup verify and restore work on a real clust
         assertEquals(r.code, 0, r.stderr);
         assert(r.stdout.startsWith(`Restored snapshot '${s1.name}'`), r.stdout);
         assert(await pathExists(`${env.MYSQL_DATADIR}/mysql`), "no mysql/ in the restored datadir");
-        const state = JSON.parse(await Deno.readTextFile(`${env.STATE_DIR}/state.json`));
-        assertEquals(state.restored, { snapshot: s1.name, gtid: s1.gtid });
+        assertEquals(
+          JSON.parse(await Deno.readTextFile(`${env.MYSQL_DATADIR}/${RESTORED_FILE}`)),
+          { snapshot: s1.name, gtid: s1.gtid },
+        );
       },
     );
   } finally {

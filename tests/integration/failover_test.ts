@@ -258,6 +258,13 @@ Deno.test("a rebuild cut short after its datadir was moved aside is finished by 
   assert(await pathExists(`${datadir}/mysql`), "no datadir restored");
   assertEquals(await pathExists(`${datadir}.restore-0123456789ab`), false, "the leftover staging dir stayed");
   assert(await pathExists(`${aside}/mysql`), "the old datadir was not kept");
+  // The same pass killed after the restored datadir appeared but before it said so: the next pass sees the
+  // restore's mark in the datadir and finishes, rather than restoring again into a datadir that is not empty.
+  await Deno.writeTextFile(statePath, JSON.stringify({ ...state, rebuilding: { aside } }));
+  const again = await c.run(n2, ["health"]);
+  assertEquals(again.code, 1);
+  assert(again.stderr.includes("Rebuilt from snapshot") && !again.stderr.includes("ERR"), again.stderr);
+  assertEquals(JSON.parse(await Deno.readTextFile(statePath)).rebuilding, undefined);
   await c.startMysqld(n2);
   await waitFor("n2 replicates again", async () => (await c.run(n2, ["health"])).code === 0);
 });
