@@ -1,11 +1,17 @@
 /**
  * The local directory store (the default): one file per key below a root directory, which can be a shared
  * volume. Writes go to a temporary file that is synced and renamed into place, so readers see whole objects
- * or nothing.
+ * or nothing. A writer killed mid-way (a stopped container) leaves its temporary file; the next write in that
+ * directory removes temporary files nobody has written to for {@link STALE_TMP_MS}.
  *
  * @module
  */
 import { checkKey, NotFoundError, type ObjectInfo, type SnapshotStore } from "./store.ts";
+
+/** A temporary file unwritten for this long belongs to a writer that died (a live upload writes all along). */
+export const STALE_TMP_MS = 60 * 60 * 1000;
+
+const TMP_SUFFIX = /\.tmp-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** A {@link SnapshotStore} on a local directory. */
 export class LocalStore implements SnapshotStore {
@@ -18,7 +24,9 @@ export class LocalStore implements SnapshotStore {
 
   async put(key: string, body: ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<ObjectInfo> {
     const path = this.#path(checkKey(key));
-    await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    const dir = path.slice(0, path.lastIndexOf("/"));
+    await Deno.mkdir(dir, { recursive: true });
+    await removeStaleTmpFiles(dir);
     const tmp = `${path}.tmp-${crypto.randomUUID()}`;
     try {
       const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o640 });
@@ -76,7 +84,7 @@ export class LocalStore implements SnapshotStore {
         if (prefix.startsWith(`${key}/`) || key.startsWith(prefix) || prefix === "") {
           yield* this.#walk(key, prefix);
         }
-      } else if (entry.isFile && key.startsWith(prefix) && !/\.tmp-[0-9a-f-]{36}$/.test(key)) {
+      } else if (entry.isFile && key.startsWith(prefix) && !TMP_SUFFIX.test(key)) {
         const stat = await Deno.stat(`${this.location}/${key}`);
         yield { key, size: stat.size, modified: stat.mtime ?? new Date(0) };
       }
@@ -85,5 +93,20 @@ export class LocalStore implements SnapshotStore {
 
   #path(key: string): string {
     return `${this.location}/${key}`;
+  }
+}
+
+/** Removes what writers that died left in `dir` (best effort: another node may be sweeping it too). */
+async function removeStaleTmpFiles(dir: string): Promise<void> {
+  const cutoff = Date.now() - STALE_TMP_MS;
+  for await (const entry of Deno.readDir(dir)) {
+    if (!entry.isFile || !TMP_SUFFIX.test(entry.name)) continue;
+    const path = `${dir}/${entry.name}`;
+    try {
+      const mtime = (await Deno.stat(path)).mtime?.getTime();
+      if (mtime !== undefined && mtime < cutoff) await Deno.remove(path);
+    } catch {
+      // gone already, or not ours to remove: the next write tries again
+    }
   }
 }

@@ -2,7 +2,7 @@
  * The snapshot store contract, run against the local directory store (S3 and Manta join it later).
  */
 import { assert, assertEquals, assertRejects } from "../unit/assert.ts";
-import { LocalStore } from "../../src/storage/local.ts";
+import { LocalStore, STALE_TMP_MS } from "../../src/storage/local.ts";
 import { NotFoundError, type SnapshotStore } from "../../src/storage/store.ts";
 
 async function withStore(fn: (store: SnapshotStore, root: string) => Promise<void>): Promise<void> {
@@ -54,6 +54,28 @@ Deno.test("LocalStore.put() leaves no object and no temporary file when the sour
       NotFoundError,
       "No object 'dir/broken.bin' in the local store",
     );
+  });
+});
+
+Deno.test("LocalStore.put() removes temporary files a dead writer left, and none a live one is writing", async () => {
+  await withStore(async (store, root) => {
+    await Deno.mkdir(`${root}/dir`);
+    const dead = `${root}/dir/old.zst.tmp-${crypto.randomUUID()}`;
+    const live = `${root}/dir/new.zst.tmp-${crypto.randomUUID()}`;
+    const notOurs = `${root}/dir/notes.tmp-1`;
+    for (const p of [dead, live, notOurs]) await Deno.writeTextFile(p, "partial");
+    const old = new Date(Date.now() - STALE_TMP_MS - 60_000);
+    await Deno.utime(dead, old, old);
+    await Deno.utime(notOurs, old, old);
+    const past = new Date(Date.now() - STALE_TMP_MS + 60_000); // written to 59 minutes ago: still alive
+    await Deno.utime(live, past, past);
+    await store.put("dir/next.zst", ReadableStream.from([new Uint8Array(10)]));
+    const names = [...Deno.readDirSync(`${root}/dir`)].map((e) => e.name).sort();
+    assertEquals(names, ["new.zst" + live.slice(live.lastIndexOf(".tmp-")), "next.zst", "notes.tmp-1"]);
+    assertEquals((await Array.fromAsync(store.list("dir/"))).map((o) => o.key).sort(), [
+      "dir/next.zst",
+      "dir/notes.tmp-1",
+    ]);
   });
 });
 
