@@ -58,6 +58,7 @@ export async function takeAndPublishSnapshot(
     nodeName: config.node.name,
     serverVersion: version.text,
     namePattern: config.backup.name,
+    datadir: config.mysql.datadir,
     ...(binlogStateBefore ? { binlogStateBefore } : {}),
     ...(signal ? { signal } : {}),
   });

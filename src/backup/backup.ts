@@ -54,6 +54,11 @@ export interface TakeSnapshotOptions {
    * the manifest's `binlogState`.
    */
   readonly binlogStateBefore?: string;
+  /**
+   * The server's datadir: its size bounds the snapshot's, which a store may need to know in advance (Manta,
+   * for streamed objects over 5 GB). Without it, no bound is given.
+   */
+  readonly datadir?: string;
   /** The backup's start time (names it and dates the manifest). @default new Date() */
   readonly now?: Date;
   /** Kills the backup and publishes nothing when aborted. */
@@ -116,6 +121,10 @@ export async function takeSnapshot(opts: TakeSnapshotOptions): Promise<Manifest>
       socket: opts.socket,
       targetDir: flavour === "mysql" ? `${work}/xtrabackup` : undefined,
     });
+    // no bound when the datadir cannot be read: the store's default applies
+    const maxBytes = opts.datadir === undefined
+      ? undefined
+      : await directoryBytes(opts.datadir).then(snapshotSizeBound, () => undefined);
     const digest = new DigestStream();
     let stored: ObjectInfo | undefined;
     let stderrs: string[];
@@ -123,7 +132,7 @@ export async function takeSnapshot(opts: TakeSnapshotOptions): Promise<Manifest>
       stderrs = await pipeline([{ argv }, { argv: compressCommand() }], {
         sink: async (out) => {
           attempted = true;
-          stored = await store.put(key, out.pipeThrough(digest), signal);
+          stored = await store.put(key, out.pipeThrough(digest), signal, maxBytes ? { maxBytes } : {});
         },
         signal,
       });
@@ -315,4 +324,28 @@ function mariadbState(before: string, position: string): string {
   const a = parseGtidSet("mariadb", before);
   const b = parseGtidSet("mariadb", position);
   return a.flavour === "mariadb" && b.flavour === "mariadb" ? a.union(b).toString() : position;
+}
+
+/**
+ * An upper bound on a snapshot's stored size, from its datadir's: compression only shrinks, and what the
+ * backup adds (the redo written while it runs, the stream's framing) stays well inside the margin.
+ */
+export function snapshotSizeBound(datadirBytes: number): number {
+  return Math.ceil(datadirBytes * 1.5) + 1024 ** 3;
+}
+
+/**
+ * The bytes of every regular file below `dir` (symbolic links are not followed). What vanishes during the walk
+ * (a running server drops temporary files) counts as nothing.
+ *
+ * @throws {Deno.errors.NotFound} etc. when `dir` itself cannot be read.
+ */
+export async function directoryBytes(dir: string): Promise<number> {
+  let total = 0;
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) total += await directoryBytes(path).catch(() => 0);
+    else if (entry.isFile) total += await Deno.lstat(path).then((s) => s.size, () => 0);
+  }
+  return total;
 }

@@ -35,6 +35,7 @@ import {
   checkKey,
   NotFoundError,
   type ObjectInfo,
+  type PutOptions,
   type SnapshotStore,
   StoreUnavailableError,
   withIdleTimeout,
@@ -72,7 +73,12 @@ export class MantaStore implements SnapshotStore {
     this.#dirs.add(this.#dir);
   }
 
-  async put(key: string, body: ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<ObjectInfo> {
+  async put(
+    key: string,
+    body: ReadableStream<Uint8Array>,
+    signal?: AbortSignal,
+    opts: PutOptions = {},
+  ): Promise<ObjectInfo> {
     checkKey(key);
     const parts = key.split("/");
     for (let i = 1; i < parts.length; i++) await this.#mkdir(parts.slice(0, i).join("/"));
@@ -88,10 +94,25 @@ export class MantaStore implements SnapshotStore {
       }),
     );
     const res = await this.#request("PUT", this.#path(key), {
-      headers: { "content-type": "application/octet-stream", accept: "application/json" },
+      headers: {
+        "content-type": "application/octet-stream",
+        accept: "application/json",
+        // a streamed object may not exceed this (Manta's default without it is 5 GB)
+        ...(opts.maxBytes !== undefined ? { "max-content-length": String(Math.ceil(opts.maxBytes)) } : {}),
+      },
       body: counted,
       signal,
     });
+    if (res.statusCode === 413) {
+      const { code, message } = await readError(res);
+      throw new StoreUnavailableError(
+        `Manta at ${this.#url.origin} refused '${key}' after ${size} bytes as too large (HTTP 413` +
+          `${code ? ` ${code}` : ""}${message ? `: ${message}` : ""}): ` +
+          (opts.maxBytes === undefined
+            ? "streamed objects are limited to 5 GB unless the upload says how big it may get"
+            : `the upload allowed up to ${Math.ceil(opts.maxBytes)} bytes`),
+      );
+    }
     await this.#expectOk(res, "store", key);
     const mine = md5.digest("base64");
     const theirs = res.headers["computed-md5"];

@@ -34,6 +34,15 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/** What a caller may know about an object it is about to stream. */
+export interface PutOptions {
+  /**
+   * More bytes than the object can hold. Manta needs it for streamed objects over its default limit (5 GB,
+   * sent as `max-content-length`); the other stores ignore it.
+   */
+  readonly maxBytes?: number;
+}
+
 /** A snapshot store. Implementations never buffer a whole object in memory. */
 export interface SnapshotStore {
   /** `local`, `s3` or `manta`. */
@@ -44,7 +53,12 @@ export interface SnapshotStore {
    * Stores `body` under `key`, replacing any object of that name only once `body` has been read to its end:
    * a failed or aborted upload leaves no partial object behind.
    */
-  put(key: string, body: ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<ObjectInfo>;
+  put(
+    key: string,
+    body: ReadableStream<Uint8Array>,
+    signal?: AbortSignal,
+    opts?: PutOptions,
+  ): Promise<ObjectInfo>;
   /** Streams an object. @throws {NotFoundError} if it does not exist. */
   get(key: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
   /** Every object whose key starts with `prefix`, in no particular order. */

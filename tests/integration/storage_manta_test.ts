@@ -8,7 +8,7 @@ import { type MantaConfig, Secret } from "../../src/config.ts";
 import { MantaStore } from "../../src/storage/manta.ts";
 import { NotFoundError, StoreUnavailableError } from "../../src/storage/store.ts";
 import { Cluster } from "./cluster.ts";
-import { freePort, Harness, waitFor } from "./harness/mod.ts";
+import { freePort, Harness, pathExists, waitFor } from "./harness/mod.ts";
 import { type MantaServer, startManta } from "./harness/manta.ts";
 
 const USER = "acct";
@@ -159,6 +159,34 @@ Deno.test("MantaStore streams a large object up and down without a content-lengt
     read += b.length;
   }
   assertEquals([read, mismatch], [size, 0]);
+});
+
+Deno.test("MantaStore.put() raises Manta's limit for streamed objects with max-content-length when told the bound", async () => {
+  // Manta refuses a streamed object over 5 GB unless max-content-length says more; here the limit is 1 MiB.
+  await using server = await startManta({
+    user: USER,
+    publicKeys: [rsa.publicKey],
+    streamLimitBytes: 1024 ** 2,
+  });
+  await server.mkdirp(BUCKET);
+  const store = new MantaStore(config(server, rsa));
+  const body = () => ReadableStream.from([new Uint8Array(1024 ** 2), new Uint8Array(1024)]);
+  const e = await assertRejects(() => store.put("over.bin", body()), StoreUnavailableError);
+  assert(
+    e.message.includes(
+      "refused 'over.bin' after 1049600 bytes as too large (HTTP 413 RequestEntityTooLarge",
+    ) &&
+      e.message.endsWith("streamed objects are limited to 5 GB unless the upload says how big it may get"),
+    e.message,
+  );
+  assertEquals(await pathExists(server.file(`${BUCKET}/over.bin`)), false);
+  const info = await store.put("over.bin", body(), undefined, { maxBytes: 2 * 1024 ** 2 });
+  assertEquals(info.size, 1024 ** 2 + 1024);
+  const puts = server.requests.filter((r) => r.method === "PUT" && r.path.endsWith("over.bin"));
+  assertEquals(puts.map((r) => [r.status, r.maxContentLength]), [[413, undefined], [
+    204,
+    String(2 * 1024 ** 2),
+  ]]);
 });
 
 Deno.test("MantaStore.put() leaves no object when the source fails mid-upload", async () => {
@@ -346,6 +374,13 @@ Deno.test("a cluster with SNAPSHOT_BACKEND=manta: the primary's first snapshot l
   assert(stored.includes(`${name}.xbstream.zst`), stored.join());
   assert(stored.includes(`${name}.manifest.json`), stored.join());
   assertEquals(manta.requests.filter((r) => r.status === 401 || r.status === 403), []);
+  // The data object's upload named its bound: 1.5 x the datadir + 1 GiB, so big snapshots pass the 5 GB default.
+  const upload = manta.requests.find((r) => r.method === "PUT" && r.path.endsWith(`${name}.xbstream.zst`));
+  const bound = Number(upload?.maxContentLength);
+  assert(
+    bound > 1024 ** 3 && bound < 1024 ** 3 + 1.5 * 1024 ** 3,
+    `max-content-length ${upload?.maxContentLength}`,
+  );
 
   await using app = await c.app(n1);
   await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1), (2)"]);

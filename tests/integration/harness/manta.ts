@@ -38,6 +38,11 @@ export interface StartMantaOptions {
   maxSkewSeconds?: number;
   /** Serve HTTPS with this PEM certificate and key (e.g. a self-signed one). */
   tls?: { readonly cert: string; readonly key: string };
+  /**
+   * Largest streamed (chunked) object accepted without a `max-content-length` header (default 5 GB, Manta's);
+   * with the header, its value is the limit. Bigger uploads are refused with 413 once read.
+   */
+  streamLimitBytes?: number;
 }
 
 /** One request as the server saw it. */
@@ -50,6 +55,8 @@ export interface MantaRequest {
   readonly keyId?: string;
   /** Whether the body came chunked (no content-length). */
   readonly chunked: boolean;
+  /** The `max-content-length` header, if sent. */
+  readonly maxContentLength?: string;
 }
 
 /** A running fake Manta. */
@@ -279,6 +286,15 @@ export async function startManta(opts: StartMantaOptions): Promise<MantaServer> 
           await Deno.remove(tmp).catch(() => {});
           throw new MantaError(499, "aborted", `upload of ${path} did not complete: ${e}`);
         }
+        const limit = Number(req.headers.get("max-content-length") ?? opts.streamLimitBytes ?? 5 * 1024 ** 3);
+        if (req.headers.get("content-length") === null && (await Deno.stat(tmp)).size > limit) {
+          await Deno.remove(tmp);
+          throw new MantaError(
+            413,
+            "RequestEntityTooLarge",
+            `${path} is larger than the ${limit} bytes allowed`,
+          );
+        }
         const digest = md5.digest("base64");
         const sent = req.headers.get("content-md5");
         if (sent && sent !== digest) {
@@ -317,11 +333,13 @@ export async function startManta(opts: StartMantaOptions): Promise<MantaServer> 
   }, async (req) => {
     const path = decodeURIComponent(new URL(req.url).pathname).replace(/\/+$/, "");
     const chunked = req.headers.get("content-length") === null && req.body !== null;
+    const max = req.headers.get("max-content-length");
+    const maxContentLength = max === null ? {} : { maxContentLength: max };
     let keyId: string | undefined;
     try {
       keyId = authenticate(req);
       const res = await handle(req, path);
-      requests.push({ method: req.method, path, status: res.status, keyId, chunked });
+      requests.push({ method: req.method, path, status: res.status, keyId, chunked, ...maxContentLength });
       res.headers.set("server", "Manta/2");
       return res;
     } catch (e) {
@@ -332,6 +350,7 @@ export async function startManta(opts: StartMantaOptions): Promise<MantaServer> 
         status: e.status,
         code: e.code,
         chunked,
+        ...maxContentLength,
         ...(keyId ? { keyId } : {}),
       });
       return Response.json({ code: e.code, message: e.message }, {
