@@ -12,6 +12,10 @@
  * 5. Apply retention: keep the newest BACKUP_RETAIN_COUNT (and those younger than BACKUP_RETAIN_AGE), never the
  *    one Consul names. Deletion errors are reported, not fatal.
  *
+ * With BACKUP_VERIFY, a healthy replica with no snapshot to take verifies the last one instead, once per
+ * snapshot, under the same lock: it restores it into MYSQL_TMPDIR, opens it with a throwaway server, runs
+ * CHECK TABLE on every table, and records the outcome in LAST_VERIFIED_KEY (`autopilot status` shows it).
+ *
  * `autopilot backup now` runs the same steps with the schedule and BACKUP_FROM skipped.
  *
  * @module
@@ -25,9 +29,15 @@ import { otherLiveReplicas } from "../src/members.ts";
 import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
 import { type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
 import { readState } from "../src/state.ts";
-import { decideSnapshot, duration, type SnapshotRole } from "../src/backup/schedule.ts";
+import { decideSnapshot, decideVerify, duration, type SnapshotRole } from "../src/backup/schedule.ts";
 import { pruneSnapshots, retentionPolicy } from "../src/backup/retention.ts";
-import { publishedSnapshot, takeAndPublishSnapshot } from "../src/snapshots.ts";
+import {
+  lastVerification,
+  publishedSnapshot,
+  takeAndPublishSnapshot,
+  type VerificationRecord,
+} from "../src/snapshots.ts";
+import { verifySnapshot } from "../src/backup/verify.ts";
 import { openStore } from "../src/storage/open.ts";
 import type { Command } from "../src/cli/commands.ts";
 import { EXIT } from "../src/cli/exit.ts";
@@ -40,10 +50,11 @@ const log = getLogger(["autopilot", "snapshot"]);
 /** The `snapshot` command. */
 export const snapshotCommand: Command = {
   name: "snapshot",
-  summary: "take a snapshot if one is due (ContainerPilot's periodic task)",
+  summary: "take a snapshot if one is due, or verify the last one (ContainerPilot's periodic task)",
   details: "A snapshot is due when none exists, the last one is older than BACKUP_TTL, or the primary's\n" +
     "binlog has rotated since. The primary takes it (BACKUP_FROM=replica: a healthy replica), under the\n" +
-    "backup lock in Consul, so one node at a time. Exit 0 when nothing was due or the snapshot was published.",
+    "backup lock in Consul, so one node at a time. Exit 0 when nothing was due or the snapshot was published.\n" +
+    "BACKUP_VERIFY=true: a healthy replica with nothing to take verifies the last snapshot, once per snapshot.",
   options: {},
   run: ({ config }) => runSnapshot(config, { force: false }),
 };
@@ -87,10 +98,30 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
         return EXIT.failed;
       }
       log.debug("No snapshot: {reason}", { reason: decision.reason });
-      return EXIT.ok;
+      const verify = decideVerify({
+        enabled: config.backup.verify,
+        role,
+        ...optional("last", last?.name),
+        ...optional(
+          "lastVerified",
+          config.backup.verify ? (await lastVerification(config, consul))?.name : "",
+        ),
+      });
+      if (!verify.take || last === undefined) {
+        log.debug("No verification: {reason}", { reason: verify.reason });
+        return EXIT.ok;
+      }
+      log.info("Verifying: {reason}", { reason: verify.reason });
+      return await withBackupLock(
+        config,
+        consul,
+        "verify",
+        false,
+        (signal) => verifyLast(config, consul, last, signal),
+      );
     }
     log.info("Snapshot due: {reason}", { reason: decision.reason });
-    return await withBackupLock(config, consul, opts.force, async (signal) => {
+    return await withBackupLock(config, consul, "snapshot", opts.force, async (signal) => {
       if (!opts.force) {
         const now = await publishedSnapshot(config, consul).catch(() => undefined);
         if (now !== undefined && now.name !== last?.name) {
@@ -216,6 +247,7 @@ async function primaryBinlog(
 async function withBackupLock(
   config: Config,
   consul: ConsulStore,
+  job: "snapshot" | "verify",
   force: boolean,
   fn: (signal: AbortSignal) => Promise<number>,
 ): Promise<number> {
@@ -229,7 +261,7 @@ async function withBackupLock(
   }, Math.max(1000, (ttl * 1000) / 3));
   let held = false;
   try {
-    const value = JSON.stringify({ node: config.node.name, startedAt: new Date().toISOString() });
+    const value = JSON.stringify({ node: config.node.name, job, startedAt: new Date().toISOString() });
     held = await consul.tryAcquireLock(config.keys.backupLock, session, value);
     if (!held) {
       const holder = (await consul.get(config.keys.backupLock))?.value ?? "";
@@ -242,7 +274,10 @@ async function withBackupLock(
         );
         return EXIT.failed;
       }
-      log.info("Another node is taking a snapshot (BACKUP_LOCK_KEY: {holder}): none taken here", { holder });
+      log.info("Another node is taking or verifying a snapshot (BACKUP_LOCK_KEY: {holder}): no {job} here", {
+        holder,
+        job,
+      });
       return EXIT.ok;
     }
     return await fn(abort.signal);
@@ -258,6 +293,63 @@ async function withBackupLock(
       })
     );
   }
+}
+
+/**
+ * Verifies `manifest` (BACKUP_VERIFY) holding the backup lock, and records the outcome in LAST_VERIFIED_KEY. A
+ * snapshot found bad is recorded as failed, so no replica verifies it again and `autopilot status` reports it;
+ * a verification that could not run (no room in MYSQL_TMPDIR, the store unreachable) records nothing and is
+ * tried again on the next run.
+ *
+ * @returns 0 when the snapshot is good (or another node verified it meanwhile), 1 otherwise.
+ */
+async function verifyLast(
+  config: Config,
+  consul: ConsulStore,
+  manifest: Manifest,
+  signal: AbortSignal,
+): Promise<number> {
+  const meanwhile = await lastVerification(config, consul);
+  if (meanwhile?.name === manifest.name) {
+    log.info("{node} verified snapshot {name} meanwhile", { node: meanwhile.node, name: manifest.name });
+    return EXIT.ok;
+  }
+  const started = performance.now();
+  let record: VerificationRecord;
+  try {
+    const r = await verifySnapshot({
+      store: await openStore(config),
+      manifest,
+      tmpdir: config.mysql.tmpdir,
+      osUser: config.mysql.osUser,
+      signal,
+    });
+    record = { name: manifest.name, ok: true, node: config.node.name, at: new Date().toISOString() };
+    log.info(
+      "Snapshot {name} verified in {s} s: it restores, a server opens it, and its {tables} tables pass CHECK TABLE",
+      { name: r.name, s: ((performance.now() - started) / 1000).toFixed(1), tables: r.tables },
+    );
+  } catch (e) {
+    if (!(e instanceof CorruptSnapshotError) || signal.aborted) {
+      await putMetrics({ backup_verifications_total: 1, backup_verification_failures_total: 1 });
+      log.error("Could not verify snapshot {name}: {e}; trying again on the next run", {
+        name: manifest.name,
+        e: e instanceof Error ? e.message : String(e),
+      });
+      return EXIT.failed;
+    }
+    record = {
+      name: manifest.name,
+      ok: false,
+      node: config.node.name,
+      at: new Date().toISOString(),
+      error: e.message,
+    };
+    log.error("Snapshot {name} FAILED verification: {e}", { name: manifest.name, e: e.message });
+  }
+  await consul.putJson(config.keys.lastVerified, record);
+  await putMetrics({ backup_verifications_total: 1, backup_verification_failures_total: record.ok ? 0 : 1 });
+  return record.ok ? EXIT.ok : EXIT.failed;
 }
 
 /** Applies retention after a new snapshot; failures are logged, never fatal: the snapshot is published. */

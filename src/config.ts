@@ -105,6 +105,8 @@ export interface KeysConfig {
   readonly backupLock: string;
   readonly lastBackup: string;
   readonly lastBinlog: string;
+  /** Where the last scheduled verification of a snapshot is recorded (BACKUP_VERIFY). */
+  readonly lastVerified: string;
   readonly failoverLock: string;
   readonly failoverPause: string;
 }
@@ -132,6 +134,8 @@ export interface BackupConfig {
   readonly retainCount: number;
   readonly retainAgeMs?: number;
   readonly onStop: boolean;
+  /** A healthy replica restores each new snapshot once, into a scratch directory, and checks it. */
+  readonly verify: boolean;
 }
 
 /** S3-compatible store settings. */
@@ -275,6 +279,12 @@ export const VARIABLES: readonly VariableSpec[] = Object.freeze([
     "Binlog file current at the last snapshot.",
   ),
   v(
+    "LAST_VERIFIED_KEY",
+    "Consul keys",
+    "SERVICE_NAME-last-verified",
+    "The last snapshot a replica verified (BACKUP_VERIFY), and the outcome.",
+  ),
+  v(
     "FAILOVER_LOCK_KEY",
     "Consul keys",
     "SERVICE_NAME-failover-lock",
@@ -324,6 +334,12 @@ export const VARIABLES: readonly VariableSpec[] = Object.freeze([
   ),
   v("BACKUP_RETAIN_AGE", "Backups", "-", "Also keep every snapshot newer than this duration."),
   v("BACKUP_ON_STOP", "Backups", "false", "Take a last snapshot when the primary is stopped cleanly."),
+  v(
+    "BACKUP_VERIFY",
+    "Backups",
+    "false",
+    "A healthy replica restores each new snapshot in MYSQL_TMPDIR and checks every table.",
+  ),
   v("SNAPSHOT_BACKEND", "Backups", "local", "`local` (a directory), `s3` or `manta`."),
   v(
     "SNAPSHOT_DIR",
@@ -417,6 +433,7 @@ export function loadConfig(env: EnvReader, host: ConfigHost): Config {
     backupLock: r.key("BACKUP_LOCK_KEY", `${svc}-backup-running`),
     lastBackup: r.key("LAST_BACKUP_KEY", `${svc}-last-backup`),
     lastBinlog: r.key("LAST_BINLOG_KEY", `${svc}-last-binlog`),
+    lastVerified: r.key("LAST_VERIFIED_KEY", `${svc}-last-verified`),
     failoverLock: r.key("FAILOVER_LOCK_KEY", `${svc}-failover-lock`),
     failoverPause: r.key("FAILOVER_PAUSE_KEY", `${svc}-failover-paused`),
   };
@@ -437,6 +454,7 @@ export function loadConfig(env: EnvReader, host: ConfigHost): Config {
     retainCount: r.integer("BACKUP_RETAIN_COUNT", 7, 1, 100_000) ?? 7,
     ...opt("retainAgeMs", retainAgeMs),
     onStop: r.flag("BACKUP_ON_STOP", false),
+    verify: r.flag("BACKUP_VERIFY", false),
   };
   const storage = readStorage(r, svc);
 
@@ -863,6 +881,7 @@ function effectiveValues(c: Config): Record<string, string | undefined> {
     BACKUP_LOCK_KEY: c.keys.backupLock,
     LAST_BACKUP_KEY: c.keys.lastBackup,
     LAST_BINLOG_KEY: c.keys.lastBinlog,
+    LAST_VERIFIED_KEY: c.keys.lastVerified,
     FAILOVER_LOCK_KEY: c.keys.failoverLock,
     FAILOVER_PAUSE_KEY: c.keys.failoverPause,
     SESSION_NAME: c.session.name,
@@ -875,6 +894,7 @@ function effectiveValues(c: Config): Record<string, string | undefined> {
     BACKUP_RETAIN_COUNT: s(c.backup.retainCount),
     BACKUP_RETAIN_AGE: ms(c.backup.retainAgeMs),
     BACKUP_ON_STOP: s(c.backup.onStop),
+    BACKUP_VERIFY: s(c.backup.verify),
     SNAPSHOT_BACKEND: c.storage.backend,
     SNAPSHOT_DIR: c.storage.localDir,
     S3_ENDPOINT: c.storage.s3?.endpoint,

@@ -40,6 +40,16 @@ export const METRICS = Object.freeze(
     { name: "failover_seconds", type: "histogram", help: "From taking the failover lock to the appointment" },
     { name: "backups_total", type: "counter", help: "Snapshots this node took and published" },
     { name: "backup_failures_total", type: "counter", help: "Snapshots this node failed to take or store" },
+    {
+      name: "backup_verifications_total",
+      type: "counter",
+      help: "Snapshots this node set out to verify (BACKUP_VERIFY)",
+    },
+    {
+      name: "backup_verification_failures_total",
+      type: "counter",
+      help: "Verifications that found a snapshot bad or could not run",
+    },
     { name: "backup_seconds", type: "histogram", help: "Duration of a snapshot, stored and checked" },
     {
       name: "last_backup_timestamp_seconds",

@@ -106,3 +106,44 @@ export async function publishedSnapshot(config: Config, consul: ConsulStore): Pr
   if (entry === undefined || entry.value.trim() === "") return undefined;
   return parseManifest(entry.value, `Consul key ${config.keys.lastBackup}`);
 }
+
+/** LAST_VERIFIED_KEY: the last snapshot a replica verified (BACKUP_VERIFY), and how that went. */
+export interface VerificationRecord {
+  /** The snapshot's name. */
+  readonly name: string;
+  /** Whether it restored, opened and passed CHECK TABLE on every table. */
+  readonly ok: boolean;
+  /** The node that verified it. */
+  readonly node: string;
+  /** When the verification ended (ISO 8601). */
+  readonly at: string;
+  /** Why it failed, when it did. */
+  readonly error?: string;
+}
+
+/** The last verification, if any was recorded; a value that is not one counts as none. */
+export async function lastVerification(
+  config: Config,
+  consul: ConsulStore,
+): Promise<VerificationRecord | undefined> {
+  const entry = await consul.get(config.keys.lastVerified);
+  if (entry === undefined) return undefined;
+  try {
+    const v = JSON.parse(entry.value);
+    if (
+      typeof v?.name === "string" && typeof v.ok === "boolean" && typeof v.node === "string" &&
+      typeof v.at === "string" && (v.error === undefined || typeof v.error === "string")
+    ) {
+      return {
+        name: v.name,
+        ok: v.ok,
+        node: v.node,
+        at: v.at,
+        ...(typeof v.error === "string" ? { error: v.error } : {}),
+      };
+    }
+  } catch {
+    // not JSON: as if nothing was recorded, so that the snapshot is verified again
+  }
+  return undefined;
+}

@@ -23,7 +23,7 @@ import { readMembers } from "./members.ts";
 import type { Manifest } from "./backup/manifest.ts";
 import { type Flavour, type ReplicaStatus, sqlFor } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
-import { publishedSnapshot } from "./snapshots.ts";
+import { lastVerification, publishedSnapshot, type VerificationRecord } from "./snapshots.ts";
 
 // --- facts ---------------------------------------------------------------------------------------------
 
@@ -54,6 +54,8 @@ export interface ConsulView {
   readonly snapshot?: SnapshotFacts;
   /** Why LAST_BACKUP_KEY could not be read as a manifest, if it could not. */
   readonly snapshotError?: string;
+  /** LAST_VERIFIED_KEY (BACKUP_VERIFY): the last snapshot a replica verified, and the outcome. */
+  readonly verified?: VerificationRecord;
 }
 
 /** A node to probe: where its server listens, as Consul knows it. */
@@ -211,6 +213,13 @@ export interface StatusReport {
     readonly size: number;
     readonly node: string;
     readonly gtid: string;
+    /** Its verification (BACKUP_VERIFY), when a replica verified this snapshot; null when none did. */
+    readonly verified: {
+      readonly ok: boolean;
+      readonly node: string;
+      readonly at: string;
+      readonly error?: string;
+    } | null;
   } | null;
   /** One row per node, sorted by name. */
   readonly nodes: readonly NodeStatus[];
@@ -295,6 +304,7 @@ export function summariseStatus(f: StatusFacts): StatusReport {
         size: f.consul.snapshot.size,
         node: f.consul.snapshot.nodeName,
         gtid: f.consul.snapshot.gtid,
+        verified: verificationOf(f.consul),
       }
       : null,
     nodes,
@@ -486,7 +496,21 @@ function clusterProblems(
     }
   }
   if (f.consul.snapshotError) out.push(`the last snapshot cannot be read: ${f.consul.snapshotError}`);
+  const verified = verificationOf(f.consul);
+  if (verified !== null && !verified.ok) {
+    out.push(
+      `the last snapshot ${f.consul.snapshot?.name} failed verification on ${verified.node}: ${verified.error}; ` +
+        "take a new one ('autopilot backup now' on the primary)",
+    );
+  }
   return out;
+}
+
+/** The verification of the snapshot Consul names now, if one was recorded for it. */
+function verificationOf(c: ConsulView): NonNullable<StatusReport["snapshot"]>["verified"] {
+  const v = c.verified;
+  if (v === undefined || c.snapshot === undefined || v.name !== c.snapshot.name) return null;
+  return { ok: v.ok, node: v.node, at: v.at, ...(v.error !== undefined ? { error: v.error } : {}) };
 }
 
 function failoverStatus(f: StatusFacts): StatusReport["failover"] {
@@ -585,7 +609,13 @@ export function renderStatusTable(report: StatusReport): string {
         ? "none published"
         : `${s.name}, ${duration(s.ageSeconds)} old (${s.createdAt.replace(/\.\d+Z$/, "Z")}), ${
           bytes(s.size)
-        }, from ${s.node}${s.gtid ? ` at ${s.gtid}` : ""}`
+        }, from ${s.node}${s.gtid ? ` at ${s.gtid}` : ""}${
+          s.verified === null
+            ? ""
+            : s.verified.ok
+            ? `, verified on ${s.verified.node}`
+            : `, FAILED verification on ${s.verified.node}`
+        }`
     }`,
   );
   lines.push(`failover:  ${failoverLine(report.failover)}`);
@@ -677,13 +707,14 @@ export async function readConsulView(config: Config, consul: ConsulStore): Promi
     (m) => ({ ok: true as const, m }),
     (e: unknown) => ({ ok: false as const, e }),
   );
-  const [lock, memberEntries, pause, failoverLock, passing, snap] = await Promise.all([
+  const [lock, memberEntries, pause, failoverLock, passing, snap, verified] = await Promise.all([
     consul.get(config.keys.primary),
     readMembers(config, consul),
     consul.get(config.keys.failoverPause),
     consul.get(config.keys.failoverLock),
     consul.passingInstances(config.serviceName),
     snapshot,
+    lastVerification(config, consul),
   ]);
   let snapshotFacts: SnapshotFacts | undefined;
   let snapshotError: string | undefined;
@@ -707,6 +738,7 @@ export async function readConsulView(config: Config, consul: ConsulStore): Promi
       : {}),
     ...(snapshotFacts ? { snapshot: snapshotFacts } : {}),
     ...(snapshotError ? { snapshotError } : {}),
+    ...(verified ? { verified } : {}),
   };
 }
 

@@ -71,6 +71,29 @@ export function decideSnapshot(f: SnapshotFacts): SnapshotDecision {
   };
 }
 
+/** What {@link decideVerify} reads. */
+export interface VerifyFacts {
+  /** BACKUP_VERIFY. */
+  readonly enabled: boolean;
+  readonly role: SnapshotRole;
+  /** The snapshot Consul names as the last one, if any. */
+  readonly last?: string;
+  /** The snapshot LAST_VERIFIED_KEY names, if any (verified, passed or failed). */
+  readonly lastVerified?: string;
+}
+
+/**
+ * Whether this node should verify the last snapshot now: with BACKUP_VERIFY, a healthy replica verifies each
+ * snapshot once (the primary never spends its disk and I/O on it).
+ */
+export function decideVerify(f: VerifyFacts): SnapshotDecision {
+  if (!f.enabled) return { take: false, reason: "BACKUP_VERIFY is off" };
+  if (f.role.kind !== "replica") return { take: false, reason: "only a healthy replica verifies snapshots" };
+  if (f.last === undefined) return { take: false, reason: "no snapshot to verify" };
+  if (f.last === f.lastVerified) return { take: false, reason: `snapshot ${f.last} was verified already` };
+  return { take: true, reason: `snapshot ${f.last} has not been verified (BACKUP_VERIFY)` };
+}
+
 function whyDue(f: SnapshotFacts): string | undefined {
   if (f.last === undefined) return "no snapshot exists yet";
   const ageSeconds = ageOf(f);

@@ -89,7 +89,7 @@ Deno.test("autopilot snapshot backs up only when due, only where BACKUP_FROM say
         const [a, b] = await Promise.all([snapshot(c, n2, env), snapshot(c, n3, env)]);
         assertEquals(snapshots(c).length, 4, `${a.stderr}\n${b.stderr}`);
         const stood = [a, b].filter((r) =>
-          /Another node is taking a snapshot|published snapshot .* meanwhile/.test(r.stderr)
+          /Another node is taking or verifying a snapshot|published snapshot .* meanwhile/.test(r.stderr)
         );
         assertEquals(stood.length, 1, `${a.stderr}\n${b.stderr}`);
         const last = await lastBackup(c);
@@ -116,6 +116,54 @@ Deno.test("autopilot snapshot backs up only when due, only where BACKUP_FROM say
       assertEquals(r.code, 0, r.stderr);
       assertEquals(snapshots(c).length, 5);
     });
+
+    await t.step(
+      "BACKUP_VERIFY: one replica verifies each new snapshot once, a bad one is recorded and status reports it",
+      async () => {
+        const env = { BACKUP_VERIFY: "true" };
+        const verified = async () => {
+          const consul = c.consul();
+          try {
+            return JSON.parse((await consul.get("mysql-last-verified"))?.value ?? "null");
+          } finally {
+            consul.close();
+          }
+        };
+        const onPrimary = await snapshot(c, n1, env);
+        assert(!onPrimary.stderr.includes("Verifying"), onPrimary.stderr);
+        assertEquals(await verified(), null);
+        const good = (await lastBackup(c)).name;
+        const r = await snapshot(c, n2, env);
+        assert(r.stderr.includes(`Snapshot ${good} verified in`), r.stderr);
+        assert(r.stderr.includes("tables pass CHECK TABLE"), r.stderr);
+        const record = await verified();
+        assertEquals([record.name, record.ok, record.node, record.error], [good, true, "n2", undefined]);
+        const again = await snapshot(c, n3, env); // verified already: n3 does not do it again
+        assert(!again.stderr.includes("Verifying"), again.stderr);
+        assertEquals(await verified(), record);
+        const ok = await c.run(n1, ["status"]);
+        assert(ok.stdout.includes(`, verified on n2\n`), ok.stdout);
+
+        // A new snapshot whose stored bytes are then damaged: the verification fails, and says so everywhere.
+        await nextSecond();
+        assertEquals((await c.run(n1, ["backup", "now"])).code, 0);
+        const bad = (await lastBackup(c)).name;
+        await Deno.truncate(`${c.snapshots}/${bad}.xbstream.zst`, 1000);
+        const failed = await c.run(n3, ["snapshot"], env);
+        assertEquals(failed.code, 1, failed.stderr);
+        assert(failed.stderr.includes(`Snapshot ${bad} FAILED verification: `), failed.stderr);
+        const badRecord = await verified();
+        assertEquals([badRecord.name, badRecord.ok, badRecord.node], [bad, false, "n3"]);
+        assert(badRecord.error.includes("is corrupt"), badRecord.error);
+        const st = await c.run(n1, ["status"]);
+        assertEquals(st.code, 1, st.stdout);
+        assert(st.stdout.includes(`, FAILED verification on n3\n`), st.stdout);
+        assert(st.stdout.includes(`the last snapshot ${bad} failed verification on n3: `), st.stdout);
+        // recorded once: the other replica does not download it again
+        const quiet = await snapshot(c, n2, env);
+        assert(!quiet.stderr.includes("Verifying"), quiet.stderr);
+      },
+    );
   } finally {
     await stopChecking();
   }

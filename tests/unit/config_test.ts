@@ -51,6 +51,7 @@ Deno.test("loadConfig() namespaces every key and session default with SERVICE_NA
     backupLock: "orders-db-backup-running",
     lastBackup: "orders-db-last-backup",
     lastBinlog: "orders-db-last-binlog",
+    lastVerified: "orders-db-last-verified",
     failoverLock: "orders-db-failover-lock",
     failoverPause: "orders-db-failover-paused",
   });

@@ -165,6 +165,7 @@ Deno.test("retentionPolicy() takes BACKUP_RETAIN_COUNT, BACKUP_RETAIN_AGE and BA
     from: "primary",
     retainCount: 3,
     onStop: false,
+    verify: false,
   } as const;
   assertEquals(retentionPolicy(backup), { retainCount: 3, namePrefix: "db-backup-" });
   assertEquals(retentionPolicy({ ...backup, retainAgeMs: DAY }), {

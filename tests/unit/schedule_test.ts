@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "./assert.ts";
-import { decideSnapshot, duration, type SnapshotFacts } from "../../src/backup/schedule.ts";
+import { decideSnapshot, decideVerify, duration, type SnapshotFacts } from "../../src/backup/schedule.ts";
 
 const now = new Date("2026-11-25T12:00:00Z");
 const base: SnapshotFacts = {
@@ -104,4 +104,25 @@ Deno.test("decideSnapshot: BACKUP_FROM=replica: the primary steps in when replic
   assertEquals(d.take, true);
   assert(d.reason.includes("no replica took one within twice BACKUP_TTL: the primary takes it"), d.reason);
   assertEquals(decideSnapshot({ ...facts, ttlSeconds: 1801 }).take, false);
+});
+
+Deno.test("decideVerify(): with BACKUP_VERIFY, a healthy replica verifies each new snapshot once", () => {
+  const replica = { kind: "replica" } as const;
+  const base = { enabled: true, role: replica, last: "s2", lastVerified: "s1" };
+  assertEquals(decideVerify(base), {
+    take: true,
+    reason: "snapshot s2 has not been verified (BACKUP_VERIFY)",
+  });
+  assertEquals(decideVerify({ ...base, lastVerified: undefined }).take, true);
+  assertEquals(decideVerify({ ...base, lastVerified: "s2" }), {
+    take: false,
+    reason: "snapshot s2 was verified already",
+  });
+  assertEquals(decideVerify({ ...base, enabled: false }), { take: false, reason: "BACKUP_VERIFY is off" });
+  assertEquals(decideVerify({ ...base, role: { kind: "primary" } }), {
+    take: false,
+    reason: "only a healthy replica verifies snapshots",
+  });
+  assertEquals(decideVerify({ ...base, role: { kind: "none", why: "it lags" } }).take, false);
+  assertEquals(decideVerify({ ...base, last: undefined }), { take: false, reason: "no snapshot to verify" });
 });

@@ -125,6 +125,7 @@ Deno.test("summariseStatus() reports a healthy MariaDB cluster: one primary, two
     size: 5_767_168,
     node: "n1",
     gtid: "0-1-3",
+    verified: null,
   });
   assertEquals(r.failover, {
     paused: false,
@@ -367,6 +368,32 @@ Deno.test("summariseStatus() reports an unreadable last-snapshot key", () => {
     consul: { ...view(), snapshot: undefined, snapshotError: "Snapshot 'x' is corrupt: bad" },
   }));
   assertEquals(r.problems, ["the last snapshot cannot be read: Snapshot 'x' is corrupt: bad"]);
+});
+
+Deno.test("summariseStatus() shows the last snapshot's verification (BACKUP_VERIFY); a failed one is a problem", () => {
+  const snapshot = view().snapshot!.name;
+  const at = "2026-11-25T11:55:00.000Z";
+  const good = summariseStatus(healthyMariadb({
+    consul: view({ verified: { name: snapshot, ok: true, node: "n2", at } }),
+  }));
+  assertEquals([good.snapshot?.verified, good.healthy], [{ ok: true, node: "n2", at }, true]);
+  assert(renderStatusTable(good).split("\n")[1].endsWith(", from n1 at 0-1-3, verified on n2"));
+  // a verification of an older snapshot says nothing about this one
+  const older = summariseStatus(healthyMariadb({
+    consul: view({ verified: { name: "mysql-backup-old", ok: false, node: "n2", at, error: "bad" } }),
+  }));
+  assertEquals([older.snapshot?.verified, older.problems], [null, []]);
+  const bad = summariseStatus(healthyMariadb({
+    consul: view({
+      verified: { name: snapshot, ok: false, node: "n3", at, error: "CHECK TABLE failed on app.t" },
+    }),
+  }));
+  assertEquals(bad.healthy, false);
+  assertEquals(bad.problems, [
+    `the last snapshot ${snapshot} failed verification on n3: CHECK TABLE failed on app.t; take a new one ` +
+    "('autopilot backup now' on the primary)",
+  ]);
+  assert(renderStatusTable(bad).split("\n")[1].endsWith(", from n1 at 0-1-3, FAILED verification on n3"));
 });
 
 Deno.test("nodeTargets() merges member records, the lock record and passing instances by address", () => {
