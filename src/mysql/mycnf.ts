@@ -99,6 +99,9 @@ export function renderMyCnf(config: Config, facts: MyCnfFacts): string {
     mariadb ? "log_slave_updates = ON" : "log_replica_updates = ON",
     mariadb ? "gtid_strict_mode = ON" : "gtid_mode = ON",
     mariadb ? "gtid_domain_id = 0" : "enforce_gtid_consistency = ON",
+    // MariaDB's default (IDEMPOTENT) replays a CREATE TABLE the replica already has as CREATE OR REPLACE,
+    // silently emptying it: a replica started at a wrong position must stop with an error instead, as MySQL's do.
+    mariadb && "slave_ddl_exec_mode = STRICT",
     "relay_log_recovery = ON",
     "sync_binlog = 1",
     "innodb_flush_log_at_trx_commit = 1",

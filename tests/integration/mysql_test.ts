@@ -238,7 +238,7 @@ Deno.test("renderMyCnf() output is accepted by a real mariadbd, which starts rea
   try {
     const [row] = await db.query(
       "SELECT @@server_id AS id, @@read_only AS ro, @@gtid_strict_mode AS strict, @@log_bin AS bin, " +
-        "@@report_host AS host, @@rpl_semi_sync_slave_enabled AS semi, @@rpl_semi_sync_master_wait_point AS wp",
+        "@@slave_ddl_exec_mode AS ddl, @@report_host AS host, @@rpl_semi_sync_slave_enabled AS semi, @@rpl_semi_sync_master_wait_point AS wp",
     );
     assertEquals(
       {
@@ -254,6 +254,7 @@ Deno.test("renderMyCnf() output is accepted by a real mariadbd, which starts rea
         ro: 1,
         strict: 1,
         bin: 1,
+        ddl: "STRICT",
         host: "127.0.0.1",
         semi: 1,
         wp: "AFTER_SYNC",

@@ -27,6 +27,7 @@ Deno.test("renderMyCnf() starts every node read-only with replication stopped (M
       "read_only = ON",
       "skip_slave_start = ON",
       "gtid_strict_mode = ON",
+      "slave_ddl_exec_mode = STRICT",
       "log_slave_updates = ON",
       "log_bin = mysql-bin",
       "binlog_format = ROW",
@@ -61,6 +62,7 @@ Deno.test("renderMyCnf() uses MySQL 8.4 names: super_read_only, gtid_mode, skip_
     ]
   ) assert(text.split("\n").includes(line), `missing: ${line}`);
   assert(!text.includes("gtid_strict_mode"));
+  assert(!text.includes("slave_ddl_exec_mode"), "MySQL has no such variable: its replicas are always strict");
 });
 
 Deno.test("renderMyCnf() adds semi-sync AFTER_SYNC settings only when SEMI_SYNC is on", () => {
