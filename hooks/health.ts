@@ -245,6 +245,7 @@ async function gatherFacts(c: PassContext): Promise<HealthFacts> {
     mysql,
     consul: consulFacts,
     ...(c.restored ? { restoredGtid: c.restored.gtid } : {}),
+    ...(c.state.repointing ? { repointing: true } : {}),
     maxLagSeconds: config.mysql.maxLagSeconds,
     ...(failover ? { failover } : {}),
   };
@@ -423,6 +424,7 @@ async function follow(
       return false;
     }
   }
+  await saveState(c, { ...c.state, repointing: source }); // until START REPLICA, see NodeState
   await db.query(c.sql.stopReplica).catch(() => {});
   if (fromGtid !== undefined) {
     await db.run(c.sql.startReplicationAfter(fromGtid, c.restored?.binlogState));
@@ -543,6 +545,7 @@ async function forgetRestore(c: PassContext): Promise<void> {
 async function startReplication(c: PassContext, source: string): Promise<boolean> {
   const db = c.db!;
   await db.query(c.sql.startReplica);
+  if (c.state.repointing !== undefined) await saveState(c, { ...c.state, repointing: undefined });
   // Give the receiver a moment to connect, so a good first pass reports healthy rather than "connecting".
   for (let i = 0; i < 20; i++) {
     const [row] = await db.query(c.sql.replicaStatus);

@@ -100,6 +100,8 @@ export interface HealthFacts {
   readonly consul: ConsulFacts;
   /** pre-start restored a snapshot and replication has not been set up from it yet. */
   readonly restoredGtid?: string;
+  /** A pass that stopped replication to re-point it was cut short before it started it again. */
+  readonly repointing?: boolean;
   readonly maxLagSeconds: number;
   /** What holds automatic failover back: FAILOVER_PAUSE_KEY, or the quiet period after the last failover. */
   readonly failover?: { readonly paused: boolean; readonly quietReason?: string };
@@ -246,15 +248,18 @@ function anotherNodeIsPrimary(f: HealthFacts, primary: PrimaryRecord): HealthDec
         : `new empty node: replicating from ${primary.node} (${source}) from the start`,
     };
   }
-  // Stopped without an error and nobody started it since mysqld came up: mysqld restarted. Stopped after a
-  // start in this run is somebody's STOP REPLICA, which is left alone (and reported).
+  // Stopped without an error and nobody started it since mysqld came up: mysqld restarted. Stopped by a pass
+  // of ours cut short while it re-pointed replication: that pass meant to start it. Stopped otherwise is
+  // somebody's STOP REPLICA, which is left alone (and reported).
   const stopped = replica.ioRunning === "no" && !replica.sqlRunning && !replica.lastIoError &&
     !replica.lastSqlError;
-  if (stopped && mysql.replicationStartedThisRun === false) {
+  if (stopped && (mysql.replicationStartedThisRun === false || f.repointing)) {
     return {
       action: "restart-replication",
       source,
-      reason: `mysqld restarted: starting replication from ${source} again`,
+      reason: f.repointing
+        ? `a pass re-pointing replication to ${source} stopped before starting it: starting it`
+        : `mysqld restarted: starting replication from ${source} again`,
     };
   }
   return replicationHealth(replica, f.maxLagSeconds, "");

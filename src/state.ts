@@ -17,6 +17,11 @@ export interface NodeState {
    * snapshot in its place (again, if one was cut short) and then clear this.
    */
   readonly rebuilding?: { readonly aside: string };
+  /**
+   * Set while a pass re-points replication (from its STOP REPLICA until its START REPLICA): a pass cut short in
+   * between leaves replication stopped by autopilot, not by an operator, and the next pass starts it.
+   */
+  readonly repointing?: string;
 }
 
 /** The state file is unreadable or not ours. */

@@ -158,6 +158,15 @@ Deno.test("decideHealth() restarts replication after a mysqld restart but not af
     facts({ consul, mysql: up({ replica: stopped, replicationStartedThisRun: true }) }),
   );
   assertEquals(manual.action === "report" && manual.healthy, false);
+  // stopped by a pass of ours that was cut short while re-pointing: started
+  const cut = decideHealth(
+    facts({ consul, mysql: up({ replica: stopped, replicationStartedThisRun: true }), repointing: true }),
+  );
+  assertEquals(cut, {
+    action: "restart-replication",
+    source: "10.0.0.11:3306",
+    reason: "a pass re-pointing replication to 10.0.0.11:3306 stopped before starting it: starting it",
+  });
   // FLUSH STATUS reset the count: unknown, so left alone too
   const unknown = decideHealth(
     facts({ consul, mysql: up({ replica: stopped, replicationStartedThisRun: undefined }) }),
