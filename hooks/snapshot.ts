@@ -44,6 +44,7 @@ import { EXIT } from "../src/cli/exit.ts";
 import { putMetrics } from "../src/metrics.ts";
 import type { Manifest } from "../src/backup/manifest.ts";
 import { CorruptSnapshotError } from "../src/backup/errors.ts";
+import { errorMessage } from "../src/text.ts";
 
 const log = getLogger(["autopilot", "snapshot"]);
 
@@ -334,7 +335,7 @@ async function verifyLast(
       await putMetrics({ backup_verifications_total: 1, backup_verification_failures_total: 1 });
       log.error("Could not verify snapshot {name}: {e}; trying again on the next run", {
         name: manifest.name,
-        e: e instanceof Error ? e.message : String(e),
+        e: errorMessage(e),
       });
       return EXIT.failed;
     }

@@ -24,6 +24,7 @@ import type { Manifest } from "./backup/manifest.ts";
 import { type Flavour, type ReplicaStatus, sqlFor } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
 import { lastVerification, publishedSnapshot, type VerificationRecord } from "./snapshots.ts";
+import { errorMessage, formatBytes } from "./text.ts";
 
 // --- facts ---------------------------------------------------------------------------------------------
 
@@ -608,7 +609,7 @@ export function renderStatusTable(report: StatusReport): string {
       s === null
         ? "none published"
         : `${s.name}, ${duration(s.ageSeconds)} old (${s.createdAt.replace(/\.\d+Z$/, "Z")}), ${
-          bytes(s.size)
+          formatBytes(s.size)
         }, from ${s.node}${s.gtid ? ` at ${s.gtid}` : ""}${
           s.verified === null
             ? ""
@@ -682,17 +683,6 @@ function duration(totalSeconds: number): string {
     return `${Math.floor(s / 3600)}h${Math.floor(s % 3600 / 60) ? `${Math.floor(s % 3600 / 60)}m` : ""}`;
   }
   return `${Math.floor(s / 86400)}d${Math.floor(s % 86400 / 3600) ? `${Math.floor(s % 86400 / 3600)}h` : ""}`;
-}
-
-function bytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
 // --- I/O ----------------------------------------------------------------------------------------------
@@ -772,7 +762,7 @@ export async function probeNode(
       executed: sql.gtidState(gtid ?? {}).executed,
     };
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
+    const message = errorMessage(e);
     return { reachable: false, error: message.replace(/^Cannot reach MySQL at \S+: /, "") };
   }
 }

@@ -25,6 +25,7 @@ import {
   renderBackupName,
 } from "./manifest.ts";
 import { backupCommand, compressCommand, includeOptionFiles } from "./tools.ts";
+import { errorMessage } from "../text.ts";
 
 /** What {@link takeSnapshot} needs. */
 export interface TakeSnapshotOptions {
@@ -94,7 +95,7 @@ export async function takeSnapshot(opts: TakeSnapshotOptions): Promise<Manifest>
     try {
       exists = await hasKey(store, mKey);
     } catch (e) {
-      throw new BackupError(name, `cannot list the ${store.kind} store: ${message(e)}`, undefined, {
+      throw new BackupError(name, `cannot list the ${store.kind} store: ${errorMessage(e)}`, undefined, {
         cause: e,
       });
     }
@@ -141,7 +142,7 @@ export async function takeSnapshot(opts: TakeSnapshotOptions): Promise<Manifest>
       if (e instanceof CommandFailedError) {
         throw new BackupError(name, withoutLogPrefixes(e.message), undefined, { cause: e });
       }
-      throw new BackupError(name, `the ${store.kind} store refused the data: ${message(e)}`, undefined, {
+      throw new BackupError(name, `the ${store.kind} store refused the data: ${errorMessage(e)}`, undefined, {
         cause: e,
       });
     }
@@ -159,7 +160,7 @@ export async function takeSnapshot(opts: TakeSnapshotOptions): Promise<Manifest>
     try {
       parseGtidSet(flavour, log.gtid);
     } catch (e) {
-      throw new BackupError(name, `${tool} reported a GTID position it cannot parse: ${message(e)}`);
+      throw new BackupError(name, `${tool} reported a GTID position it cannot parse: ${errorMessage(e)}`);
     }
     const { sha256, size } = digest.digest;
     if (!stored || stored.size !== size) {
@@ -194,9 +195,14 @@ export async function takeSnapshot(opts: TakeSnapshotOptions): Promise<Manifest>
         signal,
       );
     } catch (e) {
-      throw new BackupError(name, `the ${store.kind} store refused its manifest: ${message(e)}`, undefined, {
-        cause: e,
-      });
+      throw new BackupError(
+        name,
+        `the ${store.kind} store refused its manifest: ${errorMessage(e)}`,
+        undefined,
+        {
+          cause: e,
+        },
+      );
     }
     return manifest;
   } catch (e) {
@@ -204,15 +210,17 @@ export async function takeSnapshot(opts: TakeSnapshotOptions): Promise<Manifest>
       try {
         await store.delete([mKey, key]);
       } catch (d) {
-        const err = e instanceof BackupError ? e : new BackupError(name, message(e), undefined, { cause: e });
-        const advice = `its incomplete data object '${key}' could not be deleted (${message(d)}); ` +
+        const err = e instanceof BackupError
+          ? e
+          : new BackupError(name, errorMessage(e), undefined, { cause: e });
+        const advice = `its incomplete data object '${key}' could not be deleted (${errorMessage(d)}); ` +
           "without a manifest it is ignored, but delete it by hand";
         throw new BackupError(name, err.problem, advice, { cause: e });
       }
     }
     if (e instanceof BackupError || e instanceof RangeError) throw e;
     if (signal?.aborted) throw new BackupError(name, "it was cancelled", undefined, { cause: e });
-    throw new BackupError(name, message(e), undefined, { cause: e });
+    throw new BackupError(name, errorMessage(e), undefined, { cause: e });
   } finally {
     if (work) await Deno.remove(work, { recursive: true }).catch(() => {});
   }
@@ -310,10 +318,6 @@ export async function latestSnapshot(
 async function hasKey(store: SnapshotStore, key: string): Promise<boolean> {
   for await (const o of store.list(key)) if (o.key === key) return true;
   return false;
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /**

@@ -10,6 +10,7 @@ import { checkKey } from "../storage/store.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { parseGtidSet } from "../mysql/gtid.ts";
 import { CorruptSnapshotError } from "./errors.ts";
+import { errorMessage } from "../text.ts";
 
 /** The manifest format this module writes and reads. */
 export const MANIFEST_FORMAT = 1;
@@ -220,7 +221,7 @@ export function parseManifest(text: string, source = "manifest"): Manifest {
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    fail(`its manifest is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+    fail(`its manifest is not valid JSON (${errorMessage(e)})`);
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     return fail(`its manifest must be a JSON object: current value is ${shown(raw)}`);

@@ -23,6 +23,7 @@ import {
   parseBinlogInfo,
 } from "./manifest.ts";
 import { decompressCommand, extractCommand, prepareCommand } from "./tools.ts";
+import { errorMessage } from "../text.ts";
 
 /** What {@link restoreSnapshot} needs. */
 export interface RestoreSnapshotOptions {
@@ -118,7 +119,7 @@ export async function restoreSnapshot(opts: RestoreSnapshotOptions): Promise<Res
   } catch (e) {
     if (e instanceof RestoreError) throw e;
     if (target?.stageInside && !target.exists) await Deno.remove(datadir).catch(() => {});
-    throw new RestoreError(name, datadir, `cannot make a staging directory: ${message(e)}`, undefined, {
+    throw new RestoreError(name, datadir, `cannot make a staging directory: ${errorMessage(e)}`, undefined, {
       cause: e,
     });
   }
@@ -173,7 +174,7 @@ export async function restoreSnapshot(opts: RestoreSnapshotOptions): Promise<Res
     if (signal?.aborted) {
       throw new RestoreError(name, datadir, "it was cancelled", undefined, { cause: e });
     }
-    throw new RestoreError(name, datadir, message(e), undefined, { cause: e });
+    throw new RestoreError(name, datadir, errorMessage(e), undefined, { cause: e });
   }
 }
 
@@ -188,7 +189,7 @@ async function extract(opts: RestoreSnapshotOptions, datadir: string, staging: s
     body = await store.get(manifest.key, signal);
   } catch (e) {
     if (!(e instanceof NotFoundError)) {
-      throw failed(`cannot read it from the ${store.kind} store: ${message(e)}`, e);
+      throw failed(`cannot read it from the ${store.kind} store: ${errorMessage(e)}`, e);
     }
     throw new CorruptSnapshotError(
       name,
@@ -209,7 +210,7 @@ async function extract(opts: RestoreSnapshotOptions, datadir: string, staging: s
   try {
     digest = await source.done;
   } catch (e) {
-    throw failed(`cannot read it from the ${store.kind} store: ${message(e)}`, e);
+    throw failed(`cannot read it from the ${store.kind} store: ${errorMessage(e)}`, e);
   }
   if (digest.size !== manifest.size) {
     throw new CorruptSnapshotError(
@@ -234,7 +235,7 @@ async function extract(opts: RestoreSnapshotOptions, datadir: string, staging: s
     throw new CorruptSnapshotError(name, problem, undefined, { cause: unpackError });
   }
   throw failed(
-    `cannot unpack it: ${withoutLogPrefixes(message(unpackError))}`,
+    `cannot unpack it: ${withoutLogPrefixes(errorMessage(unpackError))}`,
     unpackError,
     "the datadir was not touched; if the cause is local (disk full, permissions) fix it and restore again, " +
       "else restore an older snapshot",
@@ -264,7 +265,7 @@ async function readBinlogInfo(dir: string, manifest: Manifest): Promise<ReturnTy
   try {
     info = parseBinlogInfo(text);
   } catch (e) {
-    throw new CorruptSnapshotError(manifest.name, `its ${file} is unreadable (${message(e)})`);
+    throw new CorruptSnapshotError(manifest.name, `its ${file} is unreadable (${errorMessage(e)})`);
   }
   if (!sameGtid(manifest.flavour, info.gtid, manifest.gtid)) {
     throw new CorruptSnapshotError(
@@ -349,8 +350,4 @@ async function moveEntries(from: string, to: string): Promise<void> {
     for (const n of moved.reverse()) await Deno.rename(`${to}/${n}`, `${from}/${n}`).catch(() => {});
     throw e;
   }
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

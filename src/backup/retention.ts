@@ -24,6 +24,7 @@ import type { BackupConfig } from "../config.ts";
 import type { ObjectInfo, SnapshotStore } from "../storage/store.ts";
 import { CorruptSnapshotError } from "./errors.ts";
 import { DATA_SUFFIX, type Manifest, MANIFEST_SUFFIX, parseManifest } from "./manifest.ts";
+import { errorMessage } from "../text.ts";
 
 const log = getLogger(["autopilot", "retention"]);
 
@@ -342,7 +343,7 @@ export async function pruneSnapshots(
         reason,
       });
     } catch (e) {
-      const error = e instanceof Error ? e.message : String(e);
+      const error = errorMessage(e);
       failed.push({ name: snapshot.name, keys: snapshot.keys, error });
       log.error("Cannot delete snapshot {name} from the {kind} store ({reason}): {error}", {
         name: snapshot.name,

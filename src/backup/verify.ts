@@ -18,6 +18,7 @@ import { latestSnapshot } from "./backup.ts";
 import { CorruptSnapshotError, withoutLogPrefixes } from "./errors.ts";
 import { type Manifest, manifestKey, parseManifest } from "./manifest.ts";
 import { restoreSnapshot } from "./restore.ts";
+import { errorMessage } from "../text.ts";
 
 const log = getLogger(["autopilot", "verify"]);
 
@@ -161,7 +162,7 @@ export async function verifySnapshot(opts: VerifySnapshotOptions): Promise<Verif
   } catch (e) {
     throw new VerifyError(
       `Cannot verify snapshot '${name}': cannot make a scratch directory in ${tmpdir} (MYSQL_TMPDIR): ${
-        message(e)
+        errorMessage(e)
       }`,
       { cause: e },
     );
@@ -199,7 +200,7 @@ export async function verifySnapshot(opts: VerifySnapshotOptions): Promise<Verif
     await Deno.remove(scratch, { recursive: true }).catch((e) => {
       log.error("Cannot remove the scratch directory {scratch}: {error}; remove it by hand", {
         scratch,
-        error: message(e),
+        error: errorMessage(e),
       });
     });
   }
@@ -272,7 +273,7 @@ async function withScratchServer<T>(
         if (e instanceof CommandFailedError && e.code === 127) {
           throw new VerifyError(`Cannot verify snapshot '${name}': ${binary} is not installed`, { cause: e });
         }
-        throw await failed(`a server started on it exited at once${e ? ` (${message(e)})` : ""}`);
+        throw await failed(`a server started on it exited at once${e ? ` (${errorMessage(e)})` : ""}`);
       }
       try {
         db = await MysqlClient.connect({
@@ -293,7 +294,7 @@ async function withScratchServer<T>(
       return await use(db);
     } catch (e) {
       if (e instanceof CorruptSnapshotError || signal?.aborted) throw e;
-      throw await failed(`the server started on it failed: ${message(e)}`);
+      throw await failed(`the server started on it failed: ${errorMessage(e)}`);
     } finally {
       // The connection may drop as the server goes down: an error here does not mean it was not shutting down.
       await db.query("SHUTDOWN").catch(() => {});
@@ -381,7 +382,9 @@ async function giveTo(
     await run(["chown", osUser.includes(":") ? osUser : `${osUser}:`, ...paths], signal ? { signal } : {});
   } catch (e) {
     throw new VerifyError(
-      `Cannot verify snapshot '${name}': cannot give the scratch directory to '${osUser}': ${message(e)}`,
+      `Cannot verify snapshot '${name}': cannot give the scratch directory to '${osUser}': ${
+        errorMessage(e)
+      }`,
       { cause: e },
     );
   }
@@ -404,8 +407,4 @@ async function errorLogTail(path: string): Promise<string> {
 
 function quote(identifier: string): string {
   return `\`${identifier.replaceAll("`", "``")}\``;
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

@@ -24,6 +24,7 @@ import { runSnapshot } from "../../hooks/snapshot.ts";
 import type { Command, CommandContext } from "./commands.ts";
 import { EXIT } from "./exit.ts";
 import { print, printError } from "./output.ts";
+import { errorMessage, formatBytes } from "../text.ts";
 
 const log = getLogger(["autopilot", "backup"]);
 
@@ -93,7 +94,7 @@ export async function lookupPublished(config: Config): Promise<PublishedLookup> 
     const manifest = await publishedSnapshot(config, consul);
     return manifest ? { manifest } : {};
   } catch (e) {
-    return { error: e instanceof Error ? e.message : String(e) };
+    return { error: errorMessage(e) };
   } finally {
     consul?.close();
   }
@@ -121,7 +122,7 @@ async function list(config: Config, json: boolean): Promise<number> {
       found = await inventorySnapshots(store);
     } catch (e) {
       throw new StoreUnavailableError(
-        `Cannot list the ${store.kind} store at ${store.location}: ${message(e)}`,
+        `Cannot list the ${store.kind} store at ${store.location}: ${errorMessage(e)}`,
       );
     }
   } catch (e) {
@@ -170,7 +171,7 @@ async function list(config: Config, json: boolean): Promise<number> {
       s.name === last ? "*" : "",
       m.name,
       m.createdAt.replace("T", " ").replace(/\.\d+Z$/, "Z"),
-      size(m.size),
+      formatBytes(m.size),
       m.gtid || "-",
       m.nodeName,
     ];
@@ -260,22 +261,6 @@ async function verify(config: Config, name: string | undefined): Promise<number>
   }
 }
 
-/** Bytes in binary units with one decimal: `512 B`, `5.5 MiB`, `1.2 GiB`. */
-function size(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
-
 function plural(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

@@ -25,6 +25,7 @@ import {
   StoreUnavailableError,
   withIdleTimeout,
 } from "./store.ts";
+import { errorMessage } from "../text.ts";
 
 const log = getLogger(["autopilot", "storage", "s3"]);
 
@@ -351,7 +352,7 @@ export class S3Store implements SnapshotStore {
         log.warn(
           "Could not abort the multipart upload {uploadId} of {key}: {error}; its parts stay in the bucket " +
             "until a lifecycle rule (AbortIncompleteMultipartUpload) removes them",
-          { uploadId, key, error: message(abortError) },
+          { uploadId, key, error: errorMessage(abortError) },
         );
       }
       throw e;
@@ -584,14 +585,10 @@ function lastModified(value: string | null): Date {
 
 /** What a failed `fetch` says went wrong (Deno puts the detail in `cause`), without the URL. */
 function networkError(e: unknown): string {
-  const detail = e instanceof Error && e.cause instanceof Error ? e.cause.message : message(e);
+  const detail = e instanceof Error && e.cause instanceof Error ? e.cause.message : errorMessage(e);
   return detail.replace(/^error sending request for url \([^)]*\): /, "");
 }
 
 function capitalise(s: string): string {
   return s.charAt(0).toUpperCase() + s.slice(1);
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
