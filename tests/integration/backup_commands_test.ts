@@ -32,10 +32,6 @@ async function snapshot(c: Cluster, node: TestNode, storeDir: string, now: Date)
   });
 }
 
-async function rows(c: Cluster, node: TestNode): Promise<number> {
-  return Number((await c.sql(node, "SELECT COUNT(*) AS n FROM app.t"))[0].n);
-}
-
 /** Names, sizes and modification times of a directory's entries (top level), to prove nothing changed. */
 async function listing(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -309,12 +305,12 @@ Deno.test("autopilot backup list, backup verify and restore work on a real clust
         assertEquals(pre.code, 0, pre.stderr);
         assert(pre.stderr.includes("already holds a database: left untouched"), pre.stderr);
         await c.startMysqld(n2);
-        assertEquals(await rows(c, n2), 200);
+        assertEquals(await c.rows(n2), 200);
         const health = await c.run(n2, ["health"]);
         assertEquals(health.code, 0, health.stderr);
         assert(!(await pathExists(mark)), "the restore mark outlived the start of replication");
         await c.sql(n1, "INSERT INTO app.t VALUES (201, 'after the restore')");
-        await waitFor("row 201 on n2", async () => (await rows(c, n2)) === 201);
+        await waitFor("row 201 on n2", async () => (await c.rows(n2)) === 201);
         const [status] = await c.sql(n2, "SHOW SLAVE STATUS");
         assertEquals([status.Master_Host, status.Using_Gtid], [n1.address, "Slave_Pos"]);
       },

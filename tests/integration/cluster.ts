@@ -143,6 +143,11 @@ export class Cluster {
     return await db.query(query);
   }
 
+  /** The rows of `app.t`, the table the tests write to, on `node`. */
+  async rows(node: TestNode): Promise<number> {
+    return Number((await this.sql(node, "SELECT COUNT(*) AS n FROM app.t"))[0].n);
+  }
+
   consul(): ConsulStore {
     const [host, port] = this.consulAddr.split(":");
     return new ConsulStore({

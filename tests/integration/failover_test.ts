@@ -8,10 +8,6 @@ import { ConsulStore } from "../../src/consul.ts";
 import { Cluster, type TestNode, writer } from "./cluster.ts";
 import { Harness, kill9, pathExists, waitFor } from "./harness/mod.ts";
 
-async function rows(c: Cluster, node: TestNode): Promise<number> {
-  return Number((await c.sql(node, "SELECT COUNT(*) AS n FROM app.t"))[0].n);
-}
-
 /** Three nodes: n1 primary, n2 and n3 replicas restored from its snapshot, a table with 3 rows. */
 async function threeNodes(h: Harness, env: Record<string, string> = {}): Promise<Cluster> {
   const c = await Cluster.create(h);
@@ -22,7 +18,7 @@ async function threeNodes(h: Harness, env: Record<string, string> = {}): Promise
   }
   await using app = await c.app(c.node(1));
   await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1), (2), (3)"]);
-  for (const k of [2, 3]) await waitFor(`rows on n${k}`, async () => (await rows(c, c.node(k))) === 3);
+  for (const k of [2, 3]) await waitFor(`rows on n${k}`, async () => (await c.rows(c.node(k))) === 3);
   return c;
 }
 
@@ -76,7 +72,7 @@ Deno.test("failover after kill -9 of the primary promotes the replica with the m
   await c.sql(n3, "STOP SLAVE");
   await using app = await c.app(n1);
   await app.run(["INSERT INTO app.t VALUES (4)", "INSERT INTO app.t VALUES (5)"]);
-  await waitFor("rows on n2", async () => (await rows(c, n2)) === 5);
+  await waitFor("rows on n2", async () => (await c.rows(n2)) === 5);
   await app.close();
   await kill9(n1.mysqld!.pid);
 
@@ -85,7 +81,7 @@ Deno.test("failover after kill -9 of the primary promotes the replica with the m
     "n2",
     "the caught-up replica, not the lagging one",
   );
-  await converge(c, [n2, n3], async () => (await source(c, n3)) === n2.address && (await rows(c, n3)) === 5);
+  await converge(c, [n2, n3], async () => (await source(c, n3)) === n2.address && (await c.rows(n3)) === 5);
   assertEquals(await readOnly(c, n2), false);
   assertEquals(await readOnly(c, n3), true);
   assertEquals((await c.run(n2, ["health", "--primary"])).code, 0);
@@ -93,13 +89,13 @@ Deno.test("failover after kill -9 of the primary promotes the replica with the m
 
   await using app2 = await c.app(n2);
   await app2.query("INSERT INTO app.t VALUES (6)");
-  await waitFor("row 6 on n3", async () => (await rows(c, n3)) === 6);
+  await waitFor("row 6 on n3", async () => (await c.rows(n3)) === 6);
 
   // The old primary comes back, read-only, and rejoins: it has nothing the new primary lacks.
   await c.preStart(n1);
   await c.startMysqld(n1);
   assertEquals(await readOnly(c, n1), true, "a restarted old primary starts read-only");
-  await converge(c, [n1], async () => (await source(c, n1)) === n2.address && (await rows(c, n1)) === 6);
+  await converge(c, [n1], async () => (await source(c, n1)) === n2.address && (await c.rows(n1)) === 6);
   assertEquals((await c.run(n1, ["health"])).code, 0);
   assertEquals(await c.primaryName(), "n2");
 });
@@ -115,7 +111,7 @@ Deno.test("failover after the primary's whole node stops: its session expires an
   await converge(c, [n2, n3], async () => (await source(c, replica)) === primary.address);
   await using app = await c.app(primary);
   await app.query("INSERT INTO app.t VALUES (20)");
-  await waitFor(`row 20 on ${replica.name}`, async () => (await rows(c, replica)) === 4);
+  await waitFor(`row 20 on ${replica.name}`, async () => (await c.rows(replica)) === 4);
 });
 
 Deno.test("failover after the primary's link is cut: the old primary fences itself, then rejoins when healed", async () => {
@@ -140,7 +136,7 @@ Deno.test("failover after the primary's link is cut: the old primary fences itse
   await using app = await c.app(primary);
   await app.query("INSERT INTO app.t VALUES (10)");
   for (const node of [n1, replica]) {
-    await waitFor(`row 10 on ${node.name}`, async () => (await rows(c, node)) === 4);
+    await waitFor(`row 10 on ${node.name}`, async () => (await c.rows(node)) === 4);
   }
 });
 
@@ -192,7 +188,7 @@ Deno.test("REBUILD_ERRANT_NODE: an errant old primary moves its datadir aside an
     assertEquals(refused.code, 1);
     assert(refused.stderr.includes("not rebuilt: no snapshot exists"), refused.stderr);
     assertEquals(aside(), []);
-    assertEquals(await rows(c, n1), 4, "the errant datadir was touched");
+    assertEquals(await c.rows(n1), 4, "the errant datadir was touched");
     await consul.put("mysql-last-backup", published);
   } finally {
     consul.close();
@@ -213,7 +209,7 @@ Deno.test("REBUILD_ERRANT_NODE: an errant old primary moves its datadir aside an
   try {
     await waitFor("n1 rebuilt and following the new primary", async () => {
       await c.run(n1, ["health"]);
-      return (await source(c, n1)) === primary.address && (await rows(c, n1).catch(() => 0)) === 3;
+      return (await source(c, n1)) === primary.address && (await c.rows(n1).catch(() => 0)) === 3;
     }, { timeoutMs: 30_000, intervalMs: 500 });
   } finally {
     await stopChecking();
@@ -222,7 +218,7 @@ Deno.test("REBUILD_ERRANT_NODE: an errant old primary moves its datadir aside an
   assertEquals(await readOnly(c, n1), true);
   await using onPrimary = await c.app(primary);
   await onPrimary.query("INSERT INTO app.t VALUES (100)");
-  await waitFor("n1 applies new writes", async () => (await rows(c, n1)) === 4);
+  await waitFor("n1 applies new writes", async () => (await c.rows(n1)) === 4);
   const [errantRow] = await c.sql(n1, "SELECT COUNT(*) AS n FROM app.t WHERE id = 99");
   assertEquals(Number(errantRow.n), 0, "the errant transaction came back");
   // The new copy's server_id is in my.cnf (written before the copy was moved into place).
@@ -278,7 +274,7 @@ Deno.test("a lagging replica is not promoted when the caught-up one is gone too,
     await using app = await c.app(n1);
     await app.run(["INSERT INTO app.t VALUES (4)", "INSERT INTO app.t VALUES (5)"]);
   }
-  await waitFor("rows on n2", async () => (await rows(c, n2)) === 5);
+  await waitFor("rows on n2", async () => (await c.rows(n2)) === 5);
   for (const n of [n1, n2, n3]) await c.run(n, ["health"]); // every member publishes what it has
   // n2 and the primary go down together; n2's session then expires, leaving its last record.
   await kill9(n2.mysqld!.pid);
@@ -301,7 +297,7 @@ Deno.test("a lagging replica is not promoted when the caught-up one is gone too,
     consul.close();
   }
   await newPrimary(c, [n1, n3], [n3]);
-  assertEquals(await rows(c, n3), 3);
+  assertEquals(await c.rows(n3), 3);
 });
 
 Deno.test("no node is appointed while the old primary, its lock lost, still answers writable", async () => {

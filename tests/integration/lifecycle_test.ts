@@ -8,12 +8,8 @@
  */
 import { assert, assertEquals } from "../unit/assert.ts";
 import { MysqlQueryError } from "../../src/mysql/client.ts";
-import { Cluster, SECRETS, type TestNode } from "./cluster.ts";
+import { Cluster, SECRETS } from "./cluster.ts";
 import { freePort, Harness, waitFor } from "./harness/mod.ts";
-
-async function rows(c: Cluster, node: TestNode): Promise<number> {
-  return Number((await c.sql(node, "SELECT COUNT(*) AS n FROM app.t"))[0].n);
-}
 
 Deno.test("autopilot pre-start and health assemble a primary and two replicas restored from its snapshot", async (t) => {
   await using h = await Harness.create({ nodes: 3 });
@@ -89,7 +85,7 @@ Deno.test("autopilot pre-start and health assemble a primary and two replicas re
     await using app = await c.app(n1);
     await app.query("INSERT INTO app.t VALUES (4)");
     for (const node of [n2, n3]) {
-      await waitFor(`row 4 on ${node.name}`, async () => (await rows(c, node)) === 4);
+      await waitFor(`row 4 on ${node.name}`, async () => (await c.rows(node)) === 4);
     }
     const [status] = await c.sql(n2, "SHOW SLAVE STATUS");
     assertEquals([status.Master_Host, status.Using_Gtid], [n1.address, "Slave_Pos"]);
@@ -155,7 +151,7 @@ Deno.test("autopilot pre-start and health assemble a primary and two replicas re
     assert(again.stderr.includes("mysqld restarted: starting replication from"), again.stderr);
     await using app = await c.app(n1);
     await app.query("INSERT INTO app.t VALUES (7)");
-    await waitFor("row 7 on n2", async () => (await rows(c, n2)) === 7);
+    await waitFor("row 7 on n2", async () => (await c.rows(n2)) === 7);
   });
 
   await t.step("a replication stopped by hand is reported and left stopped", async () => {
@@ -183,7 +179,7 @@ Deno.test("autopilot pre-start and health assemble a primary and two replicas re
     assert(r.stderr.includes("rejoining n1"), r.stderr);
     await using app = await c.app(n1);
     await app.query("INSERT INTO app.t VALUES (8)");
-    await waitFor("row 8 on n3", async () => (await rows(c, n3)) === 8);
+    await waitFor("row 8 on n3", async () => (await c.rows(n3)) === 8);
   });
 
   await t.step(
@@ -215,7 +211,7 @@ Deno.test("autopilot pre-start and health assemble a primary and two replicas re
     const r = await c.run(n1, ["health"]);
     assertEquals(r.code, 0, r.stderr);
     assertEquals(await c.primaryName(), "n1");
-    assertEquals(await rows(c, n1), 8);
+    assertEquals(await c.rows(n1), 8);
   });
 });
 
@@ -243,7 +239,7 @@ Deno.test("autopilot health elects exactly one primary among three empty nodes s
   const p = nodes.find((n) => n.name === primary)!;
   await using app = await c.app(p);
   await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1)"]);
-  for (const node of nodes) await waitFor(`row on ${node.name}`, async () => (await rows(c, node)) === 1);
+  for (const node of nodes) await waitFor(`row on ${node.name}`, async () => (await c.rows(node)) === 1);
 });
 
 Deno.test("autopilot pre-start with a missing variable exits 2 and touches nothing", async () => {

@@ -34,8 +34,7 @@ Deno.test("a lost cluster comes back from the snapshot store: restore, primary, 
   assertEquals(restored.code, 0, restored.stderr);
   assertEquals((await c.boot(n1)).code, 0, "the restored node did not become primary");
   assertEquals(await c.primaryName(), "n1");
-  const [row] = await c.sql(n1, "SELECT COUNT(*) AS n FROM app.t");
-  assertEquals(Number(row.n), 3);
+  assertEquals(await c.rows(n1), 3);
   {
     await using app = await c.app(n1);
     await app.query("INSERT INTO app.t VALUES (4)");
@@ -48,16 +47,14 @@ Deno.test("a lost cluster comes back from the snapshot store: restore, primary, 
   assertEquals((await c.boot(n2)).code, 0);
   await waitFor("n2 has every row", async () => {
     await c.run(n2, ["health"]);
-    const [r] = await c.sql(n2, "SELECT COUNT(*) AS n FROM app.t").catch(() => [{ n: 0 }]);
-    return Number(r.n) === 4;
+    return (await c.rows(n2).catch(() => 0)) === 4;
   }, { timeoutMs: 20_000, intervalMs: 500 });
   {
     await using app = await c.app(n1);
     await app.query("INSERT INTO app.t VALUES (5)");
   }
   await waitFor("n2 replicates new writes", async () => {
-    const [r] = await c.sql(n2, "SELECT COUNT(*) AS n FROM app.t");
-    return Number(r.n) === 5;
+    return (await c.rows(n2)) === 5;
   });
 });
 
@@ -90,8 +87,7 @@ Deno.test("every node lost, Consul kept: new nodes restore the named snapshot, o
       await app.query("INSERT INTO app.t VALUES (4)");
     }
     await waitFor("n4 replicates from n3", async () => {
-      const [r] = await c.sql(n4, "SELECT COUNT(*) AS n FROM app.t");
-      return Number(r.n) === 4;
+      return (await c.rows(n4)) === 4;
     });
   } finally {
     await stop();

@@ -56,10 +56,6 @@ async function gtidState(c: Cluster, node: TestNode): Promise<string> {
   return String((await c.sql(node, "SELECT @@gtid_binlog_state AS s"))[0].s);
 }
 
-async function rows(c: Cluster, node: TestNode): Promise<number> {
-  return Number((await c.sql(node, "SELECT COUNT(*) AS n FROM app.t"))[0].n);
-}
-
 async function source(c: Cluster, node: TestNode): Promise<string | undefined> {
   const [s] = await c.sql(node, "SHOW SLAVE STATUS");
   return s ? String(s.Master_Host) : undefined;
@@ -144,7 +140,7 @@ Deno.test("status shows every node before and after a kill -9 failover, from a n
   await using app = await c.app(n1);
   await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1), (2), (3)"]);
   await app.close();
-  for (const node of [n2, n3]) await waitFor(`rows on ${node.name}`, async () => (await rows(c, node)) === 3);
+  for (const node of [n2, n3]) await waitFor(`rows on ${node.name}`, async () => (await c.rows(node)) === 3);
 
   // Healthy, seen from n2's namespace and from the host's.
   const gtid = await gtidState(c, n1);

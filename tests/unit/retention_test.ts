@@ -10,7 +10,7 @@ import {
   retentionPolicy,
 } from "../../src/backup/retention.ts";
 import { dataKey, formatManifest, type Manifest, manifestKey } from "../../src/backup/manifest.ts";
-import { NotFoundError, type ObjectInfo, type SnapshotStore } from "../../src/storage/store.ts";
+import { addSnapshot, MemoryStore, testManifest } from "./memory_store.ts";
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -176,72 +176,15 @@ Deno.test("retentionPolicy() takes BACKUP_RETAIN_COUNT, BACKUP_RETAIN_AGE and BA
   assertEquals(retentionPolicy({ ...backup, name: "%Y%m%d" }), { retainCount: 3 });
 });
 
-/** A store in memory whose objects have chosen modification times, and whose deletes can be made to fail. */
-class MemoryStore implements SnapshotStore {
-  readonly kind = "memory";
-  readonly location = "memory:";
-  readonly objects = new Map<string, { bytes: Uint8Array; modified: Date }>();
-  readonly failDelete = new Set<string>();
-
-  put(): Promise<ObjectInfo> {
-    return Promise.reject(new Error("not used"));
-  }
-
-  get(key: string): Promise<ReadableStream<Uint8Array>> {
-    const o = this.objects.get(key);
-    if (!o) return Promise.reject(new NotFoundError(this.kind, key));
-    return Promise.resolve(ReadableStream.from([o.bytes]));
-  }
-
-  async *list(prefix = ""): AsyncIterable<ObjectInfo> {
-    for (const [key, o] of this.objects) {
-      if (key.startsWith(prefix)) yield { key, size: o.bytes.length, modified: o.modified };
-    }
-  }
-
-  delete(keys: readonly string[]): Promise<void> {
-    for (const k of keys) {
-      if (this.failDelete.has(k)) return Promise.reject(new Error(`permission denied: ${k}`));
-      this.objects.delete(k);
-    }
-    return Promise.resolve();
-  }
-
-  set(key: string, bytes: Uint8Array | string, modified = NOW): void {
-    this.objects.set(key, {
-      bytes: typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes,
-      modified,
-    });
-  }
-}
-
+/** A manifest of a snapshot taken `daysAgo` days before NOW. */
 function manifest(name: string, daysAgo: number, size = 10): Manifest {
-  return {
-    format: 1,
-    name,
-    key: dataKey(name),
-    createdAt: new Date(NOW.getTime() - daysAgo * DAY).toISOString(),
-    nodeName: "n1",
-    flavour: "mariadb",
-    serverVersion: "10.11.19-MariaDB",
-    tool: "mariabackup",
-    compression: "zstd",
-    sha256: "0".repeat(64),
-    size,
-    gtid: "0-1-3",
-    binlog: { file: "mysql-bin.000001", position: 4 },
-  };
-}
-
-function add(store: MemoryStore, m: Manifest, dataSize = m.size): void {
-  store.set(m.key, new Uint8Array(dataSize));
-  store.set(manifestKey(m.name), formatManifest(m));
+  return testManifest(name, new Date(NOW.getTime() - daysAgo * DAY).toISOString(), size);
 }
 
 Deno.test("inventorySnapshots() sorts what the store holds into complete, incomplete, orphaned and invalid", async () => {
-  const store = new MemoryStore();
-  add(store, manifest("s1", 1));
-  add(store, manifest("s2", 2), 9);
+  const store = new MemoryStore(NOW);
+  addSnapshot(store, manifest("s1", 1));
+  addSnapshot(store, manifest("s2", 2), 9);
   store.set(manifestKey("s3"), formatManifest(manifest("s3", 3)));
   store.set(dataKey("s4"), new Uint8Array(5), new Date(NOW.getTime() - 4 * DAY));
   store.set(manifestKey("s5"), "{not json", new Date(NOW.getTime() - 5 * DAY));
@@ -273,8 +216,8 @@ Deno.test("inventorySnapshots() sorts what the store holds into complete, incomp
 });
 
 Deno.test("pruneSnapshots() deletes what the plan says, manifest first, and keeps the protected one", async () => {
-  const store = new MemoryStore();
-  for (let d = 1; d <= 5; d++) add(store, manifest(`s${d}`, d));
+  const store = new MemoryStore(NOW);
+  for (let d = 1; d <= 5; d++) addSnapshot(store, manifest(`s${d}`, d));
   store.set(dataKey("old-incomplete"), new Uint8Array(3), new Date(NOW.getTime() - 2 * DAY));
   store.set(dataKey("uploading"), new Uint8Array(3), new Date(NOW.getTime() - HOUR));
   const result = await pruneSnapshots(store, { retainCount: 2 }, { protect: "s5", now: NOW });
@@ -295,8 +238,8 @@ Deno.test("pruneSnapshots() deletes what the plan says, manifest first, and keep
 });
 
 Deno.test("pruneSnapshots() reports a deletion that fails and goes on with the others", async () => {
-  const store = new MemoryStore();
-  for (let d = 1; d <= 4; d++) add(store, manifest(`s${d}`, d));
+  const store = new MemoryStore(NOW);
+  for (let d = 1; d <= 4; d++) addSnapshot(store, manifest(`s${d}`, d));
   store.failDelete.add(manifestKey("s3"));
   const result = await pruneSnapshots(store, { retainCount: 1 }, { now: NOW });
   assertEquals(result.deleted, ["s2", "s4"]);
