@@ -94,7 +94,6 @@ export class MysqlClient {
    */
   static async connect(target: MysqlTarget, signal?: AbortSignal): Promise<MysqlClient> {
     const where = describeTarget(target);
-    signal?.throwIfAborted();
     const options: mysql.ConnectionOptions = {
       user: target.user,
       password: target.password?.reveal(),
@@ -106,7 +105,7 @@ export class MysqlClient {
       ...(target.socketPath ? { socketPath: target.socketPath } : { host: target.host, port: target.port }),
     };
     try {
-      const conn = await abortable(mysql.createConnection(options), signal, where);
+      const conn = await abortable(() => mysql.createConnection(options), signal, where);
       // A dropped connection emits 'error' on the connection object; without a listener it would crash.
       conn.on("error", () => {});
       return new MysqlClient(conn, where);
@@ -138,11 +137,12 @@ export class MysqlClient {
         ? AbortSignal.any([options.signal, this.#closing.signal])
         : this.#closing.signal;
       const [rows] = await abortable(
-        this.#conn.query({
-          sql,
-          values: [...values],
-          ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
-        }),
+        () =>
+          this.#conn.query({
+            sql,
+            values: [...values],
+            ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
+          }),
         signal,
         this.#where,
         () => this.#conn.destroy(),
@@ -199,27 +199,33 @@ function describeTarget(t: MysqlTarget): string {
   return t.socketPath ? t.socketPath : `${t.host}:${t.port ?? 3306}`;
 }
 
+/**
+ * Starts `start()` unless `signal` is already aborted, and settles with it unless `signal` aborts first (then
+ * `onAbort` runs). Nothing is started after an abort: a statement sent then would run on the server with nobody
+ * waiting for its outcome, and its failure would surface as an unhandled rejection that ends the process.
+ */
 async function abortable<T>(
-  promise: Promise<T>,
+  start: () => Promise<T>,
   signal: AbortSignal | undefined,
   where: string,
   onAbort?: () => void,
 ): Promise<T> {
-  if (!signal) return await promise;
-  signal.throwIfAborted();
+  if (!signal) return await start();
+  const abortError = () =>
+    signal.reason === CLOSED
+      ? new MysqlUnavailableError(
+        where,
+        "CLOSED",
+        "the connection was closed while a statement was under way",
+      )
+      : new MysqlUnavailableError(where, "ABORTED", "gave up: the caller's deadline passed");
+  if (signal.aborted) throw abortError();
+  const promise = start();
   let listener: (() => void) | undefined;
   const aborted = new Promise<never>((_, reject) => {
     listener = () => {
       onAbort?.();
-      reject(
-        signal.reason === CLOSED
-          ? new MysqlUnavailableError(
-            where,
-            "CLOSED",
-            "the connection was closed while a statement was under way",
-          )
-          : new MysqlUnavailableError(where, "ABORTED", "gave up: the caller's deadline passed"),
-      );
+      reject(abortError());
     };
     signal.addEventListener("abort", listener, { once: true });
   });

@@ -481,7 +481,7 @@ class PartReader {
       this.#rest = undefined;
       if (chunk === undefined) {
         if (this.#done) break;
-        const r = await abortable(this.#reader.read(), signal);
+        const r = await abortable(() => this.#reader.read(), signal);
         if (r.done) {
           this.#done = true;
           break;
@@ -515,9 +515,14 @@ class PartReader {
 }
 
 /** `promise`, or a rejection with the signal's reason as soon as it aborts. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  signal.throwIfAborted();
+/**
+ * Starts `start()` unless `signal` is already aborted, and settles with it unless `signal` aborts first. Nothing
+ * is started after an abort, so no promise is left that nobody awaits (its rejection would end the process).
+ */
+function abortable<T>(start: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return start();
+  if (signal.aborted) return Promise.reject(signal.reason);
+  const promise = start();
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
@@ -533,7 +538,19 @@ function payloadHeaders(body: Bytes): Record<string, string> {
 
 function backoff(attempt: number, signal: AbortSignal | undefined): Promise<void> {
   const ms = 200 * 4 ** (attempt - 1) * (0.5 + Math.random() / 2);
-  return abortable(new Promise((resolve) => setTimeout(resolve, ms)), signal);
+  if (!signal) return new Promise((resolve) => setTimeout(resolve, ms));
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 /** The `<name>…</name>` elements' contents in `xml` (flat; S3's answers do not nest an element in itself). */

@@ -196,6 +196,34 @@ Deno.test("MysqlClient.query() gives up when the caller's signal aborts", async 
   );
 });
 
+Deno.test("MysqlClient.query() with a signal aborted before it starts sends nothing to the server", async () => {
+  // Before, the statement was sent anyway and its outcome went nowhere: a refused one became an unhandled
+  // rejection that ended the process (it cut 'autopilot backup verify' short when a signal came mid-connect).
+  await using h = await Harness.create();
+  const node = await h.startNode(1);
+  await using db = await local(node);
+  await db.run(["CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)"]);
+  const gone = new AbortController();
+  gone.abort();
+  await assertRejects(
+    () => db.query("INSERT INTO app.t VALUES (1)", { signal: gone.signal }),
+    MysqlUnavailableError,
+    "deadline",
+  );
+  await assertRejects(
+    () => db.query("SELECT * FROM app.no_such_table", { signal: gone.signal }),
+    MysqlUnavailableError,
+    "deadline",
+  );
+  await assertRejects(
+    () => MysqlClient.connect({ socketPath: node.socket, user: "root", connectTimeoutMs: 2000 }, gone.signal),
+    MysqlUnavailableError,
+    "deadline",
+  );
+  // The connection still works, and the INSERT never ran.
+  assertEquals(await db.query("SELECT COUNT(*) AS n FROM app.t"), [{ n: "0" }]);
+});
+
 Deno.test("renderMyCnf() output is accepted by a real mariadbd, which starts read-only with our server id", async () => {
   await using h = await Harness.create();
   const template = await mariadbTemplate();
