@@ -16,6 +16,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "../src/config.ts";
 import { ConsulStore, ConsulUnavailableError, SessionGoneError } from "../src/consul.ts";
 import { type MemberRecord, planFailover } from "../src/failover.ts";
+import { takeFailoverLock } from "../src/failover_lock.ts";
 import {
   type ConsulFacts,
   decideHealth,
@@ -570,21 +571,33 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
   const { config, consul } = c;
   const session = c.state.sessionId!;
   const start = Date.now();
-  // A last holder that never finished its promotion (not ready) never wrote: its transactions count like
-  // any member's, and it may be chosen again.
-  const lastHolder = primaryLockFrom(await consul.get(config.keys.primary)).record;
-  const excluded = lastHolder?.node === failedPrimary && lastHolder.ready !== true
-    ? undefined
-    : failedPrimary;
   const lockValue = (promoted?: string) =>
     JSON.stringify({ node: c.self.node, at: start, failedPrimary, promoted });
-  if (!(await consul.tryAcquireLock(config.keys.failoverLock, session, lockValue()))) {
+  const hold = await takeFailoverLock(consul, config.keys.failoverLock, session, lockValue);
+  if (hold === undefined) {
     log.info("Another node is running the failover: waiting for it to appoint a primary");
     await waitForAppointment(c);
     return false;
   }
   let promoted: string | undefined;
   try {
+    // This pass decided on what it read before it held the failover lock: another node may have finished a
+    // failover since. Then there is nothing to do (and the record of that failover stays).
+    const primaryLock = primaryLockFrom(await consul.get(config.keys.primary));
+    if (primaryLock.session !== undefined) {
+      log.info("{node} was appointed primary meanwhile: no failover needed", {
+        node: primaryLock.record?.node ?? "another node",
+      });
+      await hold.release();
+      await waitForAppointment(c);
+      return false;
+    }
+    // A last holder that never finished its promotion (not ready) never wrote: its transactions count like
+    // any member's, and it may be chosen again.
+    const lastHolder = primaryLock.record;
+    const excluded = lastHolder?.node === failedPrimary && lastHolder.ready !== true
+      ? undefined
+      : failedPrimary;
     // Plan from what each live member's server says now (over TCP, as the replication user); a member that
     // does not answer counts with the record it published, which must be newer than the primary's loss.
     let plan = planFailover([], excluded, start);
@@ -645,7 +658,7 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
     log.warn("Appointed {candidate} primary", { candidate: candidate.node });
     await putMetrics({ failovers_total: 1, failover_seconds: (Date.now() - start) / 1000 });
   } finally {
-    await consul.releaseLock(config.keys.failoverLock, session, lockValue(promoted)).catch(() => {});
+    await hold.release(promoted);
   }
   if (promoted === c.self.node) return c.db !== undefined && await serveAsPrimary(c);
   await waitForAppointment(c);

@@ -16,6 +16,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "../src/config.ts";
 import { ConsulStore } from "../src/consul.ts";
 import { type MemberRecord, planFailover } from "../src/failover.ts";
+import { takeFailoverLock } from "../src/failover_lock.ts";
 import { primaryLockFrom } from "../src/ha.ts";
 import { connectLocal, connectPeer, delay, flavourOf } from "../src/local.ts";
 import { liveMembers } from "../src/members.ts";
@@ -92,7 +93,8 @@ export async function switchover(
   const me = config.node.name;
   const failoverValue = (promoted?: string) =>
     JSON.stringify({ node: me, at: Date.now(), switchover: true, promoted });
-  if (!(await consul.tryAcquireLock(config.keys.failoverLock, session, failoverValue()))) {
+  const hold = await takeFailoverLock(consul, config.keys.failoverLock, session, failoverValue);
+  if (hold === undefined) {
     log.error("A failover is running (FAILOVER_LOCK_KEY is held): try again when it has finished");
     return EXIT.failed;
   }
@@ -163,7 +165,7 @@ export async function switchover(
     print(`switchover: ${me} -> ${target.node} (writes blocked ${blockedMs} ms on ${me} so far)`);
     return EXIT.ok;
   } finally {
-    await consul.releaseLock(config.keys.failoverLock, session, failoverValue(promoted)).catch(() => {});
+    await hold.release(promoted);
   }
 }
 

@@ -288,7 +288,7 @@ export const VARIABLES: readonly VariableSpec[] = Object.freeze([
     "FAILOVER_LOCK_KEY",
     "Consul keys",
     "SERVICE_NAME-failover-lock",
-    "Lock key held by the node running a failover.",
+    "Lock key held by the node running a failover or switchover; it keeps the record of the last one.",
   ),
   v(
     "FAILOVER_PAUSE_KEY",

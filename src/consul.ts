@@ -205,6 +205,47 @@ export class ConsulStore {
   }
 
   /**
+   * Like {@link ConsulStore.tryAcquireLock}, but only if the key is still as it was read: one Consul transaction
+   * checks its ModifyIndex (0: that it does not exist) and takes the lock, so no write made in between is lost.
+   *
+   * @param modifyIndex The key's ModifyIndex when read ({@link ConsulStore.get}), or 0 if it did not exist.
+   * @returns `true` if this session now holds it; `false` if the key changed since it was read, another session
+   *   holds it, or the lock-delay of a previous holder is still in force.
+   * @throws {SessionGoneError} if the session does not exist.
+   */
+  async tryAcquireLockIfUnchanged(
+    key: string,
+    sessionId: string,
+    value: string,
+    modifyIndex: number,
+  ): Promise<boolean> {
+    const check = modifyIndex === 0
+      ? { Verb: "check-not-exists", Key: key }
+      : { Verb: "check-index", Key: key, Index: modifyIndex };
+    const lock = {
+      Verb: "lock",
+      Key: key,
+      Value: btoa(String.fromCharCode(...new TextEncoder().encode(value))),
+      Session: sessionId,
+    };
+    try {
+      // npm:consul sends the array as the body, as Consul expects; its typings describe another shape.
+      const txn = this.#client.transaction as unknown as { create(operations: unknown[]): Promise<unknown> };
+      await txn.create([{ KV: check }, { KV: lock }]);
+      return true;
+    } catch (e) {
+      // Consul answers 409 with the failed operation's reason when a check or the lock fails.
+      const err = e as PapiError;
+      const errors = (err?.response?.body as { Errors?: { What?: string }[] } | undefined)?.Errors;
+      if (err?.statusCode === 409 && Array.isArray(errors)) {
+        if (errors.some((x) => /invalid session/i.test(x.What ?? ""))) throw new SessionGoneError(sessionId);
+        return false;
+      }
+      throw translate("lock acquire", e);
+    }
+  }
+
+  /**
    * Releases `key` if `sessionId` holds it. Consul writes the request body as the key's new value on release,
    * so pass the value to leave behind (e.g. the record of who held it last).
    *

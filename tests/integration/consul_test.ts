@@ -107,6 +107,42 @@ Deno.test("ConsulStore.tryAcquireLock() with a session that does not exist throw
   });
 });
 
+Deno.test("ConsulStore.tryAcquireLockIfUnchanged() takes the lock only if nobody wrote the key since it was read", async () => {
+  await withConsul(async (store) => {
+    const a = await store.createSession({ name: "a", ttlSeconds: 10, lockDelaySeconds: 2 });
+    const b = await store.createSession({ name: "b", ttlSeconds: 10 });
+    // Index 0: only if the key does not exist.
+    assertEquals(await store.tryAcquireLockIfUnchanged("f", a, "a: élan", 0), true);
+    assertEquals(await store.tryAcquireLockIfUnchanged("f", b, "b", 0), false, "it exists now");
+    const held = await store.get("f");
+    assertEquals([held?.value, held?.session], ["a: élan", a], "UTF-8 value and holder");
+    assertEquals(await store.tryAcquireLockIfUnchanged("f", b, "b", held!.modifyIndex), false, "a holds it");
+    assert(await store.releaseLock("f", a, "a's record"));
+    const read = await store.get("f");
+    await store.put("f", "written in between");
+    assertEquals(
+      await store.tryAcquireLockIfUnchanged("f", b, "b", read!.modifyIndex),
+      false,
+      "changed since",
+    );
+    assertEquals((await store.get("f"))?.value, "written in between", "a refused take changes nothing");
+    const now = await store.get("f");
+    assertEquals(await store.tryAcquireLockIfUnchanged("f", b, "b", now!.modifyIndex), true);
+    assertEquals((await store.get("f"))?.session, b);
+    // A dead holder's lock-delay holds here too.
+    const c = await store.createSession({ name: "c", ttlSeconds: 10 });
+    assert(await store.tryAcquireLock("g", a, "a"));
+    await store.destroySession(a);
+    const freed = await store.get("g");
+    assertEquals(freed?.session, undefined);
+    assertEquals(await store.tryAcquireLockIfUnchanged("g", c, "c", freed!.modifyIndex), false, "lock-delay");
+    await assertRejects(
+      () => store.tryAcquireLockIfUnchanged("h", "00000000-0000-0000-0000-000000000000", "v", 0),
+      SessionGoneError,
+    );
+  });
+});
+
 Deno.test("ConsulStore: an unrenewed TTL session expires within twice its TTL and frees its lock", async () => {
   await withConsul(async (store) => {
     const id = await store.createSession({ name: "short", ttlSeconds: 10 });

@@ -450,6 +450,37 @@ Deno.test("within FAILOVER_QUIET_PERIOD a just-promoted primary that crashes whi
   assertEquals((await newPrimary(c, [promoted, other], [promoted])).name, promoted.name);
 });
 
+Deno.test("an attempt that moves no primary keeps the record of the last failover, so its quiet period still holds", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await threeNodes(h);
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  const consul: ConsulStore = c.consul();
+  try {
+    await kill9(n1.mysqld!.pid);
+    const promoted = await newPrimary(c, [n1, n2, n3], [n2, n3]);
+    const other = promoted === n2 ? n3 : n2;
+    const record = await consul.get("mysql-failover-lock");
+    assertEquals(JSON.parse(record!.value).promoted, promoted.name);
+
+    // A switchover that hands the role to nobody takes the failover lock and gives it back unchanged.
+    const r = await c.run(promoted, ["switchover", "--to", "n9"]);
+    assertEquals(r.code, 1, r.stderr);
+    const after = await consul.get("mysql-failover-lock");
+    assertEquals([after?.value, after?.session], [record!.value, undefined]);
+
+    // So the new primary's crash is still waited for, not failed over.
+    await kill9(promoted.mysqld!.pid);
+    for (let round = 0; round < 3; round++) {
+      await Promise.all([promoted, other].map((n) => c.run(n, ["health"])));
+    }
+    const waited = await c.run(other, ["health"]);
+    assert(waited.stderr.includes(`promoted ${promoted.name}, which is still alive`), waited.stderr);
+    assertEquals(await c.primaryName(), undefined);
+  } finally {
+    consul.close();
+  }
+});
+
 Deno.test("SEMI_SYNC under load through repeated kill -9 failovers: no acknowledged key lost or doubled", async () => {
   await using h = await Harness.create({ nodes: 3 });
   const c = await Cluster.create(h);

@@ -1,0 +1,50 @@
+/**
+ * The failover lock (FAILOVER_LOCK_KEY): held while a failover or a switchover moves the primary role, so that
+ * only one runs at a time. When released it keeps the record of the last attempt that moved the role
+ * (`{node, at, promoted, …}`): the quiet period (FAILOVER_QUIET_PERIOD) and `autopilot status` read it.
+ *
+ * An attempt that moves nothing (it found a primary already appointed, the target lacked transactions, no node
+ * could be chosen) leaves the record it found. Before, such an attempt wrote its own record without `promoted`:
+ * a second node's failover, decided a moment before the first appointed a primary, erased the first one's
+ * record, and with it the quiet period that should have held back a second failover.
+ *
+ * @module
+ */
+import type { ConsulStore } from "./consul.ts";
+
+/** A held failover lock. */
+export interface FailoverLockHold {
+  /**
+   * Releases the lock (never throws: a lock that cannot be released goes with the session). It keeps
+   * `record(promoted)` when the attempt gave the primary role to `promoted`, else the record it found.
+   */
+  release(promoted?: string): Promise<void>;
+}
+
+/**
+ * Takes the failover lock if no one holds it and nobody wrote it since it was read (one Consul transaction).
+ *
+ * @param consul Consul.
+ * @param key FAILOVER_LOCK_KEY.
+ * @param session This node's session.
+ * @param record The value to write: while running (no argument), and once the role moved (`promoted`).
+ * @returns The hold, or `undefined` when another node holds it or has just changed it.
+ * @throws {SessionGoneError} when the session does not exist.
+ */
+export async function takeFailoverLock(
+  consul: ConsulStore,
+  key: string,
+  session: string,
+  record: (promoted?: string) => string,
+): Promise<FailoverLockHold | undefined> {
+  const found = await consul.get(key);
+  if (!(await consul.tryAcquireLockIfUnchanged(key, session, record(), found?.modifyIndex ?? 0))) {
+    return undefined;
+  }
+  return {
+    async release(promoted?: string): Promise<void> {
+      const value = promoted !== undefined || found === undefined ? record(promoted) : found.value;
+      await consul.releaseLock(key, session, value).catch(() => {});
+    },
+  };
+}
