@@ -428,6 +428,17 @@ Deno.test("SEMI_SYNC: commits wait for a replica's acknowledgement and never fal
   await c.sql(n3, "START SLAVE");
 });
 
+/** Kills a just-promoted primary's mysqld (its node lives) and checks that `other` waits instead of failing over. */
+async function crashIsWaitedFor(c: Cluster, promoted: TestNode, other: TestNode): Promise<void> {
+  await kill9(promoted.mysqld!.pid);
+  for (let round = 0; round < 3; round++) {
+    await Promise.all([promoted, other].map((n) => c.run(n, ["health"])));
+  }
+  const r = await c.run(other, ["health"]);
+  assert(r.stderr.includes(`promoted ${promoted.name}, which is still alive`), r.stderr);
+  assertEquals(await c.primaryName(), undefined);
+}
+
 Deno.test("within FAILOVER_QUIET_PERIOD a just-promoted primary that crashes while its node lives is waited for", async () => {
   await using h = await Harness.create({ nodes: 3 });
   const c = await threeNodes(h);
@@ -437,13 +448,7 @@ Deno.test("within FAILOVER_QUIET_PERIOD a just-promoted primary that crashes whi
   const other = promoted === n2 ? n3 : n2;
 
   // The new primary's mysqld crashes, but its node (and its session) lives: no second failover.
-  await kill9(promoted.mysqld!.pid);
-  for (let round = 0; round < 3; round++) {
-    await Promise.all([promoted, other].map((n) => c.run(n, ["health"])));
-  }
-  const r = await c.run(other, ["health"]);
-  assert(r.stderr.includes(`promoted ${promoted.name}, which is still alive`), r.stderr);
-  assertEquals(await c.primaryName(), undefined);
+  await crashIsWaitedFor(c, promoted, other);
 
   // mysqld comes back (ContainerPilot restarts it): the node takes its lock again.
   await c.startMysqld(promoted);
@@ -469,13 +474,7 @@ Deno.test("an attempt that moves no primary keeps the record of the last failove
     assertEquals([after?.value, after?.session], [record!.value, undefined]);
 
     // So the new primary's crash is still waited for, not failed over.
-    await kill9(promoted.mysqld!.pid);
-    for (let round = 0; round < 3; round++) {
-      await Promise.all([promoted, other].map((n) => c.run(n, ["health"])));
-    }
-    const waited = await c.run(other, ["health"]);
-    assert(waited.stderr.includes(`promoted ${promoted.name}, which is still alive`), waited.stderr);
-    assertEquals(await c.primaryName(), undefined);
+    await crashIsWaitedFor(c, promoted, other);
   } finally {
     consul.close();
   }
