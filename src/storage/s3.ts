@@ -514,7 +514,6 @@ class PartReader {
   }
 }
 
-/** `promise`, or a rejection with the signal's reason as soon as it aborts. */
 /**
  * Starts `start()` unless `signal` is already aborted, and settles with it unless `signal` aborts first. Nothing
  * is started after an abort, so no promise is left that nobody awaits (its rejection would end the process).
