@@ -588,7 +588,7 @@ async function runFailover(c: PassContext, failedPrimary: string): Promise<boole
       log.info("{node} was appointed primary meanwhile: no failover needed", {
         node: primaryLock.record?.node ?? "another node",
       });
-      await hold.release();
+      await hold.release(); // at once: others need not wait for this pass's wait below
       await waitForAppointment(c);
       return false;
     }

@@ -16,7 +16,8 @@ import type { ConsulStore } from "./consul.ts";
 export interface FailoverLockHold {
   /**
    * Releases the lock (never throws: a lock that cannot be released goes with the session). It keeps
-   * `record(promoted)` when the attempt gave the primary role to `promoted`, else the record it found.
+   * `record(promoted)` when the attempt gave the primary role to `promoted`, else the record it found. Only the
+   * first call does anything.
    */
   release(promoted?: string): Promise<void>;
 }
@@ -41,8 +42,11 @@ export async function takeFailoverLock(
   if (!(await consul.tryAcquireLockIfUnchanged(key, session, record(), found?.modifyIndex ?? 0))) {
     return undefined;
   }
+  let released = false;
   return {
     async release(promoted?: string): Promise<void> {
+      if (released) return;
+      released = true;
       const value = promoted !== undefined || found === undefined ? record(promoted) : found.value;
       await consul.releaseLock(key, session, value).catch(() => {});
     },
