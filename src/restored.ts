@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { syncDir } from "./state.ts";
+import { syncDir, writeFileAtomic } from "./state.ts";
 
 /** The file, in a datadir, that marks it as restored and not yet replicated from. */
 export const RESTORED_FILE = "autopilot-restored.json";
@@ -33,20 +33,9 @@ export class RestoredMarkError extends Error {
   }
 }
 
-/** Writes the mark into `dir` (a staged datadir, before it is moved into place). */
+/** Writes the mark into `dir` (a staged datadir, before it is moved into place), synced to disk. */
 export async function writeRestoredMark(dir: string, mark: RestoredMark): Promise<void> {
-  const file = await Deno.open(`${dir}/${RESTORED_FILE}`, {
-    write: true,
-    create: true,
-    truncate: true,
-    mode: 0o644,
-  });
-  try {
-    await file.write(new TextEncoder().encode(JSON.stringify(mark) + "\n"));
-    await file.sync();
-  } finally {
-    file.close();
-  }
+  await writeFileAtomic(`${dir}/${RESTORED_FILE}`, JSON.stringify(mark) + "\n");
 }
 
 /**
