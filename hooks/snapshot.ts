@@ -316,7 +316,7 @@ async function verifyLast(
     return EXIT.ok;
   }
   const started = performance.now();
-  let record: VerificationRecord;
+  let error: string | undefined;
   try {
     const r = await verifySnapshot({
       store: await openStore(config),
@@ -325,7 +325,6 @@ async function verifyLast(
       osUser: config.mysql.osUser,
       signal,
     });
-    record = { name: manifest.name, ok: true, node: config.node.name, at: new Date().toISOString() };
     log.info(
       "Snapshot {name} verified in {s} s: it restores, a server opens it, and its {tables} tables pass CHECK TABLE",
       { name: r.name, s: ((performance.now() - started) / 1000).toFixed(1), tables: r.tables },
@@ -339,15 +338,16 @@ async function verifyLast(
       });
       return EXIT.failed;
     }
-    record = {
-      name: manifest.name,
-      ok: false,
-      node: config.node.name,
-      at: new Date().toISOString(),
-      error: e.message,
-    };
+    error = e.message;
     log.error("Snapshot {name} FAILED verification: {e}", { name: manifest.name, e: e.message });
   }
+  const record: VerificationRecord = {
+    name: manifest.name,
+    ok: error === undefined,
+    node: config.node.name,
+    at: new Date().toISOString(),
+    ...(error !== undefined ? { error } : {}),
+  };
   await consul.putJson(config.keys.lastVerified, record);
   await putMetrics({ backup_verifications_total: 1, backup_verification_failures_total: record.ok ? 0 : 1 });
   return record.ok ? EXIT.ok : EXIT.failed;

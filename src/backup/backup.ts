@@ -195,14 +195,8 @@ export async function takeSnapshot(opts: TakeSnapshotOptions): Promise<Manifest>
         signal,
       );
     } catch (e) {
-      throw new BackupError(
-        name,
-        `the ${store.kind} store refused its manifest: ${errorMessage(e)}`,
-        undefined,
-        {
-          cause: e,
-        },
-      );
+      const problem = `the ${store.kind} store refused its manifest: ${errorMessage(e)}`;
+      throw new BackupError(name, problem, undefined, { cause: e });
     }
     return manifest;
   } catch (e) {
