@@ -47,6 +47,7 @@ import { moveErrantDatadirAside, RebuildRefusedError, restoreRebuiltDatadir } fr
 import type { Command, CommandContext } from "../src/cli/commands.ts";
 import { EXIT } from "../src/cli/exit.ts";
 import { putMetrics } from "../src/metrics.ts";
+import { advertisePrimary, planSweep, withdrawPrimary } from "../src/services.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -121,6 +122,10 @@ interface PassContext {
   dbError?: MysqlUnavailableError;
   /** Set by an action after which the situation has changed: decide once more in the same pass. */
   again?: boolean;
+  /** Set once this pass has made this node, or found it, the writable primary with a ready lock. */
+  serving?: boolean;
+  /** What the pass reports instead of the decision's reason, when an action found out more (an errant node). */
+  outcome?: { readonly level: "warn" | "error"; readonly text: string };
 }
 
 async function healthPass(c: PassContext): Promise<number> {
@@ -142,18 +147,27 @@ async function healthPass(c: PassContext): Promise<number> {
   try {
     let facts = await gatherFacts(c);
     let healthy = false;
+    let outcome: NonNullable<PassContext["outcome"]> = { level: "warn", text: "" };
     // A failover changes the situation within the pass: the appointed node promotes itself at once and the
     // others follow it at once, instead of waiting for their next pass.
     for (let round = 0; round < 3; round++) {
       c.again = false;
+      c.outcome = undefined;
       const decision = decideHealth(facts);
       healthy = await act(decision, c);
-      const fields = { reason: decision.reason, action: decision.action, healthy };
-      if (healthy) log.debug("{reason}", fields);
-      else log.warn("{reason}", fields);
+      outcome = c.outcome ?? { level: "warn", text: decision.reason };
+      if (
+        healthy && decision.action === "report" && facts.consul.up &&
+        facts.consul.lock.session !== undefined &&
+        facts.consul.lock.session === facts.consul.session
+      ) {
+        c.serving = true; // the steady primary: holds the lock, writable, ready
+      }
       if (!c.again) break;
       facts = await gatherFacts(c);
     }
+    await report(c, healthy, outcome);
+    await showPrimaryService(c, healthy && c.serving === true);
     await publishSelf(c, facts).catch((e) =>
       log.warn("Cannot publish this node's record: {e}", { e: String(e) })
     );
@@ -401,6 +415,7 @@ async function serveAsPrimary(c: PassContext): Promise<boolean> {
     return false;
   }
   log.info("Primary: writable");
+  c.serving = true;
   return true;
 }
 
@@ -417,10 +432,15 @@ async function follow(
   if (fromGtid === undefined) {
     const { extra, primaryExecuted } = await transactionsPrimaryLacks(c, primary);
     if (extra !== "") {
-      log.error(
-        "Errant node: this node has transactions {extra} that the primary {node} ({source}) lacks; not rejoining",
-        { extra, node: primary.node, source },
-      );
+      c.outcome = {
+        level: "error",
+        text:
+          `Errant node: this node has transactions ${extra} that the primary ${primary.node} (${source}) ` +
+          "lacks; not rejoining" +
+          (c.config.failover.rebuildErrant
+            ? ""
+            : " (REBUILD_ERRANT_NODE=true rebuilds it from the last snapshot)"),
+      };
       if (c.config.failover.rebuildErrant) await rebuildErrant(c, primaryExecuted);
       return false;
     }
@@ -690,6 +710,69 @@ async function waitForAppointment(c: PassContext): Promise<void> {
   }
 }
 
+/**
+ * Logs how the pass ended: an unhealthy outcome at WARN once, when it first appears or changes (a lasting
+ * state is not repeated every pass; numbers such as a lag in seconds do not count as a change), a return to
+ * health at INFO once, and a steady healthy pass at DEBUG only.
+ */
+async function report(
+  c: PassContext,
+  healthy: boolean,
+  outcome: { level: "warn" | "error"; text: string },
+): Promise<void> {
+  const reason = outcome.text;
+  const shape = healthy ? undefined : reason.replace(/\d+(\.\d+)?/g, "#");
+  if (shape !== undefined && shape !== c.state.reported) log[outcome.level]("{reason}", { reason, healthy });
+  else if (shape === undefined && c.state.reported !== undefined) {
+    log.info("Healthy again: {reason}", { reason });
+  } else log.debug("{reason}", { reason, healthy });
+  if (shape !== c.state.reported) {
+    await saveState(c, { ...c.state, reported: shape }).catch((e) =>
+      log.warn("Cannot save this node's state: {e}", { e: String(e) })
+    );
+  }
+}
+
+/**
+ * The `SERVICE_NAME-primary` service (src/services.ts): passed by every pass that finds this node the writable
+ * primary, withdrawn by the first that does not. The primary's pass also removes dead nodes' entries.
+ */
+async function showPrimaryService(c: PassContext, serving: boolean): Promise<void> {
+  try {
+    if (serving) {
+      await advertisePrimary(c.config, c.consul, c.self);
+      if (!c.state.advertised) await saveState(c, { ...c.state, advertised: true });
+      await sweepDeadEntries(c);
+    } else if (c.state.advertised) {
+      await withdrawPrimary(c.config, c.consul, c.self.node);
+      await saveState(c, { ...c.state, advertised: undefined });
+    }
+  } catch (e) {
+    log.warn("Cannot update the {service} service in Consul: {e}", {
+      service: `${c.config.serviceName}-primary`,
+      e: (e as Error).message,
+    });
+  }
+}
+
+/** Removes the catalog entries of nodes that are gone (see planSweep); reads members only when one is critical. */
+async function sweepDeadEntries(c: PassContext): Promise<void> {
+  const critical = await c.consul.criticalServiceChecks();
+  const seen = c.state.deadEntries ?? {};
+  if (critical.length === 0 && Object.keys(seen).length === 0) return;
+  const { live, departed } = await memberRecords(c.config, c.consul);
+  const plan = planSweep(c.config, critical, { live: live.map((m) => m.record), departed }, seen, Date.now());
+  for (const check of plan.remove) {
+    await c.consul.deregisterService(check.serviceId, check.node);
+    log.info("Removed {service} from Consul: its node has been gone for over a minute", {
+      service: check.serviceId,
+    });
+  }
+  if (JSON.stringify(plan.seen) !== JSON.stringify(seen)) {
+    await saveState(c, { ...c.state, deadEntries: Object.keys(plan.seen).length ? plan.seen : undefined });
+  }
+}
+
 /** Publishes this node's member record (what the failover planner reads). */
 async function publishSelf(c: PassContext, facts: HealthFacts): Promise<void> {
   if (!facts.consul.up || !facts.mysql.up || c.state.sessionId === undefined) return;
@@ -697,6 +780,7 @@ async function publishSelf(c: PassContext, facts: HealthFacts): Promise<void> {
   const mine = facts.consul.lock.session !== undefined && facts.consul.lock.session === facts.consul.session;
   const record: MemberRecord = {
     ...c.self,
+    hostname: Deno.hostname(),
     priority: c.config.node.priority,
     flavour: c.flavour,
     role: mine ? "primary" : mysql.replica ? "replica" : "none",

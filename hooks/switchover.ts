@@ -6,8 +6,8 @@
  * 3. While still writable, wait until the target is nearly caught up, so the blocked phase is short.
  * 4. Block writes (read-only), read the final GTID set, wait until the target has executed all of it.
  * 5. Hand the primary lock to the target's own session. The target applies, turns writable and marks the lock
- *    ready in its own pass (ContainerPilot's watch fires `on-change` there as soon as this node stops passing
- *    the primary check); this node then rejoins as its replica. If anything fails before step 5, this node
+ *    ready in its own pass (ContainerPilot's watch fires `on-change` there as soon as this node leaves the
+ *    primary service, which it does right after the hand-over); this node then rejoins as its replica. If anything fails before step 5, this node
  *    turns writable again and keeps the role.
  *
  * @module
@@ -24,6 +24,7 @@ import { MysqlClient } from "../src/mysql/client.ts";
 import { type Flavour, type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
 import { subtractGtids } from "../src/mysql/gtid.ts";
 import { readState } from "../src/state.ts";
+import { withdrawPrimary } from "../src/services.ts";
 import type { Command, CommandContext } from "../src/cli/commands.ts";
 import { EXIT } from "../src/cli/exit.ts";
 import { print, printError } from "../src/cli/output.ts";
@@ -156,6 +157,10 @@ export async function switchover(
       return EXIT.failed;
     }
     promoted = target.node;
+    // This node is no longer the primary: out of the primary service now, not at its next pass.
+    await withdrawPrimary(config, consul, me).catch((e) =>
+      log.warn("Cannot withdraw the primary service: {e}; the next health pass does", { e: String(e) })
+    );
     const blockedMs = Math.round(performance.now() - blockedAt);
     log.info(
       "Handed the primary role to {target} after {ms} ms with writes blocked here; it turns writable in " +

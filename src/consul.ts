@@ -339,6 +339,97 @@ export class ConsulStore {
     return (rows as HealthRow[]).map(toInstance).sort((a, b) => a.id.localeCompare(b.id));
   }
 
+  /**
+   * The checks of the whole catalog that are critical now (`/v1/health/state/critical`).
+   *
+   * @returns One entry a check, service checks only (node checks such as serfHealth are left out).
+   */
+  async criticalServiceChecks(): Promise<CriticalCheck[]> {
+    const rows = await this.#call("health state", () => this.#client.health.state({ state: "critical" }));
+    return (rows as CheckRow[]).filter((r) => r.ServiceID).map((r) =>
+      Object.freeze({
+        node: r.Node,
+        checkId: r.CheckID,
+        serviceId: r.ServiceID,
+        serviceName: r.ServiceName,
+        serviceTags: Object.freeze([...(r.ServiceTags ?? [])]),
+      })
+    );
+  }
+
+  // --- agent services ---------------------------------------------------------------------------
+
+  /**
+   * Registers (or replaces) a service on the agent this client talks to, with one TTL check that starts
+   * passing and that Consul removes, with the service, once it has been critical for `deregisterAfter`.
+   */
+  async registerService(service: AgentService): Promise<void> {
+    // npm:consul's typings make `timeout` required on every check; a TTL check has none (its code sends only
+    // the fields given), hence the cast.
+    type Register = Parameters<Consul["agent"]["service"]["register"]>[0] & object;
+    await this.#call("agent service register", () =>
+      this.#client.agent.service.register({
+        id: service.id,
+        name: service.name,
+        address: service.address,
+        port: service.port,
+        tags: [...(service.tags ?? [])],
+        check: {
+          name: `${service.name} TTL`,
+          ttl: `${service.ttlSeconds}s`,
+          status: "passing",
+          deregistercriticalserviceafter: service.deregisterAfter,
+          notes: service.notes ?? `TTL for ${service.name}, set by autopilot`,
+        },
+      } as unknown as Register));
+  }
+
+  /**
+   * Marks a service's TTL check passing.
+   *
+   * @returns false when the agent does not know the check (never registered, or lost by the agent).
+   */
+  async passServiceCheck(serviceId: string): Promise<boolean> {
+    try {
+      await this.#call(
+        "agent check pass",
+        () => this.#client.agent.check.pass({ id: `service:${serviceId}` }),
+      );
+      return true;
+    } catch (e) {
+      if (e instanceof ConsulRequestError && e.status === 404) return false;
+      // Consul 1.14 answers 500 "Unknown check ID" for a check it does not have.
+      if (
+        e instanceof ConsulUnavailableError && /unknown check|does not have associated ttl/i.test(e.message)
+      ) {
+        return false;
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Removes a service: from the agent this client talks to when it is registered there, else from the
+   * catalog of `node` (a service of a dead node's own agent, which will never remove it).
+   *
+   * @returns false when neither knew it.
+   */
+  async deregisterService(serviceId: string, node?: string): Promise<boolean> {
+    try {
+      await this.#call("agent service deregister", () => this.#client.agent.service.deregister(serviceId));
+      return true;
+    } catch (e) {
+      const unknown = (e instanceof ConsulRequestError && e.status === 404) ||
+        (e instanceof ConsulUnavailableError && /unknown service/i.test(e.message));
+      if (!unknown) throw e;
+    }
+    if (node === undefined) return false;
+    return await this.#call(
+      "catalog deregister",
+      () => this.#client.catalog.deregister({ node, serviceid: serviceId }),
+    ).then((r) => r !== false);
+  }
+
   /** Closes the pooled keep-alive sockets. Call it when done (tests check for leaked sockets). */
   close(): void {
     this.#agent.destroy();
@@ -366,6 +457,37 @@ export class ConsulStore {
       throw translate(operation, e);
     }
   }
+}
+
+/** A service check that is critical, as `/v1/health/state/critical` lists it. */
+export interface CriticalCheck {
+  readonly node: string;
+  readonly checkId: string;
+  readonly serviceId: string;
+  readonly serviceName: string;
+  readonly serviceTags: readonly string[];
+}
+
+/** A service this node registers on its agent itself (not through ContainerPilot). */
+export interface AgentService {
+  readonly id: string;
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly tags?: readonly string[];
+  /** The check turns critical when no pass arrives within this many seconds. */
+  readonly ttlSeconds: number;
+  /** Consul removes the service once its check has been critical this long (Go duration, at least "1m"). */
+  readonly deregisterAfter: string;
+  readonly notes?: string;
+}
+
+interface CheckRow {
+  Node: string;
+  CheckID: string;
+  ServiceID: string;
+  ServiceName: string;
+  ServiceTags: string[] | null;
 }
 
 interface HealthRow {

@@ -15,6 +15,8 @@ import { type GtidSet, parseGtidSet } from "./mysql/gtid.ts";
 /** What one node publishes about itself. */
 export interface MemberRecord {
   readonly node: string;
+  /** The node's host name, which ContainerPilot's service ids end with (records before 0.2 lack it). */
+  readonly hostname?: string;
   readonly address: string;
   readonly port: number;
   /** FAILOVER_PRIORITY: higher wins among equally advanced nodes; 0 never becomes primary. */

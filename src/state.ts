@@ -22,6 +22,12 @@ export interface NodeState {
    * between leaves replication stopped by autopilot, not by an operator, and the next pass starts it.
    */
   readonly repointing?: string;
+  /** The shape of the last unhealthy outcome the health pass logged (see health.ts report()), if unhealthy. */
+  readonly reported?: string;
+  /** This node registered the `SERVICE_NAME-primary` service, and has not withdrawn it yet. */
+  readonly advertised?: boolean;
+  /** The primary's sweep: catalog entries of departed nodes, by service id, and when each was first seen. */
+  readonly deadEntries?: Readonly<Record<string, number>>;
 }
 
 /** The state file is unreadable or not ours. */

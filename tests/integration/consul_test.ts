@@ -211,6 +211,53 @@ Deno.test("ConsulStore.passingInstances() lists only instances whose checks pass
   });
 });
 
+Deno.test("ConsulStore registers, passes and removes an agent service, and lists critical service checks", async () => {
+  await withConsul(async (store, server) => {
+    const service = {
+      id: "shop-primary-n1",
+      name: "shop-primary",
+      address: "10.99.0.11",
+      port: 3306,
+      ttlSeconds: 10,
+      deregisterAfter: "1m",
+    };
+    assertEquals(await store.passServiceCheck(service.id), false, "an unknown check is not an error");
+    await store.registerService(service);
+    const passing = await store.passingInstances("shop-primary");
+    assertEquals(passing.map((i) => [i.id, i.address, i.port]), [["shop-primary-n1", "10.99.0.11", 3306]]);
+    const checks = await rawGet(server, "/v1/agent/checks") as Record<string, Record<string, unknown>>;
+    const check = checks["service:shop-primary-n1"];
+    assertEquals(check.Status, "passing", "a registered primary service passes at once");
+    assertEquals(check.Type, "ttl");
+    assertEquals(await store.passServiceCheck(service.id), true);
+    assertEquals(await store.criticalServiceChecks(), []);
+
+    // A critical one (a TTL check that never passed), as ContainerPilot leaves behind for a dead node.
+    const res = await fetch(`${server.url}/v1/agent/service/register`, {
+      method: "PUT",
+      body: JSON.stringify({
+        ID: "shop-c0ffee",
+        Name: "shop",
+        Tags: ["x"],
+        Port: 3306,
+        Check: { TTL: "30s" },
+      }),
+    });
+    assertEquals(res.status, 200, await res.text());
+    const critical = await store.criticalServiceChecks();
+    assertEquals(critical.map((c) => [c.serviceId, c.serviceName, c.checkId, c.serviceTags]), [
+      ["shop-c0ffee", "shop", "service:shop-c0ffee", ["x"]],
+    ]);
+    assert(critical[0].node !== "", "the node is named, for a catalog deregistration");
+
+    assertEquals(await store.deregisterService("shop-c0ffee"), true);
+    assertEquals(await store.deregisterService(service.id), true);
+    assertEquals(await store.passingInstances("shop-primary"), []);
+    assertEquals(await store.criticalServiceChecks(), []);
+    assertEquals(await store.deregisterService("shop-primary-n1"), false, "gone already, and no node named");
+  });
+});
+
 Deno.test("ConsulStore reports an unreachable agent as ConsulUnavailableError within its timeout", async () => {
   const store = new ConsulStore(configFor(freePort(), 1000));
   try {
