@@ -1,26 +1,34 @@
 /**
- * `autopilot pre-stop`: ContainerPilot runs it when the `mysql` job is stopping, before mysqld gets SIGTERM.
+ * `autopilot pre-stop`: ContainerPilot runs it when the `mysql` job is stopping, before it signals mysqld.
  *
- * On a replica there is nothing to do. On the primary:
+ * On the primary:
  * 1. With BACKUP_ON_STOP, take a last snapshot while the server still has every write (so a cluster that is
  *    stopped entirely comes back from its latest state).
- * 2. Hand the primary role to the best replica, as `autopilot switchover` does: no transaction lost, writes
- *    blocked only while it catches up. Without this, the cluster would wait for this node's Consul session to
- *    expire before failing over. With no replica to hand over to, the node stays primary until it stops: its
- *    session then expires and it resumes the role when it comes back.
+ * 2. Withdraw the `SERVICE_NAME-primary` service and hand the primary role to the best replica, as
+ *    `autopilot switchover` does: no transaction lost, writes blocked only while it catches up. Without this,
+ *    the cluster would wait for this node's Consul session to expire before failing over. With no replica to
+ *    hand over to, the node stays primary until it stops: its session then expires and it resumes the role
+ *    when it comes back.
+ *
+ * Then, on every node, mysqld is shut down cleanly (SQL SHUTDOWN) and waited for. ContainerPilot signals
+ * mysqld only after this hook and then sleeps its top-level `stopTimeout` before it kills what is left, so
+ * this hook is what gives mysqld its time to stop; it is bounded (see {@link PRE_STOP_BUDGET_MS}) below the
+ * job's `timeout` in containerpilot.json5, so it always gets to the shutdown.
  *
  * Failures are logged and the exit code says so, but nothing here stops the container from stopping.
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import type { Config } from "../src/config.ts";
 import { ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
 import { primaryLockFrom } from "../src/ha.ts";
-import { connectLocal, flavourOf } from "../src/local.ts";
+import { connectLocal, flavourOf, shutDownLocalServer } from "../src/local.ts";
 import { otherLiveReplicas } from "../src/members.ts";
-import { MysqlUnavailableError } from "../src/mysql/client.ts";
-import { sqlFor } from "../src/mysql/flavour.ts";
-import { readState } from "../src/state.ts";
+import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
+import { type Flavour, sqlFor } from "../src/mysql/flavour.ts";
+import { lockPasses, type NodeState, readState } from "../src/state.ts";
+import { withdrawPrimary } from "../src/services.ts";
 import type { Command } from "../src/cli/commands.ts";
 import { EXIT } from "../src/cli/exit.ts";
 import { runSnapshot } from "./snapshot.ts";
@@ -30,52 +38,101 @@ const log = getLogger(["autopilot", "pre-stop"]);
 
 /** How long the stopping primary waits for a replica to catch up before it gives up handing over. */
 const HANDOVER_TIMEOUT_MS = 20_000;
+/** How long pre-stop waits for a health pass still running on this node to finish. */
+const PASS_LOCK_WAIT_MS = 5_000;
+/** How long pre-stop waits for mysqld to exit after SHUTDOWN. */
+const SHUTDOWN_WAIT_MS = 25_000;
+/**
+ * The most pre-stop takes without BACKUP_ON_STOP (the pass lock, the hand-over, the shutdown, and a few Consul
+ * calls of at most CONSUL_TIMEOUT each): the `pre-stop` job's timeout in containerpilot.json5 (60 s) is above it.
+ */
+export const PRE_STOP_BUDGET_MS = PASS_LOCK_WAIT_MS + HANDOVER_TIMEOUT_MS + SHUTDOWN_WAIT_MS;
 
 /** The `pre-stop` command. */
 export const preStopCommand: Command = {
   name: "pre-stop",
-  summary: "the container is stopping: on the primary, take a last snapshot if configured, then hand over",
+  summary: "the container is stopping: hand over the primary role, then shut mysqld down cleanly",
   details:
     "On the primary: with BACKUP_ON_STOP=true, a last snapshot first; then the primary role moves to the\n" +
     "replica that has the most, as 'autopilot switchover' does (writes blocked until it has caught up, at\n" +
     `most ${
       HANDOVER_TIMEOUT_MS / 1000
-    } s). On a replica: nothing. Exit 1 if a step failed; the stop goes on.`,
+    } s). Then, on every node, mysqld is shut down cleanly and waited for\n` +
+    `(at most ${SHUTDOWN_WAIT_MS / 1000} s). Exit 1 if a step failed; the stop goes on.`,
   options: {},
   async run({ config }): Promise<number> {
+    // A health pass still running here would race the hand-over and the shutdown: wait for it, briefly.
+    using _pass = await lockPasses(config.node.stateDir, PASS_LOCK_WAIT_MS);
     const state = await readState(config.node.stateDir);
     const flavour = flavourOf(config, state);
-    const consul = new ConsulStore(config.consul);
+    let db: MysqlClient;
     try {
-      const lock = primaryLockFrom(await consul.get(config.keys.primary));
-      if (lock.session === undefined || lock.session !== state.sessionId) {
-        log.info("Stopping a node that is not the primary: nothing to hand over");
-        return EXIT.ok;
-      }
-      let code: number = EXIT.ok;
-      if (config.backup.onStop) {
-        log.info("BACKUP_ON_STOP: taking a last snapshot before stopping");
-        code = await runSnapshot(config, { force: true });
-      }
-      const replicas = await otherLiveReplicas(config, consul);
-      if (replicas.length === 0) {
-        log.info("Stopping the primary with no live replica: it keeps the role until its session expires");
-        return code;
-      }
-      await using db = await connectLocal(config, flavour);
-      log.info("Stopping the primary: handing the role over to a replica");
-      const handed = await switchover(config, consul, db, sqlFor(flavour), flavour, lock.session, {
-        timeoutMs: HANDOVER_TIMEOUT_MS,
-      });
-      return handed === EXIT.ok ? code : EXIT.failed;
+      db = await connectLocal(config, flavour);
     } catch (e) {
-      if (e instanceof ConsulUnavailableError || e instanceof MysqlUnavailableError) {
-        log.error("Cannot hand over before stopping: {e}", { e: e.message });
-        return EXIT.failed;
-      }
-      throw e;
-    } finally {
-      consul.close();
+      if (!(e instanceof MysqlUnavailableError)) throw e;
+      log.info("Stopping a node whose mysqld does not answer ({e}): nothing to hand over or shut down", {
+        e: e.message,
+      });
+      return EXIT.ok;
     }
+    let code: number = EXIT.ok;
+    try {
+      code = await handOver(config, state, flavour, db);
+    } finally {
+      log.info("Shutting mysqld down");
+      const started = performance.now();
+      if (await shutDownLocalServer(config, db, SHUTDOWN_WAIT_MS)) {
+        log.info("mysqld shut down cleanly in {s} s", {
+          s: ((performance.now() - started) / 1000).toFixed(1),
+        });
+      } else {
+        log.error("mysqld still runs {s} s after SHUTDOWN: ContainerPilot signals it next", {
+          s: SHUTDOWN_WAIT_MS / 1000,
+        });
+        code = EXIT.failed;
+      }
+    }
+    return code;
   },
 };
+
+/** On the primary: the last snapshot if configured, then the hand-over. A replica has nothing to do. */
+async function handOver(
+  config: Config,
+  state: NodeState,
+  flavour: Flavour,
+  db: MysqlClient,
+): Promise<number> {
+  const consul = new ConsulStore(config.consul);
+  try {
+    const lock = primaryLockFrom(await consul.get(config.keys.primary));
+    if (lock.session === undefined || lock.session !== state.sessionId) {
+      log.info("Stopping a node that is not the primary: nothing to hand over");
+      return EXIT.ok;
+    }
+    let code: number = EXIT.ok;
+    if (config.backup.onStop) {
+      log.info("BACKUP_ON_STOP: taking a last snapshot before stopping");
+      code = await runSnapshot(config, { force: true });
+    }
+    await withdrawPrimary(config, consul, config.node.name);
+    const replicas = await otherLiveReplicas(config, consul);
+    if (replicas.length === 0) {
+      log.info("Stopping the primary with no live replica: it keeps the role until its session expires");
+      return code;
+    }
+    log.info("Stopping the primary: handing the role over to a replica");
+    const handed = await switchover(config, consul, db, sqlFor(flavour), flavour, lock.session, {
+      timeoutMs: HANDOVER_TIMEOUT_MS,
+    });
+    return handed === EXIT.ok ? code : EXIT.failed;
+  } catch (e) {
+    if (e instanceof ConsulUnavailableError || e instanceof MysqlUnavailableError) {
+      log.error("Cannot hand over before stopping: {e}", { e: e.message });
+      return EXIT.failed;
+    }
+    throw e;
+  } finally {
+    consul.close();
+  }
+}

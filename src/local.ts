@@ -10,7 +10,7 @@ import { localAdminUser } from "./mysql/bootstrap.ts";
 import { type Flavour, type FlavourSql, replicationStartedThisRun } from "./mysql/flavour.ts";
 import type { MysqlFacts } from "./ha.ts";
 import { type NodeState, writeFileAtomic } from "./state.ts";
-import { renderMyCnf } from "./mysql/mycnf.ts";
+import { pidFilePath, renderMyCnf } from "./mysql/mycnf.ts";
 import { readMemoryLimit } from "./node.ts";
 import { serverIdOf } from "./server_id.ts";
 
@@ -99,4 +99,41 @@ export async function writeServerConfig(
   const cnf = renderMyCnf(config, { flavour, reportHost, memoryBytes: await readMemoryLimit(), serverId });
   await writeFileAtomic(config.mysql.cnfPath, cnf, 0o644);
   return serverId;
+}
+
+/**
+ * Shuts the local mysqld down cleanly (SQL `SHUTDOWN`, so InnoDB flushes and the binlog is closed) and waits
+ * for it to exit. Closes `db`.
+ *
+ * @returns false if it still runs after `timeoutMs` (the shutdown goes on in the server).
+ */
+export async function shutDownLocalServer(
+  config: Config,
+  db: MysqlClient,
+  timeoutMs: number,
+): Promise<boolean> {
+  await db.query("SHUTDOWN").catch(() => {}); // the connection may drop before the answer
+  await db.close();
+  return await waitForServerExit(config, timeoutMs);
+}
+
+/**
+ * Waits until mysqld has removed its pid file and no longer answers on its socket.
+ *
+ * @returns false if it has not within `timeoutMs`.
+ */
+export async function waitForServerExit(config: Config, timeoutMs: number): Promise<boolean> {
+  const socket = config.mysql.socket;
+  const pidFile = pidFilePath(socket);
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const pidGone = await Deno.stat(pidFile).then(() => false, () => true);
+    const socketGone = await Deno.connect({ transport: "unix", path: socket }).then(
+      (conn) => (conn.close(), false),
+      () => true,
+    );
+    if (pidGone && socketGone) return true;
+    if (Date.now() >= deadline) return false;
+    await delay(100);
+  }
 }

@@ -25,9 +25,8 @@ import type { Manifest } from "./backup/manifest.ts";
 import type { MysqlClient } from "./mysql/client.ts";
 import type { Flavour } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
-import { pidFilePath } from "./mysql/mycnf.ts";
 import { openStore } from "./storage/open.ts";
-import { delay, writeServerConfig } from "./local.ts";
+import { shutDownLocalServer, waitForServerExit, writeServerConfig } from "./local.ts";
 
 const log = getLogger(["autopilot", "rebuild"]);
 
@@ -80,9 +79,9 @@ export async function moveErrantDatadirAside(
   await Deno.rename(datadir, aside);
   await onMoved(aside);
   log.info("Shutting mysqld down; it restarts on the datadir restored from {name}", { name: manifest.name });
-  await db.query("SHUTDOWN").catch(() => {}); // the connection may drop before the answer
-  await db.close();
-  await waitForExit(config);
+  if (!(await shutDownLocalServer(config, db, SHUTDOWN_TIMEOUT_MS))) {
+    throw new Error(`mysqld did not stop within ${SHUTDOWN_TIMEOUT_MS / 1000} s after SHUTDOWN`);
+  }
   return aside;
 }
 
@@ -100,7 +99,9 @@ export async function restoreRebuiltDatadir(
   reportHost: string,
 ): Promise<string> {
   const datadir = config.mysql.datadir.replace(/(.)\/+$/, "$1");
-  await waitForExit(config);
+  if (!(await waitForServerExit(config, SHUTDOWN_TIMEOUT_MS))) {
+    throw new Error(`mysqld did not stop within ${SHUTDOWN_TIMEOUT_MS / 1000} s after SHUTDOWN`);
+  }
   // What a restore cut short left beside the datadir (nothing else restores into it while this one runs).
   const parent = datadir.slice(0, datadir.lastIndexOf("/")) || "/";
   const base = datadir.slice(datadir.lastIndexOf("/") + 1);
@@ -135,21 +136,4 @@ async function checkMovable(datadir: string, aside: string): Promise<void> {
   }
   const taken = await Deno.stat(aside).then(() => true, () => false);
   if (taken) throw new RebuildRefusedError(`${aside} already exists`);
-}
-
-/** Waits until mysqld has removed its pid file and no longer answers on its socket. */
-async function waitForExit(config: Config): Promise<void> {
-  const socket = config.mysql.socket;
-  const pidFile = pidFilePath(socket);
-  const deadline = Date.now() + SHUTDOWN_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    const pidGone = await Deno.stat(pidFile).then(() => false, () => true);
-    const socketGone = await Deno.connect({ transport: "unix", path: socket }).then(
-      (conn) => (conn.close(), false),
-      () => true,
-    );
-    if (pidGone && socketGone) return;
-    await delay(100);
-  }
-  throw new Error(`mysqld did not stop within ${SHUTDOWN_TIMEOUT_MS / 1000} s after SHUTDOWN`);
 }

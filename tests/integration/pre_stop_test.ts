@@ -1,16 +1,25 @@
 /**
  * `autopilot pre-stop` on real servers: a stopping primary takes its last snapshot (BACKUP_ON_STOP) and hands
- * the role to a replica with no write lost; a stopping replica changes nothing; a lone primary keeps its role.
+ * the role to a replica with no write lost; a stopping replica hands nothing over; a lone primary keeps its
+ * role. Each then shuts its mysqld down cleanly.
  */
 import { assert, assertEquals } from "../unit/assert.ts";
-import { Cluster } from "./cluster.ts";
+import { Cluster, type TestNode } from "./cluster.ts";
 import { Harness, waitFor } from "./harness/mod.ts";
 
 function snapshotCount(c: Cluster): number {
   return [...Deno.readDirSync(c.snapshots)].filter((e) => e.name.endsWith(".manifest.json")).length;
 }
 
-Deno.test("autopilot pre-stop: the primary takes a last snapshot, then hands over; a replica does nothing", async () => {
+/** Waits for the node's mysqld to exit and checks it shut down cleanly (exit 0, InnoDB's shutdown logged). */
+async function shutDownCleanly(node: TestNode): Promise<void> {
+  const status = await node.mysqld!.status;
+  assertEquals(status.code, 0, `mariadbd ${node.name} exit`);
+  const log = await Deno.readTextFile(node.mysqld!.logFile);
+  assert(/Shutdown complete/.test(log), `no clean shutdown in ${node.mysqld!.logFile}:\n${log.slice(-2000)}`);
+}
+
+Deno.test("autopilot pre-stop: the primary takes a last snapshot, hands over, then shuts mysqld down", async () => {
   await using h = await Harness.create({ nodes: 2 });
   const c = await Cluster.create(h);
   const [n1, n2] = [c.node(1, { BACKUP_ON_STOP: "true" }), c.node(2, { BACKUP_ON_STOP: "true" })];
@@ -20,15 +29,12 @@ Deno.test("autopilot pre-stop: the primary takes a last snapshot, then hands ove
   await new Promise((r) => setTimeout(r, 1100)); // the next snapshot needs a new (one-second) name
   for (const n of [n1, n2]) assertEquals((await c.run(n, ["health"])).code, 0); // members publish their roles
 
-  const onReplica = await c.run(n2, ["pre-stop"]);
-  assertEquals(onReplica.code, 0, onReplica.stderr);
-  assert(onReplica.stderr.includes("not the primary: nothing to hand over"), onReplica.stderr);
-  assertEquals(snapshotCount(c), 1);
-
   const r = await c.run(n1, ["pre-stop"]);
   assertEquals(r.code, 0, r.stderr);
   assertEquals(snapshotCount(c), 2, "no last snapshot");
   assert(r.stdout.startsWith("switchover: n1 -> n2"), `${r.stdout}\n${r.stderr}`);
+  assert(/mysqld shut down cleanly/.test(r.stderr), r.stderr);
+  await shutDownCleanly(n1);
   const consul = c.consul();
   try {
     const last = JSON.parse((await consul.get("mysql-last-backup"))?.value ?? "{}");
@@ -41,11 +47,26 @@ Deno.test("autopilot pre-stop: the primary takes a last snapshot, then hands ove
     return (await c.run(n2, ["health", "--primary"])).code === 0;
   }, { timeoutMs: 20_000, intervalMs: 200 });
   assertEquals(await c.rows(n2), 2);
-  const [ro] = await c.sql(n1, "SELECT @@read_only AS ro");
-  assertEquals(Number(ro.ro), 1, "the stopping primary is still writable");
 });
 
-Deno.test("autopilot pre-stop: a primary with no replica keeps its role and takes no snapshot unless asked", async () => {
+Deno.test("autopilot pre-stop: a replica hands nothing over and shuts its mysqld down cleanly", async () => {
+  await using h = await Harness.create({ nodes: 2 });
+  const c = await Cluster.create(h);
+  const [n1, n2] = [c.node(1, { BACKUP_ON_STOP: "true" }), c.node(2, { BACKUP_ON_STOP: "true" })];
+  for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0, `boot ${n.name}`);
+  const r = await c.run(n2, ["pre-stop"]);
+  assertEquals(r.code, 0, r.stderr);
+  assert(r.stderr.includes("not the primary: nothing to hand over"), r.stderr);
+  await shutDownCleanly(n2);
+  assertEquals(snapshotCount(c), 1, "a replica takes no last snapshot");
+  assertEquals((await c.run(n1, ["health", "--primary"])).code, 0, "the primary is untouched");
+  // Stopping again (ContainerPilot runs pre-stop once, but a stop of a node whose mysqld is down happens too)
+  const again = await c.run(n2, ["pre-stop"]);
+  assertEquals(again.code, 0, again.stderr);
+  assert(/mysqld does not answer/.test(again.stderr), again.stderr);
+});
+
+Deno.test("autopilot pre-stop: a primary with no replica keeps its role, takes no snapshot unless asked, and stops", async () => {
   await using h = await Harness.create({ nodes: 1 });
   const c = await Cluster.create(h);
   const n1 = c.node(1);
@@ -54,5 +75,12 @@ Deno.test("autopilot pre-stop: a primary with no replica keeps its role and take
   assertEquals(r.code, 0, r.stderr);
   assert(r.stderr.includes("no live replica"), r.stderr);
   assertEquals(snapshotCount(c), 1);
-  assertEquals((await c.run(n1, ["health", "--primary"])).code, 0, "no longer the writable primary");
+  await shutDownCleanly(n1);
+  assertEquals(await c.primaryName(), "n1", "it keeps the primary lock until its session expires");
+  const consul = c.consul();
+  try {
+    assertEquals(await consul.passingInstances("mysql-primary"), [], "but it is no longer advertised");
+  } finally {
+    consul.close();
+  }
 });
