@@ -17,6 +17,7 @@ import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { type Command, COMMANDS } from "../../src/cli/commands.ts";
 import { type Config, ConfigError, loadConfig, VARIABLES } from "../../src/config.ts";
 import { METRICS } from "../../src/metrics.ts";
+import { PRE_STOP_BUDGET_MS } from "../../hooks/pre_stop.ts";
 
 const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname).replace(/\/$/, "");
 const read = (path: string): string => Deno.readTextFileSync(`${ROOT}/${path}`);
@@ -612,9 +613,12 @@ Deno.test("containerpilot.json5 jobs and watches are valid for ContainerPilot an
 Deno.test("containerpilot.json5 names every job and watch after SERVICE_NAME", () => {
   const config = containerpilot({ SERVICE_NAME: "db" });
   const names = config.jobs.map((j: { name: string }) => j.name);
-  assert(names.includes("db") && names.includes("db-primary"), `jobs: ${names.join(", ")}`);
+  assert(names.includes("db"), `jobs: ${names.join(", ")}`);
+  // autopilot registers db-primary itself (src/services.ts): a job would be a check failing on every replica.
+  assert(!names.includes("db-primary"), `db-primary must not be a job: ${names.join(", ")}`);
   assert(!names.some((n: string) => n.startsWith("mysql")), `a job still says mysql: ${names.join(", ")}`);
   assertEquals(config.watches.map((w: { name: string }) => w.name), ["db-primary"]);
+  assertEquals(config.telemetry.tags, ["db"], "the telemetry service is tagged with its cluster");
   const ports = config.jobs.filter((j: { port?: number }) => j.port !== undefined);
   assert(
     ports.every((j: { port: number }) => j.port === 3306),
@@ -735,15 +739,40 @@ Deno.test("compose.yml wires the mysql service to Consul and to the shared snaps
   assert(mysql.ports === undefined, "compose.yml: publishing 3306 would stop `--scale mysql=3`");
 });
 
-Deno.test("compose.yml lets a stopping primary hand over before Docker kills it", () => {
-  const grace = String(compose().services.mysql.stop_grace_period ?? "10s");
-  const m = /^(\d+)(s|m)$/.exec(grace);
-  assert(m, `stop_grace_period '${grace}' is not in seconds or minutes`);
-  const seconds = Number(m[1]) * (m[2] === "m" ? 60 : 1);
-  assert(
-    seconds > containerpilot().stopTimeout,
-    `stop_grace_period ${grace} must exceed ContainerPilot's stopTimeout`,
-  );
+/** Seconds in a Go-style duration such as "60s", "12h" or "1m". */
+function durationSeconds(text: string): number {
+  const m = /^(\d+)(s|m|h)$/.exec(text);
+  assert(m, `'${text}' is not a duration in seconds, minutes or hours`);
+  return Number(m[1]) * { s: 1, m: 60, h: 3600 }[m[2] as "s" | "m" | "h"];
+}
+
+function preStopJob(env: Record<string, string> = {}) {
+  return containerpilot(env).jobs.find((j: { name: string }) => j.name === "pre-stop");
+}
+
+Deno.test("pre-stop is bounded above its own budget, and longer only with BACKUP_ON_STOP", () => {
+  const plain = durationSeconds(preStopJob().timeout);
+  assert(plain * 1000 > PRE_STOP_BUDGET_MS, `pre-stop's timeout ${plain} s must exceed its budget`);
+  for (const on of ["true", "yes", "ON", "1"]) {
+    assert(durationSeconds(preStopJob({ BACKUP_ON_STOP: on }).timeout) >= 3600, `BACKUP_ON_STOP=${on}`);
+  }
+  for (const off of ["false", "no", "0", ""]) {
+    assertEquals(
+      durationSeconds(preStopJob({ BACKUP_ON_STOP: off }).timeout),
+      plain,
+      `BACKUP_ON_STOP=${off}`,
+    );
+  }
+  // ContainerPilot sleeps the whole top-level stopTimeout on every stop (core/app.go): it must stay short.
+  assert(containerpilot().stopTimeout <= 5, "the top-level stopTimeout is added to every stop");
+  const mysql = containerpilot().jobs.find((j: { name: string }) => j.name === "mysql");
+  assertEquals(mysql.stopTimeout, undefined, "a job's stopTimeout never fires in the fork: do not pretend");
+});
+
+Deno.test("compose.yml lets a stopping primary hand over and shut down before Docker kills it", () => {
+  const grace = durationSeconds(String(compose().services.mysql.stop_grace_period ?? "10s"));
+  const worst = durationSeconds(preStopJob().timeout) + containerpilot().stopTimeout;
+  assert(grace > worst, `stop_grace_period ${grace} s must exceed pre-stop's timeout plus stopTimeout`);
 });
 
 Deno.test("compose files pin their images and build the flavours the Dockerfile has", () => {
