@@ -7,8 +7,9 @@
  * its role. The first pass of the first node bootstraps the cluster; a later node sets up replication; when
  * the primary is gone, the node that wins the failover lock appoints the most advanced replica.
  *
- * `autopilot health --primary` is the check of the `mysql-primary` service: it changes nothing and passes
- * only on the node that holds the primary lock and is writable.
+ * The pass that finds this node the writable primary also keeps it in the `SERVICE_NAME-primary` service
+ * (src/services.ts). `autopilot health --primary` changes nothing and passes only on the node that holds the
+ * primary lock and is writable: a check for scripts and operators.
  *
  * @module
  */
@@ -58,6 +59,7 @@ export const healthCommand: Command = {
   details:
     "The first pass of the first node bootstraps the primary; a later node starts replicating; when the\n" +
     "primary is gone, one node appoints the most advanced replica.\n" +
+    "The writable primary's pass also keeps it in the SERVICE_NAME-primary service in Consul.\n" +
     "--primary: change nothing; exit 0 only on the node that holds the primary lock and is writable.",
   options: { primary: { type: "boolean" } },
   run: (ctx: CommandContext) => runHealth(ctx, Boolean(ctx.flags.primary)),
@@ -165,6 +167,10 @@ async function healthPass(c: PassContext): Promise<number> {
       }
       if (!c.again) break;
       facts = await gatherFacts(c);
+    }
+    if (healthy && c.serving && c.state.firstSnapshotPending) {
+      healthy = await takeFirstSnapshot(c);
+      if (c.outcome) outcome = c.outcome;
     }
     await report(c, healthy, outcome);
     await showPrimaryService(c, healthy && c.serving === true);
@@ -352,14 +358,29 @@ async function bootstrapPrimary(c: PassContext): Promise<boolean> {
   log.info("Bootstrapping the first primary: accounts, database, root password");
   await db.run(bootstrapStatements(c.config, c.flavour, rootPassword));
   if (!(await serveAsPrimary(c))) return false;
+  await saveState(c, { ...c.state, firstSnapshotPending: true });
+  return await takeFirstSnapshot(c);
+}
+
+/**
+ * The bootstrapped primary's first snapshot, which new replicas are restored from. Until it is stored the
+ * primary writes, but reports unhealthy and is not advertised (a store that cannot be written would otherwise
+ * go unnoticed until the first replica); each pass tries again.
+ */
+async function takeFirstSnapshot(c: PassContext): Promise<boolean> {
   try {
-    const manifest = await takeAndPublishSnapshot(c.config, c.consul, c.flavour, db);
+    const manifest = await takeAndPublishSnapshot(c.config, c.consul, c.flavour, c.db!);
     log.info("First snapshot {name} stored and published for replicas", { name: manifest.name });
+    await saveState(c, { ...c.state, firstSnapshotPending: undefined });
+    return true;
   } catch (e) {
-    // The primary is fine without it; new replicas then replicate from the first binlog.
-    log.error("First snapshot failed: {e}", { e: (e as Error).message });
+    c.outcome = {
+      level: "error",
+      text: `First snapshot failed: ${(e as Error).message}; this primary is not advertised until it is ` +
+        "taken, and each health pass tries again",
+    };
+    return false;
   }
-  return true;
 }
 
 /** The root password to set at bootstrap: the given one, or a generated one kept in a 0600 file. */

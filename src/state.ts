@@ -24,6 +24,8 @@ export interface NodeState {
   readonly repointing?: string;
   /** The shape of the last unhealthy outcome the health pass logged (see health.ts report()), if unhealthy. */
   readonly reported?: string;
+  /** This node bootstrapped the cluster and its first snapshot has not been stored yet. */
+  readonly firstSnapshotPending?: boolean;
   /** This node registered the `SERVICE_NAME-primary` service, and has not withdrawn it yet. */
   readonly advertised?: boolean;
   /** The primary's sweep: catalog entries of departed nodes, by service id, and when each was first seen. */

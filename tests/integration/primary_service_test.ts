@@ -103,3 +103,31 @@ Deno.test("the primary removes a dead node's critical entries from the catalog, 
     consul.close();
   }
 });
+
+Deno.test("a new primary whose first snapshot cannot be stored writes, but is not advertised until it is", async () => {
+  await using h = await Harness.create({ nodes: 1 });
+  const c = await Cluster.create(h);
+  // A file where the snapshot directory's parent should be: every write into the store fails.
+  const blocker = `${h.dir}/not-a-dir`;
+  await Deno.writeTextFile(blocker, "");
+  const n1 = c.node(1, { SNAPSHOT_DIR: `${blocker}/snapshots` });
+  const first = await c.boot(n1);
+  assertEquals(first.code, 1, "unhealthy while it has no snapshot");
+  assert(/First snapshot failed: .*not advertised until it is taken/.test(first.stderr), first.stderr);
+  assertEquals(await primaryInstances(c), []);
+  await using app = await c.app(n1);
+  await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1)"]); // it is writable
+
+  const again = await c.run(n1, ["health"]);
+  assertEquals(again.code, 1);
+  assert(
+    !/First snapshot failed/.test(again.stderr.replace(/^.*\[DBG\].*$/gm, "")),
+    `the same error is not repeated:\n${again.stderr}`,
+  );
+
+  await Deno.remove(blocker);
+  const fixed = await c.run(n1, ["health"]);
+  assertEquals(fixed.code, 0, fixed.stderr);
+  assert(/First snapshot .* stored and published/.test(fixed.stderr), fixed.stderr);
+  assertEquals(await primaryInstances(c), [`mysql-primary-n1@${n1.address}:3306`]);
+});
