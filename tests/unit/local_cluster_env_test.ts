@@ -212,3 +212,12 @@ Deno.test("local_cluster.ts --help names every variable the local cluster owns, 
   const defaults = Object.entries(LOCAL_DEFAULTS).map(([k, v]) => `${k}=${v}`).join(", ");
   assert(usage.includes(defaults), `--help does not give the defaults ${defaults}`);
 });
+
+Deno.test("_env.example reads as an env file and gives the local cluster valid settings, examples on or off", () => {
+  const text = Deno.readTextFileSync(new URL("../../_env.example", import.meta.url));
+  for (const file of [text, text.replace(/^#([A-Z][A-Z0-9_]*=)/gm, "$1")]) {
+    const r = merge(file);
+    assertEquals(r.notices, []);
+    configOf(r.settings);
+  }
+});
