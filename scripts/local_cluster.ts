@@ -3,11 +3,13 @@
  * A local autopilot-mysql cluster for developers, without Docker and without ContainerPilot: a Consul agent and
  * N MariaDB nodes, each in its own network namespace, every node driven the way `containerpilot.json5` says
  * (`pre-start`, then mysqld, restarted whenever it exits; `health` every 5 s and `health --primary` every 2 s,
- * each reported to a Consul TTL check as ContainerPilot does; `on-change` when the passing `mysql-primary`
- * instances change; `snapshot` every 5 minutes; `pre-stop` before mysqld is stopped). It reuses the integration
- * test harness (`Harness`, `Cluster`), so the CLI runs under `-P=autopilot` exactly as in the tests.
+ * each reported to a Consul TTL check as ContainerPilot does; `on-change` when the passing
+ * `SERVICE_NAME-primary` instances change; `snapshot` every 5 minutes; `pre-stop` before mysqld is stopped),
+ * with the settings of an env file read as compose's `env_file` (`env_file.ts`, `local_cluster_env.ts`). It
+ * reuses the integration test harness (`Harness`, `Cluster`), so the CLI runs under `-P=autopilot` exactly as
+ * in the tests.
  *
- *   deno run -A scripts/local_cluster.ts [--nodes 3] [--duration SECONDS] [...]   (as root; see --help)
+ *   deno run -A scripts/local_cluster.ts [--env-file FILE] [--nodes 3] [...]   (as root; see --help)
  *
  * The process re-executes itself under `setsid`, so a Ctrl-C on the terminal reaches only this launcher, which
  * then asks the cluster to stop in order (pre-stop, mysqld, Consul, namespaces) instead of every server
@@ -15,42 +17,79 @@
  *
  * @module
  */
-import { autopilot, type CliResult } from "../tests/integration/autopilot_cli.ts";
+import { type CliResult } from "../tests/integration/autopilot_cli.ts";
 import { Cluster, type TestNode } from "../tests/integration/cluster.ts";
 import { Harness, randomSecret, REPO_ROOT, systemTool } from "../tests/integration/harness/mod.ts";
+import { type Config, ConfigError, loadConfig } from "../src/config.ts";
+import { EnvFileError, parseEnvFile } from "./env_file.ts";
+import {
+  type ClusterSettings,
+  clusterSettings,
+  shellEnvFile,
+  shellWord,
+  validationEnv,
+} from "./local_cluster_env.ts";
 
 const USAGE =
   `usage: deno run -A scripts/local_cluster.ts [options]        (or: bash scripts/cluster.sh [options])
 
 Brings up a local autopilot-mysql cluster without Docker or ContainerPilot: a Consul agent and N MariaDB
 nodes, each in its own network namespace (10.99.X.0/24, reachable from this host), every node driven as
-containerpilot.json5 says. Prints how to connect once the cluster is healthy, then 'autopilot status' every
+containerpilot.json5 says, with the settings of an env file. Prints how to connect once the cluster is
+healthy, where each node's log is and how to run 'autopilot' on a node, then 'autopilot status' every
 --status-interval seconds, and runs until Ctrl-C / SIGTERM or until --duration has elapsed; then it stops
 everything it started and removes its namespaces. Needs root (network namespaces).
 
 options:
+  --env-file FILE            every node's settings, read as compose's env_file reads them (default: _env in
+                             the repository root if it exists, else none); FILE is relative to the current
+                             directory and must exist
   --nodes N                  number of MariaDB nodes, 1..9 (default 3)
   --duration SECONDS         stop this long after the cluster became healthy (default: run until stopped)
   --snapshot-interval SECS   run 'autopilot snapshot' on every node this often (default 300, as ContainerPilot)
   --status-interval SECS     print 'autopilot status' this often (default 60; 0: only on request)
   --ready-timeout SECS       give up if the cluster is not healthy after this long (default 300)
-  --log-level LEVEL          LOG_LEVEL of the autopilot hooks (default INFO)
+  --log-level LEVEL          LOG_LEVEL of the autopilot hooks (default: the env file's, else INFO)
   --keep                     keep the run dir (logs, datadirs, snapshots) after stopping
   -h, --help                 this text
 
-Passwords: MYSQL_PASSWORD (app user), MYSQL_REPL_PASSWORD and MYSQL_ROOT_PASSWORD are taken from the
-environment when set, else generated for this run. The app password is printed once, on the terminal only;
-the others are never printed. Press Enter (or send SIGUSR1 to the printed pid) to print the status now.`;
+The env file: every variable of the README's configuration table applies to every node, as compose.yml's
+'env_file: _env' does, except the wiring the local cluster owns and sets itself (a value for one of these
+in the file is not used, with a notice): NODE_NAME, NODE_ADDRESS, CONSUL, CONSUL_AGENT,
+CONTAINERPILOT_MYSQL_IP, STATE_DIR, MYSQL_DATADIR, MYSQL_CNF, MYSQL_SOCKET, MYSQL_TMPDIR, MYSQL_OS_USER, and
+SNAPSHOT_DIR unless SNAPSHOT_BACKEND is s3 or manta (that store must then be reachable from the namespaces).
+Variables autopilot does not read are ignored, with a notice. The local cluster's own defaults, which the
+file overrides: MYSQL_USER=app, MYSQL_DATABASE=app, INNODB_BUFFER_POOL_SIZE=64M, LOG_LEVEL=INFO.
+Before anything starts, node 1's settings are checked as 'autopilot config' checks them: each problem is
+printed as it prints it, and the script exits 2.
+
+Syntax (compose's documented rules, without interpolation): KEY=VALUE or KEY: VALUE lines, optionally
+after 'export '; blank lines and lines starting with # are ignored; spaces around the key and the value
+are ignored; an unquoted value ends at the end of the line or at ' #' (a space, then #: a comment);
+'single quotes' keep the text as it is (\\' is a quote); "double quotes" read \\n \\r \\t \\a \\b \\f \\v \\\\ \\"
+and \\$ as escapes; quoted values may span lines and be followed by a comment. Refused, with the line number:
+a '$NAME' or '\${...}' in an unquoted or double-quoted value (compose would substitute it, this script does
+not: use single quotes, or $$ for a literal $), a line without '=', an octal escape.
+
+Passwords: MYSQL_REPL_PASSWORD, MYSQL_PASSWORD (app user) and MYSQL_ROOT_PASSWORD are taken from the
+environment when set there, else from the env file, else generated for this run (no root password is
+generated when MYSQL_RANDOM_ROOT_PASSWORD is set, no app password when MYSQL_USER is empty). A generated app
+password is printed once, on the terminal only; no other secret is ever printed: the commands shown for
+'autopilot' on a node read the node's environment, passwords included, from a 0600 file in the run dir. Press Enter (or send
+SIGUSR1 to the printed pid) to print the status now.`;
 
 /** The command line, parsed. */
 export interface Options {
+  /** --env-file, as given. */
+  readonly envFile: string | undefined;
   readonly nodes: number;
   /** Seconds to run after becoming healthy; undefined: until a signal. */
   readonly durationS: number | undefined;
   readonly snapshotIntervalS: number;
   readonly statusIntervalS: number;
   readonly readyTimeoutS: number;
-  readonly logLevel: string;
+  /** --log-level; undefined: the env file's LOG_LEVEL, else INFO. */
+  readonly logLevel: string | undefined;
   readonly keep: boolean;
 }
 
@@ -61,12 +100,13 @@ const LOG_LEVELS = ["TRACE", "DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITI
 
 /** Parses the arguments; `"help"` for -h/--help. Throws {@linkcode UsageError} on bad input. */
 export function parseArgs(args: readonly string[]): Options | "help" {
+  let envFile: string | undefined;
   let nodes = 3;
   let durationS: number | undefined;
   let snapshotIntervalS = 300;
   let statusIntervalS = 60;
   let readyTimeoutS = 300;
-  let logLevel = "INFO";
+  let logLevel: string | undefined;
   let keep = false;
   const number = (flag: string, value: string | undefined, min: number, max: number): number => {
     if (value === undefined) throw new UsageError(`${flag} needs a value`);
@@ -87,6 +127,12 @@ export function parseArgs(args: readonly string[]): Options | "help" {
       case "-h":
       case "--help":
         return "help";
+      case "--env-file": {
+        const v = value();
+        if (v === undefined || v === "") throw new UsageError("--env-file needs a file name");
+        envFile = v;
+        break;
+      }
       case "--nodes":
         nodes = number(flag, value(), 1, 9);
         break;
@@ -118,7 +164,7 @@ export function parseArgs(args: readonly string[]): Options | "help" {
         throw new UsageError(`unknown argument '${arg}' (see --help)`);
     }
   }
-  return { nodes, durationS, snapshotIntervalS, statusIntervalS, readyTimeoutS, logLevel, keep };
+  return { envFile, nodes, durationS, snapshotIntervalS, statusIntervalS, readyTimeoutS, logLevel, keep };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -196,10 +242,17 @@ interface Counts {
   mysqldRestarts: number;
 }
 
+/** What containerpilot.json5 takes from the environment for its jobs: SERVICE_NAME and MYSQL_PORT. */
+interface Jobs {
+  /** The `mysql` job's name and service (SERVICE_NAME); the primary's is `<service>-primary`. */
+  readonly service: string;
+  readonly port: number;
+}
+
 /**
- * One node's ContainerPilot: the `mysql` job (mysqld, restarted when it exits, with `health` every 5 s), the
- * `mysql-primary` check (`health --primary` every 2 s), the watch and `on-change`, `snapshot` on an interval,
- * and `pre-stop` before mysqld is stopped. Hook output goes to `<node dir>/autopilot.log`.
+ * One node's ContainerPilot: the SERVICE_NAME job (mysqld, restarted when it exits, with `health` every 5 s),
+ * the `SERVICE_NAME-primary` check (`health --primary` every 2 s), the watch and `on-change`, `snapshot` on an
+ * interval, and `pre-stop` before mysqld is stopped. Hook output goes to `<node dir>/autopilot.log`.
  */
 class NodeSupervisor {
   readonly counts: Counts = {
@@ -218,8 +271,8 @@ class NodeSupervisor {
   readonly #stopLoops = new AbortController();
   readonly #loops: Promise<void>[] = [];
   readonly #log: Deno.FsFile;
-  readonly #mysql: Service = { name: "mysql", ttlS: 15, registered: false };
-  readonly #primary: Service = { name: "mysql-primary", ttlS: 6, registered: false };
+  readonly #mysql: Service;
+  readonly #primary: Service;
   #stopping = false;
   #everHealthy = false;
 
@@ -227,10 +280,13 @@ class NodeSupervisor {
     readonly c: Cluster,
     readonly node: TestNode,
     readonly opts: Options,
+    readonly jobs: Jobs,
     readonly onPrimaryChange: (instances: string[]) => void,
     log: Deno.FsFile,
   ) {
     this.#log = log;
+    this.#mysql = { name: jobs.service, ttlS: 15, registered: false };
+    this.#primary = { name: `${jobs.service}-primary`, ttlS: 6, registered: false };
     this.firstHealthy = new Promise((resolve) => this.#resolveFirst = resolve);
   }
 
@@ -238,11 +294,12 @@ class NodeSupervisor {
     c: Cluster,
     node: TestNode,
     opts: Options,
+    jobs: Jobs,
     onPrimaryChange: (instances: string[]) => void,
   ): Promise<NodeSupervisor> {
     await Deno.mkdir(node.dir, { recursive: true });
     const log = await Deno.open(`${node.dir}/autopilot.log`, { append: true, create: true, mode: 0o600 });
-    return new NodeSupervisor(c, node, opts, onPrimaryChange, log);
+    return new NodeSupervisor(c, node, opts, jobs, onPrimaryChange, log);
   }
 
   get logFile(): string {
@@ -320,7 +377,7 @@ class NodeSupervisor {
           ID: id,
           Name: s.name,
           Address: this.node.address,
-          Port: 3306,
+          Port: this.jobs.port,
           Check: { TTL: `${s.ttlS}s`, Status: "passing", Notes: `TTL for ${s.name} set by local_cluster.ts` },
         });
         s.registered = true;
@@ -358,7 +415,7 @@ class NodeSupervisor {
     if (r.code === 0) await this.#heartbeat(this.#primary);
   }
 
-  /** The watch on `mysql-primary` (every 2 s): `on-change` whenever the passing instances change. */
+  /** The watch on `<service>-primary` (every 2 s): `on-change` whenever the passing instances change. */
   async #watchPrimary(signal: AbortSignal): Promise<void> {
     let last: string[] = [];
     await this.#every(2_000, signal, async () => {
@@ -472,11 +529,6 @@ class NodeSupervisor {
 // ---------------------------------------------------------------------------------------------------------
 // the cluster
 
-/** `autopilot status` from the host namespace: only Consul's address and the replication password. */
-function statusFromHost(consulAddr: string, replPassword: string): Promise<CliResult> {
-  return autopilot(["status"], { CONSUL: consulAddr, MYSQL_REPL_PASSWORD: replPassword });
-}
-
 function printStatus(r: CliResult): void {
   console.log(`[${hhmmss()}] --- autopilot status (exit ${r.code}) ---`);
   if (r.stdout.trim() !== "") console.log(r.stdout.trimEnd());
@@ -484,39 +536,159 @@ function printStatus(r: CliResult): void {
   console.log("---");
 }
 
-/** Prints `autopilot status` (one run at a time) once the cluster has told it where Consul is. */
+/** Prints `autopilot status` (one run at a time) once the cluster has told it where to run it. */
 class StatusPrinter {
-  #target: { consulAddr: string; repl: string } | undefined;
+  #run: (() => Promise<CliResult>) | undefined;
   #running: Promise<void> | undefined;
 
-  /** From now on, status runs against this cluster. */
-  target(consulAddr: string, replPassword: string): void {
-    this.#target = { consulAddr, repl: replPassword };
+  /** From now on, status runs this way. */
+  target(run: () => Promise<CliResult>): void {
+    this.#run = run;
   }
 
   /** Runs and prints the status now (joins a run under way); nothing before the cluster is up. */
   print(): Promise<void> {
-    const t = this.#target;
-    if (!t) return Promise.resolve();
-    this.#running ??= statusFromHost(t.consulAddr, t.repl).then(printStatus).finally(() => {
+    const run = this.#run;
+    if (!run) return Promise.resolve();
+    this.#running ??= run().then(printStatus).finally(() => {
       this.#running = undefined;
     });
     return this.#running;
   }
 }
 
-function secretFromEnv(name: string): string {
-  const v = Deno.env.get(name);
-  return v !== undefined && v !== "" ? v : randomSecret(12);
+/** The env file read and merged, and node 1's settings checked: what the cluster starts from. */
+interface Prepared {
+  /** The env file read; undefined when there was none. */
+  readonly envFile: string | undefined;
+  /** How many variables it set. */
+  readonly count: number;
+  readonly cluster: ClusterSettings;
 }
 
-async function runCluster(opts: Options, shutdown: AbortSignal, status: StatusPrinter): Promise<number> {
-  const secrets = {
-    app: secretFromEnv("MYSQL_PASSWORD"),
-    repl: secretFromEnv("MYSQL_REPL_PASSWORD"),
-    root: secretFromEnv("MYSQL_ROOT_PASSWORD"),
+/** Why the cluster cannot start: the lines to print (on stderr), exit 2. */
+class SetupError extends Error {
+  constructor(readonly lines: readonly string[]) {
+    super(lines.join("\n"));
+  }
+}
+
+/**
+ * Reads the env file (--env-file, else `_env` in the repository root if it exists), merges it and checks
+ * node 1's settings with autopilot's own loadConfig(). Starts nothing.
+ *
+ * @throws {SetupError} a missing --env-file, a line compose would read differently, or bad settings.
+ */
+async function prepare(opts: Options): Promise<Prepared> {
+  const envFile = opts.envFile ?? (await isFile(`${REPO_ROOT}/_env`) ? `${REPO_ROOT}/_env` : undefined);
+  let text: string | undefined;
+  if (envFile !== undefined) {
+    try {
+      text = await Deno.readTextFile(envFile);
+    } catch (e) {
+      const why = e instanceof Deno.errors.NotFound
+        ? "no such file"
+        : e instanceof Deno.errors.IsADirectory
+        ? "is a directory"
+        : `cannot be read (${e instanceof Error ? e.message : e})`;
+      throw new SetupError([`local_cluster: env file ${envFile}: ${why}`]);
+    }
+  }
+  let file;
+  try {
+    file = text === undefined ? undefined : parseEnvFile(text);
+  } catch (e) {
+    if (!(e instanceof EnvFileError)) throw e;
+    throw new SetupError([`local_cluster: env file ${envFile}: ${e.message}`]);
+  }
+  const cluster = clusterSettings({
+    file,
+    fileName: envFile,
+    environment: (name) => Deno.env.get(name),
+    logLevel: opts.logLevel,
+    generate: () => randomSecret(12),
+  });
+  try {
+    const env = validationEnv(cluster.settings);
+    loadConfig((name) => env[name], { hostname: () => "n1" });
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    // exactly as `autopilot config` prints them (mod.ts)
+    throw new SetupError(e.problems.map((p) => `autopilot: invalid configuration: ${p}`));
+  }
+  return { envFile, count: file?.size ?? 0, cluster };
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+function printPrepared(p: Prepared): void {
+  say(
+    p.envFile === undefined
+      ? `no env file (${REPO_ROOT}/_env does not exist): the local cluster's defaults (see --help)`
+      : `env file ${p.envFile}: ${p.count} variable${p.count === 1 ? "" : "s"} read`,
+  );
+  for (const notice of p.cluster.notices) say(`notice: ${notice}`);
+}
+
+/** The environment `autopilot` gets on a node: what the hooks get (autopilot_cli.ts), and nothing else. */
+function hookEnv(node: TestNode): Record<string, string> {
+  return {
+    PATH: Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin",
+    DENO_DIR: Deno.env.get("DENO_DIR") ?? "",
+    NO_COLOR: "1",
+    ...node.env,
   };
-  const appFromEnv = Boolean(Deno.env.get("MYSQL_PASSWORD"));
+}
+
+/** The node's environment for `autopilot` by hand (sh syntax, mode 0600). */
+function envFileOf(node: TestNode): string {
+  return `${node.dir}/autopilot.env`;
+}
+
+/** The command line that runs `autopilot ARGS` on `node`: its namespace, its environment from its file. */
+function autopilotCommand(node: TestNode, args: string): string {
+  const run = `exec ${shellWord(Deno.execPath())} run -P=autopilot ${
+    shellWord(`${REPO_ROOT}/mod.ts`)
+  } ${args}`;
+  return `ip netns exec ${node.ns} sh -c ${shellWord(`. ${shellWord(envFileOf(node))} && ${run}`)}`;
+}
+
+/** How to connect as the application user, and where its password comes from (shown only if generated). */
+function connectLines(
+  node: TestNode,
+  port: number,
+  cluster: ClusterSettings,
+  envFile: string | undefined,
+): string {
+  const user = node.env.MYSQL_USER?.trim() ?? "";
+  if (user === "") return "  (no application user: MYSQL_USER is empty)";
+  const db = node.env.MYSQL_DATABASE?.trim() ?? "";
+  const password = cluster.generated.includes("MYSQL_PASSWORD")
+    ? `${node.env.MYSQL_PASSWORD}   (generated; shown once, here only, and kept in the nodes' 0600 env files)`
+    : cluster.fromEnvironment.includes("MYSQL_PASSWORD")
+    ? "the MYSQL_PASSWORD set in the environment"
+    : `the MYSQL_PASSWORD in ${envFile}`;
+  return [
+    `  mariadb -h ${node.address}${port === 3306 ? "" : ` -P ${port}`} -u ${shellWord(user)} -p${
+      db === "" ? "" : ` ${shellWord(db)}`
+    }`,
+    `  ${user} password: ${password}`,
+  ].join("\n");
+}
+
+async function runCluster(
+  opts: Options,
+  prepared: Prepared,
+  shutdown: AbortSignal,
+  status: StatusPrinter,
+): Promise<number> {
+  const { settings } = prepared.cluster;
   if (opts.keep) Deno.env.set("AUTOPILOT_TEST_KEEP", "1"); // the harness then leaves the run dir in place
   const started = Date.now();
   const h = await Harness.create({ nodes: opts.nodes });
@@ -526,31 +698,32 @@ async function runCluster(opts: Options, shutdown: AbortSignal, status: StatusPr
     say(`run dir ${h.dir}, namespaces ${h.net.prefix}_*, network 10.99.${h.net.subnet}.0/24`);
     const c = await Cluster.create(h);
     say(`consul: pid ${h.consul.pid}, http://${c.consulAddr} (UI http://127.0.0.1:${h.consul.port}/ui)`);
+    // Every node gets the settings; the harness adds its wiring (names, addresses, paths, Consul).
+    const nodes = Array.from({ length: opts.nodes }, (_, i) => c.node(i + 1, { ...settings }));
+    const config: Config = loadConfig((name) => nodes[0].env[name], { hostname: () => nodes[0].name });
+    const jobs: Jobs = { service: config.serviceName, port: config.mysql.port };
     let lastPrimary = "";
     const onPrimaryChange = (instances: string[]): void => {
-      const names = instances.map((i) => i.split(" ")[0].replace(/^mysql-primary-/, "")).join(", ") || "none";
+      const names = instances.map((i) =>
+        i.split(" ")[0].slice(`${jobs.service}-primary-`.length)
+      ).join(", ") ||
+        "none";
       if (names === lastPrimary) return;
       lastPrimary = names;
-      say(`mysql-primary (passing): ${names}`);
+      say(`${jobs.service}-primary (passing): ${names}`);
     };
-    for (let k = 1; k <= opts.nodes; k++) {
-      const node = c.node(k, {
-        MYSQL_PASSWORD: secrets.app,
-        MYSQL_REPL_PASSWORD: secrets.repl,
-        MYSQL_ROOT_PASSWORD: secrets.root,
-        LOG_LEVEL: opts.logLevel,
-      });
-      sups.push(await NodeSupervisor.create(c, node, opts, onPrimaryChange));
+    for (const node of nodes) {
+      sups.push(await NodeSupervisor.create(c, node, opts, jobs, onPrimaryChange));
+      // `autopilot` by hand on this node: its environment, passwords included, in a 0600 file
+      await Deno.writeTextFile(
+        envFileOf(node),
+        shellEnvFile(hookEnv(node), [
+          `autopilot's environment on ${node.name} of the local cluster (passwords included: keep it 0600).`,
+          `Use: ip netns exec ${node.ns} sh -c '. THIS_FILE && exec deno run -P=autopilot mod.ts COMMAND'`,
+        ]),
+        { mode: 0o600 },
+      );
     }
-    const statusEnv = `${h.dir}/status.env`;
-    const denoDir = Deno.env.get("DENO_DIR");
-    await Deno.writeTextFile(
-      statusEnv,
-      `CONSUL=${c.consulAddr}\nMYSQL_REPL_PASSWORD=${secrets.repl}\n${
-        denoDir ? `DENO_DIR=${denoDir}\n` : ""
-      }`,
-      { mode: 0o600 },
-    );
 
     // As `docker compose up` then `scale`: the first node bootstraps (primary, first snapshot), the others
     // then restore that snapshot.
@@ -565,12 +738,13 @@ async function runCluster(opts: Options, shutdown: AbortSignal, status: StatusPr
       s.start();
     }));
 
-    // Healthy: every node passed its health check and `autopilot status` (from the host) exits 0.
+    // Healthy: every node passed its health check and `autopilot status` (on n1) exits 0.
+    const statusOnFirst = () => c.run(first.node, ["status"]);
     const deadline = started + opts.readyTimeoutS * 1000;
     let last: CliResult | undefined;
     while (!shutdown.aborted) {
       if (sups.every((s) => s.healthy)) {
-        last = await statusFromHost(c.consulAddr, secrets.repl);
+        last = await statusOnFirst();
         if (last.code === 0) break;
       }
       if (Date.now() > deadline) {
@@ -585,15 +759,17 @@ async function runCluster(opts: Options, shutdown: AbortSignal, status: StatusPr
     }
     if (shutdown.aborted) return 0;
 
-    status.target(c.consulAddr, secrets.repl);
-    const primary = await c.primaryName();
+    status.target(statusOnFirst);
+    const primary = await c.primaryName(config.keys.primary);
     const primaryNode = sups.find((s) => s.node.name === primary)?.node ?? first.node;
     const secs = Math.round((Date.now() - started) / 1000);
     console.log(`
-cluster is healthy (${opts.nodes} node${opts.nodes === 1 ? "" : "s"}, up in ${secs} s)
+cluster is healthy (${opts.nodes} node${
+      opts.nodes === 1 ? "" : "s"
+    }, up in ${secs} s, SERVICE_NAME ${jobs.service})
 ${
       sups.map((s) =>
-        `  ${s.node.name}  ${s.node.address}:3306  ${
+        `  ${s.node.name}  ${s.node.address}:${jobs.port}  ${
           s.node.name === primary ? "primary" : "replica"
         }  netns ${s.node.ns}  mysqld pid ${s.node.mysqld?.pid}`
       ).join("\n")
@@ -601,17 +777,18 @@ ${
   consul    pid ${h.consul.pid}  http://${c.consulAddr}  (UI: http://127.0.0.1:${h.consul.port}/ui)
 
 connect (from this host; the primary is writable, replicas are read-only):
-  mariadb -h ${primaryNode.address} -u app -p app
-  app password: ${
-      appFromEnv
-        ? "the MYSQL_PASSWORD you set"
-        : `${secrets.app}   (shown once, here only; written to no log or file)`
-    }
+${connectLines(primaryNode, jobs.port, prepared.cluster, prepared.envFile)}
   as root, over a node's socket: mariadb -S ${primaryNode.env.MYSQL_SOCKET} -u root
-autopilot status (Consul address and replication password are in a 0600 file):
-  (set -a; . ${statusEnv}; cd ${REPO_ROOT} && ${Deno.execPath()} run -P=autopilot mod.ts status)
-logs: ${h.dir}/node<k>/autopilot.log (hooks), ${h.dir}/node<k>/mysqld.log, ${h.consul.logFile}
-      (removed at exit unless --keep)
+autopilot on a node, with that node's environment (passwords included) from its 0600 file:
+  status:      ${autopilotCommand(primaryNode, "status")}
+  switchover:  ${autopilotCommand(primaryNode, "switchover")}
+  backup now:  ${autopilotCommand(primaryNode, "backup now")}
+  (${primaryNode.name} is the primary now: switchover runs there; on node k use ${h.net.prefix}_n<k> and ${
+      envFileOf(primaryNode).replace(`/node${primaryNode.k}/`, "/node<k>/")
+    })
+logs (removed at exit unless --keep):
+${sups.map((s) => `  ${s.node.name}: ${s.logFile} (hooks), ${s.node.dir}/mysqld.log`).join("\n")}
+  consul: ${h.consul.logFile}
 stop: Ctrl-C, or kill -TERM ${Deno.pid}; status now: Enter, or kill -USR1 ${Deno.pid}${
       opts.durationS ? `\nstops by itself in ${opts.durationS} s (--duration)` : ""
     }
@@ -676,7 +853,7 @@ stop: Ctrl-C, or kill -TERM ${Deno.pid}; status now: Enter, or kill -USR1 ${Deno
 const CHILD_ENV = "AUTOPILOT_LOCAL_CLUSTER_CHILD";
 
 /** The cluster process: runs the cluster until the launcher (or a signal) says stop, or it dies. */
-async function clusterMain(opts: Options): Promise<number> {
+async function clusterMain(opts: Options, prepared: Prepared): Promise<number> {
   const shutdown = new AbortController();
   const onStop = (): void => {
     if (!shutdown.signal.aborted) shutdown.abort();
@@ -692,7 +869,7 @@ async function clusterMain(opts: Options): Promise<number> {
   const onUsr1 = (): void => void status.print();
   Deno.addSignalListener("SIGUSR1", onUsr1);
   try {
-    return await runCluster(opts, shutdown.signal, status);
+    return await runCluster(opts, prepared, shutdown.signal, status);
   } finally {
     clearInterval(watchParent);
     for (const s of signals) Deno.removeSignalListener(s, onStop);
@@ -762,12 +939,22 @@ if (import.meta.main) {
     console.log(USAGE);
     Deno.exit(0);
   }
+  // The env file is read and checked before anything starts (and again by the cluster process, which
+  // starts from its own reading; only the launcher says what it read).
+  let prepared: Prepared;
+  try {
+    prepared = await prepare(opts);
+  } catch (e) {
+    if (!(e instanceof SetupError)) throw e;
+    for (const line of e.lines) console.error(line);
+    Deno.exit(2);
+  }
+  const child = Deno.env.get(CHILD_ENV) === "1";
+  if (!child) printPrepared(prepared);
   if (Deno.uid() !== 0) {
     console.error("local_cluster: must run as root (it creates network namespaces): run it with sudo");
     Deno.exit(2);
   }
-  if (Deno.env.get(CHILD_ENV) === "1") {
-    Deno.exit(await clusterMain(opts));
-  }
+  if (child) Deno.exit(await clusterMain(opts, prepared));
   Deno.exit(await launcher(Deno.args));
 }

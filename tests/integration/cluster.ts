@@ -159,10 +159,11 @@ export class Cluster {
     });
   }
 
-  async primaryName(): Promise<string | undefined> {
+  /** The node the primary lock names (`key`: PRIMARY_KEY, `mysql-primary` unless SERVICE_NAME changes it). */
+  async primaryName(key = "mysql-primary"): Promise<string | undefined> {
     const consul = this.consul();
     try {
-      const lock = primaryLockFrom(await consul.get("mysql-primary"));
+      const lock = primaryLockFrom(await consul.get(key));
       return lock.session ? lock.record?.node : undefined;
     } finally {
       consul.close();

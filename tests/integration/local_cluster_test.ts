@@ -1,14 +1,17 @@
 /**
  * `scripts/local_cluster.ts`, the developer's local cluster, run as a user would run it: a subprocess that
- * brings up two nodes, prints how to reach them, keeps them running (a killed mysqld is restarted, as
- * ContainerPilot's `restarts: unlimited` does) and, at the end of `--duration`, stops every server it started
- * and removes its namespaces.
+ * brings up two nodes with the settings of an env file (compose's `env_file` syntax), prints how to reach
+ * them and how to run `autopilot` on a node (the test runs those very lines), keeps them running (a killed
+ * mysqld is restarted, as ContainerPilot's `restarts: unlimited` does) and, at the end of `--duration`, stops
+ * every server it started and removes its namespaces. A bad setting stops it before anything starts.
+ *
+ * @module
  */
 import { assert, assertEquals } from "../unit/assert.ts";
 import { MysqlClient } from "../../src/mysql/client.ts";
 import { Secret } from "../../src/config.ts";
-import { autopilot } from "./autopilot_cli.ts";
-import { ip, REPO_ROOT, run, StopWaiting, waitFor } from "./harness/mod.ts";
+import { PASSWORDS } from "../../scripts/local_cluster_env.ts";
+import { ip, randomSecret, REPO_ROOT, run, StopWaiting, waitFor } from "./harness/mod.ts";
 
 /** True while `pid` runs one of the given programs (a reused pid running something else does not count). */
 function running(pid: number, programs: string[]): boolean {
@@ -28,32 +31,78 @@ function match(text: string, re: RegExp, what: string): RegExpMatchArray {
   return m;
 }
 
-/** `autopilot status` from the host namespace with the env file the script printed (as status_test does). */
-async function statusFromHost(envFile: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const vars = Object.fromEntries(
-    (await Deno.readTextFile(envFile)).split("\n").filter((l) => l.includes("=")).map((
-      l,
-    ) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
-  );
-  return await autopilot(["status"], { CONSUL: vars.CONSUL, MYSQL_REPL_PASSWORD: vars.MYSQL_REPL_PASSWORD });
+/** The script's own environment: this process's, without the passwords it would take from it. */
+function scriptEnv(): Record<string, string> {
+  const env = Deno.env.toObject();
+  for (const name of PASSWORDS) delete env[name];
+  return env;
 }
 
-Deno.test("scripts/local_cluster.ts brings up a healthy cluster, keeps it up, and removes all of it at the end", async () => {
+/** Runs a command line the script printed, as a user would paste it into a root shell. */
+async function shell(line: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command("sh", { args: ["-c", line], stdin: "null" }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Runs scripts/local_cluster.ts to its end (for runs that stop before anything starts). */
+async function script(args: string[]): Promise<{ code: number; stdout: string; stderr: string[] }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "scripts/local_cluster.ts", ...args],
+    cwd: REPO_ROOT,
+    clearEnv: true,
+    env: scriptEnv(),
+    stdin: "null",
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  const dec = new TextDecoder();
+  const stderr = dec.decode(out.stderr).split("\n").filter((l) => l !== "");
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr };
+}
+
+Deno.test("scripts/local_cluster.ts brings up a healthy cluster with an env file's settings, keeps it up, and removes all of it at the end", async () => {
+  // An env file as a user would write it for compose: a service name, semi-sync, an application account,
+  // passwords with quotes, '$' and '#' in them, a comment, the 'export' and 'KEY: VALUE' forms, and a
+  // path the local cluster owns.
+  const dir = await Deno.makeTempDir({ prefix: "autopilot-local-cluster-" });
+  const tag = randomSecret(4);
+  const appPassword = `it's-${tag} $x #1`;
+  const replPassword = `r"${tag}\\ $ pw`;
+  const envFile = `${dir}/test.env`;
+  await Deno.writeTextFile(
+    envFile,
+    [
+      "# the local cluster's integration test",
+      "SERVICE_NAME=shop",
+      "SEMI_SYNC=true",
+      "export MYSQL_USER=shopper",
+      "MYSQL_DATABASE: shop",
+      `MYSQL_PASSWORD='it\\'s-${tag} $x #1'`,
+      `MYSQL_REPL_PASSWORD="r\\"${tag}\\\\ $$ pw"   # a comment`,
+      "MYSQL_DATADIR=/not/used",
+      "",
+    ].join("\n"),
+    { mode: 0o600 },
+  );
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
       "scripts/local_cluster.ts",
+      "--env-file",
+      envFile,
       "--nodes",
       "2",
       "--duration",
-      "35",
+      "100",
       "--snapshot-interval",
       "10",
       "--status-interval",
       "10",
     ],
     cwd: REPO_ROOT,
+    clearEnv: true,
+    env: scriptEnv(),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -80,6 +129,14 @@ Deno.test("scripts/local_cluster.ts brings up a healthy cluster, keeps it up, an
     }, { timeoutMs: 180_000, intervalMs: 200 });
     await waitFor("the details after the healthy line", () => out.includes("\nstop: "), { timeoutMs: 5000 });
 
+    // It said which file it read, and that the file's MYSQL_DATADIR is not used.
+    assert(out.includes(`] env file ${envFile}: 7 variables read\n`), out);
+    assert(
+      out.includes(`] notice: ${envFile}:8 sets MYSQL_DATADIR: not used, the local cluster sets it`),
+      out,
+    );
+    assert(/cluster is healthy \(2 nodes, up in \d+ s, SERVICE_NAME shop\)\n/.test(out), out);
+
     // What it printed: both nodes with their address, namespace and mysqld pid; Consul; how to connect.
     const nodes = [
       ...out.matchAll(
@@ -90,64 +147,123 @@ Deno.test("scripts/local_cluster.ts brings up a healthy cluster, keeps it up, an
     assertEquals(nodes.map((n) => [n.name, n.role]), [["n1", "primary"], ["n2", "replica"]], out);
     const prefix = nodes[0].ns.replace(/_n1$/, "");
     assert(/^apt[a-z0-9]{4}$/.test(prefix), nodes[0].ns);
-    const consulPid = Number(match(out, /^ {2}consul {4}pid (\d+) /m, "consul pid")[1]);
-    const envFile = match(out, /\(set -a; \. (\S+\/status\.env);/, "status env file")[1];
-    assertEquals((await Deno.stat(envFile)).mode! & 0o777, 0o600);
-    const runDir = envFile.replace(/\/status\.env$/, "");
-    assert(out.includes(`mariadb -h ${nodes[0].address} -u app -p app\n`), out);
-    const appPassword = match(out, /app password: ([0-9a-f]+) {3}\(shown once/, "app password")[1];
+    const [, consulPid, consulAddr] = match(out, /^ {2}consul {4}pid (\d+) {2}http:\/\/(\S+) /m, "consul");
+    assert(out.includes(`mariadb -h ${nodes[0].address} -u shopper -p shop\n`), out);
+    assert(out.includes(`shopper password: the MYSQL_PASSWORD in ${envFile}\n`), out);
+    const socket = match(out, /over a node's socket: mariadb -S (\S+) -u root\n/, "root socket")[1];
+    const runDir = socket.replace(/\/node1\/run\/mysqld\.sock$/, "");
+    assert(runDir !== socket, socket);
+    for (const k of [1, 2]) {
+      assert(
+        out.includes(`  n${k}: ${runDir}/node${k}/autopilot.log (hooks), ${runDir}/node${k}/mysqld.log\n`),
+      );
+      assertEquals((await Deno.stat(`${runDir}/node${k}/autopilot.env`)).mode! & 0o777, 0o600);
+    }
+    const command = (what: string) => {
+      const line = match(out, new RegExp(`^ {2}${what}: +(.+)$`, "m"), `the '${what}' command`)[1];
+      assert(
+        line.startsWith(`ip netns exec ${nodes[0].ns} sh -c '. ${runDir}/node1/autopilot.env && `),
+        line,
+      );
+      return line;
+    };
     assertEquals(err, "", "nothing on stderr while it runs");
 
-    // `autopilot status` as the printed instructions say: exit 0 on a healthy cluster.
-    const st = await statusFromHost(envFile);
+    // The file's settings reached the nodes: Consul's keys have the SERVICE_NAME prefix, semi-sync is on.
+    const keys = await (await fetch(`http://${consulAddr}/v1/kv/?keys`)).json() as string[];
+    assert(keys.includes("shop-primary") && keys.includes("shop-last-backup"), keys.join(" "));
+    assert(!keys.some((k) => k.startsWith("mysql-")), keys.join(" "));
+    const semiSync = async (k: number, variable: string, kind: "VARIABLES" | "STATUS") => {
+      await using db = await MysqlClient.connect({
+        socketPath: `${runDir}/node${k}/run/mysqld.sock`,
+        user: "root",
+        connectTimeoutMs: 2000,
+      });
+      return String((await db.query(`SHOW GLOBAL ${kind} LIKE '${variable}'`))[0]?.Value);
+    };
+    assertEquals(await semiSync(1, "rpl_semi_sync_master_enabled", "VARIABLES"), "ON");
+    assertEquals(await semiSync(2, "rpl_semi_sync_slave_enabled", "VARIABLES"), "ON");
+    await waitFor(
+      "n2 acknowledging n1's transactions",
+      async () => await semiSync(1, "Rpl_semi_sync_master_clients", "STATUS") === "1",
+    );
+
+    // `autopilot status` as printed: exit 0 on a healthy cluster (it read the node's file: the replication
+    // password, with its quotes and '$', reaches the servers intact).
+    const st = await shell(command("status"));
     assertEquals(st.code, 0, `${st.stdout}\n${st.stderr}`);
     assert(st.stdout.startsWith(`primary:   n1 (${nodes[0].address}:3306)\n`), st.stdout);
 
-    // The app user with the printed password writes on the primary and reads the row on the replica.
+    // The replication password is the double-quoted value as compose reads it.
+    {
+      await using db = await MysqlClient.connect({
+        host: nodes[1].address,
+        port: 3306,
+        user: "repl",
+        password: new Secret(replPassword),
+        connectTimeoutMs: 2000,
+      });
+      await db.query("SELECT 1");
+    }
+
+    // The app user with the file's password writes on the primary and reads the row on the replica.
     const connect = (address: string) =>
       MysqlClient.connect({
         host: address,
         port: 3306,
-        user: "app",
+        user: "shopper",
         password: new Secret(appPassword),
         connectTimeoutMs: 2000,
       });
     {
       await using db = await connect(nodes[0].address);
-      await db.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1)"]);
+      await db.run(["CREATE TABLE shop.t (id INT PRIMARY KEY)", "INSERT INTO shop.t VALUES (1)"]);
     }
     await waitFor("the row on n2", async () => {
       await using db = await connect(nodes[1].address);
-      return Number((await db.query("SELECT COUNT(*) AS n FROM app.t"))[0].n) === 1;
+      return Number((await db.query("SELECT COUNT(*) AS n FROM shop.t"))[0].n) === 1;
     });
 
-    // The replica's mysqld dies: the script starts it again, and the cluster is healthy again.
-    Deno.kill(nodes[1].pid, "SIGKILL");
+    // `autopilot backup now` and `autopilot switchover` as printed, on the primary n1.
+    const backup = await shell(command("backup now"));
+    assertEquals(backup.code, 0, `${backup.stdout}\n${backup.stderr}`);
+    assert(/Snapshot shop-backup-\S+ published/.test(backup.stderr), backup.stderr);
+    const switchover = await shell(command("switchover"));
+    assertEquals(switchover.code, 0, `${switchover.stdout}\n${switchover.stderr}`);
+    assert(switchover.stdout.startsWith("switchover: n1 -> n2"), switchover.stdout);
+    await waitFor("n2 as the primary in status", async () => {
+      const st = await shell(command("status"));
+      return st.code === 0 && st.stdout.startsWith(`primary:   n2 (${nodes[1].address}:3306)\n`);
+    }, { timeoutMs: 30_000, intervalMs: 1000 });
+
+    // The replica's mysqld (n1's, now) dies: the script starts it again, and the cluster is healthy again.
+    Deno.kill(nodes[0].pid, "SIGKILL");
     const restarted = Number(
-      (await waitFor("n2's mysqld restarted", () => out.match(/n2: mysqld restarted \(pid (\d+)\)/), {
+      (await waitFor("n1's mysqld restarted", () => out.match(/n1: mysqld restarted \(pid (\d+)\)/), {
         timeoutMs: 30_000,
       }))[1],
     );
-    assert(restarted !== nodes[1].pid);
+    assert(restarted !== nodes[0].pid);
     await waitFor("status exit 0 after the restart", async () => {
       if (exited) {
         throw new StopWaiting(`local_cluster.ts exited before the cluster was healthy again:\n${out}`);
       }
-      const st = await statusFromHost(envFile);
+      const st = await shell(command("status"));
       if (st.code === 0) return true;
-      // the reason is in the last error if this times out: the status and n2's recent hook output
-      const log = await Deno.readTextFile(`${runDir}/node2/autopilot.log`).catch((e) => String(e));
+      // the reason is in the last error if this times out: the status and n1's recent hook output
+      const log = await Deno.readTextFile(`${runDir}/node1/autopilot.log`).catch((e) => String(e));
       throw new Error(
-        `status exit ${st.code}:\n${st.stdout}${st.stderr}\nn2's log (end):\n${log.slice(-3000)}`,
+        `status exit ${st.code}:\n${st.stdout}${st.stderr}\nn1's log (end):\n${log.slice(-3000)}`,
       );
     }, { timeoutMs: 30_000, intervalMs: 1000 });
 
-    // At the end of --duration it stops by itself, exit 0, leaving nothing behind.
+    // At the end of --duration it stops by itself, exit 0, leaving nothing behind, and no password was shown.
     const s = await status;
     await reading;
     assertEquals(s.code, 0, `${out}\n${err}`);
     assertEquals(err, "");
-    assert(out.includes("stopping (--duration 35 s elapsed)"), out);
+    assert(!out.includes(tag), "a password from the env file was printed");
+    assert(out.includes("stopping (--duration 100 s elapsed)"), out);
     assert(out.includes("--- autopilot status (exit 0) ---"), "the periodic status was printed");
     const summary = (name: string) =>
       match(
@@ -161,19 +277,16 @@ Deno.test("scripts/local_cluster.ts brings up a healthy cluster, keeps it up, an
     const [, , n1Snapshots, n1SnapshotsFailed, n1Restarts] = summary("n1");
     const [, , n2Snapshots, n2SnapshotsFailed, n2Restarts] = summary("n2");
     assert(n1Snapshots >= 1 && n2Snapshots >= 1, "snapshot ran every --snapshot-interval");
-    assertEquals([n1SnapshotsFailed, n2SnapshotsFailed, n1Restarts, n2Restarts], [0, 0, 0, 1]);
+    assertEquals([n1SnapshotsFailed, n2SnapshotsFailed, n1Restarts, n2Restarts], [0, 0, 1, 0]);
 
     const namespaces = (await run(await ip(), ["netns", "list"])).stdout;
     assert(!namespaces.includes(`${prefix}_`), `namespaces left:\n${namespaces}`);
     const links = (await run(await ip(), ["-o", "link", "show"])).stdout;
     assert(!links.includes(`${prefix}-host`), "the host leg is left");
-    for (const pid of [consulPid, ...nodes.map((n) => n.pid), restarted]) {
-      assert(!running(pid, ["consul", "mariadbd"]), `pid ${pid} still runs`);
-    }
+    const pids = [Number(consulPid), ...nodes.map((n) => n.pid), restarted];
+    for (const pid of pids) assert(!running(pid, ["consul", "mariadbd"]), `pid ${pid} still runs`);
     const stopped = match(out, /stopped: pids ([\d ]+);/, "stopped pids")[1].split(" ").map(Number);
-    for (const pid of [consulPid, ...nodes.map((n) => n.pid), restarted]) {
-      assert(stopped.includes(pid), `${pid}`);
-    }
+    for (const pid of pids) assert(stopped.includes(pid), `${pid}`);
     let dirLeft = true;
     try {
       await Deno.stat(runDir);
@@ -187,5 +300,37 @@ Deno.test("scripts/local_cluster.ts brings up a healthy cluster, keeps it up, an
       await status;
     }
     await reading.catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("scripts/local_cluster.ts stops before anything starts, with one line and exit 2, on a bad env file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "autopilot-local-cluster-" });
+  try {
+    // A bad value: the line `autopilot config` prints for it.
+    await Deno.writeTextFile(`${dir}/bad.env`, "SERVICE_NAME=shop\nSEMI_SYNC=true\nSESSION_TTL=abc\n");
+    let r = await script(["--env-file", `${dir}/bad.env`, "--nodes", "1"]);
+    assertEquals([r.code, r.stdout, r.stderr], [2, "", [
+      "autopilot: invalid configuration: SESSION_TTL must be a duration such as 30, 90s, 15m, 24h or 1h30m " +
+      "(a plain number is seconds): current value is 'abc'",
+    ]]);
+    // A file that is not there.
+    r = await script(["--env-file", `${dir}/none.env`]);
+    assertEquals([r.code, r.stdout, r.stderr], [2, "", [
+      `local_cluster: env file ${dir}/none.env: no such file`,
+    ]]);
+    // A value compose would read differently: the line and the name, not the value.
+    await Deno.writeTextFile(`${dir}/dollar.env`, "# passwords\nMYSQL_PASSWORD=pw$secret\n");
+    r = await script(["--env-file", `${dir}/dollar.env`]);
+    assertEquals([r.code, r.stdout, r.stderr.length], [2, "", 1], r.stderr.join("\n"));
+    assert(
+      r.stderr[0].startsWith(
+        `local_cluster: env file ${dir}/dollar.env: line 2: MYSQL_PASSWORD: the value holds`,
+      ),
+      r.stderr[0],
+    );
+    assert(!r.stderr[0].includes("secret"), r.stderr[0]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
