@@ -251,8 +251,9 @@ interface Jobs {
 
 /**
  * One node's ContainerPilot: the SERVICE_NAME job (mysqld, restarted when it exits, with `health` every 5 s),
- * the `SERVICE_NAME-primary` check (`health --primary` every 2 s), the watch and `on-change`, `snapshot` on an
- * interval, and `pre-stop` before mysqld is stopped. Hook output goes to `<node dir>/autopilot.log`.
+ * the watch on `SERVICE_NAME-primary` (which autopilot's health pass registers itself) and `on-change`,
+ * `snapshot` on an interval, and `pre-stop` before mysqld is stopped. Hook output goes to
+ * `<node dir>/autopilot.log`.
  */
 class NodeSupervisor {
   readonly counts: Counts = {
@@ -272,7 +273,6 @@ class NodeSupervisor {
   readonly #loops: Promise<void>[] = [];
   readonly #log: Deno.FsFile;
   readonly #mysql: Service;
-  readonly #primary: Service;
   #stopping = false;
   #everHealthy = false;
 
@@ -286,7 +286,6 @@ class NodeSupervisor {
   ) {
     this.#log = log;
     this.#mysql = { name: jobs.service, ttlS: 15, registered: false };
-    this.#primary = { name: `${jobs.service}-primary`, ttlS: 6, registered: false };
     this.firstHealthy = new Promise((resolve) => this.#resolveFirst = resolve);
   }
 
@@ -351,7 +350,6 @@ class NodeSupervisor {
     const signal = this.#stopLoops.signal;
     this.#loops.push(this.#superviseMysqld(signal));
     this.#loops.push(this.#every(5_000, signal, () => this.#health()));
-    this.#loops.push(this.#every(2_000, signal, () => this.#healthPrimary()));
     this.#loops.push(this.#watchPrimary(signal));
     this.#loops.push(this.#snapshots(signal));
   }
@@ -410,20 +408,15 @@ class NodeSupervisor {
     }
   }
 
-  async #healthPrimary(): Promise<void> {
-    const r = await this.hook("health --primary", ["health", "--primary"]);
-    if (r.code === 0) await this.#heartbeat(this.#primary);
-  }
-
   /** The watch on `<service>-primary` (every 2 s): `on-change` whenever the passing instances change. */
   async #watchPrimary(signal: AbortSignal): Promise<void> {
     let last: string[] = [];
     await this.#every(2_000, signal, async () => {
       let now: string[];
       try {
-        now = await passingInstances(this.c.consulAddr, this.#primary.name);
+        now = await passingInstances(this.c.consulAddr, `${this.jobs.service}-primary`);
       } catch (e) {
-        this.note(`warning: watch ${this.#primary.name}: ${e instanceof Error ? e.message : e}`);
+        this.note(`warning: watch ${this.jobs.service}-primary: ${e instanceof Error ? e.message : e}`);
         return;
       }
       // The initial state is empty, so the first poll with an instance counts as a change.
@@ -492,14 +485,15 @@ class NodeSupervisor {
   }
 
   /**
-   * The `mysql` job is stopping: the jobs stop, the services are deregistered and `pre-stop` runs (on the
-   * primary it hands the role over, so every node's mysqld must still run: see {@linkcode stopMysqld}).
+   * The `mysql` job is stopping: the jobs stop, the service is deregistered and `pre-stop` runs: on the
+   * primary it hands the role over (so the replicas' mysqld must still run), then on every node it shuts mysqld
+   * down (see {@linkcode stopMysqld} for what is left).
    */
   async preStop(): Promise<void> {
     this.#stopping = true;
     await this.stopJobs();
-    for (const s of [this.#mysql, this.#primary]) {
-      if (!s.registered) continue;
+    const s = this.#mysql;
+    if (s.registered) {
       await consulPut(this.c.consulAddr, `/v1/agent/service/deregister/${s.name}-${this.node.name}`).catch((
         e,
       ) => this.note(`warning: deregister ${s.name}: ${e instanceof Error ? e.message : e}`));
@@ -693,6 +687,8 @@ async function runCluster(
   const started = Date.now();
   const h = await Harness.create({ nodes: opts.nodes });
   const sups: NodeSupervisor[] = [];
+  /** The node that holds the primary lock now (set once the cluster exists). */
+  let currentPrimary: () => Promise<string | undefined> = () => Promise.resolve(undefined);
   let code = 0;
   try {
     say(`run dir ${h.dir}, namespaces ${h.net.prefix}_*, network 10.99.${h.net.subnet}.0/24`);
@@ -702,6 +698,7 @@ async function runCluster(
     const nodes = Array.from({ length: opts.nodes }, (_, i) => c.node(i + 1, { ...settings }));
     const config: Config = loadConfig((name) => nodes[0].env[name], { hostname: () => nodes[0].name });
     const jobs: Jobs = { service: config.serviceName, port: config.mysql.port };
+    currentPrimary = () => c.primaryName(config.keys.primary);
     let lastPrimary = "";
     const onPrimaryChange = (instances: string[]): void => {
       const names = instances.map((i) =>
@@ -811,12 +808,23 @@ stop: Ctrl-C, or kill -TERM ${Deno.pid}; status now: Enter, or kill -USR1 ${Deno
     code = 1;
   } finally {
     // The jobs stop first (no health pass races the stop), then every node as its container would stop:
-    // pre-stop, then mysqld. The harness then stops Consul by pid and removes the namespaces and run dir.
+    // pre-stop (which shuts mysqld down), then mysqld if it still runs. The replicas stop first, then the
+    // primary, which then has nobody to hand over to and keeps the role for the next start. The harness then
+    // stops Consul by pid and removes the namespaces and run dir.
     await Promise.allSettled(sups.map((s) => s.stopJobs()));
-    const stopped = [
-      ...await Promise.allSettled(sups.map((s) => s.preStop())),
-      ...await Promise.allSettled(sups.map((s) => s.stopMysqld())),
-    ];
+    const primaryNow = await currentPrimary().catch(() => undefined);
+    const stopped: PromiseSettledResult<void>[] = [];
+    for (
+      const group of [
+        sups.filter((s) => s.node.name !== primaryNow),
+        sups.filter((s) => s.node.name === primaryNow),
+      ]
+    ) {
+      stopped.push(
+        ...await Promise.allSettled(group.map((s) => s.preStop())),
+        ...await Promise.allSettled(group.map((s) => s.stopMysqld())),
+      );
+    }
     for (const r of stopped) {
       if (r.status === "rejected") {
         console.error(`local_cluster: stopping a node: ${r.reason}`);
