@@ -1,6 +1,7 @@
 // deno-lint-ignore-file no-console
 /**
- * Regenerates the README's configuration table from `src/config.ts` (run: `deno task docs`).
+ * Regenerates the README's configuration table from `src/config.ts` (run: `deno task docs`, which then runs
+ * `deno fmt README.md`: this writes the table unpadded, and the committed README is formatted).
  *
  * @module
  */

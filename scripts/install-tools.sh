@@ -89,7 +89,7 @@ build_gobin() { # name module version out
 if [[ ! -x $CONTAINERPILOT_BIN ]]; then
   if ! build_gobin containerpilot "$CONTAINERPILOT_MODULE" "$CONTAINERPILOT_VERSION" "$CONTAINERPILOT_BIN"; then
     say "WARNING: ContainerPilot could not be built: $(grep -m1 -E 'Forbidden|error|not available' "$TOOLS_CACHE/logs/containerpilot.log" || tail -1 "$TOOLS_CACHE/logs/containerpilot.log")"
-    say "WARNING: tests that need ContainerPilot will be skipped (see README, 'ContainerPilot')"
+    say "WARNING: tests that need ContainerPilot will be skipped (see docs/DEVELOPING.md, 'ContainerPilot')"
   fi
 fi
 

@@ -9,7 +9,7 @@
  * Connections are kept alive (npm:consul's default). Deno's node:http had keep-alive regressions in 2026
  * (a PUT retried on a stale socket lost its body and hung); under the pinned Deno 2.9.6 a PUT on a stale pooled
  * socket after a Consul restart succeeds, and `tests/integration/consul_test.ts` checks exactly that on every run,
- * so a Deno upgrade that brings the bug back fails a test. See the README section "Consul keep-alive".
+ * so a Deno upgrade that brings the bug back fails a test. See docs/DEVELOPING.md, "Consul keep-alive".
  *
  * @module
  */

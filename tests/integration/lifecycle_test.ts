@@ -3,7 +3,7 @@
  * jobs would run them (the CLI under -P=autopilot, inside each node's network namespace), against a real Consul
  * agent and real MariaDB servers started from the my.cnf that pre-start wrote.
  *
- * ContainerPilot itself cannot be installed on these machines (see README), so these tests start mysqld and
+ * CI cannot install ContainerPilot (see docs/DEVELOPING.md, "ContainerPilot"), so these tests start mysqld and
  * call the hooks themselves; what ContainerPilot adds (scheduling, registration) is not exercised here.
  */
 import { assert, assertEquals } from "../unit/assert.ts";
