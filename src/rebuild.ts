@@ -27,7 +27,7 @@ import type { Flavour } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
 import { pidFilePath } from "./mysql/mycnf.ts";
 import { openStore } from "./storage/open.ts";
-import { delay, writeServerConfig } from "./local.ts";
+import { chooseBufferPoolLogged, delay, writeServerConfig } from "./local.ts";
 
 const log = getLogger(["autopilot", "rebuild"]);
 
@@ -109,6 +109,7 @@ export async function restoreRebuiltDatadir(
       await Deno.remove(`${parent}/${entry.name}`, { recursive: true });
     }
   }
+  const pool = chooseBufferPoolLogged(config, log);
   const restored = await restoreSnapshot({
     store: await openStore(config),
     manifest,
@@ -116,7 +117,7 @@ export async function restoreRebuiltDatadir(
     flavour,
     chownTo: config.mysql.osUser,
     beforeMove: async (staged) => {
-      await writeServerConfig(config, flavour, reportHost, staged);
+      await writeServerConfig(config, flavour, reportHost, pool, staged);
     },
   });
   return restored.gtid;

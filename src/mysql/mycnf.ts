@@ -14,8 +14,8 @@ export interface MyCnfFacts {
   readonly flavour: Flavour;
   /** Address peers reach this node on: `report_host`. */
   readonly reportHost: string;
-  /** Memory available to the container, in bytes (the buffer pool defaults to 70% of it). */
-  readonly memoryBytes: number;
+  /** innodb_buffer_pool_size in bytes, as chosen by `chooseBufferPool()` (src/node.ts). */
+  readonly bufferPoolBytes: number;
   /** Address mysqld listens on; default all addresses. */
   readonly bindAddress?: string;
   /** The datadir's server_id (src/server_id.ts); default {@link serverIdFor}(NODE_NAME). */
@@ -43,14 +43,12 @@ export function pidFilePath(socket: string): string {
 }
 
 /**
- * The buffer pool size: the configured one, else 70% of memory, in whole MiB and at least 128 MiB.
+ * The buffer pool size when INNODB_BUFFER_POOL_SIZE is unset: 70% of memory, in whole MiB and at least 128 MiB.
  *
- * @param configured INNODB_BUFFER_POOL_SIZE in bytes, if set.
  * @param memoryBytes Memory available to the container.
  * @returns Bytes.
  */
-export function bufferPoolBytes(configured: number | undefined, memoryBytes: number): number {
-  if (configured !== undefined) return configured;
+export function bufferPoolBytes(memoryBytes: number): number {
   const mib = Math.floor((memoryBytes * 0.7) / 2 ** 20);
   return Math.max(128, mib) * 2 ** 20;
 }
@@ -64,7 +62,7 @@ export function bufferPoolBytes(configured: number | undefined, memoryBytes: num
  */
 export function renderMyCnf(config: Config, facts: MyCnfFacts): string {
   const m = config.mysql;
-  const pool = bufferPoolBytes(m.bufferPoolSize, facts.memoryBytes);
+  const pool = facts.bufferPoolBytes;
   const mariadb = facts.flavour === "mariadb";
   const lines: (string | false)[] = [
     "# Written by autopilot from the environment at every start; edits here are lost.",
