@@ -19,9 +19,12 @@ Deno.test("serverIdFor() is stable, in 1..2^32-1, and differs between nodes", ()
   assert(serverIdFor("") >= 1);
 });
 
-Deno.test("bufferPoolBytes() is 70% of memory in whole MiB, at least 128 MiB", () => {
-  assertEquals(bufferPoolBytes(10 * GiB), 7168 * MiB);
-  assertEquals(bufferPoolBytes(100 * MiB), 128 * MiB);
+Deno.test("bufferPoolBytes() is 70% of memory after a 384 MiB reserve, in whole MiB, at least 128 MiB", () => {
+  assertEquals(bufferPoolBytes(GiB), 448 * MiB, "a 1 GiB container: (1024 - 384) * 0.7");
+  assertEquals(bufferPoolBytes(10 * GiB), 6899 * MiB, "(10240 - 384) * 0.7 = 6899.2");
+  assertEquals(bufferPoolBytes(2 * GiB), 1164 * MiB, "(2048 - 384) * 0.7 = 1164.8");
+  assertEquals(bufferPoolBytes(512 * MiB), 128 * MiB, "the floor");
+  assertEquals(bufferPoolBytes(100 * MiB), 128 * MiB, "less memory than the reserve");
 });
 
 Deno.test("renderMyCnf() starts every node read-only with replication stopped (MariaDB)", () => {
@@ -43,7 +46,7 @@ Deno.test("renderMyCnf() starts every node read-only with replication stopped (M
       "report_host = 10.0.0.5",
       "datadir = /var/lib/mysql/data",
       "socket = /var/run/mysqld/mysqld.sock",
-      "innodb_buffer_pool_size = 1433M",
+      "innodb_buffer_pool_size = 1164M",
     ]
   ) assert(text.split("\n").includes(line), `missing: ${line}\n${text}`);
   assert(!text.includes("super_read_only"), "MariaDB has no super_read_only");

@@ -74,18 +74,18 @@ Deno.test("chooseBufferPool() derives the size from the memory, and the log line
   const from = (memory: Memory) => describeBufferPool(chooseBufferPool(undefined, () => memory));
   assertEquals(from({ bytes: GiB, source: "container limit" }), {
     warn: false,
-    text: "innodb_buffer_pool_size = 716M, from the container's memory limit of 1024M",
+    text: "innodb_buffer_pool_size = 448M, from the container's memory limit of 1024M",
   });
   assertEquals(from({ bytes: 16 * GiB, source: "no limit" }), {
     warn: false,
-    text: "innodb_buffer_pool_size = 11468M, from the machine's memory of 16384M " +
+    text: "innodb_buffer_pool_size = 11200M, from the machine's memory of 16384M " +
       "(no container memory limit below it was found)",
   });
   const unread = from({ bytes: 16 * GiB, source: "unreadable", reason: "NotCapable: Requires sys access" });
   assertEquals(unread.warn, true, "a size from the machine's memory when the limit is unknown is a warning");
   assertEquals(
     unread.text,
-    "innodb_buffer_pool_size = 11468M, from the machine's memory of 16384M, because the container's memory " +
+    "innodb_buffer_pool_size = 11200M, from the machine's memory of 16384M, because the container's memory " +
       "limit could not be read (NotCapable: Requires sys access): if the container has a smaller limit, " +
       "set INNODB_BUFFER_POOL_SIZE",
   );
