@@ -18,8 +18,8 @@ import { restoreSnapshot } from "../src/backup/restore.ts";
 import { CommandFailedError, run } from "../src/exec.ts";
 import { mysqlInitFile } from "../src/mysql/bootstrap.ts";
 import { type Flavour, flavourFromBinaryVersion } from "../src/mysql/flavour.ts";
-import { nodeAddress } from "../src/node.ts";
-import { writeServerConfig } from "../src/local.ts";
+import { type BufferPoolChoice, nodeAddress } from "../src/node.ts";
+import { chooseBufferPoolLogged, writeServerConfig } from "../src/local.ts";
 import { newServerId, writeServerId } from "../src/server_id.ts";
 import { publishedSnapshot } from "../src/snapshots.ts";
 import { readState, writeFileAtomic, writeState } from "../src/state.ts";
@@ -51,7 +51,8 @@ export const preStartCommand: Command = {
       );
       return EXIT.failed;
     }
-    await writeServerConfig(config, flavour, address);
+    const pool = chooseBufferPoolLogged(config, log);
+    await writeServerConfig(config, flavour, address, pool);
     await Deno.mkdir(config.node.stateDir, { recursive: true, mode: 0o700 });
     const state = await readState(config.node.stateDir);
     await writeState(config.node.stateDir, { ...state, flavour });
@@ -74,7 +75,7 @@ export const preStartCommand: Command = {
       return EXIT.failed;
     }
     try {
-      return await restoreOrInitialise(config, flavour, datadir, address);
+      return await restoreOrInitialise(config, flavour, datadir, address, pool);
     } catch (e) {
       if (
         e instanceof ConsulUnavailableError || e instanceof CorruptSnapshotError ||
@@ -94,6 +95,7 @@ async function restoreOrInitialise(
   flavour: Flavour,
   datadir: string,
   address: string,
+  pool: BufferPoolChoice,
 ): Promise<number> {
   const consul = new ConsulStore(config.consul);
   let manifest;
@@ -126,7 +128,7 @@ async function restoreOrInitialise(
       flavour,
       chownTo: config.mysql.osUser,
     });
-    const serverId = await writeServerConfig(config, flavour, address);
+    const serverId = await writeServerConfig(config, flavour, address, pool);
     log.info("Restored {name} in {ms} ms as server_id {serverId}; replication will start after {gtid}", {
       serverId,
       name: manifest.name,
@@ -139,7 +141,7 @@ async function restoreOrInitialise(
   await initialise(config, flavour, datadir);
   // A new datadir gets a new server id too: a node replacing one of the same name must not take its id.
   await writeServerId(datadir, newServerId());
-  await writeServerConfig(config, flavour, address);
+  await writeServerConfig(config, flavour, address, pool);
   return EXIT.ok;
 }
 

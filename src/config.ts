@@ -91,7 +91,10 @@ export interface MysqlConfig {
   readonly rootPassword?: Secret;
   readonly randomRootPassword: boolean;
   readonly onetimePassword: boolean;
-  /** innodb_buffer_pool_size in bytes; unset means 70% of the memory available to the container. */
+  /**
+   * innodb_buffer_pool_size in bytes; unset means 70% of the memory available to the container after a
+   * 384 MiB reserve, at least 128 MiB (`bufferPoolBytes()` in src/mysql/mycnf.ts).
+   */
   readonly bufferPoolSize?: number;
   readonly connectTimeoutMs: number;
   /** A replica lagging more than this is unhealthy. */
@@ -262,8 +265,8 @@ export const VARIABLES: readonly VariableSpec[] = Object.freeze([
   v(
     "INNODB_BUFFER_POOL_SIZE",
     "MySQL",
-    "70% of memory",
-    "innodb_buffer_pool_size: megabytes, or a number with K, M or G.",
+    "70% of (memory - 384M)",
+    "innodb_buffer_pool_size: megabytes, or K, M or G; default from the container's memory limit, at least 128M.",
   ),
   v("MYSQL_CONNECT_TIMEOUT", "MySQL", "2s", "Connect timeout to peers (a cut link never answers)."),
   v("MAX_REPLICATION_LAG", "MySQL", "30s", "A replica lagging more than this reports unhealthy."),
@@ -872,7 +875,7 @@ function effectiveValues(c: Config): Record<string, string | undefined> {
     MYSQL_RANDOM_ROOT_PASSWORD: s(c.mysql.randomRootPassword),
     MYSQL_ONETIME_PASSWORD: s(c.mysql.onetimePassword),
     INNODB_BUFFER_POOL_SIZE: c.mysql.bufferPoolSize === undefined
-      ? "70% of memory"
+      ? "70% of (memory - 384M)"
       : `${c.mysql.bufferPoolSize / 2 ** 20}M`,
     MYSQL_CONNECT_TIMEOUT: ms(c.mysql.connectTimeoutMs),
     MAX_REPLICATION_LAG: secs(c.mysql.maxLagSeconds),

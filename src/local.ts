@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { Logger } from "@logtape/logtape";
 import type { Config } from "./config.ts";
 import { MysqlClient } from "./mysql/client.ts";
 import { localAdminUser } from "./mysql/bootstrap.ts";
@@ -11,7 +12,7 @@ import { type Flavour, type FlavourSql, replicationStartedThisRun } from "./mysq
 import type { MysqlFacts } from "./ha.ts";
 import { type NodeState, writeFileAtomic } from "./state.ts";
 import { pidFilePath, renderMyCnf } from "./mysql/mycnf.ts";
-import { readMemoryLimit } from "./node.ts";
+import { type BufferPoolChoice, chooseBufferPool, describeBufferPool, readMemory } from "./node.ts";
 import { serverIdOf } from "./server_id.ts";
 
 /** The server family: what pre-start found installed, else MYSQL_FLAVOUR, else MariaDB. */
@@ -84,19 +85,34 @@ export async function gatherMysqlFacts(
 }
 
 /**
+ * Chooses innodb_buffer_pool_size for this node (reading the container's memory limit only when
+ * INNODB_BUFFER_POOL_SIZE is unset) and logs the size and where it came from: a warning when the limit could
+ * not be read, so that a size taken from the machine's memory is never chosen silently.
+ */
+export function chooseBufferPoolLogged(config: Config, log: Logger): BufferPoolChoice {
+  const choice = chooseBufferPool(config.mysql.bufferPoolSize, readMemory);
+  const { warn, text } = describeBufferPool(choice);
+  if (warn) log.warn("{message}", { message: text });
+  else log.info("{message}", { message: text });
+  return choice;
+}
+
+/**
  * Writes MYSQL_CNF for the datadir as it is now: its server_id comes from the datadir (src/server_id.ts), so
  * call it again after a restore. `datadir`: read the id from a copy about to be moved into place instead.
  *
+ * @param pool The buffer pool size, from {@link chooseBufferPoolLogged}.
  * @returns The server_id written.
  */
 export async function writeServerConfig(
   config: Config,
   flavour: Flavour,
   reportHost: string,
+  pool: BufferPoolChoice,
   datadir: string = config.mysql.datadir,
 ): Promise<number> {
   const serverId = await serverIdOf(datadir, config.node.name);
-  const cnf = renderMyCnf(config, { flavour, reportHost, memoryBytes: await readMemoryLimit(), serverId });
+  const cnf = renderMyCnf(config, { flavour, reportHost, bufferPoolBytes: pool.bytes, serverId });
   await writeFileAtomic(config.mysql.cnfPath, cnf, 0o644);
   return serverId;
 }

@@ -3,7 +3,9 @@
  *
  * @module
  */
+import process from "node:process";
 import type { Config, EnvReader } from "./config.ts";
+import { bufferPoolBytes } from "./mysql/mycnf.ts";
 
 /** A network interface address, as `Deno.networkInterfaces()` reports it. */
 export interface InterfaceAddress {
@@ -31,28 +33,122 @@ export function nodeAddress(
 }
 
 /**
- * Memory available to this container: the cgroup limit if there is one, else the machine's memory.
- *
- * @param cgroupLimit The text of `memory.max` (cgroup v2) or `memory.limit_in_bytes` (v1), if readable.
- * @param machineTotal The machine's total memory in bytes.
- * @returns Bytes.
+ * What `process.constrainedMemory()` gave: its value, or why there is none (missing, or it threw).
  */
-export function memoryLimit(cgroupLimit: string | undefined, machineTotal: number): number {
-  const limit = Number(cgroupLimit?.trim());
-  // v1 reports "no limit" as a huge number; v2 as "max".
-  return Number.isFinite(limit) && limit > 0 && limit < machineTotal ? limit : machineTotal;
+export type LimitReading = { readonly value: unknown } | { readonly error: string };
+
+/** Where the memory figure came from. */
+export type MemorySource =
+  /** The container's (cgroup's) memory limit. */
+  | "container limit"
+  /** The machine's memory: the container has no limit below it. */
+  | "no limit"
+  /** The machine's memory: the limit could not be read, so a smaller one may exist. */
+  | "unreadable";
+
+/** The memory this container may use, and where that figure came from. */
+export interface Memory {
+  readonly bytes: number;
+  readonly source: MemorySource;
+  /** Why the limit could not be read (source `unreadable`). */
+  readonly reason?: string;
 }
 
-/** Reads the cgroup memory limit and the machine's memory (the I/O half of {@link memoryLimit}). */
-export async function readMemoryLimit(): Promise<number> {
-  let cgroup: string | undefined;
-  for (const path of ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]) {
-    try {
-      cgroup = await Deno.readTextFile(path);
-      break;
-    } catch {
-      // not this cgroup version, or not readable
-    }
+/**
+ * The memory available to this container: the cgroup limit if there is one below the machine's memory, else
+ * the machine's memory, saying which.
+ *
+ * @param reading What `process.constrainedMemory()` returned. Deno reports "no limit" as 0 (v2 `max`, and also
+ *   when it finds no cgroup file) or as a huge number (v1's 2^63 rounded down to pages); a limit at or above
+ *   the machine's memory limits nothing either.
+ * @param machineTotal The machine's total memory in bytes.
+ */
+export function effectiveMemory(reading: LimitReading, machineTotal: number): Memory {
+  if ("error" in reading) return { bytes: machineTotal, source: "unreadable", reason: reading.error };
+  const limit = reading.value;
+  if (typeof limit !== "number" || !Number.isFinite(limit) || limit < 0) {
+    return {
+      bytes: machineTotal,
+      source: "unreadable",
+      reason: `process.constrainedMemory() returned ${String(limit)}`,
+    };
   }
-  return memoryLimit(cgroup, Deno.systemMemoryInfo().total);
+  return limit > 0 && limit < machineTotal
+    ? { bytes: limit, source: "container limit" }
+    : { bytes: machineTotal, source: "no limit" };
+}
+
+/**
+ * Asks Deno for the cgroup memory limit: `process.constrainedMemory()` reads the v2 `memory.max` or v1
+ * `memory.limit_in_bytes` of the cgroup /proc/self/cgroup names. Reading those files ourselves is refused
+ * under any permission set short of `--allow-all`; this needs only `--allow-sys=systemMemoryInfo`.
+ */
+export function readLimit(): LimitReading {
+  const constrainedMemory = (process as { constrainedMemory?: () => unknown }).constrainedMemory;
+  if (typeof constrainedMemory !== "function") {
+    return { error: "this Deno has no process.constrainedMemory()" };
+  }
+  try {
+    return { value: constrainedMemory.call(process) };
+  } catch (e) {
+    return { error: `process.constrainedMemory() failed: ${e instanceof Error ? e.message : String(e)}` };
+  }
+}
+
+/** Reads the container's memory limit and the machine's memory (the I/O half of {@link effectiveMemory}). */
+export function readMemory(): Memory {
+  return effectiveMemory(readLimit(), Deno.systemMemoryInfo().total);
+}
+
+/** The innodb_buffer_pool_size chosen, and what it was derived from. */
+export interface BufferPoolChoice {
+  readonly bytes: number;
+  /** The memory it was derived from; absent when INNODB_BUFFER_POOL_SIZE set it. */
+  readonly memory?: Memory;
+}
+
+/**
+ * Chooses innodb_buffer_pool_size: INNODB_BUFFER_POOL_SIZE if set (then memory is never read), else derived
+ * from the memory available ({@link bufferPoolBytes}).
+ *
+ * @param configured INNODB_BUFFER_POOL_SIZE in bytes, if set.
+ * @param memory Reads the memory available; called only when `configured` is unset.
+ */
+export function chooseBufferPool(configured: number | undefined, memory: () => Memory): BufferPoolChoice {
+  if (configured !== undefined) return { bytes: configured };
+  const m = memory();
+  return { bytes: bufferPoolBytes(m.bytes), memory: m };
+}
+
+/**
+ * The log line that reports a {@link BufferPoolChoice}: a warning when the container's limit could not be
+ * read, since the size then comes from the machine's memory and may be more than the container may use.
+ */
+export function describeBufferPool(
+  choice: BufferPoolChoice,
+): { readonly warn: boolean; readonly text: string } {
+  const size = `innodb_buffer_pool_size = ${mib(choice.bytes)}`;
+  const m = choice.memory;
+  if (m === undefined) return { warn: false, text: `${size}, from INNODB_BUFFER_POOL_SIZE` };
+  switch (m.source) {
+    case "container limit":
+      return { warn: false, text: `${size}, from the container's memory limit of ${mib(m.bytes)}` };
+    case "no limit":
+      return {
+        warn: false,
+        text: `${size}, from the machine's memory of ${
+          mib(m.bytes)
+        } (no container memory limit below it was found)`,
+      };
+    case "unreadable":
+      return {
+        warn: true,
+        text: `${size}, from the machine's memory of ${mib(m.bytes)}, because the container's memory limit ` +
+          `could not be read (${m.reason}): if the container has a smaller limit, set INNODB_BUFFER_POOL_SIZE`,
+      };
+  }
+}
+
+function mib(bytes: number): string {
+  return `${Math.floor(bytes / 2 ** 20)}M`;
 }

@@ -26,7 +26,7 @@ import type { MysqlClient } from "./mysql/client.ts";
 import type { Flavour } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
 import { openStore } from "./storage/open.ts";
-import { shutDownLocalServer, waitForServerExit, writeServerConfig } from "./local.ts";
+import { chooseBufferPoolLogged, shutDownLocalServer, waitForServerExit, writeServerConfig } from "./local.ts";
 
 const log = getLogger(["autopilot", "rebuild"]);
 
@@ -110,6 +110,7 @@ export async function restoreRebuiltDatadir(
       await Deno.remove(`${parent}/${entry.name}`, { recursive: true });
     }
   }
+  const pool = chooseBufferPoolLogged(config, log);
   const restored = await restoreSnapshot({
     store: await openStore(config),
     manifest,
@@ -117,7 +118,7 @@ export async function restoreRebuiltDatadir(
     flavour,
     chownTo: config.mysql.osUser,
     beforeMove: async (staged) => {
-      await writeServerConfig(config, flavour, reportHost, staged);
+      await writeServerConfig(config, flavour, reportHost, pool, staged);
     },
   });
   return restored.gtid;

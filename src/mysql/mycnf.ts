@@ -14,8 +14,8 @@ export interface MyCnfFacts {
   readonly flavour: Flavour;
   /** Address peers reach this node on: `report_host`. */
   readonly reportHost: string;
-  /** Memory available to the container, in bytes (the buffer pool defaults to 70% of it). */
-  readonly memoryBytes: number;
+  /** innodb_buffer_pool_size in bytes, as chosen by `chooseBufferPool()` (src/node.ts). */
+  readonly bufferPoolBytes: number;
   /** Address mysqld listens on; default all addresses. */
   readonly bindAddress?: string;
   /** The datadir's server_id (src/server_id.ts); default {@link serverIdFor}(NODE_NAME). */
@@ -43,16 +43,27 @@ export function pidFilePath(socket: string): string {
 }
 
 /**
- * The buffer pool size: the configured one, else 70% of memory, in whole MiB and at least 128 MiB.
+ * Memory kept out of the buffer pool's share: mysqld's memory besides the pool (about 140 MiB for MariaDB
+ * 10.11 with a full pool) and the hooks ContainerPilot runs beside it (a snapshot's autopilot, mariabackup
+ * and zstd plus both health checks: about 200 MiB of anonymous memory at their peak), as measured in
+ * tests/integration/memory_limit_test.ts.
+ */
+export const BUFFER_POOL_RESERVE_BYTES: number = 384 * 2 ** 20;
+
+/** The smallest buffer pool chosen from memory (MariaDB's and MySQL's own default). */
+export const BUFFER_POOL_FLOOR_BYTES: number = 128 * 2 ** 20;
+
+/**
+ * The buffer pool size when INNODB_BUFFER_POOL_SIZE is unset: 70% of the memory left after
+ * {@link BUFFER_POOL_RESERVE_BYTES}, in whole MiB, at least {@link BUFFER_POOL_FLOOR_BYTES}. In a 1 GiB
+ * container that is 448 MiB; a plain 70% (716 MiB) got mysqld OOM-killed there while a snapshot ran.
  *
- * @param configured INNODB_BUFFER_POOL_SIZE in bytes, if set.
  * @param memoryBytes Memory available to the container.
  * @returns Bytes.
  */
-export function bufferPoolBytes(configured: number | undefined, memoryBytes: number): number {
-  if (configured !== undefined) return configured;
-  const mib = Math.floor((memoryBytes * 0.7) / 2 ** 20);
-  return Math.max(128, mib) * 2 ** 20;
+export function bufferPoolBytes(memoryBytes: number): number {
+  const share = Math.floor(((memoryBytes - BUFFER_POOL_RESERVE_BYTES) * 0.7) / 2 ** 20) * 2 ** 20;
+  return Math.max(BUFFER_POOL_FLOOR_BYTES, share);
 }
 
 /**
@@ -64,7 +75,7 @@ export function bufferPoolBytes(configured: number | undefined, memoryBytes: num
  */
 export function renderMyCnf(config: Config, facts: MyCnfFacts): string {
   const m = config.mysql;
-  const pool = bufferPoolBytes(m.bufferPoolSize, facts.memoryBytes);
+  const pool = facts.bufferPoolBytes;
   const mariadb = facts.flavour === "mariadb";
   const lines: (string | false)[] = [
     "# Written by autopilot from the environment at every start; edits here are lost.",

@@ -1,7 +1,7 @@
 /**
  * Runs the CLI the way ContainerPilot runs it: `deno run` with the very permission set `deno compile` uses
  * (-P=autopilot from deno.json), never -A, so a permission the program lacks fails the test. Optionally inside
- * a node's network namespace.
+ * a node's network namespace, and inside a memory cgroup.
  *
  * @module
  */
@@ -19,16 +19,16 @@ export interface CliResult {
  * Runs `autopilot ARGS` with exactly the given environment (plus PATH and DENO_DIR).
  *
  * @param netns Run inside this network namespace.
+ * @param wrapper A command prefix that execs its arguments, e.g. `MemoryCgroup.wrapper`.
  */
 export async function autopilot(
   args: readonly string[],
   env: Record<string, string> = {},
   netns?: string,
+  wrapper: readonly string[] = [],
 ): Promise<CliResult> {
-  const deno = ["run", "-P=autopilot", "mod.ts", ...args];
-  const [program, argv] = netns
-    ? [await ip(), ["netns", "exec", netns, Deno.execPath(), ...deno]]
-    : [Deno.execPath(), deno];
+  const deno = [Deno.execPath(), "run", "-P=autopilot", "mod.ts", ...args];
+  const [program, ...argv] = [...wrapper, ...(netns ? [await ip(), "netns", "exec", netns] : []), ...deno];
   const out = await new Deno.Command(program, {
     args: argv,
     cwd: REPO_ROOT,

@@ -248,7 +248,7 @@ Deno.test("renderMyCnf() output is accepted by a real mariadbd, which starts rea
     renderMyCnf(config, {
       flavour: "mariadb",
       reportHost: "127.0.0.1",
-      memoryBytes: 2 ** 30,
+      bufferPoolBytes: 64 * 2 ** 20,
       bindAddress: "127.0.0.1",
     }),
   );

@@ -1,10 +1,15 @@
 import { assert, assertEquals } from "./assert.ts";
 import { loadConfig } from "../../src/config.ts";
 import { bufferPoolBytes, renderMyCnf, serverIdFor } from "../../src/mysql/mycnf.ts";
+import { chooseBufferPool } from "../../src/node.ts";
 
 const config = (extra: Record<string, string> = {}) =>
   loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "x", NODE_NAME: "db-1", ...extra })[n], { hostname: () => "h" });
 const GiB = 2 ** 30;
+const MiB = 2 ** 20;
+/** The buffer pool pre-start would choose with this configuration and memory. */
+const pool = (c: ReturnType<typeof config>, memoryBytes: number) =>
+  chooseBufferPool(c.mysql.bufferPoolSize, () => ({ bytes: memoryBytes, source: "container limit" })).bytes;
 
 Deno.test("serverIdFor() is stable, in 1..2^32-1, and differs between nodes", () => {
   assertEquals(serverIdFor("db-1"), serverIdFor("db-1"));
@@ -14,14 +19,20 @@ Deno.test("serverIdFor() is stable, in 1..2^32-1, and differs between nodes", ()
   assert(serverIdFor("") >= 1);
 });
 
-Deno.test("bufferPoolBytes() defaults to 70% of memory in whole MiB, at least 128 MiB", () => {
-  assertEquals(bufferPoolBytes(undefined, 10 * GiB), 7168 * 2 ** 20);
-  assertEquals(bufferPoolBytes(undefined, 100 * 2 ** 20), 128 * 2 ** 20);
-  assertEquals(bufferPoolBytes(512 * 2 ** 20, 10 * GiB), 512 * 2 ** 20);
+Deno.test("bufferPoolBytes() is 70% of memory after a 384 MiB reserve, in whole MiB, at least 128 MiB", () => {
+  assertEquals(bufferPoolBytes(GiB), 448 * MiB, "a 1 GiB container: (1024 - 384) * 0.7");
+  assertEquals(bufferPoolBytes(10 * GiB), 6899 * MiB, "(10240 - 384) * 0.7 = 6899.2");
+  assertEquals(bufferPoolBytes(2 * GiB), 1164 * MiB, "(2048 - 384) * 0.7 = 1164.8");
+  assertEquals(bufferPoolBytes(512 * MiB), 128 * MiB, "the floor");
+  assertEquals(bufferPoolBytes(100 * MiB), 128 * MiB, "less memory than the reserve");
 });
 
 Deno.test("renderMyCnf() starts every node read-only with replication stopped (MariaDB)", () => {
-  const text = renderMyCnf(config(), { flavour: "mariadb", reportHost: "10.0.0.5", memoryBytes: 2 * GiB });
+  const text = renderMyCnf(config(), {
+    flavour: "mariadb",
+    reportHost: "10.0.0.5",
+    bufferPoolBytes: pool(config(), 2 * GiB),
+  });
   for (
     const line of [
       "read_only = ON",
@@ -35,7 +46,7 @@ Deno.test("renderMyCnf() starts every node read-only with replication stopped (M
       "report_host = 10.0.0.5",
       "datadir = /var/lib/mysql/data",
       "socket = /var/run/mysqld/mysqld.sock",
-      "innodb_buffer_pool_size = 1433M",
+      "innodb_buffer_pool_size = 1164M",
     ]
   ) assert(text.split("\n").includes(line), `missing: ${line}\n${text}`);
   assert(!text.includes("super_read_only"), "MariaDB has no super_read_only");
@@ -44,11 +55,8 @@ Deno.test("renderMyCnf() starts every node read-only with replication stopped (M
 });
 
 Deno.test("renderMyCnf() uses MySQL 8.4 names: super_read_only, gtid_mode, skip_replica_start", () => {
-  const text = renderMyCnf(config({ INNODB_BUFFER_POOL_SIZE: "256M", MYSQL_OS_USER: "mysqld" }), {
-    flavour: "mysql",
-    reportHost: "db-1",
-    memoryBytes: GiB,
-  });
+  const c = config({ INNODB_BUFFER_POOL_SIZE: "256M", MYSQL_OS_USER: "mysqld" });
+  const text = renderMyCnf(c, { flavour: "mysql", reportHost: "db-1", bufferPoolBytes: pool(c, GiB) });
   for (
     const line of [
       "super_read_only = ON",
@@ -69,7 +77,7 @@ Deno.test("renderMyCnf() adds semi-sync AFTER_SYNC settings only when SEMI_SYNC 
   const mysql = renderMyCnf(config({ SEMI_SYNC: "on" }), {
     flavour: "mysql",
     reportHost: "a",
-    memoryBytes: GiB,
+    bufferPoolBytes: 128 * MiB,
   });
   assert(mysql.includes("plugin-load-add = semisync_source.so"));
   assert(mysql.includes("rpl_semi_sync_source_wait_point = AFTER_SYNC"));
@@ -77,7 +85,7 @@ Deno.test("renderMyCnf() adds semi-sync AFTER_SYNC settings only when SEMI_SYNC 
   const maria = renderMyCnf(config({ SEMI_SYNC: "on" }), {
     flavour: "mariadb",
     reportHost: "a",
-    memoryBytes: GiB,
+    bufferPoolBytes: 128 * MiB,
   });
   assert(maria.includes("rpl_semi_sync_master_wait_point = AFTER_SYNC"));
   assert(maria.includes("rpl_semi_sync_slave_enabled = ON"));

@@ -1,6 +1,12 @@
-import { assertEquals } from "./assert.ts";
+import { assert, assertEquals } from "./assert.ts";
 import { loadConfig } from "../../src/config.ts";
-import { memoryLimit, nodeAddress } from "../../src/node.ts";
+import {
+  chooseBufferPool,
+  describeBufferPool,
+  effectiveMemory,
+  type Memory,
+  nodeAddress,
+} from "../../src/node.ts";
 
 const config = (extra: Record<string, string> = {}) =>
   loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "x", ...extra })[n], { hostname: () => "h" });
@@ -25,9 +31,62 @@ Deno.test("nodeAddress() prefers NODE_ADDRESS, then ContainerPilot's address, th
   assertEquals(nodeAddress(config(), () => undefined, [ifaces[0]]), undefined);
 });
 
-Deno.test("memoryLimit() uses a cgroup limit below the machine's memory, else the machine's", () => {
-  assertEquals(memoryLimit("1073741824\n", 8 * 2 ** 30), 2 ** 30);
-  assertEquals(memoryLimit("max\n", 8 * 2 ** 30), 8 * 2 ** 30);
-  assertEquals(memoryLimit("9223372036854771712", 8 * 2 ** 30), 8 * 2 ** 30, "cgroup v1's 'unlimited'");
-  assertEquals(memoryLimit(undefined, 4096), 4096);
+const GiB = 2 ** 30;
+const MiB = 2 ** 20;
+
+Deno.test("effectiveMemory() uses a container limit below the machine's memory", () => {
+  assertEquals(effectiveMemory({ value: GiB }, 24 * GiB), { bytes: GiB, source: "container limit" });
+});
+
+Deno.test("effectiveMemory() takes the machine's memory when the container has no limit below it", () => {
+  const noLimit = { bytes: 8 * GiB, source: "no limit" };
+  assertEquals(effectiveMemory({ value: 0 }, 8 * GiB), noLimit, "0: v2's 'max', or no cgroup file");
+  assertEquals(effectiveMemory({ value: 9223372036854772000 }, 8 * GiB), noLimit, "cgroup v1's 'unlimited'");
+  assertEquals(effectiveMemory({ value: 8 * GiB }, 8 * GiB), noLimit, "a limit equal to the machine's");
+  assertEquals(effectiveMemory({ value: 64 * GiB }, 8 * GiB), noLimit, "a limit above the machine's");
+});
+
+Deno.test("effectiveMemory() says so when the limit could not be read", () => {
+  assertEquals(effectiveMemory({ error: "NotCapable: Requires sys access" }, 8 * GiB), {
+    bytes: 8 * GiB,
+    source: "unreadable",
+    reason: "NotCapable: Requires sys access",
+  });
+  for (const value of [undefined, "1073741824", -1, NaN, Infinity]) {
+    const m = effectiveMemory({ value }, 8 * GiB);
+    assertEquals([m.bytes, m.source], [8 * GiB, "unreadable"], String(value));
+    assert(m.reason?.includes(`returned ${value}`), m.reason);
+  }
+});
+
+Deno.test("chooseBufferPool() takes INNODB_BUFFER_POOL_SIZE without reading memory", () => {
+  const choice = chooseBufferPool(256 * MiB, () => {
+    throw new Error("memory was read");
+  });
+  assertEquals(choice, { bytes: 256 * MiB });
+  assertEquals(describeBufferPool(choice), {
+    warn: false,
+    text: "innodb_buffer_pool_size = 256M, from INNODB_BUFFER_POOL_SIZE",
+  });
+});
+
+Deno.test("chooseBufferPool() derives the size from the memory, and the log line names its source", () => {
+  const from = (memory: Memory) => describeBufferPool(chooseBufferPool(undefined, () => memory));
+  assertEquals(from({ bytes: GiB, source: "container limit" }), {
+    warn: false,
+    text: "innodb_buffer_pool_size = 448M, from the container's memory limit of 1024M",
+  });
+  assertEquals(from({ bytes: 16 * GiB, source: "no limit" }), {
+    warn: false,
+    text: "innodb_buffer_pool_size = 11200M, from the machine's memory of 16384M " +
+      "(no container memory limit below it was found)",
+  });
+  const unread = from({ bytes: 16 * GiB, source: "unreadable", reason: "NotCapable: Requires sys access" });
+  assertEquals(unread.warn, true, "a size from the machine's memory when the limit is unknown is a warning");
+  assertEquals(
+    unread.text,
+    "innodb_buffer_pool_size = 11200M, from the machine's memory of 16384M, because the container's memory " +
+      "limit could not be read (NotCapable: Requires sys access): if the container has a smaller limit, " +
+      "set INNODB_BUFFER_POOL_SIZE",
+  );
 });

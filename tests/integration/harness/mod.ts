@@ -15,6 +15,7 @@
  * @module
  */
 
+import { createMemoryCgroup, type MemoryCgroup } from "./cgroup.ts";
 import { type ConsulServer, startConsul, type StartConsulOptions } from "./consul.ts";
 import { type MariadbNode, startNode, type StartNodeOptions } from "./mariadb.ts";
 import { createNetwork, type Network } from "./netns.ts";
@@ -22,6 +23,7 @@ import { freePort } from "./ports.ts";
 import { cleanupLeftovers, type CleanupReport, keepFiles, newRun, ProcessGroup } from "./proc.ts";
 import { type S3Server, startS3 } from "./s3.ts";
 
+export * from "./cgroup.ts";
 export * from "./consul.ts";
 export * from "./mariadb.ts";
 export * from "./netns.ts";
@@ -64,6 +66,7 @@ export class Harness implements AsyncDisposable {
   /** The processes started through this harness. */
   readonly group: ProcessGroup = new ProcessGroup();
   readonly #nodes = new Map<number, MariadbNode>();
+  readonly #cgroups: MemoryCgroup[] = [];
   #consul: ConsulServer | undefined;
   #s3: S3Server | undefined;
   #disposed: Promise<void> | undefined;
@@ -171,6 +174,17 @@ export class Harness implements AsyncDisposable {
     return this.#s3;
   }
 
+  /**
+   * Makes memory cgroup `apt<tag>-<name>` limited to `limitBytes` (v2 or v1, see cgroup.ts). Disposing the
+   * harness removes it, after it has stopped the processes.
+   */
+  async memoryCgroup(name: string, limitBytes: number): Promise<MemoryCgroup> {
+    this.#checkOpen();
+    const cg = await createMemoryCgroup(`apt${this.tag}-${name}`, limitBytes);
+    this.#cgroups.push(cg);
+    return cg;
+  }
+
   /** Every pid started through this harness (node restarts included), running or not. */
   pids(): number[] {
     return [...this.group.pids];
@@ -186,8 +200,8 @@ export class Harness implements AsyncDisposable {
   }
 
   /**
-   * Stops every process (by pid), destroys the network and removes the run dir (kept with
-   * AUTOPILOT_TEST_KEEP=1). Idempotent; every step runs even if an earlier one failed.
+   * Stops every process (by pid), removes its memory cgroups, destroys the network and removes the run dir
+   * (kept with AUTOPILOT_TEST_KEEP=1). Idempotent; every step runs even if an earlier one failed.
    */
   dispose(): Promise<void> {
     this.#disposed ??= this.#dispose();
@@ -197,6 +211,7 @@ export class Harness implements AsyncDisposable {
   async #dispose(): Promise<void> {
     const errors: unknown[] = [];
     await this.group.stopAll().catch((e) => errors.push(e));
+    for (const cg of this.#cgroups) await cg.remove().catch((e) => errors.push(e));
     if (this.network) await this.network.destroy().catch((e) => errors.push(e));
     if (!keepFiles()) await Deno.remove(this.dir, { recursive: true }).catch((e) => errors.push(e));
     if (errors.length > 0) throw new AggregateError(errors, `Harness ${this.tag}: dispose failed`);

@@ -8,6 +8,8 @@
  * - `tags`: one line per harness run, `tag<TAB>owner` (namespaces `apt<tag>_*`, dir `runs/<tag>`)
  * - `lock`: flock(2) guarding both files
  *
+ * Memory cgroups a run makes are named `apt<tag>-…` (see cgroup.ts) and cleaned like its namespaces.
+ *
  * `owner` is `pid:starttime` of the Deno process that started it. Leftovers are only touched when that owner
  * is gone, so two test runs on one machine do not clean each other up, and a pid is only killed when its
  * start time and program name still match what was recorded.
@@ -15,6 +17,7 @@
  * @module
  */
 
+import { removeLeftoverCgroups } from "./cgroup.ts";
 import { systemTool } from "./tools.ts";
 
 /** Prefix of every network namespace and host link the harness creates (`apt<tag>_n1`, `apt<tag>-host`). */
@@ -338,6 +341,11 @@ export interface SpawnOptions {
   /** Extra environment variables; put secrets here, never in `args`. */
   env?: Record<string, string>;
   cwd?: string;
+  /**
+   * A command prefix that execs its arguments without forking (e.g. `MemoryCgroup.wrapper`, which starts the
+   * server inside a memory cgroup).
+   */
+  wrapper?: readonly string[];
 }
 
 interface Entry {
@@ -358,10 +366,11 @@ export async function spawnServer(opts: SpawnOptions): Promise<ServerProcess> {
     "KILL",
     "--",
     ...(opts.netns ? [await ip(), "netns", "exec", opts.netns] : []),
+    ...(opts.wrapper ?? []),
     opts.program,
     ...opts.args,
   ];
-  // sh, setpriv and `ip netns exec` all exec (no fork), so the child's pid is the server's pid.
+  // sh, setpriv, `ip netns exec` and the wrapper all exec (no fork), so the child's pid is the server's pid.
   const child = new Deno.Command("/bin/sh", {
     args: ["-c", 'log=$1; shift; exec "$@" >>"$log" 2>&1', "sh", opts.logFile, ...argv],
     env: opts.env,
@@ -497,6 +506,7 @@ export interface CleanupReport {
   namespaces: string[];
   links: string[];
   dirs: string[];
+  cgroups: string[];
 }
 
 async function listNamespaces(): Promise<string[]> {
@@ -513,11 +523,12 @@ async function listLinks(): Promise<string[]> {
 
 /**
  * Cleans what crashed earlier runs left behind, touching only things whose recorded owner process is gone:
- * kills recorded pids whose start time and program name still match, deletes namespaces and host links named
- * `apt<tag>…` and run dirs `runs/<tag>`, then rewrites the state files keeping only live owners' lines.
+ * kills recorded pids whose start time and program name still match, deletes namespaces, host links and empty
+ * memory cgroups named `apt<tag>…` and run dirs `runs/<tag>`, then rewrites the state files keeping only live
+ * owners' lines.
  */
 export async function cleanupLeftovers(): Promise<CleanupReport> {
-  const report: CleanupReport = { killed: [], namespaces: [], links: [], dirs: [] };
+  const report: CleanupReport = { killed: [], namespaces: [], links: [], dirs: [], cgroups: [] };
   await withStateLock(async () => {
     const dir = stateDir();
     // processes
@@ -568,6 +579,7 @@ export async function cleanupLeftovers(): Promise<CleanupReport> {
     for (const link of await listLinks()) {
       if (tagOf(link) && (await run(await ip(), ["link", "del", link])).success) report.links.push(link);
     }
+    report.cgroups.push(...await removeLeftoverCgroups((tag) => !live.has(tag)));
     if (!keepFiles()) {
       try {
         for await (const e of Deno.readDir(`${dir}/runs`)) {
