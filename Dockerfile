@@ -86,6 +86,8 @@ ENV MYSQL_FLAVOUR=${FLAVOUR} \
 COPY --from=containerpilot /containerpilot /usr/local/bin/containerpilot
 COPY --from=autopilot /src/autopilot /usr/local/bin/autopilot
 COPY containerpilot.json5 /etc/containerpilot.json5
+# Reads the container's cgroup memory limit for autopilot (which may not read /sys), then runs ContainerPilot.
+COPY image/entrypoint.sh /usr/local/bin/autopilot-entrypoint
 # The paths deno.json's permission set allows, with their owners: the datadir and the socket directory belong
 # to mysql (mysqld drops to MYSQL_OS_USER=mysql); autopilot's state, the cnf and the local snapshot store are
 # root's alone (0700: the generated root password lives there).
@@ -97,7 +99,8 @@ RUN set -eux; \
     rm -f /etc/my.cnf; \
     ln -s /var/lib/autopilot/my.cnf /etc/my.cnf; \
     containerpilot -version; \
-    autopilot --version
+    autopilot --version; \
+    test -x /usr/local/bin/autopilot-entrypoint
 VOLUME ["/var/lib/mysql", "/var/lib/autopilot"]
 EXPOSE 3306
 # ContainerPilot and autopilot run as root; mysqld runs as mysql. autopilot must be root: it logs in to the
@@ -109,5 +112,5 @@ USER 0
 # replica replicating within MAX_REPLICATION_LAG), read-only: `autopilot health` would act (bootstrap, fail
 # over) and race ContainerPilot's own check. The long start period covers the first bootstrap or a restore.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=10m --retries=3 CMD ["autopilot", "status", "--self"]
-ENTRYPOINT ["/usr/local/bin/containerpilot"]
+ENTRYPOINT ["/usr/local/bin/autopilot-entrypoint"]
 CMD []

@@ -36,7 +36,7 @@ export const preStartCommand: Command = {
     "before mysqld starts: write my.cnf, then keep, restore (from the last snapshot) or create the datadir",
   options: {},
   async run(ctx: CommandContext): Promise<number> {
-    const { config } = ctx;
+    const { config, env } = ctx;
     const flavour = await detectFlavour(config);
     if (flavour === undefined) {
       log.error(
@@ -51,7 +51,7 @@ export const preStartCommand: Command = {
       );
       return EXIT.failed;
     }
-    const pool = chooseBufferPoolLogged(config, log);
+    const pool = chooseBufferPoolLogged(config, log, env);
     await writeServerConfig(config, flavour, address, pool);
     await Deno.mkdir(config.node.stateDir, { recursive: true, mode: 0o700 });
     const state = await readState(config.node.stateDir);

@@ -5,7 +5,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Config } from "./config.ts";
+import type { Config, EnvReader } from "./config.ts";
 import { MysqlClient } from "./mysql/client.ts";
 import { localAdminUser } from "./mysql/bootstrap.ts";
 import { type Flavour, type FlavourSql, replicationStartedThisRun } from "./mysql/flavour.ts";
@@ -89,8 +89,12 @@ export async function gatherMysqlFacts(
  * INNODB_BUFFER_POOL_SIZE is unset) and logs the size and where it came from: a warning when the limit could
  * not be read, so that a size taken from the machine's memory is never chosen silently.
  */
-export function chooseBufferPoolLogged(config: Config, log: Logger): BufferPoolChoice {
-  const choice = chooseBufferPool(config.mysql.bufferPoolSize, readMemory);
+export function chooseBufferPoolLogged(
+  config: Config,
+  log: Logger,
+  env: EnvReader = (name) => Deno.env.get(name),
+): BufferPoolChoice {
+  const choice = chooseBufferPool(config.mysql.bufferPoolSize, () => readMemory(env));
   const { warn, text } = describeBufferPool(choice);
   if (warn) log.warn("{message}", { message: text });
   else log.info("{message}", { message: text });

@@ -55,27 +55,52 @@ export interface Memory {
 }
 
 /**
+ * The variable the image's entrypoint (`image/entrypoint.sh`) sets to the text of the container's cgroup
+ * `memory.max` (v2) or `memory/memory.limit_in_bytes` (v1) before it starts ContainerPilot. autopilot cannot
+ * read those files itself (Deno refuses every /sys read short of `--allow-all`), and Deno's own
+ * `process.constrainedMemory()` misses the limit on cgroup v1 hosts, where a container sees its cgroup at the
+ * mount's root while /proc/self/cgroup names its path from the host's root.
+ */
+export const ENTRYPOINT_LIMIT_VARIABLE = "AUTOPILOT_CGROUP_MEMORY_LIMIT";
+
+/**
  * The memory available to this container: the cgroup limit if there is one below the machine's memory, else
  * the machine's memory, saying which.
  *
- * @param reading What `process.constrainedMemory()` returned. Deno reports "no limit" as 0 (v2 `max`, and also
- *   when it finds no cgroup file) or as a huge number (v1's 2^63 rounded down to pages); a limit at or above
- *   the machine's memory limits nothing either.
- * @param machineTotal The machine's total memory in bytes.
+ * @param reading What `process.constrainedMemory()` returned. Deno reports "no limit" as a huge number (v1's
+ *   2^63 rounded down to pages) and as 0, which it also returns when it finds no cgroup file (a cgroup v1
+ *   container, /sys/fs/cgroup not mounted): 0 alone therefore cannot tell "no limit" from "not found".
+ * @param fromEntrypoint The cgroup file's text as the image's entrypoint read it
+ *   ({@link ENTRYPOINT_LIMIT_VARIABLE}), if set: `max` (v2) or a number of bytes.
+ * @param machineTotal The machine's total memory in bytes; a limit at or above it limits nothing.
  */
-export function effectiveMemory(reading: LimitReading, machineTotal: number): Memory {
-  if ("error" in reading) return { bytes: machineTotal, source: "unreadable", reason: reading.error };
-  const limit = reading.value;
-  if (typeof limit !== "number" || !Number.isFinite(limit) || limit < 0) {
-    return {
-      bytes: machineTotal,
-      source: "unreadable",
-      reason: `process.constrainedMemory() returned ${String(limit)}`,
-    };
-  }
-  return limit > 0 && limit < machineTotal
-    ? { bytes: limit, source: "container limit" }
-    : { bytes: machineTotal, source: "no limit" };
+export function effectiveMemory(
+  reading: LimitReading,
+  fromEntrypoint: string | undefined,
+  machineTotal: number,
+): Memory {
+  const limited = (limit: number): Memory =>
+    limit < machineTotal
+      ? { bytes: limit, source: "container limit" }
+      : { bytes: machineTotal, source: "no limit" };
+  const deno = "error" in reading ? undefined : reading.value;
+  const denoNumber = typeof deno === "number" && Number.isFinite(deno) && deno >= 0;
+  if (denoNumber && deno > 0) return limited(deno);
+  const text = fromEntrypoint?.trim();
+  if (text === "max") return { bytes: machineTotal, source: "no limit" };
+  if (text !== undefined && /^\d+$/.test(text) && Number(text) > 0) return limited(Number(text));
+  const why = "error" in reading
+    ? reading.error
+    : denoNumber
+    ? "process.constrainedMemory() found no cgroup limit file"
+    : `process.constrainedMemory() returned ${String(deno)}`;
+  return {
+    bytes: machineTotal,
+    source: "unreadable",
+    reason: text === undefined
+      ? `${why}, and ${ENTRYPOINT_LIMIT_VARIABLE} is not set (the image's entrypoint sets it)`
+      : `${why}, and ${ENTRYPOINT_LIMIT_VARIABLE} is '${text}', not a number of bytes or max`,
+  };
 }
 
 /**
@@ -96,8 +121,8 @@ export function readLimit(): LimitReading {
 }
 
 /** Reads the container's memory limit and the machine's memory (the I/O half of {@link effectiveMemory}). */
-export function readMemory(): Memory {
-  return effectiveMemory(readLimit(), Deno.systemMemoryInfo().total);
+export function readMemory(env: EnvReader): Memory {
+  return effectiveMemory(readLimit(), env(ENTRYPOINT_LIMIT_VARIABLE), Deno.systemMemoryInfo().total);
 }
 
 /** The innodb_buffer_pool_size chosen, and what it was derived from. */

@@ -86,7 +86,8 @@ Deno.test("deno.json's autopilot permission set allows exactly the variables src
   const { VARIABLES } = await import("../../src/config.ts");
   const denoJson = JSON.parse(await Deno.readTextFile(`${REPO_ROOT}/deno.json`));
   const allowed: string[] = denoJson.permissions.autopilot.env;
-  const extra = ["CONTAINERPILOT_MYSQL_IP"]; // set by ContainerPilot for the advertised `mysql` job
+  // set by ContainerPilot for the advertised `mysql` job; by the image's entrypoint (src/node.ts)
+  const extra = ["CONTAINERPILOT_MYSQL_IP", "AUTOPILOT_CGROUP_MEMORY_LIMIT"];
   assertEquals([...allowed].sort(), [...VARIABLES.map((v) => v.name), ...extra].sort());
   assertEquals(denoJson.permissions.autopilot.run, [
     "/usr/sbin/mariadbd",

@@ -35,28 +35,74 @@ const GiB = 2 ** 30;
 const MiB = 2 ** 20;
 
 Deno.test("effectiveMemory() uses a container limit below the machine's memory", () => {
-  assertEquals(effectiveMemory({ value: GiB }, 24 * GiB), { bytes: GiB, source: "container limit" });
+  assertEquals(effectiveMemory({ value: GiB }, undefined, 24 * GiB), {
+    bytes: GiB,
+    source: "container limit",
+  });
+  assertEquals(
+    effectiveMemory({ value: GiB }, "2147483648", 24 * GiB).bytes,
+    GiB,
+    "Deno's own reading first",
+  );
+});
+
+Deno.test("effectiveMemory() takes the limit the image's entrypoint read when Deno finds none (cgroup v1)", () => {
+  assertEquals(effectiveMemory({ value: 0 }, "1073741824\n", 24 * GiB), {
+    bytes: GiB,
+    source: "container limit",
+  });
+  assertEquals(effectiveMemory({ error: "no function" }, " 1073741824 ", 24 * GiB).bytes, GiB);
 });
 
 Deno.test("effectiveMemory() takes the machine's memory when the container has no limit below it", () => {
   const noLimit = { bytes: 8 * GiB, source: "no limit" };
-  assertEquals(effectiveMemory({ value: 0 }, 8 * GiB), noLimit, "0: v2's 'max', or no cgroup file");
-  assertEquals(effectiveMemory({ value: 9223372036854772000 }, 8 * GiB), noLimit, "cgroup v1's 'unlimited'");
-  assertEquals(effectiveMemory({ value: 8 * GiB }, 8 * GiB), noLimit, "a limit equal to the machine's");
-  assertEquals(effectiveMemory({ value: 64 * GiB }, 8 * GiB), noLimit, "a limit above the machine's");
+  assertEquals(
+    effectiveMemory({ value: 9223372036854772000 }, undefined, 8 * GiB),
+    noLimit,
+    "v1's 'unlimited'",
+  );
+  assertEquals(
+    effectiveMemory({ value: 8 * GiB }, undefined, 8 * GiB),
+    noLimit,
+    "a limit equal to the machine's",
+  );
+  assertEquals(
+    effectiveMemory({ value: 64 * GiB }, undefined, 8 * GiB),
+    noLimit,
+    "a limit above the machine's",
+  );
+  assertEquals(
+    effectiveMemory({ value: 0 }, "max\n", 8 * GiB),
+    noLimit,
+    "v2's 'max', read by the entrypoint",
+  );
+  assertEquals(
+    effectiveMemory({ value: 0 }, "9223372036854771712", 8 * GiB),
+    noLimit,
+    "v1's, by the entrypoint",
+  );
 });
 
 Deno.test("effectiveMemory() says so when the limit could not be read", () => {
-  assertEquals(effectiveMemory({ error: "NotCapable: Requires sys access" }, 8 * GiB), {
+  // Deno's 0 is also what it answers when it finds no cgroup file: alone, it proves nothing.
+  const zero = effectiveMemory({ value: 0 }, undefined, 8 * GiB);
+  assertEquals([zero.bytes, zero.source], [8 * GiB, "unreadable"]);
+  assert(zero.reason?.includes("found no cgroup limit file"), zero.reason);
+  assert(zero.reason?.includes("AUTOPILOT_CGROUP_MEMORY_LIMIT is not set"), zero.reason);
+  assertEquals(effectiveMemory({ error: "NotCapable: Requires sys access" }, undefined, 8 * GiB), {
     bytes: 8 * GiB,
     source: "unreadable",
-    reason: "NotCapable: Requires sys access",
+    reason: "NotCapable: Requires sys access, and AUTOPILOT_CGROUP_MEMORY_LIMIT is not set (the image's " +
+      "entrypoint sets it)",
   });
   for (const value of [undefined, "1073741824", -1, NaN, Infinity]) {
-    const m = effectiveMemory({ value }, 8 * GiB);
+    const m = effectiveMemory({ value }, undefined, 8 * GiB);
     assertEquals([m.bytes, m.source], [8 * GiB, "unreadable"], String(value));
     assert(m.reason?.includes(`returned ${value}`), m.reason);
   }
+  const bad = effectiveMemory({ value: 0 }, "lots", 8 * GiB);
+  assertEquals(bad.source, "unreadable");
+  assert(bad.reason?.includes("is 'lots', not a number of bytes or max"), bad.reason);
 });
 
 Deno.test("chooseBufferPool() takes INNODB_BUFFER_POOL_SIZE without reading memory", () => {

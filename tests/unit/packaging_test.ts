@@ -18,6 +18,7 @@ import { type Command, COMMANDS } from "../../src/cli/commands.ts";
 import { type Config, ConfigError, loadConfig, VARIABLES } from "../../src/config.ts";
 import { METRICS } from "../../src/metrics.ts";
 import { PRE_STOP_BUDGET_MS } from "../../hooks/pre_stop.ts";
+import { ENTRYPOINT_LIMIT_VARIABLE } from "../../src/node.ts";
 
 const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname).replace(/\/$/, "");
 const read = (path: string): string => Deno.readTextFileSync(`${ROOT}/${path}`);
@@ -985,7 +986,25 @@ Deno.test("Dockerfile starts ContainerPilot with the shipped containerpilot.json
   const copied = find("COPY").map((i) => i.args.split(/\s+/)).find((w) => w[0] === "containerpilot.json5");
   assert(copied, "Dockerfile: containerpilot.json5 is not in the image");
   assertEquals(env.get("CONTAINERPILOT"), copied[1], "CONTAINERPILOT must name the copied configuration");
-  assertEquals(JSON.parse(find("ENTRYPOINT")[0].args), ["/usr/local/bin/containerpilot"]);
+  assertEquals(JSON.parse(find("ENTRYPOINT")[0].args), ["/usr/local/bin/autopilot-entrypoint"]);
+  const entrypoint = find("COPY").map((i) => i.args.split(/\s+/)).find((w) =>
+    w[1] === "/usr/local/bin/autopilot-entrypoint"
+  );
+  assertEquals(entrypoint?.[0], "image/entrypoint.sh", "the entrypoint is the script in image/");
+  // It hands the cgroup limit to autopilot under the name src/node.ts reads, then becomes ContainerPilot.
+  const script = read("image/entrypoint.sh");
+  assert(
+    script.includes(`export ${ENTRYPOINT_LIMIT_VARIABLE}`),
+    `entrypoint must export ${ENTRYPOINT_LIMIT_VARIABLE}`,
+  );
+  for (const file of ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]) {
+    assert(script.includes(file), `entrypoint must read ${file}`);
+  }
+  assert(
+    /^exec \/usr\/local\/bin\/containerpilot "\$@"$/m.test(script),
+    "entrypoint must exec ContainerPilot",
+  );
+  assert(Deno.statSync(`${ROOT}/image/entrypoint.sh`).mode! & 0o100, "image/entrypoint.sh must be executable");
   assertEquals(
     JSON.parse(find("CMD")[0]?.args ?? "null"),
     [],
