@@ -499,6 +499,7 @@ export class ContainerNode {
    */
   async start(opts: { env?: Record<string, string> } = {}): Promise<void> {
     if (this.running) throw new Error(`${this.name} is already running`);
+    if (this.#launcher?.exited) await this.#afterExit(); // it exited by itself: finish what stop() would do
     if (opts.env) this.#env = { ...this.#env, ...opts.env };
     const user = await osUser(this.#env.MYSQL_OS_USER ?? "mysql");
     const dirs: [string, number, MysqlOsUser | undefined][] = [
