@@ -340,6 +340,8 @@ export interface SpawnOptions {
   netns?: string;
   /** Extra environment variables; put secrets here, never in `args`. */
   env?: Record<string, string>;
+  /** Start from an empty environment: the server gets `env` and nothing inherited (default false). */
+  clearEnv?: boolean;
   cwd?: string;
   /**
    * A command prefix that execs its arguments without forking (e.g. `MemoryCgroup.wrapper`, which starts the
@@ -374,6 +376,7 @@ export async function spawnServer(opts: SpawnOptions): Promise<ServerProcess> {
   const child = new Deno.Command("/bin/sh", {
     args: ["-c", 'log=$1; shift; exec "$@" >>"$log" 2>&1', "sh", opts.logFile, ...argv],
     env: opts.env,
+    clearEnv: opts.clearEnv,
     cwd: opts.cwd,
     stdin: "null",
     stdout: "null",
@@ -506,7 +509,55 @@ export interface CleanupReport {
   namespaces: string[];
   links: string[];
   dirs: string[];
+  /** Cgroup dirs a run listed in its `cgroups` file (see {@linkcode recordCgroup}). */
   cgroups: string[];
+}
+
+/** The file in a run dir that lists the cgroup dirs the run made, one per line. */
+const CGROUPS_FILE = "cgroups";
+
+/**
+ * Records a cgroup dir made for run `tag` (in `<run dir>/cgroups`) before any process is put in it, so that
+ * `cleanupLeftovers()` removes it if this process dies before it does. Only dirs below /sys/fs/cgroup whose
+ * name starts with `apt<tag>_` are accepted, and removed.
+ */
+export async function recordCgroup(tag: string, runDir: string, path: string): Promise<void> {
+  if (!cgroupOfRun(tag, path)) throw new Error(`recordCgroup: ${path} is not a cgroup dir named apt${tag}_*`);
+  await Deno.writeTextFile(`${runDir}/${CGROUPS_FILE}`, path + "\n", {
+    append: true,
+    create: true,
+    mode: 0o600,
+  });
+}
+
+function cgroupOfRun(tag: string, path: string): boolean {
+  return path.startsWith("/sys/fs/cgroup/") && !path.includes("/../") &&
+    basename(path).startsWith(`${NETNS_PREFIX}${tag}_`);
+}
+
+/** Removes the cgroup dirs a dead run listed (rmdir: only empty ones go); returns those removed. */
+async function removeRunCgroups(tag: string, runDir: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(`${runDir}/${CGROUPS_FILE}`);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const path of text.split("\n").filter((l) => cgroupOfRun(tag, l))) {
+    // Its processes were just killed; the kernel may need a moment before the dir can go.
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        await Deno.remove(path);
+        removed.push(path);
+        break;
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) break;
+        await delay(100);
+      }
+    }
+  }
+  return removed;
 }
 
 async function listNamespaces(): Promise<string[]> {
@@ -580,17 +631,17 @@ export async function cleanupLeftovers(): Promise<CleanupReport> {
       if (tagOf(link) && (await run(await ip(), ["link", "del", link])).success) report.links.push(link);
     }
     report.cgroups.push(...await removeLeftoverCgroups((tag) => !live.has(tag)));
-    if (!keepFiles()) {
-      try {
-        for await (const e of Deno.readDir(`${dir}/runs`)) {
-          if (e.isDirectory && TAG_PATTERN.test(e.name) && !live.has(e.name)) {
-            await Deno.remove(`${dir}/runs/${e.name}`, { recursive: true });
-            report.dirs.push(`${dir}/runs/${e.name}`);
-          }
+    try {
+      for await (const e of Deno.readDir(`${dir}/runs`)) {
+        if (e.isDirectory && TAG_PATTERN.test(e.name) && !live.has(e.name)) {
+          report.cgroups.push(...await removeRunCgroups(e.name, `${dir}/runs/${e.name}`));
+          if (keepFiles()) continue;
+          await Deno.remove(`${dir}/runs/${e.name}`, { recursive: true });
+          report.dirs.push(`${dir}/runs/${e.name}`);
         }
-      } catch (e) {
-        if (!(e instanceof Deno.errors.NotFound)) throw e;
       }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
     const body = (lines: string[]) => lines.map((l) => l + "\n").join("");
     await Deno.writeTextFile(`${dir}/pids`, body(keepPids), { mode: 0o600 });
