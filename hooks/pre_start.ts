@@ -114,15 +114,16 @@ async function runPreStart(ctx: CommandContext, once: boolean): Promise<number> 
       const now = Date.now();
       since ??= now;
       const delaySeconds = retryDelaySeconds(attempt);
+      // recorded first: once the line is out, `autopilot status` says the same
+      await bestEffort(
+        "record the failure for 'autopilot status'",
+        () => writePreStartFailure(stateDir, failureRecord(config.node.name, since!, attempt, reason, now)),
+      );
       log.error("Attempt {attempt} failed: {reason}; trying again in {delay} s", {
         attempt,
         reason,
         delay: delaySeconds,
       });
-      await bestEffort(
-        "record the failure for 'autopilot status'",
-        () => writePreStartFailure(stateDir, failureRecord(config.node.name, since!, attempt, reason, now)),
-      );
       if (!(await sleep(delaySeconds * 1000, stop.signal))) {
         return await stopped(stateDir, stop.signal, attempt, "after");
       }

@@ -2,7 +2,7 @@
  * `autopilot pre-start` retries by itself: ContainerPilot runs it once (`restarts: "never"`) and starts mysqld
  * only after it succeeds, so a pre-start that gave up would leave the container idle for ever, even after the
  * cause is gone (a good snapshot published, Consul reachable again, a directory made writable). These are the
- * pure parts of that loop: when to try again, and what to record.
+ * pure parts of that loop: when to try again, what to record, and how `autopilot status` words it.
  *
  * The wait after attempt N is 2 s doubled N-1 times, at most 60 s: 2, 4, 8, 16, 32, 60, 60, … A cause fixed
  * within the first minute is noticed within seconds; a node that fails for hours asks Consul and the store
@@ -60,4 +60,23 @@ export function failureRecord(
 /** The line pre-start logs for a failed attempt: number, reason, and when it tries again. */
 export function failureLine(attempt: number, reason: string): string {
   return `Attempt ${attempt} failed: ${reason}; trying again in ${retryDelaySeconds(attempt)} s`;
+}
+
+/**
+ * How `autopilot status` states a node's pre-start failure.
+ *
+ * @param f The record pre-start wrote.
+ * @param now Epoch ms.
+ */
+export function describePreStartFailure(f: PreStartFailure, now: number): string {
+  const next = Date.parse(f.nextAttemptAt);
+  const inSeconds = Math.round((next - now) / 1000);
+  const when = Number.isNaN(next) ? "" : inSeconds >= 0
+    ? `; next attempt in ${inSeconds} s`
+    // a record left by a pre-start that was killed (kill -9) says so itself: its next attempt never came
+    : `; its next attempt was due ${-inSeconds} s ago: is pre-start still running?`;
+  const failing = f.attempt === 1
+    ? `attempt 1 failed at ${f.since.replace(/\.\d+Z$/, "Z")}`
+    : `${f.attempt} attempts failed since ${f.since.replace(/\.\d+Z$/, "Z")}`;
+  return `${f.node}: pre-start cannot finish (${failing}): ${f.reason}${when}`;
 }

@@ -4,7 +4,8 @@
  * Three parts, kept apart so the verdict is testable on plain data:
  *
  * 1. {@link readConsulView} and {@link probeNode} do the I/O: what Consul says (the primary lock, member records,
- *    passing instances of SERVICE_NAME, the pause and failover keys, the last snapshot), and what each node's
+ *    passing instances of SERVICE_NAME, the pause and failover keys, the last snapshot), what the node it runs
+ *    on recorded of a failing pre-start (STATE_DIR), and what each node's
  *    server says over TCP as the replication user (read-only, replica threads, lag, executed GTIDs), with short
  *    timeouts so a dead node is a row saying "unreachable" rather than a hang. {@link gatherStatus} runs both.
  * 2. {@link summariseStatus} is pure: it turns those facts into one row per node, the roles, the errant
@@ -24,6 +25,8 @@ import type { Manifest } from "./backup/manifest.ts";
 import { type Flavour, type ReplicaStatus, sqlFor } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
 import { lastVerification, publishedSnapshot, type VerificationRecord } from "./snapshots.ts";
+import { type PreStartFailure, readPreStartFailure } from "./state.ts";
+import { describePreStartFailure } from "./pre_start_retry.ts";
 import { errorMessage, formatBytes } from "./text.ts";
 
 // --- facts ---------------------------------------------------------------------------------------------
@@ -95,6 +98,8 @@ export interface StatusFacts {
   readonly consul: ConsulView;
   /** Per node name (see {@link nodeTargets}); a node missing here counts as unreachable. */
   readonly probes: Readonly<Record<string, NodeProbe>>;
+  /** What pre-start recorded on the node status runs on (its NODE_NAME) while it retries a failure. */
+  readonly preStart?: PreStartFailure;
 }
 
 // --- the report (the JSON shape of `status --json`) ----------------------------------------------------
@@ -224,6 +229,11 @@ export interface StatusReport {
   } | null;
   /** One row per node, sorted by name. */
   readonly nodes: readonly NodeStatus[];
+  /**
+   * The failure pre-start recorded on the node status ran on, while it retries: that node's mysqld has not
+   * started. `null` when there is none (or status ran elsewhere).
+   */
+  readonly preStart: PreStartFailure | null;
 }
 
 // --- pure: which nodes --------------------------------------------------------------------------------
@@ -279,7 +289,14 @@ export function summariseStatus(f: StatusFacts): StatusReport {
     targets.find((t) => t.address === address && t.port === port)?.node ?? null;
 
   const nodes = targets.map((t) => nodeStatus(t, f, holder, primaryFacts, nameAt));
-  const problems = [...clusterProblems(f, targets, holder, nodes), ...nodes.flatMap((n) => n.problems)];
+  // pre-start's failure belongs to its node's row; a node that never started has none
+  const preStart = f.preStart ? describePreStartFailure(f.preStart, f.now) : undefined;
+  const preStartRow = preStart !== undefined && nodes.some((n) => n.node === f.preStart!.node);
+  const problems = [
+    ...(preStart !== undefined && !preStartRow ? [preStart] : []),
+    ...clusterProblems(f, targets, holder, nodes),
+    ...nodes.flatMap((n) => n.problems),
+  ];
   return {
     format: 1,
     generatedAt: iso(f.now),
@@ -309,6 +326,7 @@ export function summariseStatus(f: StatusFacts): StatusReport {
       }
       : null,
     nodes,
+    preStart: f.preStart ?? null,
   };
 }
 
@@ -328,6 +346,10 @@ function nodeStatus(
   const check: NodeStatus["check"] =
     f.consul.passing.some((i) => i.address === t.address && i.port === t.port) ? "passing" : "not passing";
   const isHolder = holder !== undefined && holder.node === t.node;
+  const preStart = f.preStart?.node === t.node ? describePreStartFailure(f.preStart, f.now) : undefined;
+  /** The row's problems, pre-start's failure first. */
+  const withPreStart = (problems: string[]): string[] =>
+    preStart !== undefined ? [preStart, ...problems] : problems;
   // The JSON lists fields in this order: identity and role first.
   const head = (role: NodeRole) => ({
     node: t.node,
@@ -352,7 +374,7 @@ function nodeStatus(
       lagSeconds: null,
       gtidExecuted: null,
       errant: null,
-      problems,
+      problems: withPreStart(problems),
     };
   }
 
@@ -400,7 +422,7 @@ function nodeStatus(
     lagSeconds: r ? r.lagSeconds : null,
     gtidExecuted: probe.executed,
     errant,
-    problems,
+    problems: withPreStart(problems),
   };
 }
 
@@ -782,6 +804,10 @@ export async function gatherStatus(config: Config): Promise<StatusFacts> {
   }
   const connectTimeoutMs = Math.min(config.mysql.connectTimeoutMs, 2000);
   const targets = nodeTargets(view, config.serviceName);
+  // Only this node's own record, if status runs where pre-start does (the same STATE_DIR and NODE_NAME).
+  const preStart = await readPreStartFailure(config.node.stateDir).then((r) =>
+    r?.node === config.node.name ? r : undefined
+  );
   const probes = await Promise.all(targets.map((t) => probeNode(config, t, connectTimeoutMs)));
   // Read the primary once more, after every replica: under writes a replica read a moment after the primary
   // may already have applied the primary's next transaction, and would look errant.
@@ -798,5 +824,6 @@ export async function gatherStatus(config: Config): Promise<StatusFacts> {
     quietPeriodMs: config.failover.quietPeriodMs,
     consul: view,
     probes: Object.fromEntries(targets.map((t, i) => [t.node, probes[i]])),
+    ...(preStart ? { preStart } : {}),
   };
 }

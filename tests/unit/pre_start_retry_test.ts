@@ -1,5 +1,6 @@
 import { assertEquals, assertThrows } from "./assert.ts";
 import {
+  describePreStartFailure,
   failureRecord,
   RETRY_FIRST_SECONDS,
   RETRY_MAX_SECONDS,
@@ -34,4 +35,24 @@ Deno.test("failureRecord(): keeps when the failures began, and when the next att
     reason: "again",
     nextAttemptAt: "2026-11-25T12:00:46.000Z",
   });
+});
+
+Deno.test("describePreStartFailure(): the node, how long it has failed, why, and when it tries again", () => {
+  const record = failureRecord("n2", T0, 4, "Snapshot 'x' is corrupt: bad", T0 + 30_000);
+  assertEquals(
+    describePreStartFailure(record, T0 + 36_000),
+    "n2: pre-start cannot finish (4 attempts failed since 2026-11-25T12:00:00Z): Snapshot 'x' is corrupt: bad; " +
+      "next attempt in 10 s",
+  );
+  assertEquals(
+    describePreStartFailure(failureRecord("n2", T0, 1, "Cannot reach Consul", T0), T0),
+    "n2: pre-start cannot finish (attempt 1 failed at 2026-11-25T12:00:00Z): Cannot reach Consul; " +
+      "next attempt in 2 s",
+  );
+  // a record whose next attempt never came: pre-start was killed without clearing it
+  assertEquals(
+    describePreStartFailure(record, T0 + 120_000),
+    "n2: pre-start cannot finish (4 attempts failed since 2026-11-25T12:00:00Z): Snapshot 'x' is corrupt: bad; " +
+      "its next attempt was due 74 s ago: is pre-start still running?",
+  );
 });

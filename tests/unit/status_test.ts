@@ -10,6 +10,7 @@ import {
   TABLE_COLUMNS,
 } from "../../src/status.ts";
 import type { ReplicaStatus } from "../../src/mysql/flavour.ts";
+import { failureRecord } from "../../src/pre_start_retry.ts";
 
 const NOW = Date.parse("2026-11-25T12:00:00Z");
 const addr = (k: number) => `10.0.0.${10 + k}`;
@@ -472,4 +473,30 @@ Deno.test("renderStatusTable() shows a paused failover, the quiet period and the
       "last switchover: n2 -> n1 at 2026-11-25T11:59:00Z",
   );
   assertEquals(r.healthy, true, "a pause alone does not make the cluster unhealthy");
+});
+
+Deno.test("summariseStatus() shows why this node's pre-start keeps failing, on its row or on its own", () => {
+  const record = failureRecord("n4", NOW - 60_000, 5, "Snapshot 'x' is corrupt: bad", NOW - 10_000);
+  // n4 never started mysqld: Consul does not know it; the problem stands on its own, first.
+  const alone = summariseStatus(healthyMariadb({ preStart: record }));
+  assertEquals(alone.problems, [
+    "n4: pre-start cannot finish (5 attempts failed since 2026-11-25T11:59:00Z): Snapshot 'x' is corrupt: bad; " +
+    "next attempt in 22 s",
+  ]);
+  assertEquals(alone.preStart, record);
+  assertEquals(alone.nodes.map((n) => n.node), ["n1", "n2", "n3"]);
+  assertEquals(summariseStatus(healthyMariadb()).preStart, null);
+  // n3 was known (its old member record stays): the reason leads its row.
+  const known = summariseStatus(healthyMariadb({
+    consul: view({ members: [member(1), member(2), member(3, false)], passing: passing(1, 2) }),
+    probes: { ...healthyMariadb().probes, n3: { reachable: false, error: "connection refused" } },
+    preStart: { ...record, node: "n3" },
+  }));
+  assertEquals(row(known, "n3").problems[0], known.problems[0]);
+  assert(
+    known.problems[0].startsWith("n3: pre-start cannot finish (5 attempts failed since "),
+    known.problems[0],
+  );
+  assertEquals(known.problems.length, 2);
+  assert(known.problems[1].startsWith("n3: down: unreachable (connection refused)"), known.problems[1]);
 });
