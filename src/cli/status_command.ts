@@ -31,8 +31,8 @@ export const statusCommand: Command = {
     "any machine that reaches Consul and the nodes. A node that does not answer within MYSQL_CONNECT_TIMEOUT\n" +
     "(at most 2 s) is shown as unreachable.\n" +
     "Healthy: one writable primary holding the lock, every node answering and replicating from it within\n" +
-    "MAX_REPLICATION_LAG, none with transactions the primary lacks (errant). Run on a node, it also shows\n" +
-    "why that node's pre-start keeps failing, if it does.\n" +
+    "MAX_REPLICATION_LAG and passing its SERVICE_NAME check in Consul, none with transactions the primary\n" +
+    "lacks (errant). Run on a node, it also shows why that node's pre-start keeps failing, if it does.\n" +
     "Exit codes: 0 healthy, 1 unhealthy (the reasons in one line on stderr), 2 bad usage or Consul unreachable.\n" +
     "--json: the same report as one JSON object (format 1: see src/status.ts, StatusReport).\n" +
     "--self: only this node (NODE_NAME): exit 0 when it is healthy in its role, whatever the others do (the\n" +
