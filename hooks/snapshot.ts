@@ -2,7 +2,11 @@
  * `autopilot snapshot`: ContainerPilot's periodic task (every few minutes on every node).
  *
  * 1. Find out what this node is: the writable primary that holds the primary lock, a healthy replica of it, or
- *    neither (which never backs up).
+ *    neither (which never backs up). Consul is asked first: when it alone settles that nothing is to be done
+ *    here (nobody holds the lock; another node does and BACKUP_FROM=primary) the local server is not asked at
+ *    all, and a local server that does not answer (not started yet, or down: its health check says so) means
+ *    this node is neither. Both end the run quietly (DEBUG, exit 0), as ContainerPilot runs the task at once
+ *    when a container starts, before mysqld is up.
  * 2. Ask `decideSnapshot()` whether a snapshot is due here: none yet, the last one older than BACKUP_TTL, or the
  *    primary's binlog rotated since; and whether this kind of node takes them (BACKUP_FROM).
  * 3. Take the backup lock with a session created for this run alone (never a cached id that may have expired),
@@ -23,13 +27,19 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../src/config.ts";
 import { ConsulRequestError, ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
-import { primaryLockFrom } from "../src/ha.ts";
+import { type PrimaryLock, primaryLockFrom } from "../src/ha.ts";
 import { connectLocal, flavourOf } from "../src/local.ts";
 import { otherLiveReplicas } from "../src/members.ts";
 import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
 import { type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
 import { readState } from "../src/state.ts";
-import { decideSnapshot, decideVerify, duration, type SnapshotRole } from "../src/backup/schedule.ts";
+import {
+  decideSnapshot,
+  decideVerify,
+  decideWithoutServer,
+  duration,
+  type SnapshotRole,
+} from "../src/backup/schedule.ts";
 import { pruneSnapshots, retentionPolicy } from "../src/backup/retention.ts";
 import {
   lastVerification,
@@ -54,7 +64,8 @@ export const snapshotCommand: Command = {
   summary: "take a snapshot if one is due, or verify the last one (ContainerPilot's periodic task)",
   details: "A snapshot is due when none exists, the last one is older than BACKUP_TTL, or the primary's\n" +
     "binlog has rotated since. The primary takes it (BACKUP_FROM=replica: a healthy replica), under the\n" +
-    "backup lock in Consul, so one node at a time. Exit 0 when nothing was due or the snapshot was published.\n" +
+    "backup lock in Consul, so one node at a time. Exit 0 when nothing was due or the snapshot was published;\n" +
+    "a node whose MySQL server does not answer yet (starting) or any more takes none, and exits 0 too.\n" +
     "BACKUP_VERIFY=true: a healthy replica with nothing to take verifies the last snapshot, once per snapshot.",
   options: {},
   run: ({ config }) => runSnapshot(config, { force: false }),
@@ -72,14 +83,38 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
   const sql = sqlFor(flavour);
   const consul = new ConsulStore(config.consul);
   try {
-    await using db = await connectLocal(config, flavour);
-    const role = await roleOf(config, consul, db, sql, state.sessionId);
+    const lock = primaryLockFrom(await consul.get(config.keys.primary));
     const last = await publishedSnapshot(config, consul).catch((e) => {
       if (!(e instanceof CorruptSnapshotError)) throw e; // Consul unreachable or refusing: nothing is known
       log.warn("LAST_BACKUP_KEY holds no valid manifest ({e}): counting as no snapshot", { e: e.message });
       return undefined;
     });
     if (last) await putLastBackupMetrics(last);
+    if (!opts.force) {
+      const early = decideWithoutServer({
+        backupFrom: config.backup.from,
+        verify: config.backup.verify,
+        lock: lock.session === undefined
+          ? "nobody"
+          : lock.session === state.sessionId
+          ? "this node"
+          : "another node",
+      });
+      if (early !== undefined) {
+        log.debug("No snapshot: {reason}", { reason: early.reason });
+        return EXIT.ok;
+      }
+    }
+    // `backup now` reports a server that does not answer as the error it is (below).
+    await using db = await connectLocal(config, flavour).catch((e) => {
+      if (opts.force || !(e instanceof MysqlUnavailableError)) throw e;
+      log.debug("No snapshot: this node takes no snapshot: its MySQL server does not answer ({e})", {
+        e: e.message,
+      });
+      return undefined;
+    });
+    if (db === undefined) return EXIT.ok;
+    const role = await roleOf(config, lock, db, sql, state.sessionId);
     const decision = decideSnapshot({
       force: opts.force,
       role,
@@ -184,12 +219,11 @@ function putLastBackupMetrics(m: Manifest): Promise<void> {
 /** What this node is, for snapshots: the writable lock holder, a healthy replica of it, or neither. */
 async function roleOf(
   config: Config,
-  consul: ConsulStore,
+  lock: PrimaryLock,
   db: MysqlClient,
   sql: FlavourSql,
   sessionId: string | undefined,
 ): Promise<SnapshotRole> {
-  const lock = primaryLockFrom(await consul.get(config.keys.primary));
   const [ro] = await db.query(sql.readOnlyQuery);
   const writable = Number(ro.read_only) === 0;
   if (lock.session !== undefined && lock.session === sessionId) {

@@ -67,6 +67,71 @@ export async function readState(dir: string): Promise<NodeState> {
   }
 }
 
+/**
+ * What `autopilot pre-start` records while it retries: the failure of its last attempt. Kept in a file of its
+ * own (`STATE_DIR/pre-start-failure.json`), written by pre-start alone, so that nothing else that runs
+ * meanwhile (an `on-change` pass rewrites `state.json`) can lose it. `autopilot status` shows it.
+ */
+export interface PreStartFailure {
+  /** NODE_NAME of the node that wrote it. */
+  readonly node: string;
+  /** When the first failed attempt of this run ended (ISO 8601). */
+  readonly since: string;
+  /** The number of the attempt that failed (1 for the first). */
+  readonly attempt: number;
+  /** Why it failed: the one line pre-start logged. */
+  readonly reason: string;
+  /** When the next attempt starts (ISO 8601). */
+  readonly nextAttemptAt: string;
+}
+
+const PRE_START_FAILURE_FILE = "pre-start-failure.json";
+
+/** Records pre-start's current failure, replacing the previous one (atomically). */
+export async function writePreStartFailure(dir: string, failure: PreStartFailure): Promise<void> {
+  await writeFileAtomic(`${dir}/${PRE_START_FAILURE_FILE}`, JSON.stringify(failure, null, 2) + "\n", 0o600);
+}
+
+/** Removes pre-start's failure record (pre-start succeeded or stopped); a missing record is fine. */
+export async function clearPreStartFailure(dir: string): Promise<void> {
+  try {
+    await Deno.remove(`${dir}/${PRE_START_FAILURE_FILE}`);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw e;
+  }
+  await syncDir(dir);
+}
+
+/**
+ * Reads pre-start's failure record.
+ *
+ * @returns The record; `undefined` when there is none, or when it cannot be read or is not one (it is only
+ *   ever shown, never acted on).
+ */
+export async function readPreStartFailure(dir: string): Promise<PreStartFailure | undefined> {
+  let value: unknown;
+  try {
+    value = JSON.parse(await Deno.readTextFile(`${dir}/${PRE_START_FAILURE_FILE}`));
+  } catch {
+    return undefined;
+  }
+  const v = value as Record<string, unknown> | null;
+  if (
+    v === null || typeof v !== "object" || typeof v.node !== "string" || typeof v.since !== "string" ||
+    typeof v.attempt !== "number" || typeof v.reason !== "string" || typeof v.nextAttemptAt !== "string"
+  ) {
+    return undefined;
+  }
+  return {
+    node: v.node,
+    since: v.since,
+    attempt: v.attempt,
+    reason: v.reason,
+    nextAttemptAt: v.nextAttemptAt,
+  };
+}
+
 /** Replaces the state file atomically (0600). */
 export async function writeState(dir: string, state: NodeState): Promise<void> {
   await writeFileAtomic(`${dir}/state.json`, JSON.stringify(state, null, 2) + "\n", 0o600);

@@ -4,7 +4,8 @@
  * Three parts, kept apart so the verdict is testable on plain data:
  *
  * 1. {@link readConsulView} and {@link probeNode} do the I/O: what Consul says (the primary lock, member records,
- *    passing instances of SERVICE_NAME, the pause and failover keys, the last snapshot), and what each node's
+ *    the instances of SERVICE_NAME and their checks, the pause and failover keys, the last snapshot), what the
+ *    node it runs on recorded of a failing pre-start (STATE_DIR), and what each node's
  *    server says over TCP as the replication user (read-only, replica threads, lag, executed GTIDs), with short
  *    timeouts so a dead node is a row saying "unreachable" rather than a hang. {@link gatherStatus} runs both.
  * 2. {@link summariseStatus} is pure: it turns those facts into one row per node, the roles, the errant
@@ -15,7 +16,7 @@
  * @module
  */
 import type { Config } from "./config.ts";
-import { ConsulRequestError, ConsulStore, ConsulUnavailableError, type ServiceInstance } from "./consul.ts";
+import { ConsulRequestError, ConsulStore, ConsulUnavailableError } from "./consul.ts";
 import type { MemberRecord } from "./failover.ts";
 import { type PrimaryLock, primaryLockFrom, quietPeriodReason } from "./ha.ts";
 import { connectPeer } from "./local.ts";
@@ -24,6 +25,9 @@ import type { Manifest } from "./backup/manifest.ts";
 import { type Flavour, type ReplicaStatus, sqlFor } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
 import { lastVerification, publishedSnapshot, type VerificationRecord } from "./snapshots.ts";
+import { type InstanceHealth, serviceHealth } from "./service_health.ts";
+import { type PreStartFailure, readPreStartFailure } from "./state.ts";
+import { describePreStartFailure } from "./pre_start_retry.ts";
 import { errorMessage, formatBytes } from "./text.ts";
 
 // --- facts ---------------------------------------------------------------------------------------------
@@ -45,8 +49,8 @@ export interface ConsulView {
   readonly lock: PrimaryLock;
   /** Every member record, held or not (a record whose session ended stays behind). */
   readonly members: readonly MemberEntry[];
-  /** The passing instances of the SERVICE_NAME service (ContainerPilot registers them). */
-  readonly passing: readonly Pick<ServiceInstance, "id" | "address" | "port">[];
+  /** Every registered instance of the SERVICE_NAME service and its checks (ContainerPilot registers them). */
+  readonly instances: readonly InstanceHealth[];
   /** The value of FAILOVER_PAUSE_KEY, if the key exists. */
   readonly pause?: string;
   /** FAILOVER_LOCK_KEY: its value (the last failover or switchover) and whether a session holds it now. */
@@ -95,6 +99,8 @@ export interface StatusFacts {
   readonly consul: ConsulView;
   /** Per node name (see {@link nodeTargets}); a node missing here counts as unreachable. */
   readonly probes: Readonly<Record<string, NodeProbe>>;
+  /** What pre-start recorded on the node status runs on (its NODE_NAME) while it retries a failure. */
+  readonly preStart?: PreStartFailure;
 }
 
 // --- the report (the JSON shape of `status --json`) ----------------------------------------------------
@@ -123,6 +129,11 @@ export interface NodeStatus {
   readonly role: NodeRole;
   /** Consul's check for the SERVICE_NAME service on this node. */
   readonly check: "passing" | "not passing";
+  /**
+   * The same in detail: the worst of its instance's checks in Consul, or `missing` when no instance of
+   * SERVICE_NAME is registered at its address.
+   */
+  readonly checkStatus: "passing" | "warning" | "critical" | "missing";
   /** Its member record is held by a live session (its health checks run). */
   readonly session: boolean;
   /** When it last published its member record (ISO 8601), if it has one. */
@@ -168,7 +179,10 @@ export interface StatusReport {
   readonly generatedAt: string;
   /** SERVICE_NAME. */
   readonly service: string;
-  /** One writable primary holding the lock, every node reachable and replicating from it within the lag limit, none errant. */
+  /**
+   * One writable primary holding the lock, every node reachable, replicating from it within the lag limit and
+   * passing its Consul check, none errant.
+   */
   readonly healthy: boolean;
   /** Why it is not healthy, one sentence each (cluster-wide first, then per node). */
   readonly problems: readonly string[];
@@ -224,6 +238,11 @@ export interface StatusReport {
   } | null;
   /** One row per node, sorted by name. */
   readonly nodes: readonly NodeStatus[];
+  /**
+   * The failure pre-start recorded on the node status ran on, while it retries: that node's mysqld has not
+   * started. `null` when there is none (or status ran elsewhere).
+   */
+  readonly preStart: PreStartFailure | null;
 }
 
 // --- pure: which nodes --------------------------------------------------------------------------------
@@ -231,7 +250,8 @@ export interface StatusReport {
 /**
  * The nodes Consul knows: every member record (live, or left behind by a node whose session ended, unless a live
  * node now uses its address), the primary lock's record, and passing SERVICE_NAME instances that match no member
- * by address and port (named from their service id, `SERVICE_NAME-NODE` as ContainerPilot registers it).
+ * by address and port (named from their service id, `SERVICE_NAME-NODE` as ContainerPilot registers it; an
+ * instance that does not pass and matches no member is not a node to show).
  *
  * @returns One target per node name, sorted by name.
  */
@@ -246,7 +266,7 @@ export function nodeTargets(view: ConsulView, serviceName: string): NodeTarget[]
     !m.live && live.some((l) => l.record.address === m.record.address && l.record.port === m.record.port);
   for (const m of view.members) if (!superseded(m)) add(m.record);
   if (view.lock.record) add(view.lock.record);
-  for (const i of view.passing) {
+  for (const i of view.instances.filter((i) => i.status === "passing")) {
     const known = [...byName.values()].some((t) => t.address === i.address && t.port === i.port);
     if (!known) add({ node: instanceNodeName(i.id, serviceName), address: i.address, port: i.port });
   }
@@ -279,7 +299,14 @@ export function summariseStatus(f: StatusFacts): StatusReport {
     targets.find((t) => t.address === address && t.port === port)?.node ?? null;
 
   const nodes = targets.map((t) => nodeStatus(t, f, holder, primaryFacts, nameAt));
-  const problems = [...clusterProblems(f, targets, holder, nodes), ...nodes.flatMap((n) => n.problems)];
+  // pre-start's failure belongs to its node's row; a node that never started has none
+  const preStart = f.preStart ? describePreStartFailure(f.preStart, f.now) : undefined;
+  const preStartRow = preStart !== undefined && nodes.some((n) => n.node === f.preStart!.node);
+  const problems = [
+    ...(preStart !== undefined && !preStartRow ? [preStart] : []),
+    ...clusterProblems(f, targets, holder, nodes),
+    ...nodes.flatMap((n) => n.problems),
+  ];
   return {
     format: 1,
     generatedAt: iso(f.now),
@@ -309,6 +336,7 @@ export function summariseStatus(f: StatusFacts): StatusReport {
       }
       : null,
     nodes,
+    preStart: f.preStart ?? null,
   };
 }
 
@@ -325,9 +353,31 @@ function nodeStatus(
   const member = f.consul.members.find((m) => m.record.node === t.node);
   const session = member?.live === true;
   const lastSeen = typeof member?.record.updatedAt === "number" ? iso(member.record.updatedAt) : null;
-  const check: NodeStatus["check"] =
-    f.consul.passing.some((i) => i.address === t.address && i.port === t.port) ? "passing" : "not passing";
+  const instances = f.consul.instances.filter((i) => i.address === t.address && i.port === t.port);
+  const checkStatus = checkOf(instances);
+  const check: NodeStatus["check"] = checkStatus === "passing" ? "passing" : "not passing";
   const isHolder = holder !== undefined && holder.node === t.node;
+  const preStart = f.preStart?.node === t.node ? describePreStartFailure(f.preStart, f.now) : undefined;
+  /**
+   * The row's problems: pre-start's failure first; a check that does not pass only if nothing explains it
+   * (`explained`: a cluster-wide problem of the lock holder does).
+   */
+  const withCheck = (problems: string[], explained = false): string[] => {
+    const all = preStart !== undefined ? [preStart, ...problems] : problems;
+    if (all.length > 0 || explained || checkStatus === "passing") return all;
+    if (checkStatus === "missing") {
+      return member === undefined ? [] : [
+        `${t.node}: has a member record but no ${f.serviceName} service in Consul's catalog ` +
+        "(ContainerPilot registers it on that node: is it running there?)",
+      ];
+    }
+    const failing = instances.find((i) => i.status === checkStatus)?.failing;
+    const detail = failing ? ` (check '${failing.name}'${failing.output ? `: ${failing.output}` : ""})` : "";
+    return [
+      `${t.node}: its ${f.serviceName} check in Consul is ${checkStatus}${detail}; its server looks sound ` +
+      "from here: see that node's ContainerPilot log",
+    ];
+  };
   // The JSON lists fields in this order: identity and role first.
   const head = (role: NodeRole) => ({
     node: t.node,
@@ -335,11 +385,13 @@ function nodeStatus(
     port: t.port,
     role,
     check,
+    checkStatus,
     session,
     lastSeen,
   });
 
   if (!probe.reachable) {
+    // the lock holder's own problems are cluster-wide ones (see clusterProblems): they explain its check too
     const problems = isHolder ? [] : [unreachableProblem(t.node, probe.error, session, member, f.now)];
     return {
       ...head(isHolder ? "primary" : "unknown"),
@@ -352,7 +404,7 @@ function nodeStatus(
       lagSeconds: null,
       gtidExecuted: null,
       errant: null,
-      problems,
+      problems: withCheck(problems, isHolder),
     };
   }
 
@@ -389,6 +441,8 @@ function nodeStatus(
       problems.push(...replicationProblems(name, r, holder, f.maxLagSeconds));
     }
   }
+  // The lock holder's read-only server or unfinished promotion is a cluster-wide problem that explains its check.
+  const holderExplained = isHolder && (probe.readOnly || holder.ready !== true);
   return {
     ...head(role),
     reachable: true,
@@ -400,8 +454,16 @@ function nodeStatus(
     lagSeconds: r ? r.lagSeconds : null,
     gtidExecuted: probe.executed,
     errant,
-    problems,
+    problems: withCheck(problems, holderExplained),
   };
+}
+
+/** The best state among the instances at a node's address (any passing one passes), or `missing`. */
+function checkOf(instances: readonly InstanceHealth[]): NodeStatus["checkStatus"] {
+  for (const state of ["passing", "warning", "critical"] as const) {
+    if (instances.some((i) => i.status === state)) return state;
+  }
+  return "missing";
 }
 
 /** What the node has that the primary lacks; `null` when that cannot be told. */
@@ -628,7 +690,7 @@ export function renderStatusTable(report: StatusReport): string {
         n.node,
         `${n.address}:${n.port}`,
         n.role,
-        n.session ? n.check : `${n.check}, no session`,
+        n.session ? n.checkStatus : `${n.checkStatus}, no session`,
         n.reachable ? (n.readOnly ? "read-only" : "writable") : "unreachable",
         n.replication ? n.replication.sourceNode ?? n.replication.source : "-",
         n.replication ? `${n.replication.io}/${n.replication.sql ? "yes" : "no"}` : "-",
@@ -697,12 +759,12 @@ export async function readConsulView(config: Config, consul: ConsulStore): Promi
     (m) => ({ ok: true as const, m }),
     (e: unknown) => ({ ok: false as const, e }),
   );
-  const [lock, memberEntries, pause, failoverLock, passing, snap, verified] = await Promise.all([
+  const [lock, memberEntries, pause, failoverLock, instances, snap, verified] = await Promise.all([
     consul.get(config.keys.primary),
     readMembers(config, consul),
     consul.get(config.keys.failoverPause),
     consul.get(config.keys.failoverLock),
-    consul.passingInstances(config.serviceName),
+    serviceHealth(config.consul, config.serviceName),
     snapshot,
     lastVerification(config, consul),
   ]);
@@ -721,7 +783,7 @@ export async function readConsulView(config: Config, consul: ConsulStore): Promi
   return {
     lock: primaryLockFrom(lock),
     members: memberEntries.map(({ record, session }) => ({ record, live: session !== undefined })),
-    passing: passing.map(({ id, address, port }) => ({ id, address, port })),
+    instances,
     ...(pause !== undefined ? { pause: pause.value } : {}),
     ...(failoverLock !== undefined
       ? { failoverLock: { value: failoverLock.value, held: failoverLock.session !== undefined } }
@@ -782,6 +844,10 @@ export async function gatherStatus(config: Config): Promise<StatusFacts> {
   }
   const connectTimeoutMs = Math.min(config.mysql.connectTimeoutMs, 2000);
   const targets = nodeTargets(view, config.serviceName);
+  // Only this node's own record, if status runs where pre-start does (the same STATE_DIR and NODE_NAME).
+  const preStart = await readPreStartFailure(config.node.stateDir).then((r) =>
+    r?.node === config.node.name ? r : undefined
+  );
   const probes = await Promise.all(targets.map((t) => probeNode(config, t, connectTimeoutMs)));
   // Read the primary once more, after every replica: under writes a replica read a moment after the primary
   // may already have applied the primary's next transaction, and would look errant.
@@ -798,5 +864,6 @@ export async function gatherStatus(config: Config): Promise<StatusFacts> {
     quietPeriodMs: config.failover.quietPeriodMs,
     consul: view,
     probes: Object.fromEntries(targets.map((t, i) => [t.node, probes[i]])),
+    ...(preStart ? { preStart } : {}),
   };
 }

@@ -71,6 +71,38 @@ export function decideSnapshot(f: SnapshotFacts): SnapshotDecision {
   };
 }
 
+/** Who holds the primary lock, as this node sees it (its own session, another one, or none). */
+export type LockHolder = "this node" | "another node" | "nobody";
+
+/** What Consul alone tells the periodic task, before it asks the local server anything. */
+export interface EarlyFacts {
+  /** BACKUP_FROM. */
+  readonly backupFrom: "primary" | "replica";
+  /** BACKUP_VERIFY: a replica may have a snapshot to verify. */
+  readonly verify: boolean;
+  readonly lock: LockHolder;
+}
+
+/**
+ * Whether Consul alone settles that the periodic task has nothing to do on this node, so that it need not ask
+ * the local server, which at a container's start is not up yet (ContainerPilot runs the task at once, while
+ * pre-start may still be restoring). Not for `backup now`, which checks the server's role itself.
+ *
+ * @returns The decision not to take one, with its reason; `undefined` when the local server must be asked.
+ */
+export function decideWithoutServer(f: EarlyFacts): SnapshotDecision | undefined {
+  if (f.lock === "nobody") {
+    return { take: false, reason: "this node takes no snapshot: no node holds the primary lock" };
+  }
+  if (f.lock === "another node" && f.backupFrom === "primary" && !f.verify) {
+    return {
+      take: false,
+      reason: "BACKUP_FROM=primary: the primary takes the snapshots, and another node holds the primary lock",
+    };
+  }
+  return undefined;
+}
+
 /** What {@link decideVerify} reads. */
 export interface VerifyFacts {
   /** BACKUP_VERIFY. */

@@ -11,6 +11,8 @@ import type { Command, CommandContext } from "./commands.ts";
 import { print, printError } from "./output.ts";
 import { EXIT } from "./exit.ts";
 import { ConsulRequestError, ConsulUnavailableError } from "../consul.ts";
+import { describePreStartFailure } from "../pre_start_retry.ts";
+import { readPreStartFailure } from "../state.ts";
 import {
   gatherStatus,
   renderStatusTable,
@@ -29,11 +31,12 @@ export const statusCommand: Command = {
     "any machine that reaches Consul and the nodes. A node that does not answer within MYSQL_CONNECT_TIMEOUT\n" +
     "(at most 2 s) is shown as unreachable.\n" +
     "Healthy: one writable primary holding the lock, every node answering and replicating from it within\n" +
-    "MAX_REPLICATION_LAG, none with transactions the primary lacks (errant).\n" +
+    "MAX_REPLICATION_LAG and passing its SERVICE_NAME check in Consul, none with transactions the primary\n" +
+    "lacks (errant). Run on a node, it also shows why that node's pre-start keeps failing, if it does.\n" +
     "Exit codes: 0 healthy, 1 unhealthy (the reasons in one line on stderr), 2 bad usage or Consul unreachable.\n" +
     "--json: the same report as one JSON object (format 1: see src/status.ts, StatusReport).\n" +
     "--self: only this node (NODE_NAME): exit 0 when it is healthy in its role, whatever the others do (the\n" +
-    "image's HEALTHCHECK).",
+    "image's HEALTHCHECK); while its pre-start retries, the reason it fails.",
   options: { json: { type: "boolean" }, self: { type: "boolean" } },
   async run(ctx: CommandContext): Promise<number> {
     if (ctx.positionals.length > 0) {
@@ -49,6 +52,12 @@ export const statusCommand: Command = {
       facts = await gatherStatus(ctx.config);
     } catch (e) {
       if (e instanceof ConsulUnavailableError || e instanceof ConsulRequestError) {
+        // --self on a node whose pre-start retries: that is the reason to give (it may be this very one)
+        const preStart = ctx.flags.self ? await readPreStartFailure(ctx.config.node.stateDir) : undefined;
+        if (preStart?.node === ctx.config.node.name) {
+          printError(`autopilot status: unhealthy: ${describePreStartFailure(preStart, Date.now())}`);
+          return EXIT.failed;
+        }
         printError(
           `autopilot status: ${e.message} (CONSUL=${ctx.config.consul.url}): check that the agent runs there`,
         );
@@ -75,7 +84,14 @@ export const statusCommand: Command = {
 function selfStatus(report: StatusReport, name: string, json: boolean): number {
   const row = report.nodes.find((n) => n.node === name);
   if (row === undefined) {
-    printError(`autopilot status: unhealthy: ${name} is not known to Consul yet (no member record)`);
+    // A node whose pre-start keeps failing never started mysqld, so Consul does not know it: say why.
+    printError(
+      `autopilot status: unhealthy: ${
+        report.preStart?.node === name
+          ? describePreStartFailure(report.preStart, Date.parse(report.generatedAt))
+          : `${name} is not known to Consul yet (no member record)`
+      }`,
+    );
     return EXIT.failed;
   }
   const problems = [...row.problems];

@@ -71,10 +71,19 @@ export class Cluster {
     return autopilot(args, { ...node.env, ...env }, node.ns);
   }
 
+  /**
+   * One pre-start attempt (`pre-start --once`): a failure is the test's to see, where ContainerPilot's
+   * `pre-start` would try again for ever (tests/integration/pre_start_retry_test.ts runs that one).
+   */
   async preStart(node: TestNode): Promise<CliResult> {
+    await this.preparePreStart(node);
+    return await this.run(node, ["pre-start", "--once"]);
+  }
+
+  /** The directories pre-start expects the image to have made (the socket's and the tmpdir). */
+  async preparePreStart(node: TestNode): Promise<void> {
     await Deno.mkdir(`${node.dir}/run`, { recursive: true });
     await Deno.mkdir(`${node.dir}/tmp`, { recursive: true });
-    return await this.run(node, ["pre-start"]);
   }
 
   /** Starts mysqld as ContainerPilot's `mysql` job would: the my.cnf pre-start wrote, in the node's namespace. */

@@ -184,3 +184,52 @@ Deno.test("autopilot snapshot applies retention after each snapshot (BACKUP_RETA
   const data = [...Deno.readDirSync(c.snapshots)].filter((e) => e.name.endsWith(".xbstream.zst"));
   assertEquals(data.length, 2, "a data object was left behind");
 });
+
+Deno.test("autopilot snapshot at a container's start, before mysqld is up, does nothing quietly; backup now says why", async () => {
+  await using h = await Harness.create({ nodes: 2 });
+  const c = await Cluster.create(h);
+  const [n1, n2] = [c.node(1), c.node(2)];
+  const quiet = { LOG_LEVEL: "INFO" };
+  // ContainerPilot runs the task at once: here on the first node of a new cluster, before its pre-start.
+  const first = await c.run(n1, ["snapshot"], quiet);
+  assertEquals([first.code, first.stderr], [0, ""]);
+  const why = await c.run(n1, ["snapshot"]);
+  assertEquals(why.code, 0, why.stderr);
+  assert(
+    why.stderr.includes("[DBG] autopilot·snapshot: No snapshot: this node takes no snapshot: no node holds"),
+    why.stderr,
+  );
+
+  assertEquals((await c.boot(n1)).code, 0);
+  const stopChecking = c.keepChecking([n1]);
+  try {
+    // A new replica: restored, its mysqld not started yet.
+    assertEquals((await c.preStart(n2)).code, 0);
+    const replica = await c.run(n2, ["snapshot"], quiet);
+    assertEquals([replica.code, replica.stderr], [0, ""]);
+    // BACKUP_FROM=replica: its own server decides, and it does not answer yet.
+    const fromReplica = await c.run(n2, ["snapshot"], { BACKUP_FROM: "replica" });
+    assertEquals(fromReplica.code, 0, fromReplica.stderr);
+    assert(
+      fromReplica.stderr.includes(
+        "No snapshot: this node takes no snapshot: its MySQL server does not answer",
+      ),
+      fromReplica.stderr,
+    );
+    assert(!/\[(ERR|WRN)\]/.test(fromReplica.stderr), fromReplica.stderr);
+    // `backup now` asked for one: a server that does not answer is an error, as before.
+    const forced = await c.run(n2, ["backup", "now"]);
+    assertEquals(forced.code, 1, forced.stderr);
+    assert(
+      forced.stderr.includes("[ERR] autopilot·snapshot: No snapshot: Cannot reach MySQL"),
+      forced.stderr,
+    );
+  } finally {
+    await stopChecking();
+  }
+  // The primary's mysqld stops (a restart): its session still holds the lock, its server does not answer.
+  await c.stopMysqld(n1);
+  assertEquals(await c.primaryName(), "n1");
+  const restarting = await c.run(n1, ["snapshot"], { ...quiet, BACKUP_TTL: "1s" });
+  assertEquals([restarting.code, restarting.stderr], [0, ""]);
+});

@@ -48,7 +48,8 @@ function assertSameNodes(rows: Map<string, Row>, report: any): void {
     assertEquals(row.ERRANT, n.errant === null ? "?" : n.errant || "-");
     assertEquals(row.LAG, n.replication ? (n.lagSeconds === null ? "?" : `${n.lagSeconds}s`) : "-");
     assertEquals(row.SOURCE, n.replication ? n.replication.sourceNode ?? n.replication.source : "-");
-    assertEquals(row.CHECK.split(",")[0], n.check);
+    assertEquals(row.CHECK.split(",")[0], n.checkStatus);
+    assertEquals(n.check, n.checkStatus === "passing" ? "passing" : "not passing");
   }
 }
 
@@ -86,6 +87,16 @@ class ServiceChecks {
       Port: 3306,
       Check: { TTL: "120s" },
     });
+  }
+
+  /** Fails the node's check in Consul with `note` as its output, as ContainerPilot does when health fails. */
+  async fail(node: TestNode, note: string): Promise<void> {
+    await this.#put(`/v1/agent/check/fail/service:mysql-${node.name}?note=${encodeURIComponent(note)}`);
+  }
+
+  /** Removes the node's service from Consul's catalog. */
+  async deregister(node: TestNode): Promise<void> {
+    await this.#put(`/v1/agent/service/deregister/mysql-${node.name}`);
   }
 
   /** One `autopilot health` pass, reported to the node's TTL check. */
@@ -189,6 +200,41 @@ Deno.test("status shows every node before and after a kill -9 failover, from a n
   assertEquals(report.nodes[1].flavour, "mariadb");
   assertSameNodes(tableRows((await statusOn(c, n3)).stdout), report);
 
+  // A node whose Consul check fails although its server looks sound (a reason only its own health pass sees;
+  // after Consul lost its data, every check was critical) makes the cluster unhealthy, with that one reason;
+  // so does a node whose service is missing from Consul's catalog.
+  await checks.fail(n2, "replica lag unknown");
+  const critical = await statusFromHost(c);
+  assertEquals(critical.code, 1, critical.stdout);
+  assertEquals(
+    critical.stderr,
+    "autopilot status: unhealthy: n2: its mysql check in Consul is critical (check 'Service 'mysql' check': " +
+      "replica lag unknown); its server looks sound from here: see that node's ContainerPilot log",
+  );
+  assertEquals(tableRows(critical.stdout).get("n2")!.CHECK, "critical");
+  const criticalSelf = await statusOn(c, n2, ["--self"]);
+  assertEquals(criticalSelf.code, 1, criticalSelf.stdout);
+  assert(criticalSelf.stderr.includes("n2: its mysql check in Consul is critical"), criticalSelf.stderr);
+  assertEquals((await statusOn(c, n3, ["--self"])).code, 0, "n3's own check passes");
+  await checks.deregister(n3);
+  const missing = await statusFromHost(c, ["--json"]);
+  assertEquals(missing.code, 1, missing.stdout);
+  const missingReport = jsonReport(missing);
+  assertEquals(missingReport.problems.length, 2, missingReport.problems.join("\n"));
+  assertEquals(
+    missingReport.problems[1],
+    "n3: has a member record but no mysql service in Consul's catalog (ContainerPilot registers it on that " +
+      "node: is it running there?)",
+  );
+  assertEquals(missingReport.nodes.map((n: { checkStatus: string }) => n.checkStatus), [
+    "passing",
+    "critical",
+    "missing",
+  ]);
+  await checks.register(n3);
+  for (const node of [n2, n3]) assertEquals((await checks.health(node)).code, 0);
+  assertEquals((await statusFromHost(c)).code, 0, "healthy again once the checks pass");
+
   // A replica whose threads are stopped makes the cluster unhealthy, and the reason names it.
   await c.sql(n3, "STOP SLAVE");
   const stopped = await statusOn(c, n1);
@@ -245,7 +291,7 @@ Deno.test("status shows every node before and after a kill -9 failover, from a n
         [replica.name, "replica", "read-only", primary!.name],
       ].sort((a, b) => a[0].localeCompare(b[0])),
     );
-    assertEquals(table.get("n1")!.CHECK, "not passing", "n1's health fails, so does its Consul check");
+    assertEquals(table.get("n1")!.CHECK, "critical", "n1's health fails, so does its Consul check");
     assertEquals(table.get(replica.name)!["GTID EXECUTED"], await gtidState(c, replica));
     assert(r.stdout.startsWith(`primary:   ${primary!.name} (${primary!.address}:3306)\n`), r.stdout);
     assert(r.stdout.includes(`last failover: n1 -> ${primary!.name} at `), r.stdout);

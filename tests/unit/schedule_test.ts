@@ -1,5 +1,12 @@
 import { assert, assertEquals } from "./assert.ts";
-import { decideSnapshot, decideVerify, duration, type SnapshotFacts } from "../../src/backup/schedule.ts";
+import {
+  decideSnapshot,
+  decideVerify,
+  decideWithoutServer,
+  duration,
+  type EarlyFacts,
+  type SnapshotFacts,
+} from "../../src/backup/schedule.ts";
 
 const now = new Date("2026-11-25T12:00:00Z");
 const base: SnapshotFacts = {
@@ -125,4 +132,33 @@ Deno.test("decideVerify(): with BACKUP_VERIFY, a healthy replica verifies each n
   });
   assertEquals(decideVerify({ ...base, role: { kind: "none", why: "it lags" } }).take, false);
   assertEquals(decideVerify({ ...base, last: undefined }), { take: false, reason: "no snapshot to verify" });
+});
+
+const early: EarlyFacts = { backupFrom: "primary", verify: false, lock: "another node" };
+
+Deno.test("decideWithoutServer(): Consul alone says a node has nothing to do when nobody holds the lock", () => {
+  for (const backupFrom of ["primary", "replica"] as const) {
+    for (const verify of [false, true]) {
+      assertEquals(decideWithoutServer({ backupFrom, verify, lock: "nobody" }), {
+        take: false,
+        reason: "this node takes no snapshot: no node holds the primary lock",
+      });
+    }
+  }
+});
+
+Deno.test("decideWithoutServer(): BACKUP_FROM=primary leaves a node without the lock alone, unless it may verify", () => {
+  assertEquals(decideWithoutServer(early), {
+    take: false,
+    reason: "BACKUP_FROM=primary: the primary takes the snapshots, and another node holds the primary lock",
+  });
+  // a replica may take it (BACKUP_FROM=replica) or verify the last one (BACKUP_VERIFY): ask its server
+  assertEquals(decideWithoutServer({ ...early, backupFrom: "replica" }), undefined);
+  assertEquals(decideWithoutServer({ ...early, verify: true }), undefined);
+});
+
+Deno.test("decideWithoutServer(): the lock holder asks its server (writable? binlog rotated?)", () => {
+  for (const backupFrom of ["primary", "replica"] as const) {
+    assertEquals(decideWithoutServer({ ...early, backupFrom, lock: "this node" }), undefined);
+  }
 });

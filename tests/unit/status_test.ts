@@ -10,6 +10,8 @@ import {
   TABLE_COLUMNS,
 } from "../../src/status.ts";
 import type { ReplicaStatus } from "../../src/mysql/flavour.ts";
+import { type InstanceHealth, instancesFromHealthRows } from "../../src/service_health.ts";
+import { failureRecord } from "../../src/pre_start_retry.ts";
 
 const NOW = Date.parse("2026-11-25T12:00:00Z");
 const addr = (k: number) => `10.0.0.${10 + k}`;
@@ -17,7 +19,19 @@ const member = (k: number, live = true, updatedAt = NOW - 2000) => ({
   record: { node: `n${k}`, address: addr(k), port: 3306, updatedAt },
   live,
 });
-const passing = (...ks: number[]) => ks.map((k) => ({ id: `mysql-n${k}`, address: addr(k), port: 3306 }));
+/** Node k's mysql instance in Consul, its checks in the given state (every one passing by default). */
+const instance = (
+  k: number,
+  status: InstanceHealth["status"] = "passing",
+  failing?: InstanceHealth["failing"],
+) => ({
+  id: `mysql-n${k}`,
+  address: addr(k),
+  port: 3306,
+  status,
+  ...(failing ? { failing } : {}),
+});
+const passing = (...ks: number[]) => ks.map((k) => instance(k));
 const lockedBy = (k: number, ready = true) => ({
   record: { node: `n${k}`, address: addr(k), port: 3306, ...(ready ? { ready: true } : {}) },
   session: `s${k}`,
@@ -61,7 +75,7 @@ const mysql = (executed: string, over: Partial<Extract<NodeProbe, { reachable: t
 const view = (over: Partial<ConsulView> = {}): ConsulView => ({
   lock: lockedBy(1),
   members: [member(1), member(2), member(3)],
-  passing: passing(1, 2, 3),
+  instances: passing(1, 2, 3),
   snapshot: {
     name: "mysql-backup-2026-11-25T11-50-00Z",
     createdAt: "2026-11-25T11:50:00.000Z",
@@ -105,6 +119,7 @@ Deno.test("summariseStatus() reports a healthy MariaDB cluster: one primary, two
     port: 3306,
     role: "replica",
     check: "passing",
+    checkStatus: "passing",
     session: true,
     lastSeen: "2026-11-25T11:59:58.000Z",
     reachable: true,
@@ -247,7 +262,10 @@ Deno.test("summariseStatus() shows an unreachable node as a row, not an error", 
 
 Deno.test("summariseStatus() reports a node with no session and no answer as down, with when it was last seen", () => {
   const r = summariseStatus(healthyMariadb({
-    consul: view({ members: [member(1), member(2), member(3, false, NOW - 95_000)], passing: passing(1, 2) }),
+    consul: view({
+      members: [member(1), member(2), member(3, false, NOW - 95_000)],
+      instances: passing(1, 2),
+    }),
     probes: {
       ...healthyMariadb().probes,
       n3: { reachable: false, error: "connection refused (is mysqld running?)" },
@@ -256,14 +274,18 @@ Deno.test("summariseStatus() reports a node with no session and no answer as dow
   assertEquals(r.problems, [
     "n3: down: unreachable (connection refused (is mysqld running?)) and no Consul session (last seen 1m35s ago)",
   ]);
-  assertEquals([row(r, "n3").session, row(r, "n3").check], [false, "not passing"]);
+  assertEquals([row(r, "n3").session, row(r, "n3").check, row(r, "n3").checkStatus], [
+    false,
+    "not passing",
+    "missing",
+  ]);
 });
 
 Deno.test("summariseStatus() after a failover: the new primary holds the lock, the old one is unreachable", () => {
   const r = summariseStatus(healthyMariadb({
     consul: view({
       lock: lockedBy(2),
-      passing: passing(2, 3),
+      instances: passing(2, 3),
       failoverLock: {
         value: JSON.stringify({ node: "n3", at: NOW - 60_000, failedPrimary: "n1", promoted: "n2" }),
         held: false,
@@ -330,7 +352,7 @@ Deno.test("summariseStatus() shows a quiet period that holds a failover back", (
 });
 
 Deno.test("summariseStatus() with no primary ever elected and no nodes", () => {
-  const r = summariseStatus(healthyMariadb({ consul: { lock: {}, members: [], passing: [] }, probes: {} }));
+  const r = summariseStatus(healthyMariadb({ consul: { lock: {}, members: [], instances: [] }, probes: {} }));
   assertEquals(r.problems, [
     "no nodes found in Consul (no member records under mysql-members/, no passing mysql instances)",
     "no primary has been elected yet",
@@ -405,8 +427,9 @@ Deno.test("nodeTargets() merges member records, the lock record and passing inst
         record: { node: "old", address: addr(2), port: 3306 },
         live: false,
       }],
-      // n1 is known by address; the instance at .14 is known only to the catalogue.
-      passing: [...passing(1), { id: "mysql-n4", address: addr(4), port: 3306 }],
+      // n1 is known by address; the instance at .14 is known only to the catalogue; the one at .15 does not
+      // pass and matches no member: not a node to show.
+      instances: [...passing(1, 4), instance(5, "critical")],
     },
     "mysql",
   );
@@ -472,4 +495,161 @@ Deno.test("renderStatusTable() shows a paused failover, the quiet period and the
       "last switchover: n2 -> n1 at 2026-11-25T11:59:00Z",
   );
   assertEquals(r.healthy, true, "a pause alone does not make the cluster unhealthy");
+});
+
+Deno.test("summariseStatus() makes a node whose Consul check does not pass a problem, naming the check", () => {
+  const r = summariseStatus(healthyMariadb({
+    consul: view({
+      instances: [
+        instance(1),
+        instance(2, "critical", { name: "Service 'mysql' check", output: "TTL expired" }),
+        instance(3, "warning", { name: "disk", output: "" }),
+      ],
+    }),
+  }));
+  assertEquals(r.healthy, false);
+  assertEquals(r.problems, [
+    "n2: its mysql check in Consul is critical (check 'Service 'mysql' check': TTL expired); its server looks " +
+    "sound from here: see that node's ContainerPilot log",
+    "n3: its mysql check in Consul is warning (check 'disk'); its server looks sound from here: see that " +
+    "node's ContainerPilot log",
+  ]);
+  assertEquals(r.nodes.map((n) => [n.check, n.checkStatus]), [
+    ["passing", "passing"],
+    ["not passing", "critical"],
+    ["not passing", "warning"],
+  ]);
+  assertEquals(row(r, "n2").problems.length, 1);
+});
+
+Deno.test("summariseStatus() after Consul lost its data: every check critical is unhealthy, whatever the servers say", () => {
+  const critical = { name: "Serf Health Status", output: "Agent not live or unreachable" };
+  const r = summariseStatus(healthyMariadb({
+    consul: view({ instances: [1, 2, 3].map((k) => instance(k, "critical", critical)) }),
+  }));
+  assertEquals(r.healthy, false);
+  assertEquals(
+    r.problems,
+    [1, 2, 3].map((k) =>
+      `n${k}: its mysql check in Consul is critical (check 'Serf Health Status': Agent not live or unreachable); ` +
+      "its server looks sound from here: see that node's ContainerPilot log"
+    ),
+  );
+  const lines = renderStatusTable(r).split("\n");
+  const header = lines.findIndex((l) => l.startsWith("NODE"));
+  assertEquals(lines.slice(header + 1, header + 4).map((l) => l.split(/\s{2,}/)[3]), [
+    "critical",
+    "critical",
+    "critical",
+  ]);
+});
+
+Deno.test("summariseStatus() makes a node with a member record but no service in Consul's catalog a problem", () => {
+  const r = summariseStatus(healthyMariadb({ consul: view({ instances: passing(1, 2) }) }));
+  assertEquals(r.problems, [
+    "n3: has a member record but no mysql service in Consul's catalog (ContainerPilot registers it on that " +
+    "node: is it running there?)",
+  ]);
+  assertEquals([row(r, "n3").check, row(r, "n3").checkStatus], ["not passing", "missing"]);
+  // the lock holder too
+  const primary = summariseStatus(healthyMariadb({ consul: view({ instances: passing(2, 3) }) }));
+  assertEquals(primary.problems, [
+    "n1: has a member record but no mysql service in Consul's catalog (ContainerPilot registers it on that " +
+    "node: is it running there?)",
+  ]);
+});
+
+Deno.test("summariseStatus() gives one reason per node: a check that fails because of a problem status sees adds nothing", () => {
+  const critical = { name: "Service 'mysql' check", output: "" };
+  const r = summariseStatus(healthyMariadb({
+    consul: view({
+      lock: lockedBy(1, false),
+      instances: [1, 2, 3].map((k) => instance(k, "critical", critical)),
+    }),
+    probes: {
+      n1: mariadb("0-1-7", { readOnly: false }),
+      n2: mariadb("0-1-7", { replica: replicaOf(1, { ioRunning: "no", sqlRunning: false }) }),
+      n3: { reachable: false, error: "connection refused" },
+    },
+  }));
+  assertEquals(r.problems, [
+    "the primary n1 holds the lock but has not finished its promotion",
+    "n2: replication is not running (I/O thread: no, SQL thread: no)",
+    "n3: unreachable: connection refused",
+  ]);
+  assertEquals(r.nodes.map((n) => n.checkStatus), ["critical", "critical", "critical"]);
+  // An unreachable lock holder: the cluster-wide problem is its one reason.
+  const down = summariseStatus(healthyMariadb({
+    consul: view({ instances: [instance(1, "critical", critical), ...passing(2, 3)] }),
+    probes: { ...healthyMariadb().probes, n1: { reachable: false, error: "connection refused" } },
+  }));
+  assertEquals(down.problems, [
+    "the primary n1 holds the lock but its server does not answer: connection refused",
+  ]);
+});
+
+Deno.test("summariseStatus() shows why this node's pre-start keeps failing, on its row or on its own", () => {
+  const record = failureRecord("n4", NOW - 60_000, 5, "Snapshot 'x' is corrupt: bad", NOW - 10_000);
+  // n4 never started mysqld: Consul does not know it; the problem stands on its own, first.
+  const alone = summariseStatus(healthyMariadb({ preStart: record }));
+  assertEquals(alone.problems, [
+    "n4: pre-start cannot finish (5 attempts failed since 2026-11-25T11:59:00Z): Snapshot 'x' is corrupt: bad; " +
+    "next attempt in 22 s",
+  ]);
+  assertEquals(alone.preStart, record);
+  assertEquals(alone.nodes.map((n) => n.node), ["n1", "n2", "n3"]);
+  assertEquals(summariseStatus(healthyMariadb()).preStart, null);
+  // n3 was known (its old member record stays): the reason leads its row.
+  const known = summariseStatus(healthyMariadb({
+    consul: view({ members: [member(1), member(2), member(3, false)], instances: passing(1, 2) }),
+    probes: { ...healthyMariadb().probes, n3: { reachable: false, error: "connection refused" } },
+    preStart: { ...record, node: "n3" },
+  }));
+  assertEquals(row(known, "n3").problems[0], known.problems[0]);
+  assert(
+    known.problems[0].startsWith("n3: pre-start cannot finish (5 attempts failed since "),
+    known.problems[0],
+  );
+  assertEquals(known.problems.length, 2);
+  assert(known.problems[1].startsWith("n3: down: unreachable (connection refused)"), known.problems[1]);
+});
+
+Deno.test("instancesFromHealthRows() takes each instance's worst check, the node's own included", () => {
+  const rows = [
+    {
+      Node: { Address: "10.0.0.12" },
+      Service: { ID: "mysql-n2", Address: "", Port: 3306 },
+      Checks: [
+        { Name: "Serf Health Status", Status: "critical", Output: "Agent not live or unreachable\nmore" },
+        { Name: "Service 'mysql' check", Status: "warning", Output: "slow" },
+      ],
+    },
+    {
+      Node: { Address: "10.0.0.99" },
+      Service: { ID: "mysql-n1", Address: "10.0.0.11", Port: 3306 },
+      Checks: [
+        { Name: "Serf Health Status", Status: "passing", Output: "Agent alive and reachable" },
+        { Name: "Service 'mysql' check", Status: "passing", Output: "ok" },
+      ],
+    },
+    {
+      Service: { ID: "mysql-n3", Address: "10.0.0.13", Port: 3306 },
+      Checks: [{ Name: "Service 'mysql' check", Status: "warning", Output: "x".repeat(300) }],
+    },
+    {
+      Service: { ID: "mysql-n4", Address: "10.0.0.14", Port: 3306 },
+      Checks: [{ Name: "m", Status: "maint" }],
+    },
+    { Checks: [] }, // not a service row
+  ];
+  const instances = instancesFromHealthRows(rows);
+  assertEquals(instances.map((i) => [i.id, i.address, i.status, i.failing?.name]), [
+    ["mysql-n1", "10.0.0.11", "passing", undefined],
+    ["mysql-n2", "10.0.0.12", "critical", "Serf Health Status"],
+    ["mysql-n3", "10.0.0.13", "warning", "Service 'mysql' check"],
+    ["mysql-n4", "10.0.0.14", "critical", "m"],
+  ]);
+  assertEquals(instances[1].failing?.output, "Agent not live or unreachable");
+  assertEquals(instances[2].failing?.output.length, 160);
+  assertEquals(instances[0].failing, undefined);
 });
