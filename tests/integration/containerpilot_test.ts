@@ -29,8 +29,13 @@ const SKIP = "skip" in found ? found.skip : undefined;
 const BIN = "bin" in found ? found.bin : "";
 if (SKIP) console.log(`containerpilot_test.ts: the ContainerPilot tests were skipped: ${SKIP}`);
 
-/** Compose's stop_grace_period: Docker kills a container that has not stopped by then. */
-const STOP_GRACE_MS = 75_000;
+/** Compose's stop_grace_period (in seconds there): Docker kills a container that has not stopped by then. */
+const STOP_GRACE_MS = Number(
+  /^\s*stop_grace_period:\s*(\d+)s\s*$/m.exec(
+    Deno.readTextFileSync(new URL("../../compose.yml", import.meta.url)),
+  )
+    ?.[1] ?? 10,
+) * 1000;
 const GIB = 2 ** 30;
 
 function report(line: string): void {
@@ -572,7 +577,7 @@ Deno.test({
 
       await step(
         "kill -9",
-        "kill -9 of the primary's mysqld: a new primary takes writes, the old node rejoins as a replica",
+        "kill -9 of the primary's mysqld: ContainerPilot restarts it, one primary takes writes, every node replicates",
         ["bootstrap"],
         async () => {
           const old = await c.primaryAmong(live());
@@ -601,13 +606,19 @@ Deno.test({
               secs(first.ms)
             }`,
           );
-          const resumed = `${old.name} resumed the primary role on its restarted mysqld (writable ` +
-            `${secs(first.ms)} after the kill): nobody replaced it`;
-          assert(first.node !== old, resumed);
-          const successor = await c.primaryAmong(others);
-          await c.settle(successor, others.filter((n) => n !== successor).concat(old), 120_000);
+          // ContainerPilot restarts mysqld at once, so the old primary's next pass usually finds it up again and
+          // keeps the role (nothing it acknowledged is lost that way); when a failover won the race instead, the
+          // old node rejoins the new primary. Either way: one writable primary, the others its replicas.
           report(
-            `kill -9: ${old.name} a replica of ${successor.name} ${
+            first.node === old
+              ? `kill -9: ${old.name} kept the primary role on its restarted mysqld`
+              : `kill -9: ${first.node.name} took over from ${old.name}`,
+          );
+          const successor = await c.primaryAmong(live());
+          assertEquals(successor, first.node, "the node that took the first write is the primary");
+          await c.settle(successor, live().filter((n) => n !== successor), 120_000);
+          report(
+            `kill -9: every node a replica of ${successor.name} ${
               secs(performance.now() - t0)
             } after the kill`,
           );

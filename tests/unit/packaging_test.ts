@@ -1004,7 +1004,10 @@ Deno.test("Dockerfile starts ContainerPilot with the shipped containerpilot.json
     /^exec \/usr\/local\/bin\/containerpilot "\$@"$/m.test(script),
     "entrypoint must exec ContainerPilot",
   );
-  assert(Deno.statSync(`${ROOT}/image/entrypoint.sh`).mode! & 0o100, "image/entrypoint.sh must be executable");
+  assert(
+    Deno.statSync(`${ROOT}/image/entrypoint.sh`).mode! & 0o100,
+    "image/entrypoint.sh must be executable",
+  );
   assertEquals(
     JSON.parse(find("CMD")[0]?.args ?? "null"),
     [],

@@ -1,6 +1,7 @@
 /**
- * Nodes started the way a container is: ContainerPilot (a real binary, named by `CONTAINERPILOT_BIN`) as the
- * init of its own PID namespace, with the shipped `containerpilot.json5` unmodified, in the node's network
+ * Nodes started the way a container is: the image's entrypoint (`image/entrypoint.sh`), which becomes
+ * ContainerPilot (a real binary, named by `CONTAINERPILOT_BIN`), as the init of its own PID namespace, with the
+ * shipped `containerpilot.json5` unmodified, in the node's network
  * namespace from the harness (`eth0` at 10.99.X.(10+k)) and in its own mount and UTS namespaces, with the
  * image's paths:
  *
@@ -37,6 +38,9 @@ export const CONTAINERPILOT_BIN_VAR = "CONTAINERPILOT_BIN";
 
 /** The ContainerPilot configuration every node runs: the shipped file, unmodified. */
 export const SHIPPED_CONFIG = `${REPO_ROOT}/containerpilot.json5`;
+
+/** The image's entrypoint script (the Dockerfile's ENTRYPOINT), which every node starts with. */
+export const ENTRYPOINT = `${REPO_ROOT}/image/entrypoint.sh`;
 
 /**
  * The ContainerPilot binary named by `CONTAINERPILOT_BIN`, or why the suite cannot run. A name that is set but
@@ -233,7 +237,7 @@ async function removeCgroup(cg: MemoryCgroup): Promise<void> {
  * `set -e`: a failed mount stops the node at once, with the reason in its log.
  */
 const INIT_SCRIPT = `set -eu
-node=$1 snapshots=$2 bin=$3 cpbin=$4 cgversion=$5 cgroup=$6 name=$7 config=$8
+node=$1 snapshots=$2 bin=$3 cpbin=$4 cgversion=$5 cgroup=$6 name=$7 config=$8 entrypoint=$9
 mount --bind "$node/run" /run
 if [ -n "$cgversion" ]; then
   mkdir -p /run/.apt-cgroup
@@ -261,7 +265,8 @@ mount --bind "$bin" /usr/local/bin
 mount --bind "$cpbin" /usr/local/bin/containerpilot
 mount --bind "$node/tmp" /tmp
 hostname "$name"
-exec /usr/local/bin/containerpilot -config "$config"
+# The image's entrypoint (it passes the cgroup memory limit on, then execs /usr/local/bin/containerpilot).
+exec "$entrypoint" -config "$config"
 `;
 
 /** Options for {@linkcode ContainerHost.create}. */
@@ -550,6 +555,7 @@ export class ContainerNode {
           this.#cgroup?.relative ?? "",
           this.name,
           this.host.config,
+          ENTRYPOINT,
         ],
         logFile: this.logFile,
         netns: this.ns,
