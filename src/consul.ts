@@ -430,6 +430,17 @@ export class ConsulStore {
     ).then((r) => r !== false);
   }
 
+  /**
+   * Every registered instance of a service with the worst state of its checks, passing or not (what
+   * `autopilot status` needs to say that a node's check is critical, warning or missing).
+   *
+   * @returns Instances sorted by id.
+   */
+  async serviceHealth(service: string): Promise<InstanceHealth[]> {
+    const rows = await this.#call("health service", () => this.#client.health.service({ service }));
+    return instancesFromHealthRows(Array.isArray(rows) ? rows as HealthServiceRow[] : []);
+  }
+
   /** Closes the pooled keep-alive sockets. Call it when done (tests check for leaked sockets). */
   close(): void {
     this.#agent.destroy();
@@ -542,4 +553,57 @@ function translate(operation: string, e: unknown): Error {
     return new ConsulUnavailableError(operation, `HTTP ${status}: ${detail}`);
   }
   return new ConsulRequestError(operation, status, detail);
+}
+
+/** A check's state as Consul reports it (a service in maintenance has a critical check). */
+export type CheckState = "passing" | "warning" | "critical";
+
+/** One registered instance of the service and the worst of its checks. */
+export interface InstanceHealth {
+  readonly id: string;
+  /** The service address (ContainerPilot sets it), else the node's. */
+  readonly address: string;
+  readonly port: number;
+  /** The worst state among its checks, the node's own (serfHealth) included: `passing` when all pass. */
+  readonly status: CheckState;
+  /** The worst check, when one is not passing: its name and Consul's output (first line, shortened). */
+  readonly failing?: { readonly name: string; readonly output: string };
+}
+
+/** One row of `/v1/health/service/NAME`, as far as it is read. */
+export interface HealthServiceRow {
+  readonly Node?: { readonly Address?: string };
+  readonly Service?: { readonly ID?: string; readonly Address?: string; readonly Port?: number };
+  readonly Checks?: readonly { readonly Name?: string; readonly Status?: string; readonly Output?: string }[];
+}
+
+const RANK: Record<CheckState, number> = { passing: 0, warning: 1, critical: 2 };
+
+/**
+ * Turns Consul's rows into instances: pure, for tests. A check state Consul may add later counts as critical.
+ *
+ * @returns Instances sorted by id.
+ */
+export function instancesFromHealthRows(rows: readonly HealthServiceRow[]): InstanceHealth[] {
+  return rows.filter((r) => typeof r.Service?.ID === "string").map((r) => {
+    let worst: { state: CheckState; name: string; output: string } | undefined;
+    for (const c of r.Checks ?? []) {
+      const state: CheckState = c.Status === "passing" || c.Status === "warning" ? c.Status : "critical";
+      if (state !== "passing" && (worst === undefined || RANK[state] > RANK[worst.state])) {
+        worst = { state, name: c.Name ?? "?", output: firstLine(c.Output ?? "") };
+      }
+    }
+    return {
+      id: r.Service!.ID!,
+      address: r.Service!.Address || r.Node?.Address || "",
+      port: r.Service!.Port ?? 0,
+      status: worst?.state ?? "passing",
+      ...(worst ? { failing: { name: worst.name, output: worst.output } } : {}),
+    };
+  }).sort((a, b) => a.id.localeCompare(b.id));
+}
+
+function firstLine(text: string): string {
+  const line = text.trim().split("\n")[0].trim();
+  return line.length > 160 ? `${line.slice(0, 159)}…` : line;
 }

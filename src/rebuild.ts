@@ -26,7 +26,12 @@ import type { MysqlClient } from "./mysql/client.ts";
 import type { Flavour } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
 import { openStore } from "./storage/open.ts";
-import { chooseBufferPoolLogged, shutDownLocalServer, waitForServerExit, writeServerConfig } from "./local.ts";
+import {
+  chooseBufferPoolLogged,
+  shutDownLocalServer,
+  waitForServerExit,
+  writeServerConfig,
+} from "./local.ts";
 
 const log = getLogger(["autopilot", "rebuild"]);
 

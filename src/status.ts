@@ -16,7 +16,7 @@
  * @module
  */
 import type { Config } from "./config.ts";
-import { ConsulRequestError, ConsulStore, ConsulUnavailableError } from "./consul.ts";
+import { ConsulRequestError, ConsulStore, ConsulUnavailableError, type InstanceHealth } from "./consul.ts";
 import type { MemberRecord } from "./failover.ts";
 import { type PrimaryLock, primaryLockFrom, quietPeriodReason } from "./ha.ts";
 import { connectPeer } from "./local.ts";
@@ -25,7 +25,6 @@ import type { Manifest } from "./backup/manifest.ts";
 import { type Flavour, type ReplicaStatus, sqlFor } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
 import { lastVerification, publishedSnapshot, type VerificationRecord } from "./snapshots.ts";
-import { type InstanceHealth, serviceHealth } from "./service_health.ts";
 import { type PreStartFailure, readPreStartFailure } from "./state.ts";
 import { describePreStartFailure } from "./pre_start_retry.ts";
 import { errorMessage, formatBytes } from "./text.ts";
@@ -764,7 +763,7 @@ export async function readConsulView(config: Config, consul: ConsulStore): Promi
     readMembers(config, consul),
     consul.get(config.keys.failoverPause),
     consul.get(config.keys.failoverLock),
-    serviceHealth(config.consul, config.serviceName),
+    consul.serviceHealth(config.serviceName),
     snapshot,
     lastVerification(config, consul),
   ]);

@@ -10,7 +10,7 @@ import {
   TABLE_COLUMNS,
 } from "../../src/status.ts";
 import type { ReplicaStatus } from "../../src/mysql/flavour.ts";
-import { type InstanceHealth, instancesFromHealthRows } from "../../src/service_health.ts";
+import { type InstanceHealth, instancesFromHealthRows } from "../../src/consul.ts";
 import { failureRecord } from "../../src/pre_start_retry.ts";
 
 const NOW = Date.parse("2026-11-25T12:00:00Z");
