@@ -273,6 +273,47 @@ async function lastLines(node: ContainerNode, n = 15): Promise<string> {
  * Tries a write on every node of `nodes` every 100 ms until one acknowledges it; returns that node and the
  * time since `t0` (performance.now()).
  */
+/** Busy loops (one `sh` each) that load the host's cores until disposed. */
+function busyLoops(count: number): AsyncDisposable {
+  const children = Array.from(
+    { length: count },
+    () =>
+      new Deno.Command("/bin/sh", { args: ["-c", "while :; do :; done"], stdin: "null", stdout: "null" })
+        .spawn(),
+  );
+  return {
+    async [Symbol.asyncDispose]() {
+      for (const child of children) child.kill("SIGKILL");
+      await Promise.all(children.map((child) => child.status));
+    },
+  };
+}
+
+/**
+ * Polls every 50 ms until one of `nodes` answers writable and, after that, is the one passing instance of
+ * `mysql-primary`: when each was first seen, from `t0`.
+ */
+async function primaryServiceLag(
+  c: CpCluster,
+  nodes: readonly ContainerNode[],
+  t0: number,
+): Promise<{ node: ContainerNode; writableMs: number; advertisedMs: number }> {
+  let writable: { node: ContainerNode; ms: number } | undefined;
+  return await waitFor("a new primary in mysql-primary", async () => {
+    if (writable === undefined) {
+      const found = await Promise.all(
+        nodes.map((n) => c.readOnly(n).then((ro) => ro ? undefined : n, () => undefined)),
+      );
+      const node = found.find((n) => n !== undefined);
+      if (node) writable = { node, ms: performance.now() - t0 };
+      else return undefined;
+    }
+    const passing = await c.passing("mysql-primary").catch(() => []);
+    if (passing.length !== 1 || passing[0] !== writable.node.address) return undefined;
+    return { node: writable.node, writableMs: writable.ms, advertisedMs: performance.now() - t0 };
+  }, { timeoutMs: 120_000, intervalMs: 50 });
+}
+
 async function firstWrite(
   c: CpCluster,
   nodes: readonly ContainerNode[],
@@ -627,7 +668,8 @@ Deno.test({
 
       await step(
         "whole-node kill",
-        "whole-node kill of the primary: failover, and the dead node leaves the Consul catalog",
+        "whole-node kill of the primary, on a loaded host: failover, the new primary in mysql-primary as soon " +
+          "as it is writable, and the dead node leaves the Consul catalog",
         ["bootstrap"],
         async () => {
           const old = await c.primaryAmong(live());
@@ -635,7 +677,10 @@ Deno.test({
           await c.settle(old, others);
           const before = await c.catalogAt(old.address);
           assert(before.length > 0, `the catalog shows nothing at ${old.address} before the kill`);
+          // A loaded host: as many busy loops as cores, for the whole failover.
+          await using _load = busyLoops(navigator.hardwareConcurrency);
           const t0 = performance.now();
+          const advertised = primaryServiceLag(c, others, t0);
           await old.kill();
           catalogWatch = (async () => {
             let left = before;
@@ -653,6 +698,16 @@ Deno.test({
             }`,
           );
           const successor = await c.primaryAmong(others);
+          const lag = await advertised;
+          report(
+            `whole-node kill, host loaded: ${lag.node.name} writable ${
+              secs(lag.writableMs)
+            } after the kill, ` +
+              `passing in mysql-primary ${secs(lag.advertisedMs)} after it (${
+                secs(lag.advertisedMs - lag.writableMs)
+              } later, as seen by polling both every 50 ms)`,
+          );
+          assertEquals(lag.node, successor, "the node in mysql-primary is the new primary");
           await c.settle(successor, others.filter((n) => n !== successor));
           report(
             `whole-node kill: cluster settled ${secs(performance.now() - t0)} after the kill; ` +
