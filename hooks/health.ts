@@ -48,7 +48,7 @@ import { moveErrantDatadirAside, RebuildRefusedError, restoreRebuiltDatadir } fr
 import type { Command, CommandContext } from "../src/cli/commands.ts";
 import { EXIT } from "../src/cli/exit.ts";
 import { putMetrics } from "../src/metrics.ts";
-import { advertisePrimary, planSweep, withdrawPrimary } from "../src/services.ts";
+import { advertisePrimary, planSweep, SWEEP_GRACE_MS, withdrawPrimary } from "../src/services.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -169,11 +169,11 @@ async function healthPass(c: PassContext): Promise<number> {
       facts = await gatherFacts(c);
     }
     if (healthy && c.serving && c.state.firstSnapshotPending) {
-      healthy = await takeFirstSnapshot(c);
+      healthy = await firstSnapshotStored(c);
       if (c.outcome) outcome = c.outcome;
     }
     await report(c, healthy, outcome);
-    await showPrimaryService(c, healthy && c.serving === true);
+    if (facts.consul.up) await showPrimaryService(c, healthy && c.serving === true);
     await publishSelf(c, facts).catch((e) =>
       log.warn("Cannot publish this node's record: {e}", { e: String(e) })
     );
@@ -363,9 +363,11 @@ async function bootstrapPrimary(c: PassContext): Promise<boolean> {
 }
 
 /**
- * The bootstrapped primary's first snapshot, which new replicas are restored from. Until it is stored the
+ * The bootstrapped primary's first snapshot, which new replicas are restored from. Until one is stored the
  * primary writes, but reports unhealthy and is not advertised (a store that cannot be written would otherwise
- * go unnoticed until the first replica); each pass tries again.
+ * go unnoticed until the first replica). The bootstrap takes it at once; if that fails, the snapshot task
+ * (every 5 minutes, under the backup lock, due at once since none is named) tries again, and each pass only
+ * checks whether one is published.
  */
 async function takeFirstSnapshot(c: PassContext): Promise<boolean> {
   try {
@@ -376,11 +378,28 @@ async function takeFirstSnapshot(c: PassContext): Promise<boolean> {
   } catch (e) {
     c.outcome = {
       level: "error",
-      text: `First snapshot failed: ${(e as Error).message}; this primary is not advertised until it is ` +
-        "taken, and each health pass tries again",
+      text:
+        `First snapshot failed: ${(e as Error).message}; this primary is not advertised until a snapshot ` +
+        "is stored (the snapshot task tries again every 5 minutes; or run 'autopilot backup now')",
     };
     return false;
   }
+}
+
+/** Whether a snapshot has been published since a failed first one; the flag goes once one has. */
+async function firstSnapshotStored(c: PassContext): Promise<boolean> {
+  if ((await publishedSnapshot(c.config, c.consul)) === undefined) {
+    c.outcome = {
+      level: "error",
+      text: "No snapshot has been stored since this primary bootstrapped the cluster (the first one " +
+        "failed): it is not advertised until one is (the snapshot task tries every 5 minutes; or run " +
+        "'autopilot backup now')",
+    };
+    return false;
+  }
+  log.info("A snapshot is stored now: this primary is advertised");
+  await saveState(c, { ...c.state, firstSnapshotPending: undefined });
+  return true;
 }
 
 /** The root password to set at bootstrap: the given one, or a generated one kept in a 0600 file. */
@@ -759,20 +778,25 @@ async function report(
  * primary, withdrawn by the first that does not. The primary's pass also removes dead nodes' entries.
  */
 async function showPrimaryService(c: PassContext, serving: boolean): Promise<void> {
+  const service = `${c.config.serviceName}-primary`;
   try {
     if (serving) {
-      await advertisePrimary(c.config, c.consul, c.self);
-      if (!c.state.advertised) await saveState(c, { ...c.state, advertised: true });
-      await sweepDeadEntries(c);
+      const at = `${c.self.address}:${c.self.port}`;
+      const moved = c.state.advertised !== at; // first pass as primary, or a new address: register anew
+      // Saved first: a pass cut short right after registering still withdraws it later.
+      if (moved) await saveState(c, { ...c.state, advertised: at });
+      await advertisePrimary(c.config, c.consul, c.self, c.state.sessionId!, { register: moved });
     } else if (c.state.advertised) {
       await withdrawPrimary(c.config, c.consul, c.self.node);
       await saveState(c, { ...c.state, advertised: undefined });
     }
   } catch (e) {
-    log.warn("Cannot update the {service} service in Consul: {e}", {
-      service: `${c.config.serviceName}-primary`,
-      e: (e as Error).message,
-    });
+    log.warn("Cannot update the {service} service in Consul: {e}", { service, e: (e as Error).message });
+  }
+  if (serving) {
+    await sweepDeadEntries(c).catch((e) =>
+      log.warn("Cannot remove dead nodes' entries from Consul: {e}", { e: (e as Error).message })
+    );
   }
 }
 
@@ -785,8 +809,9 @@ async function sweepDeadEntries(c: PassContext): Promise<void> {
   const plan = planSweep(c.config, critical, { live: live.map((m) => m.record), departed }, seen, Date.now());
   for (const check of plan.remove) {
     await c.consul.deregisterService(check.serviceId, check.node);
-    log.info("Removed {service} from Consul: its node has been gone for over a minute", {
+    log.info("Removed {service} from Consul: its node has been gone for over {minutes} minutes", {
       service: check.serviceId,
+      minutes: SWEEP_GRACE_MS / 60_000,
     });
   }
   if (JSON.stringify(plan.seen) !== JSON.stringify(seen)) {

@@ -347,13 +347,7 @@ export class ConsulStore {
   async criticalServiceChecks(): Promise<CriticalCheck[]> {
     const rows = await this.#call("health state", () => this.#client.health.state({ state: "critical" }));
     return (rows as CheckRow[]).filter((r) => r.ServiceID).map((r) =>
-      Object.freeze({
-        node: r.Node,
-        checkId: r.CheckID,
-        serviceId: r.ServiceID,
-        serviceName: r.ServiceName,
-        serviceTags: Object.freeze([...(r.ServiceTags ?? [])]),
-      })
+      Object.freeze({ node: r.Node, serviceId: r.ServiceID })
     );
   }
 
@@ -472,11 +466,9 @@ export class ConsulStore {
 
 /** A service check that is critical, as `/v1/health/state/critical` lists it. */
 export interface CriticalCheck {
+  /** The Consul node whose agent holds the service. */
   readonly node: string;
-  readonly checkId: string;
   readonly serviceId: string;
-  readonly serviceName: string;
-  readonly serviceTags: readonly string[];
 }
 
 /** A service this node registers on its agent itself (not through ContainerPilot). */
@@ -495,10 +487,7 @@ export interface AgentService {
 
 interface CheckRow {
   Node: string;
-  CheckID: string;
   ServiceID: string;
-  ServiceName: string;
-  ServiceTags: string[] | null;
 }
 
 interface HealthRow {

@@ -5,9 +5,9 @@
  * - `SERVICE_NAME-primary` is registered by autopilot itself, on the primary only, from the health pass that
  *   makes it or finds it writable, with a TTL check each later pass keeps passing. A replica therefore has no
  *   failing check, and a loaded host cannot make the primary's entry flap or arrive late;
- * - entries of a dead node (its member record departed) are removed by the primary's pass once they have been
- *   critical for {@link SWEEP_GRACE_MS}: ContainerPilot's own registrations of a killed container would
- *   otherwise stay critical in the catalog for good.
+ * - entries of a dead node are removed by the primary's pass once they have been so for
+ *   {@link SWEEP_GRACE_MS} (see {@link planSweep}): ContainerPilot's own registrations of a killed container
+ *   would otherwise stay critical in the catalog for good.
  *
  * Service IDs follow ContainerPilot's rule, `<name>-<hostname>`; the primary service's is
  * `SERVICE_NAME-primary-NODE_NAME`.
@@ -17,7 +17,7 @@
 import type { Config } from "./config.ts";
 import type { ConsulStore, CriticalCheck } from "./consul.ts";
 import type { MemberRecord } from "./failover.ts";
-import type { PrimaryRecord } from "./ha.ts";
+import { primaryLockFrom, type PrimaryRecord } from "./ha.ts";
 
 /** The name of the service only the writable primary is registered under. */
 export function primaryServiceName(config: Config): string {
@@ -33,22 +33,29 @@ export function primaryServiceId(config: Config, node: string): string {
 const PRIMARY_DEREGISTER_AFTER = "1m";
 
 /**
- * Shows this node as the primary: passes its check, registering the service first if the agent does not
- * have it (the first pass as primary, or an agent that lost its state).
+ * Shows this node as the primary: passes its check, registering the service first when asked to (the first
+ * pass as primary, a new address) or when the agent does not have it (an agent that lost its state). It
+ * registers only after reading once more that the primary lock is this session's and ready: a hand-over or a
+ * fence since this pass read its facts would otherwise advertise a node that is no longer primary.
  */
 export async function advertisePrimary(
   config: Config,
   consul: ConsulStore,
   self: PrimaryRecord,
+  session: string,
+  opts: { register: boolean },
 ): Promise<void> {
   const id = primaryServiceId(config, self.node);
-  if (await consul.passServiceCheck(id)) return;
+  if (!opts.register && await consul.passServiceCheck(id)) return;
+  const lock = primaryLockFrom(await consul.get(config.keys.primary));
+  if (lock.session !== session || lock.record?.ready !== true) return;
   await consul.registerService({
     id,
     name: primaryServiceName(config),
     address: self.address,
     port: self.port,
-    ttlSeconds: config.session.ttlSeconds,
+    // Twice the session's TTL, as Consul's own session expiry: a pass or two late (a loaded host) keeps it.
+    ttlSeconds: 2 * config.session.ttlSeconds,
     deregisterAfter: PRIMARY_DEREGISTER_AFTER,
   });
 }
@@ -58,13 +65,26 @@ export async function withdrawPrimary(config: Config, consul: ConsulStore, node:
   await consul.deregisterService(primaryServiceId(config, node));
 }
 
-/** How long a dead node's entries must have been seen critical before the primary removes them. */
-export const SWEEP_GRACE_MS = 60_000;
+/**
+ * How long a dead node's entries must have been seen so before the primary removes them. Long, because
+ * ContainerPilot registers a service once per process: an entry removed from a node that was only paused or
+ * cut off is not registered again until its ContainerPilot restarts.
+ */
+export const SWEEP_GRACE_MS = 5 * 60_000;
 
 /** The service ids a member's node registers: ContainerPilot's two and the primary one. */
 export function memberServiceIds(config: Config, member: MemberRecord): string[] {
   const host = member.hostname ?? member.node;
-  return [`${config.serviceName}-${host}`, `containerpilot-${host}`, primaryServiceId(config, member.node)];
+  return [
+    `${config.serviceName}-${host}`,
+    containerPilotServiceId(host),
+    primaryServiceId(config, member.node),
+  ];
+}
+
+/** ContainerPilot's own (telemetry) service id on a host: ContainerPilot heartbeats it itself every 5 s. */
+function containerPilotServiceId(host: string): string {
+  return `containerpilot-${host}`;
 }
 
 /** What {@link planSweep} decides. */
@@ -76,8 +96,10 @@ export interface SweepPlan {
 }
 
 /**
- * Which critical entries belong to departed members (and to no live one), and which of those have been seen
- * so for {@link SWEEP_GRACE_MS}. Pure.
+ * Which critical entries belong to a node that is gone, and which of those have been seen so for
+ * {@link SWEEP_GRACE_MS}. A node is gone when its member record has no session (autopilot's hooks stopped
+ * renewing it), no live record names its host, and its `containerpilot` entry is critical too (ContainerPilot
+ * itself stopped heartbeating). Pure.
  *
  * @param seen What the previous sweep returned as `seen`.
  */
@@ -88,9 +110,13 @@ export function planSweep(
   seen: Readonly<Record<string, number>>,
   now: number,
 ): SweepPlan {
+  const criticalIds = new Set(critical.map((c) => c.serviceId));
   const liveIds = new Set(members.live.flatMap((m) => memberServiceIds(config, m)));
   const deadIds = new Set(
-    members.departed.flatMap((m) => memberServiceIds(config, m)).filter((id) => !liveIds.has(id)),
+    members.departed
+      .filter((m) => criticalIds.has(containerPilotServiceId(m.hostname ?? m.node)))
+      .flatMap((m) => memberServiceIds(config, m))
+      .filter((id) => !liveIds.has(id)),
   );
   const remove: CriticalCheck[] = [];
   const next: Record<string, number> = {};

@@ -26,8 +26,10 @@ export interface NodeState {
   readonly reported?: string;
   /** This node bootstrapped the cluster and its first snapshot has not been stored yet. */
   readonly firstSnapshotPending?: boolean;
-  /** This node registered the `SERVICE_NAME-primary` service, and has not withdrawn it yet. */
-  readonly advertised?: boolean;
+  /**
+   * Where this node registered the `SERVICE_NAME-primary` service (`address:port`), until it withdraws it.
+   */
+  readonly advertised?: string;
   /** The primary's sweep: catalog entries of departed nodes, by service id, and when each was first seen. */
   readonly deadEntries?: Readonly<Record<string, number>>;
 }

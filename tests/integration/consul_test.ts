@@ -245,9 +245,7 @@ Deno.test("ConsulStore registers, passes and removes an agent service, and lists
     });
     assertEquals(res.status, 200, await res.text());
     const critical = await store.criticalServiceChecks();
-    assertEquals(critical.map((c) => [c.serviceId, c.serviceName, c.checkId, c.serviceTags]), [
-      ["shop-c0ffee", "shop", "service:shop-c0ffee", ["x"]],
-    ]);
+    assertEquals(critical.map((c) => c.serviceId), ["shop-c0ffee"]);
     assert(critical[0].node !== "", "the node is named, for a catalog deregistration");
 
     assertEquals(await store.deregisterService("shop-c0ffee"), true);

@@ -30,7 +30,7 @@ function member(node: string, hostname?: string): MemberRecord {
 }
 
 function critical(serviceId: string): CriticalCheck {
-  return { node: "consul-1", checkId: `service:${serviceId}`, serviceId, serviceName: "x", serviceTags: [] };
+  return { node: "consul-1", serviceId };
 }
 
 Deno.test("the primary service is SERVICE_NAME-primary, one id a node", () => {
@@ -64,12 +64,20 @@ Deno.test("planSweep() removes a departed node's critical entries only after the
   assertEquals(late.seen, {});
 });
 
+Deno.test("planSweep() leaves a node alone while its ContainerPilot heartbeats, however long its record is departed", () => {
+  // Hooks stalled or cut off from Consul (a paused container, a partition): ContainerPilot still runs and
+  // registers its services only once, so removing them would lose them until it restarts.
+  const members = { live: [member("n1", "a")], departed: [member("n2", "b")] };
+  const plan = planSweep(config, [critical("shop-b")], members, { "shop-b": 0 }, SWEEP_GRACE_MS * 10);
+  assertEquals(plan, { remove: [], seen: {} });
+});
+
 Deno.test("planSweep() leaves a live node alone, and forgets an entry that is passing again", () => {
   // n2 came back on the same host (a restarted container): its record is held again.
   const back = { live: [member("n1", "a"), member("n2", "b")], departed: [member("n2", "b")] };
-  const plan = planSweep(config, [critical("shop-b")], back, { "shop-b": 0 }, SWEEP_GRACE_MS * 10);
-  assertEquals(plan.remove, []);
-  assertEquals(plan.seen, {});
+  const checks = [critical("shop-b"), critical("containerpilot-b")];
+  const plan = planSweep(config, checks, back, { "shop-b": 0 }, SWEEP_GRACE_MS * 10);
+  assertEquals(plan, { remove: [], seen: {} });
 
   const gone = { live: [member("n1", "a")], departed: [member("n2", "b")] };
   assertEquals(planSweep(config, [], gone, { "shop-b": 0 }, SWEEP_GRACE_MS * 10), { remove: [], seen: {} });
