@@ -208,7 +208,8 @@ async function attemptPreStart(
   await writeServerConfig(config, flavour, address, pool);
   await Deno.mkdir(config.node.stateDir, { recursive: true, mode: 0o700 });
   const state = await readState(config.node.stateDir);
-  await writeState(config.node.stateDir, { ...state, flavour });
+  // A new run of mysqld: what the health pass last logged is to be logged again if it still holds.
+  await writeState(config.node.stateDir, { ...state, flavour, reported: undefined });
   log[attempt === 1 ? "info" : "debug"]("Wrote {cnf} for {flavour} (report_host {address})", {
     cnf: config.mysql.cnfPath,
     flavour,

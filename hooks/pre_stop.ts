@@ -38,15 +38,20 @@ const log = getLogger(["autopilot", "pre-stop"]);
 
 /** How long the stopping primary waits for a replica to catch up before it gives up handing over. */
 const HANDOVER_TIMEOUT_MS = 20_000;
-/** How long pre-stop waits for a health pass still running on this node to finish. */
+/** How long pre-stop waits for a health pass still running on this node to finish (none starts after it). */
 const PASS_LOCK_WAIT_MS = 5_000;
 /** How long pre-stop waits for mysqld to exit after SHUTDOWN. */
 const SHUTDOWN_WAIT_MS = 25_000;
 /**
- * The most pre-stop takes without BACKUP_ON_STOP (the pass lock, the hand-over, the shutdown, and a few Consul
- * calls of at most CONSUL_TIMEOUT each): the `pre-stop` job's timeout in containerpilot.json5 (60 s) is above it.
+ * How long the hand-over may take in all (Consul calls, the switchover's wait, its queries) before pre-stop
+ * goes on to the shutdown without it.
  */
-export const PRE_STOP_BUDGET_MS = PASS_LOCK_WAIT_MS + HANDOVER_TIMEOUT_MS + SHUTDOWN_WAIT_MS;
+const HANDOVER_BUDGET_MS = HANDOVER_TIMEOUT_MS + 3_000;
+/**
+ * The most pre-stop takes without BACKUP_ON_STOP (the pass lock, the hand-over, the shutdown): the `pre-stop`
+ * job's timeout in containerpilot.json5 (60 s) is above it, so pre-stop always gets to the shutdown.
+ */
+export const PRE_STOP_BUDGET_MS = PASS_LOCK_WAIT_MS + HANDOVER_BUDGET_MS + SHUTDOWN_WAIT_MS;
 
 /** The `pre-stop` command. */
 export const preStopCommand: Command = {
@@ -62,7 +67,12 @@ export const preStopCommand: Command = {
   options: {},
   async run({ config }): Promise<number> {
     // A health pass still running here would race the hand-over and the shutdown: wait for it, briefly.
-    using _pass = await lockPasses(config.node.stateDir, PASS_LOCK_WAIT_MS);
+    using pass = await lockPasses(config.node.stateDir, PASS_LOCK_WAIT_MS);
+    if (pass === undefined) {
+      log.warn("A health pass still runs here after {s} s: stopping without waiting for it", {
+        s: PASS_LOCK_WAIT_MS / 1000,
+      });
+    }
     const state = await readState(config.node.stateDir);
     const flavour = flavourOf(config, state);
     let db: MysqlClient;
@@ -77,7 +87,7 @@ export const preStopCommand: Command = {
     }
     let code: number = EXIT.ok;
     try {
-      code = await handOver(config, state, flavour, db);
+      code = await withinBudget(handOver(config, state, flavour, db), HANDOVER_BUDGET_MS);
     } finally {
       log.info("Shutting mysqld down");
       const started = performance.now();
@@ -115,7 +125,9 @@ async function handOver(
       log.info("BACKUP_ON_STOP: taking a last snapshot before stopping");
       code = await runSnapshot(config, { force: true });
     }
-    await withdrawPrimary(config, consul, config.node.name);
+    await withdrawPrimary(config, consul, config.node.name).catch((e) =>
+      log.warn("Cannot withdraw the primary service: {e}; its check lapses on its own", { e: String(e) })
+    );
     const replicas = await otherLiveReplicas(config, consul);
     if (replicas.length === 0) {
       log.info("Stopping the primary with no live replica: it keeps the role until its session expires");
@@ -134,5 +146,24 @@ async function handOver(
     throw e;
   } finally {
     consul.close();
+  }
+}
+
+/**
+ * The hand-over's exit code, or EXIT.failed once `ms` have passed without one: the shutdown must not wait for
+ * a hand-over stuck on a peer that does not answer (what it left half done is what a failover handles).
+ */
+async function withinBudget(work: Promise<number>, ms: number): Promise<number> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<number>((resolve) => {
+    timer = setTimeout(() => {
+      log.error("The hand-over did not finish within {s} s: shutting down without it", { s: ms / 1000 });
+      resolve(EXIT.failed);
+    }, ms);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

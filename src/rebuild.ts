@@ -46,6 +46,10 @@ export class RebuildRefusedError extends Error {
 /** How long mysqld may take to shut down. */
 const SHUTDOWN_TIMEOUT_MS = 100_000;
 
+function notStopped(): Error {
+  return new Error(`mysqld did not stop within ${SHUTDOWN_TIMEOUT_MS / 1000} s after SHUTDOWN`);
+}
+
 /**
  * Step 1: checks that the rebuild can be done, then moves the errant datadir aside and stops mysqld.
  *
@@ -85,7 +89,7 @@ export async function moveErrantDatadirAside(
   await onMoved(aside);
   log.info("Shutting mysqld down; it restarts on the datadir restored from {name}", { name: manifest.name });
   if (!(await shutDownLocalServer(config, db, SHUTDOWN_TIMEOUT_MS))) {
-    throw new Error(`mysqld did not stop within ${SHUTDOWN_TIMEOUT_MS / 1000} s after SHUTDOWN`);
+    throw notStopped();
   }
   return aside;
 }
@@ -105,7 +109,7 @@ export async function restoreRebuiltDatadir(
 ): Promise<string> {
   const datadir = config.mysql.datadir.replace(/(.)\/+$/, "$1");
   if (!(await waitForServerExit(config, SHUTDOWN_TIMEOUT_MS))) {
-    throw new Error(`mysqld did not stop within ${SHUTDOWN_TIMEOUT_MS / 1000} s after SHUTDOWN`);
+    throw notStopped();
   }
   // What a restore cut short left beside the datadir (nothing else restores into it while this one runs).
   const parent = datadir.slice(0, datadir.lastIndexOf("/")) || "/";
