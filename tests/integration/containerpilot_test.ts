@@ -15,7 +15,8 @@ import { assert, assertEquals } from "../unit/assert.ts";
 import { MysqlClient, MysqlQueryError } from "../../src/mysql/client.ts";
 import { bufferPoolBytes } from "../../src/mysql/mycnf.ts";
 import { Secret } from "../../src/config.ts";
-import { delay, Harness, keepFiles, randomSecret, waitFor } from "./harness/mod.ts";
+import { delay, Harness, keepFiles, randomSecret, stop, waitFor } from "./harness/mod.ts";
+import { SWEEP_GRACE_MS } from "../../src/services.ts";
 import {
   ContainerHost,
   type ContainerNode,
@@ -273,20 +274,19 @@ async function lastLines(node: ContainerNode, n = 15): Promise<string> {
  * Tries a write on every node of `nodes` every 100 ms until one acknowledges it; returns that node and the
  * time since `t0` (performance.now()).
  */
-/** Busy loops (one `sh` each) that load the host's cores until disposed. */
-function busyLoops(count: number): AsyncDisposable {
-  const children = Array.from(
-    { length: count },
-    () =>
-      new Deno.Command("/bin/sh", { args: ["-c", "while :; do :; done"], stdin: "null", stdout: "null" })
-        .spawn(),
-  );
-  return {
-    async [Symbol.asyncDispose]() {
-      for (const child of children) child.kill("SIGKILL");
-      await Promise.all(children.map((child) => child.status));
-    },
-  };
+/**
+ * Busy loops (one `sh` each) that load the host's cores until disposed; started through the harness's process
+ * group, so a test process that dies leaves none running.
+ */
+async function busyLoops(h: Harness, count: number): Promise<AsyncDisposable> {
+  const loops = await Promise.all(Array.from({ length: count }, (_, i) =>
+    h.group.spawn({
+      name: `busy loop ${i + 1}`,
+      program: "/bin/sh",
+      args: ["-c", "while :; do :; done"],
+      logFile: `${h.dir}/busy-loop.log`,
+    })));
+  return { [Symbol.asyncDispose]: async () => void await Promise.all(loops.map((p) => stop(p.pid))) };
 }
 
 /**
@@ -678,13 +678,14 @@ Deno.test({
           const before = await c.catalogAt(old.address);
           assert(before.length > 0, `the catalog shows nothing at ${old.address} before the kill`);
           // A loaded host: as many busy loops as cores, for the whole failover.
-          await using _load = busyLoops(navigator.hardwareConcurrency);
+          await using _load = await busyLoops(c.h, navigator.hardwareConcurrency);
           const t0 = performance.now();
           const advertised = primaryServiceLag(c, others, t0);
           await old.kill();
           catalogWatch = (async () => {
             let left = before;
-            while (performance.now() - t0 < 180_000 && !stopWatch.signal.aborted) {
+            // The primary removes them once the node has been gone for SWEEP_GRACE_MS (src/services.ts).
+            while (performance.now() - t0 < SWEEP_GRACE_MS + 120_000 && !stopWatch.signal.aborted) {
               left = await c.catalogAt(old.address).catch(() => left);
               if (left.length === 0) return { goneMs: performance.now() - t0, left };
               await delay(2000);
@@ -838,12 +839,17 @@ Deno.test({
         async () => {
           assert(catalogWatch, "the whole-node kill did not run");
           const r = await catalogWatch;
+          const waited = `${(SWEEP_GRACE_MS + 120_000) / 1000} s`;
           if (r.goneMs !== undefined) {
             report(`the killed node's catalog entries were gone ${secs(r.goneMs)} after the kill`);
-          } else {report(
-              `the killed node's catalog entries were still there 180 s after the kill: ${r.left.join(", ")}`,
-            );}
-          assertEquals(r.left, [], "catalog entries left 180 s after the whole-node kill");
+          } else {
+            report(
+              `the killed node's catalog entries were still there ${waited} after the kill: ${
+                r.left.join(", ")
+              }`,
+            );
+          }
+          assertEquals(r.left, [], `catalog entries left ${waited} after the whole-node kill`);
         },
       );
     } finally {
@@ -894,14 +900,26 @@ Deno.test({
           `${bufferPoolBytes(GIB) / 2 ** 20}M`,
           "the buffer pool does not derive from the 1 GiB limit",
         );
+        // pre-start says where the figure came from, in one INFO line (never a silent fallback).
+        const said = (await n1.log()).split("\n").find((l) => l.includes("innodb_buffer_pool_size = "));
+        report(`memory: pre-start said: ${said?.replace(/^.*autopilot·pre-start: /, "")}`);
+        assert(said?.includes("from the container's memory limit of 1024M"), `pre-start's line: ${said}`);
+        // Like a container on a cgroup v1 host, the node sees its cgroup at the mount's root while
+        // /proc/self/cgroup names its path from the host's: Deno's process.constrainedMemory() finds nothing
+        // there, and the limit is the one the image's entrypoint passed on.
+        const env = await n1.exec(["sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"]);
+        assert(
+          /^AUTOPILOT_CGROUP_MEMORY_LIMIT=1073741824$/m.test(env.stdout),
+          "the entrypoint passed no limit",
+        );
       },
     });
     await t.step({
-      name: "a load of 300k 1-KB rows does not get mysqld OOM-killed",
+      name: "a load of 500k 1-KB rows, more than the buffer pool holds, does not get mysqld OOM-killed",
       ignore: !booted,
       fn: async () => {
         const pid = n1.mysqldPid();
-        const rows = 300_000;
+        const rows = 500_000; // about 550 MB: more than the 448 MiB pool, so the pool fills
         const batch = 10_000;
         const t0 = performance.now();
         let failed: unknown;

@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals } from "../unit/assert.ts";
 import { Cluster, type TestNode } from "./cluster.ts";
-import { Harness, waitFor } from "./harness/mod.ts";
+import { delay, Harness, waitFor } from "./harness/mod.ts";
 
 function snapshotCount(c: Cluster): number {
   return [...Deno.readDirSync(c.snapshots)].filter((e) => e.name.endsWith(".manifest.json")).length;
@@ -13,7 +13,12 @@ function snapshotCount(c: Cluster): number {
 
 /** Waits for the node's mysqld to exit and checks it shut down cleanly (exit 0, InnoDB's shutdown logged). */
 async function shutDownCleanly(node: TestNode): Promise<void> {
-  const status = await node.mysqld!.status;
+  const status = await Promise.race([
+    node.mysqld!.status,
+    delay(60_000).then(() => {
+      throw new Error(`mariadbd ${node.name} still runs 60 s after pre-stop`);
+    }),
+  ]);
   assertEquals(status.code, 0, `mariadbd ${node.name} exit`);
   const log = await Deno.readTextFile(node.mysqld!.logFile);
   assert(/Shutdown complete/.test(log), `no clean shutdown in ${node.mysqld!.logFile}:\n${log.slice(-2000)}`);

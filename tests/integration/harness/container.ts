@@ -30,7 +30,15 @@
  */
 
 import type { Harness } from "./mod.ts";
-import { isAlive, pathExists, recordCgroup, type RunResult, type ServerProcess, waitFor } from "./proc.ts";
+import {
+  isAlive,
+  pathExists,
+  recordCgroup,
+  type RunResult,
+  type ServerProcess,
+  StopWaiting,
+  waitFor,
+} from "./proc.ts";
 import { REPO_ROOT, systemTool } from "./tools.ts";
 
 /** The environment variable naming the ContainerPilot binary the suite runs. */
@@ -566,13 +574,13 @@ export class ContainerNode {
       this.#starts++;
       const launcher = this.#launcher;
       this.#init = await waitFor(`${this.name}'s init to start`, () => {
-        if (launcher.exited) throw new Error(`${this.name} exited at once: ${this.logFile}`);
+        if (launcher.exited) throw new StopWaiting(`${this.name} exited at once: ${this.logFile}`);
         return processTable().find((p) => p.ppid === launcher.pid)?.pid;
       }, { timeoutMs: 10_000, intervalMs: 10 });
       this.#pidNs = pidNamespace(this.#init);
       const init = this.#init;
       await waitFor(`${this.name}'s init to become ContainerPilot`, () => {
-        if (launcher.exited) throw new Error(`${this.name} exited during startup`);
+        if (launcher.exited) throw new StopWaiting(`${this.name} exited during startup`);
         return processTable().find((p) => p.pid === init)?.comm === "containerpilot";
       }, { timeoutMs: 10_000, intervalMs: 20 });
     } catch (e) {
@@ -601,7 +609,7 @@ export class ContainerNode {
   /** Waits for a mysqld other than `not` (e.g. the one just killed) and returns its pid. */
   waitForMysqld(opts: { not?: number; timeoutMs?: number } = {}): Promise<number> {
     return waitFor(`${this.name}'s mysqld${opts.not ? ` (other than pid ${opts.not})` : ""}`, () => {
-      if (!this.running) throw new Error(`${this.name} is not running`);
+      if (!this.running) throw new StopWaiting(`${this.name} is not running`);
       const pid = this.mysqldPid();
       return pid !== undefined && pid !== opts.not ? pid : undefined;
     }, { timeoutMs: opts.timeoutMs ?? 60_000, intervalMs: 50 });
