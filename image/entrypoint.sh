@@ -1,5 +1,6 @@
 #!/bin/sh
-# The image's entrypoint: tells autopilot the container's memory limit, then runs ContainerPilot in its place.
+# The image's entrypoint: checks the configuration, tells autopilot the container's memory limit, then runs
+# ContainerPilot in its place.
 #
 # autopilot sizes the InnoDB buffer pool from that limit, but it cannot read /sys itself: Deno refuses every
 # /sys read to a program without --allow-all, and Deno's own process.constrainedMemory() misses the limit on
@@ -13,4 +14,8 @@ for file in /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_byte
     break
   fi
 done
+# A wrong or missing setting is one line per problem and exit 2 now, before anything starts: the container then
+# exits (Docker's restart policy decides what next), instead of ContainerPilot waiting for ever on a pre-start
+# that cannot succeed in this environment.
+/usr/local/bin/autopilot config >/dev/null || exit $?
 exec /usr/local/bin/containerpilot "$@"

@@ -15,7 +15,7 @@ import { assert, assertEquals } from "../unit/assert.ts";
 import { MysqlClient, MysqlQueryError } from "../../src/mysql/client.ts";
 import { bufferPoolBytes } from "../../src/mysql/mycnf.ts";
 import { Secret } from "../../src/config.ts";
-import { delay, Harness, keepFiles, randomSecret, stop, waitFor } from "./harness/mod.ts";
+import { delay, Harness, keepFiles, randomSecret, startConsul, stop, waitFor } from "./harness/mod.ts";
 import { SWEEP_GRACE_MS } from "../../src/services.ts";
 import {
   ContainerHost,
@@ -955,5 +955,106 @@ Deno.test({
         assertEquals(Number(count.n), rows);
       },
     });
+  },
+});
+
+Deno.test({
+  name: "containerpilot: bad input is one clear line, a container that exits or retries, never a half-made " +
+    "datadir or a primary advertised without its first snapshot",
+  ignore: SKIP !== undefined,
+  fn: async (t) => {
+    await using h = await Harness.create({ nodes: 3 });
+    await using c = await CpCluster.create(h);
+    const datadirEntries = async (n: ContainerNode) => {
+      const out: string[] = [];
+      for await (const e of Deno.readDir(`${n.dir}/mysql`)) out.push(e.name);
+      return out;
+    };
+
+    await t.step(
+      "a missing password: the container exits 2 with one line per problem, nothing made",
+      async () => {
+        const n = c.add(1, { MYSQL_REPL_PASSWORD: undefined });
+        const started = await n.start().then(() => undefined, (e: Error) => e);
+        assert(started !== undefined, "the container kept running with an invalid configuration");
+        const log = await n.log();
+        report(`missing password: ${log.trim().split("\n").join(" | ")}`);
+        assertEquals(
+          log.trim(),
+          "autopilot: invalid configuration: MYSQL_REPL_PASSWORD is required (replication user's password)",
+        );
+        assertEquals(await datadirEntries(n), [], "nothing in the datadir's volume");
+      },
+    );
+
+    await t.step(
+      "Consul unreachable: pre-start retries with one line each time, then comes up by itself",
+      async () => {
+        const port = h.consul.port;
+        await stop(h.consul.pid);
+        const n = c.add(2);
+        await n.start();
+        await n.waitForLog(/Attempt 2 failed: Cannot reach Consul/, { timeoutMs: 60_000 });
+        const lines = (await n.log()).split("\n").filter((l) => /autopilot·pre-start/.test(l));
+        report(`Consul unreachable: ${lines.at(-1)?.replace(/^.*autopilot·pre-start: /, "")}`);
+        assertEquals(n.mysqldPid(), undefined, "mysqld started before pre-start succeeded");
+        assertEquals(await datadirEntries(n), [], "pre-start made a datadir it could not finish");
+        const self = await n.exec(["autopilot", "status", "--self"]);
+        assertEquals(self.code, 1);
+        assert(
+          /pre-start|Cannot reach Consul/.test(self.stdout + self.stderr),
+          `status --self: ${self.stdout}`,
+        );
+        report(
+          `Consul unreachable: status --self says: ${(self.stdout + self.stderr).trim().split("\n")[0]}`,
+        );
+        const t0 = performance.now();
+        await startConsul({
+          httpPort: port,
+          bindAddrs: ["127.0.0.1", h.net.hostAddress],
+          dir: `${h.dir}/consul-again`,
+          group: h.group,
+        });
+        await c.settle(n, [], 180_000);
+        report(`Consul back: ${n.name} a writable primary ${secs(performance.now() - t0)} later, by itself`);
+      },
+    );
+
+    await t.step(
+      "an unwritable snapshot directory: the primary writes but is not advertised until a snapshot is stored",
+      async () => {
+        const primary = c.host.node(2);
+        await primary.stop({ graceMs: STOP_GRACE_MS });
+        // A fresh cluster whose store is a file where the directory should be.
+        const n = c.add(3, {
+          SNAPSHOT_DIR: "/var/lib/autopilot/snapshots/blocked/x",
+          SERVICE_NAME: "blocked",
+        });
+        await Deno.writeTextFile(`${c.host.snapshotsDir}/blocked`, "");
+        await n.start();
+        await n.waitForLog(/First snapshot failed: /, { timeoutMs: 120_000 });
+        await delay(12_000); // two more health passes
+        const failed = (await n.log()).split("\n").filter((l) =>
+          /First snapshot failed|No snapshot has been stored/.test(l)
+        );
+        report(
+          `unwritable store: ${failed.length} line(s): ${failed.at(0)?.replace(/^.*autopilot·health: /, "")}`,
+        );
+        assertEquals(failed.length, 1, "the failure is one line, not one a pass");
+        assertEquals(await c.passing("blocked-primary"), [], "advertised without a snapshot");
+        assertEquals(await c.readOnly(n), false, "the primary writes meanwhile");
+        await Deno.remove(`${c.host.snapshotsDir}/blocked`);
+        const task = await n.exec(["autopilot", "snapshot"]); // what the 5-minute task does next
+        assertEquals(task.code, 0, task.stderr);
+        await waitFor(
+          "the primary in blocked-primary",
+          async () => (await c.passing("blocked-primary")).length === 1,
+          {
+            timeoutMs: 30_000,
+            intervalMs: 500,
+          },
+        );
+      },
+    );
   },
 });

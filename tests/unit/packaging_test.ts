@@ -1004,6 +1004,11 @@ Deno.test("Dockerfile starts ContainerPilot with the shipped containerpilot.json
     /^exec \/usr\/local\/bin\/containerpilot "\$@"$/m.test(script),
     "entrypoint must exec ContainerPilot",
   );
+  // A wrong setting ends the container at once (exit 2, one line per problem) rather than leaving it idle.
+  assert(
+    /^\/usr\/local\/bin\/autopilot config >\/dev\/null \|\| exit \$\?$/m.test(script),
+    "entrypoint must check the configuration first",
+  );
   assert(
     Deno.statSync(`${ROOT}/image/entrypoint.sh`).mode! & 0o100,
     "image/entrypoint.sh must be executable",
