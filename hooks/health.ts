@@ -168,8 +168,8 @@ async function healthPass(c: PassContext): Promise<number> {
       if (!c.again) break;
       facts = await gatherFacts(c);
     }
-    if (healthy && c.serving && c.state.firstSnapshotPending) {
-      healthy = await firstSnapshotStored(c);
+    if (healthy && c.serving && c.state.firstSnapshotPending !== undefined) {
+      healthy = await firstSnapshotStored(c, c.state.firstSnapshotPending);
       if (c.outcome) outcome = c.outcome;
     }
     await report(c, healthy, outcome);
@@ -358,7 +358,6 @@ async function bootstrapPrimary(c: PassContext): Promise<boolean> {
   log.info("Bootstrapping the first primary: accounts, database, root password");
   await db.run(bootstrapStatements(c.config, c.flavour, rootPassword));
   if (!(await serveAsPrimary(c))) return false;
-  await saveState(c, { ...c.state, firstSnapshotPending: true });
   return await takeFirstSnapshot(c);
 }
 
@@ -373,28 +372,28 @@ async function takeFirstSnapshot(c: PassContext): Promise<boolean> {
   try {
     const manifest = await takeAndPublishSnapshot(c.config, c.consul, c.flavour, c.db!);
     log.info("First snapshot {name} stored and published for replicas", { name: manifest.name });
-    await saveState(c, { ...c.state, firstSnapshotPending: undefined });
     return true;
   } catch (e) {
-    c.outcome = {
-      level: "error",
-      text:
-        `First snapshot failed: ${(e as Error).message}; this primary is not advertised until a snapshot ` +
-        "is stored (the snapshot task tries again every 5 minutes; or run 'autopilot backup now')",
-    };
+    const why = (e as Error).message;
+    await saveState(c, { ...c.state, firstSnapshotPending: why });
+    c.outcome = firstSnapshotMissing(why);
     return false;
   }
 }
 
+/** The outcome while no snapshot is stored: the same line every pass, so it is logged once (see report()). */
+function firstSnapshotMissing(why: string): NonNullable<PassContext["outcome"]> {
+  return {
+    level: "error",
+    text: `First snapshot failed: ${why}; this primary is not advertised until a snapshot is stored (the ` +
+      "snapshot task tries again every 5 minutes; or run 'autopilot backup now')",
+  };
+}
+
 /** Whether a snapshot has been published since a failed first one; the flag goes once one has. */
-async function firstSnapshotStored(c: PassContext): Promise<boolean> {
+async function firstSnapshotStored(c: PassContext, why: string): Promise<boolean> {
   if ((await publishedSnapshot(c.config, c.consul)) === undefined) {
-    c.outcome = {
-      level: "error",
-      text: "No snapshot has been stored since this primary bootstrapped the cluster (the first one " +
-        "failed): it is not advertised until one is (the snapshot task tries every 5 minutes; or run " +
-        "'autopilot backup now')",
-    };
+    c.outcome = firstSnapshotMissing(why);
     return false;
   }
   log.info("A snapshot is stored now: this primary is advertised");

@@ -24,8 +24,8 @@ export interface NodeState {
   readonly repointing?: string;
   /** The shape of the last unhealthy outcome the health pass logged (see health.ts report()), if unhealthy. */
   readonly reported?: string;
-  /** This node bootstrapped the cluster and its first snapshot has not been stored yet. */
-  readonly firstSnapshotPending?: boolean;
+  /** This node bootstrapped the cluster and its first snapshot could not be stored: why (until one is). */
+  readonly firstSnapshotPending?: string;
   /**
    * Where this node registered the `SERVICE_NAME-primary` service (`address:port`), until it withdraws it.
    */
