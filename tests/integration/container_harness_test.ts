@@ -10,14 +10,15 @@
 import { assert, assertEquals } from "../unit/assert.ts";
 import {
   cleanupLeftovers,
+  createMemoryCgroup,
   Harness,
   pathExists,
   randomId,
-  recordCgroup,
+  recordedCgroups,
   stateDir,
   withStateLock,
 } from "./harness/mod.ts";
-import { ContainerHost, createMemoryCgroup, processTable } from "./harness/container.ts";
+import { ContainerHost, processTable } from "./harness/container.ts";
 
 /** The init: reports, starts a child and a grandchild, and exits 0 on SIGTERM. */
 const FAKE_INIT = `#!/bin/sh
@@ -119,13 +120,31 @@ Deno.test("container launcher: a node gets the image's paths, its own namespaces
   assert(!(await pathExists(cg.path)), `${cg.path} was not removed`);
 });
 
+Deno.test("container launcher: a first start that cannot spawn removes the memory cgroup it made", async () => {
+  await using h = await Harness.create({ nodes: 1 });
+  const fake = `${h.dir}/containerpilot`;
+  await Deno.writeTextFile(fake, FAKE_INIT, { mode: 0o755 });
+  await using host = await ContainerHost.create(h, { containerpilot: fake });
+  // A NUL byte in a setting: the spawn itself throws, before there is any process.
+  const n1 = host.node(1, { env: { BROKEN: "a\0b" }, memoryLimitBytes: 64 * 2 ** 20 });
+  let error = "";
+  await n1.start().catch((e) => error = String(e));
+  assert(/n1 did not start: .*nul byte/.test(error), `start: ${error}`);
+  const made = await recordedCgroups(h.tag, h.dir);
+  assertEquals(made.length, 1, `cgroups listed: ${made}`);
+  assert(made[0].endsWith(`/apt${h.tag}_n1`), made[0]);
+  assert(!(await pathExists(made[0])), `${made[0]} was left after the failed start`);
+  assertEquals(n1.cgroup, undefined);
+  assert(!n1.running);
+});
+
 Deno.test("cleanupLeftovers() behaviour: removes the memory cgroups a dead run recorded", async () => {
   const tag = randomId(4);
   const runDir = `${stateDir()}/runs/${tag}`;
   await Deno.mkdir(runDir, { recursive: true });
-  const cg = await createMemoryCgroup(`apt${tag}_n1`, 64 * 2 ** 20);
+  const cg = await createMemoryCgroup({ tag, dir: runDir }, "n1", 64 * 2 ** 20);
   try {
-    await recordCgroup(tag, runDir, cg.path);
+    assertEquals(await recordedCgroups(tag, runDir), [cg.path], "createMemoryCgroup() did not record it");
     await withStateLock(async () => {
       await Deno.writeTextFile(`${stateDir()}/tags`, `${tag}\t1:0\n`, { append: true }); // an ended owner
     });

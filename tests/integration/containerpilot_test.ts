@@ -21,7 +21,6 @@ import {
   ContainerHost,
   type ContainerNode,
   containerPilotBin,
-  memoryCgroupStats,
   type StopResult,
 } from "./harness/container.ts";
 
@@ -937,18 +936,18 @@ Deno.test({
         } catch (e) {
           failed = e;
         }
-        const stats = await memoryCgroupStats(n1.cgroup!);
-        const peak = stats.peakBytes === undefined
-          ? "unknown"
-          : `${(stats.peakBytes / 2 ** 20).toFixed(0)} MiB`;
+        const cgroup = n1.cgroup!;
+        const oomKills = cgroup.oomKills();
+        const peakBytes = cgroup.peakBytes();
+        const peak = peakBytes === undefined ? "unknown" : `${(peakBytes / 2 ** 20).toFixed(0)} MiB`;
         report(
           `memory: the load of ${rows} rows ${failed ? "failed" : "finished"} after ${
             secs(performance.now() - t0)
           }; ` +
-            `cgroup peak ${peak}, OOM kills ${stats.oomKills}, mysqld pid ${pid} then ${n1.mysqldPid()}`,
+            `cgroup peak ${peak}, OOM kills ${oomKills}, mysqld pid ${pid} then ${n1.mysqldPid()}`,
         );
         const why = failed ? ` (the load failed: ${failed instanceof Error ? failed.message : failed})` : "";
-        assertEquals(stats.oomKills, 0, `the OOM killer ran in the node's cgroup${why}`);
+        assertEquals(oomKills, 0, `the OOM killer ran in the node's cgroup${why}`);
         assertEquals(n1.mysqldPid(), pid, `mysqld was restarted during the load${why}`);
         if (failed) throw failed;
         const [count] = await c.sql(n1, "SELECT COUNT(*) AS n FROM app.load");

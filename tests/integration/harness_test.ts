@@ -3,11 +3,18 @@
 import assert from "node:assert/strict";
 import {
   cleanupLeftovers,
+  createMemoryCgroup,
   Harness,
+  inheritedMemoryLimit,
   ip,
   isAlive,
   type MariadbNode,
+  memoryCgroupPlace,
+  memoryMount,
+  ownCgroup,
+  pathExists,
   randomId,
+  recordedCgroups,
   recordRun,
   run,
   runOk,
@@ -251,5 +258,150 @@ Deno.test("cleanupLeftovers() behaviour: removes a dead run's process and namesp
       await p.status;
     }
     await run(IP, ["netns", "del", ns]);
+  }
+});
+
+const MiB = 2 ** 20;
+
+Deno.test("memoryMount(), ownCgroup(), memoryCgroupPlace(): the memory hierarchy and where a test cgroup goes", () => {
+  const v1 = [
+    "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755",
+    "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu",
+    "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory",
+    "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw",
+  ].join("\n");
+  assert.deepEqual(memoryMount(v1), { version: 1, mountPoint: "/sys/fs/cgroup/memory", root: "/" });
+  const v2 = "30 23 0:26 /ct /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate";
+  assert.deepEqual(memoryMount(v2), { version: 2, mountPoint: "/sys/fs/cgroup", root: "/ct" });
+  assert.match(memoryMount("31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw") as string, /no memory cgroup/);
+
+  const cgroups = "9:name=systemd:/\n4:memory:/runner/job1\n1:cpu,cpuacct:/\n0::/other\n";
+  assert.equal(ownCgroup(cgroups, 1), "/runner/job1");
+  assert.equal(ownCgroup(cgroups, 2), "/other");
+  assert.equal(ownCgroup("0::/\n", 1), undefined);
+
+  const m1 = { version: 1 as const, mountPoint: "/sys/fs/cgroup/memory", root: "/" };
+  assert.deepEqual(memoryCgroupPlace(m1, "/runner/job1", "aptabcd_n1"), {
+    parentDir: "/sys/fs/cgroup/memory/runner/job1",
+    path: "/sys/fs/cgroup/memory/runner/job1/aptabcd_n1",
+    relative: "/runner/job1/aptabcd_n1",
+  });
+  assert.deepEqual(memoryCgroupPlace(m1, "/", "aptabcd_n1"), {
+    parentDir: "/sys/fs/cgroup/memory",
+    path: "/sys/fs/cgroup/memory/aptabcd_n1",
+    relative: "/aptabcd_n1",
+  });
+  // A mount that shows a cgroup below the root (bound from there): paths below it, relative from the root.
+  const bound = { ...m1, root: "/runner" };
+  assert.deepEqual(memoryCgroupPlace(bound, "/runner/job1", "aptabcd_n1"), {
+    parentDir: "/sys/fs/cgroup/memory/job1",
+    path: "/sys/fs/cgroup/memory/job1/aptabcd_n1",
+    relative: "/runner/job1/aptabcd_n1",
+  });
+  assert.match(memoryCgroupPlace(bound, "/runner2/job", "x") as string, /outside the mounted hierarchy/);
+  // v2: below the root the mount shows, whatever this process's cgroup.
+  const m2 = { version: 2 as const, mountPoint: "/sys/fs/cgroup", root: "/" };
+  assert.deepEqual(memoryCgroupPlace(m2, "/user.slice/x", "aptabcd_n1"), {
+    parentDir: "/sys/fs/cgroup",
+    path: "/sys/fs/cgroup/aptabcd_n1",
+    relative: "/aptabcd_n1",
+  });
+});
+
+Deno.test("Harness.memoryCgroup() behaviour: apt<tag>_<name> below this process's cgroup (v1), listed before it is made, the wrapper puts a process in it, a limit above an ancestor's is refused, dispose removes it", async () => {
+  let path = "";
+  let dir = "";
+  {
+    await using h = await Harness.create();
+    dir = h.dir;
+    const cg = await h.memoryCgroup("outer", 256 * MiB);
+    path = cg.path;
+    const mount = memoryMount(await Deno.readTextFile("/proc/self/mountinfo"));
+    assert.ok(typeof mount !== "string", String(mount));
+    const own = ownCgroup(await Deno.readTextFile("/proc/self/cgroup"), mount.version)!;
+    const name = `apt${h.tag}_outer`;
+    const parent = mount.version === 1 ? own : mount.root;
+    assert.equal(cg.relative, `${parent === "/" ? "" : parent}/${name}`);
+    assert.ok(
+      cg.path.startsWith(`${mount.mountPoint}/`) && cg.path.endsWith(cg.relative.slice(mount.root.length)),
+    );
+    assert.deepEqual(await recordedCgroups(h.tag, h.dir), [cg.path]);
+    const limit = await Deno.readTextFile(
+      `${cg.path}/${mount.version === 1 ? "memory.limit_in_bytes" : "memory.max"}`,
+    );
+    assert.equal(limit.trim(), String(256 * MiB));
+    assert.deepEqual(await inheritedMemoryLimit(mount, cg.path), { bytes: 256 * MiB, dir: cg.path });
+    await assert.rejects(h.memoryCgroup("outer", MiB), Deno.errors.AlreadyExists);
+
+    // A process started through the wrapper is in the cgroup, and makes its own test cgroups below it (v1), where
+    // a limit above the 256 MiB it is in is refused before anything is made or listed.
+    const cgroupTs = new URL("./harness/cgroup.ts", import.meta.url).href;
+    const code = `
+      import { createMemoryCgroup } from ${JSON.stringify(cgroupTs)};
+      const run = ${JSON.stringify({ tag: h.tag, dir: h.dir })};
+      const out = { cgroup: Deno.readTextFileSync("/proc/self/cgroup") };
+      try {
+        const inner = await createMemoryCgroup(run, "inner", ${128 * MiB});
+        out.inner = inner.path;
+        await inner.remove();
+      } catch (e) { out.innerError = e.message; }
+      try {
+        const big = await createMemoryCgroup(run, "big", ${512 * MiB});
+        out.big = big.path;
+        await big.remove();
+      } catch (e) { out.bigError = e.message; }
+      console.log(JSON.stringify(out));`;
+    const child = await new Deno.Command(cg.wrapper[0], {
+      args: [...cg.wrapper.slice(1), Deno.execPath(), "eval", "-q", code],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(child.stderr);
+    assert.ok(child.success, stderr);
+    const out = JSON.parse(new TextDecoder().decode(child.stdout));
+    assert.equal(
+      ownCgroup(out.cgroup, mount.version),
+      cg.relative,
+      "the wrapper did not put the process in it",
+    );
+    assert.equal(out.innerError, undefined);
+    assert.equal(
+      out.inner,
+      mount.version === 1 ? `${cg.path}/apt${h.tag}_inner` : `${mount.mountPoint}/apt${h.tag}_inner`,
+    );
+    if (mount.version === 1) {
+      assert.equal(out.big, undefined, "a 512 MiB cgroup was made inside a 256 MiB one");
+      assert.match(
+        out.bigError,
+        new RegExp(
+          `^cannot make memory cgroup big: a limit of ${512 * MiB} bytes is above the ${
+            256 * MiB
+          } that ${cg.path} allows`,
+        ),
+      );
+      assert.deepEqual(await recordedCgroups(h.tag, h.dir), [cg.path, out.inner]);
+    }
+  }
+  assert.ok(!(await pathExists(path)), `${path} was not removed`);
+  assert.ok(!(await pathExists(dir)), `${dir} was not removed`);
+});
+
+Deno.test("Harness.dispose() behaviour: keeps the run dir while a memory cgroup it lists is still there", async () => {
+  const h = await Harness.create();
+  // Made for the run but not through the Harness, as a container node's is: the Harness does not remove it.
+  const cg = await createMemoryCgroup(h, "stray", 64 * MiB);
+  try {
+    await assert.rejects(h.dispose(), (e: AggregateError) => {
+      assert.match(
+        String(e.errors),
+        new RegExp(`memory cgroups still there \\(${cg.path}\\): run dir ${h.dir} kept`),
+      );
+      return true;
+    });
+    assert.ok(await pathExists(`${h.dir}/cgroups`), "the list of the run's cgroups went with the run dir");
+  } finally {
+    await cg.remove();
+    await Deno.remove(h.dir, { recursive: true }).catch(() => {});
   }
 });

@@ -2,8 +2,13 @@
  * `scripts/local_cluster.ts`, the developer's local cluster, run as a user would run it: a subprocess that
  * brings up two nodes with the settings of an env file (compose's `env_file` syntax), prints how to reach
  * them and how to run `autopilot` on a node (the test runs those very lines), keeps them running (a killed
- * mysqld is restarted, as ContainerPilot's `restarts: unlimited` does) and, at the end of `--duration`, stops
- * every server it started and removes its namespaces. A bad setting stops it before anything starts.
+ * mysqld is restarted, as ContainerPilot's `restarts: unlimited` does) and, on SIGTERM or at the end of
+ * `--duration`, stops every server it started and removes its namespaces. A bad setting stops it before
+ * anything starts.
+ *
+ * The two-node run is stopped with SIGTERM once its checks are done (its `--duration` is only a safety net);
+ * the `--duration` stop itself is tested on one node with a short duration. Every wait stops at once when the
+ * script has exited.
  *
  * @module
  */
@@ -11,7 +16,7 @@ import { assert, assertEquals } from "../unit/assert.ts";
 import { MysqlClient } from "../../src/mysql/client.ts";
 import { Secret } from "../../src/config.ts";
 import { PASSWORDS } from "../../scripts/local_cluster_env.ts";
-import { ip, randomSecret, REPO_ROOT, run, StopWaiting, waitFor } from "./harness/mod.ts";
+import { ip, randomSecret, REPO_ROOT, run, StopWaiting, waitFor, type WaitOptions } from "./harness/mod.ts";
 
 /** True while `pid` runs one of the given programs (a reused pid running something else does not count). */
 function running(pid: number, programs: string[]): boolean {
@@ -45,6 +50,125 @@ async function shell(line: string): Promise<{ code: number; stdout: string; stde
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/** How long a stopping script may take to stop its cluster and exit (pre-stop, mysqld, Consul, namespaces). */
+const STOP_TIMEOUT_MS = 180_000;
+
+/** scripts/local_cluster.ts running as a subprocess (its launcher), its output collected as it comes. */
+class ScriptRun implements AsyncDisposable {
+  out = "";
+  err = "";
+  exited = false;
+  readonly status: Promise<Deno.CommandStatus>;
+  readonly #child: Deno.ChildProcess;
+  readonly #reading: Promise<unknown>;
+
+  constructor(args: string[]) {
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "scripts/local_cluster.ts", ...args],
+      cwd: REPO_ROOT,
+      clearEnv: true,
+      env: scriptEnv(),
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#reading = Promise.all([
+      this.#child.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
+        new WritableStream({ write: (s) => void (this.out += s) }),
+      ),
+      this.#child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+        new WritableStream({ write: (s) => void (this.err += s) }),
+      ),
+    ]);
+    this.status = this.#child.status.then((s) => {
+      this.exited = true;
+      return s;
+    });
+  }
+
+  #exitedWhile(what: string): StopWaiting {
+    return new StopWaiting(`local_cluster.ts exited while waiting for ${what}:\n${this.out}\n${this.err}`);
+  }
+
+  /** {@linkcode waitFor}, which stops at once when the script has exited (its namespaces are gone then). */
+  async waitFor<T>(what: string, check: () => T | Promise<T>, opts?: WaitOptions): Promise<NonNullable<T>> {
+    try {
+      return await waitFor(what, () => {
+        if (this.exited) throw this.#exitedWhile(what);
+        return check();
+      }, opts);
+    } catch (e) {
+      if (this.exited && !(e instanceof StopWaiting)) throw this.#exitedWhile(what);
+      throw e;
+    }
+  }
+
+  /** Waits (at most `timeoutMs`) for the script to exit and for all of its output. */
+  async exit(timeoutMs = STOP_TIMEOUT_MS): Promise<Deno.CommandStatus> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const s = await Promise.race([
+      this.status,
+      new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), timeoutMs)),
+    ]);
+    clearTimeout(timer);
+    if (s === undefined) {
+      throw new Error(`local_cluster.ts did not exit within ${timeoutMs} ms:\n${this.out}`);
+    }
+    await this.#reading;
+    return s;
+  }
+
+  /** Stops the script if it still runs: SIGTERM to the launcher, then SIGKILL if it does not exit in time. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.exited) {
+      this.#child.kill("SIGTERM"); // it stops its cluster in order, then exits
+      await this.exit().catch(() => {
+        if (!this.exited) this.#child.kill("SIGKILL");
+      });
+    }
+    await this.status;
+    await this.#reading.catch(() => {});
+  }
+}
+
+/** What the script printed once the cluster was healthy: the nodes, Consul, the run dir. */
+function healthyBlock(out: string) {
+  const nodes = [
+    ...out.matchAll(
+      /^ {2}(n\d) {2}(10\.99\.\d+\.\d+):3306 {2}(primary|replica) {2}netns (\S+) {2}mysqld pid (\d+)$/gm,
+    ),
+  ]
+    .map((m) => ({ name: m[1], address: m[2], role: m[3], ns: m[4], pid: Number(m[5]) }));
+  assert(nodes.length > 0, `no nodes in the output:\n${out}`);
+  const prefix = nodes[0].ns.replace(/_n1$/, "");
+  assert(/^apt[a-z0-9]{4}$/.test(prefix), nodes[0].ns);
+  const [, consulPid, consulAddr] = match(out, /^ {2}consul {4}pid (\d+) {2}http:\/\/(\S+) /m, "consul");
+  const socket = match(out, /over a node's socket: mariadb -S (\S+) -u root\n/, "root socket")[1];
+  const runDir = socket.replace(/\/node\d\/run\/mysqld\.sock$/, "");
+  assert(runDir !== socket, socket);
+  const stopPid = Number(match(out, /^stop: Ctrl-C, or kill -TERM (\d+);/m, "the stop command")[1]);
+  return { nodes, prefix, consulPid: Number(consulPid), consulAddr, runDir, stopPid };
+}
+
+/** After the script exited: every server it started is stopped, its namespaces, host leg and run dir gone. */
+async function assertAllRemoved(out: string, block: ReturnType<typeof healthyBlock>, more: number[] = []) {
+  const namespaces = (await run(await ip(), ["netns", "list"])).stdout;
+  assert(!namespaces.includes(`${block.prefix}_`), `namespaces left:\n${namespaces}`);
+  const links = (await run(await ip(), ["-o", "link", "show"])).stdout;
+  assert(!links.includes(`${block.prefix}-host`), "the host leg is left");
+  const pids = [block.consulPid, ...block.nodes.map((n) => n.pid), ...more];
+  for (const pid of pids) assert(!running(pid, ["consul", "mariadbd"]), `pid ${pid} still runs`);
+  const stopped = match(out, /stopped: pids ([\d ]+);/, "stopped pids")[1].split(" ").map(Number);
+  for (const pid of pids) assert(stopped.includes(pid), `${pid}`);
+  let dirLeft = true;
+  try {
+    await Deno.stat(block.runDir);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) dirLeft = false;
+  }
+  assert(!dirLeft, `${block.runDir} is left`);
+}
+
 /** Runs scripts/local_cluster.ts to its end (for runs that stop before anything starts). */
 async function script(args: string[]): Promise<{ code: number; stdout: string; stderr: string[] }> {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -60,74 +184,56 @@ async function script(args: string[]): Promise<{ code: number; stdout: string; s
   return { code: out.code, stdout: dec.decode(out.stdout), stderr };
 }
 
-Deno.test("scripts/local_cluster.ts brings up a healthy cluster with an env file's settings, keeps it up, and removes all of it at the end", async () => {
+Deno.test("scripts/local_cluster.ts brings up a healthy cluster with an env file's settings, keeps it up, and on SIGTERM removes all of it", async () => {
   // An env file as a user would write it for compose: a service name, semi-sync, an application account,
   // passwords with quotes, '$' and '#' in them, a comment, the 'export' and 'KEY: VALUE' forms, and a
   // path the local cluster owns.
   const dir = await Deno.makeTempDir({ prefix: "autopilot-local-cluster-" });
-  const tag = randomSecret(4);
-  const appPassword = `it's-${tag} $x #1`;
-  const replPassword = `r"${tag}\\ $ pw`;
-  const envFile = `${dir}/test.env`;
-  await Deno.writeTextFile(
-    envFile,
-    [
-      "# the local cluster's integration test",
-      "SERVICE_NAME=shop",
-      "SEMI_SYNC=true",
-      "export MYSQL_USER=shopper",
-      "MYSQL_DATABASE: shop",
-      `MYSQL_PASSWORD='it\\'s-${tag} $x #1'`,
-      `MYSQL_REPL_PASSWORD="r\\"${tag}\\\\ $$ pw"   # a comment`,
-      "MYSQL_DATADIR=/not/used",
-      "",
-    ].join("\n"),
-    { mode: 0o600 },
-  );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "scripts/local_cluster.ts",
+  try {
+    const tag = randomSecret(4);
+    const appPassword = `it's-${tag} $x #1`;
+    const replPassword = `r"${tag}\\ $ pw`;
+    const envFile = `${dir}/test.env`;
+    await Deno.writeTextFile(
+      envFile,
+      [
+        "# the local cluster's integration test",
+        "SERVICE_NAME=shop",
+        "SEMI_SYNC=true",
+        "export MYSQL_USER=shopper",
+        "MYSQL_DATABASE: shop",
+        `MYSQL_PASSWORD='it\\'s-${tag} $x #1'`,
+        `MYSQL_REPL_PASSWORD="r\\"${tag}\\\\ $$ pw"   # a comment`,
+        "MYSQL_DATADIR=/not/used",
+        "",
+      ].join("\n"),
+      { mode: 0o600 },
+    );
+    // --duration is only a safety net, far beyond the bounded waits below: the test stops it with SIGTERM.
+    await using script = new ScriptRun([
       "--env-file",
       envFile,
       "--nodes",
       "2",
       "--duration",
-      "100",
+      "900",
       "--snapshot-interval",
       "10",
       "--status-interval",
       "10",
-    ],
-    cwd: REPO_ROOT,
-    clearEnv: true,
-    env: scriptEnv(),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let out = "";
-  let err = "";
-  let exited = false;
-  const reading = Promise.all([
-    child.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
-      new WritableStream({ write: (s) => void (out += s) }),
-    ),
-    child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-      new WritableStream({ write: (s) => void (err += s) }),
-    ),
-  ]);
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
-  });
-  try {
-    await waitFor("the cluster to be healthy", () => {
-      if (exited) throw new StopWaiting(`local_cluster.ts exited early:\n${out}\n${err}`);
-      return out.includes("\ncluster is healthy (2 nodes");
-    }, { timeoutMs: 180_000, intervalMs: 200 });
-    await waitFor("the details after the healthy line", () => out.includes("\nstop: "), { timeoutMs: 5000 });
+    ]);
+    await script.waitFor(
+      "the cluster to be healthy",
+      () => script.out.includes("\ncluster is healthy (2 nodes"),
+      {
+        timeoutMs: 180_000,
+        intervalMs: 200,
+      },
+    );
+    await script.waitFor("the details after the healthy line", () => script.out.includes("\nstop: "), {
+      timeoutMs: 5000,
+    });
+    const out = script.out;
 
     // It said which file it read, and that the file's MYSQL_DATADIR is not used.
     assert(out.includes(`] env file ${envFile}: 7 variables read\n`), out);
@@ -136,23 +242,14 @@ Deno.test("scripts/local_cluster.ts brings up a healthy cluster with an env file
       out,
     );
     assert(/cluster is healthy \(2 nodes, up in \d+ s, SERVICE_NAME shop\)\n/.test(out), out);
+    assert(out.includes("\nstops by itself in 900 s (--duration)\n"), out);
 
     // What it printed: both nodes with their address, namespace and mysqld pid; Consul; how to connect.
-    const nodes = [
-      ...out.matchAll(
-        /^ {2}(n\d) {2}(10\.99\.\d+\.\d+):3306 {2}(primary|replica) {2}netns (\S+) {2}mysqld pid (\d+)$/gm,
-      ),
-    ]
-      .map((m) => ({ name: m[1], address: m[2], role: m[3], ns: m[4], pid: Number(m[5]) }));
+    const block = healthyBlock(out);
+    const { nodes, runDir } = block;
     assertEquals(nodes.map((n) => [n.name, n.role]), [["n1", "primary"], ["n2", "replica"]], out);
-    const prefix = nodes[0].ns.replace(/_n1$/, "");
-    assert(/^apt[a-z0-9]{4}$/.test(prefix), nodes[0].ns);
-    const [, consulPid, consulAddr] = match(out, /^ {2}consul {4}pid (\d+) {2}http:\/\/(\S+) /m, "consul");
     assert(out.includes(`mariadb -h ${nodes[0].address} -u shopper -p shop\n`), out);
     assert(out.includes(`shopper password: the MYSQL_PASSWORD in ${envFile}\n`), out);
-    const socket = match(out, /over a node's socket: mariadb -S (\S+) -u root\n/, "root socket")[1];
-    const runDir = socket.replace(/\/node1\/run\/mysqld\.sock$/, "");
-    assert(runDir !== socket, socket);
     for (const k of [1, 2]) {
       assert(
         out.includes(`  n${k}: ${runDir}/node${k}/autopilot.log (hooks), ${runDir}/node${k}/mysqld.log\n`),
@@ -167,10 +264,10 @@ Deno.test("scripts/local_cluster.ts brings up a healthy cluster with an env file
       );
       return line;
     };
-    assertEquals(err, "", "nothing on stderr while it runs");
+    assertEquals(script.err, "", "nothing on stderr while it runs");
 
     // The file's settings reached the nodes: Consul's keys have the SERVICE_NAME prefix, semi-sync is on.
-    const keys = await (await fetch(`http://${consulAddr}/v1/kv/?keys`)).json() as string[];
+    const keys = await (await fetch(`http://${block.consulAddr}/v1/kv/?keys`)).json() as string[];
     assert(keys.includes("shop-primary") && keys.includes("shop-last-backup"), keys.join(" "));
     assert(!keys.some((k) => k.startsWith("mysql-")), keys.join(" "));
     const semiSync = async (k: number, variable: string, kind: "VARIABLES" | "STATUS") => {
@@ -183,7 +280,7 @@ Deno.test("scripts/local_cluster.ts brings up a healthy cluster with an env file
     };
     assertEquals(await semiSync(1, "rpl_semi_sync_master_enabled", "VARIABLES"), "ON");
     assertEquals(await semiSync(2, "rpl_semi_sync_slave_enabled", "VARIABLES"), "ON");
-    await waitFor(
+    await script.waitFor(
       "n2 acknowledging n1's transactions",
       async () => await semiSync(1, "Rpl_semi_sync_master_clients", "STATUS") === "1",
     );
@@ -219,7 +316,7 @@ Deno.test("scripts/local_cluster.ts brings up a healthy cluster with an env file
       await using db = await connect(nodes[0].address);
       await db.run(["CREATE TABLE shop.t (id INT PRIMARY KEY)", "INSERT INTO shop.t VALUES (1)"]);
     }
-    await waitFor("the row on n2", async () => {
+    await script.waitFor("the row on n2", async () => {
       await using db = await connect(nodes[1].address);
       return Number((await db.query("SELECT COUNT(*) AS n FROM shop.t"))[0].n) === 1;
     });
@@ -231,7 +328,7 @@ Deno.test("scripts/local_cluster.ts brings up a healthy cluster with an env file
     const switchover = await shell(command("switchover"));
     assertEquals(switchover.code, 0, `${switchover.stdout}\n${switchover.stderr}`);
     assert(switchover.stdout.startsWith("switchover: n1 -> n2"), switchover.stdout);
-    await waitFor("n2 as the primary in status", async () => {
+    await script.waitFor("n2 as the primary in status", async () => {
       const st = await shell(command("status"));
       return st.code === 0 && st.stdout.startsWith(`primary:   n2 (${nodes[1].address}:3306)\n`);
     }, { timeoutMs: 30_000, intervalMs: 1000 });
@@ -239,15 +336,14 @@ Deno.test("scripts/local_cluster.ts brings up a healthy cluster with an env file
     // The replica's mysqld (n1's, now) dies: the script starts it again, and the cluster is healthy again.
     Deno.kill(nodes[0].pid, "SIGKILL");
     const restarted = Number(
-      (await waitFor("n1's mysqld restarted", () => out.match(/n1: mysqld restarted \(pid (\d+)\)/), {
-        timeoutMs: 30_000,
-      }))[1],
+      (await script.waitFor(
+        "n1's mysqld restarted",
+        () => script.out.match(/n1: mysqld restarted \(pid (\d+)\)/),
+        { timeoutMs: 30_000 },
+      ))[1],
     );
     assert(restarted !== nodes[0].pid);
-    await waitFor("status exit 0 after the restart", async () => {
-      if (exited) {
-        throw new StopWaiting(`local_cluster.ts exited before the cluster was healthy again:\n${out}`);
-      }
+    await script.waitFor("status exit 0 after the restart", async () => {
       const st = await shell(command("status"));
       if (st.code === 0) return true;
       // the reason is in the last error if this times out: the status and n1's recent hook output
@@ -257,17 +353,37 @@ Deno.test("scripts/local_cluster.ts brings up a healthy cluster with an env file
       );
     }, { timeoutMs: 30_000, intervalMs: 1000 });
 
-    // At the end of --duration it stops by itself, exit 0, leaving nothing behind, and no password was shown.
-    const s = await status;
-    await reading;
-    assertEquals(s.code, 0, `${out}\n${err}`);
-    assertEquals(err, "");
-    assert(!out.includes(tag), "a password from the env file was printed");
-    assert(out.includes("stopping (--duration 100 s elapsed)"), out);
-    assert(out.includes("--- autopilot status (exit 0) ---"), "the periodic status was printed");
+    // The periodic jobs ran (every 10 s): the status was printed and each node ran `snapshot`. These are
+    // conditions, not a wait for time to pass: they are usually met already.
+    await script.waitFor(
+      "the periodic status",
+      () => script.out.includes("--- autopilot status (exit 0) ---"),
+      {
+        timeoutMs: 30_000,
+        intervalMs: 500,
+      },
+    );
+    for (const k of [1, 2]) {
+      await script.waitFor(`a snapshot run on n${k}`, async () => {
+        const log = await Deno.readTextFile(`${runDir}/node${k}/autopilot.log`);
+        return /^\S+ snapshot: autopilot snapshot -> exit \d+$/m.test(log);
+      }, { timeoutMs: 30_000, intervalMs: 500 });
+    }
+
+    // SIGTERM, as the printed `stop:` line says: it stops in order, exit 0, leaving nothing behind, and no
+    // password was shown.
+    assert(running(block.stopPid, [Deno.execPath()]), `pid ${block.stopPid} of the stop line is not deno`);
+    Deno.kill(block.stopPid, "SIGTERM");
+    const s = await script.exit();
+    const all = script.out;
+    assertEquals(s.code, 0, `${all}\n${script.err}`);
+    assertEquals(script.err, "");
+    assert(!all.includes(tag), "a password from the env file was printed");
+    assert(all.includes("] stopping (signal)\n"), all);
+    assert(!all.includes("stopping (--duration"), all);
     const summary = (name: string) =>
       match(
-        out,
+        all,
         new RegExp(
           `${name}: health (\\d+) runs \\((\\d+) failed\\), snapshot (\\d+) runs \\((\\d+) failed\\), ` +
             `on-change \\d+ runs, mysqld restarts (\\d+)`,
@@ -278,28 +394,47 @@ Deno.test("scripts/local_cluster.ts brings up a healthy cluster with an env file
     const [, , n2Snapshots, n2SnapshotsFailed, n2Restarts] = summary("n2");
     assert(n1Snapshots >= 1 && n2Snapshots >= 1, "snapshot ran every --snapshot-interval");
     assertEquals([n1SnapshotsFailed, n2SnapshotsFailed, n1Restarts, n2Restarts], [0, 0, 1, 0]);
-
-    const namespaces = (await run(await ip(), ["netns", "list"])).stdout;
-    assert(!namespaces.includes(`${prefix}_`), `namespaces left:\n${namespaces}`);
-    const links = (await run(await ip(), ["-o", "link", "show"])).stdout;
-    assert(!links.includes(`${prefix}-host`), "the host leg is left");
-    const pids = [Number(consulPid), ...nodes.map((n) => n.pid), restarted];
-    for (const pid of pids) assert(!running(pid, ["consul", "mariadbd"]), `pid ${pid} still runs`);
-    const stopped = match(out, /stopped: pids ([\d ]+);/, "stopped pids")[1].split(" ").map(Number);
-    for (const pid of pids) assert(stopped.includes(pid), `${pid}`);
-    let dirLeft = true;
-    try {
-      await Deno.stat(runDir);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) dirLeft = false;
-    }
-    assert(!dirLeft, `${runDir} is left`);
+    await assertAllRemoved(all, block, [restarted]);
   } finally {
-    if (!exited) {
-      child.kill("SIGTERM"); // it stops its cluster in order, then exits
-      await status;
-    }
-    await reading.catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("scripts/local_cluster.ts --duration: one node stops by itself when the duration has elapsed and removes all of it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "autopilot-local-cluster-" });
+  try {
+    await Deno.writeTextFile(`${dir}/solo.env`, "SERVICE_NAME=solo\n", { mode: 0o600 });
+    const durationS = 3;
+    await using script = new ScriptRun([
+      "--env-file",
+      `${dir}/solo.env`,
+      "--nodes",
+      "1",
+      "--duration",
+      String(durationS),
+      "--status-interval",
+      "0",
+    ]);
+    await script.waitFor("the cluster to be healthy", () => script.out.includes("\nstop: "), {
+      timeoutMs: 180_000,
+      intervalMs: 100,
+    });
+    const healthyAt = performance.now();
+    const block = healthyBlock(script.out);
+    assertEquals(block.nodes.map((n) => [n.name, n.role]), [["n1", "primary"]], script.out);
+    assert(script.out.includes(`\nstops by itself in ${durationS} s (--duration)\n`), script.out);
+
+    // Nothing is sent to it: it stops by itself, not before the duration has elapsed (less the time this
+    // test took to see the healthy line), exit 0.
+    const s = await script.exit();
+    const ranMs = performance.now() - healthyAt;
+    assertEquals(s.code, 0, `${script.out}\n${script.err}`);
+    assertEquals(script.err, "");
+    assert(script.out.includes(`] stopping (--duration ${durationS} s elapsed)\n`), script.out);
+    assert(!script.out.includes("stopping (signal)"), script.out);
+    assert(ranMs >= (durationS - 1) * 1000, `it stopped ${Math.round(ranMs)} ms after it was healthy`);
+    await assertAllRemoved(script.out, block);
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -29,16 +29,9 @@
  * @module
  */
 
+import { createMemoryCgroup, type MemoryCgroup } from "./cgroup.ts";
 import type { Harness } from "./mod.ts";
-import {
-  isAlive,
-  pathExists,
-  recordCgroup,
-  type RunResult,
-  type ServerProcess,
-  StopWaiting,
-  waitFor,
-} from "./proc.ts";
+import { isAlive, pathExists, type RunResult, type ServerProcess, StopWaiting, waitFor } from "./proc.ts";
 import { REPO_ROOT, systemTool } from "./tools.ts";
 
 /** The environment variable naming the ContainerPilot binary the suite runs. */
@@ -126,115 +119,6 @@ function pidNamespace(pid: number): string | undefined {
 /** Processes whose PID namespace is `ns` (as `readlink /proc/PID/ns/pid` prints it). */
 function processesInNamespace(ns: string): ProcInfo[] {
   return processTable().filter((p) => pidNamespace(p.pid) === ns);
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// memory cgroups
-
-/** A memory cgroup made for one start of a node. */
-export interface MemoryCgroup {
-  readonly version: 1 | 2;
-  /** Its directory, as this process sees it. */
-  readonly path: string;
-  /** Its path below the hierarchy's root (as a fresh cgroup mount in the node shows it). */
-  readonly relative: string;
-  readonly limitBytes: number;
-}
-
-interface CgroupMount {
-  version: 1 | 2;
-  mountPoint: string;
-  /** The cgroup the mount shows at its mount point (mountinfo's root field). */
-  root: string;
-}
-
-function cgroupMount(): CgroupMount {
-  const mounts = Deno.readTextFileSync("/proc/self/mountinfo").split("\n").map((l) => {
-    const [left, right] = l.split(" - ");
-    const f = left?.split(" ") ?? [];
-    const r = right?.split(" ") ?? [];
-    return { root: f[3], mountPoint: f[4], fstype: r[0], superOptions: (r[2] ?? "").split(",") };
-  });
-  const v2 = mounts.find((m) => m.fstype === "cgroup2" && m.mountPoint === "/sys/fs/cgroup");
-  if (v2) return { version: 2, mountPoint: v2.mountPoint, root: v2.root };
-  const v1 = mounts.find((m) => m.fstype === "cgroup" && m.superOptions.includes("memory"));
-  if (v1) return { version: 1, mountPoint: v1.mountPoint, root: v1.root };
-  throw new Error(
-    "no memory cgroup hierarchy is mounted (neither cgroup2 at /sys/fs/cgroup nor cgroup v1 memory)",
-  );
-}
-
-/** This process's cgroup in the hierarchy of `version` (from /proc/self/cgroup). */
-function ownCgroup(version: 1 | 2): string {
-  for (const line of Deno.readTextFileSync("/proc/self/cgroup").split("\n")) {
-    const [, controllers, path] = line.split(":");
-    if (path === undefined) continue;
-    if (version === 2 ? controllers === "" : controllers.split(",").includes("memory")) return path;
-  }
-  throw new Error(
-    `cannot find this process's ${version === 2 ? "cgroup2" : "memory"} cgroup in /proc/self/cgroup`,
-  );
-}
-
-function join(...parts: string[]): string {
-  return parts.join("/").replace(/\/+/g, "/").replace(/(.)\/$/, "$1");
-}
-
-/**
- * Creates memory cgroup `name` with a limit of `limitBytes`. With cgroup v1 it is made below this process's own
- * memory cgroup (its accounting still covers the node); with v2 below the hierarchy's root, the one place where
- * a child with the memory controller can always be made (v2 forbids processes in a cgroup with such children).
- */
-export async function createMemoryCgroup(name: string, limitBytes: number): Promise<MemoryCgroup> {
-  const m = cgroupMount();
-  const parent = m.version === 1 ? ownCgroup(1) : m.root;
-  if (!parent.startsWith(m.root)) {
-    throw new Error(`this process's cgroup ${parent} is outside the mounted hierarchy (root ${m.root})`);
-  }
-  const relative = join("/", parent, name);
-  const path = join(m.mountPoint, parent.slice(m.root.length), name);
-  if (m.version === 2) {
-    const controllers = await Deno.readTextFile(
-      join(m.mountPoint, parent.slice(m.root.length), "cgroup.subtree_control"),
-    );
-    if (!controllers.split(/\s+/).includes("memory")) {
-      throw new Error(`the memory controller is not enabled for children of ${m.mountPoint}`);
-    }
-  }
-  await Deno.mkdir(path);
-  try {
-    await Deno.writeTextFile(
-      join(path, m.version === 1 ? "memory.limit_in_bytes" : "memory.max"),
-      String(limitBytes),
-    );
-  } catch (e) {
-    await Deno.remove(path).catch(() => {});
-    throw e;
-  }
-  return { version: m.version, path, relative, limitBytes };
-}
-
-/** What a memory cgroup counted: OOM kills, and the peak usage where the kernel reports one. */
-export async function memoryCgroupStats(cg: MemoryCgroup): Promise<{ oomKills: number; peakBytes?: number }> {
-  const read = (f: string) => Deno.readTextFile(join(cg.path, f)).catch(() => "");
-  const counters = await read(cg.version === 1 ? "memory.oom_control" : "memory.events");
-  const oomKills = Number(counters.match(/^oom_kill (\d+)$/m)?.[1] ?? NaN);
-  if (!Number.isFinite(oomKills)) throw new Error(`${cg.path} does not report oom_kill`);
-  const peak = Number((await read(cg.version === 1 ? "memory.max_usage_in_bytes" : "memory.peak")).trim());
-  return { oomKills, ...(peak > 0 ? { peakBytes: peak } : {}) };
-}
-
-async function removeCgroup(cg: MemoryCgroup): Promise<void> {
-  // Its processes have exited; the kernel may take a moment to let go of the last one.
-  await waitFor(`memory cgroup ${cg.path} to be removed`, async () => {
-    try {
-      await Deno.remove(cg.path);
-      return true;
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return true;
-      throw e;
-    }
-  }, { timeoutMs: 10_000, intervalMs: 100 });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -534,9 +418,7 @@ export class ContainerNode {
     }
     this.#logOffset = await Deno.stat(this.logFile).then((s) => s.size).catch(() => 0);
     if (this.#memoryLimit !== undefined) {
-      const h = this.host.h;
-      this.#cgroup = await createMemoryCgroup(`apt${h.tag}_${this.name}`, this.#memoryLimit);
-      await recordCgroup(h.tag, h.dir, this.#cgroup.path);
+      this.#cgroup = await createMemoryCgroup(this.host.h, this.name, this.#memoryLimit);
     }
     try {
       this.#launcher = await this.host.h.group.spawn({
@@ -585,6 +467,10 @@ export class ContainerNode {
       }, { timeoutMs: 10_000, intervalMs: 20 });
     } catch (e) {
       await this.kill().catch(() => {});
+      // A first start whose spawn threw has no launcher for kill() to finish: its cgroup is removed here.
+      const cg = this.#cgroup;
+      this.#cgroup = undefined;
+      await cg?.remove().catch(() => {});
       const log = await this.log().catch(() => "");
       throw new Error(`${this.name} did not start: ${e instanceof Error ? e.message : e}\n${log}`);
     }
@@ -678,7 +564,7 @@ export class ContainerNode {
     }
     const cg = this.#cgroup;
     this.#cgroup = undefined;
-    if (cg) await removeCgroup(cg);
+    if (cg) await cg.remove();
   }
 
   /** ContainerPilot's output since the current (or last) start. */

@@ -20,7 +20,15 @@ import { type ConsulServer, startConsul, type StartConsulOptions } from "./consu
 import { type MariadbNode, startNode, type StartNodeOptions } from "./mariadb.ts";
 import { createNetwork, type Network } from "./netns.ts";
 import { freePort } from "./ports.ts";
-import { cleanupLeftovers, type CleanupReport, keepFiles, newRun, ProcessGroup } from "./proc.ts";
+import {
+  cleanupLeftovers,
+  type CleanupReport,
+  keepFiles,
+  newRun,
+  pathExists,
+  ProcessGroup,
+  recordedCgroups,
+} from "./proc.ts";
 import { type S3Server, startS3 } from "./s3.ts";
 
 export * from "./cgroup.ts";
@@ -175,12 +183,12 @@ export class Harness implements AsyncDisposable {
   }
 
   /**
-   * Makes memory cgroup `apt<tag>-<name>` limited to `limitBytes` (v2 or v1, see cgroup.ts). Disposing the
-   * harness removes it, after it has stopped the processes.
+   * Makes memory cgroup `apt<tag>_<name>` limited to `limitBytes` (v2 or v1, where and how: see cgroup.ts),
+   * listed in the run dir first. Disposing the harness removes it, after it has stopped the processes.
    */
   async memoryCgroup(name: string, limitBytes: number): Promise<MemoryCgroup> {
     this.#checkOpen();
-    const cg = await createMemoryCgroup(`apt${this.tag}-${name}`, limitBytes);
+    const cg = await createMemoryCgroup(this, name, limitBytes);
     this.#cgroups.push(cg);
     return cg;
   }
@@ -201,7 +209,8 @@ export class Harness implements AsyncDisposable {
 
   /**
    * Stops every process (by pid), removes its memory cgroups, destroys the network and removes the run dir
-   * (kept with AUTOPILOT_TEST_KEEP=1). Idempotent; every step runs even if an earlier one failed.
+   * (kept with AUTOPILOT_TEST_KEEP=1, and when a memory cgroup it lists is still there, so that the next run's
+   * `cleanupLeftovers()` removes that). Idempotent; every step runs even if an earlier one failed.
    */
   dispose(): Promise<void> {
     this.#disposed ??= this.#dispose();
@@ -213,7 +222,15 @@ export class Harness implements AsyncDisposable {
     await this.group.stopAll().catch((e) => errors.push(e));
     for (const cg of this.#cgroups) await cg.remove().catch((e) => errors.push(e));
     if (this.network) await this.network.destroy().catch((e) => errors.push(e));
-    if (!keepFiles()) await Deno.remove(this.dir, { recursive: true }).catch((e) => errors.push(e));
+    const cgroupsLeft: string[] = [];
+    for (const path of await recordedCgroups(this.tag, this.dir)) {
+      if (await pathExists(path).catch(() => true)) cgroupsLeft.push(path);
+    }
+    if (cgroupsLeft.length > 0) {
+      errors.push(
+        new Error(`memory cgroups still there (${cgroupsLeft.join(" ")}): run dir ${this.dir} kept`),
+      );
+    } else if (!keepFiles()) await Deno.remove(this.dir, { recursive: true }).catch((e) => errors.push(e));
     if (errors.length > 0) throw new AggregateError(errors, `Harness ${this.tag}: dispose failed`);
   }
 

@@ -8,7 +8,8 @@
  * - `tags`: one line per harness run, `tag<TAB>owner` (namespaces `apt<tag>_*`, dir `runs/<tag>`)
  * - `lock`: flock(2) guarding both files
  *
- * Memory cgroups a run makes are named `apt<tag>-…` (see cgroup.ts) and cleaned like its namespaces.
+ * Memory cgroups a run makes are named `apt<tag>_…` (see cgroup.ts); each path is listed in the run dir's
+ * `cgroups` file before it is made, and a dead run's are removed by that path.
  *
  * `owner` is `pid:starttime` of the Deno process that started it. Leftovers are only touched when that owner
  * is gone, so two test runs on one machine do not clean each other up, and a pid is only killed when its
@@ -17,7 +18,6 @@
  * @module
  */
 
-import { removeLeftoverCgroups } from "./cgroup.ts";
 import { systemTool } from "./tools.ts";
 
 /** Prefix of every network namespace and host link the harness creates (`apt<tag>_n1`, `apt<tag>-host`). */
@@ -517,9 +517,9 @@ export interface CleanupReport {
 const CGROUPS_FILE = "cgroups";
 
 /**
- * Records a cgroup dir made for run `tag` (in `<run dir>/cgroups`) before any process is put in it, so that
- * `cleanupLeftovers()` removes it if this process dies before it does. Only dirs below /sys/fs/cgroup whose
- * name starts with `apt<tag>_` are accepted, and removed.
+ * Records a cgroup dir for run `tag` (in `<run dir>/cgroups`) before it is made, so that `cleanupLeftovers()`
+ * removes it if this process dies before it does. Only dirs below /sys/fs/cgroup whose name starts with
+ * `apt<tag>_` are accepted, and removed.
  */
 export async function recordCgroup(tag: string, runDir: string, path: string): Promise<void> {
   if (!cgroupOfRun(tag, path)) throw new Error(`recordCgroup: ${path} is not a cgroup dir named apt${tag}_*`);
@@ -535,16 +535,21 @@ function cgroupOfRun(tag: string, path: string): boolean {
     basename(path).startsWith(`${NETNS_PREFIX}${tag}_`);
 }
 
-/** Removes the cgroup dirs a dead run listed (rmdir: only empty ones go); returns those removed. */
-async function removeRunCgroups(tag: string, runDir: string): Promise<string[]> {
+/** The cgroup dirs run `tag` listed in its run dir (see {@linkcode recordCgroup}), whether or not they exist. */
+export async function recordedCgroups(tag: string, runDir: string): Promise<string[]> {
   let text: string;
   try {
     text = await Deno.readTextFile(`${runDir}/${CGROUPS_FILE}`);
   } catch {
     return [];
   }
+  return [...new Set(text.split("\n").filter((l) => cgroupOfRun(tag, l)))];
+}
+
+/** Removes the cgroup dirs a dead run listed (rmdir: only empty ones go); returns those removed. */
+async function removeRunCgroups(tag: string, runDir: string): Promise<string[]> {
   const removed: string[] = [];
-  for (const path of text.split("\n").filter((l) => cgroupOfRun(tag, l))) {
+  for (const path of await recordedCgroups(tag, runDir)) {
     // Its processes were just killed; the kernel may need a moment before the dir can go.
     for (let attempt = 0; attempt < 20; attempt++) {
       try {
@@ -574,9 +579,9 @@ async function listLinks(): Promise<string[]> {
 
 /**
  * Cleans what crashed earlier runs left behind, touching only things whose recorded owner process is gone:
- * kills recorded pids whose start time and program name still match, deletes namespaces, host links and empty
- * memory cgroups named `apt<tag>…` and run dirs `runs/<tag>`, then rewrites the state files keeping only live
- * owners' lines.
+ * kills recorded pids whose start time and program name still match, deletes namespaces and host links named
+ * `apt<tag>…`, the empty memory cgroups a run listed in its run dir, and run dirs `runs/<tag>`, then rewrites
+ * the state files keeping only live owners' lines.
  */
 export async function cleanupLeftovers(): Promise<CleanupReport> {
   const report: CleanupReport = { killed: [], namespaces: [], links: [], dirs: [], cgroups: [] };
@@ -630,7 +635,6 @@ export async function cleanupLeftovers(): Promise<CleanupReport> {
     for (const link of await listLinks()) {
       if (tagOf(link) && (await run(await ip(), ["link", "del", link])).success) report.links.push(link);
     }
-    report.cgroups.push(...await removeLeftoverCgroups((tag) => !live.has(tag)));
     try {
       for await (const e of Deno.readDir(`${dir}/runs`)) {
         if (e.isDirectory && TAG_PATTERN.test(e.name) && !live.has(e.name)) {

@@ -9,7 +9,7 @@
  */
 
 /** Tools that `scripts/install-tools.sh --print` knows about. */
-export type ToolName = "DENO" | "CONSUL" | "CONTAINERPILOT" | "VERSITYGW" | "HADOLINT";
+export type ToolName = "DENO" | "CONSUL" | "VERSITYGW" | "HADOLINT";
 
 /** The repository root (three levels above this file). */
 export const REPO_ROOT: string = decodeURIComponent(new URL("../../../", import.meta.url).pathname).replace(
