@@ -2,9 +2,9 @@
 /**
  * A local autopilot-mysql cluster for developers, without Docker and without ContainerPilot: a Consul agent and
  * N MariaDB nodes, each in its own network namespace, every node driven the way `containerpilot.json5` says
- * (`pre-start`, then mysqld, restarted whenever it exits; `health` every 5 s and `health --primary` every 2 s,
- * each reported to a Consul TTL check as ContainerPilot does; `on-change` when the passing
- * `SERVICE_NAME-primary` instances change; `snapshot` every 5 minutes; `pre-stop` before mysqld is stopped),
+ * (`pre-start`, then mysqld, restarted whenever it exits; `health` every 5 s, reported to a Consul TTL check as
+ * ContainerPilot does; `on-change` when the passing `SERVICE_NAME-primary` instances, which the health pass
+ * registers itself, change; `snapshot` every 5 minutes; `pre-stop` before mysqld is stopped),
  * with the settings of an env file read as compose's `env_file` (`env_file.ts`, `local_cluster_env.ts`). It
  * reuses the integration test harness (`Harness`, `Cluster`), so the CLI runs under `-P=autopilot` exactly as
  * in the tests.
