@@ -169,6 +169,22 @@ export class Cluster {
   }
 
   /** The node the primary lock names (`key`: PRIMARY_KEY, `mysql-primary` unless SERVICE_NAME changes it). */
+  /** Damages the bytes of the snapshot LAST_BACKUP_KEY names, in the directory store; returns its name. */
+  async corruptLastSnapshot(): Promise<string> {
+    const consul = this.consul();
+    let name: string;
+    try {
+      name = JSON.parse((await consul.get("mysql-last-backup"))!.value).name;
+    } finally {
+      consul.close();
+    }
+    const path = `${this.snapshots}/${name}.xbstream.zst`;
+    const bytes = await Deno.readFile(path);
+    for (let i = Math.floor(bytes.length / 2); i < bytes.length / 2 + 64; i++) bytes[i] ^= 0xff;
+    await Deno.writeFile(path, bytes);
+    return name;
+  }
+
   async primaryName(key = "mysql-primary"): Promise<string | undefined> {
     const consul = this.consul();
     try {

@@ -84,18 +84,7 @@ Deno.test("pre-start retries a corrupt newest snapshot, says why, stops on SIGTE
   }
   await nextSecond();
   assertEquals((await c.run(n1, ["backup", "now"])).code, 0);
-  const consul = c.consul();
-  let name: string;
-  try {
-    name = JSON.parse((await consul.get("mysql-last-backup"))!.value).name;
-  } finally {
-    consul.close();
-  }
-  // The newest snapshot's bytes are damaged in the store.
-  const path = `${c.snapshots}/${name}.xbstream.zst`;
-  const bytes = await Deno.readFile(path);
-  for (let i = Math.floor(bytes.length / 2); i < bytes.length / 2 + 64; i++) bytes[i] ^= 0xff;
-  await Deno.writeFile(path, bytes);
+  const name = await c.corruptLastSnapshot(); // the newest snapshot's bytes are damaged in the store
   const stopChecking = c.keepChecking([n1]); // n1 stays primary (its session renewed) throughout
   try {
     const n2PreStart = await startPreStart(c, n2);

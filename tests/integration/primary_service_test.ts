@@ -7,6 +7,7 @@ import { assert, assertEquals } from "../unit/assert.ts";
 import { Cluster } from "./cluster.ts";
 import { Harness, waitFor } from "./harness/mod.ts";
 import { SWEEP_GRACE_MS } from "../../src/services.ts";
+import { memberRecord } from "../unit/member_record.ts";
 
 async function primaryInstances(c: Cluster): Promise<string[]> {
   const consul = c.consul();
@@ -51,18 +52,11 @@ Deno.test("the primary removes a dead node's critical entries from the catalog, 
   const consul = c.consul();
   try {
     // A node that died: its member record departed (no session), its ContainerPilot services left critical.
-    const record = {
-      node: "n9",
+    const record = memberRecord("n9", {
       hostname: "dead9",
       address: "10.99.0.99",
-      port: 3306,
-      priority: 1,
-      flavour: "mariadb",
-      role: "replica",
-      executed: "",
-      retrieved: "",
       updatedAt: Date.now() - 120_000,
-    };
+    });
     await consul.put("mysql-members/n9", JSON.stringify(record));
     for (const [id, name] of [["mysql-dead9", "mysql"], ["containerpilot-dead9", "containerpilot"]]) {
       const res = await fetch(`${consul.url}/v1/agent/service/register`, {

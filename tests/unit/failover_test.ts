@@ -1,18 +1,8 @@
 import { assert, assertEquals } from "./assert.ts";
 import { type MemberRecord, planFailover } from "../../src/failover.ts";
+import { memberRecord } from "./member_record.ts";
 
-const member = (node: string, over: Partial<MemberRecord> = {}): MemberRecord => ({
-  node,
-  address: `10.0.0.${node.slice(1)}`,
-  port: 3306,
-  priority: 1,
-  flavour: "mariadb",
-  role: "replica",
-  executed: "",
-  retrieved: "",
-  updatedAt: 100,
-  ...over,
-});
+const member = memberRecord;
 
 Deno.test("planFailover() promotes the replica that received the most, even if it applied less", () => {
   const plan = planFailover(

@@ -2,6 +2,7 @@ import { assertEquals } from "./assert.ts";
 import { loadConfig } from "../../src/config.ts";
 import type { CriticalCheck } from "../../src/consul.ts";
 import type { MemberRecord } from "../../src/failover.ts";
+import { memberRecord } from "./member_record.ts";
 import {
   memberServiceIds,
   planSweep,
@@ -15,18 +16,7 @@ const config = loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "x", SERVICE_NAME: "sho
 });
 
 function member(node: string, hostname?: string): MemberRecord {
-  return {
-    node,
-    ...(hostname ? { hostname } : {}),
-    address: "10.0.0.1",
-    port: 3306,
-    priority: 1,
-    flavour: "mariadb",
-    role: "replica",
-    executed: "",
-    retrieved: "",
-    updatedAt: 0,
-  };
+  return memberRecord(node, hostname ? { hostname } : {});
 }
 
 function critical(serviceId: string): CriticalCheck {
