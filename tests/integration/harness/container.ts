@@ -129,7 +129,7 @@ function processesInNamespace(ns: string): ProcInfo[] {
  * `set -e`: a failed mount stops the node at once, with the reason in its log.
  */
 const INIT_SCRIPT = `set -eu
-node=$1 snapshots=$2 bin=$3 cpbin=$4 cgversion=$5 cgroup=$6 name=$7 config=$8 entrypoint=$9
+node=$1 snapshots=$2 bin=$3 cpbin=$4 cgversion=$5 cgroup=$6 name=$7 config=$8 entrypoint=$9 keep=\${10}
 mount --bind "$node/run" /run
 if [ -n "$cgversion" ]; then
   mkdir -p /run/.apt-cgroup
@@ -155,7 +155,16 @@ mount --bind "$node/autopilot" /var/lib/autopilot
 mount --bind "$snapshots" /var/lib/autopilot/snapshots
 mount --bind "$bin" /usr/local/bin
 mount --bind "$cpbin" /usr/local/bin/containerpilot
+# Host dirs below /tmp the node must still see (a checkout or deno's cache there): parked, then bound back
+# at the same paths inside the node's /tmp.
+i=0
+for p in $keep; do i=$((i + 1)); mkdir -p "/run/.apt-keep/$i"; mount --bind "$p" "/run/.apt-keep/$i"; done
 mount --bind "$node/tmp" /tmp
+i=0
+for p in $keep; do
+  i=$((i + 1)); mkdir -p "$p"; mount --bind "/run/.apt-keep/$i" "$p"; umount "/run/.apt-keep/$i"
+done
+[ -z "$keep" ] || rm -rf /run/.apt-keep
 hostname "$name"
 # The image's entrypoint (it passes the cgroup memory limit on, then execs /usr/local/bin/containerpilot).
 exec "$entrypoint" -config "$config"
@@ -201,15 +210,30 @@ async function osUser(name: string): Promise<MysqlOsUser> {
   throw new Error(`OS user ${name} does not exist: install mariadb-server, which creates it`);
 }
 
-/** Paths a node must see from the host; none may be below a path the node mounts over. */
+/**
+ * Paths a node must see from the host; none may be below a path the node mounts over, except /tmp, whose
+ * dirs the node binds back ({@link keptBelowTmp}).
+ */
 function checkVisible(what: string, path: string): void {
-  for (
-    const hidden of ["/tmp", "/run", "/var/run", "/var/lib/mysql", "/var/lib/autopilot", "/usr/local/bin"]
-  ) {
+  for (const hidden of ["/run", "/var/run", "/var/lib/mysql", "/var/lib/autopilot", "/usr/local/bin"]) {
     if (path === hidden || path.startsWith(hidden + "/")) {
       throw new Error(`${what} ${path} is below ${hidden}, which a node mounts over: move it elsewhere`);
     }
   }
+}
+
+/**
+ * The dirs below /tmp among `paths` (outermost only: a dir inside another is kept with it), which a node binds
+ * back at the same place after it mounts its own /tmp. Pure.
+ */
+export function keptBelowTmp(paths: readonly string[]): string[] {
+  const below = [...new Set(paths.filter((p) => p.startsWith("/tmp/")).map((p) => p.replace(/\/+$/, "")))];
+  if (below.some((p) => /\s/.test(p))) throw new Error(`a path below /tmp has a space: ${below.join(", ")}`);
+  return below.filter((p) => !below.some((q) => q !== p && p.startsWith(q + "/"))).sort();
+}
+
+function dirname(path: string): string {
+  return path.slice(0, path.lastIndexOf("/")) || "/";
 }
 
 /**
@@ -230,6 +254,8 @@ export class ContainerHost implements AsyncDisposable {
     readonly binDir: string,
     /** The snapshots dir every node sees at `/var/lib/autopilot/snapshots`. */
     readonly snapshotsDir: string,
+    /** Host dirs below /tmp that every node binds back into its own /tmp. */
+    readonly keep: readonly string[],
   ) {}
 
   /** Writes the wrapper scripts and makes the shared dirs in the harness's run dir. */
@@ -266,7 +292,8 @@ export class ContainerHost implements AsyncDisposable {
     );
     // The mount point the binary is bound onto.
     await Deno.writeTextFile(`${binDir}/containerpilot`, "", { mode: 0o755 });
-    return new ContainerHost(h, opts.containerpilot, config, binDir, snapshotsDir);
+    const keep = keptBelowTmp([REPO_ROOT, dirname(deno), dirname(config), dirname(ENTRYPOINT), denoDir]);
+    return new ContainerHost(h, opts.containerpilot, config, binDir, snapshotsDir, keep);
   }
 
   /** Node k (1-based, a node of the harness's network); made on first use, started by its `start()`. */
@@ -446,6 +473,7 @@ export class ContainerNode {
           this.name,
           this.host.config,
           ENTRYPOINT,
+          this.host.keep.join(" "),
         ],
         logFile: this.logFile,
         netns: this.ns,
