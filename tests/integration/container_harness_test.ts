@@ -107,7 +107,7 @@ Deno.test("container launcher: a node gets the image's paths, its own namespaces
   assertEquals(pids2.filter((p) => alive2.has(p)), [], "processes of the node outlived its kill");
 
   // A memory limit: its own cgroup, seen by the node as a container sees it, removed when the node stops.
-  const n2 = host.node(2, { env: {}, memoryLimitBytes: 256 * 2 ** 20 });
+  const n2 = host.node(2, { env: { MYSQL_REPL_PASSWORD: "not-a-secret" }, memoryLimitBytes: 256 * 2 ** 20 });
   await n2.start();
   const log2 = (await n2.waitForLog(/^ready$/m, { timeoutMs: 10_000 })).input!;
   assertEquals(log2.match(/^memory (.*)$/m)?.[1], String(256 * 2 ** 20));
