@@ -257,11 +257,14 @@ export class MantaStore implements SnapshotStore {
     return new Promise<http.IncomingMessage>((resolve, reject) => {
       let settled = false;
       let responded = false;
+      let body: ReadableStreamDefaultReader<Uint8Array> | undefined;
       const fail = (e: unknown) => {
         if (settled) return;
         settled = true;
         reject(e);
         req.destroy();
+        // Stop the source too: it may be waiting for us to read, and we never will.
+        body?.cancel(e).catch(() => {});
       };
       const req = (tls ? https : http).request(url, {
         method,
@@ -305,18 +308,21 @@ export class MantaStore implements SnapshotStore {
         return;
       }
       const responseArrived = new Promise<void>((r) => req.once("response", () => r()));
+      // A request destroyed by an abort or a failure never drains: stop waiting when it closes.
+      const closed = new Promise<void>((r) => req.once("close", () => r()));
       (async () => {
-        const reader = opts.body!.getReader();
+        const reader = body = opts.body!.getReader();
         try {
           for (;;) {
             const { done, value } = await reader.read();
+            if (settled && !responded) return; // failed: fail() cancelled the source
             if (done) break;
             if (responded || settled) {
               await reader.cancel().catch(() => {});
               return;
             }
             if (!req.write(value)) {
-              await Promise.race([new Promise((r) => req.once("drain", r)), responseArrived]);
+              await Promise.race([new Promise((r) => req.once("drain", r)), responseArrived, closed]);
             }
           }
           req.end();

@@ -51,7 +51,8 @@ export interface SnapshotStore {
   readonly location: string;
   /**
    * Stores `body` under `key`, replacing any object of that name only once `body` has been read to its end:
-   * a failed or aborted upload leaves no partial object behind.
+   * a failed or aborted upload leaves no partial object behind. When `signal` aborts, `body` is cancelled and
+   * the promise rejects with the signal's reason.
    */
   put(
     key: string,

@@ -357,6 +357,41 @@ const CASES: [string, Case][] = [
     await assertNothingHidden(c);
   }],
 
+  ["an aborted put() publishes nothing and stops reading its source", async (c) => {
+    const { store } = c;
+    await store.put("keep", text("an earlier object"));
+    for (const key of ["aborted.bin", "keep"]) {
+      let cancelled = false;
+      const controller = new AbortController();
+      let produced = 0;
+      const endless = patterned(1e12, { onCancel: () => cancelled = true }).stream.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, c) {
+            produced += chunk.byteLength;
+            if (produced > 3 * PART_SIZE) controller.abort(new Error("test abort"));
+            c.enqueue(chunk);
+          },
+        }),
+      );
+      await assertRejects(() => store.put(key, endless, controller.signal), Error, "test abort");
+      await waitFor(`the source of '${key}' to be cancelled`, () => cancelled);
+      assert(produced < 8 * PART_SIZE, `read ${produced} bytes after the abort`);
+    }
+    await assertNotFound(store, "aborted.bin");
+    assertEquals(await readText(store, "keep"), "an earlier object");
+
+    // An abort before the first byte: nothing is stored.
+    await assertRejects(
+      () => store.put("never.bin", text("x"), AbortSignal.abort(new Error("early"))),
+      Error,
+      "early",
+    );
+    await assertNotFound(store, "never.bin");
+    assertEquals(await listKeys(store), ["keep"]);
+    assertEquals(await readText(store, "keep"), "an earlier object");
+    await assertNothingHidden(c);
+  }],
+
   ["retention keeps the newest N, the snapshot Consul names and other clusters' snapshots", async (c) => {
     const { store } = c;
     const now = new Date();
