@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { checkKey, NotFoundError, type ObjectInfo, type SnapshotStore } from "./store.ts";
+import { checkKey, NotFoundError, type ObjectInfo, type SnapshotStore, withAbort } from "./store.ts";
 
 /** A temporary file unwritten for this long belongs to a writer that died (a live upload writes all along). */
 export const STALE_TMP_MS = 60 * 60 * 1000;
@@ -48,14 +48,17 @@ export class LocalStore implements SnapshotStore {
     return { key, size: stat.size, modified: stat.mtime ?? new Date() };
   }
 
-  async get(key: string): Promise<ReadableStream<Uint8Array>> {
+  async get(key: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const path = this.#path(checkKey(key));
+    signal?.throwIfAborted();
+    let file: Deno.FsFile;
     try {
-      const file = await Deno.open(this.#path(checkKey(key)), { read: true });
-      return file.readable;
+      file = await Deno.open(path, { read: true });
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) throw new NotFoundError(this.kind, key);
       throw e;
     }
+    return withAbort(file.readable, signal);
   }
 
   async *list(prefix = ""): AsyncIterable<ObjectInfo> {

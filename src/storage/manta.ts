@@ -38,6 +38,7 @@ import {
   type PutOptions,
   type SnapshotStore,
   StoreUnavailableError,
+  withAbort,
   withIdleTimeout,
 } from "./store.ts";
 
@@ -138,7 +139,7 @@ export class MantaStore implements SnapshotStore {
     const length = res.headers["content-length"] ? Number(res.headers["content-length"]) : undefined;
     const expected = res.headers["content-md5"];
     return withIdleTimeout(
-      ReadableStream.from(res as AsyncIterable<Uint8Array>),
+      withAbort(ReadableStream.from(res as AsyncIterable<Uint8Array>), signal),
       `reading '${key}' from Manta`,
     )
       .pipeThrough(verifying(key, length, typeof expected === "string" ? expected : undefined));

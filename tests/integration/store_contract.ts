@@ -56,6 +56,8 @@ export function storeContract(name: string, open: () => Promise<ContractBackend>
 // ---------------------------------------------------------------------------------------------------------
 // helpers, also used by the backends' own files
 
+const MiB = 1024 * 1024;
+
 /** A stream of one UTF-8 chunk. */
 export const text = (s: string): ReadableStream<Uint8Array> =>
   ReadableStream.from([new TextEncoder().encode(s)]);
@@ -390,6 +392,41 @@ const CASES: [string, Case][] = [
     assertEquals(await listKeys(store), ["keep"]);
     assertEquals(await readText(store, "keep"), "an earlier object");
     await assertNothingHidden(c);
+  }],
+
+  ["an aborted get() stops: the stream fails with the signal's reason", async (c) => {
+    const { store } = c;
+    const size = 24 * MiB;
+    const source = patterned(size);
+    await store.put("big.bin", source.stream);
+
+    await assertRejects(
+      () => store.get("big.bin", AbortSignal.abort(new Error("aborted early"))),
+      Error,
+      "aborted early",
+    );
+
+    const controller = new AbortController();
+    const reader = (await store.get("big.bin", controller.signal)).getReader();
+    const first = await reader.read();
+    assert(!first.done && first.value.byteLength > 0, "no first chunk");
+    let read = first.value.byteLength;
+    controller.abort(new Error("stop reading"));
+    await assertRejects(
+      async () => {
+        for (;;) {
+          const r = await reader.read();
+          if (r.done) return;
+          read += r.value.byteLength;
+        }
+      },
+      Error,
+      "stop reading",
+    );
+    assert(read < size, `read all ${size} bytes after the abort`);
+
+    // The object is untouched, and a read without a signal gets all of it.
+    assertEquals(await sha256Stream(await store.get("big.bin")), { sha256: source.sha256(), size });
   }],
 
   ["retention keeps the newest N, the snapshot Consul names and other clusters' snapshots", async (c) => {
