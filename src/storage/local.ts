@@ -55,8 +55,19 @@ export class LocalStore implements SnapshotStore {
     try {
       file = await Deno.open(path, { read: true });
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) throw new NotFoundError(this.kind, key);
+      if (isMissing(e)) throw new NotFoundError(this.kind, key);
       throw e;
+    }
+    let directory: boolean;
+    try {
+      directory = (await file.stat()).isDirectory;
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+    if (directory) {
+      file.close();
+      throw new NotFoundError(this.kind, key); // a directory is no object (list() never shows one)
     }
     return withAbort(file.readable, signal);
   }
@@ -67,9 +78,13 @@ export class LocalStore implements SnapshotStore {
 
   async delete(keys: readonly string[]): Promise<void> {
     for (const key of keys) {
-      await Deno.remove(this.#path(checkKey(key))).catch((e) => {
-        if (!(e instanceof Deno.errors.NotFound)) throw e;
-      });
+      const path = this.#path(checkKey(key));
+      try {
+        if ((await Deno.lstat(path)).isDirectory) continue; // no object: the directory of others
+        await Deno.remove(path);
+      } catch (e) {
+        if (!isMissing(e)) throw e;
+      }
     }
   }
 
@@ -97,6 +112,11 @@ export class LocalStore implements SnapshotStore {
   #path(key: string): string {
     return `${this.location}/${key}`;
   }
+}
+
+/** Whether a file system error means there is no such file (`a/b` where `a` is a file included). */
+function isMissing(e: unknown): boolean {
+  return e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory;
 }
 
 /** Removes what writers that died left in `dir` (best effort: another node may be sweeping it too). */

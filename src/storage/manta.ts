@@ -135,6 +135,10 @@ export class MantaStore implements SnapshotStore {
       await drain(res);
       throw new NotFoundError(this.kind, key);
     }
+    if (res.statusCode === 200 && /;\s*type=directory/.test(String(res.headers["content-type"] ?? ""))) {
+      res.destroy(); // a directory's listing: no object (list() never shows one)
+      throw new NotFoundError(this.kind, key);
+    }
     await this.#expectOk(res, "read", key);
     const length = res.headers["content-length"] ? Number(res.headers["content-length"]) : undefined;
     const expected = res.headers["content-md5"];
@@ -157,7 +161,9 @@ export class MantaStore implements SnapshotStore {
         await drain(res);
         continue;
       }
-      await this.#expectOk(res, "delete", key);
+      // A directory is no object: one that holds others is left alone, an empty one goes.
+      await this.#expectOk(res, "delete", key, (code) => code === "DirectoryNotEmpty");
+      this.#dirs.delete(this.#path(key));
     }
   }
 
@@ -202,11 +208,20 @@ export class MantaStore implements SnapshotStore {
     this.#dirs.add(path);
   }
 
-  /** Throws the right error for a non-2xx answer (consuming its body); 2xx answers pass. */
-  async #expectOk(res: http.IncomingMessage, action: string, key: string): Promise<void> {
+  /**
+   * Throws the right error for a non-2xx answer (consuming its body) unless its error code is one `accept`s;
+   * 2xx answers pass.
+   */
+  async #expectOk(
+    res: http.IncomingMessage,
+    action: string,
+    key: string,
+    accept: (code: string | undefined) => boolean = () => false,
+  ): Promise<void> {
     const status = res.statusCode ?? 0;
     if (status >= 200 && status < 300) return;
     const { code, message } = await readError(res);
+    if (accept(code)) return;
     const detail = `HTTP ${status}${code ? ` ${code}` : ""}${message ? `: ${message}` : ""}`;
     if (status === 401 || status === 403) {
       throw new StoreUnavailableError(

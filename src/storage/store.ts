@@ -64,12 +64,15 @@ export interface SnapshotStore {
    * Streams an object. Once `signal` aborts, the stream fails with its reason and the file or connection
    * behind it is closed.
    *
-   * @throws {NotFoundError} if it does not exist.
+   * @throws {NotFoundError} if no object has that key (nothing does that `list()` does not show).
    */
   get(key: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
   /** Every object whose key starts with `prefix`, in no particular order. */
   list(prefix?: string): AsyncIterable<ObjectInfo>;
-  /** Deletes objects; missing ones are not an error. */
+  /**
+   * Deletes objects; missing ones are not an error. A key that names no object `list()` shows is missing, also
+   * one that names a "directory" holding others (which are left alone) or lies below an object.
+   */
   delete(keys: readonly string[]): Promise<void>;
 }
 

@@ -235,6 +235,8 @@ const CASES: [string, Case][] = [
     await assertNotFound(store, "missing");
     await assertNotFound(store, "sub/nope/x"); // below a "directory" that does not exist
     await assertNotFound(store, "sub/a-"); // a prefix of an object's key
+    await assertNotFound(store, "sub"); // a "directory": list() shows no object of that name
+    await assertNotFound(store, "sub/a-3/x"); // below an object
     await store.delete(["sub/a-3"]);
     await assertNotFound(store, "sub/a-3");
     assertEquals(await listKeys(store), []);
@@ -293,6 +295,8 @@ const CASES: [string, Case][] = [
     await assertNotFound(store, "a-1");
     await store.delete(["a-1", "sub/a-3"]); // again: already gone
     await store.delete([]);
+    // Neither a "directory" nor a key below an object names an object: nothing to delete, nothing deleted.
+    await store.delete(["sub", "sub/a-4/x"]);
     assertEquals(await listKeys(store), ["a-2", "b-1", "sub/a-4"]);
     assertEquals(await readText(store, "a-2"), "a-2");
     assertEquals(await readText(store, "sub/a-4"), "sub/a-4");
