@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { checkKey, NotFoundError, type ObjectInfo, type SnapshotStore } from "./store.ts";
+import { checkKey, NotFoundError, type ObjectInfo, type SnapshotStore, withAbort } from "./store.ts";
 
 /** A temporary file unwritten for this long belongs to a writer that died (a live upload writes all along). */
 export const STALE_TMP_MS = 60 * 60 * 1000;
@@ -48,14 +48,28 @@ export class LocalStore implements SnapshotStore {
     return { key, size: stat.size, modified: stat.mtime ?? new Date() };
   }
 
-  async get(key: string): Promise<ReadableStream<Uint8Array>> {
+  async get(key: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const path = this.#path(checkKey(key));
+    signal?.throwIfAborted();
+    let file: Deno.FsFile;
     try {
-      const file = await Deno.open(this.#path(checkKey(key)), { read: true });
-      return file.readable;
+      file = await Deno.open(path, { read: true });
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) throw new NotFoundError(this.kind, key);
+      if (isMissing(e)) throw new NotFoundError(this.kind, key);
       throw e;
     }
+    let directory: boolean;
+    try {
+      directory = (await file.stat()).isDirectory;
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+    if (directory) {
+      file.close();
+      throw new NotFoundError(this.kind, key); // a directory is no object (list() never shows one)
+    }
+    return withAbort(file.readable, signal);
   }
 
   async *list(prefix = ""): AsyncIterable<ObjectInfo> {
@@ -64,9 +78,13 @@ export class LocalStore implements SnapshotStore {
 
   async delete(keys: readonly string[]): Promise<void> {
     for (const key of keys) {
-      await Deno.remove(this.#path(checkKey(key))).catch((e) => {
-        if (!(e instanceof Deno.errors.NotFound)) throw e;
-      });
+      const path = this.#path(checkKey(key));
+      try {
+        if ((await Deno.lstat(path)).isDirectory) continue; // no object: the directory of others
+        await Deno.remove(path);
+      } catch (e) {
+        if (!isMissing(e)) throw e;
+      }
     }
   }
 
@@ -94,6 +112,11 @@ export class LocalStore implements SnapshotStore {
   #path(key: string): string {
     return `${this.location}/${key}`;
   }
+}
+
+/** Whether a file system error means there is no such file (`a/b` where `a` is a file included). */
+function isMissing(e: unknown): boolean {
+  return e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory;
 }
 
 /** Removes what writers that died left in `dir` (best effort: another node may be sweeping it too). */

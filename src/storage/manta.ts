@@ -38,6 +38,7 @@ import {
   type PutOptions,
   type SnapshotStore,
   StoreUnavailableError,
+  withAbort,
   withIdleTimeout,
 } from "./store.ts";
 
@@ -134,11 +135,15 @@ export class MantaStore implements SnapshotStore {
       await drain(res);
       throw new NotFoundError(this.kind, key);
     }
+    if (res.statusCode === 200 && /;\s*type=directory/.test(String(res.headers["content-type"] ?? ""))) {
+      res.destroy(); // a directory's listing: no object (list() never shows one)
+      throw new NotFoundError(this.kind, key);
+    }
     await this.#expectOk(res, "read", key);
     const length = res.headers["content-length"] ? Number(res.headers["content-length"]) : undefined;
     const expected = res.headers["content-md5"];
     return withIdleTimeout(
-      ReadableStream.from(res as AsyncIterable<Uint8Array>),
+      withAbort(ReadableStream.from(res as AsyncIterable<Uint8Array>), signal),
       `reading '${key}' from Manta`,
     )
       .pipeThrough(verifying(key, length, typeof expected === "string" ? expected : undefined));
@@ -156,7 +161,9 @@ export class MantaStore implements SnapshotStore {
         await drain(res);
         continue;
       }
-      await this.#expectOk(res, "delete", key);
+      // A directory is no object: one that holds others is left alone, an empty one goes.
+      await this.#expectOk(res, "delete", key, (code) => code === "DirectoryNotEmpty");
+      this.#dirs.delete(this.#path(key));
     }
   }
 
@@ -201,11 +208,20 @@ export class MantaStore implements SnapshotStore {
     this.#dirs.add(path);
   }
 
-  /** Throws the right error for a non-2xx answer (consuming its body); 2xx answers pass. */
-  async #expectOk(res: http.IncomingMessage, action: string, key: string): Promise<void> {
+  /**
+   * Throws the right error for a non-2xx answer (consuming its body) unless its error code is one `accept`s;
+   * 2xx answers pass.
+   */
+  async #expectOk(
+    res: http.IncomingMessage,
+    action: string,
+    key: string,
+    accept: (code: string | undefined) => boolean = () => false,
+  ): Promise<void> {
     const status = res.statusCode ?? 0;
     if (status >= 200 && status < 300) return;
     const { code, message } = await readError(res);
+    if (accept(code)) return;
     const detail = `HTTP ${status}${code ? ` ${code}` : ""}${message ? `: ${message}` : ""}`;
     if (status === 401 || status === 403) {
       throw new StoreUnavailableError(
@@ -257,11 +273,14 @@ export class MantaStore implements SnapshotStore {
     return new Promise<http.IncomingMessage>((resolve, reject) => {
       let settled = false;
       let responded = false;
+      let body: ReadableStreamDefaultReader<Uint8Array> | undefined;
       const fail = (e: unknown) => {
         if (settled) return;
         settled = true;
         reject(e);
         req.destroy();
+        // Stop the source too: it may be waiting for us to read, and we never will.
+        body?.cancel(e).catch(() => {});
       };
       const req = (tls ? https : http).request(url, {
         method,
@@ -305,18 +324,21 @@ export class MantaStore implements SnapshotStore {
         return;
       }
       const responseArrived = new Promise<void>((r) => req.once("response", () => r()));
+      // A request destroyed by an abort or a failure never drains: stop waiting when it closes.
+      const closed = new Promise<void>((r) => req.once("close", () => r()));
       (async () => {
-        const reader = opts.body!.getReader();
+        const reader = body = opts.body!.getReader();
         try {
           for (;;) {
             const { done, value } = await reader.read();
+            if (settled && !responded) return; // failed: fail() cancelled the source
             if (done) break;
             if (responded || settled) {
               await reader.cancel().catch(() => {});
               return;
             }
             if (!req.write(value)) {
-              await Promise.race([new Promise((r) => req.once("drain", r)), responseArrived]);
+              await Promise.race([new Promise((r) => req.once("drain", r)), responseArrived, closed]);
             }
           }
           req.end();

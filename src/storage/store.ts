@@ -51,7 +51,8 @@ export interface SnapshotStore {
   readonly location: string;
   /**
    * Stores `body` under `key`, replacing any object of that name only once `body` has been read to its end:
-   * a failed or aborted upload leaves no partial object behind.
+   * a failed or aborted upload leaves no partial object behind. When `signal` aborts, `body` is cancelled and
+   * the promise rejects with the signal's reason.
    */
   put(
     key: string,
@@ -59,11 +60,19 @@ export interface SnapshotStore {
     signal?: AbortSignal,
     opts?: PutOptions,
   ): Promise<ObjectInfo>;
-  /** Streams an object. @throws {NotFoundError} if it does not exist. */
+  /**
+   * Streams an object. Once `signal` aborts, the stream fails with its reason and the file or connection
+   * behind it is closed.
+   *
+   * @throws {NotFoundError} if no object has that key (nothing does that `list()` does not show).
+   */
   get(key: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
   /** Every object whose key starts with `prefix`, in no particular order. */
   list(prefix?: string): AsyncIterable<ObjectInfo>;
-  /** Deletes objects; missing ones are not an error. */
+  /**
+   * Deletes objects; missing ones are not an error. A key that names no object `list()` shows is missing, also
+   * one that names a "directory" holding others (which are left alone) or lies below an object.
+   */
   delete(keys: readonly string[]): Promise<void>;
 }
 
@@ -113,6 +122,49 @@ export function withIdleTimeout(
       }
     },
     cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * Passes `source` through until `signal` aborts; then the stream fails with the signal's reason and `source` is
+ * cancelled, which closes the file or connection it reads from.
+ */
+export function withAbort(
+  source: ReadableStream<Uint8Array>,
+  signal: AbortSignal | undefined,
+): ReadableStream<Uint8Array> {
+  if (signal === undefined) return source;
+  const reader = source.getReader();
+  let onAbort = () => {};
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      onAbort = () => {
+        controller.error(signal.reason);
+        reader.cancel(signal.reason).catch(() => {});
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+    },
+    async pull(controller) {
+      try {
+        const { value, done } = await reader.read();
+        if (signal.aborted) return; // already failed with the reason
+        if (done) {
+          signal.removeEventListener("abort", onAbort);
+          controller.close();
+        } else {
+          controller.enqueue(value);
+        }
+      } catch (e) {
+        if (signal.aborted) return;
+        signal.removeEventListener("abort", onAbort);
+        controller.error(e);
+      }
+    },
+    cancel(reason) {
+      signal.removeEventListener("abort", onAbort);
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });

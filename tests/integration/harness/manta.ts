@@ -267,7 +267,12 @@ export async function startManta(opts: StartMantaOptions): Promise<MantaServer> 
           (req.headers.get("content-type") ?? "").replace(/\s/g, "") === "application/json;type=directory"
         ) {
           if (st && !st.isDirectory) throw new MantaError(400, "DirectoryOperation", `${path} is an object`);
-          if (!st) await Deno.mkdir(file(path));
+          if (!st) {
+            // idempotent, like Manta's, also when several requests create the same directory at once
+            await Deno.mkdir(file(path)).catch((e) => {
+              if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+            });
+          }
           return new Response(null, { status: 204 });
         }
         if (st?.isDirectory) throw new MantaError(400, "DirectoryOperation", `${path} is a directory`);
