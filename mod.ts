@@ -2,13 +2,12 @@
  * `autopilot`: the one program ContainerPilot calls at each point of a MySQL container's life.
  *
  * This file only parses argv, loads the configuration and dispatches to a command; each command lives in
- * `hooks/` (lifecycle hooks) or `src/cli/` (operator commands).
+ * `hooks/` (lifecycle hooks) or `src/cli/` (operator commands). `--help` and `--version` need only the
+ * command table; the argument parser, the configuration, logging and the command itself are loaded with
+ * dynamic imports once a command is to run, so each run loads only what it uses.
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { ConfigError, loadConfig } from "./src/config.ts";
-import { setupLogging } from "./src/log.ts";
 import { print, printError } from "./src/cli/output.ts";
 import { type Command, COMMANDS, EXIT, usage } from "./src/cli/commands.ts";
 
@@ -30,6 +29,7 @@ export async function main(args: string[]): Promise<number> {
     printError(`autopilot: unknown command '${name}': run 'autopilot --help' for the list of commands`);
     return EXIT.usage;
   }
+  const { parseArgs } = await import("node:util");
   let flags: Record<string, string | boolean | undefined>;
   let positionals: string[];
   try {
@@ -50,6 +50,7 @@ export async function main(args: string[]): Promise<number> {
     return EXIT.ok;
   }
   const env = (n: string) => Deno.env.get(n);
+  const { ConfigError, loadConfig } = await import("./src/config.ts");
   let config;
   try {
     config = loadConfig(env, { hostname: () => Deno.hostname() });
@@ -60,6 +61,7 @@ export async function main(args: string[]): Promise<number> {
     }
     throw e;
   }
+  const { setupLogging } = await import("./src/log.ts");
   setupLogging(config.log.level, config.log.format);
   return await command.run({ config, env, flags, positionals });
 }

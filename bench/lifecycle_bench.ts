@@ -2,9 +2,14 @@
  * Figures for a cluster assembling itself, on the namespace test cluster (real Consul, real MariaDB):
  * - start to healthy primary (pre-start, mysqld, first health pass with bootstrap and first snapshot);
  * - replica start to replicating, for datasets of several sizes (restore, mysqld, first health pass);
- * - wall time and peak memory (RSS) of one `autopilot health` run on a steady primary and replica.
+ * - what the checks ContainerPilot runs cost, on a steady 3-node cluster: an empty `deno run`, `autopilot
+ *   --version` and `--help`, one `health` pass on the primary and on a replica, one `snapshot` run with
+ *   nothing due (wall, CPU user+sys and peak RSS of the whole process, from GNU time: median of 10 each), the
+ *   share of one core per node they take at the shipped intervals, and whether each target is reached
+ *   (bench/costs.ts).
  *
- * Run: `deno task bench` (all sizes) or `deno task bench --sizes=10,100`. Prints a table; asserts nothing.
+ * Run: `deno task bench` (all sizes), `deno task bench --sizes=10,100`, or `deno task bench --checks-only`
+ * (the last section alone). Prints tables; asserts nothing.
  *
  * @module
  */
@@ -15,55 +20,194 @@ import { ConsulStore } from "../src/consul.ts";
 import { connectLocal } from "../src/local.ts";
 import { takeAndPublishSnapshot } from "../src/snapshots.ts";
 import { Cluster, type TestNode } from "../tests/integration/cluster.ts";
-import { Harness, ip, REPO_ROOT } from "../tests/integration/harness/mod.ts";
+import { Harness, REPO_ROOT } from "../tests/integration/harness/mod.ts";
+import { autopilot } from "../tests/integration/autopilot_cli.ts";
+import {
+  coreShare,
+  median,
+  medianCost,
+  parseTimeOutput,
+  type ProcessCost,
+  SHIPPED_INTERVALS,
+  TARGETS,
+  TIME_FORMAT,
+  verdict,
+} from "./costs.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { sizes: { type: "string", default: "10,100,1000" } },
+  options: {
+    sizes: { type: "string", default: "10,100,1000" },
+    "checks-only": { type: "boolean", default: false },
+  },
 });
-const sizes = values.sizes!.split(",").map(Number).filter((n) => n > 0);
+const sizes = values["checks-only"] ? [] : values.sizes!.split(",").map(Number).filter((n) => n > 0);
 
 const ms = (t0: number) => performance.now() - t0;
 const fmt = (m: number) => (m >= 1000 ? `${(m / 1000).toFixed(2)} s` : `${m.toFixed(0)} ms`);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const p95 = (xs: number[]) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.95))];
+const mib = (kib: number) => `${(kib / 1024).toFixed(1)} MiB`;
 
-/** Runs `autopilot health` in the node's namespace, polling the process's peak RSS (VmHWM) until it exits. */
-async function measuredHealth(
-  node: TestNode,
-): Promise<{ wallMs: number; peakKiB: number; code: number; stderr: string }> {
-  const t0 = performance.now();
-  const child = new Deno.Command(await ip(), {
-    args: ["netns", "exec", node.ns, Deno.execPath(), "run", "-P=autopilot", "mod.ts", "health"],
+/** GNU time: measures a whole process (every thread) from exec to exit, as the kernel counts it (wait4). */
+const GNU_TIME = "/usr/bin/time";
+
+/**
+ * Runs `program args` under GNU time (`-o` a file, so the program's own stderr stays its own) and returns its
+ * wall time (measured here, around the whole run), CPU time (user + sys) and peak RSS.
+ */
+async function measured(
+  run: (wrapper: string[]) => Promise<{ code: number; stderr: string }>,
+): Promise<ProcessCost & { code: number; stderr: string }> {
+  const out = await Deno.makeTempFile({ prefix: "autopilot-bench-time-" });
+  try {
+    const t0 = performance.now();
+    const r = await run([GNU_TIME, "-f", TIME_FORMAT, "-o", out]);
+    const wallMs = ms(t0);
+    return { wallMs, ...parseTimeOutput(await Deno.readTextFile(out)), code: r.code, stderr: r.stderr };
+  } finally {
+    await Deno.remove(out);
+  }
+}
+
+/** Runs a program (not in a namespace) from the repository root, with only PATH and DENO_DIR set. */
+async function plain(wrapper: string[], argv: string[]): Promise<{ code: number; stderr: string }> {
+  const [program, ...args] = [...wrapper, ...argv];
+  const out = await new Deno.Command(program, {
+    args,
     cwd: REPO_ROOT,
     clearEnv: true,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "",
-      DENO_DIR: Deno.env.get("DENO_DIR") ?? "",
-      ...node.env,
-      LOG_LEVEL: "ERROR",
-    },
+    env: { PATH: Deno.env.get("PATH") ?? "", DENO_DIR: Deno.env.get("DENO_DIR") ?? "", NO_COLOR: "1" },
+    stdin: "null",
     stdout: "null",
     stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  let peakKiB = 0;
-  let done = false;
-  const status = child.status.then((s) => {
-    done = true;
-    return s;
-  });
-  while (!done) {
-    try {
-      const hwm = /VmHWM:\s+(\d+)/.exec(await Deno.readTextFile(`/proc/${child.pid}/status`));
-      if (hwm) peakKiB = Math.max(peakKiB, Number(hwm[1]));
-    } catch {
-      // exited between checks
-    }
-    await new Promise((r) => setTimeout(r, 2));
+  }).output();
+  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+}
+
+const loadAverage = async () => (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+
+/**
+ * The cost of the checks ContainerPilot runs, on a steady 3-node cluster (one primary, two replicas), each
+ * command run as ContainerPilot runs it (`deno run -P=autopilot mod.ts`, in the node's namespace, the node's
+ * settings with the shipped LOG_LEVEL). The passes go round the nodes (primary, replica, replica, then the
+ * snapshot task on the primary and a replica), so every session is renewed as ContainerPilot would renew it.
+ */
+async function checkCosts(runs: number): Promise<string> {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await Cluster.create(h);
+  const nodes = [1, 2, 3].map((k) => c.node(k, { LOG_LEVEL: "INFO" }));
+  for (const n of nodes) {
+    const r = await c.boot(n);
+    if (r.code !== 0) throw new Error(`${n.name} did not become healthy: ${r.stderr}`);
   }
-  return { wallMs: ms(t0), peakKiB, code: (await status).code, stderr: await stderr };
+  const [primary, replica, other] = nodes;
+  const consul = c.consul();
+  const lastBackup = async () => (await consul.get("mysql-last-backup"))?.value;
+  const emptyDir = await Deno.makeTempDir({ prefix: "autopilot-bench-empty-" });
+  try {
+    const empty = `${emptyDir}/empty.ts`;
+    await Deno.writeTextFile(empty, "");
+    const deno = [Deno.execPath(), "run", "-P=autopilot"];
+    const plainRuns: Record<string, string[]> = {
+      "empty `deno run`": [...deno, "--config", `${REPO_ROOT}/deno.json`, empty],
+      "`autopilot --version`": [...deno, "mod.ts", "--version"],
+      "`autopilot --help`": [...deno, "mod.ts", "--help"],
+    };
+    const figures = new Map<string, (ProcessCost & { code: number; stderr: string })[]>();
+    const add = (name: string, r: ProcessCost & { code: number; stderr: string }) => {
+      if (r.code !== 0) throw new Error(`${name} failed during the benchmark: ${r.stderr}`);
+      figures.set(name, [...(figures.get(name) ?? []), r]);
+    };
+    const nodeRun = (node: typeof primary, command: string) => (wrapper: string[]) =>
+      autopilot([command], node.env, node.ns, wrapper);
+    const before = await lastBackup();
+    const loadBefore = await loadAverage();
+    // One round unmeasured: Deno's caches (transpiled modules, V8 code cache) are warm, as on a node.
+    for (let round = 0; round <= runs; round++) {
+      const keep = round > 0;
+      for (const [name, argv] of Object.entries(plainRuns)) {
+        const r = await measured((w) => plain(w, argv));
+        if (keep) add(name, r);
+      }
+      for (
+        const [name, node, command] of [
+          ["`health`, steady primary", primary, "health"],
+          ["`health`, steady replica", replica, "health"],
+          ["", other, "health"],
+          ["`snapshot`, nothing due, primary", primary, "snapshot"],
+          ["`snapshot`, nothing due, replica", replica, "snapshot"],
+        ] as const
+      ) {
+        const r = await measured(nodeRun(node, command));
+        if (keep && name !== "") add(name, r);
+        else if (r.code !== 0) throw new Error(`${command} on ${node.name} failed: ${r.stderr}`);
+      }
+    }
+    const loadAfter = await loadAverage();
+    if ((await lastBackup()) !== before) {
+      throw new Error("a snapshot was taken during the measurement: its cost is not a steady run's");
+    }
+    const cost = (name: string) => medianCost(figures.get(name)!);
+    const target = (name: string): string => {
+      const f = cost(name);
+      if (name.includes("--version") || name.includes("--help")) {
+        return `wall <= ${TARGETS.cliWallMs} ms: ${verdict(f.wallMs, TARGETS.cliWallMs)}`;
+      }
+      if (name.includes("replica") && name.includes("health")) {
+        return `wall <= ${TARGETS.replicaHealthWallMs} ms: ${
+          verdict(f.wallMs, TARGETS.replicaHealthWallMs)
+        }; ` +
+          `peak RSS <= ${TARGETS.replicaHealthPeakMiB} MiB: ${
+            verdict(f.peakKiB / 1024, TARGETS.replicaHealthPeakMiB)
+          }`;
+      }
+      return "";
+    };
+    const rows = [...figures.keys()].map((name) => {
+      const f = cost(name);
+      return `| ${name} | ${fmt(f.wallMs)} | ${fmt(f.wallP95Ms)} | ${fmt(f.cpuMs)} | ${mib(f.peakKiB)} | ${
+        target(name)
+      } |`;
+    });
+    const share = (role: string) =>
+      coreShare([
+        {
+          name: "health",
+          cpuMs: cost(`\`health\`, steady ${role}`).cpuMs,
+          intervalSeconds: SHIPPED_INTERVALS.healthSeconds,
+        },
+        {
+          name: "snapshot",
+          cpuMs: cost(`\`snapshot\`, nothing due, ${role}`).cpuMs,
+          intervalSeconds: SHIPPED_INTERVALS.snapshotSeconds,
+        },
+      ]);
+    const shares = ["primary", "replica"].map((role) => {
+      const s = share(role);
+      return `- ${role}: ${(s * 100).toFixed(2)} % of one core (target <= ${TARGETS.coreShare * 100} %: ${
+        verdict(s, TARGETS.coreShare)
+      })`;
+    });
+    return [
+      `What the checks cost (steady 3-node cluster, \`deno run -P=autopilot\`, median of ${runs} runs each after ` +
+      `one unmeasured round; wall measured around the process, CPU (user+sys) and peak RSS from GNU time; ` +
+      `load average ${loadBefore} before, ${loadAfter} after):`,
+      "",
+      "| command | wall, median | wall, p95 | CPU user+sys | peak RSS | target |",
+      "| --- | --- | --- | --- | --- | --- |",
+      ...rows,
+      "",
+      `Share of one core per node at the shipped intervals (\`health\` every ${SHIPPED_INTERVALS.healthSeconds} s, ` +
+      `the \`snapshot\` task every ${
+        SHIPPED_INTERVALS.snapshotSeconds / 60
+      } min; CPU time per run over its ` +
+      "interval; on-change runs only when the primary changes and an actual snapshot once per BACKUP_TTL, so " +
+      "neither is counted; ContainerPilot's own work is not counted):",
+      ...shares,
+    ].join("\n");
+  } finally {
+    consul.close();
+    await Deno.remove(emptyDir, { recursive: true });
+  }
 }
 
 async function fill(c: Cluster, node: TestNode, megabytes: number): Promise<void> {
@@ -104,7 +248,7 @@ console.log("autopilot-mysql lifecycle figures (MariaDB, namespace cluster, this
 
 // 1. Start to healthy primary.
 const startups: number[] = [];
-for (let trial = 0; trial < 3; trial++) {
+for (let trial = 0; trial < (values["checks-only"] ? 0 : 3); trial++) {
   await using h = await Harness.create({ nodes: 1 });
   const c = await Cluster.create(h);
   const n1 = c.node(1);
@@ -113,17 +257,22 @@ for (let trial = 0; trial < 3; trial++) {
   if (r.code !== 0) throw new Error(`primary did not become healthy: ${r.stderr}`);
   startups.push(ms(t0));
 }
-console.log(
-  `start to healthy primary (pre-start, mysqld, bootstrap, first snapshot): median ${fmt(median(startups))}` +
-    ` of ${startups.map(fmt).join(", ")}`,
-);
+if (startups.length) {
+  console.log(
+    `start to healthy primary (pre-start, mysqld, bootstrap, first snapshot): median ${
+      fmt(median(startups))
+    }` +
+      ` of ${startups.map(fmt).join(", ")}`,
+  );
+}
 
-// 2. Replica start to replicating, per dataset size; 3. health runs on the steady cluster.
-console.log(
-  "\n| dataset | snapshot stored | restore (pre-start) | mysqld start | replica start to replicating |",
-);
-console.log("| --- | --- | --- | --- | --- |");
-let healthFigures = "";
+// 2. Replica start to replicating, per dataset size.
+if (sizes.length) {
+  console.log(
+    "\n| dataset | snapshot stored | restore (pre-start) | mysqld start | replica start to replicating |",
+  );
+  console.log("| --- | --- | --- | --- | --- |");
+}
 for (const size of sizes) {
   await using h = await Harness.create({ nodes: 2 });
   const c = await Cluster.create(h);
@@ -152,23 +301,7 @@ for (const size of sizes) {
     `| ${size} MB of rows (datadir ${datadirMiB.toFixed(0)} MiB) | ${(stored / 2 ** 20).toFixed(1)} MiB ` +
       `| ${fmt(restoreMs)} | ${fmt(mysqldMs)} | ${fmt(ms(t0))} |`,
   );
-  if (healthFigures === "") {
-    const lines: string[] = [];
-    for (const [role, node] of [["primary", n1], ["replica", n2]] as const) {
-      const runs = [];
-      for (let i = 0; i < 15; i++) runs.push(await measuredHealth(node));
-      if (runs.some((r) => r.code !== 0)) {
-        throw new Error(`health on the ${role} failed during the benchmark`);
-      }
-      const walls = runs.map((r) => r.wallMs);
-      lines.push(
-        `| ${role} | ${fmt(median(walls))} | ${fmt(p95(walls))} | ${
-          (median(runs.map((r) => r.peakKiB)) / 1024).toFixed(0)
-        } MiB |`,
-      );
-    }
-    healthFigures = ["| node | health wall, median | p95 | peak RSS |", "| --- | --- | --- | --- |", ...lines]
-      .join("\n");
-  }
 }
-console.log(`\n\`autopilot health\` on a steady cluster (deno run, 15 runs each):\n${healthFigures}`);
+
+// 3. What the checks cost on a steady cluster.
+console.log(`\n${await checkCosts(10)}`);

@@ -43,37 +43,18 @@ import {
   type RestoredMark,
   RestoredMarkError,
 } from "../src/restored.ts";
-import { publishedSnapshot, takeAndPublishSnapshot } from "../src/snapshots.ts";
-import { moveErrantDatadirAside, RebuildRefusedError, restoreRebuiltDatadir } from "../src/rebuild.ts";
-import type { Command, CommandContext } from "../src/cli/commands.ts";
+import type { CommandContext } from "../src/cli/command.ts";
 import { EXIT } from "../src/cli/exit.ts";
 import { putMetrics } from "../src/metrics.ts";
 import { advertisePrimary, planSweep, SWEEP_GRACE_MS, withdrawPrimary } from "../src/services.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
-/** The `health` command. */
-export const healthCommand: Command = {
-  name: "health",
-  summary: "check this node and keep it in its role; exit 0 only when healthy (ContainerPilot's check)",
-  details:
-    "The first pass of the first node bootstraps the primary; a later node starts replicating; when the\n" +
-    "primary is gone, one node appoints the most advanced replica.\n" +
-    "The writable primary's pass also keeps it in the SERVICE_NAME-primary service in Consul.\n" +
-    "--primary: change nothing; exit 0 only on the node that holds the primary lock and is writable.",
-  options: { primary: { type: "boolean" } },
-  run: (ctx: CommandContext) => runHealth(ctx, Boolean(ctx.flags.primary)),
-};
-
-/** The `on-change` command: ContainerPilot runs it when the primary service changes. */
-export const onChangeCommand: Command = {
-  name: "on-change",
-  summary: "the primary changed: follow the new one, or fail over if there is none (same pass as health)",
-  options: {},
-  run: (ctx: CommandContext) => runHealth(ctx, false),
-};
-
-async function runHealth(ctx: CommandContext, primaryOnly: boolean): Promise<number> {
+/**
+ * `autopilot health` (`primaryOnly`: `health --primary`) and `autopilot on-change`: one pass, under the node's
+ * pass lock unless it only reads.
+ */
+export async function runHealth(ctx: CommandContext, primaryOnly: boolean): Promise<number> {
   // One acting pass at a time on a node (`health --primary` only reads).
   using lock = primaryOnly ? undefined : await lockPasses(ctx.config.node.stateDir, PASS_LOCK_WAIT_MS);
   if (!primaryOnly && lock === undefined) {
@@ -370,6 +351,7 @@ async function bootstrapPrimary(c: PassContext): Promise<boolean> {
  */
 async function takeFirstSnapshot(c: PassContext): Promise<boolean> {
   try {
+    const { takeAndPublishSnapshot } = await import("../src/snapshots.ts");
     const manifest = await takeAndPublishSnapshot(c.config, c.consul, c.flavour, c.db!);
     log.info("First snapshot {name} stored and published for replicas", { name: manifest.name });
     return true;
@@ -392,6 +374,7 @@ function firstSnapshotMissing(why: string): NonNullable<PassContext["outcome"]> 
 
 /** Whether a snapshot has been published since a failed first one; the flag goes once one has. */
 async function firstSnapshotStored(c: PassContext, why: string): Promise<boolean> {
+  const { publishedSnapshot } = await import("../src/snapshots.ts");
   if ((await publishedSnapshot(c.config, c.consul)) === undefined) {
     c.outcome = firstSnapshotMissing(why);
     return false;
@@ -530,6 +513,8 @@ async function transactionsPrimaryLacks(
  * snapshot's position. A refusal leaves everything as it was and the node errant.
  */
 async function rebuildErrant(c: PassContext, primaryExecuted: string): Promise<void> {
+  const { publishedSnapshot } = await import("../src/snapshots.ts");
+  const { moveErrantDatadirAside, RebuildRefusedError } = await import("../src/rebuild.ts");
   try {
     const manifest = await publishedSnapshot(c.config, c.consul);
     await moveErrantDatadirAside(c.config, c.flavour, c.db!, manifest, primaryExecuted, async (aside) => {
@@ -567,6 +552,7 @@ async function finishRebuild(c: PassContext): Promise<number> {
       });
       return EXIT.failed;
     }
+    const { publishedSnapshot } = await import("../src/snapshots.ts");
     const manifest = await publishedSnapshot(c.config, c.consul);
     if (manifest === undefined) {
       log.error(
@@ -577,6 +563,7 @@ async function finishRebuild(c: PassContext): Promise<number> {
       );
       return EXIT.failed;
     }
+    const { restoreRebuiltDatadir } = await import("../src/rebuild.ts");
     const gtid = await restoreRebuiltDatadir(c.config, c.flavour, manifest, c.self.address);
     await saveState(c, { ...c.state, rebuilding: undefined });
     log.warn(

@@ -45,26 +45,10 @@ import {
 } from "../src/state.ts";
 import { openStore } from "../src/storage/open.ts";
 import { errorMessage } from "../src/text.ts";
-import type { Command, CommandContext } from "../src/cli/commands.ts";
+import type { CommandContext } from "../src/cli/command.ts";
 import { EXIT } from "../src/cli/exit.ts";
 
 const log = getLogger(["autopilot", "pre-start"]);
-
-/** The `pre-start` command. */
-export const preStartCommand: Command = {
-  name: "pre-start",
-  args: "[--once]",
-  summary:
-    "before mysqld starts: write my.cnf, then keep, restore (from the last snapshot) or create the datadir",
-  details: "An attempt that fails logs one line (attempt number, why, when it tries again), leaves the\n" +
-    "datadir as it was, and is tried again 2 s later, the wait doubling to at most 60 s, until one succeeds:\n" +
-    "ContainerPilot starts mysqld only after pre-start succeeds. While it retries, 'autopilot status --self'\n" +
-    "shows why (STATE_DIR/pre-start-failure.json). SIGTERM or SIGINT stops it at once (exit 1, the datadir as\n" +
-    "it was). Invalid configuration is not retried (exit 2).\n" +
-    "--once: one attempt; exit 1 if it fails.",
-  options: { once: { type: "boolean" } },
-  run: (ctx) => runPreStart(ctx, ctx.flags.once === true),
-};
 
 /** A failure of pre-start's own checks: its message is the line to log. */
 class PreStartError extends Error {
@@ -76,7 +60,8 @@ class PreStartError extends Error {
 
 const STOP_SIGNALS = ["SIGTERM", "SIGINT"] as const;
 
-async function runPreStart(ctx: CommandContext, once: boolean): Promise<number> {
+/** `autopilot pre-start` (`once`: `--once`, a single attempt). */
+export async function runPreStart(ctx: CommandContext, once: boolean): Promise<number> {
   const { config } = ctx;
   const stateDir = config.node.stateDir;
   const stop = new AbortController();

@@ -12,8 +12,9 @@
  *
  * Then, on every node, mysqld is shut down cleanly (SQL SHUTDOWN) and waited for. ContainerPilot signals
  * mysqld only after this hook and then sleeps its top-level `stopTimeout` before it kills what is left, so
- * this hook is what gives mysqld its time to stop; it is bounded (see {@link PRE_STOP_BUDGET_MS}) below the
- * job's `timeout` in containerpilot.json5, so it always gets to the shutdown.
+ * this hook is what gives mysqld its time to stop; it is bounded (PRE_STOP_BUDGET_MS, in
+ * hooks/pre_stop_budget.ts) below the job's `timeout` in containerpilot.json5, so it always gets to the
+ * shutdown.
  *
  * Failures are logged and the exit code says so, but nothing here stops the container from stopping.
  *
@@ -29,82 +30,61 @@ import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts"
 import { type Flavour, sqlFor } from "../src/mysql/flavour.ts";
 import { lockPasses, type NodeState, readState } from "../src/state.ts";
 import { withdrawPrimary } from "../src/services.ts";
-import type { Command } from "../src/cli/commands.ts";
 import { EXIT } from "../src/cli/exit.ts";
 import { runSnapshot } from "./snapshot.ts";
 import { switchover } from "./switchover.ts";
+import {
+  HANDOVER_BUDGET_MS,
+  HANDOVER_TIMEOUT_MS,
+  PASS_LOCK_WAIT_MS,
+  PRE_STOP_BUDGET_MS,
+  SHUTDOWN_WAIT_MS,
+} from "./pre_stop_budget.ts";
 
 const log = getLogger(["autopilot", "pre-stop"]);
 
-/** How long the stopping primary waits for a replica to catch up before it gives up handing over. */
-const HANDOVER_TIMEOUT_MS = 20_000;
-/** How long pre-stop waits for a health pass still running on this node to finish (none starts after it). */
-const PASS_LOCK_WAIT_MS = 5_000;
-/** How long pre-stop waits for mysqld to exit after SHUTDOWN. */
-const SHUTDOWN_WAIT_MS = 25_000;
-/**
- * How long the hand-over may take in all (Consul calls, the switchover's wait, its queries) before pre-stop
- * goes on to the shutdown without it.
- */
-const HANDOVER_BUDGET_MS = HANDOVER_TIMEOUT_MS + 3_000;
-/**
- * The most pre-stop takes without BACKUP_ON_STOP (the pass lock, the hand-over, the shutdown): the `pre-stop`
- * job's timeout in containerpilot.json5 (60 s) is above it, so pre-stop always gets to the shutdown.
- */
-export const PRE_STOP_BUDGET_MS = PASS_LOCK_WAIT_MS + HANDOVER_BUDGET_MS + SHUTDOWN_WAIT_MS;
+export { PRE_STOP_BUDGET_MS };
 
-/** The `pre-stop` command. */
-export const preStopCommand: Command = {
-  name: "pre-stop",
-  summary: "the container is stopping: hand over the primary role, then shut mysqld down cleanly",
-  details:
-    "On the primary: with BACKUP_ON_STOP=true, a last snapshot first; then the primary role moves to the\n" +
-    "replica that has the most, as 'autopilot switchover' does (writes blocked until it has caught up, at\n" +
-    `most ${
-      HANDOVER_TIMEOUT_MS / 1000
-    } s). Then, on every node, mysqld is shut down cleanly and waited for\n` +
-    `(at most ${SHUTDOWN_WAIT_MS / 1000} s). Exit 1 if a step failed; the stop goes on.`,
-  options: {},
-  async run({ config }): Promise<number> {
-    // A health pass still running here would race the hand-over and the shutdown: wait for it, briefly.
-    using pass = await lockPasses(config.node.stateDir, PASS_LOCK_WAIT_MS);
-    if (pass === undefined) {
-      log.warn("A health pass still runs here after {s} s: stopping without waiting for it", {
-        s: PASS_LOCK_WAIT_MS / 1000,
+/** `autopilot pre-stop`. */
+export async function runPreStop(config: Config): Promise<number> {
+  // A health pass still running here would race the hand-over and the shutdown: wait for it, briefly.
+  using pass = await lockPasses(config.node.stateDir, PASS_LOCK_WAIT_MS);
+  if (pass === undefined) {
+    log.warn("A health pass still runs here after {s} s: stopping without waiting for it", {
+      s: PASS_LOCK_WAIT_MS / 1000,
+    });
+  }
+  const state = await readState(config.node.stateDir);
+  const flavour = flavourOf(config, state);
+  let db: MysqlClient;
+  try {
+    db = await connectLocal(config, flavour);
+  } catch (e) {
+    if (!(e instanceof MysqlUnavailableError)) throw e;
+    log.info("Stopping a node whose mysqld does not answer ({e}): nothing to hand over or shut down", {
+      e: e.message,
+    });
+    return EXIT.ok;
+  }
+  let code: number = EXIT.ok;
+  try {
+    code = await withinBudget(handOver(config, state, flavour, db), HANDOVER_BUDGET_MS);
+  } finally {
+    log.info("Shutting mysqld down");
+    const started = performance.now();
+    if (await shutDownLocalServer(config, db, SHUTDOWN_WAIT_MS)) {
+      log.info("mysqld shut down cleanly in {s} s", {
+        s: ((performance.now() - started) / 1000).toFixed(1),
       });
-    }
-    const state = await readState(config.node.stateDir);
-    const flavour = flavourOf(config, state);
-    let db: MysqlClient;
-    try {
-      db = await connectLocal(config, flavour);
-    } catch (e) {
-      if (!(e instanceof MysqlUnavailableError)) throw e;
-      log.info("Stopping a node whose mysqld does not answer ({e}): nothing to hand over or shut down", {
-        e: e.message,
+    } else {
+      log.error("mysqld still runs {s} s after SHUTDOWN: ContainerPilot signals it next", {
+        s: SHUTDOWN_WAIT_MS / 1000,
       });
-      return EXIT.ok;
+      code = EXIT.failed;
     }
-    let code: number = EXIT.ok;
-    try {
-      code = await withinBudget(handOver(config, state, flavour, db), HANDOVER_BUDGET_MS);
-    } finally {
-      log.info("Shutting mysqld down");
-      const started = performance.now();
-      if (await shutDownLocalServer(config, db, SHUTDOWN_WAIT_MS)) {
-        log.info("mysqld shut down cleanly in {s} s", {
-          s: ((performance.now() - started) / 1000).toFixed(1),
-        });
-      } else {
-        log.error("mysqld still runs {s} s after SHUTDOWN: ContainerPilot signals it next", {
-          s: SHUTDOWN_WAIT_MS / 1000,
-        });
-        code = EXIT.failed;
-      }
-    }
-    return code;
-  },
-};
+  }
+  return code;
+}
 
 /** On the primary: the last snapshot if configured, then the hand-over. A replica has nothing to do. */
 async function handOver(

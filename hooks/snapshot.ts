@@ -49,7 +49,6 @@ import {
 } from "../src/snapshots.ts";
 import { verifySnapshot } from "../src/backup/verify.ts";
 import { openStore } from "../src/storage/open.ts";
-import type { Command } from "../src/cli/commands.ts";
 import { EXIT } from "../src/cli/exit.ts";
 import { putMetrics } from "../src/metrics.ts";
 import type { Manifest } from "../src/backup/manifest.ts";
@@ -57,19 +56,6 @@ import { CorruptSnapshotError } from "../src/backup/errors.ts";
 import { errorMessage } from "../src/text.ts";
 
 const log = getLogger(["autopilot", "snapshot"]);
-
-/** The `snapshot` command. */
-export const snapshotCommand: Command = {
-  name: "snapshot",
-  summary: "take a snapshot if one is due, or verify the last one (ContainerPilot's periodic task)",
-  details: "A snapshot is due when none exists, the last one is older than BACKUP_TTL, or the primary's\n" +
-    "binlog has rotated since. The primary takes it (BACKUP_FROM=replica: a healthy replica), under the\n" +
-    "backup lock in Consul, so one node at a time. Exit 0 when nothing was due or the snapshot was published;\n" +
-    "a node whose MySQL server does not answer yet (starting) or any more takes none, and exits 0 too.\n" +
-    "BACKUP_VERIFY=true: a healthy replica with nothing to take verifies the last snapshot, once per snapshot.",
-  options: {},
-  run: ({ config }) => runSnapshot(config, { force: false }),
-};
 
 /**
  * Takes a snapshot now if this node should (or always, with `force`), under the backup lock, stores it,

@@ -25,57 +25,46 @@ import { type Flavour, type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
 import { subtractGtids } from "../src/mysql/gtid.ts";
 import { readState } from "../src/state.ts";
 import { withdrawPrimary } from "../src/services.ts";
-import type { Command, CommandContext } from "../src/cli/commands.ts";
+import type { CommandContext } from "../src/cli/command.ts";
 import { EXIT } from "../src/cli/exit.ts";
 import { print, printError } from "../src/cli/output.ts";
 
 const log = getLogger(["autopilot", "switchover"]);
 
-/** The `switchover` command. */
-export const switchoverCommand: Command = {
-  name: "switchover",
-  args: "[--to NODE] [--timeout SECONDS]",
-  summary: "move the primary role to another node with no transaction lost (run it on the primary)",
-  details:
-    "Writes are refused from the moment this node turns read-only until the target, having applied the\n" +
-    "last transactions, turns writable in its next pass; the old primary becomes a replica. --to NODE picks\n" +
-    "the target; by default the replica that has the most. --timeout SECONDS bounds the wait for the target to\n" +
-    "catch up (default 30); on timeout this node turns writable again and nothing changes.",
-  options: { to: { type: "string" }, timeout: { type: "string" } },
-  async run(ctx: CommandContext): Promise<number> {
-    const config = ctx.config;
-    const state = await readState(config.node.stateDir);
-    const flavour = flavourOf(config, state);
-    const timeoutMs = Number(ctx.flags.timeout ?? 30) * 1000;
-    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-      printError(
-        `autopilot switchover: --timeout must be a number of seconds: current value is '${ctx.flags.timeout}'`,
+/** `autopilot switchover [--to NODE] [--timeout SECONDS]`. */
+export async function runSwitchover(ctx: CommandContext): Promise<number> {
+  const config = ctx.config;
+  const state = await readState(config.node.stateDir);
+  const flavour = flavourOf(config, state);
+  const timeoutMs = Number(ctx.flags.timeout ?? 30) * 1000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    printError(
+      `autopilot switchover: --timeout must be a number of seconds: current value is '${ctx.flags.timeout}'`,
+    );
+    return EXIT.usage;
+  }
+  const consul = new ConsulStore(config.consul);
+  try {
+    const lock = primaryLockFrom(await consul.get(config.keys.primary));
+    if (lock.session === undefined || lock.session !== state.sessionId) {
+      log.error(
+        "This node ({node}) does not hold the primary lock (the primary is {primary}): run it there",
+        {
+          node: config.node.name,
+          primary: lock.session ? lock.record?.node ?? "unknown" : "nobody",
+        },
       );
-      return EXIT.usage;
+      return EXIT.failed;
     }
-    const consul = new ConsulStore(config.consul);
-    try {
-      const lock = primaryLockFrom(await consul.get(config.keys.primary));
-      if (lock.session === undefined || lock.session !== state.sessionId) {
-        log.error(
-          "This node ({node}) does not hold the primary lock (the primary is {primary}): run it there",
-          {
-            node: config.node.name,
-            primary: lock.session ? lock.record?.node ?? "unknown" : "nobody",
-          },
-        );
-        return EXIT.failed;
-      }
-      await using db = await connectLocal(config, flavour);
-      return await switchover(config, consul, db, sqlFor(flavour), flavour, state.sessionId, {
-        to: typeof ctx.flags.to === "string" ? ctx.flags.to : undefined,
-        timeoutMs,
-      });
-    } finally {
-      consul.close();
-    }
-  },
-};
+    await using db = await connectLocal(config, flavour);
+    return await switchover(config, consul, db, sqlFor(flavour), flavour, state.sessionId, {
+      to: typeof ctx.flags.to === "string" ? ctx.flags.to : undefined,
+      timeoutMs,
+    });
+  } finally {
+    consul.close();
+  }
+}
 
 /**
  * Moves the primary role from this node (which holds the lock with `session`) to the named or best replica.

@@ -21,57 +21,36 @@ import { publishedSnapshot } from "../snapshots.ts";
 import { openStore, StoreUnavailableError } from "../storage/open.ts";
 import type { SnapshotStore } from "../storage/store.ts";
 import { runSnapshot } from "../../hooks/snapshot.ts";
-import type { Command, CommandContext } from "./commands.ts";
+import type { CommandContext } from "./command.ts";
 import { EXIT } from "./exit.ts";
 import { print, printError } from "./output.ts";
 import { errorMessage, formatBytes } from "../text.ts";
 
 const log = getLogger(["autopilot", "backup"]);
 
-/** The `backup` command. */
-export const backupCommand: Command = {
-  name: "backup",
-  args: "now | list [--json] | verify [NAME]",
-  summary: "take, list or verify snapshots",
-  details: [
-    "backup now            take a snapshot now, whatever BACKUP_TTL says: store it, publish it in",
-    "                      LAST_BACKUP_KEY and apply retention (BACKUP_RETAIN_COUNT, BACKUP_RETAIN_AGE).",
-    "backup list [--json]  every complete snapshot in the store, newest first: name, time, size, GTID, node;",
-    "                      '*' marks the one Consul names as the last (the one new nodes restore). Works",
-    "                      without Consul (it then says on stderr that it cannot tell which is the last).",
-    "                      Incomplete or unusable objects in the store are named on stderr.",
-    "backup verify [NAME]  check a snapshot end to end (default: the last, as Consul names it, else the",
-    "                      newest in the store): download it, compare its SHA-256 and size with its manifest,",
-    "                      unpack and prepare it in a scratch directory under MYSQL_TMPDIR (room for a whole",
-    "                      datadir is needed), start a throwaway server on it (no network, no binlog, no",
-    "                      replication; the node's own server and datadir are not touched), run CHECK TABLE",
-    "                      on every table, stop the server and remove the scratch directory.",
-    "                      Exit 0 only when the snapshot is good; 1 with one line saying what is wrong.",
-  ].join("\n"),
-  options: { json: { type: "boolean" } },
-  async run(ctx: CommandContext): Promise<number> {
-    const [sub, ...args] = ctx.positionals;
-    const usage = (problem: string): number => {
-      printError(`autopilot backup: ${problem}: run 'autopilot help backup'`);
-      return EXIT.usage;
-    };
-    if (sub === undefined) return usage("name a subcommand: now, list or verify");
-    if (!["now", "list", "verify"].includes(sub)) {
-      return usage(`unknown subcommand '${sub}' (expected now, list or verify)`);
-    }
-    if (ctx.flags.json && sub !== "list") return usage("--json applies to 'backup list' only");
-    const maxArgs = sub === "verify" ? 1 : 0;
-    if (args.length > maxArgs) return usage(`too many arguments for 'backup ${sub}': ${args.join(" ")}`);
-    switch (sub) {
-      case "now":
-        return await runSnapshot(ctx.config, { force: true });
-      case "list":
-        return await list(ctx.config, ctx.flags.json === true);
-      default:
-        return await verify(ctx.config, args[0]);
-    }
-  },
-};
+/** `autopilot backup now | list [--json] | verify [NAME]`. */
+export async function runBackup(ctx: CommandContext): Promise<number> {
+  const [sub, ...args] = ctx.positionals;
+  const usage = (problem: string): number => {
+    printError(`autopilot backup: ${problem}: run 'autopilot help backup'`);
+    return EXIT.usage;
+  };
+  if (sub === undefined) return usage("name a subcommand: now, list or verify");
+  if (!["now", "list", "verify"].includes(sub)) {
+    return usage(`unknown subcommand '${sub}' (expected now, list or verify)`);
+  }
+  if (ctx.flags.json && sub !== "list") return usage("--json applies to 'backup list' only");
+  const maxArgs = sub === "verify" ? 1 : 0;
+  if (args.length > maxArgs) return usage(`too many arguments for 'backup ${sub}': ${args.join(" ")}`);
+  switch (sub) {
+    case "now":
+      return await runSnapshot(ctx.config, { force: true });
+    case "list":
+      return await list(ctx.config, ctx.flags.json === true);
+    default:
+      return await verify(ctx.config, args[0]);
+  }
+}
 
 /** What Consul's LAST_BACKUP_KEY says: the manifest, nothing, or why it could not be read. */
 export interface PublishedLookup {

@@ -17,7 +17,7 @@ import { pidFilePath } from "../mysql/mycnf.ts";
 import { readState, StateError, writeState } from "../state.ts";
 import { openStore } from "../storage/open.ts";
 import { lookupPublished, operatorError } from "./backup_command.ts";
-import type { Command, CommandContext } from "./commands.ts";
+import type { CommandContext } from "./command.ts";
 import { EXIT } from "./exit.ts";
 import { print, printError } from "./output.ts";
 
@@ -26,64 +26,45 @@ const log = getLogger(["autopilot", "restore"]);
 /** A staging directory a crashed restore left inside the datadir (restoreSnapshot removes it). */
 const LEFTOVER_STAGING = /^\.restore-[0-9a-f]{12}$/;
 
-/** The `restore` command. */
-export const restoreCommand: Command = {
-  name: "restore",
-  args: "[NAME]",
-  summary: "restore a snapshot into the empty datadir of a stopped node",
-  details: [
-    "Restores NAME, or by default the last snapshot as Consul's LAST_BACKUP_KEY names it (the newest complete",
-    "snapshot in the store when Consul cannot be read or names none), into MYSQL_DATADIR: its SHA-256 and size",
-    "are checked against the manifest, it is unpacked and prepared beside the datadir and moved into place, and",
-    "the files are given to MYSQL_OS_USER. Prints the snapshot's name and GTID position.",
-    "",
-    "Refuses, touching nothing, when a server answers on MYSQL_SOCKET, when mysqld's pid file (mysqld.pid",
-    "beside the socket) exists, or when the datadir holds anything. Stop mysqld and move the datadir aside",
-    "first.",
-    "",
-    "Afterwards start the node as usual: pre-start keeps the restored datadir, and health replicates from the",
-    "primary starting after the snapshot's GTID position (as for a node pre-start restored itself).",
-  ].join("\n"),
-  options: {},
-  async run(ctx: CommandContext): Promise<number> {
-    const { config } = ctx;
-    if (ctx.positionals.length > 1) {
-      printError(
-        `autopilot restore: too many arguments: ${ctx.positionals.join(" ")}: run 'autopilot help restore'`,
-      );
+/** `autopilot restore [NAME]`. */
+export async function runRestore(ctx: CommandContext): Promise<number> {
+  const { config } = ctx;
+  if (ctx.positionals.length > 1) {
+    printError(
+      `autopilot restore: too many arguments: ${ctx.positionals.join(" ")}: run 'autopilot help restore'`,
+    );
+    return EXIT.usage;
+  }
+  const name = ctx.positionals[0];
+  if (name !== undefined) {
+    try {
+      manifestKey(name);
+    } catch (e) {
+      printError(`autopilot restore: ${(e as Error).message}: run 'autopilot backup list' for the names`);
       return EXIT.usage;
     }
-    const name = ctx.positionals[0];
-    if (name !== undefined) {
-      try {
-        manifestKey(name);
-      } catch (e) {
-        printError(`autopilot restore: ${(e as Error).message}: run 'autopilot backup list' for the names`);
-        return EXIT.usage;
-      }
-    }
-    const refusal = await serverRunning(config) ?? await datadirInUse(config.mysql.datadir);
-    if (refusal !== undefined) {
-      printError(`autopilot restore: ${refusal}; nothing was touched`);
+  }
+  const refusal = await serverRunning(config) ?? await datadirInUse(config.mysql.datadir);
+  if (refusal !== undefined) {
+    printError(`autopilot restore: ${refusal}; nothing was touched`);
+    return EXIT.failed;
+  }
+  try {
+    return await restore(config, name);
+  } catch (e) {
+    if (e instanceof CorruptSnapshotError && e.message.endsWith(CORRUPT_ADVICE)) {
+      printError(
+        `autopilot restore: Snapshot '${e.snapshot}' is corrupt: ${e.problem}: the datadir was not touched; ` +
+          "restore another snapshot (autopilot backup list), or take a new one on the primary",
+      );
       return EXIT.failed;
     }
-    try {
-      return await restore(config, name);
-    } catch (e) {
-      if (e instanceof CorruptSnapshotError && e.message.endsWith(CORRUPT_ADVICE)) {
-        printError(
-          `autopilot restore: Snapshot '${e.snapshot}' is corrupt: ${e.problem}: the datadir was not touched; ` +
-            "restore another snapshot (autopilot backup list), or take a new one on the primary",
-        );
-        return EXIT.failed;
-      }
-      const line = operatorError(e) ?? (e instanceof StateError ? e.message : undefined);
-      if (line === undefined) throw e;
-      printError(`autopilot restore: ${line}`);
-      return EXIT.failed;
-    }
-  },
-};
+    const line = operatorError(e) ?? (e instanceof StateError ? e.message : undefined);
+    if (line === undefined) throw e;
+    printError(`autopilot restore: ${line}`);
+    return EXIT.failed;
+  }
+}
 
 async function restore(config: Config, name: string | undefined): Promise<number> {
   const datadir = config.mysql.datadir;

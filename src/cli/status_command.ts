@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Command, CommandContext } from "./commands.ts";
+import type { CommandContext } from "./command.ts";
 import { print, printError } from "./output.ts";
 import { EXIT } from "./exit.ts";
 import { ConsulRequestError, ConsulUnavailableError } from "../consul.ts";
@@ -21,61 +21,44 @@ import {
   summariseStatus,
 } from "../status.ts";
 
-/** The `status` command. */
-export const statusCommand: Command = {
-  name: "status",
-  args: "[--json] [--self]",
-  summary: "show the cluster as a table (--json for scripts); exit 0 only if it is healthy",
-  details: "Learns the nodes from Consul (member records, the SERVICE_NAME service) and reads each node's\n" +
-    "server over TCP as the replication user (MYSQL_REPL_USER/MYSQL_REPL_PASSWORD), so it runs on any node or\n" +
-    "any machine that reaches Consul and the nodes. A node that does not answer within MYSQL_CONNECT_TIMEOUT\n" +
-    "(at most 2 s) is shown as unreachable.\n" +
-    "Healthy: one writable primary holding the lock, every node answering and replicating from it within\n" +
-    "MAX_REPLICATION_LAG and passing its SERVICE_NAME check in Consul, none with transactions the primary\n" +
-    "lacks (errant). Run on a node, it also shows why that node's pre-start keeps failing, if it does.\n" +
-    "Exit codes: 0 healthy, 1 unhealthy (the reasons in one line on stderr), 2 bad usage or Consul unreachable.\n" +
-    "--json: the same report as one JSON object (format 1: see src/status.ts, StatusReport).\n" +
-    "--self: only this node (NODE_NAME): exit 0 when it is healthy in its role, whatever the others do (the\n" +
-    "image's HEALTHCHECK); while its pre-start retries, the reason it fails.",
-  options: { json: { type: "boolean" }, self: { type: "boolean" } },
-  async run(ctx: CommandContext): Promise<number> {
-    if (ctx.positionals.length > 0) {
-      printError(
-        `autopilot status: unexpected argument '${
-          ctx.positionals[0]
-        }': usage: autopilot status [--json] [--self]`,
-      );
-      return EXIT.usage;
-    }
-    let facts: StatusFacts;
-    try {
-      facts = await gatherStatus(ctx.config);
-    } catch (e) {
-      if (e instanceof ConsulUnavailableError || e instanceof ConsulRequestError) {
-        // --self on a node whose pre-start retries: that is the reason to give (it may be this very one)
-        const preStart = ctx.flags.self ? await readPreStartFailure(ctx.config.node.stateDir) : undefined;
-        if (preStart?.node === ctx.config.node.name) {
-          printError(`autopilot status: unhealthy: ${describePreStartFailure(preStart, Date.now())}`);
-          return EXIT.failed;
-        }
-        printError(
-          `autopilot status: ${e.message} (CONSUL=${ctx.config.consul.url}): check that the agent runs there`,
-        );
-        // Docker reserves a health check's exit 2: for --self, "cannot tell" is "unhealthy".
-        return ctx.flags.self ? EXIT.failed : EXIT.usage;
+/** `autopilot status [--json] [--self]`. */
+export async function runStatus(ctx: CommandContext): Promise<number> {
+  if (ctx.positionals.length > 0) {
+    printError(
+      `autopilot status: unexpected argument '${
+        ctx.positionals[0]
+      }': usage: autopilot status [--json] [--self]`,
+    );
+    return EXIT.usage;
+  }
+  let facts: StatusFacts;
+  try {
+    facts = await gatherStatus(ctx.config);
+  } catch (e) {
+    if (e instanceof ConsulUnavailableError || e instanceof ConsulRequestError) {
+      // --self on a node whose pre-start retries: that is the reason to give (it may be this very one)
+      const preStart = ctx.flags.self ? await readPreStartFailure(ctx.config.node.stateDir) : undefined;
+      if (preStart?.node === ctx.config.node.name) {
+        printError(`autopilot status: unhealthy: ${describePreStartFailure(preStart, Date.now())}`);
+        return EXIT.failed;
       }
-      throw e;
+      printError(
+        `autopilot status: ${e.message} (CONSUL=${ctx.config.consul.url}): check that the agent runs there`,
+      );
+      // Docker reserves a health check's exit 2: for --self, "cannot tell" is "unhealthy".
+      return ctx.flags.self ? EXIT.failed : EXIT.usage;
     }
-    const report = summariseStatus(facts);
-    if (ctx.flags.self) return selfStatus(report, ctx.config.node.name, Boolean(ctx.flags.json));
-    print(ctx.flags.json ? JSON.stringify(report, null, 2) : renderStatusTable(report));
-    if (!report.healthy) {
-      printError(`autopilot status: unhealthy: ${report.problems.join("; ").replace(/\s*\n\s*/g, " ")}`);
-      return EXIT.failed;
-    }
-    return EXIT.ok;
-  },
-};
+    throw e;
+  }
+  const report = summariseStatus(facts);
+  if (ctx.flags.self) return selfStatus(report, ctx.config.node.name, Boolean(ctx.flags.json));
+  print(ctx.flags.json ? JSON.stringify(report, null, 2) : renderStatusTable(report));
+  if (!report.healthy) {
+    printError(`autopilot status: unhealthy: ${report.problems.join("; ").replace(/\s*\n\s*/g, " ")}`);
+    return EXIT.failed;
+  }
+  return EXIT.ok;
+}
 
 /**
  * `--self`: this node's row only; healthy when it has no problems of its own. The lock holder's own problems

@@ -19,6 +19,7 @@ import { type Config, ConfigError, loadConfig, VARIABLES } from "../../src/confi
 import { METRICS } from "../../src/metrics.ts";
 import { PRE_STOP_BUDGET_MS } from "../../hooks/pre_stop.ts";
 import { ENTRYPOINT_LIMIT_VARIABLE } from "../../src/node.ts";
+import { SHIPPED_INTERVALS } from "../../bench/costs.ts";
 
 const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname).replace(/\/$/, "");
 const read = (path: string): string => Deno.readTextFileSync(`${ROOT}/${path}`);
@@ -564,6 +565,16 @@ Deno.test("containerpilot.json5 runs only autopilot commands that exist, and mys
     }
   }
   assert(autopilotRuns >= 4, "containerpilot.json5 should run the lifecycle hooks through autopilot");
+});
+
+Deno.test("the benchmark counts the checks' cost at the intervals containerpilot.json5 ships", () => {
+  // deno-lint-ignore no-explicit-any
+  const jobs: any[] = containerpilot().jobs;
+  const checked = jobs.filter((j) => j.health?.exec === "autopilot health");
+  assertEquals(checked.length, 1, "one job should have `autopilot health` as its check");
+  assertEquals(checked[0].health.interval, SHIPPED_INTERVALS.healthSeconds, "health interval");
+  const snapshot = jobs.find((j) => j.exec === "autopilot snapshot");
+  assertEquals(snapshot?.when?.interval, `${SHIPPED_INTERVALS.snapshotSeconds / 60}m`, "snapshot interval");
 });
 
 Deno.test("containerpilot.json5 jobs and watches are valid for ContainerPilot and refer to each other", () => {
