@@ -254,7 +254,7 @@ export const VARIABLES: readonly VariableSpec[] = Object.freeze([
     "MYSQL_RANDOM_ROOT_PASSWORD",
     "MySQL",
     "true if no root password",
-    "Generate a random root password, written to a 0600 file in the datadir, never to the log.",
+    "Generate a random root password, written to STATE_DIR/root-password (0600), never to the log.",
   ),
   v(
     "MYSQL_ONETIME_PASSWORD",
