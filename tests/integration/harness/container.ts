@@ -31,7 +31,15 @@
 
 import { createMemoryCgroup, type MemoryCgroup } from "./cgroup.ts";
 import type { Harness } from "./mod.ts";
-import { isAlive, pathExists, type RunResult, type ServerProcess, StopWaiting, waitFor } from "./proc.ts";
+import {
+  isAlive,
+  pathExists,
+  run,
+  type RunResult,
+  type ServerProcess,
+  StopWaiting,
+  waitFor,
+} from "./proc.ts";
 import { REPO_ROOT, systemTool } from "./tools.ts";
 
 /** The environment variable naming the ContainerPilot binary the suite runs. */
@@ -628,23 +636,11 @@ export class ContainerNode {
     const init = this.initPid();
     if (init === undefined) throw new Error(`${this.name} is not running`);
     const nsenter = await systemTool("nsenter", "util-linux");
-    const ctl = AbortSignal.timeout(opts.timeoutMs ?? 60_000);
-    const out = await new Deno.Command(nsenter, {
-      args: ["-t", String(init), "-m", "-u", "-n", "-p", "--wd=/", "--", ...argv],
-      clearEnv: true,
+    return await run(nsenter, ["-t", String(init), "-m", "-u", "-n", "-p", "--wd=/", "--", ...argv], {
       env: this.containerEnv(),
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal: ctl,
-    }).output();
-    const dec = new TextDecoder();
-    return {
-      code: out.code,
-      success: out.success,
-      stdout: dec.decode(out.stdout),
-      stderr: dec.decode(out.stderr),
-    };
+      clearEnv: true,
+      timeoutMs: opts.timeoutMs ?? 60_000,
+    });
   }
 }
 

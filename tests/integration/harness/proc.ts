@@ -209,8 +209,10 @@ export interface RunResult {
 export interface RunOptions {
   /** Text written to the command's stdin (use this for secrets, never argv). */
   stdin?: string;
-  /** Extra environment variables (merged into the inherited environment). */
+  /** Extra environment variables (merged into the inherited environment, unless `clearEnv`). */
   env?: Record<string, string>;
+  /** Start from an empty environment: the command gets `env` and nothing inherited (default false). */
+  clearEnv?: boolean;
   cwd?: string;
   /** Kill the command (SIGKILL) after this many milliseconds; default 60 s. */
   timeoutMs?: number;
@@ -224,6 +226,7 @@ export async function run(program: string, args: string[], opts: RunOptions = {}
     const child = new Deno.Command(program, {
       args,
       env: opts.env,
+      clearEnv: opts.clearEnv ?? false,
       cwd: opts.cwd,
       stdin: opts.stdin === undefined ? "null" : "piped",
       stdout: "piped",
