@@ -68,7 +68,7 @@ export async function runPreStop(config: Config): Promise<number> {
   }
   let code: number = EXIT.ok;
   try {
-    code = await withinBudget(handOver(config, state, flavour, db), HANDOVER_BUDGET_MS);
+    code = await handOver(config, state, flavour, db);
   } finally {
     log.info("Shutting mysqld down");
     const started = performance.now();
@@ -105,18 +105,11 @@ async function handOver(
       log.info("BACKUP_ON_STOP: taking a last snapshot before stopping");
       code = await runSnapshot(config, { force: true });
     }
-    await withdrawPrimary(config, consul, config.node.name).catch((e) =>
-      log.warn("Cannot withdraw the primary service: {e}; its check lapses on its own", { e: String(e) })
+    // The snapshot takes what it takes (the job's 12 h timeout bounds it); the hand-over after it has a budget.
+    const handed = await withinBudget(
+      transfer(config, consul, db, flavour, lock.session),
+      HANDOVER_BUDGET_MS,
     );
-    const replicas = await otherLiveReplicas(config, consul);
-    if (replicas.length === 0) {
-      log.info("Stopping the primary with no live replica: it keeps the role until its session expires");
-      return code;
-    }
-    log.info("Stopping the primary: handing the role over to a replica");
-    const handed = await switchover(config, consul, db, sqlFor(flavour), flavour, lock.session, {
-      timeoutMs: HANDOVER_TIMEOUT_MS,
-    });
     return handed === EXIT.ok ? code : EXIT.failed;
   } catch (e) {
     if (e instanceof ConsulUnavailableError || e instanceof MysqlUnavailableError) {
@@ -127,6 +120,28 @@ async function handOver(
   } finally {
     consul.close();
   }
+}
+
+/** Out of the primary service, then the role to the best replica; with none, the node keeps the role. */
+async function transfer(
+  config: Config,
+  consul: ConsulStore,
+  db: MysqlClient,
+  flavour: Flavour,
+  session: string,
+): Promise<number> {
+  await withdrawPrimary(config, consul, config.node.name).catch((e) =>
+    log.warn("Cannot withdraw the primary service: {e}; its check lapses on its own", { e: String(e) })
+  );
+  const replicas = await otherLiveReplicas(config, consul);
+  if (replicas.length === 0) {
+    log.info("Stopping the primary with no live replica: it keeps the role until its session expires");
+    return EXIT.ok;
+  }
+  log.info("Stopping the primary: handing the role over to a replica");
+  return await switchover(config, consul, db, sqlFor(flavour), flavour, session, {
+    timeoutMs: HANDOVER_TIMEOUT_MS,
+  });
 }
 
 /**
