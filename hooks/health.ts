@@ -23,6 +23,7 @@ import {
   decideHealth,
   type HealthDecision,
   type HealthFacts,
+  holdsLock,
   type MysqlFacts,
   type PrimaryLock,
   primaryLockFrom,
@@ -46,7 +47,13 @@ import {
 import type { CommandContext } from "../src/cli/command.ts";
 import { EXIT } from "../src/cli/exit.ts";
 import { putMetrics } from "../src/metrics.ts";
-import { advertisePrimary, planSweep, SWEEP_GRACE_MS, withdrawPrimary } from "../src/services.ts";
+import {
+  advertisePrimary,
+  planSweep,
+  primaryServiceName,
+  SWEEP_GRACE_MS,
+  withdrawPrimary,
+} from "../src/services.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -139,13 +146,8 @@ async function healthPass(c: PassContext): Promise<number> {
       const decision = decideHealth(facts);
       healthy = await act(decision, c);
       outcome = c.outcome ?? { level: "warn", text: decision.reason };
-      if (
-        healthy && decision.action === "report" && facts.consul.up &&
-        facts.consul.lock.session !== undefined &&
-        facts.consul.lock.session === facts.consul.session
-      ) {
-        c.serving = true; // the steady primary: holds the lock, writable, ready
-      }
+      // A healthy report while holding the lock is the steady primary: writable, ready.
+      if (healthy && decision.action === "report" && holdsLock(facts)) c.serving = true;
       if (!c.again) break;
       facts = await gatherFacts(c);
     }
@@ -764,7 +766,7 @@ async function report(
  * primary, withdrawn by the first that does not. The primary's pass also removes dead nodes' entries.
  */
 async function showPrimaryService(c: PassContext, serving: boolean): Promise<void> {
-  const service = `${c.config.serviceName}-primary`;
+  const service = primaryServiceName(c.config);
   try {
     if (serving) {
       const at = `${c.self.address}:${c.self.port}`;
@@ -809,7 +811,7 @@ async function sweepDeadEntries(c: PassContext): Promise<void> {
 async function publishSelf(c: PassContext, facts: HealthFacts): Promise<void> {
   if (!facts.consul.up || !facts.mysql.up || c.state.sessionId === undefined) return;
   const mysql = facts.mysql;
-  const mine = facts.consul.lock.session !== undefined && facts.consul.lock.session === facts.consul.session;
+  const mine = holdsLock(facts);
   const record: MemberRecord = {
     ...c.self,
     hostname: Deno.hostname(),

@@ -367,13 +367,12 @@ export class ConsulStore {
         name: service.name,
         address: service.address,
         port: service.port,
-        tags: [...(service.tags ?? [])],
         check: {
           name: `${service.name} TTL`,
           ttl: `${service.ttlSeconds}s`,
           status: "passing",
           deregistercriticalserviceafter: service.deregisterAfter,
-          notes: service.notes ?? `TTL for ${service.name}, set by autopilot`,
+          notes: `TTL for ${service.name}, set by autopilot`,
         },
       } as unknown as Register));
   }
@@ -477,12 +476,10 @@ export interface AgentService {
   readonly name: string;
   readonly address: string;
   readonly port: number;
-  readonly tags?: readonly string[];
   /** The check turns critical when no pass arrives within this many seconds. */
   readonly ttlSeconds: number;
   /** Consul removes the service once its check has been critical this long (Go duration, at least "1m"). */
   readonly deregisterAfter: string;
-  readonly notes?: string;
 }
 
 interface CheckRow {

@@ -142,7 +142,7 @@ export function decideHealth(f: HealthFacts): HealthDecision {
   if (!f.mysql.up) return mysqlIsDown(f, f.mysql.error, f.mysql.gone);
   if (!f.consul.up) return consulIsDown(f.mysql, f.consul.error, f.maxLagSeconds);
   const { lock } = f.consul;
-  if (lock.session !== undefined && lock.session === f.consul.session) {
+  if (holdsLock(f)) {
     if (f.consul.switchingOver) {
       return {
         action: "report",
@@ -159,10 +159,14 @@ export function decideHealth(f: HealthFacts): HealthDecision {
 
 type Up = Extract<MysqlFacts, { up: true }>;
 
+/** Whether Consul was reached and the primary lock is held by this node's session. */
+export function holdsLock(f: HealthFacts): boolean {
+  return f.consul.up && f.consul.lock.session !== undefined && f.consul.lock.session === f.consul.session;
+}
+
 function mysqlIsDown(f: HealthFacts, error: string, gone: boolean): HealthDecision {
-  const holdsLock = f.consul.up && f.consul.lock.session !== undefined &&
-    f.consul.lock.session === f.consul.session;
-  if (holdsLock && !gone) {
+  const ours = holdsLock(f);
+  if (ours && !gone) {
     // A slow or stuck server may still take writes: giving the lock away now could make two primaries.
     return {
       action: "report",
@@ -171,7 +175,7 @@ function mysqlIsDown(f: HealthFacts, error: string, gone: boolean): HealthDecisi
         "writes; if it stays so, stop mysqld and the lock is released",
     };
   }
-  if (holdsLock) {
+  if (ours) {
     return {
       action: "fence",
       releaseLock: true,
