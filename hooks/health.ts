@@ -16,8 +16,8 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../src/config.ts";
 import { ConsulStore, ConsulUnavailableError, SessionGoneError } from "../src/consul.ts";
-import { type MemberRecord, planFailover } from "../src/failover.ts";
-import { takeFailoverLock } from "../src/failover_lock.ts";
+import { type MemberRecord, planFailover } from "../src/ha/failover_plan.ts";
+import { takeFailoverLock } from "../src/ha/failover_lock.ts";
 import {
   type ConsulFacts,
   decideHealth,
@@ -29,7 +29,7 @@ import {
   primaryLockFrom,
   type PrimaryRecord,
   quietPeriodReason,
-} from "../src/ha.ts";
+} from "../src/ha/decide.ts";
 import { connectLocal, connectPeer, delay, flavourOf, gatherMysqlFacts } from "../src/local.ts";
 import { type LiveMember, liveMembers, memberRecords, probeMember, publishMember } from "../src/members.ts";
 import { bootstrapStatements } from "../src/mysql/bootstrap.ts";

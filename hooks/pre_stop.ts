@@ -23,7 +23,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../src/config.ts";
 import { ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
-import { primaryLockFrom } from "../src/ha.ts";
+import { primaryLockFrom } from "../src/ha/decide.ts";
 import { connectLocal, flavourOf, shutDownLocalServer } from "../src/local.ts";
 import { otherLiveReplicas } from "../src/members.ts";
 import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";

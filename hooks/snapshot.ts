@@ -27,7 +27,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../src/config.ts";
 import { ConsulRequestError, ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
-import { type PrimaryLock, primaryLockFrom } from "../src/ha.ts";
+import { type PrimaryLock, primaryLockFrom } from "../src/ha/decide.ts";
 import { connectLocal, flavourOf } from "../src/local.ts";
 import { otherLiveReplicas } from "../src/members.ts";
 import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";

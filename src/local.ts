@@ -9,7 +9,7 @@ import type { Config, EnvReader } from "./config.ts";
 import { MysqlClient } from "./mysql/client.ts";
 import { localAdminUser } from "./mysql/bootstrap.ts";
 import { type Flavour, type FlavourSql, replicationStartedThisRun } from "./mysql/flavour.ts";
-import type { MysqlFacts } from "./ha.ts";
+import type { MysqlFacts } from "./ha/decide.ts";
 import { type NodeState, writeFileAtomic } from "./state.ts";
 import { pidFilePath, renderMyCnf } from "./mysql/mycnf.ts";
 import { type BufferPoolChoice, chooseBufferPool, describeBufferPool, readMemory } from "./node.ts";

@@ -7,7 +7,7 @@
  */
 import type { Config } from "./config.ts";
 import type { ConsulStore } from "./consul.ts";
-import type { MemberRecord } from "./failover.ts";
+import type { MemberRecord } from "./ha/failover_plan.ts";
 import { connectPeer } from "./local.ts";
 import type { FlavourSql } from "./mysql/flavour.ts";
 

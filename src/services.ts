@@ -16,8 +16,8 @@
  */
 import type { Config } from "./config.ts";
 import type { ConsulStore, CriticalCheck } from "./consul.ts";
-import type { MemberRecord } from "./failover.ts";
-import { primaryLockFrom, type PrimaryRecord } from "./ha.ts";
+import type { MemberRecord } from "./ha/failover_plan.ts";
+import { primaryLockFrom, type PrimaryRecord } from "./ha/decide.ts";
 
 /** The name of the service only the writable primary is registered under. */
 export function primaryServiceName(config: Config): string {

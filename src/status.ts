@@ -17,8 +17,8 @@
  */
 import type { Config } from "./config.ts";
 import { ConsulRequestError, ConsulStore, ConsulUnavailableError, type InstanceHealth } from "./consul.ts";
-import type { MemberRecord } from "./failover.ts";
-import { type PrimaryLock, primaryLockFrom, quietPeriodReason } from "./ha.ts";
+import type { MemberRecord } from "./ha/failover_plan.ts";
+import { type PrimaryLock, primaryLockFrom, quietPeriodReason } from "./ha/decide.ts";
 import { connectPeer } from "./local.ts";
 import { readMembers } from "./members.ts";
 import type { Manifest } from "./backup/manifest.ts";

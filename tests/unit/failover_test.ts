@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "./assert.ts";
-import { planFailover } from "../../src/failover.ts";
+import { planFailover } from "../../src/ha/failover_plan.ts";
 import { memberRecord } from "./member_record.ts";
 
 const member = memberRecord;

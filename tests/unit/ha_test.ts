@@ -5,7 +5,7 @@ import {
   type MysqlFacts,
   primaryLockFrom,
   quietPeriodReason,
-} from "../../src/ha.ts";
+} from "../../src/ha/decide.ts";
 import type { ReplicaStatus } from "../../src/mysql/flavour.ts";
 
 const me = { node: "n2", address: "10.0.0.12", port: 3306 };

@@ -1,5 +1,5 @@
 /** A member record for unit tests: a caught-up MariaDB replica at `10.0.0.<digits of node>`, with overrides. */
-import type { MemberRecord } from "../../src/failover.ts";
+import type { MemberRecord } from "../../src/ha/failover_plan.ts";
 
 export function memberRecord(node: string, over: Partial<MemberRecord> = {}): MemberRecord {
   return {

@@ -1,7 +1,7 @@
 import { assertEquals } from "./assert.ts";
 import { loadConfig } from "../../src/config.ts";
 import type { CriticalCheck } from "../../src/consul.ts";
-import type { MemberRecord } from "../../src/failover.ts";
+import type { MemberRecord } from "../../src/ha/failover_plan.ts";
 import { memberRecord } from "./member_record.ts";
 import {
   memberServiceIds,

@@ -9,8 +9,8 @@
  *
  * @module
  */
-import type { Flavour } from "./mysql/flavour.ts";
-import { type GtidSet, parseGtidSet } from "./mysql/gtid.ts";
+import type { Flavour } from "../mysql/flavour.ts";
+import { type GtidSet, parseGtidSet } from "../mysql/gtid.ts";
 
 /** What one node publishes about itself. */
 export interface MemberRecord {

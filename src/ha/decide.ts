@@ -7,8 +7,8 @@
  *
  * @module
  */
-import type { KvEntry } from "./consul.ts";
-import type { ReplicaStatus } from "./mysql/flavour.ts";
+import type { KvEntry } from "../consul.ts";
+import type { ReplicaStatus } from "../mysql/flavour.ts";
 
 /** The primary lock's value: who holds (or last held) the primary role, and where to reach it. */
 export interface PrimaryRecord {

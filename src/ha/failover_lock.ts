@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { ConsulStore } from "./consul.ts";
+import type { ConsulStore } from "../consul.ts";
 
 /** A held failover lock. */
 export interface FailoverLockHold {
