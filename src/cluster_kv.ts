@@ -75,6 +75,8 @@ export interface ClusterKv {
   read(): Promise<ClusterView>;
   /** The primary lock alone (a cheaper read when only it is needed). */
   primary(): Promise<PrimaryLock>;
+  /** The failover lock alone. */
+  failoverLock(): Promise<FailoverLock>;
   /** Takes the primary lock for `session` with `record` (also: rewrites it, e.g. `ready`); false if held by another. */
   acquirePrimary(session: string, record: PrimaryRecord): Promise<boolean>;
   /** Releases the primary lock held by `session`, leaving `record` in the key. */

@@ -196,3 +196,24 @@ export async function lockPasses(dir: string, waitMs: number): Promise<Disposabl
   if (!got) return undefined;
   return { [Symbol.dispose]: () => file.close() };
 }
+
+/** This node's state file as one pass sees it: read once, saved by each step that changes it. */
+export class StateFile {
+  #state: NodeState;
+
+  constructor(readonly dir: string, initial: NodeState) {
+    this.#state = initial;
+  }
+
+  /** The state as last read or saved. */
+  get current(): NodeState {
+    return this.#state;
+  }
+
+  /** Saves the state with `changes` applied; a field set to `undefined` is removed. */
+  async patch(changes: { readonly [K in keyof NodeState]?: NodeState[K] | undefined }): Promise<void> {
+    const next = JSON.parse(JSON.stringify({ ...this.#state, ...changes })) as NodeState;
+    await writeState(this.dir, next);
+    this.#state = next;
+  }
+}

@@ -91,6 +91,11 @@ export type ConsulFacts =
     readonly session?: string;
     /** A switchover away from this node is under way (it holds the failover lock for it): stay read-only. */
     readonly switchingOver?: boolean;
+    /**
+     * This node holds the failover lock for a switchover that started then (epoch ms) and never finished: the
+     * switchover died, and its lock is to be released.
+     */
+    readonly staleSwitchoverAt?: number;
   };
 
 /** Everything `decideHealth` needs. */
@@ -130,7 +135,9 @@ export type HealthDecision =
   /** mysqld restarted since autopilot started replication (it never starts by itself): start it again. */
   | { readonly action: "restart-replication"; readonly source: string; readonly reason: string }
   /** The primary is gone: try the failover lock and, holding it, choose and appoint a new primary. */
-  | { readonly action: "failover"; readonly failedPrimary: string; readonly reason: string };
+  | { readonly action: "failover"; readonly failedPrimary: string; readonly reason: string }
+  /** A switchover away from this node died holding the failover lock: release it, then decide again. */
+  | { readonly action: "end-switchover"; readonly reason: string };
 
 /**
  * Decides what the health hook does.
@@ -143,6 +150,14 @@ export function decideHealth(f: HealthFacts): HealthDecision {
   if (!f.consul.up) return consulIsDown(f.mysql, f.consul.error, f.maxLagSeconds);
   const { lock } = f.consul;
   if (holdsLock(f)) {
+    if (f.consul.staleSwitchoverAt !== undefined) {
+      return {
+        action: "end-switchover",
+        reason: `A switchover started at ${
+          new Date(f.consul.staleSwitchoverAt).toISOString()
+        } never finished: releasing its failover lock`,
+      };
+    }
     if (f.consul.switchingOver) {
       return {
         action: "report",

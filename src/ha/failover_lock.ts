@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { ConsulStore } from "../consul.ts";
+import type { ClusterKv, FailoverRecord } from "../cluster_kv.ts";
 
 /** A held failover lock. */
 export interface FailoverLockHold {
@@ -25,30 +25,26 @@ export interface FailoverLockHold {
 /**
  * Takes the failover lock if no one holds it and nobody wrote it since it was read (one Consul transaction).
  *
- * @param consul Consul.
- * @param key FAILOVER_LOCK_KEY.
+ * @param kv The cluster's keys.
  * @param session This node's session.
  * @param record The value to write: while running (no argument), and once the role moved (`promoted`).
  * @returns The hold, or `undefined` when another node holds it or has just changed it.
  * @throws {SessionGoneError} when the session does not exist.
  */
 export async function takeFailoverLock(
-  consul: ConsulStore,
-  key: string,
+  kv: ClusterKv,
   session: string,
-  record: (promoted?: string) => string,
+  record: (promoted?: string) => FailoverRecord,
 ): Promise<FailoverLockHold | undefined> {
-  const found = await consul.get(key);
-  if (!(await consul.tryAcquireLockIfUnchanged(key, session, record(), found?.modifyIndex ?? 0))) {
-    return undefined;
-  }
+  const found = await kv.failoverLock();
+  if (!(await kv.acquireFailoverLock(session, record(), found))) return undefined;
   let released = false;
   return {
     async release(promoted?: string): Promise<void> {
       if (released) return;
       released = true;
-      const value = promoted !== undefined || found === undefined ? record(promoted) : found.value;
-      await consul.releaseLock(key, session, value).catch(() => {});
+      const value = promoted !== undefined || found.value === undefined ? record(promoted) : found.value;
+      await kv.releaseFailoverLock(session, value).catch(() => {});
     },
   };
 }

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Flavour, GtidState, ReplicaStatus, SourceSpec } from "./flavour.ts";
+import type { Flavour, GtidState, ReplicaStatus, SourceSpec, Statement } from "./flavour.ts";
 
 /** Options of every call that waits on the server. */
 export interface CallOptions {
@@ -29,7 +29,7 @@ export interface ServerStatus {
 }
 
 /** The operations autopilot runs on one server. */
-export interface MysqlServer {
+export interface MysqlServer extends AsyncDisposable {
   readonly flavour: Flavour;
   /** Read-only state, replication, GTIDs: everything a pass decides on. */
   status(o?: CallOptions): Promise<ServerStatus>;
@@ -51,5 +51,7 @@ export interface MysqlServer {
   startReplicationAfter(gtid: string, binlogState?: string, o?: CallOptions): Promise<void>;
   /** Waits until the server has applied `gtids`; false when it has not within `timeoutSeconds`. */
   waitForGtids(gtids: string, timeoutSeconds: number, o?: CallOptions): Promise<boolean>;
+  /** Runs statements in order (a batch such as the bootstrap's). */
+  run(statements: readonly (string | Statement)[], o?: CallOptions): Promise<void>;
   close(): Promise<void>;
 }

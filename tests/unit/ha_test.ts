@@ -319,6 +319,20 @@ Deno.test("decideHealth() keeps the lock holder read-only while its own switchov
   assert(d.reason.includes("switchover away from this node is under way"), d.reason);
 });
 
+Deno.test("decideHealth() releases the failover lock of a switchover from this node that never finished", () => {
+  const consul = {
+    up: true as const,
+    lock: { record: { ...me, ready: true }, session: "s-me" },
+    session: "s-me",
+    staleSwitchoverAt: Date.UTC(2026, 0, 2, 3, 4, 5),
+  };
+  const d = decideHealth(facts({ consul, mysql: up({ readOnly: true }) }));
+  assertEquals(d, {
+    action: "end-switchover",
+    reason: "A switchover started at 2026-01-02T03:04:05.000Z never finished: releasing its failover lock",
+  });
+});
+
 Deno.test("decideHealth() keeps the lock when this primary's mysqld answers too slowly: it may still take writes", () => {
   const consul = { up: true as const, lock: { record: me, session: "s-me" }, session: "s-me" };
   const d = decideHealth(facts({ consul, mysql: { up: false, error: "connect timeout", gone: false } }));

@@ -1,0 +1,136 @@
+/**
+ * From a decision to its action: which function of actions.ts / failover.ts carries out each decision of
+ * decide.ts, and with what. Everything an action may need is in {@link PassDeps}, read-only; nothing here
+ * decides.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { ClusterKv } from "../cluster_kv.ts";
+import type { Config } from "../config.ts";
+import type { ConsulStore } from "../consul.ts";
+import type { MysqlClient } from "../mysql/client.ts";
+import type { Flavour, Statement } from "../mysql/flavour.ts";
+import type { MysqlServer } from "../mysql/server.ts";
+import type { StateFile } from "../state.ts";
+import {
+  type ActionResult,
+  bootstrapPrimary,
+  endSwitchover,
+  fence,
+  follow,
+  type Me,
+  type Restore,
+  serveAsPrimary,
+  startReplication,
+  takePrimaryLock,
+} from "./actions.ts";
+import type { HealthDecision, PrimaryRecord } from "./decide.ts";
+import { runFailover, waitForAppointment } from "./failover.ts";
+import type { MemberRecord } from "./failover_plan.ts";
+import type { ClusterView } from "../cluster_kv.ts";
+
+const log = getLogger(["autopilot", "health"]);
+
+/** What the actions of one pass work with. */
+export interface PassDeps {
+  readonly config: Config;
+  readonly consul: ConsulStore;
+  readonly kv: ClusterKv;
+  readonly flavour: Flavour;
+  readonly self: PrimaryRecord;
+  readonly state: StateFile;
+  /** The local server, when it answered; `client` is the same connection, for the snapshot and rebuild code. */
+  readonly local?: { readonly server: MysqlServer; readonly client: MysqlClient };
+  /** This node's session, when Consul was reached. */
+  readonly session?: string;
+  /** The restore mark of the datadir, while replication has not started from it. */
+  readonly restore: () => Restore | undefined;
+  readonly bootstrapStatements: () => Promise<readonly (string | Statement)[]>;
+  readonly takeFirstSnapshot: (client: MysqlClient) => Promise<string>;
+  readonly primaryExecuted: (primary: PrimaryRecord) => Promise<string>;
+  readonly probe: (m: MemberRecord) => Promise<MemberRecord | undefined>;
+  readonly answersWritable: (node: PrimaryRecord) => Promise<boolean>;
+  readonly rebuildErrant: (client: MysqlClient, primaryExecuted: string) => Promise<void>;
+}
+
+/** Carries out one decision. */
+export async function act(
+  d: HealthDecision,
+  p: PassDeps,
+  view: ClusterView | undefined,
+  signal?: AbortSignal,
+): Promise<ActionResult> {
+  if (d.action === "report") return { healthy: d.healthy };
+  if (d.action === "fence") {
+    return await fence(
+      { server: p.local?.server, kv: p.kv, self: p.self, session: p.session, releaseLock: d.releaseLock },
+      signal,
+    );
+  }
+  // Every other decision is taken only with the server up and Consul reached.
+  const local = required(p.local, "the local server");
+  const me: Me = { self: p.self, session: required(p.session, "a session") };
+  const { server } = local;
+  const primary = { server, kv: p.kv, me, semiSync: p.config.mysql.semiSync };
+  switch (d.action) {
+    case "bootstrap-primary":
+      if (!(await takePrimaryLock(p.kv, me))) return { healthy: false };
+      return await bootstrapPrimary({
+        ...primary,
+        state: p.state,
+        statements: p.bootstrapStatements,
+        takeFirstSnapshot: () => p.takeFirstSnapshot(local.client),
+      }, signal);
+    case "resume-primary":
+      if (!(await takePrimaryLock(p.kv, me))) return { healthy: false };
+      return await serveAsPrimary({ ...primary, restore: p.restore() }, signal);
+    case "serve-as-primary":
+      return await serveAsPrimary({ ...primary, restore: p.restore() }, signal);
+    case "follow":
+      return await follow({
+        primary: d.primary,
+        ...(d.fromGtid === undefined ? {} : { fromGtid: d.fromGtid }),
+        demote: d.demote,
+        server,
+        state: p.state,
+        restore: p.restore(),
+        repl: { user: p.config.mysql.replUser, password: p.config.mysql.replPassword },
+        primaryExecuted: () => p.primaryExecuted(d.primary),
+        errant: p.config.failover.rebuildErrant
+          ? { hint: "", rebuild: (executed) => p.rebuildErrant(local.client, executed) }
+          : { hint: " (REBUILD_ERRANT_NODE=true rebuilds it from the last snapshot)" },
+      }, signal);
+    case "restart-replication":
+      log.info("{reason}", { reason: d.reason });
+      return await startReplication({ server, state: p.state, source: d.source }, signal);
+    case "failover": {
+      const r = await runFailover({
+        kv: p.kv,
+        me,
+        failedPrimary: d.failedPrimary,
+        probe: p.probe,
+        answersWritable: p.answersWritable,
+      }, signal);
+      if (r.appointed === p.self.node) {
+        return await serveAsPrimary({ ...primary, restore: p.restore() }, signal);
+      }
+      if (r.appointed === undefined && !r.wait) return { healthy: false };
+      return { healthy: false, again: await waitForAppointment(p.kv, me.session, signal) };
+    }
+    case "end-switchover":
+      return await endSwitchover({
+        kv: p.kv,
+        session: me.session,
+        value: view?.failoverLock.value,
+        reason: d.reason,
+      });
+  }
+}
+
+function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined) {
+    throw new Error(`internal error: a decision that needs ${what} was taken without it`);
+  }
+  return value;
+}

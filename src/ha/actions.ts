@@ -1,0 +1,282 @@
+/**
+ * One function per health decision (see decide.ts): each takes what it needs as arguments (the local server,
+ * the cluster's keys, who this node is) and returns whether the node is healthy afterwards. The pass
+ * (hooks/health.ts) picks the function; failover.ts holds the failover's.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { ClusterKv } from "../cluster_kv.ts";
+import type { Secret } from "../config.ts";
+import type { Statement } from "../mysql/flavour.ts";
+import { subtractGtids } from "../mysql/gtid.ts";
+import type { MysqlServer } from "../mysql/server.ts";
+import type { RestoredMark } from "../restored.ts";
+import type { StateFile } from "../state.ts";
+import { delay } from "../abort.ts";
+import type { PrimaryRecord } from "./decide.ts";
+
+const log = getLogger(["autopilot", "health"]);
+
+/** What the pass reports instead of the decision's reason, when an action found out more. */
+export interface Outcome {
+  readonly level: "warn" | "error";
+  readonly text: string;
+}
+
+/** How an action left the node. */
+export interface ActionResult {
+  readonly healthy: boolean;
+  /** This node is now the writable primary with a ready lock. */
+  readonly serving?: boolean;
+  /** The situation changed (a primary was appointed): decide once more in the same pass. */
+  readonly again?: boolean;
+  readonly outcome?: Outcome;
+}
+
+/** This node, as every action that touches the cluster's keys needs it. */
+export interface Me {
+  readonly self: PrimaryRecord;
+  /** This node's session (kept this pass). */
+  readonly session: string;
+}
+
+/** The datadir was restored from a snapshot and replication has not started from it yet. */
+export interface Restore {
+  readonly mark: RestoredMark;
+  /** Removes the datadir's restore mark: replication (or the primary's binlog) now starts from it. */
+  forget(): Promise<void>;
+}
+
+/**
+ * Turns the local server read-only (when there is one) and, if `releaseLock`, gives up the primary lock,
+ * leaving this node's record in the key: it tells a restarted node that it was the last primary, and (ready)
+ * that it did serve, so a failover counts it as the failed primary. Never throws: each failure is logged.
+ */
+export async function fence(
+  a: {
+    readonly server: MysqlServer | undefined;
+    readonly kv: ClusterKv;
+    readonly self: PrimaryRecord;
+    readonly session: string | undefined;
+    readonly releaseLock: boolean;
+  },
+  signal?: AbortSignal,
+): Promise<ActionResult> {
+  if (a.server) {
+    await a.server.setReadOnly(true, { signal }).catch((e) =>
+      log.error("Cannot turn read-only: {e}", { e: String(e) })
+    );
+  }
+  if (a.releaseLock && a.session !== undefined) {
+    const session = a.session;
+    await (async () => {
+      const ready = (await a.kv.primary()).record?.ready === true;
+      await a.kv.releasePrimary(session, { ...a.self, ...(ready ? { ready } : {}) });
+    })().catch((e) => log.error("Cannot release the primary lock: {e}", { e: String(e) }));
+  }
+  return { healthy: false };
+}
+
+/** Tries to take the primary lock with this node's session; false if another node has it. */
+export async function takePrimaryLock(kv: ClusterKv, me: Me): Promise<boolean> {
+  const taken = await kv.acquirePrimary(me.session, me.self);
+  if (!taken) log.info("Another node took the primary lock first; this node will follow it");
+  else log.info("Took the primary lock as {node} ({address}:{port})", { ...me.self });
+  return taken;
+}
+
+/**
+ * The first primary of a new cluster: its accounts, database and root password, then writable, then its first
+ * snapshot (which new replicas are restored from). Until a snapshot is stored the primary writes, but reports
+ * unhealthy and is not advertised (a store that cannot be written would otherwise go unnoticed until the first
+ * replica); the snapshot task (every 5 minutes) tries again, and each pass checks whether one is published.
+ */
+export async function bootstrapPrimary(
+  a: {
+    readonly server: MysqlServer;
+    readonly kv: ClusterKv;
+    readonly me: Me;
+    readonly semiSync: boolean;
+    readonly state: StateFile;
+    /** The bootstrap statements (accounts, database, root password). */
+    readonly statements: () => Promise<readonly (string | Statement)[]>;
+    /** Takes and publishes the first snapshot; returns its name. */
+    readonly takeFirstSnapshot: () => Promise<string>;
+  },
+  signal?: AbortSignal,
+): Promise<ActionResult> {
+  log.info("Bootstrapping the first primary: accounts, database, root password");
+  await a.server.run(await a.statements(), { signal });
+  const served = await serveAsPrimary({ ...a, restore: undefined }, signal);
+  if (!served.healthy) return served;
+  try {
+    const name = await a.takeFirstSnapshot();
+    log.info("First snapshot {name} stored and published for replicas", { name });
+    return served;
+  } catch (e) {
+    const why = (e as Error).message;
+    await a.state.patch({ firstSnapshotPending: why });
+    return { healthy: false, serving: true, outcome: firstSnapshotMissing(why) };
+  }
+}
+
+/** The outcome while no snapshot is stored: the same line every pass, so it is logged once. */
+export function firstSnapshotMissing(why: string): Outcome {
+  return {
+    level: "error",
+    text: `First snapshot failed: ${why}; this primary is not advertised until a snapshot is stored (the ` +
+      "snapshot task tries again every 5 minutes; or run 'autopilot backup now')",
+  };
+}
+
+/** After a failed first snapshot: whether one has been published since; the flag goes once one has. */
+export async function firstSnapshotStored(
+  a: { readonly state: StateFile; readonly why: string; readonly published: () => Promise<boolean> },
+): Promise<ActionResult> {
+  if (!(await a.published())) return { healthy: false, outcome: firstSnapshotMissing(a.why) };
+  log.info("A snapshot is stored now: this primary is advertised");
+  await a.state.patch({ firstSnapshotPending: undefined });
+  return { healthy: true };
+}
+
+/**
+ * Makes the lock holder the primary: apply everything the receiver fetched, stop replicating, turn writable,
+ * then mark the lock record ready so that the others follow.
+ */
+export async function serveAsPrimary(
+  a: {
+    readonly server: MysqlServer;
+    readonly kv: ClusterKv;
+    readonly me: Me;
+    readonly semiSync: boolean;
+    readonly restore: Restore | undefined;
+  },
+  signal?: AbortSignal,
+): Promise<ActionResult> {
+  const { server, me } = a;
+  const replica = await server.replicaStatus({ signal });
+  if (replica) {
+    const received = replica.retrievedGtids;
+    if (received !== "" && !(await server.waitForGtids(received, 60, { signal }))) {
+      log.error("Cannot apply the received transactions {received} within 60 s: not turning writable", {
+        received,
+      });
+      return { healthy: false };
+    }
+    await server.resetReplicaAll({ signal });
+  }
+  if (a.restore) {
+    // Restored from a snapshot and never replicated: new transactions continue from the snapshot's position,
+    // so that nodes restored from the same snapshot can follow this one.
+    await server.startReplicationAfter(a.restore.mark.gtid, a.restore.mark.binlogState, { signal });
+    await a.restore.forget();
+  }
+  if (a.semiSync) await server.setSemiSyncSource(true, { signal });
+  await server.setReadOnly(false, { signal });
+  if (!(await a.kv.acquirePrimary(me.session, { ...me.self, ready: true }).catch(() => false))) {
+    // The lock went elsewhere meanwhile (or Consul cannot say): never stay writable without it.
+    await server.setReadOnly(true, { signal });
+    log.error("Lost the primary lock while turning writable: read-only again");
+    return { healthy: false };
+  }
+  log.info("Primary: writable");
+  return { healthy: true, serving: true };
+}
+
+/** Replication from a source, as the replication account. */
+export interface Follow {
+  readonly primary: PrimaryRecord;
+  /** Restored from a snapshot: replicate from its position. */
+  readonly fromGtid?: string;
+  /** This node has written: it rejoins only if the primary has everything it has. */
+  readonly demote: boolean;
+}
+
+/**
+ * Replicates from the primary. Unless it was just restored from a snapshot, a node proves first that it has
+ * nothing the new source lacks: an old primary coming back, but also a replica being re-pointed (it may have
+ * got ahead of the new primary). One that has is errant: it is not rejoined (`errant` says what to do).
+ */
+export async function follow(
+  a: Follow & {
+    readonly server: MysqlServer;
+    readonly state: StateFile;
+    readonly restore: Restore | undefined;
+    readonly repl: { readonly user: string; readonly password: Secret };
+    /** The primary's executed GTIDs, asked over TCP as the replication account. */
+    readonly primaryExecuted: () => Promise<string>;
+    /** An errant node: what is done about it (REBUILD_ERRANT_NODE), and the hint when nothing is. */
+    readonly errant: { readonly hint: string; readonly rebuild?: (primaryExecuted: string) => Promise<void> };
+  },
+  signal?: AbortSignal,
+): Promise<ActionResult> {
+  const { server, primary } = a;
+  const source = `${primary.address}:${primary.port}`;
+  if (a.fromGtid === undefined) {
+    const theirs = await a.primaryExecuted();
+    const mine = (await server.gtidState({ signal })).executed;
+    const extra = subtractGtids(server.flavour, mine, theirs).toString();
+    if (extra !== "") {
+      const outcome: Outcome = {
+        level: "error",
+        text:
+          `Errant node: this node has transactions ${extra} that the primary ${primary.node} (${source}) ` +
+          `lacks; not rejoining${a.errant.hint}`,
+      };
+      await a.errant.rebuild?.(theirs);
+      return { healthy: false, outcome };
+    }
+  }
+  await a.state.patch({ repointing: source }); // until START REPLICA, see NodeState
+  await server.stopReplica({ signal }).catch(() => {});
+  if (a.fromGtid !== undefined) {
+    await server.startReplicationAfter(a.fromGtid, a.restore?.mark.binlogState, { signal });
+  }
+  await server.changeSource({
+    host: primary.address,
+    port: primary.port,
+    user: a.repl.user,
+    password: a.repl.password.reveal(),
+    connectRetry: 1,
+    heartbeatPeriod: 1,
+    demote: a.demote,
+  }, { signal });
+  await a.restore?.forget(); // the position is in the server now (gtid_slave_pos)
+  log.info("Replicating from {node} ({source}){from}", {
+    node: primary.node,
+    source,
+    from: a.fromGtid
+      ? ` after ${a.fromGtid}`
+      : a.demote
+      ? " (rejoined: nothing this node has is missing there)"
+      : "",
+  });
+  return await startReplication({ server, state: a.state, source }, signal);
+}
+
+/** Starts replication, and gives the receiver a moment to connect so a good pass reports healthy at once. */
+export async function startReplication(
+  a: { readonly server: MysqlServer; readonly state: StateFile; readonly source: string },
+  signal?: AbortSignal,
+): Promise<ActionResult> {
+  await a.server.startReplica({ signal });
+  if (a.state.current.repointing !== undefined) await a.state.patch({ repointing: undefined });
+  for (let i = 0; i < 20; i++) {
+    const status = await a.server.replicaStatus({ signal });
+    if (status?.ioRunning === "yes" && status.sqlRunning) return { healthy: true };
+    if (status?.lastIoError || status?.lastSqlError) break;
+    await delay(100, { signal });
+  }
+  log.warn("Replication from {source} started but is not running yet", { source: a.source });
+  return { healthy: false };
+}
+
+/** A switchover that died left the failover lock held by this node's session: release it, keeping its record. */
+export async function endSwitchover(
+  a: { readonly kv: ClusterKv; readonly session: string; readonly value: string | undefined; reason: string },
+): Promise<ActionResult> {
+  log.warn("{reason}", { reason: a.reason });
+  await a.kv.releaseFailoverLock(a.session, a.value ?? "");
+  return { healthy: false, again: true };
+}

@@ -1,0 +1,156 @@
+/**
+ * What a health pass knows before it decides: the local server's status and the cluster's keys, read and never
+ * written (this node's session is kept before, by the pass; see `keepSession`).
+ *
+ * @module
+ */
+import { ConsulUnavailableError } from "../consul.ts";
+import type { ClusterKv, ClusterView } from "../cluster_kv.ts";
+import type { MysqlServer } from "../mysql/server.ts";
+import type { RestoredMark } from "../restored.ts";
+import type { NodeState, StateFile } from "../state.ts";
+import type { ConsulFacts, HealthFacts, MysqlFacts, PrimaryRecord } from "./decide.ts";
+import { quietPeriodReason } from "./decide.ts";
+
+/** How long a switchover may hold the failover lock before a health pass takes it for abandoned. */
+export const SWITCHOVER_STALE_MS = 120_000;
+
+/** The local server as the pass found it: a connection, or why there is none. */
+export type LocalServer =
+  | { readonly server: MysqlServer }
+  | { readonly server?: undefined; readonly error: string; readonly gone: boolean };
+
+/** Everything facts are gathered from. */
+export interface FactSources {
+  readonly self: PrimaryRecord;
+  readonly local: LocalServer;
+  readonly kv: ClusterKv;
+  /** This node's session, kept this pass; an error when Consul could not be reached. */
+  readonly session: { readonly id: string } | { readonly error: string };
+  readonly state: NodeState;
+  readonly restored: RestoredMark | undefined;
+  readonly maxLagSeconds: number;
+  readonly quietPeriodMs: number;
+  readonly now: number;
+}
+
+/** The facts, and the cluster's keys they came from (absent when Consul was down). */
+export interface PassFacts {
+  readonly facts: HealthFacts;
+  readonly view?: ClusterView;
+}
+
+/**
+ * This node's session: the one in its state renewed, or a new one saved there. Every node keeps one: it holds
+ * the node's member record, and the primary lock if it is appointed.
+ *
+ * @returns The session id, or why Consul could not be reached.
+ */
+export async function keepSession(
+  kv: ClusterKv,
+  state: StateFile,
+  log: (id: string) => void,
+): Promise<{ readonly id: string } | { readonly error: string }> {
+  try {
+    const { id, created } = await kv.ensureSession(state.current.sessionId);
+    if (created) {
+      log(id);
+      await state.patch({ sessionId: id });
+    }
+    return { id };
+  } catch (e) {
+    if (e instanceof ConsulUnavailableError) return { error: e.message };
+    throw e;
+  }
+}
+
+/** Reads the local server and the cluster's keys (one read each), and puts them together for the decision. */
+export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise<PassFacts> {
+  const mysql = await mysqlFacts(s.local, signal);
+  let consul: ConsulFacts;
+  let view: ClusterView | undefined;
+  let failover: HealthFacts["failover"];
+  if ("error" in s.session) {
+    consul = { up: false, error: s.session.error };
+  } else {
+    try {
+      view = await s.kv.read();
+      consul = consulFacts(view, s.session.id, s.now);
+      const lock = view.primary;
+      if (lock.session === undefined && lock.record !== undefined && lock.record.node !== s.self.node) {
+        failover = {
+          paused: view.failoverPaused,
+          ...optional(
+            "quietReason",
+            quietPeriodReason(
+              view.failoverLock.value,
+              lock.record.node,
+              s.now,
+              s.quietPeriodMs,
+              view.live.map((m) => m.record.node),
+            ),
+          ),
+        };
+      }
+    } catch (e) {
+      if (!(e instanceof ConsulUnavailableError)) throw e;
+      consul = { up: false, error: e.message };
+    }
+  }
+  return {
+    facts: {
+      node: s.self,
+      mysql,
+      consul,
+      ...(s.restored ? { restoredGtid: s.restored.gtid } : {}),
+      ...(s.state.repointing ? { repointing: true } : {}),
+      maxLagSeconds: s.maxLagSeconds,
+      ...(failover ? { failover } : {}),
+    },
+    ...(view ? { view } : {}),
+  };
+}
+
+async function mysqlFacts(local: LocalServer, signal?: AbortSignal): Promise<MysqlFacts> {
+  if (local.server === undefined) return { up: false, error: local.error, gone: local.gone };
+  try {
+    const s = await local.server.status({ signal });
+    return {
+      up: true,
+      readOnly: s.readOnly,
+      ...(s.replica ? { replica: s.replica } : {}),
+      hasTransactions: s.hasTransactions,
+      executed: s.gtid.executed,
+      ...(s.replicationStartedThisRun === undefined
+        ? {}
+        : { replicationStartedThisRun: s.replicationStartedThisRun }),
+    };
+  } catch (e) {
+    if (signal?.aborted) throw signal.reason;
+    return { up: false, error: (e as Error).message, gone: false };
+  }
+}
+
+/**
+ * Consul as the decision sees it. A switchover away from this node holds the failover lock with this node's
+ * session: while it is fresh the node stays read-only; one older than {@link SWITCHOVER_STALE_MS} was left
+ * behind by a switchover that died, and is released by its own decision.
+ */
+function consulFacts(view: ClusterView, session: string, now: number): ConsulFacts {
+  const lock = view.primary;
+  const f = view.failoverLock;
+  const mine = lock.session !== undefined && lock.session === session && f.session === session &&
+    f.record?.switchover === true;
+  const at = f.record?.at ?? 0;
+  return {
+    up: true,
+    lock,
+    session,
+    ...(mine && now - at < SWITCHOVER_STALE_MS ? { switchingOver: true } : {}),
+    ...(mine && now - at >= SWITCHOVER_STALE_MS ? { staleSwitchoverAt: at } : {}),
+  };
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [k in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [k in K]?: V };
+}

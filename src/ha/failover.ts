@@ -1,0 +1,186 @@
+/**
+ * Running a failover: the primary is gone. The node that wins the failover lock reads every live member's
+ * GTIDs (over TCP, or the record it published since the primary was lost), chooses the node that has every
+ * transaction any of them has (failover_plan.ts), and gives the primary lock to that node's own session. The
+ * appointed node finishes its promotion at once if it is this one, otherwise in its own pass, which waits for
+ * the appointment; the others follow it once it is ready. Every step can be repeated: if this node dies half
+ * way, its failover lock goes with its session and another node starts over.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { ClusterKv, MemberEntry } from "../cluster_kv.ts";
+import { SessionGoneError } from "../consul.ts";
+import { putMetrics } from "../metrics.ts";
+import { delay } from "../abort.ts";
+import type { Me } from "./actions.ts";
+import type { PrimaryLock, PrimaryRecord } from "./decide.ts";
+import { type FailoverPlan, type MemberRecord, planFailover } from "./failover_plan.ts";
+import { takeFailoverLock } from "./failover_lock.ts";
+
+const log = getLogger(["autopilot", "health"]);
+
+/** How long the planner waits for every live member to report since the primary was lost. */
+const PLAN_WAIT_MS = 8000;
+/** How long appointing may be refused by the failed primary's lock-delay. */
+const APPOINT_WAIT_MS = 5000;
+/** How long a node that is not running the failover waits for the appointment. */
+const APPOINTMENT_WAIT_MS = 10_000;
+
+/** What a failover needs. */
+export interface FailoverArgs {
+  readonly kv: ClusterKv;
+  readonly me: Me;
+  readonly failedPrimary: string;
+  /** A member's record with what its server says now (over TCP); undefined if it does not answer in time. */
+  readonly probe: (m: MemberRecord) => Promise<MemberRecord | undefined>;
+  /** Whether a node's server answers over TCP with read_only off (false when it does not answer). */
+  readonly answersWritable: (node: PrimaryRecord) => Promise<boolean>;
+}
+
+/** How a failover attempt ended: the node appointed; or none, `wait`ing when another node appoints one. */
+export interface FailoverOutcome {
+  readonly appointed?: string;
+  readonly wait?: boolean;
+}
+
+/** Runs a failover from `failedPrimary` if this node wins the failover lock. */
+export async function runFailover(a: FailoverArgs, signal?: AbortSignal): Promise<FailoverOutcome> {
+  const start = Date.now();
+  const hold = await takeFailoverLock(a.kv, a.me.session, (promoted) => ({
+    node: a.me.self.node,
+    at: start,
+    failedPrimary: a.failedPrimary,
+    ...(promoted === undefined ? {} : { promoted }),
+  }));
+  if (hold === undefined) {
+    log.info("Another node is running the failover: waiting for it to appoint a primary");
+    return { wait: true };
+  }
+  let promoted: string | undefined;
+  try {
+    // This pass decided on what it read before it held the failover lock: another node may have finished a
+    // failover since. Then there is nothing to do (and the record of that failover stays).
+    const primary = await a.kv.primary();
+    if (primary.session !== undefined) {
+      log.info("{node} was appointed primary meanwhile: no failover needed", {
+        node: primary.record?.node ?? "another node",
+      });
+      return { wait: true };
+    }
+    const excluded = excludedNode(primary, a.failedPrimary);
+    const { plan, live } = await planFromMembers(a, excluded, start, signal);
+    if (plan.kind !== "promote") {
+      log.error("Cannot fail over from {failedPrimary}: {reason}", {
+        failedPrimary: a.failedPrimary,
+        reason: plan.reason,
+      });
+      return {};
+    }
+    const { candidate } = plan;
+    log.warn("Failing over from {failedPrimary} to {candidate}: {reason}", {
+      failedPrimary: a.failedPrimary,
+      candidate: candidate.node,
+      reason: plan.reason,
+    });
+    if (primary.record !== undefined && await a.answersWritable(primary.record)) {
+      log.error(
+        "{failedPrimary} lost its lock but still answers writable: not appointing anyone until it fences",
+        { failedPrimary: a.failedPrimary },
+      );
+      return {};
+    }
+    const session = live.find((m) => m.record.node === candidate.node)!.session!;
+    if (!(await appoint(a.kv, session, candidate, signal))) {
+      log.error("Could not appoint {candidate}: the primary lock was taken or the candidate is gone", {
+        candidate: candidate.node,
+      });
+      return {};
+    }
+    promoted = candidate.node;
+    log.warn("Appointed {candidate} primary", { candidate: candidate.node });
+    await putMetrics({ failovers_total: 1, failover_seconds: (Date.now() - start) / 1000 });
+    return { appointed: promoted };
+  } finally {
+    await hold.release(promoted);
+  }
+}
+
+/**
+ * The node left out of the plan: the failed primary, unless it is a last holder that never finished its
+ * promotion (not ready): that one never wrote, its transactions count like any member's, and it may be
+ * chosen again.
+ */
+function excludedNode(primary: PrimaryLock, failedPrimary: string): string | undefined {
+  const last = primary.record;
+  return last?.node === failedPrimary && last.ready !== true ? undefined : failedPrimary;
+}
+
+/**
+ * Plans from what each live member's server says now (over TCP, as the replication account); a member that
+ * does not answer counts with the record it published, which must be newer than the primary's loss. Tries
+ * again while the plan says to wait, for at most {@link PLAN_WAIT_MS}.
+ */
+async function planFromMembers(
+  a: FailoverArgs,
+  excluded: string | undefined,
+  start: number,
+  signal?: AbortSignal,
+): Promise<{ plan: FailoverPlan; live: readonly MemberEntry[] }> {
+  let plan = planFailover([], excluded, start);
+  let live: readonly MemberEntry[] = [];
+  for (const until = start + PLAN_WAIT_MS; Date.now() < until; await delay(250, { signal })) {
+    // One read: a member whose session ends meanwhile moves from one list to the other, never out of both.
+    const view = await a.kv.read();
+    live = view.live;
+    const probed = await Promise.all(
+      live.map(async (m) => m.record.node === excluded ? m.record : (await a.probe(m.record)) ?? m.record),
+    );
+    plan = planFailover(probed, excluded, start, view.departed);
+    if (plan.kind !== "wait") break;
+  }
+  return { plan, live };
+}
+
+/**
+ * Gives the primary lock to the candidate's session. The failed primary's lock-delay may refuse it for a
+ * moment: tried again for at most {@link APPOINT_WAIT_MS}, unless the lock is taken meanwhile or the candidate's
+ * session ends (its node died: the next pass plans again).
+ */
+async function appoint(
+  kv: ClusterKv,
+  session: string,
+  candidate: MemberRecord,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  const record = { node: candidate.node, address: candidate.address, port: candidate.port };
+  for (const until = Date.now() + APPOINT_WAIT_MS; Date.now() < until; await delay(100, { signal })) {
+    try {
+      if (await kv.acquirePrimary(session, record)) return true;
+    } catch (e) {
+      if (e instanceof SessionGoneError) return false;
+      throw e;
+    }
+    if ((await kv.primary()).session !== undefined) return false;
+  }
+  return false;
+}
+
+/**
+ * Waits (at most {@link APPOINTMENT_WAIT_MS}) until a primary is appointed: this node, or another one that is
+ * ready to be followed.
+ *
+ * @returns Whether one was: then the pass decides again, so this node promotes itself or follows without
+ *   waiting for its next pass.
+ */
+export async function waitForAppointment(
+  kv: ClusterKv,
+  session: string,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  for (const until = Date.now() + APPOINTMENT_WAIT_MS; Date.now() < until; await delay(100, { signal })) {
+    const lock = await kv.primary();
+    if (lock.session !== undefined && (lock.session === session || lock.record?.ready)) return true;
+  }
+  return false;
+}

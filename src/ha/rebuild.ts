@@ -1,0 +1,92 @@
+/**
+ * REBUILD_ERRANT_NODE as a health pass runs it: move the errant datadir aside and restore the latest snapshot
+ * (the mechanics are src/rebuild.ts, loaded only when a rebuild runs). mysqld is stopped once the datadir is
+ * moved; ContainerPilot restarts it on the restored datadir, and a later pass replicates from the snapshot's
+ * position. A refusal leaves everything as it was and the node errant.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Config } from "../config.ts";
+import type { ConsulStore } from "../consul.ts";
+import type { MysqlClient } from "../mysql/client.ts";
+import type { Flavour } from "../mysql/flavour.ts";
+import { readRestoredMark } from "../restored.ts";
+import type { StateFile } from "../state.ts";
+
+const log = getLogger(["autopilot", "health"]);
+
+/** What a rebuild needs. */
+export interface RebuildArgs {
+  readonly config: Config;
+  readonly consul: ConsulStore;
+  readonly flavour: Flavour;
+  readonly state: StateFile;
+  /** This node's address, reported to the source by the restored server. */
+  readonly address: string;
+}
+
+/** Moves the errant datadir aside (refused, with nothing touched, when no snapshot fits), then restores. */
+export async function rebuildErrant(a: RebuildArgs, db: MysqlClient, primaryExecuted: string): Promise<void> {
+  const { publishedSnapshot } = await import("../snapshots.ts");
+  const { moveErrantDatadirAside, RebuildRefusedError } = await import("../rebuild.ts");
+  try {
+    const manifest = await publishedSnapshot(a.config, a.consul);
+    await moveErrantDatadirAside(a.config, a.flavour, db, manifest, primaryExecuted, async (aside) => {
+      await a.state.patch({ rebuilding: { aside } });
+    });
+    await finishRebuild(a);
+  } catch (e) {
+    if (e instanceof RebuildRefusedError) {
+      log.error("REBUILD_ERRANT_NODE is set but the node was not rebuilt: {why}; nothing was touched", {
+        why: e.message,
+      });
+      return;
+    }
+    log.error("Rebuilding the errant node failed: {e}", { e: (e as Error).message });
+  }
+}
+
+/**
+ * The restore half of a rebuild: from rebuildErrant(), or from the next pass when a pass was cut short after
+ * the datadir was moved aside. Never healthy: the restarted mysqld replicates in a later pass.
+ */
+export async function finishRebuild(a: RebuildArgs): Promise<void> {
+  const aside = a.state.current.rebuilding?.aside;
+  try {
+    const done = await readRestoredMark(a.config.mysql.datadir);
+    if (done !== undefined) {
+      // the restore finished but the pass that ran it was cut short before it could say so
+      await a.state.patch({ rebuilding: undefined });
+      log.warn("Rebuilt from snapshot {name} (GTID {gtid}); the errant datadir is kept in {aside}", {
+        name: done.snapshot,
+        gtid: done.gtid,
+        aside,
+      });
+      return;
+    }
+    const { publishedSnapshot } = await import("../snapshots.ts");
+    const manifest = await publishedSnapshot(a.config, a.consul);
+    if (manifest === undefined) {
+      log.error(
+        "Rebuilding: no snapshot is named in LAST_BACKUP_KEY any more; the old datadir is in {aside}",
+        {
+          aside,
+        },
+      );
+      return;
+    }
+    const { restoreRebuiltDatadir } = await import("../rebuild.ts");
+    const gtid = await restoreRebuiltDatadir(a.config, a.flavour, manifest, a.address);
+    await a.state.patch({ rebuilding: undefined });
+    log.warn(
+      "Rebuilt from snapshot {name} (GTID {gtid}); the errant datadir is kept in {aside}. mysqld restarts on the " +
+        "new datadir and replicates from there",
+      { name: manifest.name, gtid, aside },
+    );
+  } catch (e) {
+    log.error("Rebuilding the errant node failed ({e}); the next health pass tries again", {
+      e: (e as Error).message,
+    });
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * What a health pass hands its actions (src/ha/act.ts): the local server, the cluster's keys, and the few
+ * operations that need the configuration (bootstrap statements, the first snapshot, probes of other nodes,
+ * a rebuild), loaded only when an action needs them. Also the pass's own connections: the local server, and
+ * the fail-safe turn to read-only after a pass that failed.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { ClusterKv } from "../cluster_kv.ts";
+import type { Config } from "../config.ts";
+import type { ConsulStore } from "../consul.ts";
+import { connectLocal } from "../local.ts";
+import { probeMember } from "../members.ts";
+import { bootstrapStatements } from "../mysql/bootstrap.ts";
+import { type MysqlClient, MysqlUnavailableError } from "../mysql/client.ts";
+import type { Flavour } from "../mysql/flavour.ts";
+import { openPeerServer, ServerOperator } from "../mysql/server.ts";
+import { type StateFile, writeFileAtomic } from "../state.ts";
+import type { PassDeps } from "./act.ts";
+import type { Restore } from "./actions.ts";
+import type { PrimaryRecord } from "./decide.ts";
+import type { LocalServer } from "./facts.ts";
+import { type RebuildArgs, rebuildErrant } from "./rebuild.ts";
+
+const log = getLogger(["autopilot", "health"]);
+
+/** The local server as a pass opened it. */
+export interface OpenedLocal {
+  readonly local: LocalServer;
+  /** The connection under the operator, for the snapshot and rebuild code. */
+  readonly client?: MysqlClient;
+}
+
+/** The actions' dependencies for one pass. */
+export function passDeps(
+  w: {
+    readonly config: Config;
+    readonly consul: ConsulStore;
+    readonly kv: ClusterKv;
+    readonly flavour: Flavour;
+    readonly self: PrimaryRecord;
+    readonly state: StateFile;
+    readonly local: OpenedLocal;
+    readonly session: { readonly id: string } | { readonly error: string };
+    readonly rebuild: RebuildArgs;
+    readonly signal: AbortSignal;
+  },
+  restore: () => Restore | undefined,
+): PassDeps {
+  const { config, consul, flavour, local, session, signal } = w;
+  return {
+    config,
+    consul,
+    kv: w.kv,
+    flavour,
+    self: w.self,
+    state: w.state,
+    ...(local.client ? { local: { server: local.local.server!, client: local.client } } : {}),
+    ...("id" in session ? { session: session.id } : {}),
+    restore,
+    bootstrapStatements: async () => bootstrapStatements(config, flavour, await rootPasswordFor(config)),
+    takeFirstSnapshot: async (client) =>
+      (await (await import("../src/snapshots.ts")).takeAndPublishSnapshot(config, consul, flavour, client))
+        .name,
+    primaryExecuted: async (primary) => {
+      await using peer = await openPeerServer(config, primary);
+      return (await peer.gtidState({ signal })).executed;
+    },
+    probe: (m) => probeMember(config, m),
+    answersWritable: (node) => answersWritable(config, node),
+    rebuildErrant: (client, executed) => rebuildErrant(w.rebuild, client, executed),
+  };
+}
+
+/** The local server over its socket: the operator and its connection, or why it does not answer. */
+export async function openLocal(
+  config: Config,
+  flavour: Flavour,
+  signal: AbortSignal,
+): Promise<{ local: LocalServer; client?: MysqlClient }> {
+  try {
+    const client = await connectLocal(config, flavour, signal);
+    return { local: { server: new ServerOperator(client, flavour) }, client };
+  } catch (e) {
+    if (!(e instanceof MysqlUnavailableError)) throw e;
+    // Nothing listens on the socket: mysqld is not running. Otherwise (a timeout) it may still take writes.
+    return { local: { error: e.message, gone: ["ENOENT", "ECONNREFUSED"].includes(e.code) } };
+  }
+}
+
+/**
+ * After a failed pass: the local server read-only, over a connection of its own (the pass's may be what hung).
+ *
+ * @returns What was done, for the log line.
+ */
+export async function failSafe(config: Config, flavour: Flavour): Promise<string> {
+  try {
+    await using server = new ServerOperator(await connectLocal(config, flavour), flavour);
+    if (await server.readOnly()) return "the local server is read-only already; the next pass starts over";
+    await server.setReadOnly(true);
+    return "turned the local server read-only (fail safe); the next pass makes it writable again if it " +
+      "still holds the primary lock";
+  } catch (e) {
+    return `could not turn the local server read-only (${
+      (e as Error).message
+    }); the in-server lease fences it`;
+  }
+}
+
+/** Whether a node's server answers over TCP with read_only off; false when it does not answer within 1 s. */
+async function answersWritable(config: Config, node: { address: string; port: number }): Promise<boolean> {
+  try {
+    await using peer = await openPeerServer(config, node, 1000);
+    return !(await peer.readOnly());
+  } catch {
+    return false;
+  }
+}
+
+/** The root password to set at bootstrap: the given one, or a generated one kept in a 0600 file. */
+async function rootPasswordFor(config: Config): Promise<string | undefined> {
+  if (config.mysql.rootPassword) return config.mysql.rootPassword.reveal();
+  if (!config.mysql.randomRootPassword) return undefined;
+  const bytes = crypto.getRandomValues(new Uint8Array(24));
+  const password = btoa(String.fromCharCode(...bytes)).replace(/[+/=]/g, "");
+  const path = `${config.node.stateDir}/root-password`;
+  await writeFileAtomic(path, password + "\n", 0o600);
+  log.info("Generated a random root password: it is in {path} (mode 0600), never in the log", { path });
+  return password;
+}
