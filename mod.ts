@@ -2,14 +2,15 @@
  * `autopilot`: the one program ContainerPilot calls at each point of a MySQL container's life.
  *
  * This file only parses argv, loads the configuration and dispatches to a command; each command lives in
- * `hooks/` (lifecycle hooks) or `src/cli/` (operator commands). `--help` and `--version` need only the
- * command table; the argument parser, the configuration, logging and the command itself are loaded with
- * dynamic imports once a command is to run, so each run loads only what it uses.
+ * `hooks/` (lifecycle hooks) or `src/cli/` (operator commands), and the command table (`commands.ts`) names
+ * them. `--help` and `--version` need only the command table; the argument parser, the configuration, logging
+ * and the command itself are loaded with dynamic imports once a command is to run, so each run loads only
+ * what it uses.
  *
  * @module
  */
-import { print, printError } from "./src/cli/output.ts";
-import { type Command, COMMANDS, EXIT, usage } from "./src/cli/commands.ts";
+import { print, printError } from "./src/output.ts";
+import { type Command, COMMANDS, EXIT, usage } from "./commands.ts";
 
 /** Runs the CLI with the given arguments and returns the process exit code. */
 export async function main(args: string[]): Promise<number> {

@@ -44,8 +44,8 @@ import {
   type RestoredMark,
   RestoredMarkError,
 } from "../src/restored.ts";
-import type { CommandContext } from "../src/cli/command.ts";
-import { EXIT } from "../src/cli/exit.ts";
+import type { CommandContext } from "../src/command.ts";
+import { EXIT } from "../src/command.ts";
 import { putMetrics } from "../src/metrics.ts";
 import {
   advertisePrimary,

@@ -13,7 +13,7 @@
  * Then, on every node, mysqld is shut down cleanly (SQL SHUTDOWN) and waited for. ContainerPilot signals
  * mysqld only after this hook and then sleeps its top-level `stopTimeout` before it kills what is left, so
  * this hook is what gives mysqld its time to stop; it is bounded (PRE_STOP_BUDGET_MS, in
- * hooks/pre_stop_budget.ts) below the job's `timeout` in containerpilot.json5, so it always gets to the
+ * src/pre_stop_budget.ts) below the job's `timeout` in containerpilot.json5, so it always gets to the
  * shutdown.
  *
  * Failures are logged and the exit code says so, but nothing here stops the container from stopping.
@@ -30,7 +30,7 @@ import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts"
 import { type Flavour, sqlFor } from "../src/mysql/flavour.ts";
 import { lockPasses, type NodeState, readState } from "../src/state.ts";
 import { withdrawPrimary } from "../src/services.ts";
-import { EXIT } from "../src/cli/exit.ts";
+import { EXIT } from "../src/command.ts";
 import { runSnapshot } from "./snapshot.ts";
 import { switchover } from "./switchover.ts";
 import {
@@ -39,7 +39,7 @@ import {
   PASS_LOCK_WAIT_MS,
   PRE_STOP_BUDGET_MS,
   SHUTDOWN_WAIT_MS,
-} from "./pre_stop_budget.ts";
+} from "../src/pre_stop_budget.ts";
 
 const log = getLogger(["autopilot", "pre-stop"]);
 

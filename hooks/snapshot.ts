@@ -49,7 +49,7 @@ import {
 } from "../src/snapshots.ts";
 import { verifySnapshot } from "../src/backup/verify.ts";
 import { openStore } from "../src/storage/open.ts";
-import { EXIT } from "../src/cli/exit.ts";
+import { EXIT } from "../src/command.ts";
 import { putMetrics } from "../src/metrics.ts";
 import type { Manifest } from "../src/backup/manifest.ts";
 import { CorruptSnapshotError } from "../src/backup/errors.ts";

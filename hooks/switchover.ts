@@ -25,9 +25,9 @@ import { type Flavour, type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
 import { subtractGtids } from "../src/mysql/gtid.ts";
 import { readState } from "../src/state.ts";
 import { withdrawPrimary } from "../src/services.ts";
-import type { CommandContext } from "../src/cli/command.ts";
-import { EXIT } from "../src/cli/exit.ts";
-import { print, printError } from "../src/cli/output.ts";
+import type { CommandContext } from "../src/command.ts";
+import { EXIT } from "../src/command.ts";
+import { print, printError } from "../src/output.ts";
 
 const log = getLogger(["autopilot", "switchover"]);
 

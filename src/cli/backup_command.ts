@@ -21,9 +21,8 @@ import { publishedSnapshot } from "../snapshots.ts";
 import { openStore, StoreUnavailableError } from "../storage/open.ts";
 import type { SnapshotStore } from "../storage/store.ts";
 import { runSnapshot } from "../../hooks/snapshot.ts";
-import type { CommandContext } from "./command.ts";
-import { EXIT } from "./exit.ts";
-import { print, printError } from "./output.ts";
+import { type CommandContext, EXIT } from "../command.ts";
+import { print, printError } from "../output.ts";
 import { errorMessage, formatBytes } from "../text.ts";
 
 const log = getLogger(["autopilot", "backup"]);

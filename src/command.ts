@@ -1,10 +1,21 @@
 /**
- * What an `autopilot` command is and what it receives: types only, so that the command table
- * (src/cli/commands.ts) and the commands' implementations can share them without importing each other.
+ * What an `autopilot` command is, what it receives and the exit codes it returns. The command table
+ * (commands.ts), the commands (hooks/, src/cli/) and mod.ts share these without importing each other; the
+ * module loads nothing at run time (its only import is a type), so `--help` stays cheap.
  *
  * @module
  */
-import type { Config, EnvReader } from "../config.ts";
+import type { Config, EnvReader } from "./config.ts";
+
+/** Exit codes: ContainerPilot reads 0 as healthy/success. */
+export const EXIT = Object.freeze({
+  /** Success (for `health`: healthy). */
+  ok: 0,
+  /** The command ran and failed (for `health`: unhealthy). */
+  failed: 1,
+  /** Bad usage or bad configuration: nothing was touched. */
+  usage: 2,
+});
 
 /** What a command receives. */
 export interface CommandContext {
