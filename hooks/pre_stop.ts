@@ -31,7 +31,7 @@ import { type Flavour, sqlFor } from "../src/mysql/flavour.ts";
 import { lockPasses, type NodeState, readState } from "../src/state.ts";
 import { withdrawPrimary } from "../src/services.ts";
 import { EXIT } from "../src/command.ts";
-import { runSnapshot } from "./snapshot.ts";
+import { runSnapshot } from "../src/snapshot_task.ts";
 import { switchover } from "./switchover.ts";
 import {
   HANDOVER_BUDGET_MS,

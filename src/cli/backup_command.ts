@@ -20,7 +20,7 @@ import { CommandFailedError } from "../exec.ts";
 import { publishedSnapshot } from "../snapshots.ts";
 import { openStore, StoreUnavailableError } from "../storage/open.ts";
 import type { SnapshotStore } from "../storage/store.ts";
-import { runSnapshot } from "../../hooks/snapshot.ts";
+import { runSnapshot } from "../snapshot_task.ts";
 import { type CommandContext, EXIT } from "../command.ts";
 import { print, printError } from "../output.ts";
 import { errorMessage, formatBytes } from "../text.ts";

@@ -1,5 +1,6 @@
 /**
- * `autopilot snapshot`: ContainerPilot's periodic task (every few minutes on every node).
+ * The snapshot task: what `autopilot snapshot` (ContainerPilot's periodic task, every few minutes on every
+ * node) runs, and `autopilot backup now` and pre-stop's BACKUP_ON_STOP snapshot with `force`.
  *
  * 1. Find out what this node is: the writable primary that holds the primary lock, a healthy replica of it, or
  *    neither (which never backs up). Consul is asked first: when it alone settles that nothing is to be done
@@ -25,35 +26,35 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Config } from "../src/config.ts";
-import { ConsulRequestError, ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
-import { type PrimaryLock, primaryLockFrom } from "../src/ha/decide.ts";
-import { connectLocal, flavourOf } from "../src/local.ts";
-import { otherLiveReplicas } from "../src/members.ts";
-import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
-import { type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
-import { readState } from "../src/state.ts";
+import type { Config } from "./config.ts";
+import { ConsulRequestError, ConsulStore, ConsulUnavailableError } from "./consul.ts";
+import { type PrimaryLock, primaryLockFrom } from "./ha/decide.ts";
+import { connectLocal, flavourOf } from "./local.ts";
+import { otherLiveReplicas } from "./members.ts";
+import { type MysqlClient, MysqlUnavailableError } from "./mysql/client.ts";
+import { type FlavourSql, sqlFor } from "./mysql/flavour.ts";
+import { readState } from "./state.ts";
 import {
   decideSnapshot,
   decideVerify,
   decideWithoutServer,
   duration,
   type SnapshotRole,
-} from "../src/backup/schedule.ts";
-import { pruneSnapshots, retentionPolicy } from "../src/backup/retention.ts";
+} from "./backup/schedule.ts";
+import { pruneSnapshots, retentionPolicy } from "./backup/retention.ts";
 import {
   lastVerification,
   publishedSnapshot,
   takeAndPublishSnapshot,
   type VerificationRecord,
-} from "../src/snapshots.ts";
-import { verifySnapshot } from "../src/backup/verify.ts";
-import { openStore } from "../src/storage/open.ts";
-import { EXIT } from "../src/command.ts";
-import { putMetrics } from "../src/metrics.ts";
-import type { Manifest } from "../src/backup/manifest.ts";
-import { CorruptSnapshotError } from "../src/backup/errors.ts";
-import { errorMessage } from "../src/text.ts";
+} from "./snapshots.ts";
+import { verifySnapshot } from "./backup/verify.ts";
+import { openStore } from "./storage/open.ts";
+import { EXIT } from "./command.ts";
+import { putMetrics } from "./metrics.ts";
+import type { Manifest } from "./backup/manifest.ts";
+import { CorruptSnapshotError } from "./backup/errors.ts";
+import { errorMessage } from "./text.ts";
 
 const log = getLogger(["autopilot", "snapshot"]);
 
