@@ -54,7 +54,7 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       "a node whose MySQL server does not answer yet (starting) or any more takes none, and exits 0 too.\n" +
       "BACKUP_VERIFY=true: a healthy replica with nothing to take verifies the last snapshot, once per snapshot.",
     options: {},
-    run: async ({ config }) => (await import("./src/snapshot_task.ts")).runSnapshot(config, { force: false }),
+    run: async (ctx) => (await import("./hooks/snapshot.ts")).runSnapshotTask(ctx),
   },
   {
     name: "pre-stop",
