@@ -6,11 +6,20 @@
  *
  * @module
  */
-import type { Command } from "./src/command.ts";
+import type { Command, MetricValues } from "./src/command.ts";
 import { HANDOVER_TIMEOUT_MS, SHUTDOWN_WAIT_MS } from "./src/pre_stop_budget.ts";
 
 export type { Command, CommandContext } from "./src/command.ts";
 export { EXIT } from "./src/command.ts";
+
+/** A health or on-change pass that threw: a check that ran and failed. */
+const HEALTH_CHECK_FAILED: MetricValues = {
+  health_checks_total: 1,
+  health_check_failures_total: 1,
+  healthy: 0,
+};
+/** A snapshot task (or `backup now`) that threw: a snapshot not taken. */
+const SNAPSHOT_FAILED: MetricValues = { backup_failures_total: 1 };
 
 /** Every command, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
@@ -37,12 +46,15 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       "The writable primary's pass also keeps it in the SERVICE_NAME-primary service in Consul.\n" +
       "--primary: change nothing; exit 0 only on the node that holds the primary lock and is writable.",
     options: { primary: { type: "boolean" } },
+    // `--primary` only reads, and is not the check the health metrics count.
+    failureMetrics: (ctx) => ctx.flags.primary ? {} : HEALTH_CHECK_FAILED,
     run: async (ctx) => (await import("./hooks/health.ts")).runHealth(ctx, Boolean(ctx.flags.primary)),
   },
   {
     name: "on-change",
     summary: "the primary changed: follow the new one, or fail over if there is none (same pass as health)",
     options: {},
+    failureMetrics: () => HEALTH_CHECK_FAILED,
     run: async (ctx) => (await import("./hooks/health.ts")).runHealth(ctx, false),
   },
   {
@@ -54,6 +66,7 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       "a node whose MySQL server does not answer yet (starting) or any more takes none, and exits 0 too.\n" +
       "BACKUP_VERIFY=true: a healthy replica with nothing to take verifies the last snapshot, once per snapshot.",
     options: {},
+    failureMetrics: () => SNAPSHOT_FAILED,
     run: async (ctx) => (await import("./hooks/snapshot.ts")).runSnapshotTask(ctx),
   },
   {
@@ -120,6 +133,7 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       "                      Exit 0 only when the snapshot is good; 1 with one line saying what is wrong.",
     ].join("\n"),
     options: { json: { type: "boolean" } },
+    failureMetrics: (ctx) => ctx.positionals[0] === "now" ? SNAPSHOT_FAILED : {},
     run: async (ctx) => (await import("./src/cli/backup_command.ts")).runBackup(ctx),
   },
   {

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Config, EnvReader } from "./config.ts";
+import type { MetricName } from "./metrics.ts";
 
 /** Exit codes: ContainerPilot reads 0 as healthy/success. */
 export const EXIT = Object.freeze({
@@ -25,6 +26,9 @@ export interface CommandContext {
   readonly positionals: readonly string[];
 }
 
+/** Metric values to send (src/metrics.ts): a counter grows by the value, a gauge is set to it. */
+export type MetricValues = Readonly<Partial<Record<MetricName, number>>>;
+
 /** One `autopilot` subcommand. */
 export interface Command {
   readonly name: string;
@@ -32,6 +36,11 @@ export interface Command {
   readonly summary: string;
   readonly details?: string;
   readonly options: Record<string, { type: "boolean" | "string"; short?: string }>;
+  /**
+   * What the error boundary (src/command_boundary.ts) sends when an exception escapes `run` with this context:
+   * the command's failure counter, if it has one. Unset: nothing.
+   */
+  readonly failureMetrics?: (ctx: CommandContext) => MetricValues;
   /** Loads the command's implementation (a dynamic import) and runs it; returns the exit code. */
   run(ctx: CommandContext): Promise<number>;
 }
