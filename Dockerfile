@@ -16,7 +16,7 @@ ARG FLAVOUR=mysql
 FROM denoland/deno:2.9.6@sha256:2014dc167ece617ef7e7ba40631ac2234c59e75ce693e7cc2dc2602b3c87859d AS autopilot
 WORKDIR /src
 COPY deno.json deno.lock ./
-COPY mod.ts ./
+COPY mod.ts commands.ts ./
 COPY src/ src/
 COPY hooks/ hooks/
 # --frozen: the npm packages are exactly the ones deno.lock names, checked against its integrity hashes.

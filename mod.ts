@@ -2,21 +2,32 @@
  * `autopilot`: the one program ContainerPilot calls at each point of a MySQL container's life.
  *
  * This file only parses argv, loads the configuration and dispatches to a command; each command lives in
- * `hooks/` (lifecycle hooks) or `src/cli/` (operator commands). `--help` and `--version` need only the
- * command table; the argument parser, the configuration, logging and the command itself are loaded with
- * dynamic imports once a command is to run, so each run loads only what it uses.
+ * `hooks/` (lifecycle hooks) or `src/cli/` (operator commands), and the command table (`commands.ts`) names
+ * them. `--help` and `--version` need only the command table; the argument parser, the configuration, logging
+ * and the command itself are loaded with dynamic imports once a command is to run, so each run loads only
+ * what it uses.
  *
  * @module
  */
-import { print, printError } from "./src/cli/output.ts";
-import { type Command, COMMANDS, EXIT, usage } from "./src/cli/commands.ts";
+import { print, printError } from "./src/output.ts";
+import { type Command, COMMANDS, EXIT, usage } from "./commands.ts";
+import type { EnvReader } from "./src/config.ts";
+
+/** What {@link main} reads besides its arguments; tests pass their own. */
+export interface MainOptions {
+  /** The command table (default: COMMANDS). */
+  readonly commands?: readonly Command[];
+  /** The environment (default: the process's). */
+  readonly env?: EnvReader;
+}
 
 /** Runs the CLI with the given arguments and returns the process exit code. */
-export async function main(args: string[]): Promise<number> {
+export async function main(args: string[], options: MainOptions = {}): Promise<number> {
+  const commands = options.commands ?? COMMANDS;
   const [name, ...rest] = args;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     const topic = name === "help" ? rest[0] : undefined;
-    const command = COMMANDS.find((c) => c.name === topic);
+    const command = commands.find((c) => c.name === topic);
     print(command ? commandHelp(command) : usage());
     return EXIT.ok;
   }
@@ -24,7 +35,7 @@ export async function main(args: string[]): Promise<number> {
     print(`autopilot ${VERSION}`);
     return EXIT.ok;
   }
-  const command = COMMANDS.find((c) => c.name === name);
+  const command = commands.find((c) => c.name === name);
   if (command === undefined) {
     printError(`autopilot: unknown command '${name}': run 'autopilot --help' for the list of commands`);
     return EXIT.usage;
@@ -49,7 +60,7 @@ export async function main(args: string[]): Promise<number> {
     print(commandHelp(command));
     return EXIT.ok;
   }
-  const env = (n: string) => Deno.env.get(n);
+  const env = options.env ?? ((n: string) => Deno.env.get(n));
   const { ConfigError, loadConfig } = await import("./src/config.ts");
   let config;
   try {
@@ -61,9 +72,13 @@ export async function main(args: string[]): Promise<number> {
     }
     throw e;
   }
-  const { setupLogging } = await import("./src/log.ts");
+  const [{ setupLogging }, { runCommand }] = await Promise.all([
+    import("./src/log.ts"),
+    import("./src/command_boundary.ts"),
+  ]);
   setupLogging(config.log.level, config.log.format);
-  return await command.run({ config, env, flags, positionals });
+  // The error boundary: whatever escapes the command is one logged line, its failure metric and exit 1.
+  return await runCommand(command, { config, env, flags, positionals });
 }
 
 function commandHelp(c: Command): string {

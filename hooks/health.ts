@@ -31,8 +31,7 @@ import { flavourOf } from "../src/local.ts";
 import { nodeAddress } from "../src/node.ts";
 import { clearRestoredMark, readRestoredMark, RestoredMarkError } from "../src/restored.ts";
 import { lockPasses, readState, StateFile } from "../src/state.ts";
-import type { CommandContext } from "../src/cli/command.ts";
-import { EXIT } from "../src/cli/exit.ts";
+import { type CommandContext, EXIT } from "../src/command.ts";
 import { putMetrics } from "../src/metrics.ts";
 
 const log = getLogger(["autopilot", "health"]);

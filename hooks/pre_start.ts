@@ -45,8 +45,7 @@ import {
 } from "../src/state.ts";
 import { openStore } from "../src/storage/open.ts";
 import { errorMessage } from "../src/text.ts";
-import type { CommandContext } from "../src/cli/command.ts";
-import { EXIT } from "../src/cli/exit.ts";
+import { type CommandContext, EXIT } from "../src/command.ts";
 
 const log = getLogger(["autopilot", "pre-start"]);
 

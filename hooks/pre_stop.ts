@@ -13,7 +13,7 @@
  * Then, on every node, mysqld is shut down cleanly (SQL SHUTDOWN) and waited for. ContainerPilot signals
  * mysqld only after this hook and then sleeps its top-level `stopTimeout` before it kills what is left, so
  * this hook is what gives mysqld its time to stop; it is bounded (PRE_STOP_BUDGET_MS, in
- * hooks/pre_stop_budget.ts) below the job's `timeout` in containerpilot.json5, so it always gets to the
+ * src/pre_stop_budget.ts) below the job's `timeout` in containerpilot.json5, so it always gets to the
  * shutdown.
  *
  * Failures are logged and the exit code says so, but nothing here stops the container from stopping.
@@ -27,19 +27,21 @@ import { primaryLockFrom } from "../src/ha/decide.ts";
 import { connectLocal, flavourOf, shutDownLocalServer } from "../src/local.ts";
 import { otherLiveReplicas } from "../src/members.ts";
 import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
-import { type Flavour, sqlFor } from "../src/mysql/flavour.ts";
+import type { Flavour } from "../src/mysql/flavour.ts";
 import { lockPasses, type NodeState, readState } from "../src/state.ts";
 import { withdrawPrimary } from "../src/services.ts";
-import { EXIT } from "../src/cli/exit.ts";
-import { runSnapshot } from "./snapshot.ts";
-import { switchover } from "./switchover.ts";
+import { EXIT } from "../src/command.ts";
+import { runSnapshot } from "../src/snapshot_task.ts";
+import { switchover } from "../src/ha/switchover.ts";
+import { ConsulClusterKv } from "../src/cluster_kv.ts";
+import { openPeerServer, ServerOperator } from "../src/mysql/server.ts";
 import {
   HANDOVER_BUDGET_MS,
   HANDOVER_TIMEOUT_MS,
   PASS_LOCK_WAIT_MS,
   PRE_STOP_BUDGET_MS,
   SHUTDOWN_WAIT_MS,
-} from "./pre_stop_budget.ts";
+} from "../src/pre_stop_budget.ts";
 
 const log = getLogger(["autopilot", "pre-stop"]);
 
@@ -139,9 +141,19 @@ async function transfer(
     return EXIT.ok;
   }
   log.info("Stopping the primary: handing the role over to a replica");
-  return await switchover(config, consul, db, sqlFor(flavour), flavour, session, {
+  const lock = await new ConsulClusterKv(config, consul).primary();
+  const done = await switchover({
+    kv: new ConsulClusterKv(config, consul),
+    server: new ServerOperator(db, flavour),
+    openPeer: (target) => openPeerServer(config, target),
+    me: {
+      self: lock.record ?? { node: config.node.name, address: "", port: config.mysql.port },
+      session,
+    },
+    withdraw: () => withdrawPrimary(config, consul, config.node.name),
     timeoutMs: HANDOVER_TIMEOUT_MS,
   });
+  return done === undefined ? EXIT.failed : EXIT.ok;
 }
 
 /**

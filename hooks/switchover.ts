@@ -12,9 +12,8 @@ import { flavourOf } from "../src/local.ts";
 import { openLocalServer, openPeerServer } from "../src/mysql/server.ts";
 import { readState } from "../src/state.ts";
 import { withdrawPrimary } from "../src/services.ts";
-import type { CommandContext } from "../src/cli/command.ts";
-import { EXIT } from "../src/cli/exit.ts";
-import { print, printError } from "../src/cli/output.ts";
+import { type CommandContext, EXIT } from "../src/command.ts";
+import { print, printError } from "../src/output.ts";
 import { nodeAddress } from "../src/node.ts";
 
 const log = getLogger(["autopilot", "switchover"]);

@@ -5,25 +5,16 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config.ts";
-import { ConsulStore } from "../consul.ts";
-import { CORRUPT_ADVICE, CorruptSnapshotError, RestoreError } from "../backup/errors.ts";
+import { CORRUPT_ADVICE, CorruptSnapshotError } from "../backup/errors.ts";
 import type { Manifest } from "../backup/manifest.ts";
 import { inventorySnapshots, type StoredSnapshot } from "../backup/retention.ts";
-import {
-  describeSource,
-  findSnapshot,
-  SnapshotNotFoundError,
-  VerifyError,
-  verifySnapshot,
-} from "../backup/verify.ts";
-import { CommandFailedError } from "../exec.ts";
-import { publishedSnapshot } from "../snapshots.ts";
+import { describeSource, findSnapshot, verifySnapshot } from "../backup/verify.ts";
+import { lookupPublished, operatorError } from "../operator.ts";
 import { openStore, StoreUnavailableError } from "../storage/open.ts";
 import type { SnapshotStore } from "../storage/store.ts";
-import { runSnapshot } from "../../hooks/snapshot.ts";
-import type { CommandContext } from "./command.ts";
-import { EXIT } from "./exit.ts";
-import { print, printError } from "./output.ts";
+import { runSnapshot } from "../snapshot_task.ts";
+import { type CommandContext, EXIT } from "../command.ts";
+import { print, printError } from "../output.ts";
 import { errorMessage, formatBytes } from "../text.ts";
 
 const log = getLogger(["autopilot", "backup"]);
@@ -50,45 +41,6 @@ export async function runBackup(ctx: CommandContext): Promise<number> {
     default:
       return await verify(ctx.config, args[0]);
   }
-}
-
-/** What Consul's LAST_BACKUP_KEY says: the manifest, nothing, or why it could not be read. */
-export interface PublishedLookup {
-  /** The manifest it holds; unset when the key is missing or could not be read. */
-  readonly manifest?: Manifest;
-  /** Why it could not be read (Consul unreachable or refusing, or the key holds no valid manifest). */
-  readonly error?: string;
-}
-
-/**
- * Reads the snapshot Consul names as the last, never throwing: operator commands work without Consul.
- *
- * @param config The configuration (Consul's address and LAST_BACKUP_KEY).
- * @returns The manifest, or the reason it could not be read.
- */
-export async function lookupPublished(config: Config): Promise<PublishedLookup> {
-  let consul: ConsulStore | undefined;
-  try {
-    consul = new ConsulStore(config.consul);
-    const manifest = await publishedSnapshot(config, consul);
-    return manifest ? { manifest } : {};
-  } catch (e) {
-    return { error: errorMessage(e) };
-  } finally {
-    consul?.close();
-  }
-}
-
-/** A line on stderr for errors an operator command reports instead of a stack trace, else undefined. */
-export function operatorError(e: unknown): string | undefined {
-  if (
-    e instanceof CorruptSnapshotError || e instanceof RestoreError || e instanceof VerifyError ||
-    e instanceof SnapshotNotFoundError || e instanceof StoreUnavailableError ||
-    e instanceof CommandFailedError
-  ) {
-    return e.message;
-  }
-  return undefined;
 }
 
 async function list(config: Config, json: boolean): Promise<number> {

@@ -4,8 +4,8 @@
  * @module
  */
 import { describeConfig } from "../config.ts";
-import type { CommandContext } from "./command.ts";
-import { print } from "./output.ts";
+import type { CommandContext } from "../command.ts";
+import { print } from "../output.ts";
 
 /** `autopilot config [--json]`. */
 export function runConfig({ config, env, flags }: CommandContext): Promise<number> {

@@ -16,10 +16,9 @@ import { type Flavour, flavourFromBinaryVersion } from "../mysql/flavour.ts";
 import { pidFilePath } from "../mysql/mycnf.ts";
 import { readState, StateError, writeState } from "../state.ts";
 import { openStore } from "../storage/open.ts";
-import { lookupPublished, operatorError } from "./backup_command.ts";
-import type { CommandContext } from "./command.ts";
-import { EXIT } from "./exit.ts";
-import { print, printError } from "./output.ts";
+import { lookupPublished, operatorError } from "../operator.ts";
+import { type CommandContext, EXIT } from "../command.ts";
+import { print, printError } from "../output.ts";
 
 const log = getLogger(["autopilot", "restore"]);
 

@@ -7,9 +7,8 @@
  *
  * @module
  */
-import type { CommandContext } from "./command.ts";
-import { print, printError } from "./output.ts";
-import { EXIT } from "./exit.ts";
+import { type CommandContext, EXIT } from "../command.ts";
+import { print, printError } from "../output.ts";
 import { ConsulRequestError, ConsulUnavailableError } from "../consul.ts";
 import { describePreStartFailure } from "../pre_start_retry.ts";
 import { readPreStartFailure } from "../state.ts";

@@ -74,16 +74,16 @@ Deno.test("runtimeImports() skips type-only imports and tells dynamic ones apart
 Deno.test("--help and --version load only the command table: no command, no package", () => {
   const loaded = [...staticClosure("mod.ts")].sort();
   assertEquals(loaded, [
-    "hooks/pre_stop_budget.ts",
-    "src/cli/commands.ts",
-    "src/cli/exit.ts",
-    "src/cli/output.ts",
+    "commands.ts",
+    "src/command.ts",
+    "src/output.ts",
+    "src/pre_stop_budget.ts",
   ]);
 });
 
 Deno.test("every command's implementation is a dynamic import of a literal path (deno compile embeds it)", () => {
-  const { dynamic } = runtimeImports(Deno.readTextFileSync(`${ROOT}/src/cli/commands.ts`));
-  const modules = new Set(dynamic.map((s) => resolve("src/cli/commands.ts", s)));
+  const { dynamic } = runtimeImports(Deno.readTextFileSync(`${ROOT}/commands.ts`));
+  const modules = new Set(dynamic.map((s) => resolve("commands.ts", s)));
   for (const m of modules) assert(Deno.statSync(`${ROOT}/${m}`).isFile, m);
   assertEquals(modules.size, 9, [...modules].join(", ")); // health and on-change share hooks/health.ts
 });

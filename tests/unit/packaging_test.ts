@@ -14,7 +14,7 @@
 import { load as parseYaml } from "js-yaml";
 import JSON5 from "json5";
 import { assert, assertEquals, assertThrows } from "./assert.ts";
-import { type Command, COMMANDS } from "../../src/cli/commands.ts";
+import { type Command, COMMANDS } from "../../commands.ts";
 import { type Config, ConfigError, loadConfig, VARIABLES } from "../../src/config.ts";
 import { METRICS } from "../../src/metrics.ts";
 import { PRE_STOP_BUDGET_MS } from "../../hooks/pre_stop.ts";
@@ -477,7 +477,7 @@ const BASE_ENV = { MYSQL_REPL_PASSWORD: "x" };
 function checkAutopilotCommand(argv: readonly string[], where: string): void {
   assertEquals(argv[0], "autopilot", `${where}: runs ${argv[0]}, not autopilot`);
   const command: Command | undefined = COMMANDS.find((c) => c.name === argv[1]);
-  assert(command, `${where}: 'autopilot ${argv[1]}' is not a command (src/cli/commands.ts)`);
+  assert(command, `${where}: 'autopilot ${argv[1]}' is not a command (commands.ts)`);
   for (const arg of argv.slice(2)) {
     if (arg.startsWith("--")) {
       const name = arg.slice(2).split("=")[0];

@@ -1,5 +1,5 @@
 /**
- * pre-stop's time limits, on their own so that the command table's help text (src/cli/commands.ts) can
+ * pre-stop's time limits, on their own so that the command table's help text (commands.ts) can
  * name them without loading pre-stop itself.
  *
  * @module

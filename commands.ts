@@ -1,15 +1,25 @@
 /**
- * The command table: every command `autopilot` understands, with its help text and options. It imports no
- * command's implementation: each entry's `run` loads its module with a dynamic `import()` (a string literal,
- * so `deno compile` still embeds it), so `--help`, `--version` and each command load only what they use.
+ * The command table: every command `autopilot` understands, with its help text and options. Part of the entry
+ * (with mod.ts), so it may name the commands in hooks/ and src/cli/. It imports no command's implementation:
+ * each entry's `run` loads its module with a dynamic `import()` (a string literal, so `deno compile` still
+ * embeds it), so `--help`, `--version` and each command load only what they use.
  *
  * @module
  */
-import type { Command } from "./command.ts";
-import { HANDOVER_TIMEOUT_MS, SHUTDOWN_WAIT_MS } from "../../hooks/pre_stop_budget.ts";
+import type { Command, MetricValues } from "./src/command.ts";
+import { HANDOVER_TIMEOUT_MS, SHUTDOWN_WAIT_MS } from "./src/pre_stop_budget.ts";
 
-export type { Command, CommandContext } from "./command.ts";
-export { EXIT } from "./exit.ts";
+export type { Command, CommandContext } from "./src/command.ts";
+export { EXIT } from "./src/command.ts";
+
+/** A health or on-change pass that threw: a check that ran and failed. */
+const HEALTH_CHECK_FAILED: MetricValues = {
+  health_checks_total: 1,
+  health_check_failures_total: 1,
+  healthy: 0,
+};
+/** A snapshot task (or `backup now`) that threw: a snapshot not taken. */
+const SNAPSHOT_FAILED: MetricValues = { backup_failures_total: 1 };
 
 /** Every command, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
@@ -25,7 +35,7 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       "it was). Invalid configuration is not retried (exit 2).\n" +
       "--once: one attempt; exit 1 if it fails.",
     options: { once: { type: "boolean" } },
-    run: async (ctx) => (await import("../../hooks/pre_start.ts")).runPreStart(ctx, ctx.flags.once === true),
+    run: async (ctx) => (await import("./hooks/pre_start.ts")).runPreStart(ctx, ctx.flags.once === true),
   },
   {
     name: "health",
@@ -36,13 +46,16 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       "The writable primary's pass also keeps it in the SERVICE_NAME-primary service in Consul.\n" +
       "--primary: change nothing; exit 0 only on the node that holds the primary lock and is writable.",
     options: { primary: { type: "boolean" } },
-    run: async (ctx) => (await import("../../hooks/health.ts")).runHealth(ctx, Boolean(ctx.flags.primary)),
+    // `--primary` only reads, and is not the check the health metrics count.
+    failureMetrics: (ctx) => ctx.flags.primary ? {} : HEALTH_CHECK_FAILED,
+    run: async (ctx) => (await import("./hooks/health.ts")).runHealth(ctx, Boolean(ctx.flags.primary)),
   },
   {
     name: "on-change",
     summary: "the primary changed: follow the new one, or fail over if there is none (same pass as health)",
     options: {},
-    run: async (ctx) => (await import("../../hooks/health.ts")).runHealth(ctx, false),
+    failureMetrics: () => HEALTH_CHECK_FAILED,
+    run: async (ctx) => (await import("./hooks/health.ts")).runHealth(ctx, false),
   },
   {
     name: "snapshot",
@@ -53,8 +66,8 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       "a node whose MySQL server does not answer yet (starting) or any more takes none, and exits 0 too.\n" +
       "BACKUP_VERIFY=true: a healthy replica with nothing to take verifies the last snapshot, once per snapshot.",
     options: {},
-    run: async ({ config }) =>
-      (await import("../../hooks/snapshot.ts")).runSnapshot(config, { force: false }),
+    failureMetrics: () => SNAPSHOT_FAILED,
+    run: async (ctx) => (await import("./hooks/snapshot.ts")).runSnapshotTask(ctx),
   },
   {
     name: "pre-stop",
@@ -67,7 +80,7 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       } s). Then, on every node, mysqld is shut down cleanly and waited for\n` +
       `(at most ${SHUTDOWN_WAIT_MS / 1000} s). Exit 1 if a step failed; the stop goes on.`,
     options: {},
-    run: async ({ config }) => (await import("../../hooks/pre_stop.ts")).runPreStop(config),
+    run: async ({ config }) => (await import("./hooks/pre_stop.ts")).runPreStop(config),
   },
   {
     name: "switchover",
@@ -79,7 +92,7 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       "the target; by default the replica that has the most. --timeout SECONDS bounds the wait for the target to\n" +
       "catch up (default 30); on timeout this node turns writable again and nothing changes.",
     options: { to: { type: "string" }, timeout: { type: "string" } },
-    run: async (ctx) => (await import("../../hooks/switchover.ts")).runSwitchover(ctx),
+    run: async (ctx) => (await import("./hooks/switchover.ts")).runSwitchover(ctx),
   },
   {
     name: "status",
@@ -98,7 +111,7 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       "--self: only this node (NODE_NAME): exit 0 when it is healthy in its role, whatever the others do (the\n" +
       "image's HEALTHCHECK); while its pre-start retries, the reason it fails.",
     options: { json: { type: "boolean" }, self: { type: "boolean" } },
-    run: async (ctx) => (await import("./status_command.ts")).runStatus(ctx),
+    run: async (ctx) => (await import("./src/cli/status_command.ts")).runStatus(ctx),
   },
   {
     name: "backup",
@@ -120,7 +133,8 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       "                      Exit 0 only when the snapshot is good; 1 with one line saying what is wrong.",
     ].join("\n"),
     options: { json: { type: "boolean" } },
-    run: async (ctx) => (await import("./backup_command.ts")).runBackup(ctx),
+    failureMetrics: (ctx) => ctx.positionals[0] === "now" ? SNAPSHOT_FAILED : {},
+    run: async (ctx) => (await import("./src/cli/backup_command.ts")).runBackup(ctx),
   },
   {
     name: "restore",
@@ -140,7 +154,7 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       "primary starting after the snapshot's GTID position (as for a node pre-start restored itself).",
     ].join("\n"),
     options: {},
-    run: async (ctx) => (await import("./restore_command.ts")).runRestore(ctx),
+    run: async (ctx) => (await import("./src/cli/restore_command.ts")).runRestore(ctx),
   },
   {
     name: "config",
@@ -148,7 +162,7 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
     details: "Every variable is listed with its effective value and whether it was set or defaulted.\n" +
       "Exit code 2 and one line per problem if the configuration is invalid.",
     options: { json: { type: "boolean" } },
-    run: async (ctx) => (await import("./config_command.ts")).runConfig(ctx),
+    run: async (ctx) => (await import("./src/cli/config_command.ts")).runConfig(ctx),
   },
 ]);
 
