@@ -55,7 +55,10 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
     summary: "the primary changed: follow the new one, or fail over if there is none (same pass as health)",
     options: {},
     failureMetrics: () => HEALTH_CHECK_FAILED,
-    run: async (ctx) => (await import("./hooks/health.ts")).runHealth(ctx, false),
+    run: async (ctx) => {
+      const health = await import("./hooks/health.ts");
+      return await health.runHealth(ctx, false, health.PASS_DEADLINE_MS.onChange);
+    },
   },
   {
     name: "snapshot",
