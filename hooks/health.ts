@@ -26,10 +26,10 @@ import {
   holdsLock,
   type MysqlFacts,
   type PrimaryLock,
-  primaryLockFrom,
   type PrimaryRecord,
   quietPeriodReason,
 } from "../src/ha/decide.ts";
+import { ConsulClusterKv, parseFailoverRecord, primaryLockFrom } from "../src/cluster_kv.ts";
 import { connectLocal, connectPeer, delay, flavourOf, gatherMysqlFacts } from "../src/local.ts";
 import { type LiveMember, liveMembers, memberRecords, probeMember, publishMember } from "../src/members.ts";
 import { bootstrapStatements } from "../src/mysql/bootstrap.ts";
@@ -272,7 +272,7 @@ async function failoverHold(c: PassContext, lock: PrimaryLock): Promise<HealthFa
   const paused = (await c.consul.get(c.config.keys.failoverPause)) !== undefined;
   const last = await c.consul.get(c.config.keys.failoverLock);
   const quietReason = quietPeriodReason(
-    last?.value,
+    parseFailoverRecord(last?.value),
     lock.record!.node,
     Date.now(),
     c.config.failover.quietPeriodMs,
@@ -354,7 +354,12 @@ async function bootstrapPrimary(c: PassContext): Promise<boolean> {
 async function takeFirstSnapshot(c: PassContext): Promise<boolean> {
   try {
     const { takeAndPublishSnapshot } = await import("../src/snapshots.ts");
-    const manifest = await takeAndPublishSnapshot(c.config, c.consul, c.flavour, c.db!);
+    const manifest = await takeAndPublishSnapshot(
+      c.config,
+      new ConsulClusterKv(c.config, c.consul),
+      c.flavour,
+      c.db!,
+    );
     log.info("First snapshot {name} stored and published for replicas", { name: manifest.name });
     return true;
   } catch (e) {
@@ -377,7 +382,7 @@ function firstSnapshotMissing(why: string): NonNullable<PassContext["outcome"]> 
 /** Whether a snapshot has been published since a failed first one; the flag goes once one has. */
 async function firstSnapshotStored(c: PassContext, why: string): Promise<boolean> {
   const { publishedSnapshot } = await import("../src/snapshots.ts");
-  if ((await publishedSnapshot(c.config, c.consul)) === undefined) {
+  if ((await publishedSnapshot(new ConsulClusterKv(c.config, c.consul))) === undefined) {
     c.outcome = firstSnapshotMissing(why);
     return false;
   }
@@ -518,7 +523,7 @@ async function rebuildErrant(c: PassContext, primaryExecuted: string): Promise<v
   const { publishedSnapshot } = await import("../src/snapshots.ts");
   const { moveErrantDatadirAside, RebuildRefusedError } = await import("../src/rebuild.ts");
   try {
-    const manifest = await publishedSnapshot(c.config, c.consul);
+    const manifest = await publishedSnapshot(new ConsulClusterKv(c.config, c.consul));
     await moveErrantDatadirAside(c.config, c.flavour, c.db!, manifest, primaryExecuted, async (aside) => {
       await saveState(c, { ...c.state, rebuilding: { aside } });
     });
@@ -555,7 +560,7 @@ async function finishRebuild(c: PassContext): Promise<number> {
       return EXIT.failed;
     }
     const { publishedSnapshot } = await import("../src/snapshots.ts");
-    const manifest = await publishedSnapshot(c.config, c.consul);
+    const manifest = await publishedSnapshot(new ConsulClusterKv(c.config, c.consul));
     if (manifest === undefined) {
       log.error(
         "Rebuilding: no snapshot is named in LAST_BACKUP_KEY any more; the old datadir is in {aside}",

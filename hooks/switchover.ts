@@ -17,7 +17,7 @@ import type { Config } from "../src/config.ts";
 import { ConsulStore } from "../src/consul.ts";
 import { type MemberRecord, planFailover } from "../src/ha/failover_plan.ts";
 import { takeFailoverLock } from "../src/ha/failover_lock.ts";
-import { primaryLockFrom } from "../src/ha/decide.ts";
+import { primaryLockFrom } from "../src/cluster_kv.ts";
 import { connectLocal, connectPeer, delay, flavourOf } from "../src/local.ts";
 import { liveMembers } from "../src/members.ts";
 import { MysqlClient } from "../src/mysql/client.ts";

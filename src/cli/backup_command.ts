@@ -18,6 +18,7 @@ import {
 } from "../backup/verify.ts";
 import { CommandFailedError } from "../exec.ts";
 import { publishedSnapshot } from "../snapshots.ts";
+import { ConsulClusterKv } from "../cluster_kv.ts";
 import { openStore, StoreUnavailableError } from "../storage/open.ts";
 import type { SnapshotStore } from "../storage/store.ts";
 import { runSnapshot } from "../../hooks/snapshot.ts";
@@ -70,7 +71,7 @@ export async function lookupPublished(config: Config): Promise<PublishedLookup> 
   let consul: ConsulStore | undefined;
   try {
     consul = new ConsulStore(config.consul);
-    const manifest = await publishedSnapshot(config, consul);
+    const manifest = await publishedSnapshot(new ConsulClusterKv(config, consul));
     return manifest ? { manifest } : {};
   } catch (e) {
     return { error: errorMessage(e) };
