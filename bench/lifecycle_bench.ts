@@ -19,6 +19,7 @@ import { loadConfig } from "../src/config.ts";
 import { ConsulStore } from "../src/consul.ts";
 import { connectLocal } from "../src/local.ts";
 import { takeAndPublishSnapshot } from "../src/snapshots.ts";
+import { ConsulClusterKv } from "../src/cluster_kv.ts";
 import { Cluster, type TestNode } from "../tests/integration/cluster.ts";
 import { Harness, REPO_ROOT } from "../tests/integration/harness/mod.ts";
 import { autopilot } from "../tests/integration/autopilot_cli.ts";
@@ -233,7 +234,7 @@ async function publishSnapshot(node: TestNode): Promise<void> {
   const consul = new ConsulStore(config.consul);
   try {
     await using db = await connectLocal(config, "mariadb");
-    await takeAndPublishSnapshot(config, consul, "mariadb", db);
+    await takeAndPublishSnapshot(config, new ConsulClusterKv(config, consul), "mariadb", db);
   } finally {
     consul.close();
   }

@@ -98,7 +98,7 @@ async function healthPass(
   const flavour = flavourOf(config, state.current);
   const self = { node: config.node.name, address, port: config.mysql.port };
   const kv = new ConsulClusterKv(config, consul);
-  const rebuild: RebuildArgs = { config, consul, flavour, state, address };
+  const rebuild: RebuildArgs = { config, kv, flavour, state, address };
   if (state.current.rebuilding) return (await finishRebuild(rebuild), false);
   let restore: Restore | undefined;
   try {

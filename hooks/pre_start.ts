@@ -35,6 +35,7 @@ import { type BufferPoolChoice, nodeAddress } from "../src/node.ts";
 import { chooseBufferPoolLogged, writeServerConfig } from "../src/local.ts";
 import { newServerId, writeServerId } from "../src/server_id.ts";
 import { publishedSnapshot } from "../src/snapshots.ts";
+import { ConsulClusterKv } from "../src/cluster_kv.ts";
 import { failureRecord, retryDelaySeconds } from "../src/pre_start_retry.ts";
 import {
   clearPreStartFailure,
@@ -225,7 +226,7 @@ async function restoreOrInitialise(
   const consul = new ConsulStore(config.consul);
   let manifest;
   try {
-    manifest = await publishedSnapshot(config, consul);
+    manifest = await publishedSnapshot(new ConsulClusterKv(config, consul));
   } catch (e) {
     if (e instanceof ConsulUnavailableError) {
       throw new ConsulUnavailableError(

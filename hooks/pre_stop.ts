@@ -23,9 +23,8 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../src/config.ts";
 import { ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
-import { primaryLockFrom } from "../src/ha/decide.ts";
+import { ConsulClusterKv, otherLiveReplicas } from "../src/cluster_kv.ts";
 import { connectLocal, flavourOf, shutDownLocalServer } from "../src/local.ts";
-import { otherLiveReplicas } from "../src/members.ts";
 import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
 import type { Flavour } from "../src/mysql/flavour.ts";
 import { lockPasses, type NodeState, readState } from "../src/state.ts";
@@ -33,7 +32,6 @@ import { withdrawPrimary } from "../src/services.ts";
 import { EXIT } from "../src/command.ts";
 import { runSnapshot } from "../src/snapshot_task.ts";
 import { switchover } from "../src/ha/switchover.ts";
-import { ConsulClusterKv } from "../src/cluster_kv.ts";
 import { openPeerServer, ServerOperator } from "../src/mysql/server.ts";
 import {
   HANDOVER_BUDGET_MS,
@@ -97,7 +95,7 @@ async function handOver(
 ): Promise<number> {
   const consul = new ConsulStore(config.consul);
   try {
-    const lock = primaryLockFrom(await consul.get(config.keys.primary));
+    const lock = await new ConsulClusterKv(config, consul).primary();
     if (lock.session === undefined || lock.session !== state.sessionId) {
       log.info("Stopping a node that is not the primary: nothing to hand over");
       return EXIT.ok;
@@ -135,7 +133,7 @@ async function transfer(
   await withdrawPrimary(config, consul, config.node.name).catch((e) =>
     log.warn("Cannot withdraw the primary service: {e}; its check lapses on its own", { e: String(e) })
   );
-  const replicas = await otherLiveReplicas(config, consul);
+  const replicas = otherLiveReplicas(await new ConsulClusterKv(config, consul).members(), config.node.name);
   if (replicas.length === 0) {
     log.info("Stopping the primary with no live replica: it keeps the role until its session expires");
     return EXIT.ok;

@@ -14,10 +14,21 @@
  * `ClusterKv` is the interface the HA actions take (unit tests pass a fake); `ConsulClusterKv` is the real one
  * over a {@link ConsulStore}.
  *
+ * Every default key starts with `SERVICE_NAME-`, so {@link ClusterKv.read} gets them all with one recursive
+ * read of that prefix and picks its keys out by their exact names (another service whose name starts the same,
+ * `mysql-shop` beside `mysql`, shares the prefix but none of the names). A key an operator renamed to a name
+ * outside the prefix (a legacy `PRIMARY_KEY`) costs one more `get`, made alongside.
+ *
+ * The snapshot manifest in LAST_BACKUP_KEY is written and read here as text; src/snapshots.ts parses it, so
+ * that a health pass loads no backup code (tests/unit/imports_test.ts).
+ *
  * @module
  */
+import type { Config } from "./config.ts";
+import { type ConsulStore, type KvEntry, SessionGoneError } from "./consul.ts";
 import type { PrimaryLock, PrimaryRecord } from "./ha/decide.ts";
 import type { MemberRecord } from "./ha/failover_plan.ts";
+import type { Manifest } from "./backup/manifest.ts";
 
 export type { MemberRecord, PrimaryLock, PrimaryRecord };
 
@@ -51,6 +62,31 @@ export interface MemberEntry {
   readonly session?: string;
 }
 
+/** A live member: its key is held by a session. */
+export type LiveMember = MemberEntry & { readonly session: string };
+
+/** LAST_VERIFIED_KEY: the last snapshot a replica verified (BACKUP_VERIFY), and how that went. */
+export interface VerificationRecord {
+  /** The snapshot's name. */
+  readonly name: string;
+  /** Whether it restored, opened and passed CHECK TABLE on every table. */
+  readonly ok: boolean;
+  /** The node that verified it. */
+  readonly node: string;
+  /** When the verification ended (ISO 8601). */
+  readonly at: string;
+  /** Why it failed, when it did. */
+  readonly error?: string;
+}
+
+/** BACKUP_LOCK_KEY's value while a node holds it: who, for what, since when. */
+export interface BackupLockRecord {
+  readonly node: string;
+  readonly job: "snapshot" | "verify";
+  /** ISO 8601. */
+  readonly startedAt: string;
+}
+
 /** Everything a pass reads from Consul's keys, from one recursive read. */
 export interface ClusterView {
   readonly primary: PrimaryLock;
@@ -62,10 +98,37 @@ export interface ClusterView {
   readonly departed: readonly MemberRecord[];
   /** Whether LAST_BACKUP_KEY names a snapshot (the manifest itself is src/snapshots.ts's to parse). */
   readonly snapshotPublished: boolean;
+  /** Every member record, held or not, in key order (`live` and `departed` together). */
+  readonly members: readonly MemberEntry[];
+  /** FAILOVER_PAUSE_KEY's value when the key exists (an operator's note; often empty). */
+  readonly failoverPause?: string;
+  /** LAST_BACKUP_KEY's value, a manifest as text, when it is not empty (src/snapshots.ts parses it). */
+  readonly lastBackup?: string;
+  /** LAST_BINLOG_KEY's value when the key exists: the primary's binlog file at the last snapshot. */
+  readonly lastBinlog?: string;
+  /** LAST_VERIFIED_KEY, when it holds a verification record. */
+  readonly lastVerified?: VerificationRecord;
+}
+
+/** The name of every key, from the configuration. */
+export interface ClusterKeys {
+  /** What every default key starts with: `SERVICE_NAME-`. */
+  readonly prefix: string;
+  readonly primary: string;
+  readonly failoverLock: string;
+  readonly failoverPause: string;
+  /** Member records are `members + NODE`: `SERVICE_NAME-members/`. */
+  readonly members: string;
+  readonly backupLock: string;
+  readonly lastBackup: string;
+  readonly lastBinlog: string;
+  readonly lastVerified: string;
 }
 
 /** The cluster's keys, as the HA code uses them. Every method throws ConsulUnavailableError when Consul is down. */
 export interface ClusterKv {
+  /** The key names (for messages: which key says what). */
+  readonly keys: ClusterKeys;
   /**
    * This node's session: renews `known` if Consul still has it, else creates one (SESSION_NAME, SESSION_TTL).
    * It holds the node's member record, and the primary lock when the node is appointed.
@@ -75,12 +138,15 @@ export interface ClusterKv {
   read(): Promise<ClusterView>;
   /** The primary lock alone (a cheaper read when only it is needed). */
   primary(): Promise<PrimaryLock>;
-  /** The failover lock alone. */
-  failoverLock(): Promise<FailoverLock>;
-  /** Takes the primary lock for `session` with `record` (also: rewrites it, e.g. `ready`); false if held by another. */
+  /**
+   * Takes the primary lock for `session` with `record` (also: rewrites it, e.g. `ready`); false if held by another.
+   * @throws {SessionGoneError} when the session does not exist.
+   */
   acquirePrimary(session: string, record: PrimaryRecord): Promise<boolean>;
-  /** Releases the primary lock held by `session`, leaving `record` in the key. */
+  /** Releases the primary lock held by `session`, leaving `record` in the key; nothing if it does not hold it. */
   releasePrimary(session: string, record: PrimaryRecord): Promise<void>;
+  /** The failover lock alone (what {@link ClusterKv.acquireFailoverLock} takes `found` from). */
+  failoverLock(): Promise<FailoverLock>;
   /**
    * Takes the failover lock if nobody holds it and its value is unchanged since `found` was read.
    * @throws {SessionGoneError} when the session does not exist.
@@ -90,4 +156,392 @@ export interface ClusterKv {
   releaseFailoverLock(session: string, value: FailoverRecord | string): Promise<void>;
   /** Writes this node's member record under its session; false if the session is gone. */
   publishMember(session: string, record: MemberRecord): Promise<boolean>;
+  /** Every member record, held or not, in key order (one read of the members' prefix). */
+  members(): Promise<readonly MemberEntry[]>;
+  /** LAST_BACKUP_KEY's manifest as text; undefined when the key is missing or empty. */
+  lastBackup(): Promise<string | undefined>;
+  /** LAST_BINLOG_KEY's value, if the key exists. */
+  lastBinlog(): Promise<string | undefined>;
+  /** Names `manifest` as the latest snapshot (LAST_BACKUP_KEY), then records `binlog` (LAST_BINLOG_KEY). */
+  publishSnapshot(manifest: Manifest, binlog: string): Promise<void>;
+  /** LAST_VERIFIED_KEY; a value that is not a verification record counts as none. */
+  lastVerification(): Promise<VerificationRecord | undefined>;
+  /** Writes LAST_VERIFIED_KEY. */
+  recordVerification(record: VerificationRecord): Promise<void>;
+  /**
+   * Takes BACKUP_LOCK_KEY for `session`; false if another session holds it.
+   * @throws {SessionGoneError} when the session does not exist.
+   */
+  acquireBackupLock(session: string, record: BackupLockRecord): Promise<boolean>;
+  /** BACKUP_LOCK_KEY's value as found (who holds it, for a message); undefined when the key is missing. */
+  backupLockHolder(): Promise<string | undefined>;
+  /** Releases BACKUP_LOCK_KEY held by `session`, leaving it empty. */
+  releaseBackupLock(session: string): Promise<void>;
+}
+
+// --- key names --------------------------------------------------------------------------------------------
+
+/** The key prefix of member records. */
+export function membersPrefix(config: Pick<Config, "serviceName">): string {
+  return `${config.serviceName}-members/`;
+}
+
+/** Every key's name, from SERVICE_NAME and the key variables. */
+export function clusterKeys(config: Pick<Config, "serviceName" | "keys">): ClusterKeys {
+  const k = config.keys;
+  return Object.freeze({
+    prefix: `${config.serviceName}-`,
+    primary: k.primary,
+    failoverLock: k.failoverLock,
+    failoverPause: k.failoverPause,
+    members: membersPrefix(config),
+    backupLock: k.backupLock,
+    lastBackup: k.lastBackup,
+    lastBinlog: k.lastBinlog,
+    lastVerified: k.lastVerified,
+  });
+}
+
+/** The keys {@link ClusterView} holds. */
+function viewKeys(keys: ClusterKeys): string[] {
+  return [
+    keys.primary,
+    keys.failoverLock,
+    keys.failoverPause,
+    keys.lastBackup,
+    keys.lastBinlog,
+    keys.lastVerified,
+  ];
+}
+
+/**
+ * The keys of the view that the recursive read of `keys.prefix` does not return (renamed outside it), each
+ * read with one `get` of its own.
+ */
+export function keysOutsidePrefix(keys: ClusterKeys): string[] {
+  return [...new Set(viewKeys(keys).filter((k) => !k.startsWith(keys.prefix)))];
+}
+
+// --- values -----------------------------------------------------------------------------------------------
+
+function parseJson(value: string | undefined): unknown {
+  if (value === undefined) return undefined;
+  try {
+    return JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** A primary lock record as stored: `{node, address, port}`, and `ready: true` once it is. */
+export function formatPrimaryRecord(r: PrimaryRecord): string {
+  return JSON.stringify({
+    node: r.node,
+    address: r.address,
+    port: r.port,
+    ...(r.ready ? { ready: true } : {}),
+  });
+}
+
+/** A primary lock value as a record; undefined for an empty or foreign value. */
+export function parsePrimaryRecord(value: string | undefined): PrimaryRecord | undefined {
+  const v = parseJson(value);
+  if (
+    !isObject(v) || typeof v.node !== "string" || typeof v.address !== "string" || !Number.isInteger(v.port)
+  ) {
+    return undefined;
+  }
+  return {
+    node: v.node,
+    address: v.address,
+    port: v.port as number,
+    ...(v.ready === true ? { ready: true } : {}),
+  };
+}
+
+/**
+ * Reads the primary lock from its key.
+ *
+ * @returns The record (if the value is a valid one) and the holding session.
+ */
+export function primaryLockFrom(entry: KvEntry | undefined): PrimaryLock {
+  if (entry === undefined) return {};
+  const record = parsePrimaryRecord(entry.value);
+  return { ...(record ? { record } : {}), ...(entry.session ? { session: entry.session } : {}) };
+}
+
+/** A failover record as stored: `{node, at, failedPrimary?, switchover?, promoted?}`. */
+export function formatFailoverRecord(r: FailoverRecord): string {
+  return JSON.stringify({
+    node: r.node,
+    at: r.at,
+    ...(r.failedPrimary !== undefined ? { failedPrimary: r.failedPrimary } : {}),
+    ...(r.switchover ? { switchover: true } : {}),
+    ...(r.promoted !== undefined ? { promoted: r.promoted } : {}),
+  });
+}
+
+/**
+ * A failover lock value as a record: `node` and a numeric `at` are required, the other fields are kept only
+ * when of the right type. Undefined for no value, or one that is not JSON or not a record.
+ */
+export function parseFailoverRecord(value: string | undefined): FailoverRecord | undefined {
+  const v = parseJson(value);
+  if (!isObject(v) || typeof v.node !== "string" || typeof v.at !== "number" || !Number.isFinite(v.at)) {
+    return undefined;
+  }
+  return {
+    node: v.node,
+    at: v.at,
+    ...(typeof v.failedPrimary === "string" ? { failedPrimary: v.failedPrimary } : {}),
+    ...(v.switchover === true ? { switchover: true } : {}),
+    ...(typeof v.promoted === "string" ? { promoted: v.promoted } : {}),
+  };
+}
+
+/** The failover lock from its key: modifyIndex 0 when the key does not exist (a check-and-set then creates it). */
+export function failoverLockFrom(entry: KvEntry | undefined): FailoverLock {
+  if (entry === undefined) return { modifyIndex: 0 };
+  const record = parseFailoverRecord(entry.value);
+  return {
+    ...(entry.session ? { session: entry.session } : {}),
+    ...(record ? { record } : {}),
+    value: entry.value,
+    modifyIndex: entry.modifyIndex,
+  };
+}
+
+/** A member record as stored (JSON, every field the record has). */
+export function formatMemberRecord(r: MemberRecord): string {
+  return JSON.stringify(r);
+}
+
+/**
+ * A member record value: it must name the node, its address, an integer port and its executed GTIDs (as text);
+ * anything else is not a member record (undefined).
+ */
+export function parseMemberRecord(value: string | undefined): MemberRecord | undefined {
+  const v = parseJson(value);
+  if (
+    !isObject(v) || typeof v.node !== "string" || typeof v.address !== "string" ||
+    !Number.isInteger(v.port) ||
+    typeof v.executed !== "string"
+  ) {
+    return undefined;
+  }
+  return v as unknown as MemberRecord;
+}
+
+/** The member records among `entries` (keys under `prefix`), in key order; values that are not records are skipped. */
+export function membersFrom(entries: readonly KvEntry[], prefix: string): MemberEntry[] {
+  const out: MemberEntry[] = [];
+  const under = entries.filter((e) => e.key.startsWith(prefix)).sort((a, b) => (a.key < b.key ? -1 : 1));
+  for (const entry of under) {
+    const record = parseMemberRecord(entry.value);
+    if (record) out.push({ record, ...(entry.session !== undefined ? { session: entry.session } : {}) });
+  }
+  return out;
+}
+
+/** Live members (held by a session) and the last records of departed ones. */
+export function splitMembers(
+  members: readonly MemberEntry[],
+): { live: LiveMember[]; departed: MemberRecord[] } {
+  return {
+    live: members.filter((m): m is LiveMember => m.session !== undefined),
+    departed: members.filter((m) => m.session === undefined).map((m) => m.record),
+  };
+}
+
+/** The live members other than `self` that replicate. */
+export function otherLiveReplicas(members: readonly MemberEntry[], self: string): LiveMember[] {
+  return splitMembers(members).live.filter((m) => m.record.node !== self && m.record.role === "replica");
+}
+
+/** A verification record as stored (JSON). */
+export function formatVerificationRecord(r: VerificationRecord): string {
+  return JSON.stringify(r);
+}
+
+/** LAST_VERIFIED_KEY's value as a record; undefined for anything else (then the snapshot is verified again). */
+export function parseVerificationRecord(value: string | undefined): VerificationRecord | undefined {
+  const v = parseJson(value);
+  if (
+    !isObject(v) || typeof v.name !== "string" || typeof v.ok !== "boolean" || typeof v.node !== "string" ||
+    typeof v.at !== "string" || (v.error !== undefined && typeof v.error !== "string")
+  ) {
+    return undefined;
+  }
+  return {
+    name: v.name,
+    ok: v.ok,
+    node: v.node,
+    at: v.at,
+    ...(typeof v.error === "string" ? { error: v.error } : {}),
+  };
+}
+
+/** The backup lock's value as stored: `{node, job, startedAt}`. */
+export function formatBackupLockRecord(r: BackupLockRecord): string {
+  return JSON.stringify({ node: r.node, job: r.job, startedAt: r.startedAt });
+}
+
+/** A manifest as LAST_BACKUP_KEY holds it (JSON; src/snapshots.ts parses it back). */
+export function formatManifestValue(manifest: Manifest): string {
+  return JSON.stringify(manifest);
+}
+
+/** LAST_BACKUP_KEY's value when it names something: an empty or blank value names nothing. */
+export function lastBackupFrom(entry: KvEntry | undefined): string | undefined {
+  return entry === undefined || entry.value.trim() === "" ? undefined : entry.value;
+}
+
+/**
+ * The view from the entries read: pure, for tests. `entries` are those of the recursive read and of the gets
+ * of keys outside the prefix; only exact key names (and keys under the members' prefix) count.
+ */
+export function clusterViewFrom(keys: ClusterKeys, entries: readonly KvEntry[]): ClusterView {
+  const byKey = new Map(entries.map((e) => [e.key, e]));
+  const members = membersFrom(entries, keys.members);
+  const { live, departed } = splitMembers(members);
+  const pause = byKey.get(keys.failoverPause);
+  const lastBackup = lastBackupFrom(byKey.get(keys.lastBackup));
+  const lastBinlog = byKey.get(keys.lastBinlog);
+  const lastVerified = parseVerificationRecord(byKey.get(keys.lastVerified)?.value);
+  return {
+    primary: primaryLockFrom(byKey.get(keys.primary)),
+    failoverLock: failoverLockFrom(byKey.get(keys.failoverLock)),
+    failoverPaused: pause !== undefined,
+    live,
+    departed,
+    snapshotPublished: lastBackup !== undefined,
+    members,
+    ...(pause !== undefined ? { failoverPause: pause.value } : {}),
+    ...(lastBackup !== undefined ? { lastBackup } : {}),
+    ...(lastBinlog !== undefined ? { lastBinlog: lastBinlog.value } : {}),
+    ...(lastVerified !== undefined ? { lastVerified } : {}),
+  };
+}
+
+// --- the real one -----------------------------------------------------------------------------------------
+
+/** {@link ClusterKv} over Consul. */
+export class ConsulClusterKv implements ClusterKv {
+  readonly keys: ClusterKeys;
+  readonly #consul: ConsulStore;
+  readonly #session: Config["session"];
+  readonly #outside: readonly string[];
+
+  /**
+   * @param config SERVICE_NAME, the key variables and the session's name and TTL.
+   * @param consul The Consul client; the caller closes it.
+   */
+  constructor(config: Pick<Config, "serviceName" | "keys" | "session">, consul: ConsulStore) {
+    this.keys = clusterKeys(config);
+    this.#consul = consul;
+    this.#session = config.session;
+    this.#outside = keysOutsidePrefix(this.keys);
+  }
+
+  async ensureSession(known: string | undefined): Promise<{ id: string; created: boolean }> {
+    return await this.#consul.ensureSession(known, {
+      name: this.#session.name,
+      ttlSeconds: this.#session.ttlSeconds,
+    });
+  }
+
+  async read(): Promise<ClusterView> {
+    const [inside, ...outside] = await Promise.all([
+      this.#consul.getPrefix(this.keys.prefix),
+      ...this.#outside.map((k) => this.#consul.get(k)),
+    ]);
+    return clusterViewFrom(this.keys, [...inside, ...outside.filter((e): e is KvEntry => e !== undefined)]);
+  }
+
+  async primary(): Promise<PrimaryLock> {
+    return primaryLockFrom(await this.#consul.get(this.keys.primary));
+  }
+
+  async acquirePrimary(session: string, record: PrimaryRecord): Promise<boolean> {
+    return await this.#consul.tryAcquireLock(this.keys.primary, session, formatPrimaryRecord(record));
+  }
+
+  async releasePrimary(session: string, record: PrimaryRecord): Promise<void> {
+    await this.#consul.releaseLock(this.keys.primary, session, formatPrimaryRecord(record));
+  }
+
+  async failoverLock(): Promise<FailoverLock> {
+    return failoverLockFrom(await this.#consul.get(this.keys.failoverLock));
+  }
+
+  async acquireFailoverLock(session: string, record: FailoverRecord, found: FailoverLock): Promise<boolean> {
+    return await this.#consul.tryAcquireLockIfUnchanged(
+      this.keys.failoverLock,
+      session,
+      formatFailoverRecord(record),
+      found.modifyIndex,
+    );
+  }
+
+  async releaseFailoverLock(session: string, value: FailoverRecord | string): Promise<void> {
+    await this.#consul.releaseLock(
+      this.keys.failoverLock,
+      session,
+      typeof value === "string" ? value : formatFailoverRecord(value),
+    );
+  }
+
+  async publishMember(session: string, record: MemberRecord): Promise<boolean> {
+    try {
+      return await this.#consul.tryAcquireLock(
+        `${this.keys.members}${record.node}`,
+        session,
+        formatMemberRecord(record),
+      );
+    } catch (e) {
+      if (e instanceof SessionGoneError) return false;
+      throw e;
+    }
+  }
+
+  async members(): Promise<MemberEntry[]> {
+    return membersFrom(await this.#consul.getPrefix(this.keys.members), this.keys.members);
+  }
+
+  async lastBackup(): Promise<string | undefined> {
+    return lastBackupFrom(await this.#consul.get(this.keys.lastBackup));
+  }
+
+  async lastBinlog(): Promise<string | undefined> {
+    return (await this.#consul.get(this.keys.lastBinlog))?.value;
+  }
+
+  async publishSnapshot(manifest: Manifest, binlog: string): Promise<void> {
+    await this.#consul.put(this.keys.lastBackup, formatManifestValue(manifest));
+    await this.#consul.put(this.keys.lastBinlog, binlog);
+  }
+
+  async lastVerification(): Promise<VerificationRecord | undefined> {
+    return parseVerificationRecord((await this.#consul.get(this.keys.lastVerified))?.value);
+  }
+
+  async recordVerification(record: VerificationRecord): Promise<void> {
+    await this.#consul.put(this.keys.lastVerified, formatVerificationRecord(record));
+  }
+
+  async acquireBackupLock(session: string, record: BackupLockRecord): Promise<boolean> {
+    return await this.#consul.tryAcquireLock(this.keys.backupLock, session, formatBackupLockRecord(record));
+  }
+
+  async backupLockHolder(): Promise<string | undefined> {
+    return (await this.#consul.get(this.keys.backupLock))?.value;
+  }
+
+  async releaseBackupLock(session: string): Promise<void> {
+    await this.#consul.releaseLock(this.keys.backupLock, session);
+  }
 }

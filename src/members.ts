@@ -1,20 +1,19 @@
 /**
- * Member records in Consul: each node's own `SERVICE_NAME-members/NODE` key, held by its session and rewritten
- * by every hook pass. When the node's session ends the key stays, unheld, with its last record: the failover
- * planner reads those too (a departed replica may have had transactions the live nodes lack).
+ * Member records: reading a member's server directly ({@link probeMember}). The records themselves (the key
+ * `SERVICE_NAME-members/NODE`, the value's format, the reads) belong to src/cluster_kv.ts; the three functions
+ * over a ConsulStore below are what the HA hooks (hooks/health.ts, hooks/switchover.ts) call until they take a
+ * ClusterKv, each one call of it.
  *
  * @module
  */
 import type { Config } from "./config.ts";
 import type { ConsulStore } from "./consul.ts";
+import { ConsulClusterKv, type LiveMember, splitMembers } from "./cluster_kv.ts";
 import type { MemberRecord } from "./ha/failover_plan.ts";
 import { connectPeer } from "./local.ts";
 import type { FlavourSql } from "./mysql/flavour.ts";
 
-/** The key prefix of member records. */
-export function membersPrefix(config: Config): string {
-  return `${config.serviceName}-members/`;
-}
+export type { LiveMember };
 
 /** Writes this node's record under its session. @returns false if the session no longer exists. */
 export async function publishMember(
@@ -23,29 +22,12 @@ export async function publishMember(
   session: string,
   record: MemberRecord,
 ): Promise<boolean> {
-  return await consul.tryAcquireLock(
-    `${membersPrefix(config)}${record.node}`,
-    session,
-    JSON.stringify(record),
-  );
-}
-
-/** A live member: its record and the session that holds it. */
-export interface LiveMember {
-  readonly record: MemberRecord;
-  readonly session: string;
+  return await new ConsulClusterKv(config, consul).publishMember(session, record);
 }
 
 /** The records of live members (keys still held by a session); unreadable records are skipped. */
 export async function liveMembers(config: Config, consul: ConsulStore): Promise<LiveMember[]> {
   return (await memberRecords(config, consul)).live;
-}
-
-/** The live members, other than this node, that replicate. */
-export async function otherLiveReplicas(config: Config, consul: ConsulStore): Promise<LiveMember[]> {
-  return (await liveMembers(config, consul)).filter((m) =>
-    m.record.node !== config.node.name && m.record.role === "replica"
-  );
 }
 
 /**
@@ -56,36 +38,7 @@ export async function memberRecords(
   config: Config,
   consul: ConsulStore,
 ): Promise<{ live: LiveMember[]; departed: MemberRecord[] }> {
-  const all = await readMembers(config, consul);
-  return {
-    live: all.filter((m): m is LiveMember => m.session !== undefined),
-    departed: all.filter((m) => m.session === undefined).map((m) => m.record),
-  };
-}
-
-/**
- * Every member record, held or not, in key order, with the session holding it if any; values that are not
- * member records are skipped.
- */
-export async function readMembers(
-  config: Config,
-  consul: ConsulStore,
-): Promise<{ record: MemberRecord; session?: string }[]> {
-  const out: { record: MemberRecord; session?: string }[] = [];
-  for (const entry of await consul.getPrefix(membersPrefix(config))) {
-    try {
-      const record = JSON.parse(entry.value) as MemberRecord;
-      if (
-        typeof record?.node === "string" && typeof record.address === "string" &&
-        Number.isInteger(record.port) && typeof record.executed === "string"
-      ) {
-        out.push({ record, ...(entry.session === undefined ? {} : { session: entry.session }) });
-      }
-    } catch {
-      // not a member record
-    }
-  }
-  return out;
+  return splitMembers(await new ConsulClusterKv(config, consul).members());
 }
 
 /**

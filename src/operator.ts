@@ -11,6 +11,7 @@ import type { Manifest } from "./backup/manifest.ts";
 import { SnapshotNotFoundError, VerifyError } from "./backup/verify.ts";
 import { CommandFailedError } from "./exec.ts";
 import { publishedSnapshot } from "./snapshots.ts";
+import { ConsulClusterKv } from "./cluster_kv.ts";
 import { StoreUnavailableError } from "./storage/open.ts";
 import { errorMessage } from "./text.ts";
 
@@ -32,7 +33,7 @@ export async function lookupPublished(config: Config): Promise<PublishedLookup> 
   let consul: ConsulStore | undefined;
   try {
     consul = new ConsulStore(config.consul);
-    const manifest = await publishedSnapshot(config, consul);
+    const manifest = await publishedSnapshot(new ConsulClusterKv(config, consul));
     return manifest ? { manifest } : {};
   } catch (e) {
     return { error: errorMessage(e) };

@@ -17,7 +17,8 @@
 import type { Config } from "./config.ts";
 import type { ConsulStore, CriticalCheck } from "./consul.ts";
 import type { MemberRecord } from "./ha/failover_plan.ts";
-import { primaryLockFrom, type PrimaryRecord } from "./ha/decide.ts";
+import type { PrimaryRecord } from "./ha/decide.ts";
+import { ConsulClusterKv } from "./cluster_kv.ts";
 
 /** The name of the service only the writable primary is registered under. */
 export function primaryServiceName(config: Config): string {
@@ -47,7 +48,7 @@ export async function advertisePrimary(
 ): Promise<void> {
   const id = primaryServiceId(config, self.node);
   if (!opts.register && await consul.passServiceCheck(id)) return;
-  const lock = primaryLockFrom(await consul.get(config.keys.primary));
+  const lock = await new ConsulClusterKv(config, consul).primary();
   if (lock.session !== session || lock.record?.ready !== true) return;
   await consul.registerService({
     id,

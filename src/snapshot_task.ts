@@ -28,9 +28,9 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "./config.ts";
 import { ConsulRequestError, ConsulStore, ConsulUnavailableError } from "./consul.ts";
-import { type PrimaryLock, primaryLockFrom } from "./ha/decide.ts";
+import type { PrimaryLock } from "./ha/decide.ts";
+import { type ClusterKv, ConsulClusterKv, otherLiveReplicas } from "./cluster_kv.ts";
 import { connectLocal, flavourOf } from "./local.ts";
-import { otherLiveReplicas } from "./members.ts";
 import { type MysqlClient, MysqlUnavailableError } from "./mysql/client.ts";
 import { type FlavourSql, sqlFor } from "./mysql/flavour.ts";
 import { readState } from "./state.ts";
@@ -42,12 +42,7 @@ import {
   type SnapshotRole,
 } from "./backup/schedule.ts";
 import { pruneSnapshots, retentionPolicy } from "./backup/retention.ts";
-import {
-  lastVerification,
-  publishedSnapshot,
-  takeAndPublishSnapshot,
-  type VerificationRecord,
-} from "./snapshots.ts";
+import { publishedSnapshot, takeAndPublishSnapshot, type VerificationRecord } from "./snapshots.ts";
 import { verifySnapshot } from "./backup/verify.ts";
 import { openStore } from "./storage/open.ts";
 import { EXIT } from "./command.ts";
@@ -69,9 +64,10 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
   const flavour = flavourOf(config, state);
   const sql = sqlFor(flavour);
   const consul = new ConsulStore(config.consul);
+  const kv = new ConsulClusterKv(config, consul);
   try {
-    const lock = primaryLockFrom(await consul.get(config.keys.primary));
-    const last = await publishedSnapshot(config, consul).catch((e) => {
+    const lock = await kv.primary();
+    const last = await publishedSnapshot(kv).catch((e) => {
       if (!(e instanceof CorruptSnapshotError)) throw e; // Consul unreachable or refusing: nothing is known
       log.warn("LAST_BACKUP_KEY holds no valid manifest ({e}): counting as no snapshot", { e: e.message });
       return undefined;
@@ -107,10 +103,10 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
       role,
       backupFrom: config.backup.from,
       healthyPeers: role.kind === "primary" && config.backup.from === "replica"
-        ? (await otherLiveReplicas(config, consul)).length
+        ? otherLiveReplicas(await kv.members(), config.node.name).length
         : 0,
       ...(last ? { last: { name: last.name, createdAt: last.createdAt } } : {}),
-      ...optional("lastBinlog", (await consul.get(config.keys.lastBinlog))?.value),
+      ...optional("lastBinlog", await kv.lastBinlog()),
       ...optional("currentBinlog", await primaryBinlog(db, sql, role)),
       ttlSeconds: config.backup.ttlSeconds,
       now: new Date(),
@@ -127,7 +123,7 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
         ...optional("last", last?.name),
         ...optional(
           "lastVerified",
-          config.backup.verify ? (await lastVerification(config, consul))?.name : "",
+          config.backup.verify ? (await kv.lastVerification())?.name : "",
         ),
       });
       if (!verify.take || last === undefined) {
@@ -138,15 +134,16 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
       return await withBackupLock(
         config,
         consul,
+        kv,
         "verify",
         false,
-        (signal) => verifyLast(config, consul, last, signal),
+        (signal) => verifyLast(config, kv, last, signal),
       );
     }
     log.info("Snapshot due: {reason}", { reason: decision.reason });
-    return await withBackupLock(config, consul, "snapshot", opts.force, async (signal) => {
+    return await withBackupLock(config, consul, kv, "snapshot", opts.force, async (signal) => {
       if (!opts.force) {
-        const now = await publishedSnapshot(config, consul).catch(() => undefined);
+        const now = await publishedSnapshot(kv).catch(() => undefined);
         if (now !== undefined && now.name !== last?.name) {
           log.info("{node} published snapshot {name} meanwhile: none taken here", {
             node: now.nodeName,
@@ -160,7 +157,7 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
       // xtrabackup makes: reading it before the backup would make every snapshot look rotated past.
       const sourceBinlog = role.kind === "replica" ? await primaryBinlog(db, sql, role) : undefined;
       const started = performance.now();
-      const manifest = await takeAndPublishSnapshot(config, consul, flavour, db, {
+      const manifest = await takeAndPublishSnapshot(config, kv, flavour, db, {
         signal,
         ...optional("sourceBinlog", sourceBinlog),
       });
@@ -172,7 +169,7 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
         s: ((performance.now() - started) / 1000).toFixed(1),
         gtid: manifest.gtid,
       });
-      await prune(config, consul, manifest.name);
+      await prune(config, kv, manifest.name);
       return EXIT.ok;
     });
   } catch (e) {
@@ -269,6 +266,7 @@ async function primaryBinlog(
 async function withBackupLock(
   config: Config,
   consul: ConsulStore,
+  kv: ClusterKv,
   job: "snapshot" | "verify",
   force: boolean,
   fn: (signal: AbortSignal) => Promise<number>,
@@ -283,10 +281,13 @@ async function withBackupLock(
   }, Math.max(1000, (ttl * 1000) / 3));
   let held = false;
   try {
-    const value = JSON.stringify({ node: config.node.name, job, startedAt: new Date().toISOString() });
-    held = await consul.tryAcquireLock(config.keys.backupLock, session, value);
+    held = await kv.acquireBackupLock(session, {
+      node: config.node.name,
+      job,
+      startedAt: new Date().toISOString(),
+    });
     if (!held) {
-      const holder = (await consul.get(config.keys.backupLock))?.value ?? "";
+      const holder = (await kv.backupLockHolder()) ?? "";
       if (force) {
         log.error(
           "Another node is taking a snapshot (BACKUP_LOCK_KEY: {holder}): try again when it is done",
@@ -307,7 +308,7 @@ async function withBackupLock(
     clearInterval(renew);
     // Release first: a released lock is free at once, while destroying the session holding it would keep it
     // from everyone for the session's lock-delay.
-    if (held) await consul.releaseLock(config.keys.backupLock, session).catch(() => {});
+    if (held) await kv.releaseBackupLock(session).catch(() => {});
     await consul.destroySession(session).catch((e) =>
       log.warn("Cannot destroy the backup lock's session (it expires in {s}): {e}", {
         s: duration(ttl),
@@ -327,11 +328,11 @@ async function withBackupLock(
  */
 async function verifyLast(
   config: Config,
-  consul: ConsulStore,
+  kv: ClusterKv,
   manifest: Manifest,
   signal: AbortSignal,
 ): Promise<number> {
-  const meanwhile = await lastVerification(config, consul);
+  const meanwhile = await kv.lastVerification();
   if (meanwhile?.name === manifest.name) {
     log.info("{node} verified snapshot {name} meanwhile", { node: meanwhile.node, name: manifest.name });
     return EXIT.ok;
@@ -369,18 +370,18 @@ async function verifyLast(
     at: new Date().toISOString(),
     ...(error !== undefined ? { error } : {}),
   };
-  await consul.putJson(config.keys.lastVerified, record);
+  await kv.recordVerification(record);
   await putMetrics({ backup_verifications_total: 1, backup_verification_failures_total: record.ok ? 0 : 1 });
   return record.ok ? EXIT.ok : EXIT.failed;
 }
 
 /** Applies retention after a new snapshot; failures are logged, never fatal: the snapshot is published. */
-async function prune(config: Config, consul: ConsulStore, published: string): Promise<void> {
+async function prune(config: Config, kv: ClusterKv, published: string): Promise<void> {
   try {
     const store = await openStore(config);
     // Whatever Consul names now is kept too, should another node have published meanwhile. Each deletion, and
     // each failure, is logged by pruneSnapshots itself.
-    const named = (await publishedSnapshot(config, consul))?.name;
+    const named = (await publishedSnapshot(kv))?.name;
     await pruneSnapshots(store, retentionPolicy(config.backup), {
       protect: named === undefined || named === published ? published : [published, named],
     });

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Config } from "./config.ts";
-import type { ConsulStore } from "./consul.ts";
+import type { ClusterKv, VerificationRecord } from "./cluster_kv.ts";
 import { takeSnapshot } from "./backup/backup.ts";
 import { DigestStream } from "./backup/digest.ts";
 import { CorruptSnapshotError } from "./backup/errors.ts";
@@ -37,7 +37,7 @@ export interface PublishOptions {
  */
 export async function takeAndPublishSnapshot(
   config: Config,
-  consul: ConsulStore,
+  kv: ClusterKv,
   flavour: Flavour,
   db: MysqlClient,
   opts: PublishOptions = {},
@@ -68,8 +68,7 @@ export async function takeAndPublishSnapshot(
     await store.delete([manifestKey(manifest.name), manifest.key]).catch(() => {});
     throw e;
   }
-  await consul.putJson(config.keys.lastBackup, manifest);
-  await consul.put(config.keys.lastBinlog, opts.sourceBinlog ?? manifest.binlog.file);
+  await kv.publishSnapshot(manifest, opts.sourceBinlog ?? manifest.binlog.file);
   return manifest;
 }
 
@@ -101,49 +100,20 @@ export async function checkStoredBytes(
  *
  * @throws {CorruptSnapshotError} if the key holds something that is not a valid manifest.
  */
-export async function publishedSnapshot(config: Config, consul: ConsulStore): Promise<Manifest | undefined> {
-  const entry = await consul.get(config.keys.lastBackup);
-  if (entry === undefined || entry.value.trim() === "") return undefined;
-  return parseManifest(entry.value, `Consul key ${config.keys.lastBackup}`);
+export async function publishedSnapshot(kv: ClusterKv): Promise<Manifest | undefined> {
+  return publishedManifest(await kv.lastBackup(), kv.keys.lastBackup);
 }
 
-/** LAST_VERIFIED_KEY: the last snapshot a replica verified (BACKUP_VERIFY), and how that went. */
-export interface VerificationRecord {
-  /** The snapshot's name. */
-  readonly name: string;
-  /** Whether it restored, opened and passed CHECK TABLE on every table. */
-  readonly ok: boolean;
-  /** The node that verified it. */
-  readonly node: string;
-  /** When the verification ended (ISO 8601). */
-  readonly at: string;
-  /** Why it failed, when it did. */
-  readonly error?: string;
+/**
+ * LAST_BACKUP_KEY's value (as {@link ClusterKv.lastBackup} or {@link ClusterView.lastBackup} give it) as a
+ * manifest.
+ *
+ * @param key LAST_BACKUP_KEY, for the error.
+ * @throws {CorruptSnapshotError} if the value is not a valid manifest.
+ */
+export function publishedManifest(value: string | undefined, key: string): Manifest | undefined {
+  return value === undefined ? undefined : parseManifest(value, `Consul key ${key}`);
 }
 
-/** The last verification, if any was recorded; a value that is not one counts as none. */
-export async function lastVerification(
-  config: Config,
-  consul: ConsulStore,
-): Promise<VerificationRecord | undefined> {
-  const entry = await consul.get(config.keys.lastVerified);
-  if (entry === undefined) return undefined;
-  try {
-    const v = JSON.parse(entry.value);
-    if (
-      typeof v?.name === "string" && typeof v.ok === "boolean" && typeof v.node === "string" &&
-      typeof v.at === "string" && (v.error === undefined || typeof v.error === "string")
-    ) {
-      return {
-        name: v.name,
-        ok: v.ok,
-        node: v.node,
-        at: v.at,
-        ...(typeof v.error === "string" ? { error: v.error } : {}),
-      };
-    }
-  } catch {
-    // not JSON: as if nothing was recorded, so that the snapshot is verified again
-  }
-  return undefined;
-}
+/** LAST_VERIFIED_KEY's record (src/cluster_kv.ts reads and writes it). */
+export type { VerificationRecord };

@@ -16,15 +16,15 @@
  * @module
  */
 import type { Config } from "./config.ts";
-import { ConsulRequestError, ConsulStore, ConsulUnavailableError, type InstanceHealth } from "./consul.ts";
+import { ConsulStore, type InstanceHealth } from "./consul.ts";
 import type { MemberRecord } from "./ha/failover_plan.ts";
-import { type PrimaryLock, primaryLockFrom, quietPeriodReason } from "./ha/decide.ts";
+import { type PrimaryLock, quietPeriodReason } from "./ha/decide.ts";
+import { ConsulClusterKv, type FailoverRecord, type VerificationRecord } from "./cluster_kv.ts";
 import { connectPeer } from "./local.ts";
-import { readMembers } from "./members.ts";
 import type { Manifest } from "./backup/manifest.ts";
 import { type Flavour, type ReplicaStatus, sqlFor } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
-import { lastVerification, publishedSnapshot, type VerificationRecord } from "./snapshots.ts";
+import { publishedManifest } from "./snapshots.ts";
 import { type PreStartFailure, readPreStartFailure } from "./state.ts";
 import { describePreStartFailure } from "./pre_start_retry.ts";
 import { errorMessage, formatBytes } from "./text.ts";
@@ -52,8 +52,11 @@ export interface ConsulView {
   readonly instances: readonly InstanceHealth[];
   /** The value of FAILOVER_PAUSE_KEY, if the key exists. */
   readonly pause?: string;
-  /** FAILOVER_LOCK_KEY: its value (the last failover or switchover) and whether a session holds it now. */
-  readonly failoverLock?: { readonly value: string; readonly held: boolean };
+  /**
+   * FAILOVER_LOCK_KEY, if the key exists: its record (the last failover or switchover; absent when the value
+   * is not one) and whether a session holds it now.
+   */
+  readonly failoverLock?: { readonly record?: FailoverRecord; readonly held: boolean };
   /** LAST_BACKUP_KEY, if it names a snapshot. */
   readonly snapshot?: SnapshotFacts;
   /** Why LAST_BACKUP_KEY could not be read as a manifest, if it could not. */
@@ -580,25 +583,25 @@ function failoverStatus(f: StatusFacts): StatusReport["failover"] {
   let last: StatusReport["failover"]["last"] = null;
   let quietUntil: string | null = null;
   let by: string | null = null;
-  if (failoverLock) {
-    const v = parseObject(failoverLock.value);
-    by = typeof v.node === "string" ? v.node : null;
-    const at = Number(v.at);
-    if (Number.isFinite(at) && at > 0) {
-      const promoted = typeof v.promoted === "string" ? v.promoted : null;
+  const record = failoverLock?.record;
+  if (record) {
+    by = record.node;
+    const at = record.at;
+    if (at > 0) {
+      const promoted = record.promoted ?? null;
       last = {
         at: iso(at),
         by,
-        failedPrimary: typeof v.failedPrimary === "string" ? v.failedPrimary : null,
+        failedPrimary: record.failedPrimary ?? null,
         promoted,
-        switchover: v.switchover === true,
+        switchover: record.switchover === true,
       };
       if (promoted !== null && f.now < at + f.quietPeriodMs) quietUntil = iso(at + f.quietPeriodMs);
     }
   }
   const heldBack = lock.session === undefined && lock.record !== undefined && failoverLock
     ? quietPeriodReason(
-      failoverLock.value,
+      record,
       lock.record.node,
       f.now,
       f.quietPeriodMs,
@@ -613,15 +616,6 @@ function failoverStatus(f: StatusFacts): StatusReport["failover"] {
     quietUntil,
     heldBack,
   };
-}
-
-function parseObject(text: string): Record<string, unknown> {
-  try {
-    const v = JSON.parse(text);
-    return typeof v === "object" && v !== null && !Array.isArray(v) ? v : {};
-  } catch {
-    return {};
-  }
 }
 
 function iso(ms: number): string {
@@ -749,47 +743,39 @@ function duration(totalSeconds: number): string {
 // --- I/O ----------------------------------------------------------------------------------------------
 
 /**
- * Reads what status needs from Consul (a handful of requests, made together).
+ * Reads what status needs from Consul: the cluster's keys in one recursive read, and the SERVICE_NAME
+ * instances with their checks, together.
  *
  * @throws {ConsulUnavailableError} when Consul cannot be reached; {@link ConsulRequestError} when it refuses.
  */
 export async function readConsulView(config: Config, consul: ConsulStore): Promise<ConsulView> {
-  const snapshot = publishedSnapshot(config, consul).then(
-    (m) => ({ ok: true as const, m }),
-    (e: unknown) => ({ ok: false as const, e }),
-  );
-  const [lock, memberEntries, pause, failoverLock, instances, snap, verified] = await Promise.all([
-    consul.get(config.keys.primary),
-    readMembers(config, consul),
-    consul.get(config.keys.failoverPause),
-    consul.get(config.keys.failoverLock),
-    consul.serviceHealth(config.serviceName),
-    snapshot,
-    lastVerification(config, consul),
-  ]);
+  const kv = new ConsulClusterKv(config, consul);
+  const [view, instances] = await Promise.all([kv.read(), consul.serviceHealth(config.serviceName)]);
   let snapshotFacts: SnapshotFacts | undefined;
   let snapshotError: string | undefined;
-  if (snap.ok) {
-    if (snap.m) {
-      const { name, createdAt, size, nodeName, gtid } = snap.m;
+  try {
+    const m = publishedManifest(view.lastBackup, kv.keys.lastBackup);
+    if (m) {
+      const { name, createdAt, size, nodeName, gtid } = m;
       snapshotFacts = { name, createdAt, size, nodeName, gtid };
     }
-  } else if (snap.e instanceof ConsulUnavailableError || snap.e instanceof ConsulRequestError) {
-    throw snap.e;
-  } else {
-    snapshotError = snap.e instanceof Error ? snap.e.message : String(snap.e);
+  } catch (e) {
+    snapshotError = errorMessage(e);
   }
+  const lock = view.failoverLock;
   return {
-    lock: primaryLockFrom(lock),
-    members: memberEntries.map(({ record, session }) => ({ record, live: session !== undefined })),
+    lock: view.primary,
+    members: view.members.map(({ record, session }) => ({ record, live: session !== undefined })),
     instances,
-    ...(pause !== undefined ? { pause: pause.value } : {}),
-    ...(failoverLock !== undefined
-      ? { failoverLock: { value: failoverLock.value, held: failoverLock.session !== undefined } }
+    ...(view.failoverPause !== undefined ? { pause: view.failoverPause } : {}),
+    ...(lock.value !== undefined
+      ? {
+        failoverLock: { ...(lock.record ? { record: lock.record } : {}), held: lock.session !== undefined },
+      }
       : {}),
     ...(snapshotFacts ? { snapshot: snapshotFacts } : {}),
     ...(snapshotError ? { snapshotError } : {}),
-    ...(verified ? { verified } : {}),
+    ...(view.lastVerified ? { verified: view.lastVerified } : {}),
   };
 }
 

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { KvEntry } from "../consul.ts";
+import type { FailoverRecord } from "../cluster_kv.ts";
 import type { ReplicaStatus } from "../mysql/flavour.ts";
 
 /** The primary lock's value: who holds (or last held) the primary role, and where to reach it. */
@@ -28,30 +28,6 @@ export interface PrimaryLock {
   readonly record?: PrimaryRecord;
   /** The session holding the lock now; absent when nobody holds it. */
   readonly session?: string;
-}
-
-/**
- * Reads the primary lock from its key.
- *
- * @returns The record (if the value is a valid one) and the holding session.
- */
-export function primaryLockFrom(entry: KvEntry | undefined): PrimaryLock {
-  if (entry === undefined) return {};
-  let record: PrimaryRecord | undefined;
-  try {
-    const v = JSON.parse(entry.value);
-    if (typeof v?.node === "string" && typeof v?.address === "string" && Number.isInteger(v?.port)) {
-      record = {
-        node: v.node,
-        address: v.address,
-        port: v.port,
-        ...(v.ready === true ? { ready: true } : {}),
-      };
-    }
-  } catch {
-    // an empty or foreign value: no record
-  }
-  return { ...(record ? { record } : {}), ...(entry.session ? { session: entry.session } : {}) };
 }
 
 /** The local server, as seen this pass. */
@@ -371,26 +347,21 @@ function replicationHealth(r: ReplicaStatus, maxLag: number, suffix: string): He
  * now failing counts (an attempt that promoted nobody does not), only within `quietPeriodMs` of it, and only
  * while that node is still alive (its member record exists); a primary that is truly gone is replaced at once.
  *
- * @param lastFailover The failover lock's value (`{at, promoted}`), if any.
+ * @param lastFailover The failover lock's record (`{at, promoted}`), if it holds one.
  * @param failed The node that held the primary lock last.
  * @param liveNodes The nodes whose member records exist.
  * @returns The reason to wait, or `undefined` to go ahead.
  */
 export function quietPeriodReason(
-  lastFailover: string | undefined,
+  lastFailover: FailoverRecord | undefined,
   failed: string,
   now: number,
   quietPeriodMs: number,
   liveNodes: readonly string[],
 ): string | undefined {
-  let last: { at?: unknown; promoted?: unknown };
-  try {
-    last = JSON.parse(lastFailover ?? "{}");
-  } catch {
-    return undefined;
-  }
-  const ago = now - Number(last.at);
-  if (last.promoted !== failed || !Number.isFinite(ago) || ago >= quietPeriodMs) return undefined;
+  if (lastFailover === undefined) return undefined;
+  const ago = now - lastFailover.at;
+  if (lastFailover.promoted !== failed || !Number.isFinite(ago) || ago >= quietPeriodMs) return undefined;
   if (!liveNodes.includes(failed)) return undefined;
   return `the last failover, ${Math.round(ago / 1000)} s ago, promoted ${failed}, which is still alive ` +
     `(FAILOVER_QUIET_PERIOD ${quietPeriodMs / 1000} s): waiting for it to come back`;

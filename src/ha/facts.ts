@@ -83,7 +83,7 @@ export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise
           ...optional(
             "quietReason",
             quietPeriodReason(
-              view.failoverLock.value,
+              view.failoverLock.record,
               lock.record.node,
               s.now,
               s.quietPeriodMs,

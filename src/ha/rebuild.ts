@@ -8,7 +8,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config.ts";
-import type { ConsulStore } from "../consul.ts";
+import type { ClusterKv } from "../cluster_kv.ts";
 import type { MysqlClient } from "../mysql/client.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { readRestoredMark } from "../restored.ts";
@@ -19,7 +19,7 @@ const log = getLogger(["autopilot", "health"]);
 /** What a rebuild needs. */
 export interface RebuildArgs {
   readonly config: Config;
-  readonly consul: ConsulStore;
+  readonly kv: ClusterKv;
   readonly flavour: Flavour;
   readonly state: StateFile;
   /** This node's address, reported to the source by the restored server. */
@@ -31,7 +31,7 @@ export async function rebuildErrant(a: RebuildArgs, db: MysqlClient, primaryExec
   const { publishedSnapshot } = await import("../snapshots.ts");
   const { moveErrantDatadirAside, RebuildRefusedError } = await import("../rebuild.ts");
   try {
-    const manifest = await publishedSnapshot(a.config, a.consul);
+    const manifest = await publishedSnapshot(a.kv);
     await moveErrantDatadirAside(a.config, a.flavour, db, manifest, primaryExecuted, async (aside) => {
       await a.state.patch({ rebuilding: { aside } });
     });
@@ -66,7 +66,7 @@ export async function finishRebuild(a: RebuildArgs): Promise<void> {
       return;
     }
     const { publishedSnapshot } = await import("../snapshots.ts");
-    const manifest = await publishedSnapshot(a.config, a.consul);
+    const manifest = await publishedSnapshot(a.kv);
     if (manifest === undefined) {
       log.error(
         "Rebuilding: no snapshot is named in LAST_BACKUP_KEY any more; the old datadir is in {aside}",

@@ -57,7 +57,7 @@ export async function reportPass(p: PassEnd, result: ActionResult, decided: Outc
     const stored = await firstSnapshotStored({
       state,
       why: pending,
-      published: async () => (await publishedSnapshot(config, consul)) !== undefined,
+      published: async () => (await publishedSnapshot(p.kv)) !== undefined,
     });
     healthy = stored.healthy;
     if (stored.outcome) outcome = stored.outcome;

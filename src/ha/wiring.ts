@@ -61,7 +61,7 @@ export function passDeps(
     restore,
     bootstrapStatements: async () => bootstrapStatements(config, flavour, await rootPasswordFor(config)),
     takeFirstSnapshot: async (client) =>
-      (await (await import("../src/snapshots.ts")).takeAndPublishSnapshot(config, consul, flavour, client))
+      (await (await import("../snapshots.ts")).takeAndPublishSnapshot(config, w.kv, flavour, client))
         .name,
     primaryExecuted: async (primary) => {
       await using peer = await openPeerServer(config, primary);

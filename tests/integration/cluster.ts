@@ -9,7 +9,7 @@ import { assertEquals } from "../unit/assert.ts";
 import { MysqlClient, MysqlQueryError } from "../../src/mysql/client.ts";
 import { Secret } from "../../src/config.ts";
 import { ConsulStore } from "../../src/consul.ts";
-import { primaryLockFrom } from "../../src/ha/decide.ts";
+import { primaryLockFrom } from "../../src/cluster_kv.ts";
 import { autopilot, type CliResult } from "./autopilot_cli.ts";
 import { type Harness, type ServerProcess, stop, waitFor } from "./harness/mod.ts";
 

@@ -1,11 +1,6 @@
 import { assert, assertEquals } from "./assert.ts";
-import {
-  decideHealth,
-  type HealthFacts,
-  type MysqlFacts,
-  primaryLockFrom,
-  quietPeriodReason,
-} from "../../src/ha/decide.ts";
+import { decideHealth, type HealthFacts, type MysqlFacts, quietPeriodReason } from "../../src/ha/decide.ts";
+import { parseFailoverRecord } from "../../src/cluster_kv.ts";
 import type { ReplicaStatus } from "../../src/mysql/flavour.ts";
 
 const me = { node: "n2", address: "10.0.0.12", port: 3306 };
@@ -261,18 +256,10 @@ Deno.test("decideHealth() fences when the lock names this node under a session i
   assertEquals(d.action === "fence" && d.releaseLock, false);
 });
 
-Deno.test("primaryLockFrom() reads the record and the holding session, ignoring foreign values", () => {
-  const entry = { key: "k", value: JSON.stringify(p1), session: "s1", lockIndex: 1, modifyIndex: 5 };
-  assertEquals(primaryLockFrom(entry), { record: p1, session: "s1" });
-  const unready = { ...entry, value: JSON.stringify({ ...p1, ready: false }) };
-  assertEquals(primaryLockFrom(unready).record?.ready, undefined);
-  assertEquals(primaryLockFrom({ ...entry, session: undefined }), { record: p1 });
-  assertEquals(primaryLockFrom({ ...entry, value: "n1" }), { session: "s1" });
-  assertEquals(primaryLockFrom(undefined), {});
-});
-
 Deno.test("quietPeriodReason() holds back only a repeat failover of a node promoted recently and still alive", () => {
-  const last = JSON.stringify({ node: "n3", at: 1_000, failedPrimary: "n1", promoted: "n2" });
+  const last = parseFailoverRecord(
+    JSON.stringify({ node: "n3", at: 1_000, failedPrimary: "n1", promoted: "n2" }),
+  );
   assertEquals(
     quietPeriodReason(last, "n2", 61_000, 300_000, ["n2", "n3"]),
     "the last failover, 60 s ago, promoted n2, which is still alive (FAILOVER_QUIET_PERIOD 300 s): waiting for it " +
@@ -285,14 +272,14 @@ Deno.test("quietPeriodReason() holds back only a repeat failover of a node promo
     undefined,
     "n3 was not the one promoted",
   );
-  const attempt = JSON.stringify({ node: "n3", at: 1_000, failedPrimary: "n1" });
+  const attempt = parseFailoverRecord(JSON.stringify({ node: "n3", at: 1_000, failedPrimary: "n1" }));
   assertEquals(
     quietPeriodReason(attempt, "n1", 2_000, 300_000, ["n1"]),
     undefined,
     "an attempt that promoted nobody",
   );
   assertEquals(quietPeriodReason(undefined, "n1", 2_000, 300_000, ["n1"]), undefined);
-  assertEquals(quietPeriodReason("not json", "n1", 2_000, 300_000, ["n1"]), undefined);
+  assertEquals(quietPeriodReason(parseFailoverRecord("not json"), "n1", 2_000, 300_000, ["n1"]), undefined);
 });
 
 Deno.test("decideHealth() makes a node restored from a snapshot primary when no primary was ever elected", () => {

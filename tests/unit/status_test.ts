@@ -287,7 +287,7 @@ Deno.test("summariseStatus() after a failover: the new primary holds the lock, t
       lock: lockedBy(2),
       instances: passing(2, 3),
       failoverLock: {
-        value: JSON.stringify({ node: "n3", at: NOW - 60_000, failedPrimary: "n1", promoted: "n2" }),
+        record: { node: "n3", at: NOW - 60_000, failedPrimary: "n1", promoted: "n2" },
         held: false,
       },
     }),
@@ -341,7 +341,7 @@ Deno.test("summariseStatus() shows a quiet period that holds a failover back", (
     consul: view({
       lock: { record: lockedBy(2).record },
       failoverLock: {
-        value: JSON.stringify({ node: "n3", at: NOW - 30_000, failedPrimary: "n1", promoted: "n2" }),
+        record: { node: "n3", at: NOW - 30_000, failedPrimary: "n1", promoted: "n2" },
         held: false,
       },
     }),
@@ -484,7 +484,7 @@ Deno.test("renderStatusTable() shows a paused failover, the quiet period and the
     consul: view({
       pause: "",
       failoverLock: {
-        value: JSON.stringify({ node: "n2", at: NOW - 60_000, switchover: true, promoted: "n1" }),
+        record: { node: "n2", at: NOW - 60_000, switchover: true, promoted: "n1" },
         held: false,
       },
     }),
