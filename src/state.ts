@@ -197,8 +197,16 @@ export async function lockPasses(dir: string, waitMs: number): Promise<Disposabl
   return { [Symbol.dispose]: () => file.close() };
 }
 
-/** This node's state file as one pass sees it: read once, saved by each step that changes it. */
-export class StateFile {
+/** This node's state as a pass sees it: read once, saved by each step that changes it. */
+export interface StateStore {
+  /** The state as last read or saved. */
+  readonly current: NodeState;
+  /** Saves the state with `changes` applied; a field set to `undefined` is removed. */
+  patch(changes: { readonly [K in keyof NodeState]?: NodeState[K] | undefined }): Promise<void>;
+}
+
+/** The {@link StateStore} in STATE_DIR's state file. */
+export class StateFile implements StateStore {
   #state: NodeState;
 
   constructor(readonly dir: string, initial: NodeState) {

@@ -12,7 +12,7 @@ import type { ConsulStore } from "../consul.ts";
 import type { MysqlClient } from "../mysql/client.ts";
 import type { Flavour, Statement } from "../mysql/flavour.ts";
 import type { MysqlServer } from "../mysql/server.ts";
-import type { StateFile } from "../state.ts";
+import type { StateStore } from "../state.ts";
 import {
   type ActionResult,
   bootstrapPrimary,
@@ -39,7 +39,7 @@ export interface PassDeps {
   readonly kv: ClusterKv;
   readonly flavour: Flavour;
   readonly self: PrimaryRecord;
-  readonly state: StateFile;
+  readonly state: StateStore;
   /** The local server, when it answered; `client` is the same connection, for the snapshot and rebuild code. */
   readonly local?: { readonly server: MysqlServer; readonly client: MysqlClient };
   /** This node's session, when Consul was reached. */

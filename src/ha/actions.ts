@@ -12,7 +12,7 @@ import type { Statement } from "../mysql/flavour.ts";
 import { subtractGtids } from "../mysql/gtid.ts";
 import type { MysqlServer } from "../mysql/server.ts";
 import type { RestoredMark } from "../restored.ts";
-import type { StateFile } from "../state.ts";
+import type { StateStore } from "../state.ts";
 import { delay } from "../abort.ts";
 import type { PrimaryRecord } from "./decide.ts";
 
@@ -98,7 +98,7 @@ export async function bootstrapPrimary(
     readonly kv: ClusterKv;
     readonly me: Me;
     readonly semiSync: boolean;
-    readonly state: StateFile;
+    readonly state: StateStore;
     /** The bootstrap statements (accounts, database, root password). */
     readonly statements: () => Promise<readonly (string | Statement)[]>;
     /** Takes and publishes the first snapshot; returns its name. */
@@ -132,7 +132,7 @@ export function firstSnapshotMissing(why: string): Outcome {
 
 /** After a failed first snapshot: whether one has been published since; the flag goes once one has. */
 export async function firstSnapshotStored(
-  a: { readonly state: StateFile; readonly why: string; readonly published: () => Promise<boolean> },
+  a: { readonly state: StateStore; readonly why: string; readonly published: () => Promise<boolean> },
 ): Promise<ActionResult> {
   if (!(await a.published())) return { healthy: false, outcome: firstSnapshotMissing(a.why) };
   log.info("A snapshot is stored now: this primary is advertised");
@@ -201,7 +201,7 @@ export interface Follow {
 export async function follow(
   a: Follow & {
     readonly server: MysqlServer;
-    readonly state: StateFile;
+    readonly state: StateStore;
     readonly restore: Restore | undefined;
     readonly repl: { readonly user: string; readonly password: Secret };
     /** The primary's executed GTIDs, asked over TCP as the replication account. */
@@ -257,7 +257,7 @@ export async function follow(
 
 /** Starts replication, and gives the receiver a moment to connect so a good pass reports healthy at once. */
 export async function startReplication(
-  a: { readonly server: MysqlServer; readonly state: StateFile; readonly source: string },
+  a: { readonly server: MysqlServer; readonly state: StateStore; readonly source: string },
   signal?: AbortSignal,
 ): Promise<ActionResult> {
   await a.server.startReplica({ signal });

@@ -8,7 +8,7 @@ import { ConsulUnavailableError } from "../consul.ts";
 import type { ClusterKv, ClusterView } from "../cluster_kv.ts";
 import type { MysqlServer } from "../mysql/server.ts";
 import type { RestoredMark } from "../restored.ts";
-import type { NodeState, StateFile } from "../state.ts";
+import type { NodeState, StateStore } from "../state.ts";
 import type { ConsulFacts, HealthFacts, MysqlFacts, PrimaryRecord } from "./decide.ts";
 import { quietPeriodReason } from "./decide.ts";
 
@@ -48,7 +48,7 @@ export interface PassFacts {
  */
 export async function keepSession(
   kv: ClusterKv,
-  state: StateFile,
+  state: StateStore,
   log: (id: string) => void,
 ): Promise<{ readonly id: string } | { readonly error: string }> {
   try {

@@ -12,7 +12,7 @@ import type { ClusterKv } from "../cluster_kv.ts";
 import type { MysqlClient } from "../mysql/client.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { readRestoredMark } from "../restored.ts";
-import type { StateFile } from "../state.ts";
+import type { StateStore } from "../state.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -21,7 +21,7 @@ export interface RebuildArgs {
   readonly config: Config;
   readonly kv: ClusterKv;
   readonly flavour: Flavour;
-  readonly state: StateFile;
+  readonly state: StateStore;
   /** This node's address, reported to the source by the restored server. */
   readonly address: string;
 }

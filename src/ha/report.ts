@@ -16,7 +16,7 @@ import {
   SWEEP_GRACE_MS,
   withdrawPrimary,
 } from "../services.ts";
-import type { StateFile } from "../state.ts";
+import type { StateStore } from "../state.ts";
 import { type ActionResult, firstSnapshotStored, type Outcome } from "./actions.ts";
 import { putMetrics } from "../metrics.ts";
 import { type HealthFacts, holdsLock, type PrimaryRecord } from "./decide.ts";
@@ -31,7 +31,7 @@ export interface PassEnd {
   readonly kv: ClusterKv;
   readonly flavour: Flavour;
   readonly self: PrimaryRecord;
-  readonly state: StateFile;
+  readonly state: StateStore;
   readonly session: { readonly id: string } | { readonly error: string };
   /** The last facts the pass decided on. */
   readonly facts: HealthFacts;
@@ -96,7 +96,7 @@ export async function reportPass(p: PassEnd, result: ActionResult, decided: Outc
  * repeated every pass; numbers such as a lag in seconds do not count as a change), a return to health at INFO
  * once, and a steady healthy pass at DEBUG only.
  */
-export async function reportOutcome(state: StateFile, healthy: boolean, outcome: Outcome): Promise<void> {
+export async function reportOutcome(state: StateStore, healthy: boolean, outcome: Outcome): Promise<void> {
   const reason = outcome.text;
   const shape = healthy ? undefined : reason.replace(/\d+(\.\d+)?/g, "#");
   const reported = state.current.reported;
@@ -121,7 +121,7 @@ export async function showPrimaryService(
     readonly kv: ClusterKv;
     readonly self: PrimaryRecord;
     readonly session: string | undefined;
-    readonly state: StateFile;
+    readonly state: StateStore;
     readonly serving: boolean;
   },
 ): Promise<void> {
@@ -156,7 +156,7 @@ async function sweepDeadEntries(
     readonly config: Config;
     readonly consul: ConsulStore;
     readonly kv: ClusterKv;
-    readonly state: StateFile;
+    readonly state: StateStore;
   },
 ): Promise<void> {
   const critical = await a.consul.criticalServiceChecks();

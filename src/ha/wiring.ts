@@ -16,7 +16,7 @@ import { bootstrapStatements } from "../mysql/bootstrap.ts";
 import { type MysqlClient, MysqlUnavailableError } from "../mysql/client.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { openPeerServer, ServerOperator } from "../mysql/server.ts";
-import { type StateFile, writeFileAtomic } from "../state.ts";
+import { type StateStore, writeFileAtomic } from "../state.ts";
 import type { PassDeps } from "./act.ts";
 import type { Restore } from "./actions.ts";
 import type { PrimaryRecord } from "./decide.ts";
@@ -40,7 +40,7 @@ export function passDeps(
     readonly kv: ClusterKv;
     readonly flavour: Flavour;
     readonly self: PrimaryRecord;
-    readonly state: StateFile;
+    readonly state: StateStore;
     readonly local: OpenedLocal;
     readonly session: { readonly id: string } | { readonly error: string };
     readonly rebuild: RebuildArgs;

@@ -1,0 +1,488 @@
+/**
+ * The HA actions (src/ha/actions.ts, failover.ts, switchover.ts) and fact gathering (facts.ts), each on the
+ * fakes of the server and Consul operators (tests/unit/fakes/), which follow the real ones' contracts.
+ */
+import { assert, assertEquals } from "./assert.ts";
+import { FakeServer } from "./fakes/fake_server.ts";
+import { FakeClusterKv } from "./fakes/fake_cluster_kv.ts";
+import {
+  bootstrapPrimary,
+  endSwitchover,
+  fence,
+  follow,
+  type Me,
+  serveAsPrimary,
+  startReplication,
+  takePrimaryLock,
+} from "../../src/ha/actions.ts";
+import { runFailover, waitForAppointment } from "../../src/ha/failover.ts";
+import { switchover } from "../../src/ha/switchover.ts";
+import { gatherFacts, keepSession, SWITCHOVER_STALE_MS } from "../../src/ha/facts.ts";
+import type { MemberRecord } from "../../src/ha/failover_plan.ts";
+import type { NodeState, StateStore } from "../../src/state.ts";
+import { Secret } from "../../src/config.ts";
+import type { ReplicaStatus } from "../../src/mysql/flavour.ts";
+
+const n1 = { node: "n1", address: "10.0.0.11", port: 3306 };
+const n2 = { node: "n2", address: "10.0.0.12", port: 3306 };
+const n3 = { node: "n3", address: "10.0.0.13", port: 3306 };
+
+/** This node's state in memory. */
+class MemoryState implements StateStore {
+  saves: NodeState[] = [];
+  constructor(public current: NodeState = {}) {}
+  patch(changes: Partial<NodeState>): Promise<void> {
+    this.current = JSON.parse(JSON.stringify({ ...this.current, ...changes }));
+    this.saves.push(this.current);
+    return Promise.resolve();
+  }
+}
+
+function member(r: typeof n1, over: Partial<MemberRecord> = {}): MemberRecord {
+  return {
+    ...r,
+    priority: 1,
+    flavour: "mariadb",
+    role: "replica",
+    executed: "",
+    retrieved: "",
+    updatedAt: Date.now(),
+    ...over,
+  };
+}
+
+function replicating(from: typeof n1, over: Partial<ReplicaStatus> = {}): ReplicaStatus {
+  return {
+    sourceHost: from.address,
+    sourcePort: from.port,
+    ioRunning: "yes",
+    sqlRunning: true,
+    lagSeconds: 0,
+    retrievedGtids: "",
+    lastIoError: "",
+    lastSqlError: "",
+    ...over,
+  };
+}
+
+/** A cluster of fakes: the keys, and this node (n2) with a session. */
+function cluster() {
+  const kv = new FakeClusterKv();
+  const me: Me = { self: n2, session: kv.createSession() };
+  return { kv, me };
+}
+
+Deno.test("fence() turns the server read-only and, asked to, releases the lock keeping the ready record", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, { ...n2, ready: true }));
+  const server = new FakeServer("mariadb", { readOnly: false });
+  const r = await fence({ server, kv, self: n2, session: me.session, releaseLock: true });
+  assertEquals(r.healthy, false);
+  assertEquals(server.state.readOnly, true);
+  const lock = await kv.primary();
+  assertEquals(lock.session, undefined);
+  assertEquals(lock.record, { ...n2, ready: true });
+});
+
+Deno.test("fence() keeps the lock unless told, and never throws when the server or Consul fails", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, n2));
+  const server = new FakeServer("mariadb", { readOnly: false }).failOn("setReadOnly");
+  assertEquals(
+    (await fence({ server, kv, self: n2, session: me.session, releaseLock: false })).healthy,
+    false,
+  );
+  assertEquals((await kv.primary()).session, me.session);
+  kv.down();
+  const r = await fence({ server: undefined, kv, self: n2, session: me.session, releaseLock: true });
+  assertEquals(r.healthy, false);
+});
+
+Deno.test("takePrimaryLock() takes a free lock, and refuses one another session holds", async () => {
+  const { kv, me } = cluster();
+  assertEquals(await takePrimaryLock(kv, me), true);
+  const other = { self: n3, session: kv.createSession() };
+  assertEquals(await takePrimaryLock(kv, other), false);
+  assertEquals((await kv.primary()).record?.node, "n2");
+});
+
+Deno.test("serveAsPrimary() applies what it received, stops replicating, turns writable, then marks the lock ready", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, n2));
+  const server = new FakeServer("mariadb", { replica: replicating(n1, { retrievedGtids: "0-1-9" }) });
+  const r = await serveAsPrimary({ server, kv, me, semiSync: true, restore: undefined });
+  assertEquals(r, { healthy: true, serving: true });
+  assertEquals(server.methods(), [
+    "replicaStatus",
+    "waitForGtids",
+    "resetReplicaAll",
+    "setSemiSyncSource",
+    "setReadOnly",
+  ]);
+  assertEquals(server.calls[1].args, ["0-1-9", 60]);
+  assertEquals(server.state.readOnly, false);
+  assertEquals(server.state.replica, undefined);
+  assertEquals((await kv.primary()).record, { ...n2, ready: true });
+});
+
+Deno.test("serveAsPrimary() stays read-only when the received transactions cannot be applied in time", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, n2));
+  const server = new FakeServer("mariadb", {
+    replica: replicating(n1, { retrievedGtids: "0-1-9" }),
+    waitAnswer: false,
+  });
+  assertEquals(
+    (await serveAsPrimary({ server, kv, me, semiSync: false, restore: undefined })).healthy,
+    false,
+  );
+  assertEquals(server.state.readOnly, true);
+  assertEquals((await kv.primary()).record?.ready, undefined);
+});
+
+Deno.test("serveAsPrimary() turns read-only again when the lock went elsewhere meanwhile", async () => {
+  const { kv, me } = cluster();
+  const other = kv.createSession();
+  assert(await kv.acquirePrimary(other, n3));
+  const server = new FakeServer();
+  assertEquals(
+    (await serveAsPrimary({ server, kv, me, semiSync: false, restore: undefined })).healthy,
+    false,
+  );
+  assertEquals(server.state.readOnly, true);
+  assertEquals(server.methods().filter((m) => m === "setReadOnly").length, 2);
+});
+
+Deno.test("serveAsPrimary() of a restored datadir continues from the snapshot's position and forgets the mark", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, n2));
+  const server = new FakeServer();
+  let forgotten = 0;
+  const restore = {
+    mark: { snapshot: "s1", gtid: "0-1-5", binlogState: "0-1-5,1-2-3" },
+    forget: () => Promise.resolve(void forgotten++),
+  };
+  assertEquals((await serveAsPrimary({ server, kv, me, semiSync: false, restore })).healthy, true);
+  assertEquals(server.calls.find((c) => c.method === "startReplicationAfter")?.args, [
+    "0-1-5",
+    "0-1-5,1-2-3",
+  ]);
+  assertEquals(forgotten, 1);
+});
+
+Deno.test("bootstrapPrimary() runs the bootstrap, serves, and takes the first snapshot", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, n2));
+  const server = new FakeServer();
+  const state = new MemoryState();
+  const r = await bootstrapPrimary({
+    server,
+    kv,
+    me,
+    semiSync: false,
+    state,
+    statements: () => Promise.resolve(["CREATE DATABASE app"]),
+    takeFirstSnapshot: () => Promise.resolve("snap-1"),
+  });
+  assertEquals(r, { healthy: true, serving: true });
+  assertEquals(server.statements, ["CREATE DATABASE app"]);
+  assertEquals(state.current.firstSnapshotPending, undefined);
+});
+
+Deno.test("bootstrapPrimary() whose first snapshot fails writes, but is unhealthy and remembers why", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, n2));
+  const server = new FakeServer();
+  const state = new MemoryState();
+  const r = await bootstrapPrimary({
+    server,
+    kv,
+    me,
+    semiSync: false,
+    state,
+    statements: () => Promise.resolve([]),
+    takeFirstSnapshot: () => Promise.reject(new Error("the store refused the upload")),
+  });
+  assertEquals(r.healthy, false);
+  assertEquals(r.serving, true);
+  assertEquals(r.outcome?.level, "error");
+  assert(r.outcome?.text.startsWith("First snapshot failed: the store refused the upload"), r.outcome?.text);
+  assertEquals(state.current.firstSnapshotPending, "the store refused the upload");
+  assertEquals(server.state.readOnly, false);
+});
+
+const repl = { user: "repl", password: new Secret("pw") };
+const noRebuild = { hint: " (REBUILD_ERRANT_NODE=true rebuilds it)" };
+
+Deno.test("follow() re-points replication after checking the node has nothing the primary lacks", async () => {
+  const server = new FakeServer("mariadb", { gtid: { executed: "0-1-5" }, replica: replicating(n3) });
+  const state = new MemoryState();
+  const r = await follow({
+    primary: { ...n1, ready: true },
+    demote: false,
+    server,
+    state,
+    restore: undefined,
+    repl,
+    primaryExecuted: () => Promise.resolve("0-1-7"),
+    errant: noRebuild,
+  });
+  assertEquals(r.healthy, true);
+  assertEquals(server.state.replica?.sourceHost, n1.address);
+  assertEquals(server.state.replica?.ioRunning, "yes");
+  assertEquals(state.saves.map((s) => s.repointing), ["10.0.0.11:3306", undefined]);
+  const spec = server.calls.find((c) => c.method === "changeSource")?.args[0] as {
+    user: string;
+    demote: boolean;
+  };
+  assertEquals([spec.user, spec.demote], ["repl", false]);
+});
+
+Deno.test("follow() refuses an errant node and says what it has that the primary lacks", async () => {
+  const server = new FakeServer("mariadb", { gtid: { executed: "0-1-5,0-2-3" }, readOnly: true });
+  let rebuiltWith: string | undefined;
+  const r = await follow({
+    primary: { ...n1, ready: true },
+    demote: true,
+    server,
+    state: new MemoryState(),
+    restore: undefined,
+    repl,
+    primaryExecuted: () => Promise.resolve("0-1-5"),
+    errant: { hint: "", rebuild: (executed) => Promise.resolve(void (rebuiltWith = executed)) },
+  });
+  assertEquals(r.healthy, false);
+  assert(r.outcome?.text.includes("this node has transactions 0-2-3 that the primary n1"), r.outcome?.text);
+  assertEquals(rebuiltWith, "0-1-5");
+  assert(!server.methods().includes("changeSource"));
+});
+
+Deno.test("follow() from a restored snapshot starts after its position, without asking the primary", async () => {
+  const server = new FakeServer();
+  let asked = 0;
+  let forgotten = 0;
+  const r = await follow({
+    primary: { ...n1, ready: true },
+    fromGtid: "0-1-5",
+    demote: false,
+    server,
+    state: new MemoryState(),
+    restore: { mark: { snapshot: "s", gtid: "0-1-5" }, forget: () => Promise.resolve(void forgotten++) },
+    repl,
+    primaryExecuted: () => Promise.resolve(String(asked++)),
+    errant: noRebuild,
+  });
+  assertEquals(r.healthy, true);
+  assertEquals(asked, 0);
+  assertEquals(forgotten, 1);
+  assertEquals(server.calls.find((c) => c.method === "startReplicationAfter")?.args, ["0-1-5", undefined]);
+});
+
+Deno.test("startReplication() reports a receiver that fails at once as not running", async () => {
+  const server = new FakeServer("mariadb", {
+    replica: replicating(n1, { ioRunning: "no", sqlRunning: false }),
+  });
+  const state = new MemoryState({ repointing: "10.0.0.11:3306" });
+  // The fake starts replication at once; a failing receiver is one whose status then shows an error.
+  server.startReplica = () => {
+    server.state.replica = replicating(n1, { ioRunning: "no", lastIoError: "Access denied" });
+    return Promise.resolve();
+  };
+  const r = await startReplication({ server, state, source: "10.0.0.11:3306" });
+  assertEquals(r.healthy, false);
+  assertEquals(state.current.repointing, undefined);
+});
+
+Deno.test("endSwitchover() releases the failover lock, keeping its record, and asks for another decision", async () => {
+  const { kv, me } = cluster();
+  const found = await kv.failoverLock();
+  const record = { node: "n2", at: 1, switchover: true };
+  assert(await kv.acquireFailoverLock(me.session, record, found));
+  const value = (await kv.failoverLock()).value;
+  const r = await endSwitchover({ kv, session: me.session, value, reason: "stale" });
+  assertEquals(r, { healthy: false, again: true });
+  const after = await kv.failoverLock();
+  assertEquals(after.session, undefined);
+  assertEquals(after.record, record);
+});
+
+/** A failed primary n1 (its session ended) and two live replicas n2 (this node) and n3. */
+async function failedPrimary(n2Executed: string, n3Executed: string) {
+  const { kv, me } = cluster();
+  const s1 = kv.createSession();
+  assert(await kv.acquirePrimary(s1, { ...n1, ready: true }));
+  assert(await kv.publishMember(s1, member(n1, { role: "primary", executed: "0-1-9" })));
+  const s3 = kv.createSession();
+  assert(
+    await kv.publishMember(me.session, member(n2, { executed: n2Executed, updatedAt: Date.now() + 1000 })),
+  );
+  assert(await kv.publishMember(s3, member(n3, { executed: n3Executed, updatedAt: Date.now() + 1000 })));
+  kv.endSession(s1);
+  return { kv, me, s3 };
+}
+
+const noProbe = () => Promise.resolve(undefined);
+const notWritable = () => Promise.resolve(false);
+
+Deno.test("runFailover() appoints the member that has every transaction, to its own session", async () => {
+  const { kv, me, s3 } = await failedPrimary("0-1-7", "0-1-9");
+  const r = await runFailover({ kv, me, failedPrimary: "n1", probe: noProbe, answersWritable: notWritable });
+  assertEquals(r, { appointed: "n3" });
+  const lock = await kv.primary();
+  assertEquals([lock.session, lock.record?.node, lock.record?.ready], [s3, "n3", undefined]);
+  const record = (await kv.failoverLock()).record;
+  assertEquals([record?.node, record?.failedPrimary, record?.promoted], ["n2", "n1", "n3"]);
+});
+
+Deno.test("runFailover() appoints nobody while the failed primary still answers writable", async () => {
+  const { kv, me } = await failedPrimary("0-1-9", "0-1-7");
+  const r = await runFailover({
+    kv,
+    me,
+    failedPrimary: "n1",
+    probe: noProbe,
+    answersWritable: () => Promise.resolve(true),
+  });
+  assertEquals(r, {});
+  assertEquals((await kv.primary()).session, undefined);
+  assertEquals((await kv.failoverLock()).session, undefined, "the failover lock is released");
+});
+
+Deno.test("runFailover() waits for another node's failover, and for one that finished meanwhile", async () => {
+  const { kv, me, s3 } = await failedPrimary("0-1-9", "0-1-9");
+  assert(await kv.acquireFailoverLock(s3, { node: "n3", at: Date.now() }, await kv.failoverLock()));
+  assertEquals(
+    await runFailover({ kv, me, failedPrimary: "n1", probe: noProbe, answersWritable: notWritable }),
+    { wait: true },
+  );
+  await kv.releaseFailoverLock(s3, { node: "n3", at: Date.now(), failedPrimary: "n1", promoted: "n3" });
+  assert(await kv.acquirePrimary(s3, { ...n3, ready: true }));
+  assertEquals(
+    await runFailover({ kv, me, failedPrimary: "n1", probe: noProbe, answersWritable: notWritable }),
+    { wait: true },
+  );
+  assertEquals((await kv.failoverLock()).record?.promoted, "n3", "the record of the real failover stays");
+  assertEquals(await waitForAppointment(kv, me.session), true);
+});
+
+Deno.test("runFailover() plans from what the members' servers say now, over their published records", async () => {
+  const { kv, me } = await failedPrimary("0-1-9", "0-1-7");
+  // n3 published less than n2, but its server says it has received more since.
+  const probe = (m: MemberRecord) =>
+    Promise.resolve(m.node === "n3" ? { ...m, executed: "0-1-7", retrieved: "0-1-12" } : m);
+  const r = await runFailover({ kv, me, failedPrimary: "n1", probe, answersWritable: notWritable });
+  assertEquals(r.appointed, "n3");
+});
+
+Deno.test("switchover() hands the lock to the target once it has everything, and records it", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, { ...n2, ready: true }));
+  const s3 = kv.createSession();
+  assert(await kv.publishMember(s3, member(n3, { executed: "0-2-4" })));
+  const server = new FakeServer("mariadb", { readOnly: false, gtid: { executed: "0-2-5" } });
+  const peer = new FakeServer("mariadb", { gtid: { executed: "0-2-4" } });
+  // The target catches up once this node is read-only.
+  peer.gtidState = () => Promise.resolve({ executed: server.state.readOnly ? "0-2-5" : "0-2-4" });
+  let withdrawn = 0;
+  const done = await switchover({
+    kv,
+    server,
+    openPeer: () => Promise.resolve(peer),
+    me,
+    withdraw: () => Promise.resolve(void withdrawn++),
+    timeoutMs: 2000,
+  });
+  assertEquals(done?.target, "n3");
+  assertEquals((await kv.primary()).session, s3);
+  assertEquals(server.state.readOnly, true);
+  assertEquals(withdrawn, 1);
+  const record = (await kv.failoverLock()).record;
+  assertEquals([record?.switchover, record?.promoted], [true, "n3"]);
+  assert(peer.closed, "the connection to the target is closed");
+});
+
+Deno.test("switchover() to a target that cannot catch up leaves this node the writable primary", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, { ...n2, ready: true }));
+  const s3 = kv.createSession();
+  assert(await kv.publishMember(s3, member(n3, { executed: "0-2-4" })));
+  const server = new FakeServer("mariadb", { readOnly: false, gtid: { executed: "0-2-5" } });
+  const peer = new FakeServer("mariadb", { gtid: { executed: "0-2-4" } });
+  const done = await switchover({
+    kv,
+    server,
+    openPeer: () => Promise.resolve(peer),
+    me,
+    withdraw: () => Promise.resolve(),
+    to: "n3",
+    timeoutMs: 200,
+  });
+  assertEquals(done, undefined);
+  assertEquals(server.state.readOnly, false);
+  assertEquals((await kv.primary()).session, me.session);
+  assertEquals((await kv.failoverLock()).session, undefined);
+});
+
+Deno.test("keepSession() creates a session when the node has none and saves it; Consul down is a fact", async () => {
+  const { kv } = cluster();
+  const state = new MemoryState();
+  const created: string[] = [];
+  const s = await keepSession(kv, state, (id) => created.push(id));
+  assert("id" in s);
+  assertEquals(state.current.sessionId, s.id);
+  assertEquals(created, [s.id]);
+  assertEquals(await keepSession(kv, state, (id) => created.push(id)), { id: s.id });
+  assertEquals(created.length, 1);
+  kv.down();
+  const down = await keepSession(kv, state, () => {});
+  assert("error" in down);
+});
+
+Deno.test("gatherFacts() only reads: one status of the server, one read of the keys", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, { ...n2, ready: true }));
+  const found = await kv.failoverLock();
+  const at = Date.now() - SWITCHOVER_STALE_MS - 1;
+  assert(await kv.acquireFailoverLock(me.session, { node: "n2", at, switchover: true }, found));
+  const server = new FakeServer("mariadb", { readOnly: false, gtid: { executed: "0-2-5" } });
+  kv.calls.length = 0;
+  const { facts, view } = await gatherFacts({
+    self: n2,
+    local: { server },
+    kv,
+    session: { id: me.session },
+    state: {},
+    restored: undefined,
+    maxLagSeconds: 30,
+    quietPeriodMs: 300_000,
+    now: Date.now(),
+  });
+  assertEquals(server.methods(), ["status"]);
+  assertEquals(kv.calls, ["read"]);
+  assert(view !== undefined);
+  assertEquals(facts.mysql.up && facts.mysql.executed, "0-2-5");
+  assertEquals(facts.consul.up && facts.consul.staleSwitchoverAt, at);
+  assertEquals(facts.consul.up && facts.consul.switchingOver, undefined);
+});
+
+Deno.test("gatherFacts() holds a failover back while paused, and says Consul is down when it is", async () => {
+  const { kv, me } = await failedPrimary("0-1-9", "0-1-9");
+  kv.put(kv.keys.failoverPause, "maintenance");
+  const sources = {
+    self: n2,
+    local: { server: new FakeServer() },
+    kv,
+    session: { id: me.session },
+    state: {},
+    restored: undefined,
+    maxLagSeconds: 30,
+    quietPeriodMs: 300_000,
+    now: Date.now(),
+  };
+  assertEquals((await gatherFacts(sources)).facts.failover, { paused: true });
+  kv.down();
+  const down = (await gatherFacts(sources)).facts;
+  assertEquals(down.consul.up, false);
+  const gone = await gatherFacts({ ...sources, local: { error: "no socket", gone: true } });
+  assertEquals(gone.facts.mysql, { up: false, error: "no socket", gone: true });
+});
