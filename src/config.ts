@@ -1,13 +1,19 @@
 /**
  * The environment, read once into one typed, validated, frozen {@link Config}.
  *
- * Every variable is declared once in {@link VARIABLES}: its name, what it means, its default and how to parse
- * it. The same table drives validation, `autopilot config` and the README's configuration table, so they cannot
- * drift apart. Values are taken literally: a `#` is part of the value, never a comment.
+ * Every variable is declared once, below, in README order: its name, section, default, meaning, how its text
+ * is read (a {@link Kind}: duration, size, flag, choice, whole number, path, secret…) and where its value lands
+ * in `Config`. Everything else is derived from those declarations: the loader ({@link loadConfig}), the
+ * effective values `autopilot config` prints ({@link describeConfig}, read back from where each value
+ * landed), the README's configuration table ({@link configTableMarkdown}, `deno task docs`) and the variables
+ * `deno.json`'s permission set allows ({@link ENV_NAMES}, also written by `deno task docs`; a unit test keeps
+ * them equal). Variables the program reads outside this module are declared too, as internal ones.
+ *
+ * Values are taken literally: a `#` is part of the value, never a comment. Empty counts as unset; values are
+ * trimmed, secrets are not.
  *
  * @module
  */
-
 /** A secret value. It prints as `<redacted>` everywhere; only {@link Secret.reveal} gives the text. */
 export class Secret {
   readonly #value: string;
@@ -186,285 +192,292 @@ export interface Config {
   readonly storage: StorageConfig;
 }
 
-/** One environment variable: its documentation and whether it is secret. */
+// ---- how a variable is declared ------------------------------------------------------------------------------
+
+/** One environment variable as the README and `autopilot config` describe it. */
 export interface VariableSpec {
   readonly name: string;
-  readonly group: string;
-  /** The default as the README shows it; `required` or `-` (unset) where there is none. */
+  /** The README section it is listed under; {@link INTERNAL} for a variable that is not a setting. */
+  readonly section: string;
+  /** The default as the README shows it; `-` where there is none (unset). */
   readonly default: string;
   readonly secret?: boolean;
   readonly doc: string;
 }
 
-/** Every variable autopilot reads, in README order. */
-export const VARIABLES: readonly VariableSpec[] = Object.freeze([
-  // Cluster and Consul
-  v("SERVICE_NAME", "Cluster", "mysql", "Service name in Consul; prefixes every key and service default."),
-  v("CONSUL", "Cluster", "consul", "Consul agent: `host`, `host:port` or `http(s)://host:port` (port 8500)."),
-  v(
-    "CONSUL_AGENT",
-    "Cluster",
-    "false",
-    "`true`: talk to an agent on localhost, ignoring the host in CONSUL.",
-  ),
-  v("CONSUL_HTTP_TOKEN", "Cluster", "-", "ACL token for Consul (ContainerPilot reads it too).", true),
-  v("CONSUL_TIMEOUT", "Cluster", "2s", "Upper bound for one request to Consul."),
-  v("LOG_LEVEL", "Cluster", "INFO", "DEBUG, INFO, WARN, ERROR or CRITICAL (Python names are accepted)."),
-  v("LOG_FORMAT", "Cluster", "text", "`text` or `json` (one JSON object a line)."),
-  // Node
-  v("NODE_NAME", "Node", "hostname", "This node's stable name in Consul and in logs."),
-  v("NODE_ADDRESS", "Node", "-", "Address peers reach this node on (default: ContainerPilot's, else eth0)."),
-  v(
-    "FAILOVER_PRIORITY",
-    "Node",
-    "1",
-    "Tie-break among equally advanced candidates, higher wins; 0: never promote.",
-  ),
-  v(
-    "STATE_DIR",
-    "Node",
-    "/var/lib/autopilot",
-    "autopilot's own files: session id, generated root password (0600).",
-  ),
-  // MySQL
-  v("MYSQL_FLAVOUR", "MySQL", "auto", "`auto`, `mysql` (MySQL/Percona 8.4) or `mariadb` (10.11+)."),
-  v(
-    "MYSQL_DATADIR",
-    "MySQL",
-    "/var/lib/mysql/data",
-    "Data directory (absolute path). Below the volume's root, so a restore or a rebuild renames it in one step.",
-  ),
-  v("MYSQL_CNF", "MySQL", "/var/lib/autopilot/my.cnf", "Where the rendered server configuration is written."),
-  v(
-    "MYSQL_SOCKET",
-    "MySQL",
-    "/var/run/mysqld/mysqld.sock",
-    "Unix socket autopilot uses for the local server.",
-  ),
-  v("MYSQL_PORT", "MySQL", "3306", "TCP port of every node's server."),
-  v("MYSQL_OS_USER", "MySQL", "mysql", "OS user mysqld runs as and that owns the datadir."),
-  v("MYSQL_TMPDIR", "MySQL", "/tmp", "mysqld's temporary directory (absolute path)."),
-  v("MYSQL_USER", "MySQL", "-", "Application user to create (needs MYSQL_PASSWORD)."),
-  v("MYSQL_PASSWORD", "MySQL", "-", "Application user's password.", true),
-  v("MYSQL_DATABASE", "MySQL", "-", "Database to create; MYSQL_USER gets all privileges on it."),
-  v("MYSQL_REPL_USER", "MySQL", "repl", "Replication user."),
-  v("MYSQL_REPL_PASSWORD", "MySQL", "required", "Replication user's password.", true),
-  v("MYSQL_ROOT_PASSWORD", "MySQL", "-", "Root password; unset means a random one (see next).", true),
-  v(
-    "MYSQL_RANDOM_ROOT_PASSWORD",
-    "MySQL",
-    "true if no root password",
-    "Generate a random root password, written to STATE_DIR/root-password (0600), never to the log.",
-  ),
-  v(
-    "MYSQL_ONETIME_PASSWORD",
-    "MySQL",
-    "false",
-    "Expire the root password so it must be changed at first login.",
-  ),
-  v(
-    "INNODB_BUFFER_POOL_SIZE",
-    "MySQL",
-    "70% of (memory - 384M)",
-    "innodb_buffer_pool_size: megabytes, or K, M or G; default from the container's memory limit, at least 128M.",
-  ),
-  v("MYSQL_CONNECT_TIMEOUT", "MySQL", "2s", "Connect timeout to peers (a cut link never answers)."),
-  v("MAX_REPLICATION_LAG", "MySQL", "30s", "A replica lagging more than this reports unhealthy."),
-  v("SEMI_SYNC", "MySQL", "false", "Semi-synchronous replication (AFTER_SYNC); no silent fallback to async."),
-  // Keys and sessions
-  v("PRIMARY_KEY", "Consul keys", "SERVICE_NAME-primary", "Lock key held by the primary's session."),
-  v("BACKUP_LOCK_KEY", "Consul keys", "SERVICE_NAME-backup-running", "Lock key held while a backup runs."),
-  v("LAST_BACKUP_KEY", "Consul keys", "SERVICE_NAME-last-backup", "Names the latest complete snapshot."),
-  v(
-    "LAST_BINLOG_KEY",
-    "Consul keys",
-    "SERVICE_NAME-last-binlog",
-    "Binlog file current at the last snapshot.",
-  ),
-  v(
-    "LAST_VERIFIED_KEY",
-    "Consul keys",
-    "SERVICE_NAME-last-verified",
-    "The last snapshot a replica verified (BACKUP_VERIFY), and the outcome.",
-  ),
-  v(
-    "FAILOVER_LOCK_KEY",
-    "Consul keys",
-    "SERVICE_NAME-failover-lock",
-    "Lock key held by the node running a failover or switchover; it keeps the record of the last one.",
-  ),
-  v(
-    "FAILOVER_PAUSE_KEY",
-    "Consul keys",
-    "SERVICE_NAME-failover-paused",
-    "If this key exists, no automatic failover.",
-  ),
-  v("SESSION_NAME", "Consul keys", "SERVICE_NAME-primary-lock", "Name of this node's Consul session."),
-  v(
-    "SESSION_TTL",
-    "Consul keys",
-    "10s",
-    "Session TTL (10s to 24h). Consul may take up to twice this to expire a session.",
-  ),
-  // Failover
-  v(
-    "FAILOVER_QUIET_PERIOD",
-    "Failover",
-    "5m",
-    "After a failover, none again within this period while the failed primary is still alive.",
-  ),
-  v(
-    "REBUILD_ERRANT_NODE",
-    "Failover",
-    "false",
-    "An errant node (transactions the primary lacks) moves its datadir aside to `MYSQL_DATADIR.errant-TIME` " +
-      "(never deleted) and rebuilds from the latest snapshot. Needs MYSQL_DATADIR below the volume's root.",
-  ),
-  // Backups
-  v(
-    "BACKUP_NAME",
-    "Backups",
-    "SERVICE_NAME-backup-%Y-%m-%dT%H-%M-%SZ",
-    "Snapshot name; strftime directives, UTC.",
-  ),
-  v("BACKUP_TTL", "Backups", "86400", "Time between snapshots: seconds, or a duration like 24h."),
-  v("BACKUP_FROM", "Backups", "primary", "`primary`, or `replica` to spare the primary."),
-  v(
-    "BACKUP_RETAIN_COUNT",
-    "Backups",
-    "7",
-    "Keep at least the newest N snapshots (the last one is never deleted).",
-  ),
-  v("BACKUP_RETAIN_AGE", "Backups", "-", "Also keep every snapshot newer than this duration."),
-  v("BACKUP_ON_STOP", "Backups", "false", "Take a last snapshot when the primary is stopped cleanly."),
-  v(
-    "BACKUP_VERIFY",
-    "Backups",
-    "false",
-    "A healthy replica restores each new snapshot in MYSQL_TMPDIR and checks every table.",
-  ),
-  v("SNAPSHOT_BACKEND", "Backups", "local", "`local` (a directory), `s3` or `manta`."),
-  v(
-    "SNAPSHOT_DIR",
-    "Backups",
-    "/var/lib/autopilot/snapshots",
-    "Directory of the `local` store (absolute path).",
-  ),
-  // S3
-  v("S3_ENDPOINT", "S3 store", "-", "Endpoint URL of an S3-compatible store (unset: AWS)."),
-  v("S3_REGION", "S3 store", "us-east-1", "Region."),
-  v("S3_BUCKET", "S3 store", "required for s3", "Bucket (must exist)."),
-  v("S3_PREFIX", "S3 store", "SERVICE_NAME/", "Key prefix inside the bucket."),
-  v(
-    "S3_FORCE_PATH_STYLE",
-    "S3 store",
-    "true if S3_ENDPOINT",
-    "Path-style requests (most S3-compatible servers).",
-  ),
-  v("S3_ACCESS_KEY_ID", "S3 store", "-", "Access key id.", true),
-  v("S3_SECRET_ACCESS_KEY", "S3 store", "-", "Secret access key.", true),
-  // Manta
-  v("MANTA_URL", "Manta store", "https://us-east.manta.joyent.com", "Manta endpoint."),
-  v("MANTA_USER", "Manta store", "required for manta", "Manta account."),
-  v("MANTA_SUBUSER", "Manta store", "-", "Subuser, if any."),
-  v("MANTA_ROLE", "Manta store", "-", "Role, if any."),
-  v(
-    "MANTA_KEY_ID",
-    "Manta store",
-    "required for manta",
-    "SSH key fingerprint (`scripts/setup.sh` writes it).",
-  ),
-  v(
-    "MANTA_PRIVATE_KEY",
-    "Manta store",
-    "required for manta",
-    "Private key, newlines written as `#` (`scripts/setup.sh` encodes it).",
-    true,
-  ),
-  v("MANTA_BUCKET", "Manta store", "/MANTA_USER/stor", "Manta directory for snapshots."),
-  v("MANTA_TLS_INSECURE", "Manta store", "false", "Skip TLS certificate checks (tests only)."),
-]);
+/** The section of the variables the program reads that are not settings (no README row, no `autopilot config`). */
+export const INTERNAL = "internal";
 
-function v(name: string, group: string, dflt: string, doc: string, secret = false): VariableSpec {
-  return Object.freeze({ name, group, default: dflt, doc, ...(secret ? { secret } : {}) });
+/** What is wrong with a value, as the words after the variable's name ("must be an absolute path"). */
+class Wrong {
+  constructor(readonly what: string) {}
 }
 
-/** Reads an environment variable; the loader never touches the real environment itself. */
-export type EnvReader = (name: string) => string | undefined;
-
-/** Facts about the machine that defaults depend on. */
-export interface ConfigHost {
-  hostname(): string;
+function wrong(what: string): Wrong {
+  return new Wrong(what);
 }
 
-/**
- * Reads, validates and freezes the configuration.
- *
- * @param env Reads one variable (for example `(n) => Deno.env.get(n)`); empty values count as unset.
- * @param host Supplies machine facts used by defaults (the hostname).
- * @returns The frozen configuration.
- * @throws {ConfigError} listing every wrong or missing variable, one line each.
- */
-export function loadConfig(env: EnvReader, host: ConfigHost): Config {
-  const r = new Reader(env);
-  const serviceName = r.string(
-    "SERVICE_NAME",
-    "mysql",
-    (s) =>
-      /^[a-z][a-zA-Z0-9-]+$/.test(s)
-        ? undefined
-        : "must start with a lower-case letter and contain only letters, digits and '-' (ContainerPilot's rule for service names)",
-  );
-  const svc = serviceName ?? "mysql";
-
-  const consul = readConsul(r);
-  const log = {
-    level: r.choice("LOG_LEVEL", "INFO", LOG_LEVELS) ?? "info",
-    format: r.choice("LOG_FORMAT", "text", { text: "text", json: "json" } as const) ?? "text",
-  };
-
-  const node: NodeConfig = {
-    name: r.string("NODE_NAME", host.hostname()) ?? "",
-    ...opt("address", r.optString("NODE_ADDRESS")),
-    priority: r.integer("FAILOVER_PRIORITY", 1, 0, 1_000_000) ?? 1,
-    stateDir: r.path("STATE_DIR", "/var/lib/autopilot"),
-  };
-
-  const mysql = readMysql(r);
-  const keys: KeysConfig = {
-    primary: r.key("PRIMARY_KEY", `${svc}-primary`),
-    backupLock: r.key("BACKUP_LOCK_KEY", `${svc}-backup-running`),
-    lastBackup: r.key("LAST_BACKUP_KEY", `${svc}-last-backup`),
-    lastBinlog: r.key("LAST_BINLOG_KEY", `${svc}-last-binlog`),
-    lastVerified: r.key("LAST_VERIFIED_KEY", `${svc}-last-verified`),
-    failoverLock: r.key("FAILOVER_LOCK_KEY", `${svc}-failover-lock`),
-    failoverPause: r.key("FAILOVER_PAUSE_KEY", `${svc}-failover-paused`),
-  };
-  const session: SessionConfig = {
-    name: r.string("SESSION_NAME", `${svc}-primary-lock`) ?? "",
-    ttlSeconds: Math.round((r.duration("SESSION_TTL", "10s", 10_000, 86_400_000) ?? 10_000) / 1000),
-  };
-  const failover: FailoverConfig = {
-    quietPeriodMs: r.duration("FAILOVER_QUIET_PERIOD", "5m", 0) ?? 0,
-    rebuildErrant: r.flag("REBUILD_ERRANT_NODE", false),
-  };
-  const retainAgeMs = r.optDuration("BACKUP_RETAIN_AGE", 1);
-  const backup: BackupConfig = {
-    name: r.string("BACKUP_NAME", `${svc}-backup-%Y-%m-%dT%H-%M-%SZ`, checkBackupName) ?? "",
-    ttlSeconds: Math.round((r.duration("BACKUP_TTL", "86400", 1000) ?? 0) / 1000),
-    from: r.choice("BACKUP_FROM", "primary", { primary: "primary", replica: "replica" } as const) ??
-      "primary",
-    retainCount: r.integer("BACKUP_RETAIN_COUNT", 7, 1, 100_000) ?? 7,
-    ...opt("retainAgeMs", retainAgeMs),
-    onStop: r.flag("BACKUP_ON_STOP", false),
-    verify: r.flag("BACKUP_VERIFY", false),
-  };
-  const storage = readStorage(r, svc);
-
-  r.throwIfProblems();
-  return deepFreeze({ serviceName: svc, consul, log, node, mysql, keys, session, failover, backup, storage });
+/** How a variable's text is read, and how `autopilot config` prints the value read. */
+interface Kind<T> {
+  /** Reads the text (never empty; trimmed unless the kind is secret). */
+  parse(text: string): T | Wrong;
+  show(value: T): string;
+  /** Never trimmed, never printed: not in a problem, not by `autopilot config`. */
+  readonly secret?: boolean;
 }
 
+/** The value read for a setting: `undefined` when unset, or when its section does not apply. */
+type Values = <T>(setting: Setting<T>) => T | undefined;
+
+/** A default that depends on other settings (declared before it) or on the machine. */
+interface Derived {
+  /** The default as the README shows it. */
+  readonly doc: string;
+  /** The default's text, read like a value from the environment; `undefined`: unset. */
+  readonly text: (v: Values, host: ConfigHost) => string | undefined;
+}
+
+type Leaf = string | number | boolean | Secret;
+/** The dotted paths of the fields of `O` that can hold a `T` ("mysql.port"). */
+type PathTo<O, T> = {
+  [K in keyof O & string]-?: NonNullable<O[K]> extends Leaf ? ([T] extends [NonNullable<O[K]>] ? K : never)
+    : `${K}.${PathTo<NonNullable<O[K]>, T>}`;
+}[keyof O & string];
+type DeepPartial<T> = { [K in keyof T]?: NonNullable<T[K]> extends Leaf ? T[K] : DeepPartial<T[K]> };
+
+/** What a declaration says about its variable, besides its name and kind. */
+interface Options<T> {
+  readonly doc: string;
+  /** The default: text read as if the environment held it, or {@link Derived}. None: unset. */
+  readonly default?: string | Derived;
+  /** What the README and `autopilot config` show while there is no value (none: unset). */
+  readonly unset?: string;
+  /** Required: `true`, or the reason the problem gives in parentheses. */
+  readonly required?: true | string;
+  /** Where the value lands in `Config`; `autopilot config` reads it back from there. */
+  readonly at?: NoInfer<PathTo<Config, T>>;
+  /** Instead of `at`: the part of `Config` the value makes, given the other settings' values. */
+  readonly land?: (value: T, v: Values) => DeepPartial<Config>;
+  /** Instead of reading `at` back: the effective value as `autopilot config` prints it. */
+  readonly show?: (config: Config) => string | undefined;
+  /** Set both or neither: when one is set alone, the other one is reported missing. */
+  readonly with?: Setting<unknown>;
+  /** A rule against other settings, checked once every value is read: what is wrong, or `undefined`. */
+  readonly check?: (value: T, v: Values) => string | undefined;
+}
+
+/** A setting: a variable the loader reads, declared once. */
+interface Setting<T> extends VariableSpec {
+  /** Position in README order; problems are reported in this order. */
+  readonly index: number;
+  readonly kind: Kind<T>;
+  /** Read only when this other setting has this value (the selected snapshot store's settings). */
+  readonly when?: Condition;
+  /** The default's text, if any. */
+  fallback(v: Values, host: ConfigHost): string | undefined;
+  /** What the problem says when a required setting is missing. */
+  readonly required?: string;
+  readonly unset?: string;
+  readonly with?: Setting<unknown>;
+  check?(value: T, v: Values): string | undefined;
+  land(value: T, v: Values): DeepPartial<Config>;
+  /** The effective value as `autopilot config` prints it, read from the loaded configuration. */
+  effective(config: Config): string | undefined;
+}
+
+interface Condition {
+  readonly setting: Setting<string>;
+  readonly is: string;
+}
+
+const SETTINGS: Setting<unknown>[] = [];
+const INTERNALS: VariableSpec[] = [];
+
+/** Declares the settings of one README section (read only `when` that setting has that value). */
+function section(title: string, when?: Condition) {
+  return <T>(name: string, kind: Kind<T>, o: Options<T>): Setting<T> => {
+    const fallback = typeof o.default === "object" ? o.default.text : () => o.default as string | undefined;
+    const required = o.required === undefined
+      ? undefined
+      : o.required !== true
+      ? `is required (${o.required})`
+      : when
+      ? `is required when ${when.setting.name}=${when.is}`
+      : "is required";
+    const shownDefault = typeof o.default === "object"
+      ? o.default.doc
+      : o.default ?? o.unset ?? (o.required ? (when ? `required for ${when.is}` : "required") : "-");
+    const at = o.at as string | undefined;
+    const setting: Setting<T> = {
+      name,
+      section: title,
+      default: shownDefault,
+      ...(kind.secret ? { secret: true } : {}),
+      doc: o.doc,
+      index: SETTINGS.length,
+      kind,
+      ...(when ? { when } : {}),
+      fallback,
+      ...(required ? { required } : {}),
+      ...(o.unset !== undefined ? { unset: o.unset } : {}),
+      ...(o.with ? { with: o.with } : {}),
+      ...(o.check ? { check: o.check } : {}),
+      land: o.land ?? ((value) => (at === undefined ? {} : nest(at, value) as DeepPartial<Config>)),
+      effective: o.show ?? ((config) => {
+        const value = at === undefined ? undefined : pathValue(config, at);
+        return value === undefined ? undefined : kind.show(value as T);
+      }),
+    };
+    SETTINGS.push(setting as Setting<unknown>);
+    return setting;
+  };
+}
+
+/** Declares a variable the program reads outside this module: in the permission set, not a setting. */
+function internal(name: string, doc: string): void {
+  INTERNALS.push(Object.freeze({ name, section: INTERNAL, default: "-", doc }));
+}
+
+/** A default prefixed with SERVICE_NAME. */
+function namespaced(suffix: string): Derived {
+  return { doc: `SERVICE_NAME${suffix}`, text: (v) => `${v(SERVICE_NAME)}${suffix}` };
+}
+
+// ---- kinds of value ------------------------------------------------------------------------------------------
+
+function text(check?: (s: string) => string | undefined): Kind<string> {
+  return {
+    parse: (s) => {
+      const what = check?.(s);
+      return what === undefined ? s : wrong(what);
+    },
+    show: (s) => s,
+  };
+}
+
+const path = text((s) => s.startsWith("/") ? undefined : "must be an absolute path");
+const consulKey = text((s) =>
+  /^[A-Za-z0-9._\/-]+$/.test(s) && !s.startsWith("/")
+    ? undefined
+    : "must be a Consul key of letters, digits, '.', '_', '-' and '/', not starting with '/'"
+);
+const account = text((s) =>
+  /^[A-Za-z0-9_.-]{1,32}$/.test(s) ? undefined : "must be 1 to 32 letters, digits, '_', '.' or '-'"
+);
+const httpUrl = text((s) => isHttpUrl(s) ? undefined : "must be an http:// or https:// URL");
+
+const secret: Kind<Secret> = { parse: (s) => new Secret(s), show: String, secret: true };
+
+/** A PEM private key, newlines written as `#` (an env file holds one line a variable). */
+const pemKey: Kind<Secret> = {
+  parse: (s) => {
+    const key = s.replaceAll("#", "\n");
+    return /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)
+      ? new Secret(key)
+      : wrong("is not a PEM private key (newlines may be written as '#')");
+  },
+  show: String,
+  secret: true,
+};
+
+const TRUE = new Set(["1", "true", "yes", "on", "y"]);
+const FALSE = new Set(["0", "false", "no", "off", "n"]);
+
+const flag: Kind<boolean> = {
+  parse: (s) =>
+    TRUE.has(s.toLowerCase())
+      ? true
+      : FALSE.has(s.toLowerCase())
+      ? false
+      : wrong("must be true or false (also yes/no, on/off, 1/0)"),
+  show: String,
+};
+
+/** One of the keys of `choices` (any case), read as that key's value; `names`: how each value prints. */
+function oneOf<T extends string>(choices: Record<string, T>, names?: Record<T, string>): Kind<T> {
+  return {
+    parse: (s) =>
+      Object.hasOwn(choices, s.toLowerCase())
+        ? choices[s.toLowerCase()]
+        : wrong(`must be one of ${Object.keys(choices).join(", ")}`),
+    show: (value) => names?.[value] ?? value,
+  };
+}
+
+function int(min: number, max: number): Kind<number> {
+  return {
+    parse: (s) => {
+      const n = /^\d+$/.test(s) ? Number(s) : NaN;
+      return Number.isSafeInteger(n) && n >= min && n <= max
+        ? n
+        : wrong(`must be a whole number from ${min} to ${max}`);
+    },
+    show: String,
+  };
+}
+
+/** A duration ({@link parseDuration}) in milliseconds. */
+function duration(minMs: number, maxMs = Number.MAX_SAFE_INTEGER): Kind<number> {
+  return {
+    parse: (s) => {
+      const ms = parseDuration(s);
+      if (ms === undefined) {
+        return wrong("must be a duration such as 30, 90s, 15m, 24h or 1h30m (a plain number is seconds)");
+      }
+      if (ms < minMs || ms > maxMs) {
+        return wrong(
+          maxMs === Number.MAX_SAFE_INTEGER
+            ? `must be at least ${fmtMs(minMs)}`
+            : `must be from ${fmtMs(minMs)} to ${fmtMs(maxMs)}`,
+        );
+      }
+      return ms;
+    },
+    show: fmtMs,
+  };
+}
+
+/** A duration ({@link parseDuration}) in whole seconds, rounded. */
+function seconds(minMs: number, maxMs?: number): Kind<number> {
+  const ms = duration(minMs, maxMs);
+  return {
+    parse: (s) => {
+      const value = ms.parse(s);
+      return value instanceof Wrong ? value : Math.round(value / 1000);
+    },
+    show: (n) => `${n}s`,
+  };
+}
+
+/** A memory size ({@link parseSize}) in bytes, at least 5M. */
+const size: Kind<number> = {
+  parse: (s) => {
+    const bytes = parseSize(s);
+    return bytes === undefined || bytes < 5 * 2 ** 20
+      ? wrong("must be a size of at least 5M: megabytes, or a number with K, M or G (e.g. 512M, 2G)")
+      : bytes;
+  },
+  show: (bytes) => `${bytes / 2 ** 20}M`,
+};
+
+interface ConsulAddress {
+  readonly scheme: "http" | "https";
+  readonly host: string;
+  readonly port: number;
+}
+
+const consulAddress: Kind<ConsulAddress> = {
+  parse: (s) => {
+    const m = /^(?:(https?):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?\/?$/.exec(s);
+    if (!m || (m[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535))) {
+      return wrong("must be host, host:port or http(s)://host:port");
+    }
+    return { scheme: (m[1] ?? "http") as "http" | "https", host: m[2], port: m[3] ? Number(m[3]) : 8500 };
+  },
+  show: (a) => `${a.scheme}://${a.host}:${a.port}`,
+};
+
+/** Log levels: the Python names the original blueprint used, and logtape's, as logtape's. */
 const LOG_LEVELS = {
   debug: "debug",
   info: "info",
@@ -475,136 +488,454 @@ const LOG_LEVELS = {
   fatal: "fatal",
 } as const satisfies Record<string, LogLevel>;
 
-function readConsul(r: Reader): ConsulConfig {
-  const raw = r.string("CONSUL", "consul") ?? "consul";
-  const agent = r.flag("CONSUL_AGENT", false);
-  const token = r.secret("CONSUL_HTTP_TOKEN");
-  const timeoutMs = r.duration("CONSUL_TIMEOUT", "2s", 100, 60_000) ?? 2000;
-  const m = /^(?:(https?):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?\/?$/.exec(raw);
-  if (!m || (m[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535))) {
-    r.problem("CONSUL", raw, "must be host, host:port or http(s)://host:port");
-    return { scheme: "http", host: "consul", port: 8500, url: "http://consul:8500", timeoutMs };
-  }
-  const scheme = (m[1] ?? "http") as "http" | "https";
-  const host = agent ? "localhost" : m[2];
-  const port = m[3] ? Number(m[3]) : 8500;
-  return { scheme, host, port, url: `${scheme}://${host}:${port}`, ...opt("token", token), timeoutMs };
+const LOG_LEVEL_NAMES: Record<LogLevel, string> = {
+  debug: "DEBUG",
+  info: "INFO",
+  warning: "WARN",
+  error: "ERROR",
+  fatal: "CRITICAL",
+};
+
+// ---- the variables, in README order ------------------------------------------------------------------------
+
+const cluster = section("Cluster");
+const SERVICE_NAME = cluster(
+  "SERVICE_NAME",
+  text((s) =>
+    /^[a-z][a-zA-Z0-9-]+$/.test(s)
+      ? undefined
+      : "must start with a lower-case letter and contain only letters, digits and '-' (ContainerPilot's rule for service names)"
+  ),
+  {
+    default: "mysql",
+    at: "serviceName",
+    doc: "Service name in Consul; prefixes every key and service default.",
+  },
+);
+cluster("CONSUL", consulAddress, {
+  default: "consul",
+  doc: "Consul agent: `host`, `host:port` or `http(s)://host:port` (port 8500).",
+  land: ({ scheme, host, port }, v) => {
+    const h = v(CONSUL_AGENT) ? "localhost" : host;
+    return { consul: { scheme, host: h, port, url: `${scheme}://${h}:${port}` } };
+  },
+  show: (c) => c.consul.url,
+});
+const CONSUL_AGENT = cluster("CONSUL_AGENT", flag, {
+  default: "false",
+  doc: "`true`: talk to an agent on localhost, ignoring the host in CONSUL.",
+  show: (c) => String(c.consul.host === "localhost"), // it lands in CONSUL's host
+});
+cluster("CONSUL_HTTP_TOKEN", secret, {
+  at: "consul.token",
+  doc: "ACL token for Consul (ContainerPilot reads it too).",
+});
+cluster("CONSUL_TIMEOUT", duration(100, 60_000), {
+  default: "2s",
+  at: "consul.timeoutMs",
+  doc: "Upper bound for one request to Consul.",
+});
+cluster("LOG_LEVEL", oneOf(LOG_LEVELS, LOG_LEVEL_NAMES), {
+  default: "INFO",
+  at: "log.level",
+  doc: "DEBUG, INFO, WARN, ERROR or CRITICAL (Python names are accepted).",
+});
+cluster("LOG_FORMAT", oneOf({ text: "text", json: "json" } as const), {
+  default: "text",
+  at: "log.format",
+  doc: "`text` or `json` (one JSON object a line).",
+});
+
+const node = section("Node");
+node("NODE_NAME", text(), {
+  default: { doc: "hostname", text: (_, host) => host.hostname() },
+  at: "node.name",
+  doc: "This node's stable name in Consul and in logs.",
+});
+node("NODE_ADDRESS", text(), {
+  at: "node.address",
+  doc: "Address peers reach this node on (default: ContainerPilot's, else eth0).",
+});
+node("FAILOVER_PRIORITY", int(0, 1_000_000), {
+  default: "1",
+  at: "node.priority",
+  doc: "Tie-break among equally advanced candidates, higher wins; 0: never promote.",
+});
+node("STATE_DIR", path, {
+  default: "/var/lib/autopilot",
+  at: "node.stateDir",
+  doc: "autopilot's own files: session id, generated root password (0600).",
+});
+
+const mysql = section("MySQL");
+mysql("MYSQL_FLAVOUR", oneOf({ auto: "auto", mysql: "mysql", mariadb: "mariadb" } as const), {
+  default: "auto",
+  at: "mysql.flavour",
+  doc: "`auto`, `mysql` (MySQL/Percona 8.4) or `mariadb` (10.11+).",
+});
+mysql("MYSQL_DATADIR", path, {
+  default: "/var/lib/mysql/data",
+  at: "mysql.datadir",
+  doc:
+    "Data directory (absolute path). Below the volume's root, so a restore or a rebuild renames it in one step.",
+});
+mysql("MYSQL_CNF", path, {
+  default: "/var/lib/autopilot/my.cnf",
+  at: "mysql.cnfPath",
+  doc: "Where the rendered server configuration is written.",
+});
+mysql("MYSQL_SOCKET", path, {
+  default: "/var/run/mysqld/mysqld.sock",
+  at: "mysql.socket",
+  doc: "Unix socket autopilot uses for the local server.",
+});
+mysql("MYSQL_PORT", int(1, 65535), {
+  default: "3306",
+  at: "mysql.port",
+  doc: "TCP port of every node's server.",
+});
+mysql("MYSQL_OS_USER", account, {
+  default: "mysql",
+  at: "mysql.osUser",
+  doc: "OS user mysqld runs as and that owns the datadir.",
+});
+mysql("MYSQL_TMPDIR", path, {
+  default: "/tmp",
+  at: "mysql.tmpdir",
+  doc: "mysqld's temporary directory (absolute path).",
+});
+const MYSQL_USER = mysql("MYSQL_USER", account, {
+  at: "mysql.user",
+  doc: "Application user to create (needs MYSQL_PASSWORD).",
+});
+mysql("MYSQL_PASSWORD", secret, {
+  with: MYSQL_USER,
+  at: "mysql.password",
+  doc: "Application user's password.",
+});
+mysql(
+  "MYSQL_DATABASE",
+  text((s) => /^[A-Za-z0-9_$]{1,64}$/.test(s) ? undefined : "must be 1 to 64 letters, digits, '_' or '$'"),
+  { at: "mysql.database", doc: "Database to create; MYSQL_USER gets all privileges on it." },
+);
+mysql("MYSQL_REPL_USER", account, { default: "repl", at: "mysql.replUser", doc: "Replication user." });
+mysql("MYSQL_REPL_PASSWORD", secret, {
+  required: "replication user's password",
+  at: "mysql.replPassword",
+  doc: "Replication user's password.",
+});
+const MYSQL_ROOT_PASSWORD = mysql("MYSQL_ROOT_PASSWORD", secret, {
+  at: "mysql.rootPassword",
+  doc: "Root password; unset means a random one (see next).",
+});
+mysql("MYSQL_RANDOM_ROOT_PASSWORD", flag, {
+  default: {
+    doc: "true if no root password",
+    text: (v) => String(v(MYSQL_ROOT_PASSWORD) === undefined),
+  },
+  check: (on, v) =>
+    on && v(MYSQL_ROOT_PASSWORD) !== undefined ? "cannot be true when MYSQL_ROOT_PASSWORD is set" : undefined,
+  at: "mysql.randomRootPassword",
+  doc: "Generate a random root password, written to STATE_DIR/root-password (0600), never to the log.",
+});
+mysql("MYSQL_ONETIME_PASSWORD", flag, {
+  default: "false",
+  at: "mysql.onetimePassword",
+  doc: "Expire the root password so it must be changed at first login.",
+});
+mysql("INNODB_BUFFER_POOL_SIZE", size, {
+  unset: "70% of (memory - 384M)", // bufferPoolBytes() in src/mysql/mycnf.ts
+  at: "mysql.bufferPoolSize",
+  doc:
+    "innodb_buffer_pool_size: megabytes, or K, M or G; default from the container's memory limit, at least 128M.",
+});
+mysql("MYSQL_CONNECT_TIMEOUT", duration(100, 60_000), {
+  default: "2s",
+  at: "mysql.connectTimeoutMs",
+  doc: "Connect timeout to peers (a cut link never answers).",
+});
+mysql("MAX_REPLICATION_LAG", seconds(1000), {
+  default: "30s",
+  at: "mysql.maxLagSeconds",
+  doc: "A replica lagging more than this reports unhealthy.",
+});
+mysql("SEMI_SYNC", flag, {
+  default: "false",
+  at: "mysql.semiSync",
+  doc: "Semi-synchronous replication (AFTER_SYNC); no silent fallback to async.",
+});
+
+const keys = section("Consul keys");
+keys("PRIMARY_KEY", consulKey, {
+  default: namespaced("-primary"),
+  at: "keys.primary",
+  doc: "Lock key held by the primary's session.",
+});
+keys("BACKUP_LOCK_KEY", consulKey, {
+  default: namespaced("-backup-running"),
+  at: "keys.backupLock",
+  doc: "Lock key held while a backup runs.",
+});
+keys("LAST_BACKUP_KEY", consulKey, {
+  default: namespaced("-last-backup"),
+  at: "keys.lastBackup",
+  doc: "Names the latest complete snapshot.",
+});
+keys("LAST_BINLOG_KEY", consulKey, {
+  default: namespaced("-last-binlog"),
+  at: "keys.lastBinlog",
+  doc: "Binlog file current at the last snapshot.",
+});
+keys("LAST_VERIFIED_KEY", consulKey, {
+  default: namespaced("-last-verified"),
+  at: "keys.lastVerified",
+  doc: "The last snapshot a replica verified (BACKUP_VERIFY), and the outcome.",
+});
+keys("FAILOVER_LOCK_KEY", consulKey, {
+  default: namespaced("-failover-lock"),
+  at: "keys.failoverLock",
+  doc: "Lock key held by the node running a failover or switchover; it keeps the record of the last one.",
+});
+keys("FAILOVER_PAUSE_KEY", consulKey, {
+  default: namespaced("-failover-paused"),
+  at: "keys.failoverPause",
+  doc: "If this key exists, no automatic failover.",
+});
+keys("SESSION_NAME", text(), {
+  default: namespaced("-primary-lock"),
+  at: "session.name",
+  doc: "Name of this node's Consul session.",
+});
+keys("SESSION_TTL", seconds(10_000, 86_400_000), {
+  default: "10s",
+  at: "session.ttlSeconds",
+  doc: "Session TTL (10s to 24h). Consul may take up to twice this to expire a session.",
+});
+
+const failover = section("Failover");
+failover("FAILOVER_QUIET_PERIOD", duration(0), {
+  default: "5m",
+  at: "failover.quietPeriodMs",
+  doc: "After a failover, none again within this period while the failed primary is still alive.",
+});
+failover("REBUILD_ERRANT_NODE", flag, {
+  default: "false",
+  at: "failover.rebuildErrant",
+  doc:
+    "An errant node (transactions the primary lacks) moves its datadir aside to `MYSQL_DATADIR.errant-TIME` " +
+    "(never deleted) and rebuilds from the latest snapshot. Needs MYSQL_DATADIR below the volume's root.",
+});
+
+const backups = section("Backups");
+backups("BACKUP_NAME", text(checkBackupName), {
+  default: namespaced("-backup-%Y-%m-%dT%H-%M-%SZ"),
+  at: "backup.name",
+  doc: "Snapshot name; strftime directives, UTC.",
+});
+backups("BACKUP_TTL", seconds(1000), {
+  default: "86400",
+  at: "backup.ttlSeconds",
+  doc: "Time between snapshots: seconds, or a duration like 24h.",
+});
+backups("BACKUP_FROM", oneOf({ primary: "primary", replica: "replica" } as const), {
+  default: "primary",
+  at: "backup.from",
+  doc: "`primary`, or `replica` to spare the primary.",
+});
+backups("BACKUP_RETAIN_COUNT", int(1, 100_000), {
+  default: "7",
+  at: "backup.retainCount",
+  doc: "Keep at least the newest N snapshots (the last one is never deleted).",
+});
+backups("BACKUP_RETAIN_AGE", duration(1), {
+  at: "backup.retainAgeMs",
+  doc: "Also keep every snapshot newer than this duration.",
+});
+backups("BACKUP_ON_STOP", flag, {
+  default: "false",
+  at: "backup.onStop",
+  doc: "Take a last snapshot when the primary is stopped cleanly.",
+});
+backups("BACKUP_VERIFY", flag, {
+  default: "false",
+  at: "backup.verify",
+  doc: "A healthy replica restores each new snapshot in MYSQL_TMPDIR and checks every table.",
+});
+const SNAPSHOT_BACKEND = backups(
+  "SNAPSHOT_BACKEND",
+  oneOf({ local: "local", s3: "s3", manta: "manta" } as const),
+  {
+    default: "local",
+    at: "storage.backend",
+    doc: "`local` (a directory), `s3` or `manta`.",
+  },
+);
+backups("SNAPSHOT_DIR", path, {
+  default: "/var/lib/autopilot/snapshots",
+  at: "storage.localDir",
+  doc: "Directory of the `local` store (absolute path).",
+});
+
+const s3 = section("S3 store", { setting: SNAPSHOT_BACKEND, is: "s3" });
+const S3_ENDPOINT = s3("S3_ENDPOINT", httpUrl, {
+  at: "storage.s3.endpoint",
+  doc: "Endpoint URL of an S3-compatible store (unset: AWS).",
+});
+s3("S3_REGION", text(), { default: "us-east-1", at: "storage.s3.region", doc: "Region." });
+s3("S3_BUCKET", text(), { required: true, at: "storage.s3.bucket", doc: "Bucket (must exist)." });
+s3("S3_PREFIX", text((s) => s.startsWith("/") ? "must not start with '/'" : undefined), {
+  default: namespaced("/"),
+  at: "storage.s3.prefix",
+  doc: "Key prefix inside the bucket.",
+});
+s3("S3_FORCE_PATH_STYLE", flag, {
+  default: { doc: "true if S3_ENDPOINT", text: (v) => String(v(S3_ENDPOINT) !== undefined) },
+  at: "storage.s3.forcePathStyle",
+  doc: "Path-style requests (most S3-compatible servers).",
+});
+const S3_ACCESS_KEY_ID = s3("S3_ACCESS_KEY_ID", secret, {
+  at: "storage.s3.accessKeyId",
+  doc: "Access key id.",
+});
+s3("S3_SECRET_ACCESS_KEY", secret, {
+  with: S3_ACCESS_KEY_ID,
+  at: "storage.s3.secretAccessKey",
+  doc: "Secret access key.",
+});
+
+const manta = section("Manta store", { setting: SNAPSHOT_BACKEND, is: "manta" });
+manta("MANTA_URL", httpUrl, {
+  default: "https://us-east.manta.joyent.com",
+  at: "storage.manta.url",
+  doc: "Manta endpoint.",
+});
+const MANTA_USER = manta("MANTA_USER", text(), {
+  required: true,
+  at: "storage.manta.user",
+  doc: "Manta account.",
+});
+manta("MANTA_SUBUSER", text(), { at: "storage.manta.subuser", doc: "Subuser, if any." });
+manta("MANTA_ROLE", text(), { at: "storage.manta.role", doc: "Role, if any." });
+manta("MANTA_KEY_ID", text(), {
+  required: true,
+  at: "storage.manta.keyId",
+  doc: "SSH key fingerprint (`scripts/setup.sh` writes it).",
+});
+manta("MANTA_PRIVATE_KEY", pemKey, {
+  required: true,
+  at: "storage.manta.privateKey",
+  doc: "Private key, newlines written as `#` (`scripts/setup.sh` encodes it).",
+});
+manta("MANTA_BUCKET", text(), {
+  default: { doc: "/MANTA_USER/stor", text: (v) => `/${v(MANTA_USER) ?? ""}/stor` },
+  at: "storage.manta.bucket",
+  doc: "Manta directory for snapshots.",
+});
+manta("MANTA_TLS_INSECURE", flag, {
+  default: "false",
+  at: "storage.manta.tlsInsecure",
+  doc: "Skip TLS certificate checks (tests only).",
+});
+
+internal(
+  "CONTAINERPILOT_MYSQL_IP",
+  "Set by ContainerPilot: the address it advertises for the `mysql` job (nodeAddress() in src/node.ts).",
+);
+internal(
+  "AUTOPILOT_CGROUP_MEMORY_LIMIT",
+  "Set by the image's entrypoint: the cgroup's memory limit (ENTRYPOINT_LIMIT_VARIABLE in src/node.ts).",
+);
+
+/** Every setting, in README order. */
+export const VARIABLES: readonly VariableSpec[] = Object.freeze(SETTINGS.map((s) => Object.freeze(s)));
+
+/** The variables the program reads that are not settings: set by ContainerPilot or the image's entrypoint. */
+export const INTERNAL_VARIABLES: readonly VariableSpec[] = Object.freeze([...INTERNALS]);
+
+/**
+ * Every variable name the program reads: the settings in README order, then the internal ones. This is the
+ * `env` list of `deno.json`'s `autopilot` permission set (`deno task docs` writes it there).
+ */
+export const ENV_NAMES: readonly string[] = Object.freeze(
+  [...VARIABLES, ...INTERNAL_VARIABLES].map((v) => v.name),
+);
+
+// ---- the loader --------------------------------------------------------------------------------------------
+
+/** Reads an environment variable; the loader never touches the real environment itself. */
+export type EnvReader = (name: string) => string | undefined;
+
+/** Facts about the machine that defaults depend on. */
+export interface ConfigHost {
+  hostname(): string;
 }
 
-function readMysql(r: Reader): MysqlConfig {
-  const user = r.optString("MYSQL_USER");
-  const password = r.secret("MYSQL_PASSWORD");
-  if ((user === undefined) !== (password === undefined)) {
-    r.problem(
-      user === undefined ? "MYSQL_USER" : "MYSQL_PASSWORD",
-      undefined,
-      "must be set together with " + (user === undefined ? "MYSQL_PASSWORD" : "MYSQL_USER"),
-    );
-  }
-  const rootPassword = r.secret("MYSQL_ROOT_PASSWORD");
-  const randomRootPassword = r.flag("MYSQL_RANDOM_ROOT_PASSWORD", rootPassword === undefined);
-  if (randomRootPassword && rootPassword !== undefined) {
-    r.problem("MYSQL_RANDOM_ROOT_PASSWORD", "true", "cannot be true when MYSQL_ROOT_PASSWORD is set");
-  }
-  const replPassword = r.secret("MYSQL_REPL_PASSWORD");
-  if (replPassword === undefined) {
-    r.problem("MYSQL_REPL_PASSWORD", undefined, "is required (replication user's password)");
-  }
-  const database = r.optString("MYSQL_DATABASE");
-  if (database !== undefined && !/^[A-Za-z0-9_$]{1,64}$/.test(database)) {
-    r.problem("MYSQL_DATABASE", database, "must be 1 to 64 letters, digits, '_' or '$'");
-  }
-  const checkAccount = (s: string) =>
-    /^[A-Za-z0-9_.-]{1,32}$/.test(s) ? undefined : "must be 1 to 32 letters, digits, '_', '.' or '-'";
-  if (user !== undefined && checkAccount(user)) r.problem("MYSQL_USER", user, checkAccount(user)!);
-  return {
-    flavour:
-      r.choice("MYSQL_FLAVOUR", "auto", { auto: "auto", mysql: "mysql", mariadb: "mariadb" } as const) ??
-        "auto",
-    datadir: r.path("MYSQL_DATADIR", "/var/lib/mysql/data"),
-    cnfPath: r.path("MYSQL_CNF", "/var/lib/autopilot/my.cnf"),
-    socket: r.path("MYSQL_SOCKET", "/var/run/mysqld/mysqld.sock"),
-    port: r.integer("MYSQL_PORT", 3306, 1, 65535) ?? 3306,
-    osUser: r.string("MYSQL_OS_USER", "mysql", checkAccount) ?? "mysql",
-    tmpdir: r.path("MYSQL_TMPDIR", "/tmp"),
-    ...opt("user", user),
-    ...opt("password", password),
-    ...opt("database", database),
-    replUser: r.string("MYSQL_REPL_USER", "repl", checkAccount) ?? "repl",
-    replPassword: replPassword ?? new Secret(""),
-    ...opt("rootPassword", rootPassword),
-    randomRootPassword,
-    onetimePassword: r.flag("MYSQL_ONETIME_PASSWORD", false),
-    ...opt("bufferPoolSize", r.size("INNODB_BUFFER_POOL_SIZE")),
-    connectTimeoutMs: r.duration("MYSQL_CONNECT_TIMEOUT", "2s", 100, 60_000) ?? 2000,
-    maxLagSeconds: Math.round((r.duration("MAX_REPLICATION_LAG", "30s", 1000) ?? 30_000) / 1000),
-    semiSync: r.flag("SEMI_SYNC", false),
+/**
+ * The text of a setting in the environment: trimmed unless secret; empty counts as unset. Every setting is
+ * read here and only here, so a second source for secrets (a `NAME_FILE` twin) would go here, with its name
+ * added to {@link ENV_NAMES} for each secret setting.
+ */
+function readText(env: EnvReader, setting: VariableSpec): string | undefined {
+  const value = env(setting.name);
+  if (value === undefined) return undefined;
+  const t = setting.secret ? value : value.trim();
+  return t === "" ? undefined : t;
+}
+
+/**
+ * Reads, validates and freezes the configuration: each setting in README order (a setting's default may
+ * depend on the ones before it), then the rules between settings, then each value where it lands.
+ *
+ * @param env Reads one variable (for example `(n) => Deno.env.get(n)`); empty values count as unset.
+ * @param host Supplies machine facts used by defaults (the hostname).
+ * @returns The frozen configuration.
+ * @throws {ConfigError} listing every wrong or missing variable, one line each, in README order.
+ */
+export function loadConfig(env: EnvReader, host: ConfigHost): Config {
+  /** Each setting read: its value (the default's when the text is wrong) and whether it was set and valid. */
+  const read = new Map<Setting<unknown>, { value: unknown; set: boolean; ok: boolean }>();
+  const v: Values = <T>(s: Setting<T>) => read.get(s as Setting<unknown>)?.value as T | undefined;
+  const problems: { index: number; text: string }[] = [];
+  const problem = (s: Setting<unknown>, what: string, value?: string) => {
+    const shown = value === undefined || s.secret ? "" : `: current value is '${value}'`;
+    problems.push({ index: s.index, text: `${s.name} ${what}${shown}` });
   };
-}
 
-function readStorage(r: Reader, svc: string): StorageConfig {
-  const backend =
-    r.choice("SNAPSHOT_BACKEND", "local", { local: "local", s3: "s3", manta: "manta" } as const) ??
-      "local";
-  const localDir = r.path("SNAPSHOT_DIR", "/var/lib/autopilot/snapshots");
-  if (backend === "s3") {
-    const endpoint = r.optString("S3_ENDPOINT");
-    if (endpoint !== undefined && !isHttpUrl(endpoint)) {
-      r.problem("S3_ENDPOINT", endpoint, "must be an http:// or https:// URL");
+  for (const s of SETTINGS) {
+    if (s.when && v(s.when.setting) !== s.when.is) continue;
+    const given = readText(env, s);
+    const text = given ?? s.fallback(v, host);
+    const value = text === undefined ? undefined : s.kind.parse(text);
+    if (text === undefined && s.required) problem(s, s.required);
+    if (!(value instanceof Wrong)) {
+      read.set(s, { value, set: given !== undefined, ok: true });
+      continue;
     }
-    const bucket = r.optString("S3_BUCKET");
-    if (bucket === undefined) r.problem("S3_BUCKET", undefined, "is required when SNAPSHOT_BACKEND=s3");
-    const accessKeyId = r.secret("S3_ACCESS_KEY_ID");
-    const secretAccessKey = r.secret("S3_SECRET_ACCESS_KEY");
-    if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
-      r.problem(
-        accessKeyId === undefined ? "S3_ACCESS_KEY_ID" : "S3_SECRET_ACCESS_KEY",
-        undefined,
-        "must be set together with " +
-          (accessKeyId === undefined ? "S3_SECRET_ACCESS_KEY" : "S3_ACCESS_KEY_ID"),
-      );
-    }
-    const s3: S3Config = {
-      ...opt("endpoint", endpoint),
-      region: r.string("S3_REGION", "us-east-1") ?? "us-east-1",
-      bucket: bucket ?? "",
-      prefix: r.string("S3_PREFIX", `${svc}/`, (s) =>
-        s.startsWith("/") ? "must not start with '/'" : undefined) ??
-        "",
-      forcePathStyle: r.flag("S3_FORCE_PATH_STYLE", endpoint !== undefined),
-      ...opt("accessKeyId", accessKeyId),
-      ...opt("secretAccessKey", secretAccessKey),
-    };
-    return { backend, localDir, s3 };
+    problem(s, value.what, text);
+    // For the settings after it, a wrong value counts as its default (SERVICE_NAME's, in the key names).
+    const fallback = given === undefined ? undefined : s.fallback(v, host);
+    const parsed = fallback === undefined ? undefined : s.kind.parse(fallback);
+    read.set(s, { value: parsed instanceof Wrong ? undefined : parsed, set: given !== undefined, ok: false });
   }
-  if (backend === "manta") {
-    const user = r.optString("MANTA_USER");
-    const keyId = r.optString("MANTA_KEY_ID");
-    const key = r.secret("MANTA_PRIVATE_KEY");
-    for (const [name, value] of [["MANTA_USER", user], ["MANTA_KEY_ID", keyId], ["MANTA_PRIVATE_KEY", key]]) {
-      if (value === undefined) {
-        r.problem(name as string, undefined, "is required when SNAPSHOT_BACKEND=manta");
-      }
+
+  for (const [s, r] of read) {
+    if (s.with) {
+      const other = read.get(s.with)?.set ?? false;
+      if (r.set && !other) problem(s.with, `must be set together with ${s.name}`);
+      if (!r.set && other) problem(s, `must be set together with ${s.with.name}`);
     }
-    const url = r.string("MANTA_URL", "https://us-east.manta.joyent.com") ?? "";
-    if (!isHttpUrl(url)) r.problem("MANTA_URL", url, "must be an http:// or https:// URL");
-    const privateKey = key === undefined ? new Secret("") : new Secret(key.reveal().replaceAll("#", "\n"));
-    if (key !== undefined && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey.reveal())) {
-      r.problem("MANTA_PRIVATE_KEY", undefined, "is not a PEM private key (newlines may be written as '#')");
+    if (s.check && r.ok && r.value !== undefined) {
+      const what = s.check(r.value, v);
+      if (what !== undefined) problem(s, what, s.kind.show(r.value));
     }
-    const manta: MantaConfig = {
-      url,
-      user: user ?? "",
-      ...opt("subuser", r.optString("MANTA_SUBUSER")),
-      ...opt("role", r.optString("MANTA_ROLE")),
-      keyId: keyId ?? "",
-      privateKey,
-      bucket: r.string("MANTA_BUCKET", `/${user ?? ""}/stor`) ?? "",
-      tlsInsecure: r.flag("MANTA_TLS_INSECURE", false),
-    };
-    return { backend, localDir, manta };
   }
-  return { backend, localDir };
+  if (problems.length > 0) {
+    throw new ConfigError(problems.sort((a, b) => a.index - b.index).map((p) => p.text));
+  }
+
+  const config: Record<string, unknown> = {};
+  for (const [s, r] of read) if (r.value !== undefined) merge(config, s.land(r.value, v));
+  return deepFreeze(config as unknown as Config);
 }
 
 /** strftime directives BACKUP_NAME may use (all of them UTC). */
@@ -663,140 +994,6 @@ export function parseSize(text: string): number | undefined {
   return Number(m[1]) * unit;
 }
 
-const TRUE = new Set(["1", "true", "yes", "on", "y"]);
-const FALSE = new Set(["0", "false", "no", "off", "n"]);
-
-/** Reads variables and collects every problem, so one run reports all of them. */
-class Reader {
-  readonly #env: EnvReader;
-  readonly #problems: string[] = [];
-  constructor(env: EnvReader) {
-    this.#env = env;
-  }
-
-  /** The raw value; empty counts as unset. Non-secret values are trimmed. */
-  raw(name: string, trim = true): string | undefined {
-    const value = this.#env(name);
-    if (value === undefined) return undefined;
-    const t = trim ? value.trim() : value;
-    return t === "" ? undefined : t;
-  }
-
-  problem(name: string, value: string | undefined, what: string): void {
-    const spec = VARIABLES.find((s) => s.name === name);
-    const shown = value === undefined || spec?.secret ? "" : `: current value is '${value}'`;
-    this.#problems.push(`${name} ${what}${shown}`);
-  }
-
-  throwIfProblems(): void {
-    if (this.#problems.length > 0) throw new ConfigError(this.#problems);
-  }
-
-  optString(name: string): string | undefined {
-    return this.raw(name);
-  }
-
-  string(name: string, dflt: string, check?: (s: string) => string | undefined): string | undefined {
-    const value = this.raw(name) ?? dflt;
-    const wrong = check?.(value);
-    if (wrong !== undefined) {
-      this.problem(name, value, wrong);
-      return undefined;
-    }
-    return value;
-  }
-
-  key(name: string, dflt: string): string {
-    return this.string(
-      name,
-      dflt,
-      (s) =>
-        /^[A-Za-z0-9._\/-]+$/.test(s) && !s.startsWith("/")
-          ? undefined
-          : "must be a Consul key of letters, digits, '.', '_', '-' and '/', not starting with '/'",
-    ) ?? dflt;
-  }
-
-  secret(name: string): Secret | undefined {
-    const value = this.raw(name, false);
-    return value === undefined ? undefined : new Secret(value);
-  }
-
-  path(name: string, dflt: string): string {
-    return this.string(name, dflt, (s) => s.startsWith("/") ? undefined : "must be an absolute path") ?? dflt;
-  }
-
-  flag(name: string, dflt: boolean): boolean {
-    const value = this.raw(name);
-    if (value === undefined) return dflt;
-    if (TRUE.has(value.toLowerCase())) return true;
-    if (FALSE.has(value.toLowerCase())) return false;
-    this.problem(name, value, "must be true or false (also yes/no, on/off, 1/0)");
-    return dflt;
-  }
-
-  choice<T extends string>(name: string, dflt: string, choices: Record<string, T>): T | undefined {
-    const value = this.raw(name) ?? dflt;
-    const found = Object.hasOwn(choices, value.toLowerCase()) ? choices[value.toLowerCase()] : undefined;
-    if (found === undefined) {
-      const names = [...new Set(Object.keys(choices))].join(", ");
-      this.problem(name, value, `must be one of ${names}`);
-    }
-    return found;
-  }
-
-  integer(name: string, dflt: number, min: number, max: number): number | undefined {
-    const value = this.raw(name);
-    if (value === undefined) return dflt;
-    const n = /^\d+$/.test(value) ? Number(value) : NaN;
-    if (!Number.isSafeInteger(n) || n < min || n > max) {
-      this.problem(name, value, `must be a whole number from ${min} to ${max}`);
-      return undefined;
-    }
-    return n;
-  }
-
-  duration(name: string, dflt: string, minMs: number, maxMs = Number.MAX_SAFE_INTEGER): number | undefined {
-    const value = this.raw(name) ?? dflt;
-    const ms = parseDuration(value);
-    if (ms === undefined) {
-      this.problem(
-        name,
-        value,
-        "must be a duration such as 30, 90s, 15m, 24h or 1h30m (a plain number is seconds)",
-      );
-      return undefined;
-    }
-    if (ms < minMs || ms > maxMs) {
-      const range = maxMs === Number.MAX_SAFE_INTEGER
-        ? `at least ${fmtMs(minMs)}`
-        : `from ${fmtMs(minMs)} to ${fmtMs(maxMs)}`;
-      this.problem(name, value, `must be ${range}`);
-      return undefined;
-    }
-    return ms;
-  }
-
-  optDuration(name: string, minMs: number): number | undefined {
-    return this.raw(name) === undefined ? undefined : this.duration(name, "0", minMs);
-  }
-
-  size(name: string): number | undefined {
-    const value = this.raw(name);
-    if (value === undefined) return undefined;
-    const bytes = parseSize(value);
-    if (bytes === undefined || bytes < 5 * 2 ** 20) {
-      this.problem(
-        name,
-        value,
-        "must be a size of at least 5M: megabytes, or a number with K, M or G (e.g. 512M, 2G)",
-      );
-      return undefined;
-    }
-    return bytes;
-  }
-}
-
 function fmtMs(ms: number): string {
   if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
   if (ms % 60_000 === 0) return `${ms / 60_000}m`;
@@ -804,21 +1001,47 @@ function fmtMs(ms: number): string {
   return `${ms}ms`;
 }
 
-/** `{ [key]: value }` when the value is defined, `{}` otherwise (keeps optional fields truly absent). */
-function opt<K extends string, T>(key: K, value: T | undefined): { [P in K]?: T } {
-  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: T };
+/** `{ a: { b: value } }` for the path `a.b`. */
+function nest(path: string, value: unknown): Record<string, unknown> {
+  return path.split(".").reduceRight<unknown>((inner, key) => ({ [key]: inner }), value) as Record<
+    string,
+    unknown
+  >;
+}
+
+function pathValue(config: Config, path: string): unknown {
+  return path.split(".").reduce<unknown>(
+    (o, key) => (o as Record<string, unknown> | undefined)?.[key],
+    config,
+  );
+}
+
+function isPlainObject(x: unknown): x is Record<string, unknown> {
+  return x !== null && typeof x === "object" && !(x instanceof Secret);
+}
+
+/** Copies `part` into `into`, merging the objects both have. */
+function merge(into: Record<string, unknown>, part: object): void {
+  for (const [key, value] of Object.entries(part)) {
+    const there = into[key];
+    if (isPlainObject(value) && isPlainObject(there)) merge(there, value);
+    else into[key] = isPlainObject(value) ? { ...value } : value;
+  }
 }
 
 function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === "object" && !(value instanceof Secret)) {
+  if (isPlainObject(value)) {
     for (const child of Object.values(value)) deepFreeze(child);
     Object.freeze(value);
   }
   return value;
 }
 
+// ---- autopilot config and the README -----------------------------------------------------------------------
+
 /**
- * The effective configuration as `NAME=value` lines for `autopilot config`, secrets redacted.
+ * The effective configuration as `NAME=value` lines for `autopilot config`, secrets redacted: each setting's
+ * value read back from where it landed in the configuration.
  *
  * @param env The same reader the configuration was loaded from.
  * @returns One entry per variable: its name, the effective value text, and whether it came from the default.
@@ -827,105 +1050,22 @@ export function describeConfig(
   config: Config,
   env: EnvReader,
 ): { name: string; value: string; source: "env" | "default" }[] {
-  const effective = effectiveValues(config);
-  return VARIABLES.map((spec) => {
-    const set = (env(spec.name) ?? "").trim() !== "";
-    const value = effective[spec.name];
-    const shown = spec.secret ? (value === undefined ? "(unset)" : "<redacted>") : value ?? "(unset)";
-    return { name: spec.name, value: shown, source: set ? "env" : "default" };
+  return SETTINGS.map((s) => {
+    const set = (env(s.name) ?? "").trim() !== "";
+    const value = s.effective(config) ?? s.unset;
+    const shown = s.secret ? (value === undefined ? "(unset)" : "<redacted>") : value ?? "(unset)";
+    return { name: s.name, value: shown, source: set ? "env" : "default" };
   });
 }
 
-function effectiveValues(c: Config): Record<string, string | undefined> {
-  const s = (x: unknown) => (x === undefined ? undefined : String(x));
-  const secs = (n: number) => `${n}s`;
-  const ms = (n: number | undefined) => (n === undefined ? undefined : fmtMs(n));
-  const levelNames: Record<LogLevel, string> = {
-    debug: "DEBUG",
-    info: "INFO",
-    warning: "WARN",
-    error: "ERROR",
-    fatal: "CRITICAL",
-  };
-  return {
-    SERVICE_NAME: c.serviceName,
-    CONSUL: c.consul.url,
-    CONSUL_AGENT: s(c.consul.host === "localhost"),
-    CONSUL_HTTP_TOKEN: s(c.consul.token),
-    CONSUL_TIMEOUT: ms(c.consul.timeoutMs),
-    LOG_LEVEL: levelNames[c.log.level],
-    LOG_FORMAT: c.log.format,
-    NODE_NAME: c.node.name,
-    NODE_ADDRESS: c.node.address,
-    FAILOVER_PRIORITY: s(c.node.priority),
-    STATE_DIR: c.node.stateDir,
-    MYSQL_FLAVOUR: c.mysql.flavour,
-    MYSQL_DATADIR: c.mysql.datadir,
-    MYSQL_CNF: c.mysql.cnfPath,
-    MYSQL_SOCKET: c.mysql.socket,
-    MYSQL_PORT: s(c.mysql.port),
-    MYSQL_OS_USER: c.mysql.osUser,
-    MYSQL_TMPDIR: c.mysql.tmpdir,
-    MYSQL_USER: c.mysql.user,
-    MYSQL_PASSWORD: s(c.mysql.password),
-    MYSQL_DATABASE: c.mysql.database,
-    MYSQL_REPL_USER: c.mysql.replUser,
-    MYSQL_REPL_PASSWORD: s(c.mysql.replPassword),
-    MYSQL_ROOT_PASSWORD: s(c.mysql.rootPassword),
-    MYSQL_RANDOM_ROOT_PASSWORD: s(c.mysql.randomRootPassword),
-    MYSQL_ONETIME_PASSWORD: s(c.mysql.onetimePassword),
-    INNODB_BUFFER_POOL_SIZE: c.mysql.bufferPoolSize === undefined
-      ? "70% of (memory - 384M)"
-      : `${c.mysql.bufferPoolSize / 2 ** 20}M`,
-    MYSQL_CONNECT_TIMEOUT: ms(c.mysql.connectTimeoutMs),
-    MAX_REPLICATION_LAG: secs(c.mysql.maxLagSeconds),
-    SEMI_SYNC: s(c.mysql.semiSync),
-    PRIMARY_KEY: c.keys.primary,
-    BACKUP_LOCK_KEY: c.keys.backupLock,
-    LAST_BACKUP_KEY: c.keys.lastBackup,
-    LAST_BINLOG_KEY: c.keys.lastBinlog,
-    LAST_VERIFIED_KEY: c.keys.lastVerified,
-    FAILOVER_LOCK_KEY: c.keys.failoverLock,
-    FAILOVER_PAUSE_KEY: c.keys.failoverPause,
-    SESSION_NAME: c.session.name,
-    SESSION_TTL: secs(c.session.ttlSeconds),
-    FAILOVER_QUIET_PERIOD: ms(c.failover.quietPeriodMs),
-    REBUILD_ERRANT_NODE: s(c.failover.rebuildErrant),
-    BACKUP_NAME: c.backup.name,
-    BACKUP_TTL: secs(c.backup.ttlSeconds),
-    BACKUP_FROM: c.backup.from,
-    BACKUP_RETAIN_COUNT: s(c.backup.retainCount),
-    BACKUP_RETAIN_AGE: ms(c.backup.retainAgeMs),
-    BACKUP_ON_STOP: s(c.backup.onStop),
-    BACKUP_VERIFY: s(c.backup.verify),
-    SNAPSHOT_BACKEND: c.storage.backend,
-    SNAPSHOT_DIR: c.storage.localDir,
-    S3_ENDPOINT: c.storage.s3?.endpoint,
-    S3_REGION: c.storage.s3?.region,
-    S3_BUCKET: c.storage.s3?.bucket,
-    S3_PREFIX: c.storage.s3?.prefix,
-    S3_FORCE_PATH_STYLE: s(c.storage.s3?.forcePathStyle),
-    S3_ACCESS_KEY_ID: s(c.storage.s3?.accessKeyId),
-    S3_SECRET_ACCESS_KEY: s(c.storage.s3?.secretAccessKey),
-    MANTA_URL: c.storage.manta?.url,
-    MANTA_USER: c.storage.manta?.user,
-    MANTA_SUBUSER: c.storage.manta?.subuser,
-    MANTA_ROLE: c.storage.manta?.role,
-    MANTA_KEY_ID: c.storage.manta?.keyId,
-    MANTA_PRIVATE_KEY: s(c.storage.manta?.privateKey),
-    MANTA_BUCKET: c.storage.manta?.bucket,
-    MANTA_TLS_INSECURE: s(c.storage.manta?.tlsInsecure),
-  };
-}
-
-/** The README's configuration table, generated from {@link VARIABLES}. */
+/** The README's configuration table, generated from the settings. */
 export function configTableMarkdown(): string {
   const lines: string[] = [];
-  let group = "";
+  let section = "";
   for (const spec of VARIABLES) {
-    if (spec.group !== group) {
-      group = spec.group;
-      lines.push("", `**${group}**`, "", "| variable | default | meaning |", "| --- | --- | --- |");
+    if (spec.section !== section) {
+      section = spec.section;
+      lines.push("", `**${section}**`, "", "| variable | default | meaning |", "| --- | --- | --- |");
     }
     const secret = spec.secret ? " Secret: never printed." : "";
     lines.push(

@@ -3,12 +3,17 @@ import {
   ConfigError,
   configTableMarkdown,
   describeConfig,
+  ENV_NAMES,
+  INTERNAL,
+  INTERNAL_VARIABLES,
   loadConfig,
   parseDuration,
   parseSize,
   Secret,
   VARIABLES,
 } from "../../src/config.ts";
+import { ENTRYPOINT_LIMIT_VARIABLE } from "../../src/node.ts";
+import { withConfigTable, withEnvList } from "../../scripts/gen_docs.ts";
 
 const host = { hostname: () => "node-a" };
 const load = (vars: Record<string, string>) => loadConfig((n) => vars[n], host);
@@ -303,4 +308,226 @@ Deno.test("loadConfig() reads REBUILD_ERRANT_NODE as a flag, off by default", ()
   assertEquals(problemsOf({ ...base, REBUILD_ERRANT_NODE: "maybe" }), [
     "REBUILD_ERRANT_NODE must be true or false (also yes/no, on/off, 1/0): current value is 'maybe'",
   ]);
+});
+
+Deno.test("loadConfig() reports the problems in README order, whatever rule found them", () => {
+  assertEquals(
+    problemsOf({
+      ...base,
+      MANTA_URL: "ftp://m",
+      SNAPSHOT_BACKEND: "manta",
+      MYSQL_USER: "bad user",
+      MYSQL_FLAVOUR: "oracle",
+      CONSUL_TIMEOUT: "1x",
+      CONSUL: "ftp://x",
+    }),
+    [
+      "CONSUL must be host, host:port or http(s)://host:port: current value is 'ftp://x'",
+      "CONSUL_TIMEOUT must be a duration such as 30, 90s, 15m, 24h or 1h30m (a plain number is seconds): current value is '1x'",
+      "MYSQL_FLAVOUR must be one of auto, mysql, mariadb: current value is 'oracle'",
+      "MYSQL_USER must be 1 to 32 letters, digits, '_', '.' or '-': current value is 'bad user'",
+      "MYSQL_PASSWORD must be set together with MYSQL_USER",
+      "MANTA_URL must be an http:// or https:// URL: current value is 'ftp://m'",
+      "MANTA_USER is required when SNAPSHOT_BACKEND=manta",
+      "MANTA_KEY_ID is required when SNAPSHOT_BACKEND=manta",
+      "MANTA_PRIVATE_KEY is required when SNAPSHOT_BACKEND=manta",
+    ],
+  );
+});
+
+Deno.test("loadConfig() reads a store's settings only when that store is selected", () => {
+  const c = load({ ...base, S3_ENDPOINT: "ftp://x", MANTA_URL: "nope", S3_BUCKET: "b" });
+  assertEquals(c.storage, { backend: "local", localDir: "/var/lib/autopilot/snapshots" });
+  assertEquals(describeConfig(c, () => undefined).find((r) => r.name === "S3_REGION")?.value, "(unset)");
+});
+
+const PEM = "-----BEGIN RSA PRIVATE KEY-----#MIIB#-----END RSA PRIVATE KEY-----#";
+/** Every setting set (and valid), for each store. */
+const EVERYTHING: Record<string, string>[] = [
+  {
+    SERVICE_NAME: "orders-db",
+    CONSUL: "https://c.example:8501",
+    CONSUL_HTTP_TOKEN: "tok",
+    CONSUL_TIMEOUT: "1500ms",
+    LOG_LEVEL: "warn",
+    LOG_FORMAT: "json",
+    NODE_NAME: "n1",
+    NODE_ADDRESS: "10.1.1.1",
+    FAILOVER_PRIORITY: "0",
+    STATE_DIR: "/s",
+    MYSQL_FLAVOUR: "MariaDB",
+    MYSQL_DATADIR: "/d",
+    MYSQL_CNF: "/d.cnf",
+    MYSQL_SOCKET: "/sock",
+    MYSQL_PORT: "3307",
+    MYSQL_OS_USER: "root",
+    MYSQL_TMPDIR: "/t",
+    MYSQL_USER: "app",
+    MYSQL_PASSWORD: " app pw ",
+    MYSQL_DATABASE: "app",
+    MYSQL_REPL_USER: "r",
+    MYSQL_REPL_PASSWORD: "replpw",
+    MYSQL_ROOT_PASSWORD: "r00t",
+    MYSQL_ONETIME_PASSWORD: "yes",
+    INNODB_BUFFER_POOL_SIZE: "1G",
+    MYSQL_CONNECT_TIMEOUT: "1m",
+    MAX_REPLICATION_LAG: "1m30s",
+    SEMI_SYNC: "on",
+    PRIMARY_KEY: "a/primary",
+    BACKUP_LOCK_KEY: "a/backup",
+    LAST_BACKUP_KEY: "a/last",
+    LAST_BINLOG_KEY: "a/binlog",
+    LAST_VERIFIED_KEY: "a/verified",
+    FAILOVER_LOCK_KEY: "a/lock",
+    FAILOVER_PAUSE_KEY: "a/pause",
+    SESSION_NAME: "sess",
+    SESSION_TTL: "2m",
+    FAILOVER_QUIET_PERIOD: "0",
+    REBUILD_ERRANT_NODE: "y",
+    BACKUP_NAME: "db-%Y%m%d",
+    BACKUP_TTL: "1h",
+    BACKUP_FROM: "replica",
+    BACKUP_RETAIN_COUNT: "3",
+    BACKUP_RETAIN_AGE: "7d",
+    BACKUP_ON_STOP: "true",
+    BACKUP_VERIFY: "1",
+    SNAPSHOT_DIR: "/snap",
+  },
+  {
+    MYSQL_REPL_PASSWORD: "replpw",
+    SNAPSHOT_BACKEND: "S3",
+    S3_ENDPOINT: "http://127.0.0.1:7070",
+    S3_REGION: "eu-west-1",
+    S3_BUCKET: "b",
+    S3_PREFIX: "p/",
+    S3_FORCE_PATH_STYLE: "no",
+    S3_ACCESS_KEY_ID: "k",
+    S3_SECRET_ACCESS_KEY: "s",
+  },
+  { MYSQL_REPL_PASSWORD: "replpw", MYSQL_RANDOM_ROOT_PASSWORD: "no", SNAPSHOT_BACKEND: "s3", S3_BUCKET: "b" },
+  {
+    MYSQL_REPL_PASSWORD: "replpw",
+    CONSUL: "consul:9",
+    CONSUL_AGENT: "yes",
+    SNAPSHOT_BACKEND: "manta",
+    MANTA_URL: "http://m:1",
+    MANTA_USER: "acct",
+    MANTA_SUBUSER: "sub",
+    MANTA_ROLE: "role",
+    MANTA_KEY_ID: "aa:bb",
+    MANTA_PRIVATE_KEY: PEM,
+    MANTA_BUCKET: "/acct/x",
+    MANTA_TLS_INSECURE: "yes",
+  },
+  {
+    MYSQL_REPL_PASSWORD: "replpw",
+    SNAPSHOT_BACKEND: "manta",
+    MANTA_USER: "u",
+    MANTA_KEY_ID: "k",
+    MANTA_PRIVATE_KEY: PEM,
+  },
+];
+
+Deno.test("autopilot config shows each value where it landed: fed back, its values load the same configuration", () => {
+  const spec = new Map(VARIABLES.map((v) => [v.name, v]));
+  for (const env of [base as Record<string, string>, ...EVERYTHING]) {
+    const config = load(env);
+    const rows = describeConfig(config, (n) => env[n]);
+    for (const name of Object.keys(env)) {
+      const row = rows.find((r) => r.name === name);
+      assertEquals(row?.source, "env", name);
+      assert(row?.value !== "(unset)", `${name} is set but autopilot config shows it unset`);
+    }
+    // A default shown as the README shows it needs no feeding back (nor can INNODB_BUFFER_POOL_SIZE's be).
+    const shown = rows.filter((r) =>
+      r.value !== "(unset)" && r.value !== "<redacted>" &&
+      !(r.source === "default" && r.value === spec.get(r.name)!.default)
+    );
+    const secrets = VARIABLES.filter((v) => v.secret && env[v.name] !== undefined);
+    const again = load({
+      ...Object.fromEntries(shown.map((r) => [r.name, r.value])),
+      ...Object.fromEntries(secrets.map((v) => [v.name, env[v.name]])),
+    });
+    assertEquals(again, config, JSON.stringify(env));
+  }
+});
+
+Deno.test("every setting lands in the configuration: leaving it out changes what loadConfig() returns", () => {
+  for (const spec of VARIABLES) {
+    const env = EVERYTHING.find((e) => spec.name in e);
+    assert(env !== undefined, `no test environment sets ${spec.name}`);
+    const { [spec.name]: _, ...without } = env;
+    let after;
+    try {
+      after = load(without);
+    } catch (e) {
+      assert(e instanceof ConfigError, String(e));
+      continue; // a required setting
+    }
+    assert(JSON.stringify(norm(after)) !== JSON.stringify(norm(load(env))), `${spec.name} changes nothing`);
+  }
+});
+
+/** Secrets compared by value. */
+function norm(x: unknown): unknown {
+  if (x instanceof Secret) return `secret:${x.reveal()}`;
+  if (x !== null && typeof x === "object") return Object.entries(x).map(([k, v]) => [k, norm(v)]).sort();
+  return x;
+}
+
+Deno.test("deno.json's autopilot permission set allows exactly the declared variables", async () => {
+  const denoJson = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
+  const allowed: string[] = denoJson.permissions.autopilot.env;
+  const declared = [...ENV_NAMES];
+  assertEquals(
+    {
+      "allowed, not declared": allowed.filter((n) => !declared.includes(n)).sort(),
+      "declared, not allowed": declared.filter((n) => !allowed.includes(n)).sort(),
+    },
+    { "allowed, not declared": [], "declared, not allowed": [] },
+    "run: deno task docs (deno.json's env list is stale)",
+  );
+  assertEquals([...allowed].sort(), declared.sort(), "each name once");
+});
+
+Deno.test("every variable the program reads by name is declared in src/config.ts", () => {
+  const root = new URL("../../", import.meta.url);
+  const files = ["mod.ts"];
+  const walk = (dir: string) => {
+    for (const e of Deno.readDirSync(new URL(dir, root))) {
+      if (e.isDirectory) walk(`${dir}/${e.name}`);
+      else if (e.name.endsWith(".ts")) files.push(`${dir}/${e.name}`);
+    }
+  };
+  walk("src");
+  walk("hooks");
+  const read = new Set<string>();
+  for (const file of files) {
+    const source = Deno.readTextFileSync(new URL(file, root));
+    for (const m of source.matchAll(/\b(?:env|Deno\.env\.get)\(\s*["'`]([A-Z][A-Z0-9_]*)["'`]/g)) {
+      read.add(m[1]);
+    }
+  }
+  read.add(ENTRYPOINT_LIMIT_VARIABLE);
+  assert(read.has("CONTAINERPILOT_MYSQL_IP"), "the scan finds src/node.ts's read");
+  const undeclared = [...read].filter((n) => !ENV_NAMES.includes(n));
+  assertEquals(undeclared, [], "declare these in src/config.ts (internal() if they are not settings)");
+  for (const v of INTERNAL_VARIABLES) {
+    assertEquals(v.section, INTERNAL);
+    assert(!VARIABLES.some((s) => s.name === v.name), `${v.name} is both a setting and internal`);
+  }
+});
+
+Deno.test("deno task docs rewrites only deno.json's env list, from the declarations", async () => {
+  const text = await Deno.readTextFile(new URL("../../deno.json", import.meta.url));
+  const stale = text.replace(/\n *"SEMI_SYNC",/, "").replace('"MYSQL_PORT"', '"MYSQL_PORT_OLD"');
+  assert(stale !== text);
+  const fixed = withEnvList(stale);
+  assert(typeof fixed === "string", String(fixed));
+  assertEquals(JSON.parse(fixed).permissions.autopilot.env, [...ENV_NAMES]);
+  const { permissions: _a, ...rest } = JSON.parse(fixed);
+  const { permissions: _b, ...restBefore } = JSON.parse(text);
+  assertEquals(rest, restBefore);
+  assert(withEnvList(text.replace('"fmt": {', '"fmt": {\n    "env": [],')) instanceof Error, "two env lists");
+  assertEquals(withConfigTable("no markers") instanceof Error, true);
 });
