@@ -24,6 +24,7 @@ import { readMembers } from "./members.ts";
 import type { Manifest } from "./backup/manifest.ts";
 import { type Flavour, type ReplicaStatus, sqlFor } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
+import { replicaHealth, threadsOf } from "./replica_health.ts";
 import { lastVerification, publishedSnapshot, type VerificationRecord } from "./snapshots.ts";
 import { type PreStartFailure, readPreStartFailure } from "./state.ts";
 import { describePreStartFailure } from "./pre_start_retry.ts";
@@ -482,25 +483,24 @@ function replicationProblems(
   maxLag: number,
 ): string[] {
   const wanted = `${primary.address}:${primary.port}`;
-  if (r === undefined) return [`${name}: replicates from nobody (the primary is ${primary.node}, ${wanted})`];
+  const nobody = `${name}: replicates from nobody (the primary is ${primary.node}, ${wanted})`;
+  if (r === undefined) return [nobody];
   const source = `${r.sourceHost}:${r.sourcePort}`;
   if (source !== wanted) {
     return [`${name}: replicates from ${source}, not from the primary ${primary.node} (${wanted})`];
   }
-  if (r.ioRunning !== "yes" || !r.sqlRunning) {
-    const errors = [r.lastIoError && `I/O: ${r.lastIoError}`, r.lastSqlError && `SQL: ${r.lastSqlError}`]
-      .filter(Boolean).join("; ");
-    return [
-      `${name}: replication is not running (I/O thread: ${r.ioRunning}, SQL thread: ${
-        r.sqlRunning ? "yes" : "no"
-      })${errors ? `: ${errors}` : ""}`,
-    ];
+  const health = replicaHealth(r, maxLag);
+  if (health.healthy) return [];
+  switch (health.problem) {
+    case "stopped":
+      return [`${name}: replication is not running ${threadsOf(r)}`];
+    case "lag-unknown":
+      return [`${name}: replication lag is unknown`];
+    case "lagging":
+      return [`${name}: lags ${r.lagSeconds} s behind the primary (limit ${maxLag} s)`];
+    case "not-replicating":
+      return [nobody];
   }
-  if (r.lagSeconds === null) return [`${name}: replication lag is unknown`];
-  if (r.lagSeconds > maxLag) {
-    return [`${name}: lags ${r.lagSeconds} s behind the primary (limit ${maxLag} s)`];
-  }
-  return [];
 }
 
 function unreachableProblem(

@@ -9,6 +9,7 @@
  */
 import type { KvEntry } from "../consul.ts";
 import type { ReplicaStatus } from "../mysql/flavour.ts";
+import { replicaHealth } from "../replica_health.ts";
 
 /** The primary lock's value: who holds (or last held) the primary role, and where to reach it. */
 export interface PrimaryRecord {
@@ -323,32 +324,8 @@ function nobodyIsPrimary(f: HealthFacts, lock: PrimaryLock): HealthDecision {
 }
 
 function replicationHealth(r: ReplicaStatus, maxLag: number, suffix: string): HealthDecision {
-  const source = `${r.sourceHost}:${r.sourcePort}`;
-  if (r.ioRunning !== "yes" || !r.sqlRunning) {
-    const errors = [r.lastIoError && `I/O: ${r.lastIoError}`, r.lastSqlError && `SQL: ${r.lastSqlError}`]
-      .filter(Boolean).join("; ");
-    return {
-      action: "report",
-      healthy: false,
-      reason: `replication from ${source} is not running (I/O thread: ${r.ioRunning}, SQL thread: ${
-        r.sqlRunning ? "yes" : "no"
-      })${errors ? `: ${errors}` : ""}${suffix}`,
-    };
-  }
-  if (r.lagSeconds === null || r.lagSeconds > maxLag) {
-    return {
-      action: "report",
-      healthy: false,
-      reason: `replica of ${source} lags ${
-        r.lagSeconds ?? "an unknown number of"
-      } s (limit ${maxLag} s)${suffix}`,
-    };
-  }
-  return {
-    action: "report",
-    healthy: true,
-    reason: `replica of ${source}, ${r.lagSeconds} s behind${suffix}`,
-  };
+  const { healthy, reason } = replicaHealth(r, maxLag);
+  return { action: "report", healthy, reason: `${reason}${suffix}` };
 }
 
 /**
