@@ -28,6 +28,7 @@ import { connectLocal, flavourOf, shutDownLocalServer } from "../src/local.ts";
 import { otherLiveReplicas } from "../src/members.ts";
 import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
 import { type Flavour, sqlFor } from "../src/mysql/flavour.ts";
+import { ServerOperator } from "../src/mysql/server.ts";
 import { lockPasses, type NodeState, readState } from "../src/state.ts";
 import { withdrawPrimary } from "../src/services.ts";
 import { EXIT } from "../src/cli/exit.ts";
@@ -56,7 +57,7 @@ export async function runPreStop(config: Config): Promise<number> {
   }
   const state = await readState(config.node.stateDir);
   const flavour = flavourOf(config, state);
-  let db: MysqlClient;
+  let db: MysqlClient; // a bare client: switchover() still takes one
   try {
     db = await connectLocal(config, flavour);
   } catch (e) {
@@ -72,7 +73,7 @@ export async function runPreStop(config: Config): Promise<number> {
   } finally {
     log.info("Shutting mysqld down");
     const started = performance.now();
-    if (await shutDownLocalServer(config, db, SHUTDOWN_WAIT_MS)) {
+    if (await shutDownLocalServer(config, new ServerOperator(db, flavour), SHUTDOWN_WAIT_MS)) {
       log.info("mysqld shut down cleanly in {s} s", {
         s: ((performance.now() - started) / 1000).toFixed(1),
       });

@@ -8,8 +8,8 @@
 import type { Config } from "./config.ts";
 import type { ConsulStore } from "./consul.ts";
 import type { MemberRecord } from "./ha/failover_plan.ts";
-import { connectPeer } from "./local.ts";
-import type { FlavourSql } from "./mysql/flavour.ts";
+import type { Flavour } from "./mysql/flavour.ts";
+import { openPeerServer } from "./mysql/server.ts";
 
 /** The key prefix of member records. */
 export function membersPrefix(config: Config): string {
@@ -92,23 +92,25 @@ export async function readMembers(
  * Reads a member's replication state directly, over TCP as the replication user: fresher than its published
  * record, which is only rewritten by its own passes.
  *
+ * @param cluster The cluster's flavour (a `MysqlServer` or a `FlavourSql` will do): every member runs it.
  * @returns The record with what the server says now, or `undefined` if the server does not answer in time.
  */
 export async function probeMember(
   config: Config,
-  sql: FlavourSql,
+  cluster: { readonly flavour: Flavour },
   record: MemberRecord,
 ): Promise<MemberRecord | undefined> {
   try {
-    await using db = await connectPeer(config, record, Math.min(config.mysql.connectTimeoutMs, 1500));
-    const state = sql.gtidState((await db.query(sql.gtidStateQuery))[0]);
-    const [row] = await db.query(sql.replicaStatus);
-    const replica = row ? sql.replicaStatusFromRow(row) : undefined;
+    await using server = await openPeerServer(config, record, Math.min(config.mysql.connectTimeoutMs, 1500), {
+      flavour: cluster.flavour,
+    });
+    const state = await server.gtidState();
+    const replica = await server.replicaStatus();
     return {
       ...record,
       executed: state.executed,
       retrieved: replica?.retrievedGtids ?? "",
-      role: record.role === "primary" ? "primary" : replica && replica.sourceHost !== "" ? "replica" : "none",
+      role: record.role === "primary" ? "primary" : replica ? "replica" : "none",
       updatedAt: Date.now(),
     };
   } catch {

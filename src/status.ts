@@ -19,10 +19,10 @@ import type { Config } from "./config.ts";
 import { ConsulRequestError, ConsulStore, ConsulUnavailableError, type InstanceHealth } from "./consul.ts";
 import type { MemberRecord } from "./ha/failover_plan.ts";
 import { type PrimaryLock, primaryLockFrom, quietPeriodReason } from "./ha/decide.ts";
-import { connectPeer } from "./local.ts";
 import { readMembers } from "./members.ts";
 import type { Manifest } from "./backup/manifest.ts";
-import { type Flavour, type ReplicaStatus, sqlFor } from "./mysql/flavour.ts";
+import type { Flavour, ReplicaStatus } from "./mysql/flavour.ts";
+import { openPeerServer } from "./mysql/server.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
 import { replicaHealth, threadsOf } from "./replica_health.ts";
 import { lastVerification, publishedSnapshot, type VerificationRecord } from "./snapshots.ts";
@@ -807,20 +807,18 @@ export async function probeNode(
 ): Promise<NodeProbe> {
   const signal = AbortSignal.timeout(connectTimeoutMs + 3000);
   try {
-    await using db = await connectPeer(config, target, connectTimeoutMs);
-    const version = await db.version(signal);
-    const sql = sqlFor(version.flavour);
-    const [ro] = await db.query(sql.readOnlyQuery, { signal });
-    const [gtid] = await db.query(sql.gtidStateQuery, { signal });
-    const [row] = await db.query(sql.replicaStatus, { signal });
-    const replica = row ? sql.replicaStatusFromRow(row) : undefined;
+    await using server = await openPeerServer(config, target, connectTimeoutMs, { signal });
+    const version = await server.version({ signal });
+    const readOnly = await server.readOnly({ signal });
+    const gtid = await server.gtidState({ signal });
+    const replica = await server.replicaStatus({ signal });
     return {
       reachable: true,
       flavour: version.flavour,
       version: version.text,
-      readOnly: Number(ro?.read_only) === 1,
-      ...(replica && replica.sourceHost !== "" ? { replica } : {}),
-      executed: sql.gtidState(gtid ?? {}).executed,
+      readOnly,
+      ...(replica ? { replica } : {}),
+      executed: gtid.executed,
     };
   } catch (e) {
     const message = errorMessage(e);

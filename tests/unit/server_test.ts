@@ -7,6 +7,7 @@ import { assert, assertEquals, assertRejects } from "./assert.ts";
 import { MysqlQueryError, type Row } from "../../src/mysql/client.ts";
 import { type Flavour, parseServerVersion, type Statement } from "../../src/mysql/flavour.ts";
 import { serverOf, ServerOperator, type SqlConnection } from "../../src/mysql/server.ts";
+import { gatherMysqlFacts, mysqlFactsOf } from "../../src/local.ts";
 import { FakeServer } from "./fakes/fake_server.ts";
 
 /** A connection that records what it is sent and answers from `rows` (SQL text prefix to rows). */
@@ -229,4 +230,34 @@ Deno.test("ServerOperator.run() stops at the first failure; shutdown() swallows 
 Deno.test("serverOf() hands a MysqlServer back as it is", () => {
   const fake = new FakeServer();
   assert(serverOf(fake, "mariadb") === fake);
+});
+
+Deno.test("gatherMysqlFacts() is the health decision's view of status(), as before", async () => {
+  const replica = {
+    sourceHost: "10.0.0.2",
+    sourcePort: 3306,
+    ioRunning: "yes" as const,
+    sqlRunning: true,
+    lagSeconds: 0,
+    retrievedGtids: "0-1-5",
+    lastIoError: "",
+    lastSqlError: "",
+  };
+  const fake = new FakeServer("mariadb", {
+    gtid: { executed: "0-1-5", currentPos: "0-1-5", slavePos: "0-1-5", binlogPos: "0-1-5" },
+    replica,
+    replicationStartedThisRun: true,
+  });
+  assertEquals(await gatherMysqlFacts(fake, { flavour: "mariadb" }), {
+    up: true,
+    readOnly: true,
+    replica,
+    hasTransactions: true,
+    executed: "0-1-5",
+    replicationStartedThisRun: true,
+  });
+  assertEquals(
+    mysqlFactsOf({ readOnly: false, gtid: { executed: "" }, hasTransactions: false }),
+    { up: true, readOnly: false, hasTransactions: false, executed: "" },
+  );
 });
