@@ -17,7 +17,7 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../src/config.ts";
 import { ConsulStore } from "../src/consul.ts";
-import { connectLocal } from "../src/local.ts";
+import { openLocalServer } from "../src/mysql/server.ts";
 import { takeAndPublishSnapshot } from "../src/snapshots.ts";
 import { ConsulClusterKv } from "../src/cluster_kv.ts";
 import { Cluster, type TestNode } from "../tests/integration/cluster.ts";
@@ -233,8 +233,8 @@ async function publishSnapshot(node: TestNode): Promise<void> {
   const config = loadConfig((n) => node.env[n], { hostname: () => node.name });
   const consul = new ConsulStore(config.consul);
   try {
-    await using db = await connectLocal(config, "mariadb");
-    await takeAndPublishSnapshot(config, new ConsulClusterKv(config, consul), "mariadb", db);
+    await using server = await openLocalServer(config, "mariadb");
+    await takeAndPublishSnapshot(config, new ConsulClusterKv(config, consul), "mariadb", server);
   } finally {
     consul.close();
   }

@@ -118,7 +118,7 @@ async function healthPass(
     const gather = () =>
       gatherFacts({
         self,
-        local: local.local,
+        local,
         kv,
         session,
         state: state.current,
@@ -156,6 +156,6 @@ async function healthPass(
       outcome,
     );
   } finally {
-    await local.client?.close();
+    await local.server?.close();
   }
 }

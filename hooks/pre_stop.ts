@@ -24,15 +24,14 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "../src/config.ts";
 import { ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
 import { ConsulClusterKv, otherLiveReplicas } from "../src/cluster_kv.ts";
-import { connectLocal, flavourOf, shutDownLocalServer } from "../src/local.ts";
-import { type MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
-import type { Flavour } from "../src/mysql/flavour.ts";
+import { flavourOf, shutDownLocalServer } from "../src/local.ts";
+import { MysqlUnavailableError } from "../src/mysql/client.ts";
 import { lockPasses, type NodeState, readState } from "../src/state.ts";
 import { withdrawPrimary } from "../src/services.ts";
 import { EXIT } from "../src/command.ts";
 import { runSnapshot } from "../src/snapshot_task.ts";
 import { switchover } from "../src/ha/switchover.ts";
-import { openPeerServer, ServerOperator } from "../src/mysql/server.ts";
+import { type MysqlServer, openLocalServer, openPeerServer } from "../src/mysql/server.ts";
 import {
   HANDOVER_BUDGET_MS,
   HANDOVER_TIMEOUT_MS,
@@ -56,9 +55,9 @@ export async function runPreStop(config: Config): Promise<number> {
   }
   const state = await readState(config.node.stateDir);
   const flavour = flavourOf(config, state);
-  let db: MysqlClient;
+  let server: MysqlServer;
   try {
-    db = await connectLocal(config, flavour);
+    server = await openLocalServer(config, flavour);
   } catch (e) {
     if (!(e instanceof MysqlUnavailableError)) throw e;
     log.info("Stopping a node whose mysqld does not answer ({e}): nothing to hand over or shut down", {
@@ -68,11 +67,11 @@ export async function runPreStop(config: Config): Promise<number> {
   }
   let code: number = EXIT.ok;
   try {
-    code = await handOver(config, state, flavour, db);
+    code = await handOver(config, state, server);
   } finally {
     log.info("Shutting mysqld down");
     const started = performance.now();
-    if (await shutDownLocalServer(config, db, SHUTDOWN_WAIT_MS)) {
+    if (await shutDownLocalServer(config, server, SHUTDOWN_WAIT_MS)) {
       log.info("mysqld shut down cleanly in {s} s", {
         s: ((performance.now() - started) / 1000).toFixed(1),
       });
@@ -90,8 +89,7 @@ export async function runPreStop(config: Config): Promise<number> {
 async function handOver(
   config: Config,
   state: NodeState,
-  flavour: Flavour,
-  db: MysqlClient,
+  server: MysqlServer,
 ): Promise<number> {
   const consul = new ConsulStore(config.consul);
   try {
@@ -107,7 +105,7 @@ async function handOver(
     }
     // The snapshot takes what it takes (the job's 12 h timeout bounds it); the hand-over after it has a budget.
     const handed = await withinBudget(
-      transfer(config, consul, db, flavour, lock.session),
+      transfer(config, consul, server, lock.session),
       HANDOVER_BUDGET_MS,
     );
     return handed === EXIT.ok ? code : EXIT.failed;
@@ -126,8 +124,7 @@ async function handOver(
 async function transfer(
   config: Config,
   consul: ConsulStore,
-  db: MysqlClient,
-  flavour: Flavour,
+  server: MysqlServer,
   session: string,
 ): Promise<number> {
   await withdrawPrimary(config, consul, config.node.name).catch((e) =>
@@ -142,8 +139,8 @@ async function transfer(
   const lock = await new ConsulClusterKv(config, consul).primary();
   const done = await switchover({
     kv: new ConsulClusterKv(config, consul),
-    server: new ServerOperator(db, flavour),
-    openPeer: (target) => openPeerServer(config, target),
+    server,
+    openPeer: (target) => openPeerServer(config, target, undefined, { flavour: server.flavour }),
     me: {
       self: lock.record ?? { node: config.node.name, address: "", port: config.mysql.port },
       session,

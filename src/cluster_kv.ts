@@ -26,11 +26,30 @@
  */
 import type { Config } from "./config.ts";
 import { type ConsulStore, type KvEntry, SessionGoneError } from "./consul.ts";
-import type { PrimaryLock, PrimaryRecord } from "./ha/decide.ts";
 import type { MemberRecord } from "./ha/failover_plan.ts";
 import type { Manifest } from "./backup/manifest.ts";
 
-export type { MemberRecord, PrimaryLock, PrimaryRecord };
+export type { MemberRecord };
+
+/** The primary lock's value: who holds (or last held) the primary role, and where to reach it. */
+export interface PrimaryRecord {
+  readonly node: string;
+  readonly address: string;
+  readonly port: number;
+  /**
+   * Set once the holder has applied everything it received and turned writable; until then nobody follows it
+   * (a follower asking for transactions it has not applied yet would be refused).
+   */
+  readonly ready?: boolean;
+}
+
+/** The primary lock as read from Consul. */
+export interface PrimaryLock {
+  /** The record in the key (kept after the holder's session ends: "release" behaviour). */
+  readonly record?: PrimaryRecord;
+  /** The session holding the lock now; absent when nobody holds it. */
+  readonly session?: string;
+}
 
 /** The value of the failover lock: the attempt running now, or the last one that moved the role. */
 export interface FailoverRecord {

@@ -7,8 +7,8 @@
 import type { Logger } from "@logtape/logtape";
 import type { Config, EnvReader } from "./config.ts";
 import { MysqlClient } from "./mysql/client.ts";
-import { localAdminUser } from "./mysql/bootstrap.ts";
-import { type Flavour, type FlavourSql, replicationStartedThisRun } from "./mysql/flavour.ts";
+import type { Flavour } from "./mysql/flavour.ts";
+import { localTarget, type MysqlServer, peerTarget, type ServerStatus } from "./mysql/server.ts";
 import type { MysqlFacts } from "./ha/decide.ts";
 import { type NodeState, writeFileAtomic } from "./state.ts";
 import { pidFilePath, renderMyCnf } from "./mysql/mycnf.ts";
@@ -22,7 +22,7 @@ export function flavourOf(config: Config, state: NodeState): Flavour {
 
 /**
  * Connects to another node's server over TCP as the replication account (it may read GTIDs and replica
- * status there, nothing more).
+ * status there, nothing more). Callers that only run operations use `openPeerServer` (src/mysql/server.ts).
  *
  * @param connectTimeoutMs Defaults to MYSQL_CONNECT_TIMEOUT.
  * @throws {MysqlUnavailableError} when the peer does not answer in time.
@@ -32,13 +32,7 @@ export function connectPeer(
   peer: { readonly address: string; readonly port: number },
   connectTimeoutMs = config.mysql.connectTimeoutMs,
 ): Promise<MysqlClient> {
-  return MysqlClient.connect({
-    host: peer.address,
-    port: peer.port,
-    user: config.mysql.replUser,
-    password: config.mysql.replPassword,
-    connectTimeoutMs,
-  });
+  return MysqlClient.connect(peerTarget(config, peer, connectTimeoutMs));
 }
 
 /** Resolves after `ms` milliseconds. */
@@ -48,39 +42,25 @@ export function delay(ms: number): Promise<void> {
 
 /**
  * Connects to the local server as autopilot's administrative account (OS-authenticated over the socket).
+ * Callers that only run operations use `openLocalServer` (src/mysql/server.ts).
  *
  * @throws {MysqlUnavailableError} when mysqld does not answer.
  */
 export function connectLocal(config: Config, flavour: Flavour, signal?: AbortSignal): Promise<MysqlClient> {
-  return MysqlClient.connect(
-    { socketPath: config.mysql.socket, user: localAdminUser(flavour), connectTimeoutMs: 2000 },
-    signal,
-  );
+  return MysqlClient.connect(localTarget(config, flavour), signal);
 }
 
-/**
- * Reads what the health decision needs from the local server.
- *
- * @returns The facts (`up: true`); connection failures are the caller's to turn into `up: false`.
- */
-export async function gatherMysqlFacts(
-  db: MysqlClient,
-  sql: FlavourSql,
-  signal?: AbortSignal,
-): Promise<MysqlFacts> {
-  const [ro] = await db.query(sql.readOnlyQuery, { signal });
-  const status = await db.query(sql.replicaStatus, { signal });
-  const [gtid] = await db.query(sql.gtidStateQuery, { signal });
-  const started = replicationStartedThisRun((await db.query(sql.replicaStartsQuery, { signal }))[0]);
-  const replica = status.length > 0 ? sql.replicaStatusFromRow(status[0]) : undefined;
-  const state = sql.gtidState(gtid);
+/** The health decision's view of a server's status. */
+export function mysqlFactsOf(status: ServerStatus): MysqlFacts {
   return {
     up: true,
-    readOnly: Number(ro.read_only) === 1,
-    ...(replica && replica.sourceHost !== "" ? { replica } : {}),
-    hasTransactions: state.executed !== "" || (state.currentPos ?? "") !== "",
-    executed: state.executed,
-    ...(started === undefined ? {} : { replicationStartedThisRun: started }),
+    readOnly: status.readOnly,
+    ...(status.replica ? { replica: status.replica } : {}),
+    hasTransactions: status.hasTransactions,
+    executed: status.gtid.executed,
+    ...(status.replicationStartedThisRun === undefined
+      ? {}
+      : { replicationStartedThisRun: status.replicationStartedThisRun }),
   };
 }
 
@@ -123,17 +103,16 @@ export async function writeServerConfig(
 
 /**
  * Shuts the local mysqld down cleanly (SQL `SHUTDOWN`, so InnoDB flushes and the binlog is closed) and waits
- * for it to exit. Closes `db`.
+ * for it to exit. Closes `server`'s connection.
  *
  * @returns false if it still runs after `timeoutMs` (the shutdown goes on in the server).
  */
 export async function shutDownLocalServer(
   config: Config,
-  db: MysqlClient,
+  server: MysqlServer,
   timeoutMs: number,
 ): Promise<boolean> {
-  await db.query("SHUTDOWN").catch(() => {}); // the connection may drop before the answer
-  await db.close();
+  await server.shutdown();
   return await waitForServerExit(config, timeoutMs);
 }
 

@@ -22,7 +22,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "./config.ts";
 import { restoreSnapshot } from "./backup/restore.ts";
 import type { Manifest } from "./backup/manifest.ts";
-import type { MysqlClient } from "./mysql/client.ts";
+import type { MysqlServer } from "./mysql/server.ts";
 import type { Flavour } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
 import { openStore } from "./storage/open.ts";
@@ -61,7 +61,7 @@ function notStopped(): Error {
 export async function moveErrantDatadirAside(
   config: Config,
   flavour: Flavour,
-  db: MysqlClient,
+  server: MysqlServer,
   manifest: Manifest | undefined,
   primaryExecuted: string,
   onMoved: (aside: string) => Promise<void>,
@@ -88,7 +88,7 @@ export async function moveErrantDatadirAside(
   await Deno.rename(datadir, aside);
   await onMoved(aside);
   log.info("Shutting mysqld down; it restarts on the datadir restored from {name}", { name: manifest.name });
-  if (!(await shutDownLocalServer(config, db, SHUTDOWN_TIMEOUT_MS))) {
+  if (!(await shutDownLocalServer(config, server, SHUTDOWN_TIMEOUT_MS))) {
     throw notStopped();
   }
   return aside;

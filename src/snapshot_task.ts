@@ -30,9 +30,10 @@ import type { Config } from "./config.ts";
 import { ConsulRequestError, ConsulStore, ConsulUnavailableError } from "./consul.ts";
 import type { PrimaryLock } from "./ha/decide.ts";
 import { type ClusterKv, ConsulClusterKv, otherLiveReplicas } from "./cluster_kv.ts";
-import { connectLocal, flavourOf } from "./local.ts";
-import { type MysqlClient, MysqlUnavailableError } from "./mysql/client.ts";
-import { type FlavourSql, sqlFor } from "./mysql/flavour.ts";
+import { flavourOf } from "./local.ts";
+import { MysqlUnavailableError } from "./mysql/client.ts";
+import { type MysqlServer, openLocalServer } from "./mysql/server.ts";
+import { replicaHealth } from "./replica_health.ts";
 import { readState } from "./state.ts";
 import {
   decideSnapshot,
@@ -62,7 +63,6 @@ const log = getLogger(["autopilot", "snapshot"]);
 export async function runSnapshot(config: Config, opts: { force: boolean }): Promise<number> {
   const state = await readState(config.node.stateDir);
   const flavour = flavourOf(config, state);
-  const sql = sqlFor(flavour);
   const consul = new ConsulStore(config.consul);
   const kv = new ConsulClusterKv(config, consul);
   try {
@@ -89,15 +89,15 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
       }
     }
     // `backup now` reports a server that does not answer as the error it is (below).
-    await using db = await connectLocal(config, flavour).catch((e) => {
+    await using server = await openLocalServer(config, flavour).catch((e) => {
       if (opts.force || !(e instanceof MysqlUnavailableError)) throw e;
       log.debug("No snapshot: this node takes no snapshot: its MySQL server does not answer ({e})", {
         e: e.message,
       });
       return undefined;
     });
-    if (db === undefined) return EXIT.ok;
-    const role = await roleOf(config, lock, db, sql, state.sessionId);
+    if (server === undefined) return EXIT.ok;
+    const role = await roleOf(config, lock, server, state.sessionId);
     const decision = decideSnapshot({
       force: opts.force,
       role,
@@ -107,7 +107,7 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
         : 0,
       ...(last ? { last: { name: last.name, createdAt: last.createdAt } } : {}),
       ...optional("lastBinlog", await kv.lastBinlog()),
-      ...optional("currentBinlog", await primaryBinlog(db, sql, role)),
+      ...optional("currentBinlog", await primaryBinlog(server, role)),
       ttlSeconds: config.backup.ttlSeconds,
       now: new Date(),
     });
@@ -155,9 +155,9 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
       // On a replica, record the primary's binlog file (the one its receiver reads). On the primary, the
       // snapshot's own binlog position is it, read by the tool at its consistent point, after the binlog flush
       // xtrabackup makes: reading it before the backup would make every snapshot look rotated past.
-      const sourceBinlog = role.kind === "replica" ? await primaryBinlog(db, sql, role) : undefined;
+      const sourceBinlog = role.kind === "replica" ? await primaryBinlog(server, role) : undefined;
       const started = performance.now();
-      const manifest = await takeAndPublishSnapshot(config, kv, flavour, db, {
+      const manifest = await takeAndPublishSnapshot(config, kv, flavour, server, {
         signal,
         ...optional("sourceBinlog", sourceBinlog),
       });
@@ -201,15 +201,13 @@ function putLastBackupMetrics(m: Manifest): Promise<void> {
 }
 
 /** What this node is, for snapshots: the writable lock holder, a healthy replica of it, or neither. */
-async function roleOf(
+export async function roleOf(
   config: Config,
   lock: PrimaryLock,
-  db: MysqlClient,
-  sql: FlavourSql,
+  server: MysqlServer,
   sessionId: string | undefined,
 ): Promise<SnapshotRole> {
-  const [ro] = await db.query(sql.readOnlyQuery);
-  const writable = Number(ro.read_only) === 0;
+  const writable = !(await server.readOnly());
   if (lock.session !== undefined && lock.session === sessionId) {
     return writable && lock.record?.ready
       ? { kind: "primary" }
@@ -217,43 +215,22 @@ async function roleOf(
   }
   const primary = lock.session !== undefined ? lock.record : undefined;
   if (primary === undefined) return { kind: "none", why: "no node holds the primary lock" };
-  const [row] = await db.query(sql.replicaStatus);
-  const r = row === undefined ? undefined : sql.replicaStatusFromRow(row);
-  if (r === undefined || r.sourceHost === "") return { kind: "none", why: "it is not replicating" };
+  const r = await server.replicaStatus();
+  if (r === undefined) return { kind: "none", why: "it is not replicating" };
   if (r.sourceHost !== primary.address || r.sourcePort !== primary.port) {
     return {
       kind: "none",
       why: `it replicates from ${r.sourceHost}:${r.sourcePort}, not from ${primary.node}`,
     };
   }
-  if (r.ioRunning !== "yes" || !r.sqlRunning) {
-    return { kind: "none", why: "its replication threads are not running" };
-  }
-  if (r.lagSeconds === null || r.lagSeconds > config.mysql.maxLagSeconds) {
-    return {
-      kind: "none",
-      why: `it lags ${
-        r.lagSeconds ?? "an unknown number of"
-      } s (MAX_REPLICATION_LAG ${config.mysql.maxLagSeconds} s)`,
-    };
-  }
-  return { kind: "replica" };
+  const health = replicaHealth(r, config.mysql.maxLagSeconds);
+  return health.healthy ? { kind: "replica" } : { kind: "none", why: health.reason };
 }
 
 /** The primary's current binlog file: its own on the primary, the one the receiver reads on a replica. */
-async function primaryBinlog(
-  db: MysqlClient,
-  sql: FlavourSql,
-  role: SnapshotRole,
-): Promise<string | undefined> {
-  if (role.kind === "primary") {
-    const [row] = await db.query(sql.binlogStatus);
-    return typeof row?.File === "string" ? row.File : undefined;
-  }
-  if (role.kind === "replica") {
-    const [row] = await db.query(sql.replicaStatus);
-    return row === undefined ? undefined : sql.replicaStatusFromRow(row).sourceLogFile;
-  }
+async function primaryBinlog(server: MysqlServer, role: SnapshotRole): Promise<string | undefined> {
+  if (role.kind === "primary") return await server.binlogFile();
+  if (role.kind === "replica") return (await server.replicaStatus())?.sourceLogFile;
   return undefined;
 }
 

@@ -11,7 +11,7 @@ import { takeSnapshot } from "./backup/backup.ts";
 import { DigestStream } from "./backup/digest.ts";
 import { CorruptSnapshotError } from "./backup/errors.ts";
 import { type Manifest, manifestKey, parseManifest } from "./backup/manifest.ts";
-import type { MysqlClient } from "./mysql/client.ts";
+import type { MysqlServer } from "./mysql/server.ts";
 import { localAdminUser } from "./mysql/bootstrap.ts";
 import type { Flavour } from "./mysql/flavour.ts";
 import { openStore } from "./storage/open.ts";
@@ -39,16 +39,15 @@ export async function takeAndPublishSnapshot(
   config: Config,
   kv: ClusterKv,
   flavour: Flavour,
-  db: MysqlClient,
+  server: MysqlServer,
   opts: PublishOptions = {},
 ): Promise<Manifest> {
   const { signal } = opts;
   const store = await openStore(config);
-  const version = await db.version(signal);
-  // MariaDB: every server's last GTID, so a node restored from the snapshot keeps them (see Manifest).
-  const binlogStateBefore = flavour === "mariadb"
-    ? String((await db.query("SELECT @@GLOBAL.gtid_binlog_state AS s", { signal }))[0]?.s ?? "")
-    : undefined;
+  const version = await server.version({ signal });
+  // MariaDB: every server's last GTID (gtid_binlog_state), so a node restored from the snapshot keeps them
+  // (see Manifest).
+  const binlogStateBefore = flavour === "mariadb" ? (await server.gtidState({ signal })).executed : undefined;
   const manifest = await takeSnapshot({
     store,
     flavour,

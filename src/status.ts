@@ -20,11 +20,12 @@ import { ConsulStore, type InstanceHealth } from "./consul.ts";
 import type { MemberRecord } from "./ha/failover_plan.ts";
 import { type PrimaryLock, quietPeriodReason } from "./ha/decide.ts";
 import { ConsulClusterKv, type FailoverRecord, type VerificationRecord } from "./cluster_kv.ts";
-import { connectPeer } from "./local.ts";
 import type { Manifest } from "./backup/manifest.ts";
-import { type Flavour, type ReplicaStatus, sqlFor } from "./mysql/flavour.ts";
+import type { Flavour, ReplicaStatus } from "./mysql/flavour.ts";
+import { openPeerServer } from "./mysql/server.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
 import { publishedManifest } from "./snapshots.ts";
+import { replicaHealth, threadsOf } from "./replica_health.ts";
 import { type PreStartFailure, readPreStartFailure } from "./state.ts";
 import { describePreStartFailure } from "./pre_start_retry.ts";
 import { errorMessage, formatBytes } from "./text.ts";
@@ -485,25 +486,24 @@ function replicationProblems(
   maxLag: number,
 ): string[] {
   const wanted = `${primary.address}:${primary.port}`;
-  if (r === undefined) return [`${name}: replicates from nobody (the primary is ${primary.node}, ${wanted})`];
+  const nobody = `${name}: replicates from nobody (the primary is ${primary.node}, ${wanted})`;
+  if (r === undefined) return [nobody];
   const source = `${r.sourceHost}:${r.sourcePort}`;
   if (source !== wanted) {
     return [`${name}: replicates from ${source}, not from the primary ${primary.node} (${wanted})`];
   }
-  if (r.ioRunning !== "yes" || !r.sqlRunning) {
-    const errors = [r.lastIoError && `I/O: ${r.lastIoError}`, r.lastSqlError && `SQL: ${r.lastSqlError}`]
-      .filter(Boolean).join("; ");
-    return [
-      `${name}: replication is not running (I/O thread: ${r.ioRunning}, SQL thread: ${
-        r.sqlRunning ? "yes" : "no"
-      })${errors ? `: ${errors}` : ""}`,
-    ];
+  const health = replicaHealth(r, maxLag);
+  if (health.healthy) return [];
+  switch (health.problem) {
+    case "stopped":
+      return [`${name}: replication is not running ${threadsOf(r)}`];
+    case "lag-unknown":
+      return [`${name}: replication lag is unknown`];
+    case "lagging":
+      return [`${name}: lags ${r.lagSeconds} s behind the primary (limit ${maxLag} s)`];
+    case "not-replicating":
+      return [nobody];
   }
-  if (r.lagSeconds === null) return [`${name}: replication lag is unknown`];
-  if (r.lagSeconds > maxLag) {
-    return [`${name}: lags ${r.lagSeconds} s behind the primary (limit ${maxLag} s)`];
-  }
-  return [];
 }
 
 function unreachableProblem(
@@ -793,20 +793,18 @@ export async function probeNode(
 ): Promise<NodeProbe> {
   const signal = AbortSignal.timeout(connectTimeoutMs + 3000);
   try {
-    await using db = await connectPeer(config, target, connectTimeoutMs);
-    const version = await db.version(signal);
-    const sql = sqlFor(version.flavour);
-    const [ro] = await db.query(sql.readOnlyQuery, { signal });
-    const [gtid] = await db.query(sql.gtidStateQuery, { signal });
-    const [row] = await db.query(sql.replicaStatus, { signal });
-    const replica = row ? sql.replicaStatusFromRow(row) : undefined;
+    await using server = await openPeerServer(config, target, connectTimeoutMs, { signal });
+    const version = await server.version({ signal });
+    const readOnly = await server.readOnly({ signal });
+    const gtid = await server.gtidState({ signal });
+    const replica = await server.replicaStatus({ signal });
     return {
       reachable: true,
       flavour: version.flavour,
       version: version.text,
-      readOnly: Number(ro?.read_only) === 1,
-      ...(replica && replica.sourceHost !== "" ? { replica } : {}),
-      executed: sql.gtidState(gtid ?? {}).executed,
+      readOnly,
+      ...(replica ? { replica } : {}),
+      executed: gtid.executed,
     };
   } catch (e) {
     const message = errorMessage(e);

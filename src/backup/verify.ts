@@ -13,6 +13,7 @@ import { getLogger } from "@logtape/logtape";
 import { CommandFailedError, run } from "../exec.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { MysqlClient } from "../mysql/client.ts";
+import { ServerOperator } from "../mysql/server.ts";
 import { NotFoundError, type SnapshotStore } from "../storage/store.ts";
 import { latestSnapshot } from "./backup.ts";
 import { CorruptSnapshotError, withoutLogPrefixes } from "./errors.ts";
@@ -296,10 +297,9 @@ async function withScratchServer<T>(
       if (e instanceof CorruptSnapshotError || signal?.aborted) throw e;
       throw await failed(`the server started on it failed: ${errorMessage(e)}`);
     } finally {
-      // The connection may drop as the server goes down: an error here does not mean it was not shutting down.
-      await db.query("SHUTDOWN").catch(() => {});
+      // The connection may drop as the server goes down: shutdown() ignores that, and closes the connection.
+      await new ServerOperator(db, manifest.flavour).shutdown();
       shutdownSent = true;
-      await db.close();
     }
   } finally {
     if (shutdownSent && exit === undefined) {
@@ -326,7 +326,7 @@ async function inspect(
   scratch: string,
   signal: AbortSignal | undefined,
 ): Promise<Omit<VerifyResult, "name" | "gtid">> {
-  const [version] = await db.query("SELECT VERSION() AS v", { signal });
+  const version = await db.version(signal);
   const rows = await db.query(
     "SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t FROM information_schema.TABLES " +
       "WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema', 'sys') " +
@@ -362,7 +362,7 @@ async function inspect(
     );
   }
   return {
-    serverVersion: String(version.v),
+    serverVersion: version.text,
     databases: new Set(tables.map((t) => t.schema)).size,
     tables: tables.length,
   };

@@ -9,7 +9,6 @@ import { getLogger } from "@logtape/logtape";
 import type { ClusterKv } from "../cluster_kv.ts";
 import type { Config } from "../config.ts";
 import type { ConsulStore } from "../consul.ts";
-import type { MysqlClient } from "../mysql/client.ts";
 import type { Flavour, Statement } from "../mysql/flavour.ts";
 import type { MysqlServer } from "../mysql/server.ts";
 import type { StateStore } from "../state.ts";
@@ -40,18 +39,18 @@ export interface PassDeps {
   readonly flavour: Flavour;
   readonly self: PrimaryRecord;
   readonly state: StateStore;
-  /** The local server, when it answered; `client` is the same connection, for the snapshot and rebuild code. */
-  readonly local?: { readonly server: MysqlServer; readonly client: MysqlClient };
+  /** The local server, when it answered. */
+  readonly server?: MysqlServer;
   /** This node's session, when Consul was reached. */
   readonly session?: string;
   /** The restore mark of the datadir, while replication has not started from it. */
   readonly restore: () => Restore | undefined;
   readonly bootstrapStatements: () => Promise<readonly (string | Statement)[]>;
-  readonly takeFirstSnapshot: (client: MysqlClient) => Promise<string>;
+  readonly takeFirstSnapshot: (server: MysqlServer) => Promise<string>;
   readonly primaryExecuted: (primary: PrimaryRecord) => Promise<string>;
   readonly probe: (m: MemberRecord) => Promise<MemberRecord | undefined>;
   readonly answersWritable: (node: PrimaryRecord) => Promise<boolean>;
-  readonly rebuildErrant: (client: MysqlClient, primaryExecuted: string) => Promise<void>;
+  readonly rebuildErrant: (server: MysqlServer, primaryExecuted: string) => Promise<void>;
 }
 
 /** Carries out one decision. */
@@ -64,14 +63,13 @@ export async function act(
   if (d.action === "report") return { healthy: d.healthy };
   if (d.action === "fence") {
     return await fence(
-      { server: p.local?.server, kv: p.kv, self: p.self, session: p.session, releaseLock: d.releaseLock },
+      { server: p.server, kv: p.kv, self: p.self, session: p.session, releaseLock: d.releaseLock },
       signal,
     );
   }
   // Every other decision is taken only with the server up and Consul reached.
-  const local = required(p.local, "the local server");
+  const server = required(p.server, "the local server");
   const me: Me = { self: p.self, session: required(p.session, "a session") };
-  const { server } = local;
   const primary = { server, kv: p.kv, me, semiSync: p.config.mysql.semiSync };
   switch (d.action) {
     case "bootstrap-primary":
@@ -80,7 +78,7 @@ export async function act(
         ...primary,
         state: p.state,
         statements: p.bootstrapStatements,
-        takeFirstSnapshot: () => p.takeFirstSnapshot(local.client),
+        takeFirstSnapshot: () => p.takeFirstSnapshot(server),
       }, signal);
     case "resume-primary":
       if (!(await takePrimaryLock(p.kv, me))) return { healthy: false };
@@ -98,7 +96,7 @@ export async function act(
         repl: { user: p.config.mysql.replUser, password: p.config.mysql.replPassword },
         primaryExecuted: () => p.primaryExecuted(d.primary),
         errant: p.config.failover.rebuildErrant
-          ? { hint: "", rebuild: (executed) => p.rebuildErrant(local.client, executed) }
+          ? { hint: "", rebuild: (executed) => p.rebuildErrant(server, executed) }
           : { hint: " (REBUILD_ERRANT_NODE=true rebuilds it from the last snapshot)" },
       }, signal);
     case "restart-replication":

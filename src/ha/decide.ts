@@ -7,28 +7,11 @@
  *
  * @module
  */
-import type { FailoverRecord } from "../cluster_kv.ts";
+import type { FailoverRecord, PrimaryLock, PrimaryRecord } from "../cluster_kv.ts";
+
+export type { PrimaryLock, PrimaryRecord };
 import type { ReplicaStatus } from "../mysql/flavour.ts";
-
-/** The primary lock's value: who holds (or last held) the primary role, and where to reach it. */
-export interface PrimaryRecord {
-  readonly node: string;
-  readonly address: string;
-  readonly port: number;
-  /**
-   * Set once the holder has applied everything it received and turned writable; until then nobody follows it
-   * (a follower asking for transactions it has not applied yet would be refused).
-   */
-  readonly ready?: boolean;
-}
-
-/** The primary lock as read from Consul. */
-export interface PrimaryLock {
-  /** The record in the key (kept after the holder's session ends: "release" behaviour). */
-  readonly record?: PrimaryRecord;
-  /** The session holding the lock now; absent when nobody holds it. */
-  readonly session?: string;
-}
+import { replicaHealth } from "../replica_health.ts";
 
 /** The local server, as seen this pass. */
 export type MysqlFacts =
@@ -314,32 +297,8 @@ function nobodyIsPrimary(f: HealthFacts, lock: PrimaryLock): HealthDecision {
 }
 
 function replicationHealth(r: ReplicaStatus, maxLag: number, suffix: string): HealthDecision {
-  const source = `${r.sourceHost}:${r.sourcePort}`;
-  if (r.ioRunning !== "yes" || !r.sqlRunning) {
-    const errors = [r.lastIoError && `I/O: ${r.lastIoError}`, r.lastSqlError && `SQL: ${r.lastSqlError}`]
-      .filter(Boolean).join("; ");
-    return {
-      action: "report",
-      healthy: false,
-      reason: `replication from ${source} is not running (I/O thread: ${r.ioRunning}, SQL thread: ${
-        r.sqlRunning ? "yes" : "no"
-      })${errors ? `: ${errors}` : ""}${suffix}`,
-    };
-  }
-  if (r.lagSeconds === null || r.lagSeconds > maxLag) {
-    return {
-      action: "report",
-      healthy: false,
-      reason: `replica of ${source} lags ${
-        r.lagSeconds ?? "an unknown number of"
-      } s (limit ${maxLag} s)${suffix}`,
-    };
-  }
-  return {
-    action: "report",
-    healthy: true,
-    reason: `replica of ${source}, ${r.lagSeconds} s behind${suffix}`,
-  };
+  const { healthy, reason } = replicaHealth(r, maxLag);
+  return { action: "report", healthy, reason: `${reason}${suffix}` };
 }
 
 /**

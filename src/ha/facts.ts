@@ -5,6 +5,7 @@
  * @module
  */
 import { ConsulUnavailableError } from "../consul.ts";
+import { mysqlFactsOf } from "../local.ts";
 import type { ClusterKv, ClusterView } from "../cluster_kv.ts";
 import type { MysqlServer } from "../mysql/server.ts";
 import type { RestoredMark } from "../restored.ts";
@@ -114,17 +115,7 @@ export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise
 async function mysqlFacts(local: LocalServer, signal?: AbortSignal): Promise<MysqlFacts> {
   if (local.server === undefined) return { up: false, error: local.error, gone: local.gone };
   try {
-    const s = await local.server.status({ signal });
-    return {
-      up: true,
-      readOnly: s.readOnly,
-      ...(s.replica ? { replica: s.replica } : {}),
-      hasTransactions: s.hasTransactions,
-      executed: s.gtid.executed,
-      ...(s.replicationStartedThisRun === undefined
-        ? {}
-        : { replicationStartedThisRun: s.replicationStartedThisRun }),
-    };
+    return mysqlFactsOf(await local.server.status({ signal }));
   } catch (e) {
     if (signal?.aborted) throw signal.reason;
     return { up: false, error: (e as Error).message, gone: false };

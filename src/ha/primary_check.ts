@@ -7,9 +7,9 @@
 import { ConsulClusterKv } from "../cluster_kv.ts";
 import type { Config } from "../config.ts";
 import { ConsulStore, ConsulUnavailableError } from "../consul.ts";
-import { connectLocal, flavourOf } from "../local.ts";
+import { flavourOf } from "../local.ts";
 import { MysqlUnavailableError } from "../mysql/client.ts";
-import { ServerOperator } from "../mysql/server.ts";
+import { openLocalServer } from "../mysql/server.ts";
 import { readState } from "../state.ts";
 
 /** `health --primary`: 0 only on the node that holds the primary lock (ready) and is writable. */
@@ -20,7 +20,7 @@ export async function primaryCheck(config: Config): Promise<boolean> {
   try {
     const lock = await new ConsulClusterKv(config, consul).primary();
     if (lock.session === undefined || lock.session !== state.sessionId || !lock.record?.ready) return false;
-    await using server = new ServerOperator(await connectLocal(config, flavour), flavour);
+    await using server = await openLocalServer(config, flavour);
     return !(await server.readOnly());
   } catch (e) {
     if (e instanceof ConsulUnavailableError || e instanceof MysqlUnavailableError) return false;

@@ -9,7 +9,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config.ts";
 import type { ClusterKv } from "../cluster_kv.ts";
-import type { MysqlClient } from "../mysql/client.ts";
+import type { MysqlServer } from "../mysql/server.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { readRestoredMark } from "../restored.ts";
 import type { StateStore } from "../state.ts";
@@ -27,12 +27,16 @@ export interface RebuildArgs {
 }
 
 /** Moves the errant datadir aside (refused, with nothing touched, when no snapshot fits), then restores. */
-export async function rebuildErrant(a: RebuildArgs, db: MysqlClient, primaryExecuted: string): Promise<void> {
+export async function rebuildErrant(
+  a: RebuildArgs,
+  server: MysqlServer,
+  primaryExecuted: string,
+): Promise<void> {
   const { publishedSnapshot } = await import("../snapshots.ts");
   const { moveErrantDatadirAside, RebuildRefusedError } = await import("../rebuild.ts");
   try {
     const manifest = await publishedSnapshot(a.kv);
-    await moveErrantDatadirAside(a.config, a.flavour, db, manifest, primaryExecuted, async (aside) => {
+    await moveErrantDatadirAside(a.config, a.flavour, server, manifest, primaryExecuted, async (aside) => {
       await a.state.patch({ rebuilding: { aside } });
     });
     await finishRebuild(a);

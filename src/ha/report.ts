@@ -48,7 +48,7 @@ export interface PassEnd {
  * @returns Whether the node is healthy.
  */
 export async function reportPass(p: PassEnd, result: ActionResult, decided: Outcome): Promise<boolean> {
-  const { config, consul, state, facts } = p;
+  const { config, state, facts } = p;
   let healthy = result.healthy;
   let outcome = decided;
   const pending = state.current.firstSnapshotPending;

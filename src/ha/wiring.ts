@@ -10,12 +10,11 @@ import { getLogger } from "@logtape/logtape";
 import type { ClusterKv } from "../cluster_kv.ts";
 import type { Config } from "../config.ts";
 import type { ConsulStore } from "../consul.ts";
-import { connectLocal } from "../local.ts";
 import { probeMember } from "../members.ts";
 import { bootstrapStatements } from "../mysql/bootstrap.ts";
-import { type MysqlClient, MysqlUnavailableError } from "../mysql/client.ts";
+import { MysqlUnavailableError } from "../mysql/client.ts";
 import type { Flavour } from "../mysql/flavour.ts";
-import { openPeerServer, ServerOperator } from "../mysql/server.ts";
+import { openLocalServer, openPeerServer } from "../mysql/server.ts";
 import { type StateStore, writeFileAtomic } from "../state.ts";
 import type { PassDeps } from "./act.ts";
 import type { Restore } from "./actions.ts";
@@ -24,13 +23,6 @@ import type { LocalServer } from "./facts.ts";
 import { type RebuildArgs, rebuildErrant } from "./rebuild.ts";
 
 const log = getLogger(["autopilot", "health"]);
-
-/** The local server as a pass opened it. */
-export interface OpenedLocal {
-  readonly local: LocalServer;
-  /** The connection under the operator, for the snapshot and rebuild code. */
-  readonly client?: MysqlClient;
-}
 
 /** The actions' dependencies for one pass. */
 export function passDeps(
@@ -41,7 +33,7 @@ export function passDeps(
     readonly flavour: Flavour;
     readonly self: PrimaryRecord;
     readonly state: StateStore;
-    readonly local: OpenedLocal;
+    readonly local: LocalServer;
     readonly session: { readonly id: string } | { readonly error: string };
     readonly rebuild: RebuildArgs;
     readonly signal: AbortSignal;
@@ -56,36 +48,30 @@ export function passDeps(
     flavour,
     self: w.self,
     state: w.state,
-    ...(local.client ? { local: { server: local.local.server!, client: local.client } } : {}),
+    ...(local.server ? { server: local.server } : {}),
     ...("id" in session ? { session: session.id } : {}),
     restore,
     bootstrapStatements: async () => bootstrapStatements(config, flavour, await rootPasswordFor(config)),
-    takeFirstSnapshot: async (client) =>
-      (await (await import("../snapshots.ts")).takeAndPublishSnapshot(config, w.kv, flavour, client))
-        .name,
+    takeFirstSnapshot: async (server) =>
+      (await (await import("../snapshots.ts")).takeAndPublishSnapshot(config, w.kv, flavour, server)).name,
     primaryExecuted: async (primary) => {
-      await using peer = await openPeerServer(config, primary);
+      await using peer = await openPeerServer(config, primary, undefined, { flavour, signal });
       return (await peer.gtidState({ signal })).executed;
     },
-    probe: (m) => probeMember(config, m),
-    answersWritable: (node) => answersWritable(config, node),
-    rebuildErrant: (client, executed) => rebuildErrant(w.rebuild, client, executed),
+    probe: (m) => probeMember(config, { flavour }, m),
+    answersWritable: (node) => answersWritable(config, flavour, node),
+    rebuildErrant: (server, executed) => rebuildErrant(w.rebuild, server, executed),
   };
 }
 
-/** The local server over its socket: the operator and its connection, or why it does not answer. */
-export async function openLocal(
-  config: Config,
-  flavour: Flavour,
-  signal: AbortSignal,
-): Promise<{ local: LocalServer; client?: MysqlClient }> {
+/** The local server over its socket, or why it does not answer. */
+export async function openLocal(config: Config, flavour: Flavour, signal: AbortSignal): Promise<LocalServer> {
   try {
-    const client = await connectLocal(config, flavour, signal);
-    return { local: { server: new ServerOperator(client, flavour) }, client };
+    return { server: await openLocalServer(config, flavour, signal) };
   } catch (e) {
     if (!(e instanceof MysqlUnavailableError)) throw e;
     // Nothing listens on the socket: mysqld is not running. Otherwise (a timeout) it may still take writes.
-    return { local: { error: e.message, gone: ["ENOENT", "ECONNREFUSED"].includes(e.code) } };
+    return { error: e.message, gone: ["ENOENT", "ECONNREFUSED"].includes(e.code) };
   }
 }
 
@@ -96,7 +82,7 @@ export async function openLocal(
  */
 export async function failSafe(config: Config, flavour: Flavour): Promise<string> {
   try {
-    await using server = new ServerOperator(await connectLocal(config, flavour), flavour);
+    await using server = await openLocalServer(config, flavour);
     if (await server.readOnly()) return "the local server is read-only already; the next pass starts over";
     await server.setReadOnly(true);
     return "turned the local server read-only (fail safe); the next pass makes it writable again if it " +
@@ -109,10 +95,14 @@ export async function failSafe(config: Config, flavour: Flavour): Promise<string
 }
 
 /** Whether a node's server answers over TCP with read_only off; false when it does not answer within 1 s. */
-async function answersWritable(config: Config, node: { address: string; port: number }): Promise<boolean> {
+async function answersWritable(
+  config: Config,
+  flavour: Flavour,
+  node: { address: string; port: number },
+): Promise<boolean> {
   try {
-    await using peer = await openPeerServer(config, node, 1000);
-    return !(await peer.readOnly());
+    await using peer = await openPeerServer(config, node, 1000, { flavour });
+    return !(await peer.readOnly({ signal: AbortSignal.timeout(1000) }));
   } catch {
     return false;
   }
