@@ -30,7 +30,8 @@ import { lockPasses, type NodeState, readState } from "../src/state.ts";
 import { withdrawPrimary } from "../src/services.ts";
 import { EXIT } from "../src/command.ts";
 import { runSnapshot } from "../src/snapshot_task.ts";
-import { switchover } from "../src/ha/switchover.ts";
+import { switchover, switchoverLine } from "../src/ha/switchover.ts";
+import { print } from "../src/output.ts";
 import { type MysqlServer, openLocalServer, openPeerServer } from "../src/mysql/server.ts";
 import {
   HANDOVER_BUDGET_MS,
@@ -148,7 +149,9 @@ async function transfer(
     withdraw: () => withdrawPrimary(config, consul, config.node.name),
     timeoutMs: HANDOVER_TIMEOUT_MS,
   });
-  return done === undefined ? EXIT.failed : EXIT.ok;
+  if (done === undefined) return EXIT.failed;
+  print(switchoverLine(config.node.name, done));
+  return EXIT.ok;
 }
 
 /**

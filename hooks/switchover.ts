@@ -7,7 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import { ConsulClusterKv } from "../src/cluster_kv.ts";
 import { ConsulStore } from "../src/consul.ts";
-import { switchover } from "../src/ha/switchover.ts";
+import { switchover, switchoverLine } from "../src/ha/switchover.ts";
 import { flavourOf } from "../src/local.ts";
 import { openLocalServer, openPeerServer } from "../src/mysql/server.ts";
 import { readState } from "../src/state.ts";
@@ -52,9 +52,7 @@ export async function runSwitchover(ctx: CommandContext): Promise<number> {
       timeoutMs,
     });
     if (done === undefined) return EXIT.failed;
-    print(
-      `switchover: ${config.node.name} -> ${done.target} (writes blocked ${done.blockedMs} ms on ${config.node.name} so far)`,
-    );
+    print(switchoverLine(config.node.name, done));
     return EXIT.ok;
   } finally {
     consul.close();

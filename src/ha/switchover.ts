@@ -136,6 +136,11 @@ export async function switchover(a: SwitchoverArgs, signal?: AbortSignal): Promi
   }
 }
 
+/** The line both commands print on stdout for a switchover done. */
+export function switchoverLine(from: string, done: SwitchedOver): string {
+  return `switchover: ${from} -> ${done.target} (writes blocked ${done.blockedMs} ms on ${from} so far)`;
+}
+
 /** The target: the named node, or the replica that has the most; a string says why there is none. */
 function chooseTarget(members: readonly MemberRecord[], to: string | undefined): MemberRecord | string {
   if (to !== undefined) {
