@@ -84,17 +84,25 @@ export async function extendLease(
 ): Promise<boolean> {
   if (!(ms > 0)) return false;
   const lease = sqlFor(flavour).lease;
-  const write = () => db.query(lease.extend(ms), { signal: o.signal });
+  const write = async () => {
+    try {
+      const query = () => db.query(lease.extend(ms), { signal: o.signal });
+      await (o.turningWritable ? asAdmin(db, flavour, query, false) : query());
+      return true;
+    } catch (e) {
+      // MySQL checks super_read_only before it looks for the table: a fenced server needs no lease.
+      if (isErrno(e, ER_OPTION_PREVENTS_STATEMENT) && !o.turningWritable) return false;
+      throw e;
+    }
+  };
   return await withoutBinlog(db, flavour, async () => {
     try {
-      await (o.turningWritable ? asAdmin(db, flavour, write, false) : write());
+      return await write();
     } catch (e) {
-      if (isErrno(e, ER_OPTION_PREVENTS_STATEMENT) && !o.turningWritable) return false; // MySQL, fenced
       if (!isErrno(e, ER_NO_SUCH_TABLE, ER_BAD_DB_ERROR)) throw e;
       await asAdmin(db, flavour, () => db.run(lease.install, o.signal), o.turningWritable !== true);
-      await (o.turningWritable ? asAdmin(db, flavour, write, false) : write());
+      return await write();
     }
-    return true;
   }, o);
 }
 
@@ -113,7 +121,7 @@ export async function clearLease(db: MysqlClient, flavour: Flavour, o: LeaseOpti
       // MySQL, super-read-only: lift it for the delete only when there is a live lease to remove.
       const left = await leaseState(db, flavour, o);
       if (left === undefined || left <= 0) return;
-      await asAdmin(db, flavour, () => db.query(lease.clear, { signal: o.signal }), true);
+      await asAdmin(db, flavour, () => db.query(lease.clear, { signal: o.signal }), true, true);
     }
   }, o);
 }
@@ -171,19 +179,25 @@ async function withoutBinlog<T>(
 
 /**
  * Runs a write of the admin account's. MariaDB: as it is (the admin account writes through read_only). MySQL:
- * if super_read_only refuses it, takes super_read_only off (read_only stays on) and tries again (the fence
- * event may turn it back on in between, hence a few tries), then puts it back on if `restore`.
+ * if super_read_only refuses it (or `refused`: it is known to), takes super_read_only off (read_only stays on)
+ * and tries again (the fence event may turn it back on in between, hence a few tries), then puts it back on if
+ * `restore`.
  */
 async function asAdmin<T>(
   db: MysqlClient,
   flavour: Flavour,
   fn: () => Promise<T>,
   restore: boolean,
+  refused = false,
 ): Promise<T> {
   const lease = sqlFor(flavour).lease;
   if (lease.liftSuperReadOnly === undefined) return await fn();
   let lifted = false;
   try {
+    if (refused) {
+      await db.query(lease.liftSuperReadOnly);
+      lifted = true;
+    }
     for (let attempt = 1;; attempt++) {
       try {
         return await fn();
