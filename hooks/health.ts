@@ -35,6 +35,7 @@ import { type LiveMember, liveMembers, memberRecords, probeMember, publishMember
 import { bootstrapStatements } from "../src/mysql/bootstrap.ts";
 import { MysqlClient, MysqlUnavailableError } from "../src/mysql/client.ts";
 import { type Flavour, type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
+import { clearLease, extendLease, installLease, leaseLeftMs, leaseMsFor } from "../src/mysql/lease.ts";
 import { subtractGtids } from "../src/mysql/gtid.ts";
 import { nodeAddress } from "../src/node.ts";
 import { lockPasses, type NodeState, readState, writeFileAtomic, writeState } from "../src/state.ts";
@@ -227,8 +228,11 @@ async function gatherFacts(c: PassContext): Promise<HealthFacts> {
   let failover: HealthFacts["failover"];
   try {
     const lock = primaryLockFrom(await consul.get(config.keys.primary));
+    const renewalSentAt = performance.now(); // lease: it runs SESSION_TTL/2 from this renewal
     // Every node keeps a session: it holds the node's member record, and the primary lock if it is appointed.
     const session = await ensureSession(c);
+    // lease: the lock holder's session was just renewed: extend the in-server lease before anything can hang.
+    if (lock.session !== undefined && lock.session === session) await extendLeaseFrom(c, renewalSentAt);
     consulFacts = {
       up: true,
       lock,
@@ -309,6 +313,7 @@ async function fence(c: PassContext, releaseLock: boolean): Promise<false> {
     await c.db.run(c.sql.setReadOnly(true)).catch((e) =>
       log.error("Cannot turn read-only: {e}", { e: String(e) })
     );
+    await dropLease(c); // lease: read-only first, then no lease left
   }
   if (releaseLock && c.state.sessionId) {
     // Leave our record in the key: it tells a restarted node that it was the last primary, and (ready) that
@@ -425,6 +430,7 @@ async function serveAsPrimary(c: PassContext): Promise<boolean> {
     await forgetRestore(c);
   }
   if (c.config.mysql.semiSync) await db.run(c.sql.setSemiSyncSource(true));
+  if (!(await leaseForWriting(c))) return false; // lease: extended first, then writable
   await db.run(c.sql.setReadOnly(false));
   const marked = c.state.sessionId !== undefined &&
     await c.consul.tryAcquireLock(
@@ -435,6 +441,7 @@ async function serveAsPrimary(c: PassContext): Promise<boolean> {
   if (!marked) {
     // The lock went elsewhere meanwhile: never stay writable without it.
     await db.run(c.sql.setReadOnly(true));
+    await dropLease(c); // lease: not primary, so no lease
     log.error("Lost the primary lock while turning writable: read-only again");
     return false;
   }
@@ -469,6 +476,7 @@ async function follow(
       return false;
     }
   }
+  await dropLease(c, true); // lease: a replica never runs with a live lease, and has the fence too
   await saveState(c, { ...c.state, repointing: source }); // until START REPLICA, see NodeState
   await db.query(c.sql.stopReplica).catch(() => {});
   if (fromGtid !== undefined) {
@@ -496,6 +504,57 @@ async function follow(
       : "",
   });
   return await startReplication(c, source);
+}
+
+/**
+ * lease: extends the in-server lease (src/mysql/lease.ts) to end SESSION_TTL/2 after the renewal sent at
+ * `sentAt`. A failure is logged: the server then fences itself when the lease lapses, and the next pass
+ * finds it read-only with the lock and tries again.
+ */
+async function extendLeaseFrom(c: PassContext, sentAt: number): Promise<void> {
+  if (c.db === undefined) return;
+  const ms = leaseLeftMs(leaseMsFor(c.config.session.ttlSeconds), sentAt, performance.now());
+  await extendLease(c.db, c.flavour, ms).catch((e) =>
+    log.warn("Cannot extend the in-server lease: {e}", { e: (e as Error).message })
+  );
+}
+
+/**
+ * lease: before a primary turns writable: the fence event installed, the session renewed, and the lease
+ * extended from that renewal. False (logged) when the session is gone or the lease could not be written.
+ */
+async function leaseForWriting(c: PassContext): Promise<boolean> {
+  const db = c.db!;
+  await installLease(db, c.flavour);
+  const sentAt = performance.now();
+  if (c.state.sessionId === undefined || !(await c.consul.renewSession(c.state.sessionId))) {
+    log.error("This node's Consul session is gone: not turning writable");
+    return false;
+  }
+  const ms = leaseLeftMs(leaseMsFor(c.config.session.ttlSeconds), sentAt, performance.now());
+  if (!(await extendLease(db, c.flavour, ms, { turningWritable: true }))) {
+    log.error("The session's renewal took longer than the lease (SESSION_TTL/2): not turning writable");
+    return false;
+  }
+  return true;
+}
+
+/**
+ * lease: removes the in-server lease of a node that is not (or no longer) primary (`install`: installs the
+ * fence event first, so that a replica turned writable by hand is fenced too); a failure is logged.
+ */
+async function dropLease(c: PassContext, install = false): Promise<void> {
+  const db = c.db;
+  if (db === undefined) return;
+  await (async () => {
+    if (install) await installLease(db, c.flavour);
+    await clearLease(db, c.flavour);
+  })().catch((e) =>
+    log.warn("Cannot {what}: {e}", {
+      what: install ? "install the in-server fence and remove its lease" : "remove the in-server lease",
+      e: (e as Error).message,
+    })
+  );
 }
 
 /** What this node has that the primary lacks (empty when it can rejoin), asked over TCP as the repl user. */

@@ -22,6 +22,7 @@ import { connectLocal, connectPeer, delay, flavourOf } from "../src/local.ts";
 import { liveMembers } from "../src/members.ts";
 import { MysqlClient } from "../src/mysql/client.ts";
 import { type Flavour, type FlavourSql, sqlFor } from "../src/mysql/flavour.ts";
+import { clearLease, extendLease, leaseLeftMs, leaseMsFor } from "../src/mysql/lease.ts";
 import { subtractGtids } from "../src/mysql/gtid.ts";
 import { readState } from "../src/state.ts";
 import { withdrawPrimary } from "../src/services.ts";
@@ -119,6 +120,20 @@ export async function switchover(
       lacking = await missing();
     }
     if (lacking !== "") {
+      // lease: renewed and extended first, then writable again (a session gone meanwhile stays read-only)
+      const sentAt = performance.now();
+      const renewed = await consul.renewSession(session);
+      const ms = leaseLeftMs(leaseMsFor(config.session.ttlSeconds), sentAt, performance.now());
+      if (!renewed || !(await extendLease(db, flavour, ms, { turningWritable: true }))) {
+        log.error(
+          "{target} still lacks {lacking}, and this node cannot renew its lease: it stays read-only",
+          {
+            target: target.node,
+            lacking,
+          },
+        );
+        return EXIT.failed;
+      }
       await db.run(sql.setReadOnly(false));
       log.error("{target} still lacks {lacking} after {s} s: switchover abandoned, {me} stays primary", {
         target: target.node,
@@ -146,6 +161,10 @@ export async function switchover(
       return EXIT.failed;
     }
     promoted = target.node;
+    // lease: the role has moved away: no lease left here (already read-only)
+    await clearLease(db, flavour).catch((e) =>
+      log.warn("Cannot remove the in-server lease: {e}; it lapses by itself", { e: String(e) })
+    );
     // This node is no longer the primary: out of the primary service now, not at its next pass.
     await withdrawPrimary(config, consul, me).catch((e) =>
       log.warn("Cannot withdraw the primary service: {e}; the next health pass does", { e: String(e) })
