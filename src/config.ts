@@ -303,7 +303,7 @@ export const VARIABLES: readonly VariableSpec[] = Object.freeze([
   v(
     "SESSION_TTL",
     "Consul keys",
-    "10s",
+    "20s",
     "Session TTL (10s to 24h). Consul may take up to twice this to expire a session.",
   ),
   // Failover
@@ -442,7 +442,7 @@ export function loadConfig(env: EnvReader, host: ConfigHost): Config {
   };
   const session: SessionConfig = {
     name: r.string("SESSION_NAME", `${svc}-primary-lock`) ?? "",
-    ttlSeconds: Math.round((r.duration("SESSION_TTL", "10s", 10_000, 86_400_000) ?? 10_000) / 1000),
+    ttlSeconds: Math.round((r.duration("SESSION_TTL", "20s", 10_000, 86_400_000) ?? 20_000) / 1000),
   };
   const failover: FailoverConfig = {
     quietPeriodMs: r.duration("FAILOVER_QUIET_PERIOD", "5m", 0) ?? 0,
