@@ -232,7 +232,9 @@ async function gatherFacts(c: PassContext): Promise<HealthFacts> {
     // Every node keeps a session: it holds the node's member record, and the primary lock if it is appointed.
     const session = await ensureSession(c);
     // lease: the lock holder's session was just renewed: extend the in-server lease before anything can hang.
-    if (lock.session !== undefined && lock.session === session) await extendLeaseFrom(c, renewalSentAt);
+    if (mysql.up && lock.session !== undefined && lock.session === session) {
+      await extendLeaseFrom(c, renewalSentAt);
+    }
     consulFacts = {
       up: true,
       lock,

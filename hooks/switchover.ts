@@ -126,11 +126,9 @@ export async function switchover(
       const ms = leaseLeftMs(leaseMsFor(config.session.ttlSeconds), sentAt, performance.now());
       if (!renewed || !(await extendLease(db, flavour, ms, { turningWritable: true }))) {
         log.error(
-          "{target} still lacks {lacking}, and this node cannot renew its lease: it stays read-only",
-          {
-            target: target.node,
-            lacking,
-          },
+          "Switchover abandoned ({target} still lacks {lacking}), and this node's session is gone or its " +
+            "lease could not be renewed: it stays read-only",
+          { target: target.node, lacking },
         );
         return EXIT.failed;
       }
