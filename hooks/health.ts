@@ -20,7 +20,8 @@ import { ConsulClusterKv } from "../src/cluster_kv.ts";
 import type { Config } from "../src/config.ts";
 import { ConsulStore } from "../src/consul.ts";
 import { act } from "../src/ha/act.ts";
-import type { ActionResult, Outcome, Restore } from "../src/ha/actions.ts";
+import { type ActionResult, type Outcome, renewLease, type Restore } from "../src/ha/actions.ts";
+import { leaseMsFor } from "../src/mysql/lease.ts";
 import { decideHealth, holdsLock } from "../src/ha/decide.ts";
 import { gatherFacts, keepSession } from "../src/ha/facts.ts";
 import { primaryCheck } from "../src/ha/primary_check.ts";
@@ -133,6 +134,14 @@ async function healthPass(
       { config, consul, kv, flavour, self, state, local, session, rebuild, signal },
       () => restore,
     );
+    // The steady primary's session was renewed: its in-server lease is extended before anything can hang.
+    if (local.server && "id" in session && holdsLock(facts)) {
+      step.now = "extending the in-server lease";
+      await renewLease(
+        { server: local.server, leaseMs: leaseMsFor(config.session.ttlSeconds), ...session },
+        signal,
+      );
+    }
     // A failover changes the situation within the pass: the appointed node promotes itself at once and the
     // others follow it at once, instead of waiting for their next pass.
     let result: ActionResult = { healthy: false };

@@ -31,6 +31,7 @@ import { withdrawPrimary } from "../src/services.ts";
 import { EXIT } from "../src/command.ts";
 import { runSnapshot } from "../src/snapshot_task.ts";
 import { switchover, switchoverLine } from "../src/ha/switchover.ts";
+import { leaseMsFor } from "../src/mysql/lease.ts";
 import { print } from "../src/output.ts";
 import { type MysqlServer, openLocalServer, openPeerServer } from "../src/mysql/server.ts";
 import {
@@ -148,6 +149,7 @@ async function transfer(
     },
     withdraw: () => withdrawPrimary(config, consul, config.node.name),
     timeoutMs: HANDOVER_TIMEOUT_MS,
+    leaseMs: leaseMsFor(config.session.ttlSeconds),
   });
   if (done === undefined) return EXIT.failed;
   print(switchoverLine(config.node.name, done));

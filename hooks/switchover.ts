@@ -8,6 +8,7 @@ import { getLogger } from "@logtape/logtape";
 import { ConsulClusterKv } from "../src/cluster_kv.ts";
 import { ConsulStore } from "../src/consul.ts";
 import { switchover, switchoverLine } from "../src/ha/switchover.ts";
+import { leaseMsFor } from "../src/mysql/lease.ts";
 import { flavourOf } from "../src/local.ts";
 import { openLocalServer, openPeerServer } from "../src/mysql/server.ts";
 import { readState } from "../src/state.ts";
@@ -50,6 +51,7 @@ export async function runSwitchover(ctx: CommandContext): Promise<number> {
       withdraw: () => withdrawPrimary(config, consul, config.node.name),
       ...(typeof ctx.flags.to === "string" ? { to: ctx.flags.to } : {}),
       timeoutMs,
+      leaseMs: leaseMsFor(config.session.ttlSeconds),
     });
     if (done === undefined) return EXIT.failed;
     print(switchoverLine(config.node.name, done));

@@ -153,6 +153,8 @@ export interface ClusterKv {
    * It holds the node's member record, and the primary lock when the node is appointed.
    */
   ensureSession(known: string | undefined): Promise<{ readonly id: string; readonly created: boolean }>;
+  /** Renews this node's session; false when Consul no longer has it. */
+  renewSession(id: string): Promise<boolean>;
   /** One recursive read of the cluster's keys. */
   read(): Promise<ClusterView>;
   /** The primary lock alone (a cheaper read when only it is needed). */
@@ -471,6 +473,10 @@ export class ConsulClusterKv implements ClusterKv {
       name: this.#session.name,
       ttlSeconds: this.#session.ttlSeconds,
     });
+  }
+
+  async renewSession(id: string): Promise<boolean> {
+    return await this.#consul.renewSession(id);
   }
 
   async read(): Promise<ClusterView> {

@@ -707,7 +707,7 @@ keys("SESSION_NAME", text(), {
   doc: "Name of this node's Consul session.",
 });
 keys("SESSION_TTL", seconds(10_000, 86_400_000), {
-  default: "10s",
+  default: "20s",
   at: "session.ttlSeconds",
   doc: "Session TTL (10s to 24h). Consul may take up to twice this to expire a session.",
 });

@@ -39,6 +39,8 @@ export interface PassDeps {
   readonly flavour: Flavour;
   readonly self: PrimaryRecord;
   readonly state: StateStore;
+  /** The in-server lease's length: SESSION_TTL/2. */
+  readonly leaseMs: number;
   /** The local server, when it answered. */
   readonly server?: MysqlServer;
   /** This node's session, when Consul was reached. */
@@ -70,7 +72,7 @@ export async function act(
   // Every other decision is taken only with the server up and Consul reached.
   const server = required(p.server, "the local server");
   const me: Me = { self: p.self, session: required(p.session, "a session") };
-  const primary = { server, kv: p.kv, me, semiSync: p.config.mysql.semiSync };
+  const primary = { server, kv: p.kv, me, semiSync: p.config.mysql.semiSync, leaseMs: p.leaseMs };
   switch (d.action) {
     case "bootstrap-primary":
       if (!(await takePrimaryLock(p.kv, me))) return { healthy: false };

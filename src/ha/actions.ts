@@ -14,6 +14,7 @@ import type { MysqlServer } from "../mysql/server.ts";
 import type { RestoredMark } from "../restored.ts";
 import type { StateStore } from "../state.ts";
 import { delay } from "../abort.ts";
+import { leaseLeftMs } from "../mysql/lease.ts";
 import type { PrimaryRecord } from "./decide.ts";
 
 const log = getLogger(["autopilot", "health"]);
@@ -67,6 +68,7 @@ export async function fence(
     await a.server.setReadOnly(true, { signal }).catch((e) =>
       log.error("Cannot turn read-only: {e}", { e: String(e) })
     );
+    await dropLease(a.server, signal); // read-only first, then no lease left
   }
   if (a.releaseLock && a.session !== undefined) {
     const session = a.session;
@@ -98,6 +100,7 @@ export async function bootstrapPrimary(
     readonly kv: ClusterKv;
     readonly me: Me;
     readonly semiSync: boolean;
+    readonly leaseMs: number;
     readonly state: StateStore;
     /** The bootstrap statements (accounts, database, root password). */
     readonly statements: () => Promise<readonly (string | Statement)[]>;
@@ -151,6 +154,8 @@ export async function serveAsPrimary(
     readonly me: Me;
     readonly semiSync: boolean;
     readonly restore: Restore | undefined;
+    /** The in-server lease's length (SESSION_TTL/2). */
+    readonly leaseMs: number;
   },
   signal?: AbortSignal,
 ): Promise<ActionResult> {
@@ -173,10 +178,12 @@ export async function serveAsPrimary(
     await a.restore.forget();
   }
   if (a.semiSync) await server.setSemiSyncSource(true, { signal });
+  if (!(await leaseForWriting(a, signal))) return { healthy: false };
   await server.setReadOnly(false, { signal });
   if (!(await a.kv.acquirePrimary(me.session, { ...me.self, ready: true }).catch(() => false))) {
     // The lock went elsewhere meanwhile (or Consul cannot say): never stay writable without it.
     await server.setReadOnly(true, { signal });
+    await dropLease(server, signal);
     log.error("Lost the primary lock while turning writable: read-only again");
     return { healthy: false };
   }
@@ -228,6 +235,7 @@ export async function follow(
       return { healthy: false, outcome };
     }
   }
+  await dropLease(server, signal, true); // a replica never runs with a live lease, and has the fence too
   await a.state.patch({ repointing: source }); // until START REPLICA, see NodeState
   await server.stopReplica({ signal }).catch(() => {});
   if (a.fromGtid !== undefined) {
@@ -270,6 +278,60 @@ export async function startReplication(
   }
   log.warn("Replication from {source} started but is not running yet", { source: a.source });
   return { healthy: false };
+}
+
+/**
+ * The steady primary's pass: its session was renewed at `renewedAt` (performance.now()), so the in-server
+ * lease is extended to end SESSION_TTL/2 after that renewal, before anything else in the pass can hang. A
+ * failure is logged: the server then fences itself when the lease lapses, and the next pass finds it read-only
+ * with the lock and serves again.
+ */
+export async function renewLease(
+  a: { readonly server: MysqlServer; readonly leaseMs: number; readonly renewedAt: number },
+  signal?: AbortSignal,
+): Promise<void> {
+  const ms = leaseLeftMs(a.leaseMs, a.renewedAt, performance.now());
+  await a.server.extendLease(ms, { signal }).catch((e) =>
+    log.warn("Cannot extend the in-server lease: {e}", { e: (e as Error).message })
+  );
+}
+
+/**
+ * Before a primary turns writable: the fence event installed, the session renewed, and the lease extended from
+ * that renewal. False (logged) when the session is gone or the lease could not be written in time.
+ */
+export async function leaseForWriting(
+  a: { readonly server: MysqlServer; readonly kv: ClusterKv; readonly me: Me; readonly leaseMs: number },
+  signal?: AbortSignal,
+): Promise<boolean> {
+  await a.server.installLease({ signal });
+  const sentAt = performance.now();
+  if (!(await a.kv.renewSession(a.me.session))) {
+    log.error("This node's Consul session is gone: not turning writable");
+    return false;
+  }
+  const ms = leaseLeftMs(a.leaseMs, sentAt, performance.now());
+  if (!(await a.server.extendLease(ms, { signal, turningWritable: true }))) {
+    log.error("The session's renewal took longer than the lease (SESSION_TTL/2): not turning writable");
+    return false;
+  }
+  return true;
+}
+
+/**
+ * No live lease on a node that is not (or no longer) primary (`install`: the fence event first, so that a
+ * replica turned writable by hand is fenced too). A failure is logged: a lease left lapses by itself.
+ */
+async function dropLease(server: MysqlServer, signal?: AbortSignal, install = false): Promise<void> {
+  await (async () => {
+    if (install) await server.installLease({ signal });
+    await server.clearLease({ signal });
+  })().catch((e) =>
+    log.warn("Cannot {what}: {e}", {
+      what: install ? "install the in-server fence and remove its lease" : "remove the in-server lease",
+      e: (e as Error).message,
+    })
+  );
 }
 
 /** A switchover that died left the failover lock held by this node's session: release it, keeping its record. */

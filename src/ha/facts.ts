@@ -35,6 +35,9 @@ export interface FactSources {
   readonly now: number;
 }
 
+/** This node's session, kept this pass (when the renewal was sent, by performance.now()), or why not. */
+export type KeptSession = { readonly id: string; readonly renewedAt: number } | { readonly error: string };
+
 /** The facts, and the cluster's keys they came from (absent when Consul was down). */
 export interface PassFacts {
   readonly facts: HealthFacts;
@@ -51,14 +54,15 @@ export async function keepSession(
   kv: ClusterKv,
   state: StateStore,
   log: (id: string) => void,
-): Promise<{ readonly id: string } | { readonly error: string }> {
+): Promise<KeptSession> {
   try {
+    const renewedAt = performance.now();
     const { id, created } = await kv.ensureSession(state.current.sessionId);
     if (created) {
       log(id);
       await state.patch({ sessionId: id });
     }
-    return { id };
+    return { id, renewedAt };
   } catch (e) {
     if (e instanceof ConsulUnavailableError) return { error: e.message };
     throw e;

@@ -17,7 +17,7 @@ import { delay } from "../abort.ts";
 import type { ClusterKv } from "../cluster_kv.ts";
 import { subtractGtids } from "../mysql/gtid.ts";
 import type { MysqlServer } from "../mysql/server.ts";
-import type { Me } from "./actions.ts";
+import { leaseForWriting, type Me } from "./actions.ts";
 import { type MemberRecord, planFailover } from "./failover_plan.ts";
 import { takeFailoverLock } from "./failover_lock.ts";
 
@@ -38,6 +38,8 @@ export interface SwitchoverArgs {
   readonly to?: string;
   /** How long the target may take to catch up. */
   readonly timeoutMs: number;
+  /** The in-server lease's length (SESSION_TTL/2). */
+  readonly leaseMs: number;
 }
 
 /** A switchover that handed the role over: to whom, and how long writes were blocked here. */
@@ -94,6 +96,15 @@ export async function switchover(a: SwitchoverArgs, signal?: AbortSignal): Promi
       lacking = await missing();
     }
     if (lacking !== "") {
+      // Writable again only with a renewed session and a lease extended from it.
+      if (!(await leaseForWriting(a, signal))) {
+        log.error(
+          "Switchover abandoned ({target} still lacks {lacking}), and this node's session is gone or its " +
+            "lease could not be renewed: it stays read-only",
+          { target: target.node, lacking },
+        );
+        return undefined;
+      }
       await a.server.setReadOnly(false, { signal });
       log.error("{target} still lacks {lacking} after {s} s: switchover abandoned, {me} stays primary", {
         target: target.node,
@@ -120,6 +131,10 @@ export async function switchover(a: SwitchoverArgs, signal?: AbortSignal): Promi
       return undefined;
     }
     promoted = target.node;
+    // The role has moved away: no lease left here (read-only already).
+    await a.server.clearLease({ signal }).catch((e) =>
+      log.warn("Cannot remove the in-server lease: {e}; it lapses by itself", { e: String(e) })
+    );
     // This node is no longer the primary: out of the primary service now, not at its next pass.
     await a.withdraw().catch((e) =>
       log.warn("Cannot withdraw the primary service: {e}; the next health pass does", { e: String(e) })

@@ -15,6 +15,7 @@ import { bootstrapStatements } from "../mysql/bootstrap.ts";
 import { MysqlUnavailableError } from "../mysql/client.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { openLocalServer, openPeerServer } from "../mysql/server.ts";
+import { leaseMsFor } from "../mysql/lease.ts";
 import { type StateStore, writeFileAtomic } from "../state.ts";
 import type { PassDeps } from "./act.ts";
 import type { Restore } from "./actions.ts";
@@ -48,6 +49,7 @@ export function passDeps(
     flavour,
     self: w.self,
     state: w.state,
+    leaseMs: leaseMsFor(config.session.ttlSeconds),
     ...(local.server ? { server: local.server } : {}),
     ...("id" in session ? { session: session.id } : {}),
     restore,

@@ -8,6 +8,8 @@
  * MySQL references: MySQL 8.4 Reference Manual, "CHANGE REPLICATION SOURCE TO", "SHOW REPLICA STATUS",
  * "WAIT_FOR_EXECUTED_GTID_SET()", "super_read_only", "Semisynchronous Replication".
  * MariaDB references: "CHANGE MASTER TO", "SHOW REPLICA STATUS", "MASTER_GTID_WAIT", "Global Transaction ID".
+ * The in-server lease (see {@link LeaseSql}): MySQL 8.4 "CREATE EVENT", "ALTER EVENT", "Event Scheduler
+ * Configuration", "super_read_only"; MariaDB "CREATE EVENT", "read_only".
  *
  * @module
  */
@@ -131,7 +133,80 @@ export interface FlavourSql {
    * so `starts` = 0 means nobody started replication since mysqld (re)started, unless FLUSH STATUS reset it.
    */
   readonly replicaStartsQuery: string;
+  /** The in-server lease and the event that fences the server when it lapses (src/mysql/lease.ts). */
+  readonly lease: LeaseSql;
 }
+
+/** The schema that holds the lease: created on each server by autopilot, never replicated. */
+export const LEASE_SCHEMA = "autopilot";
+
+/**
+ * The in-server lease: a one-row table `autopilot.lease` holding the moment (server time, UTC) until which
+ * this server may stay writable, and an event `autopilot.lease_fence`, every second, that turns the server
+ * read-only (super_read_only on MySQL) when it is writable and that moment has passed or the row is missing.
+ * The primary's health pass moves the moment forward right after each renewal of its Consul session. Every
+ * statement here that writes runs with the binlog off for its session (`binlogOff`), so nothing replicates and
+ * no GTID is made. UTC_TIMESTAMP(6) and a DATETIME column: no time zone or daylight-saving change can move it.
+ */
+export interface LeaseSql {
+  /** Idempotent: the schema, the table, and the fence event (created, or replaced by this definition). */
+  readonly install: readonly string[];
+  /** Sets the lease to end `ms` milliseconds from now, server time. */
+  extend(ms: number): Statement;
+  /** Removes the lease: a writable server without one is fenced within a second. */
+  readonly clear: string;
+  /** One row, `remaining_us`: microseconds until the lease ends (negative once it has); no row: no lease. */
+  readonly state: string;
+  /** Saves the session's sql_log_bin and turns it off, for the statements above that write. */
+  readonly binlogOff: string;
+  /** Puts sql_log_bin back as {@link LeaseSql.binlogOff} found it. */
+  readonly binlogRestore: string;
+  /**
+   * MySQL only: super_read_only blocks the admin account too, so writing the lease on a super-read-only server
+   * takes super_read_only off first, leaving read_only on (only accounts with SUPER or CONNECTION_ADMIN, never
+   * the application's, may write meanwhile). Turning it off explicitly also restarts the event scheduler,
+   * which MySQL stops while super_read_only is on (it cannot record an event's last execution then).
+   */
+  readonly liftSuperReadOnly?: string;
+  /** MySQL only: super_read_only back on after {@link LeaseSql.liftSuperReadOnly}. */
+  readonly restoreSuperReadOnly?: string;
+}
+
+/** The statements that create the lease's schema and table; the event is the flavour's. */
+function leaseTable(): string[] {
+  return [
+    `CREATE DATABASE IF NOT EXISTS ${LEASE_SCHEMA}`,
+    `CREATE TABLE IF NOT EXISTS ${LEASE_SCHEMA}.lease (` +
+    "id TINYINT UNSIGNED NOT NULL PRIMARY KEY CHECK (id = 1), " +
+    "expires_at DATETIME(6) NOT NULL" +
+    ") ENGINE=InnoDB COMMENT='autopilot: until when this server may stay writable (UTC); see lease_fence'",
+  ];
+}
+
+/** The fence event's schedule, comment and body, for CREATE and ALTER EVENT alike. */
+function fenceEvent(writable: string, fence: string): string {
+  return "ON SCHEDULE EVERY 1 SECOND ENABLE " +
+    "COMMENT 'autopilot: read-only once the lease in autopilot.lease has lapsed' DO BEGIN " +
+    `IF ${writable} = 0 AND NOT EXISTS (SELECT 1 FROM ${LEASE_SCHEMA}.lease ` +
+    "WHERE id = 1 AND expires_at > UTC_TIMESTAMP(6)) " +
+    `THEN ${fence}; END IF; END`;
+}
+
+/** What both flavours share: extend, clear, read, and the binlog switch. */
+const LEASE_COMMON = {
+  extend(ms: number): Statement {
+    return {
+      sql: `REPLACE INTO ${LEASE_SCHEMA}.lease (id, expires_at) ` +
+        "VALUES (1, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)",
+      values: [Math.max(0, Math.round(ms * 1000))],
+    };
+  },
+  clear: `DELETE FROM ${LEASE_SCHEMA}.lease`,
+  state: "SELECT TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at) AS remaining_us " +
+    `FROM ${LEASE_SCHEMA}.lease WHERE id = 1`,
+  binlogOff: "SET @autopilot_sql_log_bin = @@SESSION.sql_log_bin, SESSION sql_log_bin = 0",
+  binlogRestore: "SET SESSION sql_log_bin = @autopilot_sql_log_bin",
+};
 
 /** One row: a START REPLICA counter and the uptimes that say whether it counts from mysqld's start. */
 function replicaStartsQuery(table: string, counter: string): string {
@@ -228,6 +303,20 @@ const MYSQL: FlavourSql = Object.freeze({
   },
   // Com_replica_start counts START REPLICA (Com_slave_start was removed in 8.4).
   replicaStartsQuery: replicaStartsQuery("performance_schema.global_status", "Com_replica_start"),
+  lease: Object.freeze({
+    ...LEASE_COMMON,
+    // MySQL has no CREATE OR REPLACE EVENT: create it if missing, then ALTER it to this definition (no moment
+    // without the event, and ENABLE undoes a REPLICA_SIDE_DISABLED). super_read_only=ON implies read_only=ON.
+    install: Object.freeze([
+      ...leaseTable(),
+      `CREATE EVENT IF NOT EXISTS ${LEASE_SCHEMA}.lease_fence ` +
+      fenceEvent("@@GLOBAL.super_read_only", "SET GLOBAL super_read_only = ON"),
+      `ALTER EVENT ${LEASE_SCHEMA}.lease_fence ` +
+      fenceEvent("@@GLOBAL.super_read_only", "SET GLOBAL super_read_only = ON"),
+    ]),
+    liftSuperReadOnly: "SET GLOBAL super_read_only = OFF",
+    restoreSuperReadOnly: "SET GLOBAL super_read_only = ON",
+  }),
   replicaStatusFromRow(row: Record<string, unknown>): ReplicaStatus {
     return {
       sourceHost: text(row.Source_Host),
@@ -300,6 +389,15 @@ const MARIADB: FlavourSql = Object.freeze({
   },
   // Com_start_slave counts START SLAVE and START REPLICA alike.
   replicaStartsQuery: replicaStartsQuery("information_schema.GLOBAL_STATUS", "Com_start_slave"),
+  lease: Object.freeze({
+    ...LEASE_COMMON,
+    // The admin account (root, with READ_ONLY ADMIN) writes through read_only: no lifting needed.
+    install: Object.freeze([
+      ...leaseTable(),
+      `CREATE OR REPLACE EVENT ${LEASE_SCHEMA}.lease_fence ` +
+      fenceEvent("@@GLOBAL.read_only", "SET GLOBAL read_only = ON"),
+    ]),
+  }),
   replicaStatusFromRow(row: Record<string, unknown>): ReplicaStatus {
     return {
       sourceHost: text(row.Master_Host),

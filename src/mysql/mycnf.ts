@@ -102,6 +102,9 @@ export function renderMyCnf(config: Config, facts: MyCnfFacts): string {
     // MySQL: autopilot's local account is authenticated by its OS user over the socket.
     !mariadb && "plugin-load-add = auth_socket.so",
     mariadb ? "skip_slave_start = ON" : "skip_replica_start = ON",
+    // Runs autopilot.lease_fence (src/mysql/lease.ts): read-only once the primary's lease lapses. Off by
+    // default on MariaDB.
+    "event_scheduler = ON",
     "",
     "# Binary log and GTIDs",
     "log_bin = mysql-bin",

@@ -8,6 +8,7 @@
 import type { Config } from "../config.ts";
 import { localAdminUser } from "./bootstrap.ts";
 import { MysqlClient, type MysqlTarget } from "./client.ts";
+import { clearLease, extendLease, installLease, leaseState } from "./lease.ts";
 import {
   type Flavour,
   type FlavourSql,
@@ -75,6 +76,22 @@ export interface MysqlServer extends AsyncDisposable {
    * connection; it does not wait for mysqld to exit. Never throws: the connection may drop before the answer.
    */
   shutdown(o?: CallOptions): Promise<void>;
+  /**
+   * The in-server lease (src/mysql/lease.ts): the table and the fence event, created idempotently without the
+   * binlog. Before a server may turn writable; a datadir restored from a snapshot has them already.
+   */
+  installLease(o?: CallOptions): Promise<void>;
+  /**
+   * The lease to end `ms` from now (server time), without the binlog; `turningWritable`: the caller turns the
+   * server writable next (MySQL: super_read_only is lifted for the write).
+   *
+   * @returns Whether it was written (not when `ms` ≤ 0, nor on a MySQL server fenced by super_read_only).
+   */
+  extendLease(ms: number, o?: CallOptions & { readonly turningWritable?: boolean }): Promise<boolean>;
+  /** No live lease left: for a node that is not (or no longer) primary. */
+  clearLease(o?: CallOptions): Promise<void>;
+  /** What is left of the lease in ms (negative once lapsed); undefined when there is none. */
+  leaseLeft(o?: CallOptions): Promise<number | undefined>;
   /** Closes the connection; never throws. */
   close(): Promise<void>;
 }
@@ -179,6 +196,22 @@ export class ServerOperator implements MysqlServer {
   async waitForGtids(gtids: string, timeoutSeconds: number, o: CallOptions = {}): Promise<boolean> {
     const [row] = await this.#db.query(this.#sql.waitForGtids(gtids, timeoutSeconds), o);
     return this.#sql.waitSucceeded(row?.waited);
+  }
+
+  installLease(o: CallOptions = {}): Promise<void> {
+    return installLease(this.#db, this.flavour, o);
+  }
+
+  extendLease(ms: number, o: CallOptions & { readonly turningWritable?: boolean } = {}): Promise<boolean> {
+    return extendLease(this.#db, this.flavour, ms, o);
+  }
+
+  clearLease(o: CallOptions = {}): Promise<void> {
+    return clearLease(this.#db, this.flavour, o);
+  }
+
+  leaseLeft(o: CallOptions = {}): Promise<number | undefined> {
+    return leaseState(this.#db, this.flavour, o);
   }
 
   async binlogFile(o: CallOptions = {}): Promise<string | undefined> {

@@ -83,9 +83,13 @@ Deno.test("autopilot snapshot backs up only when due, only where BACKUP_FROM say
       "BACKUP_FROM=replica: the primary leaves it to the replicas; two racing take one",
       async () => {
         await nextSecond();
-        const env = { BACKUP_FROM: "replica", BACKUP_TTL: "1s" };
+        // BACKUP_TTL 2s: the primary's own check must come within twice that of the last snapshot's start, and
+        // that snapshot may have taken over a second (the primary's health passes write its lease, and
+        // mariabackup waits a second for the redo log when anything was written during a backup).
+        const env = { BACKUP_FROM: "replica", BACKUP_TTL: "2s" };
         const onPrimary = await snapshot(c, n1, env);
         assertEquals(snapshots(c).length, 3, onPrimary.stderr);
+        await nextSecond(); // due for the replicas now
         const [a, b] = await Promise.all([snapshot(c, n2, env), snapshot(c, n3, env)]);
         assertEquals(snapshots(c).length, 4, `${a.stderr}\n${b.stderr}`);
         const stood = [a, b].filter((r) =>

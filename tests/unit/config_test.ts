@@ -43,7 +43,7 @@ Deno.test("loadConfig() gives documented defaults when only the required variabl
   assertEquals(c.mysql.onetimePassword, false);
   assertEquals(c.mysql.bufferPoolSize, undefined);
   assertEquals(c.mysql.maxLagSeconds, 30);
-  assertEquals(c.session, { name: "mysql-primary-lock", ttlSeconds: 10 });
+  assertEquals(c.session, { name: "mysql-primary-lock", ttlSeconds: 20 });
   assertEquals(c.backup.name, "mysql-backup-%Y-%m-%dT%H-%M-%SZ");
   assertEquals(c.backup.ttlSeconds, 86400);
   assertEquals(c.storage, { backend: "local", localDir: "/var/lib/autopilot/snapshots" });
@@ -257,7 +257,7 @@ Deno.test("describeConfig() redacts every secret and marks defaults", () => {
   });
   assertEquals(rows.find((r) => r.name === "SESSION_TTL"), {
     name: "SESSION_TTL",
-    value: "10s",
+    value: "20s",
     source: "default",
   });
   assertEquals(rows.map((r) => r.name), VARIABLES.map((v) => v.name));

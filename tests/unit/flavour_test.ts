@@ -239,3 +239,59 @@ Deno.test("startReplicationAfter(): on MariaDB the binlog state can carry every 
     values: ["0-1-5,0-2-9"],
   });
 });
+
+const FENCE_CONDITION =
+  "NOT EXISTS (SELECT 1 FROM autopilot.lease WHERE id = 1 AND expires_at > UTC_TIMESTAMP(6))";
+
+Deno.test("lease.install on MariaDB: schema, one-row table and CREATE OR REPLACE EVENT that sets read_only", () => {
+  const [schema, table, event, ...rest] = sqlFor("mariadb").lease.install;
+  assertEquals(rest, []);
+  assertEquals(schema, "CREATE DATABASE IF NOT EXISTS autopilot");
+  assert(table.startsWith("CREATE TABLE IF NOT EXISTS autopilot.lease ("), table);
+  assert(table.includes("id TINYINT UNSIGNED NOT NULL PRIMARY KEY CHECK (id = 1)"), table);
+  assert(table.includes("expires_at DATETIME(6) NOT NULL") && table.includes("ENGINE=InnoDB"), table);
+  assertEquals(
+    event,
+    "CREATE OR REPLACE EVENT autopilot.lease_fence ON SCHEDULE EVERY 1 SECOND ENABLE " +
+      "COMMENT 'autopilot: read-only once the lease in autopilot.lease has lapsed' DO BEGIN " +
+      `IF @@GLOBAL.read_only = 0 AND ${FENCE_CONDITION} THEN SET GLOBAL read_only = ON; END IF; END`,
+  );
+  assertEquals(sqlFor("mariadb").lease.liftSuperReadOnly, undefined, "MariaDB has no super_read_only");
+});
+
+Deno.test("lease.install on MySQL 8.4: no CREATE OR REPLACE EVENT, so CREATE IF NOT EXISTS then ALTER; super_read_only", () => {
+  const lease = sqlFor("mysql").lease;
+  const [schema, table, create, alter, ...rest] = lease.install;
+  assertEquals(rest, []);
+  assertEquals([schema, table], sqlFor("mariadb").lease.install.slice(0, 2));
+  const definition = "ON SCHEDULE EVERY 1 SECOND ENABLE " +
+    "COMMENT 'autopilot: read-only once the lease in autopilot.lease has lapsed' DO BEGIN " +
+    `IF @@GLOBAL.super_read_only = 0 AND ${FENCE_CONDITION} THEN SET GLOBAL super_read_only = ON; END IF; END`;
+  assertEquals(create, `CREATE EVENT IF NOT EXISTS autopilot.lease_fence ${definition}`);
+  assertEquals(alter, `ALTER EVENT autopilot.lease_fence ${definition}`);
+  assertEquals(lease.liftSuperReadOnly, "SET GLOBAL super_read_only = OFF");
+  assertEquals(lease.restoreSuperReadOnly, "SET GLOBAL super_read_only = ON");
+});
+
+Deno.test("lease.extend/clear/state: server time in UTC, microseconds as a placeholder, the binlog off and back", () => {
+  for (const flavour of ["mysql", "mariadb"] as const) {
+    const lease = sqlFor(flavour).lease;
+    assertEquals(lease.extend(10_000), {
+      sql:
+        "REPLACE INTO autopilot.lease (id, expires_at) VALUES (1, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)",
+      values: [10_000_000],
+    });
+    assertEquals(lease.extend(1.2345).values, [1235]);
+    assertEquals(lease.extend(-5).values, [0]);
+    assertEquals(lease.clear, "DELETE FROM autopilot.lease");
+    assertEquals(
+      lease.state,
+      "SELECT TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at) AS remaining_us FROM autopilot.lease WHERE id = 1",
+    );
+    assertEquals(
+      lease.binlogOff,
+      "SET @autopilot_sql_log_bin = @@SESSION.sql_log_bin, SESSION sql_log_bin = 0",
+    );
+    assertEquals(lease.binlogRestore, "SET SESSION sql_log_bin = @autopilot_sql_log_bin");
+  }
+});

@@ -2,7 +2,7 @@
  * The HA actions (src/ha/actions.ts, failover.ts, switchover.ts) and fact gathering (facts.ts), each on the
  * fakes of the server and Consul operators (tests/unit/fakes/), which follow the real ones' contracts.
  */
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, assertRejects } from "./assert.ts";
 import { FakeServer } from "./fakes/fake_server.ts";
 import { FakeClusterKv } from "./fakes/fake_cluster_kv.ts";
 import {
@@ -11,6 +11,7 @@ import {
   fence,
   follow,
   type Me,
+  renewLease,
   serveAsPrimary,
   startReplication,
   takePrimaryLock,
@@ -76,9 +77,11 @@ Deno.test("fence() turns the server read-only and, asked to, releases the lock k
   const { kv, me } = cluster();
   assert(await kv.acquirePrimary(me.session, { ...n2, ready: true }));
   const server = new FakeServer("mariadb", { readOnly: false });
+  server.state.leaseUntil = Date.now() + 10_000;
   const r = await fence({ server, kv, self: n2, session: me.session, releaseLock: true });
   assertEquals(r.healthy, false);
   assertEquals(server.state.readOnly, true);
+  assertEquals(server.state.leaseUntil, undefined, "no live lease left");
   const lock = await kv.primary();
   assertEquals(lock.session, undefined);
   assertEquals(lock.record, { ...n2, ready: true });
@@ -110,19 +113,48 @@ Deno.test("serveAsPrimary() applies what it received, stops replicating, turns w
   const { kv, me } = cluster();
   assert(await kv.acquirePrimary(me.session, n2));
   const server = new FakeServer("mariadb", { replica: replicating(n1, { retrievedGtids: "0-1-9" }) });
-  const r = await serveAsPrimary({ server, kv, me, semiSync: true, restore: undefined });
+  const r = await serveAsPrimary({ server, kv, me, semiSync: true, leaseMs: 10_000, restore: undefined });
   assertEquals(r, { healthy: true, serving: true });
   assertEquals(server.methods(), [
     "replicaStatus",
     "waitForGtids",
     "resetReplicaAll",
     "setSemiSyncSource",
+    "installLease",
+    "extendLease",
     "setReadOnly",
   ]);
+  const lease = server.calls.find((c) => c.method === "extendLease")!.args[0] as number;
+  assert(lease > 9_000 && lease <= 10_000, `the lease runs from the session's renewal: ${lease}`);
   assertEquals(server.calls[1].args, ["0-1-9", 60]);
   assertEquals(server.state.readOnly, false);
   assertEquals(server.state.replica, undefined);
   assertEquals((await kv.primary()).record, { ...n2, ready: true });
+});
+
+Deno.test("serveAsPrimary() never turns writable without a renewed session and a lease", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, n2));
+  kv.endSession(me.session);
+  const server = new FakeServer();
+  const r = await serveAsPrimary({ server, kv, me, semiSync: false, leaseMs: 10_000, restore: undefined });
+  assertEquals(r.healthy, false);
+  assertEquals(server.state.readOnly, true);
+  assert(!server.methods().includes("setReadOnly"), server.methods().join(", "));
+  const { kv: kv2, me: me2 } = cluster();
+  assert(await kv2.acquirePrimary(me2.session, n2));
+  const refused = new FakeServer().failOn("extendLease");
+  const args = { server: refused, kv: kv2, me: me2, semiSync: false, leaseMs: 10_000, restore: undefined };
+  await assertRejects(() => serveAsPrimary(args), Error, "the fake server was told to fail");
+  assertEquals(refused.state.readOnly, true);
+});
+
+Deno.test("renewLease() extends the lease from the session's renewal; a failure is only logged", async () => {
+  const server = new FakeServer("mariadb", { readOnly: false });
+  await renewLease({ server, leaseMs: 10_000, renewedAt: performance.now() - 4_000 });
+  const left = (await server.leaseLeft())!;
+  assert(left > 5_000 && left <= 6_000, `what is left of SESSION_TTL/2 after the renewal: ${left}`);
+  await renewLease({ server: server.failOn("extendLease"), leaseMs: 10_000, renewedAt: performance.now() });
 });
 
 Deno.test("serveAsPrimary() stays read-only when the received transactions cannot be applied in time", async () => {
@@ -133,7 +165,7 @@ Deno.test("serveAsPrimary() stays read-only when the received transactions canno
     waitAnswer: false,
   });
   assertEquals(
-    (await serveAsPrimary({ server, kv, me, semiSync: false, restore: undefined })).healthy,
+    (await serveAsPrimary({ server, kv, me, semiSync: false, leaseMs: 10_000, restore: undefined })).healthy,
     false,
   );
   assertEquals(server.state.readOnly, true);
@@ -146,7 +178,7 @@ Deno.test("serveAsPrimary() turns read-only again when the lock went elsewhere m
   assert(await kv.acquirePrimary(other, n3));
   const server = new FakeServer();
   assertEquals(
-    (await serveAsPrimary({ server, kv, me, semiSync: false, restore: undefined })).healthy,
+    (await serveAsPrimary({ server, kv, me, semiSync: false, leaseMs: 10_000, restore: undefined })).healthy,
     false,
   );
   assertEquals(server.state.readOnly, true);
@@ -162,7 +194,10 @@ Deno.test("serveAsPrimary() of a restored datadir continues from the snapshot's 
     mark: { snapshot: "s1", gtid: "0-1-5", binlogState: "0-1-5,1-2-3" },
     forget: () => Promise.resolve(void forgotten++),
   };
-  assertEquals((await serveAsPrimary({ server, kv, me, semiSync: false, restore })).healthy, true);
+  assertEquals(
+    (await serveAsPrimary({ server, kv, me, semiSync: false, leaseMs: 10_000, restore })).healthy,
+    true,
+  );
   assertEquals(server.calls.find((c) => c.method === "startReplicationAfter")?.args, [
     "0-1-5",
     "0-1-5,1-2-3",
@@ -180,6 +215,7 @@ Deno.test("bootstrapPrimary() runs the bootstrap, serves, and takes the first sn
     kv,
     me,
     semiSync: false,
+    leaseMs: 10_000,
     state,
     statements: () => Promise.resolve(["CREATE DATABASE app"]),
     takeFirstSnapshot: () => Promise.resolve("snap-1"),
@@ -199,6 +235,7 @@ Deno.test("bootstrapPrimary() whose first snapshot fails writes, but is unhealth
     kv,
     me,
     semiSync: false,
+    leaseMs: 10_000,
     state,
     statements: () => Promise.resolve([]),
     takeFirstSnapshot: () => Promise.reject(new Error("the store refused the upload")),
@@ -228,6 +265,11 @@ Deno.test("follow() re-points replication after checking the node has nothing th
     errant: noRebuild,
   });
   assertEquals(r.healthy, true);
+  assertEquals(
+    [server.state.leaseInstalled, server.state.leaseUntil],
+    [true, undefined],
+    "a replica: no lease",
+  );
   assertEquals(server.state.replica?.sourceHost, n1.address);
   assertEquals(server.state.replica?.ioRunning, "yes");
   assertEquals(state.saves.map((s) => s.repointing), ["10.0.0.11:3306", undefined]);
@@ -391,11 +433,13 @@ Deno.test("switchover() hands the lock to the target once it has everything, and
     me,
     withdraw: () => Promise.resolve(void withdrawn++),
     timeoutMs: 2000,
+    leaseMs: 10_000,
   });
   assertEquals(done?.target, "n3");
   assertEquals((await kv.primary()).session, s3);
   assertEquals(server.state.readOnly, true);
   assertEquals(withdrawn, 1);
+  assertEquals(server.state.leaseUntil, undefined, "no lease left on the old primary");
   const record = (await kv.failoverLock()).record;
   assertEquals([record?.switchover, record?.promoted], [true, "n3"]);
   assert(peer.closed, "the connection to the target is closed");
@@ -416,9 +460,11 @@ Deno.test("switchover() to a target that cannot catch up leaves this node the wr
     withdraw: () => Promise.resolve(),
     to: "n3",
     timeoutMs: 200,
+    leaseMs: 10_000,
   });
   assertEquals(done, undefined);
   assertEquals(server.state.readOnly, false);
+  assert((server.state.leaseUntil ?? 0) > Date.now(), "writable again only with a lease");
   assertEquals((await kv.primary()).session, me.session);
   assertEquals((await kv.failoverLock()).session, undefined);
 });
@@ -431,7 +477,8 @@ Deno.test("keepSession() creates a session when the node has none and saves it; 
   assert("id" in s);
   assertEquals(state.current.sessionId, s.id);
   assertEquals(created, [s.id]);
-  assertEquals(await keepSession(kv, state, (id) => created.push(id)), { id: s.id });
+  const again = await keepSession(kv, state, (id) => created.push(id));
+  assertEquals("id" in again && again.id, s.id);
   assertEquals(created.length, 1);
   kv.down();
   const down = await keepSession(kv, state, () => {});

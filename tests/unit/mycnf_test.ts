@@ -36,6 +36,7 @@ Deno.test("renderMyCnf() starts every node read-only with replication stopped (M
   for (
     const line of [
       "read_only = ON",
+      "event_scheduler = ON",
       "skip_slave_start = ON",
       "gtid_strict_mode = ON",
       "slave_ddl_exec_mode = STRICT",
@@ -60,6 +61,7 @@ Deno.test("renderMyCnf() uses MySQL 8.4 names: super_read_only, gtid_mode, skip_
   for (
     const line of [
       "super_read_only = ON",
+      "event_scheduler = ON",
       "gtid_mode = ON",
       "enforce_gtid_consistency = ON",
       "skip_replica_start = ON",

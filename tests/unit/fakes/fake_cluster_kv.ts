@@ -163,6 +163,10 @@ export class FakeClusterKv implements ClusterKv {
     );
   }
 
+  renewSession(id: string): Promise<boolean> {
+    return this.#op("renewSession", () => this.#sessions.has(id));
+  }
+
   read(): Promise<ClusterView> {
     return this.#op("read", () => {
       // What the real one reads: the prefix recursively, and each view key renamed outside it.

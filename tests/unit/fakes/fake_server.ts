@@ -48,6 +48,10 @@ export interface FakeServerState {
   waitAnswer: boolean | ((gtids: string, timeoutSeconds: number) => boolean);
   /** False after `shutdown()`. */
   running: boolean;
+  /** Whether the lease's table and fence event exist. */
+  leaseInstalled: boolean;
+  /** When the lease ends (Date.now() ms); undefined: no lease. */
+  leaseUntil?: number;
 }
 
 /** A {@link MysqlServer} in memory. */
@@ -78,6 +82,7 @@ export class FakeServer implements MysqlServer {
       version: flavour === "mariadb" ? "10.11.19-MariaDB-0+deb12u1" : "8.4.3",
       waitAnswer: true,
       running: true,
+      leaseInstalled: false,
       ...state,
     };
   }
@@ -203,6 +208,34 @@ export class FakeServer implements MysqlServer {
     return this.#call("waitForGtids", [gtids, timeoutSeconds], o, () => {
       const answer = this.state.waitAnswer;
       return typeof answer === "function" ? answer(gtids, timeoutSeconds) : answer;
+    });
+  }
+
+  installLease(o?: CallOptions): Promise<void> {
+    return this.#call("installLease", [], o, () => {
+      this.state.leaseInstalled = true;
+    });
+  }
+
+  extendLease(ms: number, o?: CallOptions & { readonly turningWritable?: boolean }): Promise<boolean> {
+    return this.#call("extendLease", [ms], o, () => {
+      if (!(ms > 0)) return false;
+      this.state.leaseInstalled = true;
+      this.state.leaseUntil = Date.now() + ms;
+      return true;
+    });
+  }
+
+  clearLease(o?: CallOptions): Promise<void> {
+    return this.#call("clearLease", [], o, () => {
+      this.state.leaseUntil = undefined;
+    });
+  }
+
+  leaseLeft(o?: CallOptions): Promise<number | undefined> {
+    return this.#call("leaseLeft", [], o, () => {
+      const until = this.state.leaseUntil;
+      return until === undefined ? undefined : until - Date.now();
     });
   }
 
