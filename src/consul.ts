@@ -472,10 +472,12 @@ export class ConsulStore {
     let res: Response;
     let text: string;
     try {
+      // A redirect is not followed: the token would go wherever it points.
       res = await fetch(url, {
         method,
         headers,
         body: payload,
+        redirect: "manual",
         signal: AbortSignal.timeout(this.#timeoutMs),
       });
       text = await res.text();

@@ -353,3 +353,39 @@ Deno.test("ConsulStore gives up on an agent that never answers after CONSUL_TIME
     await accepting.catch(() => {});
   }
 });
+
+Deno.test("ConsulStore follows no redirect: the token never goes where an answer points", async () => {
+  // Something other than Consul on the agent's address that redirects, and the address it redirects to.
+  const elsewhere = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const reached: string[] = [];
+  const watching = (async () => {
+    for await (const conn of elsewhere) {
+      const buf = new Uint8Array(4096);
+      reached.push(new TextDecoder().decode(buf.subarray(0, (await conn.read(buf)) ?? 0)));
+      conn.close();
+    }
+  })();
+  const redirecting = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () =>
+      new Response("", {
+        status: 307,
+        headers: { location: `http://127.0.0.1:${elsewhere.addr.port}/v1/kv/k` },
+      }),
+  );
+  const store = new ConsulStore({ ...configFor(redirecting.addr.port), token: new Secret("tok-secret-3") });
+  try {
+    const e = await assertRejects(
+      () => store.get("k"),
+      ConsulRequestError,
+      "Consul refused kv get (HTTP 307)",
+    );
+    assertEquals(e.status, 307);
+    assertEquals(reached, [], "the redirect was followed");
+  } finally {
+    store.close();
+    await redirecting.shutdown();
+    elsewhere.close();
+    await watching.catch(() => {});
+  }
+});
