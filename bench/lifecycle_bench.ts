@@ -21,7 +21,7 @@ import { openLocalServer } from "../src/mysql/server.ts";
 import { takeAndPublishSnapshot } from "../src/snapshots.ts";
 import { ConsulClusterKv } from "../src/cluster_kv.ts";
 import { Cluster, type TestNode } from "../tests/integration/cluster.ts";
-import { Harness, REPO_ROOT } from "../tests/integration/harness/mod.ts";
+import { autopilotRunFlags, Harness, REPO_ROOT } from "../tests/integration/harness/mod.ts";
 import { autopilot } from "../tests/integration/autopilot_cli.ts";
 import {
   coreShare,
@@ -88,8 +88,8 @@ const loadAverage = async () => (await Deno.readTextFile("/proc/loadavg")).split
 
 /**
  * The cost of the checks ContainerPilot runs, on a steady 3-node cluster (one primary, two replicas), each
- * command run as ContainerPilot runs it (`deno run -P=autopilot mod.ts`, in the node's namespace, the node's
- * settings with the shipped LOG_LEVEL). The passes go round the nodes (primary, replica, replica, then the
+ * command run as ContainerPilot runs it (`deno run` with deno.json's autopilot task's flags, in the node's
+ * namespace, the node's settings with the shipped LOG_LEVEL). The passes go round the nodes (primary, replica, replica, then the
  * snapshot task on the primary and a replica), so every session is renewed as ContainerPilot would renew it.
  */
 async function checkCosts(runs: number): Promise<string> {
@@ -107,7 +107,7 @@ async function checkCosts(runs: number): Promise<string> {
   try {
     const empty = `${emptyDir}/empty.ts`;
     await Deno.writeTextFile(empty, "");
-    const deno = [Deno.execPath(), "run", "-P=autopilot"];
+    const deno = [Deno.execPath(), "run", ...autopilotRunFlags()];
     const plainRuns: Record<string, string[]> = {
       "empty `deno run`": [...deno, "--config", `${REPO_ROOT}/deno.json`, empty],
       "`autopilot --version`": [...deno, "mod.ts", "--version"],
@@ -189,7 +189,10 @@ async function checkCosts(runs: number): Promise<string> {
       })`;
     });
     return [
-      `What the checks cost (steady 3-node cluster, \`deno run -P=autopilot\`, median of ${runs} runs each after ` +
+      `What the checks cost (steady 3-node cluster, \`deno run ${
+        autopilotRunFlags().join(" ")
+      }\` for every row, ` +
+      `median of ${runs} runs each after ` +
       `one unmeasured round; wall measured around the process, CPU (user+sys) and peak RSS from GNU time; ` +
       `load average ${loadBefore} before, ${loadAfter} after):`,
       "",

@@ -19,7 +19,13 @@
  */
 import { type CliResult } from "../tests/integration/autopilot_cli.ts";
 import { Cluster, type TestNode } from "../tests/integration/cluster.ts";
-import { Harness, randomSecret, REPO_ROOT, systemTool } from "../tests/integration/harness/mod.ts";
+import {
+  autopilotRunFlags,
+  Harness,
+  randomSecret,
+  REPO_ROOT,
+  systemTool,
+} from "../tests/integration/harness/mod.ts";
 import { type Config, ConfigError, loadConfig } from "../src/config.ts";
 import { EnvFileError, parseEnvFile } from "./env_file.ts";
 import {
@@ -647,7 +653,7 @@ function envFileOf(node: TestNode): string {
 
 /** The command line that runs `autopilot ARGS` on `node`: its namespace, its environment from its file. */
 function autopilotCommand(node: TestNode, args: string): string {
-  const run = `exec ${shellWord(Deno.execPath())} run -P=autopilot ${
+  const run = `exec ${shellWord(Deno.execPath())} run ${autopilotRunFlags().map(shellWord).join(" ")} ${
     shellWord(`${REPO_ROOT}/mod.ts`)
   } ${args}`;
   return `ip netns exec ${node.ns} sh -c ${shellWord(`. ${shellWord(envFileOf(node))} && ${run}`)}`;
@@ -716,7 +722,9 @@ async function runCluster(
         envFileOf(node),
         shellEnvFile(hookEnv(node), [
           `autopilot's environment on ${node.name} of the local cluster (passwords included: keep it 0600).`,
-          `Use: ip netns exec ${node.ns} sh -c '. THIS_FILE && exec deno run -P=autopilot mod.ts COMMAND'`,
+          `Use: ip netns exec ${node.ns} sh -c '. THIS_FILE && exec deno run ${
+            autopilotRunFlags().join(" ")
+          } mod.ts COMMAND'`,
         ]),
         { mode: 0o600 },
       );

@@ -1,22 +1,20 @@
 /**
- * Consul: sessions, locks, keys and health queries, over npm:consul.
+ * Consul: sessions, locks, keys and health queries, over Consul's HTTP API with `fetch`.
  *
- * Nothing from npm:consul or node:http leaves this module. A Consul that cannot be reached (refused, timed out,
- * no leader, 5xx) becomes {@link ConsulUnavailableError}; callers treat it as "Consul is down" (a primary then
+ * Nothing below the HTTP API leaves this module. A Consul that cannot be reached (refused, timed out, no
+ * leader, 5xx) becomes {@link ConsulUnavailableError}; callers treat it as "Consul is down" (a primary then
  * fences itself). A lock held by someone else is a plain `false`, never an error; a session that no longer
  * exists is {@link SessionGoneError} from lock calls and `false` from {@link ConsulStore.renewSession}.
  *
- * Connections are kept alive (npm:consul's default). Deno's node:http had keep-alive regressions in 2026
- * (a PUT retried on a stale socket lost its body and hung); under the pinned Deno 2.9.6 a PUT on a stale pooled
- * socket after a Consul restart succeeds, and `tests/integration/consul_test.ts` checks exactly that on every run,
- * so a Deno upgrade that brings the bug back fails a test. See docs/DEVELOPING.md, "Consul keep-alive".
+ * Each request is bounded by CONSUL_TIMEOUT (an `AbortSignal`, which also covers reading the answer); the ACL
+ * token travels in the `X-Consul-Token` header, never in a URL. Connections are kept alive in fetch's pool;
+ * `tests/integration/consul_test.ts` checks that a PUT on a pooled connection to a restarted Consul still goes
+ * through. This used to be npm:consul over node:http; why it is not any more is in docs/DEVELOPING.md,
+ * "The Consul client".
  *
  * @module
  */
-import { Agent as HttpAgent } from "node:http";
-import { Agent as HttpsAgent } from "node:https";
-import Consul from "consul";
-import type { ConsulConfig } from "./config.ts";
+import type { ConsulConfig, Secret } from "./config.ts";
 
 /** Consul could not be reached or could not answer (no leader, server error, timeout). */
 export class ConsulUnavailableError extends Error {
@@ -82,21 +80,27 @@ export interface SessionOptions {
   readonly behavior?: "release" | "delete";
 }
 
-interface PapiError extends Error {
-  statusCode?: number;
-  code?: string;
-  isPapi?: boolean;
-  response?: { body?: unknown };
+/** What Consul answered: the status and the body, decoded by its content type (JSON, text, or nothing). */
+interface Reply {
+  readonly status: number;
+  readonly body: unknown;
+  /** What an answer other than 2xx says went wrong: Consul's text, else the status's name. */
+  readonly reason: string;
 }
+
+/** A request's body: text (KV values) or a value sent as JSON. */
+type RequestBody = { readonly text: string } | { readonly json: unknown };
 
 /**
  * Consul operations autopilot needs, each named for what it does. Compare-and-set and lock operations say so
  * in their names and return whether they took effect.
  */
 export class ConsulStore {
-  readonly #client: Consul;
-  readonly #agent: HttpAgent | HttpsAgent;
   readonly url: string;
+  /** `scheme://host:port/v1` */
+  readonly #api: string;
+  readonly #token: Secret | undefined;
+  readonly #timeoutMs: number;
 
   /**
    * Creates a client for the configured agent. It connects lazily: constructing never touches the network.
@@ -105,20 +109,9 @@ export class ConsulStore {
    */
   constructor(config: ConsulConfig) {
     this.url = config.url;
-    this.#agent = config.scheme === "https"
-      ? new HttpsAgent({ keepAlive: true })
-      : new HttpAgent({ keepAlive: true });
-    this.#client = new Consul(
-      {
-        host: config.host,
-        port: config.port,
-        secure: config.scheme === "https",
-        agent: this.#agent,
-        // papi reads `timeout` from the client options and from per-request defaults.
-        timeout: config.timeoutMs,
-        defaults: { ...(config.token ? { token: config.token.reveal() } : {}), timeout: config.timeoutMs },
-      } as ConstructorParameters<typeof Consul>[0],
-    );
+    this.#api = `${config.scheme}://${config.host}:${config.port}/v1`;
+    this.#token = config.token;
+    this.#timeoutMs = config.timeoutMs;
   }
 
   // --- sessions -------------------------------------------------------------------------------
@@ -130,19 +123,20 @@ export class ConsulStore {
    * @throws {ConsulUnavailableError} when Consul cannot be reached.
    */
   async createSession(options: SessionOptions): Promise<string> {
-    const result = await this.#call("session create", () =>
-      this.#client.session.create(
-        {
-          name: options.name,
-          ttl: `${options.ttlSeconds}s`,
-          lockdelay: `${options.lockDelaySeconds ?? 2}s`,
-          behavior: options.behavior ?? "release",
-          // An empty list means "no checks": the default would tie the session to serfHealth of this agent's node.
-          checks: [],
-          nodechecks: [],
-        } as Parameters<Consul["session"]["create"]>[0],
-      ));
-    return result.ID;
+    const body = await this.#ok("session create", "PUT", "/session/create", undefined, {
+      json: {
+        LockDelay: `${options.lockDelaySeconds ?? 2}s`,
+        Name: options.name,
+        // An empty list means "no checks": the default would tie the session to serfHealth of this agent's node.
+        Checks: [],
+        Behavior: options.behavior ?? "release",
+        TTL: `${options.ttlSeconds}s`,
+      },
+    }) as { ID?: unknown } | undefined;
+    if (typeof body?.ID !== "string") {
+      throw new ConsulUnavailableError("session create", "the answer names no session ID");
+    }
+    return body.ID;
   }
 
   /**
@@ -152,13 +146,10 @@ export class ConsulStore {
    * @throws {ConsulUnavailableError} when Consul cannot be reached.
    */
   async renewSession(id: string): Promise<boolean> {
-    try {
-      const result = await this.#call("session renew", () => this.#client.session.renew(id));
-      return Array.isArray(result) && result.length > 0;
-    } catch (e) {
-      if (e instanceof ConsulRequestError && e.status === 404) return false;
-      throw e;
-    }
+    const reply = await this.#send("session renew", "PUT", `/session/renew/${segment(id)}`);
+    if (reply.status === 404) return false;
+    const body = okBody("session renew", reply);
+    return Array.isArray(body) && body.length > 0;
   }
 
   /**
@@ -177,13 +168,13 @@ export class ConsulStore {
 
   /** Whether a session exists. */
   async sessionExists(id: string): Promise<boolean> {
-    const result = await this.#call("session info", () => this.#client.session.info(id));
-    return Array.isArray(result) ? result.length > 0 : Boolean(result);
+    const body = await this.#ok("session info", "GET", `/session/info/${segment(id)}`);
+    return Array.isArray(body) && body.length > 0;
   }
 
   /** Destroys a session; held locks are released (with the session's lock-delay). Missing is fine. */
   async destroySession(id: string): Promise<void> {
-    await this.#call("session destroy", () => this.#client.session.destroy(id));
+    await this.#ok("session destroy", "PUT", `/session/destroy/${segment(id)}`);
   }
 
   // --- locks ------------------------------------------------------------------------------------
@@ -196,12 +187,7 @@ export class ConsulStore {
    * @throws {SessionGoneError} if the session does not exist.
    */
   async tryAcquireLock(key: string, sessionId: string, value: string): Promise<boolean> {
-    // npm:consul gives `undefined` rather than `false` for a refused write: only a literal true counts.
-    return (await this.#lockCall(
-      "lock acquire",
-      sessionId,
-      () => this.#client.kv.set({ key, value, acquire: sessionId }),
-    )) === true;
+    return await this.#lockCall("lock acquire", sessionId, key, { acquire: sessionId }, value);
   }
 
   /**
@@ -228,21 +214,17 @@ export class ConsulStore {
       Value: btoa(String.fromCharCode(...new TextEncoder().encode(value))),
       Session: sessionId,
     };
-    try {
-      // npm:consul sends the array as the body, as Consul expects; its typings describe another shape.
-      const txn = this.#client.transaction as unknown as { create(operations: unknown[]): Promise<unknown> };
-      await txn.create([{ KV: check }, { KV: lock }]);
-      return true;
-    } catch (e) {
-      // Consul answers 409 with the failed operation's reason when a check or the lock fails.
-      const err = e as PapiError;
-      const errors = (err?.response?.body as { Errors?: { What?: string }[] } | undefined)?.Errors;
-      if (err?.statusCode === 409 && Array.isArray(errors)) {
-        if (errors.some((x) => /invalid session/i.test(x.What ?? ""))) throw new SessionGoneError(sessionId);
-        return false;
-      }
-      throw translate("lock acquire", e);
+    const reply = await this.#send("lock acquire", "PUT", "/txn", undefined, {
+      json: [{ KV: check }, { KV: lock }],
+    });
+    // Consul answers 409 with the failed operation's reason when a check or the lock fails.
+    const errors = (reply.body as { Errors?: { What?: string }[] } | undefined)?.Errors;
+    if (reply.status === 409 && Array.isArray(errors)) {
+      if (errors.some((x) => /invalid session/i.test(x.What ?? ""))) throw new SessionGoneError(sessionId);
+      return false;
     }
+    okBody("lock acquire", reply);
+    return true;
   }
 
   /**
@@ -252,29 +234,25 @@ export class ConsulStore {
    * @returns `true` if released, `false` if this session did not hold it.
    */
   async releaseLock(key: string, sessionId: string, value = ""): Promise<boolean> {
-    return (await this.#lockCall(
-      "lock release",
-      sessionId,
-      () => this.#client.kv.set({ key, value, release: sessionId }),
-    )) === true;
+    return await this.#lockCall("lock release", sessionId, key, { release: sessionId }, value);
   }
 
   // --- keys -------------------------------------------------------------------------------------
 
   /** Reads a key; `undefined` if it does not exist. */
   async get(key: string): Promise<KvEntry | undefined> {
-    const item = await this.#call("kv get", () => this.#client.kv.get({ key }));
-    return item ? toEntry(item) : undefined;
+    const reply = await this.#send("kv get", "GET", `/kv/${segment(key)}`);
+    if (reply.status === 404) return undefined;
+    const items = okBody("kv get", reply);
+    return Array.isArray(items) && items.length > 0 ? toEntry(items[0]) : undefined;
   }
 
   /** Every key under a prefix (one request), e.g. all of `SERVICE_NAME/`. */
   async getPrefix(prefix: string): Promise<KvEntry[]> {
-    const items = await this.#call(
-      "kv get recurse",
-      () => this.#client.kv.get({ key: prefix, recurse: true }),
-    );
-    if (!items) return [];
-    return (Array.isArray(items) ? items : [items]).map(toEntry);
+    const reply = await this.#send("kv get recurse", "GET", `/kv/${segment(prefix)}`, { recurse: "true" });
+    if (reply.status === 404) return [];
+    const items = okBody("kv get recurse", reply);
+    return Array.isArray(items) ? items.map(toEntry) : [];
   }
 
   /**
@@ -297,7 +275,7 @@ export class ConsulStore {
 
   /** Writes a key unconditionally. */
   async put(key: string, value: string): Promise<void> {
-    await this.#call("kv put", () => this.#client.kv.set({ key, value }));
+    await this.#ok("kv put", "PUT", `/kv/${segment(key)}`, undefined, { text: value });
   }
 
   /** Writes a value as JSON unconditionally. */
@@ -311,7 +289,8 @@ export class ConsulStore {
    * @returns `true` if written, `false` if someone changed the key first.
    */
   async putIfUnchanged(key: string, value: string, modifyIndex: number): Promise<boolean> {
-    return (await this.#call("kv cas", () => this.#client.kv.set({ key, value, cas: modifyIndex }))) === true;
+    const query = { cas: String(modifyIndex) };
+    return (await this.#ok("kv cas", "PUT", `/kv/${segment(key)}`, query, { text: value })) === true;
   }
 
   /** Compare-and-set for JSON values; see {@link ConsulStore.putIfUnchanged}. */
@@ -321,7 +300,7 @@ export class ConsulStore {
 
   /** Deletes a key (a missing key is fine). */
   async delete(key: string): Promise<void> {
-    await this.#call("kv delete", () => this.#client.kv.del({ key }));
+    await this.#ok("kv delete", "DELETE", `/kv/${segment(key)}`);
   }
 
   // --- health -----------------------------------------------------------------------------------
@@ -332,11 +311,11 @@ export class ConsulStore {
    * @returns Instances sorted by id.
    */
   async passingInstances(service: string): Promise<ServiceInstance[]> {
-    const rows = await this.#call(
-      "health service",
-      () => this.#client.health.service({ service, passing: true }),
-    );
-    return (rows as HealthRow[]).map(toInstance).sort((a, b) => a.id.localeCompare(b.id));
+    const rows = await this.#ok("health service", "GET", `/health/service/${segment(service)}`, {
+      passing: "true",
+    });
+    return (Array.isArray(rows) ? rows as HealthRow[] : []).map(toInstance)
+      .sort((a, b) => a.id.localeCompare(b.id));
   }
 
   /**
@@ -345,8 +324,8 @@ export class ConsulStore {
    * @returns One entry a check, service checks only (node checks such as serfHealth are left out).
    */
   async criticalServiceChecks(): Promise<CriticalCheck[]> {
-    const rows = await this.#call("health state", () => this.#client.health.state({ state: "critical" }));
-    return (rows as CheckRow[]).filter((r) => r.ServiceID).map((r) =>
+    const rows = await this.#ok("health state", "GET", "/health/state/critical");
+    return (Array.isArray(rows) ? rows as CheckRow[] : []).filter((r) => r.ServiceID).map((r) =>
       Object.freeze({ node: r.Node, serviceId: r.ServiceID })
     );
   }
@@ -358,23 +337,21 @@ export class ConsulStore {
    * passing and that Consul removes, with the service, once it has been critical for `deregisterAfter`.
    */
   async registerService(service: AgentService): Promise<void> {
-    // npm:consul's typings make `timeout` required on every check; a TTL check has none (its code sends only
-    // the fields given), hence the cast.
-    type Register = Parameters<Consul["agent"]["service"]["register"]>[0] & object;
-    await this.#call("agent service register", () =>
-      this.#client.agent.service.register({
-        id: service.id,
-        name: service.name,
-        address: service.address,
-        port: service.port,
-        check: {
-          name: `${service.name} TTL`,
-          ttl: `${service.ttlSeconds}s`,
-          status: "passing",
-          deregistercriticalserviceafter: service.deregisterAfter,
-          notes: `TTL for ${service.name}, set by autopilot`,
+    await this.#ok("agent service register", "PUT", "/agent/service/register", undefined, {
+      json: {
+        Name: service.name,
+        ID: service.id,
+        Address: service.address,
+        Port: service.port,
+        Check: {
+          Name: `${service.name} TTL`,
+          Notes: `TTL for ${service.name}, set by autopilot`,
+          TTL: `${service.ttlSeconds}s`,
+          Status: "passing",
+          DeregisterCriticalServiceAfter: service.deregisterAfter,
         },
-      } as unknown as Register));
+      },
+    });
   }
 
   /**
@@ -384,10 +361,7 @@ export class ConsulStore {
    */
   async passServiceCheck(serviceId: string): Promise<boolean> {
     try {
-      await this.#call(
-        "agent check pass",
-        () => this.#client.agent.check.pass({ id: `service:${serviceId}` }),
-      );
+      await this.#ok("agent check pass", "PUT", `/agent/check/pass/${segment(`service:${serviceId}`)}`);
       return true;
     } catch (e) {
       if (e instanceof ConsulRequestError && e.status === 404) return false;
@@ -409,7 +383,7 @@ export class ConsulStore {
    */
   async deregisterService(serviceId: string, node?: string): Promise<boolean> {
     try {
-      await this.#call("agent service deregister", () => this.#client.agent.service.deregister(serviceId));
+      await this.#ok("agent service deregister", "PUT", `/agent/service/deregister/${segment(serviceId)}`);
       return true;
     } catch (e) {
       const unknown = (e instanceof ConsulRequestError && e.status === 404) ||
@@ -417,10 +391,10 @@ export class ConsulStore {
       if (!unknown) throw e;
     }
     if (node === undefined) return false;
-    return await this.#call(
-      "catalog deregister",
-      () => this.#client.catalog.deregister({ node, serviceid: serviceId }),
-    ).then((r) => r !== false);
+    await this.#ok("catalog deregister", "PUT", "/catalog/deregister", undefined, {
+      json: { Node: node, ServiceID: serviceId },
+    });
+    return true;
   }
 
   /**
@@ -430,37 +404,157 @@ export class ConsulStore {
    * @returns Instances sorted by id.
    */
   async serviceHealth(service: string): Promise<InstanceHealth[]> {
-    const rows = await this.#call("health service", () => this.#client.health.service({ service }));
+    const rows = await this.#ok("health service", "GET", `/health/service/${segment(service)}`);
     return instancesFromHealthRows(Array.isArray(rows) ? rows as HealthServiceRow[] : []);
   }
 
-  /** Closes the pooled keep-alive sockets. Call it when done (tests check for leaked sockets). */
-  close(): void {
-    this.#agent.destroy();
-  }
+  /**
+   * Kept for callers that release the client when done. Requests go through fetch's shared connection pool,
+   * which the process owns, so there is nothing of this client's own to release.
+   */
+  close(): void {}
 
-  async #lockCall(operation: string, sessionId: string, fn: () => Promise<boolean>): Promise<boolean> {
+  /** A KV write that takes or releases a lock: `true` if it took effect. */
+  async #lockCall(
+    operation: string,
+    sessionId: string,
+    key: string,
+    query: Readonly<Record<string, string>>,
+    value: string,
+  ): Promise<boolean> {
     try {
-      return await this.#call(operation, fn);
+      return (await this.#ok(operation, "PUT", `/kv/${segment(key)}`, query, { text: value })) === true;
     } catch (e) {
       // Consul answers 500 "invalid session" for a session that does not exist.
-      if (e instanceof ConsulRequestError && /invalid session/i.test(e.message)) {
-        throw new SessionGoneError(sessionId);
-      }
-      if (e instanceof ConsulUnavailableError && /invalid session/i.test(e.message)) {
+      if (
+        (e instanceof ConsulRequestError || e instanceof ConsulUnavailableError) &&
+        /invalid session/i.test(e.message)
+      ) {
         throw new SessionGoneError(sessionId);
       }
       throw e;
     }
   }
 
-  async #call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+  /** {@link ConsulStore.#send}, and the body of a 2xx answer; any other answer is an error. */
+  async #ok(
+    operation: string,
+    method: "GET" | "PUT" | "DELETE",
+    path: string,
+    query?: Readonly<Record<string, string>>,
+    body?: RequestBody,
+  ): Promise<unknown> {
+    return okBody(operation, await this.#send(operation, method, path, query, body));
+  }
+
+  /**
+   * One request, bounded by CONSUL_TIMEOUT (connecting, sending and reading the answer).
+   *
+   * @returns The status and the body (JSON decoded, text as it came, none as `undefined`), whatever the status.
+   * @throws {ConsulUnavailableError} when no answer came, or one that cannot be read.
+   */
+  async #send(
+    operation: string,
+    method: "GET" | "PUT" | "DELETE",
+    path: string,
+    query?: Readonly<Record<string, string>>,
+    body?: RequestBody,
+  ): Promise<Reply> {
+    const headers: Record<string, string> = {};
+    if (this.#token) headers["X-Consul-Token"] = this.#token.reveal();
+    let payload: string | undefined;
+    if (body !== undefined) {
+      const json = "json" in body;
+      payload = json ? JSON.stringify(body.json) : body.text;
+      headers["Content-Type"] = `${json ? "application/json" : "text/plain"}; charset=utf-8`;
+    }
+    const url = `${this.#api}${path}${query ? `?${new URLSearchParams(query)}` : ""}`;
+    let res: Response;
+    let text: string;
     try {
-      return await fn();
+      // A redirect is not followed: the token would go wherever it points.
+      res = await fetch(url, {
+        method,
+        headers,
+        body: payload,
+        redirect: "manual",
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+      text = await res.text();
     } catch (e) {
-      throw translate(operation, e);
+      throw new ConsulUnavailableError(operation, transportFailure(e, this.#timeoutMs));
+    }
+    const { status } = res;
+    const json = (res.headers.get("content-type") ?? "").split(";")[0].trim() === "application/json";
+    const reason = (json ? "" : text.trim()) || res.statusText.toLowerCase() || `request failed: ${status}`;
+    if (text === "" || !json) return { status, body: text === "" ? undefined : text, reason };
+    try {
+      return { status, body: JSON.parse(text), reason };
+    } catch {
+      throw new ConsulUnavailableError(
+        operation,
+        `HTTP ${status}, an answer that is not JSON: ${firstLine(text)}`,
+      );
     }
   }
+}
+
+/**
+ * A path segment as npm:consul wrote it (every reserved character escaped, `/` included: Consul decodes the
+ * path before it reads the key).
+ */
+function segment(part: string): string {
+  return encodeURIComponent(part);
+}
+
+/**
+ * The body of a 2xx answer.
+ *
+ * @throws {ConsulUnavailableError} for a 5xx (Consul's own trouble: no leader, an RPC that failed), except
+ *   "invalid session", which retrying does not fix.
+ * @throws {ConsulRequestError} for any other answer (ACL denied, bad request, not found).
+ */
+function okBody(operation: string, reply: Reply): unknown {
+  const { status, body, reason } = reply;
+  if (status >= 200 && status <= 299) return body;
+  if (status >= 500 && !/invalid session/i.test(reason)) {
+    throw new ConsulUnavailableError(operation, `HTTP ${status}: ${reason}`);
+  }
+  throw new ConsulRequestError(operation, status, reason);
+}
+
+/** Node's names for the socket errors a request to Consul meets, by Linux errno. */
+const ERRNO_CODES: Readonly<Record<string, string>> = {
+  "32": "EPIPE",
+  "101": "ENETUNREACH",
+  "104": "ECONNRESET",
+  "110": "ETIMEDOUT",
+  "111": "ECONNREFUSED",
+  "113": "EHOSTUNREACH",
+};
+
+/**
+ * Why a request got no answer, as one line that starts with a code where there is one (`ECONNREFUSED: …`):
+ * fetch's own text names the URL and the layers it went through, which says less than the code does.
+ */
+export function transportFailure(e: unknown, timeoutMs: number): string {
+  if (e instanceof DOMException && e.name === "TimeoutError") {
+    return `ETIMEDOUT: no answer within ${timeoutMs} ms (CONSUL_TIMEOUT)`;
+  }
+  const err = e as Error;
+  const cause = err?.cause instanceof Error ? err.cause.message : "";
+  const text = (cause || err?.message || String(e))
+    .replace(/^error sending request\b.*?\): /, "")
+    .replace(/^client error \(\w+\): /, "");
+  const errno = /\(os error (\d+)\)/.exec(text)?.[1];
+  const code = errno !== undefined
+    ? ERRNO_CODES[errno]
+    : /dns error|failed to lookup address/i.test(text)
+    ? "ENOTFOUND"
+    : /connection closed before message completed|error reading a body|connection reset/i.test(text)
+    ? "ECONNRESET"
+    : undefined;
+  return code ? `${code}: ${firstLine(text)}` : firstLine(text);
 }
 
 /** A service check that is critical, as `/v1/health/state/critical` lists it. */
@@ -511,36 +605,32 @@ function toInstance(row: HealthRow): ServiceInstance {
   });
 }
 
-function toEntry(
-  item: { Key: string; Value: string | null; LockIndex: number; ModifyIndex: number; Session?: string },
-): KvEntry {
+/** One KV entry as Consul lists it, its value base64-encoded (null for an empty value). */
+interface KvRow {
+  Key: string;
+  Value: string | null;
+  LockIndex: number;
+  ModifyIndex: number;
+  Session?: string;
+}
+
+function toEntry(item: KvRow): KvEntry {
   return Object.freeze({
     key: item.Key,
-    value: item.Value ?? "",
+    value: typeof item.Value === "string" ? decodeBase64Text(item.Value) : "",
     ...(item.Session ? { session: item.Session } : {}),
     lockIndex: item.LockIndex,
     modifyIndex: item.ModifyIndex,
   });
 }
 
-function translate(operation: string, e: unknown): Error {
-  const err = e as PapiError;
-  const status = err?.statusCode;
-  const body = typeof err?.response?.body === "string" ? err.response.body.trim() : "";
-  const detail = body || err?.message || String(e);
-  if (status === undefined) {
-    const code = err?.code ? `${err.code}: ` : "";
-    return new ConsulUnavailableError(
-      operation,
-      `${code}${err?.message ?? String(e)}`.replace(/^(\w+): \1/, "$1"),
-    );
-  }
-  if (status >= 500 && !/invalid session/i.test(detail)) {
-    return new ConsulUnavailableError(operation, `HTTP ${status}: ${detail}`);
-  }
-  return new ConsulRequestError(operation, status, detail);
+/** A base64 value as UTF-8 text (malformed sequences become U+FFFD). */
+function decodeBase64Text(value: string): string {
+  const binary = atob(value);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return new TextDecoder().decode(bytes);
 }
-
 /** A check's state as Consul reports it (a service in maintenance has a critical check). */
 export type CheckState = "passing" | "warning" | "critical";
 

@@ -102,6 +102,10 @@ export class MysqlClient {
       bigNumberStrings: true,
       dateStrings: true,
       multipleStatements: false,
+      // Rows are read by a parser shared by every query (no code generated and compiled per result shape).
+      disableEval: true,
+      // No prepared statements are made (query() sends text); the default (16000) preallocates its cache.
+      maxPreparedStatements: 1,
       ...(target.socketPath ? { socketPath: target.socketPath } : { host: target.host, port: target.port }),
     };
     try {

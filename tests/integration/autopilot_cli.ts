@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ip, REPO_ROOT } from "./harness/mod.ts";
+import { autopilotRunFlags, ip, REPO_ROOT } from "./harness/mod.ts";
 
 /** What one run of the CLI left. */
 export interface CliResult {
@@ -27,7 +27,7 @@ export async function autopilot(
   netns?: string,
   wrapper: readonly string[] = [],
 ): Promise<CliResult> {
-  const deno = [Deno.execPath(), "run", "-P=autopilot", "mod.ts", ...args];
+  const deno = [Deno.execPath(), "run", ...autopilotRunFlags(), "mod.ts", ...args];
   const [program, ...argv] = [...wrapper, ...(netns ? [await ip(), "netns", "exec", netns] : []), ...deno];
   const out = await new Deno.Command(program, {
     args: argv,

@@ -12,7 +12,7 @@ import { pruneSnapshots } from "../../src/backup/retention.ts";
 import { LocalStore } from "../../src/storage/local.ts";
 import { Cluster, type TestNode } from "./cluster.ts";
 import { RESTORED_FILE } from "../../src/restored.ts";
-import { Harness, pathExists, REPO_ROOT, runOk, waitFor } from "./harness/mod.ts";
+import { autopilotRunFlags, Harness, pathExists, REPO_ROOT, runOk, waitFor } from "./harness/mod.ts";
 
 const DAY = 86_400_000;
 
@@ -419,7 +419,7 @@ Deno.test("autopilot backup verify interrupted by SIGINT stops its throwaway ser
   assertEquals((await c.boot(n1)).code, 0);
   const tmp = n1.env.MYSQL_TMPDIR;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-P=autopilot", "mod.ts", "backup", "verify"],
+    args: ["run", ...autopilotRunFlags(), "mod.ts", "backup", "verify"],
     cwd: REPO_ROOT,
     clearEnv: true,
     env: { PATH: Deno.env.get("PATH") ?? "", DENO_DIR: Deno.env.get("DENO_DIR") ?? "", ...n1.env },

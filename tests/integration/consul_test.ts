@@ -2,8 +2,13 @@
  * The Consul layer against a real Consul agent (dev mode, loopback).
  */
 import { assert, assertEquals, assertRejects } from "../unit/assert.ts";
-import type { ConsulConfig } from "../../src/config.ts";
-import { ConsulStore, ConsulUnavailableError, SessionGoneError } from "../../src/consul.ts";
+import { type ConsulConfig, Secret } from "../../src/config.ts";
+import {
+  ConsulRequestError,
+  ConsulStore,
+  ConsulUnavailableError,
+  SessionGoneError,
+} from "../../src/consul.ts";
 import { type ConsulServer, freePort, Harness, startConsul, waitFor } from "./harness/mod.ts";
 
 function configFor(port: number, timeoutMs = 2000): ConsulConfig {
@@ -286,5 +291,101 @@ Deno.test("ConsulStore keeps working across a Consul restart (keep-alive sockets
     assert(performance.now() - t0 < 2000, "requests after the restart were slow");
   } finally {
     store.close();
+  }
+});
+
+Deno.test("ConsulStore sends CONSUL_HTTP_TOKEN as the X-Consul-Token header: Consul with ACLs refuses a wrong one", async () => {
+  await using h = await Harness.create();
+  const server = await startConsul({
+    group: h.group,
+    hcl: [
+      'acl { enabled = true, default_policy = "allow", tokens { initial_management = "root-secret-1" } }',
+    ],
+  });
+  const withToken = (token?: string) =>
+    new ConsulStore({ ...configFor(server.port), ...(token ? { token: new Secret(token) } : {}) });
+  const management = withToken("root-secret-1");
+  const anonymous = withToken();
+  const wrong = withToken("not-a-token");
+  try {
+    await management.put("acl/k", "v");
+    assertEquals((await anonymous.get("acl/k"))?.value, "v", "anonymous may read under default allow");
+    // A token Consul does not know is refused: only sent as the header would Consul see it at all.
+    const e = await assertRejects(() => wrong.get("acl/k"), ConsulRequestError, "ACL not found");
+    assertEquals(e.status, 403);
+    assert(!e.message.includes("not-a-token"), e.message);
+  } finally {
+    for (const s of [management, anonymous, wrong]) s.close();
+  }
+});
+
+Deno.test("ConsulStore gives up on an agent that never answers after CONSUL_TIMEOUT, token in a header only", async () => {
+  // Accepts the connection and reads the request, then says nothing: a hung agent.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const received: string[] = [];
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      held.push(conn);
+      const buf = new Uint8Array(4096);
+      const n = await conn.read(buf);
+      received.push(new TextDecoder().decode(buf.subarray(0, n ?? 0)));
+    }
+  })();
+  const store = new ConsulStore({ ...configFor(listener.addr.port, 500), token: new Secret("tok-secret-2") });
+  try {
+    const t0 = performance.now();
+    await assertRejects(
+      () => store.get("k"),
+      ConsulUnavailableError,
+      "Cannot reach Consul (kv get): ETIMEDOUT",
+    );
+    const took = performance.now() - t0;
+    assert(took >= 450 && took < 2000, `gave up after ${took.toFixed(0)} ms`);
+    const [head] = received;
+    const [requestLine, ...headers] = head.split("\r\n");
+    assertEquals(requestLine, "GET /v1/kv/k HTTP/1.1");
+    assert(headers.some((l) => /^x-consul-token: tok-secret-2$/i.test(l)), head);
+  } finally {
+    store.close();
+    listener.close();
+    for (const c of held) c.close();
+    await accepting.catch(() => {});
+  }
+});
+
+Deno.test("ConsulStore follows no redirect: the token never goes where an answer points", async () => {
+  // Something other than Consul on the agent's address that redirects, and the address it redirects to.
+  const elsewhere = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const reached: string[] = [];
+  const watching = (async () => {
+    for await (const conn of elsewhere) {
+      const buf = new Uint8Array(4096);
+      reached.push(new TextDecoder().decode(buf.subarray(0, (await conn.read(buf)) ?? 0)));
+      conn.close();
+    }
+  })();
+  const redirecting = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () =>
+      new Response("", {
+        status: 307,
+        headers: { location: `http://127.0.0.1:${elsewhere.addr.port}/v1/kv/k` },
+      }),
+  );
+  const store = new ConsulStore({ ...configFor(redirecting.addr.port), token: new Secret("tok-secret-3") });
+  try {
+    const e = await assertRejects(
+      () => store.get("k"),
+      ConsulRequestError,
+      "Consul refused kv get (HTTP 307)",
+    );
+    assertEquals(e.status, 307);
+    assertEquals(reached, [], "the redirect was followed");
+  } finally {
+    store.close();
+    await redirecting.shutdown();
+    elsewhere.close();
+    await watching.catch(() => {});
   }
 });

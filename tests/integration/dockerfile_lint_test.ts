@@ -7,7 +7,7 @@
  * @module
  */
 import { assert, assertEquals } from "../unit/assert.ts";
-import { REPO_ROOT, toolPath } from "./harness/mod.ts";
+import { autopilotRunFlags, REPO_ROOT, toolPath } from "./harness/mod.ts";
 
 /** The rules the Dockerfile switches off, each with its reason beside it in the Dockerfile. */
 const REVIEWED_IGNORES = new Set([
@@ -110,7 +110,7 @@ Deno.test("the build stage's files alone install with deno.lock and type-check, 
       assertEquals(code, 0, `deno ${step.join(" ")} in the build context failed:\n${text}`);
     }
     // The same permission set the compile task embeds is enough to start.
-    const version = await deno("run", "-P=autopilot", "mod.ts", "--version");
+    const version = await deno("run", ...autopilotRunFlags(), "mod.ts", "--version");
     assertEquals(version.code, 0, version.text);
     assert(version.text.includes("autopilot "), version.text);
   } finally {

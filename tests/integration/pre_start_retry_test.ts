@@ -6,7 +6,7 @@
  */
 import { assert, assertEquals } from "../unit/assert.ts";
 import { Cluster, type TestNode } from "./cluster.ts";
-import { Harness, REPO_ROOT, type ServerProcess, waitFor } from "./harness/mod.ts";
+import { autopilotRunFlags, Harness, REPO_ROOT, type ServerProcess, waitFor } from "./harness/mod.ts";
 
 /** Starts the retrying pre-start in `node`'s namespace, in a process group of its own (setsid, no fork). */
 async function startPreStart(c: Cluster, node: TestNode): Promise<{ proc: ServerProcess; log: string }> {
@@ -15,7 +15,7 @@ async function startPreStart(c: Cluster, node: TestNode): Promise<{ proc: Server
   const proc = await c.h.group.spawn({
     name: `autopilot pre-start ${node.name}`,
     program: "/usr/bin/setsid",
-    args: [Deno.execPath(), "run", "-P=autopilot", "mod.ts", "pre-start"],
+    args: [Deno.execPath(), "run", ...autopilotRunFlags(), "mod.ts", "pre-start"],
     logFile: log,
     netns: node.ns,
     cwd: REPO_ROOT,

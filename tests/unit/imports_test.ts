@@ -96,7 +96,14 @@ Deno.test("a health or on-change pass loads no snapshot, backup or storage code 
   );
   assertEquals(heavy, []);
   // what it does need, so that the check above reads the right graph
-  for (const m of ["src/consul.ts", "src/mysql/client.ts", "mysql2/promise", "consul"]) {
+  for (const m of ["src/consul.ts", "src/mysql/client.ts", "mysql2/promise"]) {
     assert(loaded.has(m), `hooks/health.ts should load ${m}`);
   }
+});
+
+Deno.test("Consul is reached with fetch: no Consul package and no node:http(s) anywhere in the health pass", () => {
+  const loaded = [...staticClosure("hooks/health.ts")];
+  assertEquals(loaded.filter((m) => /^(npm:)?consul(@|$)|^node:https?$/.test(m)), []);
+  const deno = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`));
+  assertEquals(deno.imports.consul, undefined, "deno.json still maps the npm:consul package");
 });

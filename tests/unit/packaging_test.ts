@@ -20,6 +20,7 @@ import { METRICS } from "../../src/metrics.ts";
 import { PRE_STOP_BUDGET_MS } from "../../hooks/pre_stop.ts";
 import { ENTRYPOINT_LIMIT_VARIABLE } from "../../src/node.ts";
 import { SHIPPED_INTERVALS } from "../../bench/costs.ts";
+import { autopilotRunFlags } from "../integration/harness/tools.ts";
 
 const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname).replace(/\/$/, "");
 const read = (path: string): string => Deno.readTextFileSync(`${ROOT}/${path}`);
@@ -1061,3 +1062,38 @@ Deno.test("the README documents every metric by its full name and type", () => {
     assert(row.test(readme), `README lacks the row of autopilot_mysql_${m.name} (${m.type})`);
   }
 });
+
+Deno.test("the image's binary, `deno task autopilot` and every test run autopilot with the same flags", () => {
+  const deno = JSON.parse(read("deno.json"));
+  const compile = String(deno.tasks.compile).split(/\s+/);
+  assertEquals(compile.slice(0, 2), ["deno", "compile"]);
+  const baked = compile.slice(2).filter((w, i, all) => w !== "--output" && all[i - 1] !== "--output")
+    .filter((w) => w !== "mod.ts");
+  const run = autopilotRunFlags(read("deno.json"));
+  assertEquals(run, baked, "deno.json: the autopilot and compile tasks' flags differ");
+  assert(run.includes("-P=autopilot"), run.join(" "));
+  assert(run.some((f) => f.startsWith("--v8-flags=")), "the V8 flags are part of both tasks");
+  // Nothing runs the program with flags of its own: they come from autopilotRunFlags().
+  const spelled: string[] = [];
+  for (const dir of ["tests", "scripts", "bench"]) {
+    for (const path of walkTs(`${ROOT}/${dir}`)) {
+      const text = Deno.readTextFileSync(path);
+      const code = text.replace(/^\s*(\*|\/\/).*$/gm, "");
+      if (
+        /["']run["']\s*,\s*["']-P=autopilot["']/.test(code) ||
+        /\brun (-q )?-P=autopilot (\$\{|mod\.ts)/.test(code)
+      ) {
+        spelled.push(path.slice(ROOT.length + 1));
+      }
+    }
+  }
+  assertEquals(spelled, [], "these run autopilot with flags of their own; use autopilotRunFlags()");
+});
+
+function* walkTs(dir: string): Generator<string> {
+  for (const e of Deno.readDirSync(dir)) {
+    const path = `${dir}/${e.name}`;
+    if (e.isDirectory) yield* walkTs(path);
+    else if (e.name.endsWith(".ts")) yield path;
+  }
+}

@@ -34,6 +34,8 @@ export interface StartConsulOptions {
   timeoutMs?: number;
   /** HTTP port; default a free one (pass a stopped agent's port to restart "the same" agent). */
   httpPort?: number;
+  /** More agent configuration (HCL), e.g. ACLs. */
+  hcl?: readonly string[];
 }
 
 /** A running Consul dev agent. */
@@ -102,6 +104,7 @@ export async function startConsul(opts: StartConsulOptions = {}): Promise<Consul
     "-disable-host-node-id",
     "-hcl",
     "disable_update_check = true",
+    ...(opts.hcl ?? []).flatMap((h) => ["-hcl", h]),
   ];
   const spawnOpts = { name: "consul", program: consul, args, logFile: `${dir}/consul.log`, cwd: dir };
   const proc: ServerProcess = opts.group ? await opts.group.spawn(spawnOpts) : await spawnServer(spawnOpts);

@@ -40,7 +40,7 @@ import {
   StopWaiting,
   waitFor,
 } from "./proc.ts";
-import { REPO_ROOT, systemTool } from "./tools.ts";
+import { autopilotRunFlags, REPO_ROOT, systemTool } from "./tools.ts";
 
 /** The environment variable naming the ContainerPilot binary the suite runs. */
 export const CONTAINERPILOT_BIN_VAR = "CONTAINERPILOT_BIN";
@@ -291,9 +291,9 @@ export class ContainerHost implements AsyncDisposable {
         ...(denoDir ? [`DENO_DIR=${q(denoDir)}`, "export DENO_DIR"] : []),
         "DENO_NO_UPDATE_CHECK=1",
         "export DENO_NO_UPDATE_CHECK",
-        `exec ${q(deno)} run -q -P=autopilot --config ${q(`${REPO_ROOT}/deno.json`)} ${
-          q(`${REPO_ROOT}/mod.ts`)
-        } "$@"`,
+        `exec ${q(deno)} run -q ${autopilotRunFlags().map(q).join(" ")} --config ${
+          q(`${REPO_ROOT}/deno.json`)
+        } ${q(`${REPO_ROOT}/mod.ts`)} "$@"`,
         "",
       ].join("\n"),
       { mode: 0o755 },

@@ -17,6 +17,25 @@ export const REPO_ROOT: string = decodeURIComponent(new URL("../../../", import.
   "",
 );
 
+/**
+ * The flags of deno.json's `autopilot` task (`deno run FLAGS mod.ts`): the permission set and the V8 flags that
+ * `deno task compile` also builds the image's binary with (a unit test keeps the two tasks equal). Everything
+ * that runs `autopilot` from this checkout passes these, so that it runs as the image does; one set of V8
+ * flags also keeps Deno's V8 code cache valid from one run to the next (other flags invalidate it).
+ *
+ * @param denoJson The text of deno.json (default: this checkout's).
+ * @throws {Error} when the task is not `deno run FLAGS mod.ts`.
+ */
+export function autopilotRunFlags(denoJson?: string): string[] {
+  const text = denoJson ?? Deno.readTextFileSync(`${REPO_ROOT}/deno.json`);
+  const task = String(JSON.parse(text).tasks?.autopilot ?? "");
+  const words = task.trim().split(/\s+/);
+  if (words[0] !== "deno" || words[1] !== "run" || words.at(-1) !== "mod.ts") {
+    throw new Error(`deno.json: the autopilot task is '${task}', not 'deno run FLAGS mod.ts'`);
+  }
+  return words.slice(2, -1);
+}
+
 let printed: Promise<Record<string, string>> | undefined;
 
 async function installToolsPrint(): Promise<Record<string, string>> {
