@@ -11,7 +11,7 @@ import { loadConfig } from "../../src/config.ts";
 import type { MysqlClient } from "../../src/mysql/client.ts";
 import { clearLease, extendLease, installLease, leaseMsFor, leaseState } from "../../src/mysql/lease.ts";
 import { Cluster, type TestNode } from "./cluster.ts";
-import { delay, Harness, ip, REPO_ROOT, waitFor } from "./harness/mod.ts";
+import { autopilotRunFlags, delay, Harness, ip, REPO_ROOT, waitFor } from "./harness/mod.ts";
 
 /** The default SESSION_TTL (no test here sets it) and the lease it gives. */
 const TTL_SECONDS = loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "x" } as Record<string, string>)[n], {
@@ -33,13 +33,13 @@ async function readOnly(db: MysqlClient): Promise<boolean> {
 }
 
 /**
- * `autopilot health` on a node as a child process of this test, as autopilot_cli.ts runs it (-P=autopilot,
+ * `autopilot health` on a node as a child process of this test, as autopilot_cli.ts runs it (autopilotRunFlags(),
  * in the node's namespace), but left running so that it can be frozen. `ip netns exec` execs, so the pid is
  * the pass itself.
  */
 async function spawnPass(node: TestNode): Promise<Deno.ChildProcess> {
   return new Deno.Command(await ip(), {
-    args: ["netns", "exec", node.ns, Deno.execPath(), "run", "-P=autopilot", "mod.ts", "health"],
+    args: ["netns", "exec", node.ns, Deno.execPath(), "run", ...autopilotRunFlags(), "mod.ts", "health"],
     cwd: REPO_ROOT,
     clearEnv: true,
     env: {
