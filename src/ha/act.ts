@@ -6,12 +6,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { ClusterKv } from "../cluster_kv.ts";
-import type { Config } from "../config.ts";
-import type { ConsulStore } from "../consul.ts";
-import type { Flavour, Statement } from "../mysql/flavour.ts";
+import type { Statement } from "../mysql/flavour.ts";
 import type { MysqlServer } from "../mysql/server.ts";
-import type { StateStore } from "../state.ts";
 import {
   type ActionResult,
   bootstrapPrimary,
@@ -28,17 +24,12 @@ import type { HealthDecision, PrimaryRecord } from "./decide.ts";
 import { runFailover, waitForAppointment } from "./failover.ts";
 import type { MemberRecord } from "./failover_plan.ts";
 import type { ClusterView } from "../cluster_kv.ts";
+import type { PassNode } from "./facts.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
 /** What the actions of one pass work with. */
-export interface PassDeps {
-  readonly config: Config;
-  readonly consul: ConsulStore;
-  readonly kv: ClusterKv;
-  readonly flavour: Flavour;
-  readonly self: PrimaryRecord;
-  readonly state: StateStore;
+export interface PassDeps extends PassNode {
   /** The in-server lease's length: SESSION_TTL/2. */
   readonly leaseMs: number;
   /** The local server, when it answered. */

@@ -7,6 +7,9 @@
 import { ConsulUnavailableError } from "../consul.ts";
 import { mysqlFactsOf } from "../local.ts";
 import type { ClusterKv, ClusterView } from "../cluster_kv.ts";
+import type { Config } from "../config.ts";
+import type { ConsulStore } from "../consul.ts";
+import type { Flavour } from "../mysql/flavour.ts";
 import type { MysqlServer } from "../mysql/server.ts";
 import type { RestoredMark } from "../restored.ts";
 import type { NodeState, StateStore } from "../state.ts";
@@ -33,6 +36,16 @@ export interface FactSources {
   readonly maxLagSeconds: number;
   readonly quietPeriodMs: number;
   readonly now: number;
+}
+
+/** Who and what a pass runs with: the configuration, Consul and the cluster's keys, this node and its state. */
+export interface PassNode {
+  readonly config: Config;
+  readonly consul: ConsulStore;
+  readonly kv: ClusterKv;
+  readonly flavour: Flavour;
+  readonly self: PrimaryRecord;
+  readonly state: StateStore;
 }
 
 /** This node's session, kept this pass (when the renewal was sent, by performance.now()), or why not. */

@@ -22,17 +22,13 @@ import { putMetrics } from "../metrics.ts";
 import { type HealthFacts, holdsLock, type PrimaryRecord } from "./decide.ts";
 import type { MemberRecord } from "./failover_plan.ts";
 
+import type { KeptSession, PassNode } from "./facts.ts";
+
 const log = getLogger(["autopilot", "health"]);
 
 /** What the end of a pass reports on. */
-export interface PassEnd {
-  readonly config: Config;
-  readonly consul: ConsulStore;
-  readonly kv: ClusterKv;
-  readonly flavour: Flavour;
-  readonly self: PrimaryRecord;
-  readonly state: StateStore;
-  readonly session: { readonly id: string } | { readonly error: string };
+export interface PassEnd extends PassNode {
+  readonly session: KeptSession;
   /** The last facts the pass decided on. */
   readonly facts: HealthFacts;
   /** This pass made this node, or found it, the writable primary with a ready lock. */

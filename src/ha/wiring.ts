@@ -7,35 +7,26 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { ClusterKv } from "../cluster_kv.ts";
 import type { Config } from "../config.ts";
-import type { ConsulStore } from "../consul.ts";
 import { probeMember } from "../members.ts";
 import { bootstrapStatements } from "../mysql/bootstrap.ts";
 import { MysqlUnavailableError } from "../mysql/client.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { openLocalServer, openPeerServer } from "../mysql/server.ts";
 import { leaseMsFor } from "../mysql/lease.ts";
-import { type StateStore, writeFileAtomic } from "../state.ts";
+import { writeFileAtomic } from "../state.ts";
 import type { PassDeps } from "./act.ts";
 import type { Restore } from "./actions.ts";
-import type { PrimaryRecord } from "./decide.ts";
-import type { LocalServer } from "./facts.ts";
+import type { KeptSession, LocalServer, PassNode } from "./facts.ts";
 import { type RebuildArgs, rebuildErrant } from "./rebuild.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
 /** The actions' dependencies for one pass. */
 export function passDeps(
-  w: {
-    readonly config: Config;
-    readonly consul: ConsulStore;
-    readonly kv: ClusterKv;
-    readonly flavour: Flavour;
-    readonly self: PrimaryRecord;
-    readonly state: StateStore;
+  w: PassNode & {
     readonly local: LocalServer;
-    readonly session: { readonly id: string } | { readonly error: string };
+    readonly session: KeptSession;
     readonly rebuild: RebuildArgs;
     readonly signal: AbortSignal;
   },
