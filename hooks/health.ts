@@ -23,7 +23,7 @@ import { act } from "../src/ha/act.ts";
 import { type ActionResult, type Outcome, renewLease, type Restore } from "../src/ha/actions.ts";
 import { leaseMsFor } from "../src/mysql/lease.ts";
 import { decideHealth, holdsLock } from "../src/ha/decide.ts";
-import { gatherFacts, keepSession } from "../src/ha/facts.ts";
+import { gatherFacts, holdsLockIn, keepSession, readCluster } from "../src/ha/facts.ts";
 import { primaryCheck } from "../src/ha/primary_check.ts";
 import { finishRebuild, type RebuildArgs } from "../src/ha/rebuild.ts";
 import { reportPass } from "../src/ha/report.ts";
@@ -116,32 +116,36 @@ async function healthPass(
   try {
     step.now = "keeping this node's Consul session";
     const session = await keepSession(kv, state, (id) => log.info("Created Consul session {id}", { id }));
-    const gather = () =>
-      gatherFacts({
+    // The cluster's keys first: a lock holder extends its in-server lease, from this renewal, before the
+    // local server is read (or anything else can hang).
+    const gather = async () => {
+      const cluster = await readCluster(kv, session);
+      if (local.server && "id" in session && holdsLockIn(cluster, session)) {
+        step.now = "extending the in-server lease";
+        await renewLease(
+          { server: local.server, leaseMs: leaseMsFor(config.session.ttlSeconds), ...session },
+          signal,
+        );
+      }
+      step.now = "gathering facts";
+      return await gatherFacts({
         self,
         local,
-        kv,
         session,
+        cluster,
         state: state.current,
         restored: restore?.mark,
         maxLagSeconds: config.mysql.maxLagSeconds,
         quietPeriodMs: config.failover.quietPeriodMs,
         now: Date.now(),
       }, signal);
-    step.now = "gathering facts";
+    };
+    step.now = "reading the cluster's keys";
     let { facts, view } = await gather();
     const deps = passDeps(
       { config, consul, kv, flavour, self, state, local, session, rebuild, signal },
       () => restore,
     );
-    // The steady primary's session was renewed: its in-server lease is extended before anything can hang.
-    if (local.server && "id" in session && holdsLock(facts)) {
-      step.now = "extending the in-server lease";
-      await renewLease(
-        { server: local.server, leaseMs: leaseMsFor(config.session.ttlSeconds), ...session },
-        signal,
-      );
-    }
     // A failover changes the situation within the pass: the appointed node promotes itself at once and the
     // others follow it at once, instead of waiting for their next pass.
     let result: ActionResult = { healthy: false };

@@ -28,9 +28,10 @@ export type LocalServer =
 export interface FactSources {
   readonly self: PrimaryRecord;
   readonly local: LocalServer;
-  readonly kv: ClusterKv;
   /** This node's session, kept this pass; an error when Consul could not be reached. */
   readonly session: { readonly id: string } | { readonly error: string };
+  /** The cluster's keys, read this pass ({@link readCluster}). */
+  readonly cluster: ClusterRead;
   readonly state: NodeState;
   readonly restored: RestoredMark | undefined;
   readonly maxLagSeconds: number;
@@ -82,7 +83,26 @@ export async function keepSession(
   }
 }
 
-/** Reads the local server and the cluster's keys (one read each), and puts them together for the decision. */
+/** The cluster's keys as one pass read them, or why Consul could not be reached. */
+export type ClusterRead = { readonly view: ClusterView } | { readonly error: string };
+
+/** One recursive read of the cluster's keys (none when the session could not be kept: Consul is down). */
+export async function readCluster(kv: ClusterKv, session: KeptSession): Promise<ClusterRead> {
+  if ("error" in session) return { error: session.error };
+  try {
+    return { view: await kv.read() };
+  } catch (e) {
+    if (e instanceof ConsulUnavailableError) return { error: e.message };
+    throw e;
+  }
+}
+
+/** Whether the keys read say this node's session holds the primary lock. */
+export function holdsLockIn(cluster: ClusterRead, session: KeptSession): boolean {
+  return "view" in cluster && "id" in session && cluster.view.primary.session === session.id;
+}
+
+/** Reads the local server and puts it together with the cluster's keys for the decision. */
 export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise<PassFacts> {
   const mysql = await mysqlFacts(s.local, signal);
   let consul: ConsulFacts;
@@ -90,29 +110,26 @@ export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise
   let failover: HealthFacts["failover"];
   if ("error" in s.session) {
     consul = { up: false, error: s.session.error };
+  } else if ("error" in s.cluster) {
+    consul = { up: false, error: s.cluster.error };
   } else {
-    try {
-      view = await s.kv.read();
-      consul = consulFacts(view, s.session.id, s.now);
-      const lock = view.primary;
-      if (lock.session === undefined && lock.record !== undefined && lock.record.node !== s.self.node) {
-        failover = {
-          paused: view.failoverPaused,
-          ...optional(
-            "quietReason",
-            quietPeriodReason(
-              view.failoverLock.record,
-              lock.record.node,
-              s.now,
-              s.quietPeriodMs,
-              view.live.map((m) => m.record.node),
-            ),
+    view = s.cluster.view;
+    consul = consulFacts(view, s.session.id, s.now);
+    const lock = view.primary;
+    if (lock.session === undefined && lock.record !== undefined && lock.record.node !== s.self.node) {
+      failover = {
+        paused: view.failoverPaused,
+        ...optional(
+          "quietReason",
+          quietPeriodReason(
+            view.failoverLock.record,
+            lock.record.node,
+            s.now,
+            s.quietPeriodMs,
+            view.live.map((m) => m.record.node),
           ),
-        };
-      }
-    } catch (e) {
-      if (!(e instanceof ConsulUnavailableError)) throw e;
-      consul = { up: false, error: e.message };
+        ),
+      };
     }
   }
   return {

@@ -18,7 +18,13 @@ import {
 } from "../../src/ha/actions.ts";
 import { runFailover, waitForAppointment } from "../../src/ha/failover.ts";
 import { switchover } from "../../src/ha/switchover.ts";
-import { gatherFacts, keepSession, SWITCHOVER_STALE_MS } from "../../src/ha/facts.ts";
+import {
+  gatherFacts,
+  holdsLockIn,
+  keepSession,
+  readCluster,
+  SWITCHOVER_STALE_MS,
+} from "../../src/ha/facts.ts";
 import type { MemberRecord } from "../../src/ha/failover_plan.ts";
 import type { NodeState, StateStore } from "../../src/state.ts";
 import { Secret } from "../../src/config.ts";
@@ -485,7 +491,7 @@ Deno.test("keepSession() creates a session when the node has none and saves it; 
   assert("error" in down);
 });
 
-Deno.test("gatherFacts() only reads: one status of the server, one read of the keys", async () => {
+Deno.test("readCluster() and gatherFacts() only read: one read of the keys, one status of the server", async () => {
   const { kv, me } = cluster();
   assert(await kv.acquirePrimary(me.session, { ...n2, ready: true }));
   const found = await kv.failoverLock();
@@ -493,11 +499,14 @@ Deno.test("gatherFacts() only reads: one status of the server, one read of the k
   assert(await kv.acquireFailoverLock(me.session, { node: "n2", at, switchover: true }, found));
   const server = new FakeServer("mariadb", { readOnly: false, gtid: { executed: "0-2-5" } });
   kv.calls.length = 0;
+  const session = { id: me.session, renewedAt: performance.now() };
+  const read = await readCluster(kv, session);
+  assert(holdsLockIn(read, session));
   const { facts, view } = await gatherFacts({
     self: n2,
     local: { server },
-    kv,
-    session: { id: me.session },
+    session,
+    cluster: read,
     state: {},
     restored: undefined,
     maxLagSeconds: 30,
@@ -515,11 +524,12 @@ Deno.test("gatherFacts() only reads: one status of the server, one read of the k
 Deno.test("gatherFacts() holds a failover back while paused, and says Consul is down when it is", async () => {
   const { kv, me } = await failedPrimary("0-1-9", "0-1-9");
   kv.put(kv.keys.failoverPause, "maintenance");
+  const session = { id: me.session, renewedAt: performance.now() };
   const sources = {
     self: n2,
     local: { server: new FakeServer() },
-    kv,
-    session: { id: me.session },
+    session,
+    cluster: await readCluster(kv, session),
     state: {},
     restored: undefined,
     maxLagSeconds: 30,
@@ -528,8 +538,9 @@ Deno.test("gatherFacts() holds a failover back while paused, and says Consul is 
   };
   assertEquals((await gatherFacts(sources)).facts.failover, { paused: true });
   kv.down();
-  const down = (await gatherFacts(sources)).facts;
+  const down = (await gatherFacts({ ...sources, cluster: await readCluster(kv, session) })).facts;
   assertEquals(down.consul.up, false);
+  assertEquals(holdsLockIn(await readCluster(kv, session), session), false);
   const gone = await gatherFacts({ ...sources, local: { error: "no socket", gone: true } });
   assertEquals(gone.facts.mysql, { up: false, error: "no socket", gone: true });
 });
