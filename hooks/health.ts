@@ -213,17 +213,6 @@ async function switchingOver(c: PassContext, session: string): Promise<boolean> 
 
 async function gatherFacts(c: PassContext): Promise<HealthFacts> {
   const { config, consul } = c;
-  const mysql: MysqlFacts = c.db
-    ? await gatherMysqlFacts(c.db, c.sql).catch((e) => ({
-      up: false as const,
-      error: (e as Error).message,
-      gone: false,
-    }))
-    : {
-      up: false,
-      error: c.dbError?.message ?? `no answer on ${config.mysql.socket}`,
-      gone: c.dbError === undefined || ["ENOENT", "ECONNREFUSED"].includes(c.dbError.code),
-    };
   let consulFacts: ConsulFacts;
   let failover: HealthFacts["failover"];
   try {
@@ -232,9 +221,7 @@ async function gatherFacts(c: PassContext): Promise<HealthFacts> {
     // Every node keeps a session: it holds the node's member record, and the primary lock if it is appointed.
     const session = await ensureSession(c);
     // lease: the lock holder's session was just renewed: extend the in-server lease before anything can hang.
-    if (mysql.up && lock.session !== undefined && lock.session === session) {
-      await extendLeaseFrom(c, renewalSentAt);
-    }
+    if (lock.session !== undefined && lock.session === session) await extendLeaseFrom(c, renewalSentAt);
     consulFacts = {
       up: true,
       lock,
@@ -250,6 +237,18 @@ async function gatherFacts(c: PassContext): Promise<HealthFacts> {
     if (!(e instanceof ConsulUnavailableError)) throw e;
     consulFacts = { up: false, error: e.message };
   }
+  // lease: read after the extension above, so that a fence by a lease that lapsed is seen in this pass.
+  const mysql: MysqlFacts = c.db
+    ? await gatherMysqlFacts(c.db, c.sql).catch((e) => ({
+      up: false as const,
+      error: (e as Error).message,
+      gone: false,
+    }))
+    : {
+      up: false,
+      error: c.dbError?.message ?? `no answer on ${config.mysql.socket}`,
+      gone: c.dbError === undefined || ["ENOENT", "ECONNREFUSED"].includes(c.dbError.code),
+    };
   return {
     node: c.self,
     mysql,
@@ -510,15 +509,18 @@ async function follow(
 
 /**
  * lease: extends the in-server lease (src/mysql/lease.ts) to end SESSION_TTL/2 after the renewal sent at
- * `sentAt`. A failure is logged: the server then fences itself when the lease lapses, and the next pass
- * finds it read-only with the lock and tries again.
+ * `sentAt`. A failure is logged: the server then fences itself when the lease lapses, and a pass that finds
+ * it read-only with the lock makes it writable again.
  */
 async function extendLeaseFrom(c: PassContext, sentAt: number): Promise<void> {
   if (c.db === undefined) return;
   const ms = leaseLeftMs(leaseMsFor(c.config.session.ttlSeconds), sentAt, performance.now());
-  await extendLease(c.db, c.flavour, ms).catch((e) =>
-    log.warn("Cannot extend the in-server lease: {e}", { e: (e as Error).message })
-  );
+  await extendLease(c.db, c.flavour, ms).catch((e) => {
+    // A server that does not answer is reported by the facts read next.
+    if (e instanceof MysqlUnavailableError) {
+      log.debug("Cannot extend the in-server lease: {e}", { e: e.message });
+    } else log.warn("Cannot extend the in-server lease: {e}", { e: (e as Error).message });
+  });
 }
 
 /**
