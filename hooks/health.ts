@@ -15,7 +15,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { deadline, DeadlineError, raceAbort } from "../src/abort.ts";
+import { deadline, DeadlineError, delay, raceAbort } from "../src/abort.ts";
 import { ConsulClusterKv } from "../src/cluster_kv.ts";
 import type { Config } from "../src/config.ts";
 import { ConsulStore } from "../src/consul.ts";
@@ -39,6 +39,8 @@ const log = getLogger(["autopilot", "health"]);
 
 /** How long a pass waits for another one on the same node to finish. */
 const PASS_LOCK_WAIT_MS = 30_000;
+/** How long a pass cut short by its deadline may still take to release what it holds. */
+const ABANDONED_PASS_GRACE_MS = 3000;
 /** A pass's deadline: below ContainerPilot's timeout for `health` (120 s) and `on-change` (60 s). */
 export const PASS_DEADLINE_MS = { health: 110_000, onChange: 50_000 } as const;
 
@@ -50,6 +52,9 @@ export async function runHealth(
 ): Promise<number> {
   const { config } = ctx;
   if (primaryOnly) return (await primaryCheck(config)) ? EXIT.ok : EXIT.failed;
+  // The deadline counts the wait for the pass lock too: the whole run stays below ContainerPilot's timeout.
+  const signal = deadline(deadlineMs);
+  const started = performance.now();
   using lock = await lockPasses(config.node.stateDir, PASS_LOCK_WAIT_MS);
   if (lock === undefined) {
     log.warn("Another health or on-change pass still runs on this node after {s} s: this one is skipped", {
@@ -65,14 +70,16 @@ export async function runHealth(
   const state = new StateFile(config.node.stateDir, await readState(config.node.stateDir));
   const consul = new ConsulStore(config.consul);
   const step = { now: "starting" };
-  const signal = deadline(deadlineMs);
-  const started = performance.now();
+  const pass = healthPass(config, consul, state, address, step, signal);
   try {
-    const healthy = await raceAbort(healthPass(config, consul, state, address, step, signal), signal);
+    const healthy = await raceAbort(pass, signal);
     return healthy ? EXIT.ok : EXIT.failed;
   } catch (e) {
     const why = e instanceof DeadlineError ? e.message : (e as Error).message ?? String(e);
     const done = await failSafe(config, flavourOf(config, state.current));
+    // A pass cut short by its deadline gets a moment to finish its own cleanup (a failover lock it holds is
+    // released in a finally) before the process exits.
+    await Promise.race([pass.catch(() => {}), delay(ABANDONED_PASS_GRACE_MS)]);
     log.error("Health pass failed while {step}: {why}; {done}", { step: step.now, why, done });
     await putMetrics({
       health_checks_total: 1,

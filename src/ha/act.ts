@@ -60,6 +60,14 @@ export async function act(
       signal,
     );
   }
+  if (d.action === "end-switchover") {
+    return await endSwitchover({
+      kv: p.kv,
+      session: required(p.session, "a session"),
+      value: view?.failoverLock.value,
+      reason: d.reason,
+    });
+  }
   // Every other decision is taken only with the server up and Consul reached.
   const server = required(p.server, "the local server");
   const me: Me = { self: p.self, session: required(p.session, "a session") };
@@ -109,13 +117,6 @@ export async function act(
       if (r.appointed === undefined && !r.wait) return { healthy: false };
       return { healthy: false, again: await waitForAppointment(p.kv, me.session, signal) };
     }
-    case "end-switchover":
-      return await endSwitchover({
-        kv: p.kv,
-        session: me.session,
-        value: view?.failoverLock.value,
-        reason: d.reason,
-      });
   }
 }
 

@@ -179,7 +179,13 @@ export async function serveAsPrimary(
   }
   if (a.semiSync) await server.setSemiSyncSource(true, { signal });
   if (!(await leaseForWriting(a, signal))) return { healthy: false };
+  // A switchover from this node may have blocked writes since the keys were read: never undo that.
+  if (await switchoverUnderWay(a)) return { healthy: false };
   await server.setReadOnly(false, { signal });
+  if (await switchoverUnderWay(a)) {
+    await server.setReadOnly(true, { signal });
+    return { healthy: false };
+  }
   if (!(await a.kv.acquirePrimary(me.session, { ...me.self, ready: true }).catch(() => false))) {
     // The lock went elsewhere meanwhile (or Consul cannot say): never stay writable without it.
     await server.setReadOnly(true, { signal });
@@ -189,6 +195,22 @@ export async function serveAsPrimary(
   }
   log.info("Primary: writable");
   return { healthy: true, serving: true };
+}
+
+/**
+ * Whether a switchover away from this node holds the failover lock now (read again, just before and after
+ * turning writable: `autopilot switchover` runs beside the health pass and may have started since its read).
+ * When Consul cannot say, it is taken as under way.
+ */
+async function switchoverUnderWay(a: { readonly kv: ClusterKv; readonly me: Me }): Promise<boolean> {
+  try {
+    const f = await a.kv.failoverLock();
+    const under = f.session === a.me.session && f.record?.switchover === true;
+    if (under) log.info("A switchover away from this node is under way: staying read-only");
+    return under;
+  } catch {
+    return true;
+  }
 }
 
 /** Replication from a source, as the replication account. */
@@ -291,9 +313,16 @@ export async function renewLease(
   signal?: AbortSignal,
 ): Promise<void> {
   const ms = leaseLeftMs(a.leaseMs, a.renewedAt, performance.now());
-  await a.server.extendLease(ms, { signal }).catch((e) =>
-    log.warn("Cannot extend the in-server lease: {e}", { e: (e as Error).message })
-  );
+  if (ms <= 0) {
+    log.warn(
+      "This pass kept its session longer than the lease lasts: the lease is not extended, and the " +
+        "server fences itself when it lapses",
+    );
+    return;
+  }
+  await a.server.extendLease(ms, { signal }).catch((e) => {
+    if (!signal?.aborted) log.warn("Cannot extend the in-server lease: {e}", { e: (e as Error).message });
+  });
 }
 
 /**

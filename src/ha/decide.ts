@@ -105,18 +105,19 @@ export type HealthDecision =
  * @returns One decision.
  */
 export function decideHealth(f: HealthFacts): HealthDecision {
+  if (f.consul.up && f.consul.staleSwitchoverAt !== undefined) {
+    // First, whatever else: the lock it holds would hold back every failover.
+    return {
+      action: "end-switchover",
+      reason: `A switchover started at ${
+        new Date(f.consul.staleSwitchoverAt).toISOString()
+      } never finished: releasing its failover lock`,
+    };
+  }
   if (!f.mysql.up) return mysqlIsDown(f, f.mysql.error, f.mysql.gone);
   if (!f.consul.up) return consulIsDown(f.mysql, f.consul.error, f.maxLagSeconds);
   const { lock } = f.consul;
   if (holdsLock(f)) {
-    if (f.consul.staleSwitchoverAt !== undefined) {
-      return {
-        action: "end-switchover",
-        reason: `A switchover started at ${
-          new Date(f.consul.staleSwitchoverAt).toISOString()
-        } never finished: releasing its failover lock`,
-      };
-    }
     if (f.consul.switchingOver) {
       return {
         action: "report",

@@ -164,14 +164,17 @@ async function mysqlFacts(local: LocalServer, signal?: AbortSignal): Promise<Mys
 function consulFacts(view: ClusterView, session: string, now: number): ConsulFacts {
   const lock = view.primary;
   const f = view.failoverLock;
-  const mine = lock.session !== undefined && lock.session === session && f.session === session &&
-    f.record?.switchover === true;
+  // A switchover this node runs (or ran) holds the failover lock with this node's session.
+  const mine = f.session === session && f.record?.switchover === true;
+  const holds = lock.session !== undefined && lock.session === session;
   const at = f.record?.at ?? 0;
   return {
     up: true,
     lock,
     session,
-    ...(mine && now - at < SWITCHOVER_STALE_MS ? { switchingOver: true } : {}),
+    ...(mine && holds && now - at < SWITCHOVER_STALE_MS ? { switchingOver: true } : {}),
+    // Stale whether or not this node still holds the primary lock: a switchover that died after handing the
+    // lock over, or on a node whose mysqld is gone, would otherwise hold back every failover.
     ...(mine && now - at >= SWITCHOVER_STALE_MS ? { staleSwitchoverAt: at } : {}),
   };
 }

@@ -53,7 +53,8 @@ export async function reportPass(p: PassEnd, result: ActionResult, decided: Outc
     const stored = await firstSnapshotStored({
       state,
       why: pending,
-      published: async () => (await publishedSnapshot(p.kv)) !== undefined,
+      // Consul or the manifest failing to answer is "not stored yet": never a failed pass over it.
+      published: async () => (await publishedSnapshot(p.kv).catch(() => undefined)) !== undefined,
     });
     healthy = stored.healthy;
     if (stored.outcome) outcome = stored.outcome;

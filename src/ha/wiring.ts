@@ -74,10 +74,14 @@ export async function openLocal(config: Config, flavour: Flavour, signal: AbortS
  * @returns What was done, for the log line.
  */
 export async function failSafe(config: Config, flavour: Flavour): Promise<string> {
+  // Bounded too: a hung server is the usual reason a pass runs out of time.
+  const signal = AbortSignal.timeout(FAIL_SAFE_MS);
   try {
-    await using server = await openLocalServer(config, flavour);
-    if (await server.readOnly()) return "the local server is read-only already; the next pass starts over";
-    await server.setReadOnly(true);
+    await using server = await openLocalServer(config, flavour, signal);
+    if (await server.readOnly({ signal })) {
+      return "the local server is read-only already; the next pass starts over";
+    }
+    await server.setReadOnly(true, { signal });
     return "turned the local server read-only (fail safe); the next pass makes it writable again if it " +
       "still holds the primary lock";
   } catch (e) {
@@ -86,6 +90,9 @@ export async function failSafe(config: Config, flavour: Flavour): Promise<string
     }); the in-server lease fences it`;
   }
 }
+
+/** How long the fail-safe turn to read-only may take. */
+const FAIL_SAFE_MS = 5000;
 
 /** Whether a node's server answers over TCP with read_only off; false when it does not answer within 1 s. */
 async function answersWritable(

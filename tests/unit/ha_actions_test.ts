@@ -163,6 +163,23 @@ Deno.test("renewLease() extends the lease from the session's renewal; a failure 
   await renewLease({ server: server.failOn("extendLease"), leaseMs: 10_000, renewedAt: performance.now() });
 });
 
+Deno.test("serveAsPrimary() does not undo a switchover that blocked writes since the keys were read", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, { ...n2, ready: true }));
+  assert(
+    await kv.acquireFailoverLock(
+      me.session,
+      { node: "n2", at: Date.now(), switchover: true },
+      await kv.failoverLock(),
+    ),
+  );
+  const server = new FakeServer();
+  const r = await serveAsPrimary({ server, kv, me, semiSync: false, leaseMs: 10_000, restore: undefined });
+  assertEquals(r.healthy, false);
+  assertEquals(server.state.readOnly, true);
+  assert(!server.methods().includes("setReadOnly"), server.methods().join(", "));
+});
+
 Deno.test("serveAsPrimary() stays read-only when the received transactions cannot be applied in time", async () => {
   const { kv, me } = cluster();
   assert(await kv.acquirePrimary(me.session, n2));

@@ -318,6 +318,14 @@ Deno.test("decideHealth() releases the failover lock of a switchover from this n
     action: "end-switchover",
     reason: "A switchover started at 2026-01-02T03:04:05.000Z never finished: releasing its failover lock",
   });
+  // First, whatever else: with mysqld gone, or after the primary lock went elsewhere, it still holds back
+  // every failover.
+  assertEquals(
+    decideHealth(facts({ consul, mysql: { up: false, error: "gone", gone: true } })).action,
+    "end-switchover",
+  );
+  const handedOver = { ...consul, lock: { record: p1, session: "s-p1" } };
+  assertEquals(decideHealth(facts({ consul: handedOver, mysql: up() })).action, "end-switchover");
 });
 
 Deno.test("decideHealth() keeps the lock when this primary's mysqld answers too slowly: it may still take writes", () => {
