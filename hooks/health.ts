@@ -15,7 +15,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { deadline, DeadlineError, delay, raceAbort } from "../src/abort.ts";
+import { deadline, raceAbort } from "../src/abort.ts";
 import { ConsulClusterKv } from "../src/cluster_kv.ts";
 import type { Config } from "../src/config.ts";
 import { ConsulStore } from "../src/consul.ts";
@@ -27,20 +27,17 @@ import { gatherFacts, holdsLockIn, keepSession, readCluster } from "../src/ha/fa
 import { primaryCheck } from "../src/ha/primary_check.ts";
 import { finishRebuild, type RebuildArgs } from "../src/ha/rebuild.ts";
 import { reportPass } from "../src/ha/report.ts";
-import { failSafe, openLocal, passDeps } from "../src/ha/wiring.ts";
+import { endFailedPass, openLocal, passDeps } from "../src/ha/wiring.ts";
 import { flavourOf } from "../src/local.ts";
 import { nodeAddress } from "../src/node.ts";
 import { clearRestoredMark, readRestoredMark, RestoredMarkError } from "../src/restored.ts";
 import { lockPasses, readState, StateFile } from "../src/state.ts";
 import { type CommandContext, EXIT } from "../src/command.ts";
-import { putMetrics } from "../src/metrics.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
 /** How long a pass waits for another one on the same node to finish. */
 const PASS_LOCK_WAIT_MS = 30_000;
-/** How long a pass cut short by its deadline may still take to release what it holds. */
-const ABANDONED_PASS_GRACE_MS = 3000;
 /** A pass's deadline: below ContainerPilot's timeout for `health` (120 s) and `on-change` (60 s). */
 export const PASS_DEADLINE_MS = { health: 110_000, onChange: 50_000 } as const;
 
@@ -75,18 +72,7 @@ export async function runHealth(
     const healthy = await raceAbort(pass, signal);
     return healthy ? EXIT.ok : EXIT.failed;
   } catch (e) {
-    const why = e instanceof DeadlineError ? e.message : (e as Error).message ?? String(e);
-    const done = await failSafe(config, flavourOf(config, state.current));
-    // A pass cut short by its deadline gets a moment to finish its own cleanup (a failover lock it holds is
-    // released in a finally) before the process exits.
-    await Promise.race([pass.catch(() => {}), delay(ABANDONED_PASS_GRACE_MS)]);
-    log.error("Health pass failed while {step}: {why}; {done}", { step: step.now, why, done });
-    await putMetrics({
-      health_checks_total: 1,
-      health_check_failures_total: 1,
-      health_check_seconds: (performance.now() - started) / 1000,
-      healthy: 0,
-    });
+    await endFailedPass({ config, flavour: flavourOf(config, state.current), error: e, step, started, pass });
     return EXIT.failed;
   } finally {
     consul.close();

@@ -7,6 +7,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { DeadlineError, delay } from "../abort.ts";
+import { putMetrics } from "../metrics.ts";
 import type { Config } from "../config.ts";
 import { probeMember } from "../members.ts";
 import { bootstrapStatements } from "../mysql/bootstrap.ts";
@@ -66,6 +68,37 @@ export async function openLocal(config: Config, flavour: Flavour, signal: AbortS
     // Nothing listens on the socket: mysqld is not running. Otherwise (a timeout) it may still take writes.
     return { error: e.message, gone: ["ENOENT", "ECONNREFUSED"].includes(e.code) };
   }
+}
+
+/** How long a pass cut short by its deadline may still take to release what it holds. */
+const ABANDONED_PASS_GRACE_MS = 3000;
+
+/**
+ * The error boundary of a pass that threw or ran out of time: the local server read-only ({@link failSafe}), a
+ * moment for the abandoned pass to finish its own cleanup (a failover lock it holds is released in a
+ * `finally`) before the process exits, one line saying what failed and what was done, the failed-check metrics.
+ */
+export async function endFailedPass(a: {
+  readonly config: Config;
+  readonly flavour: Flavour;
+  readonly error: unknown;
+  readonly step: { readonly now: string };
+  /** When the run started (performance.now()). */
+  readonly started: number;
+  readonly pass: Promise<unknown>;
+}): Promise<void> {
+  const why = a.error instanceof DeadlineError
+    ? a.error.message
+    : (a.error as Error)?.message ?? String(a.error);
+  const done = await failSafe(a.config, a.flavour);
+  await Promise.race([a.pass.catch(() => {}), delay(ABANDONED_PASS_GRACE_MS)]);
+  log.error("Health pass failed while {step}: {why}; {done}", { step: a.step.now, why, done });
+  await putMetrics({
+    health_checks_total: 1,
+    health_check_failures_total: 1,
+    health_check_seconds: (performance.now() - a.started) / 1000,
+    healthy: 0,
+  });
 }
 
 /**
