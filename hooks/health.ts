@@ -21,7 +21,6 @@ import type { Config } from "../src/config.ts";
 import { ConsulStore } from "../src/consul.ts";
 import { act } from "../src/ha/act.ts";
 import { type ActionResult, type Outcome, renewLease, type Restore } from "../src/ha/actions.ts";
-import { leaseMsFor } from "../src/mysql/lease.ts";
 import { decideHealth, holdsLock } from "../src/ha/decide.ts";
 import { gatherFacts, holdsLockIn, keepSession, readCluster } from "../src/ha/facts.ts";
 import { primaryCheck } from "../src/ha/primary_check.ts";
@@ -109,16 +108,17 @@ async function healthPass(
   try {
     step.now = "keeping this node's Consul session";
     const session = await keepSession(kv, state, (id) => log.info("Created Consul session {id}", { id }));
+    const deps = passDeps(
+      { config, consul, kv, flavour, self, state, local, session, rebuild, signal },
+      () => restore,
+    );
     // The cluster's keys first: a lock holder extends its in-server lease, from this renewal, before the
     // local server is read (or anything else can hang).
     const gather = async () => {
       const cluster = await readCluster(kv, session);
       if (local.server && "id" in session && holdsLockIn(cluster, session)) {
         step.now = "extending the in-server lease";
-        await renewLease(
-          { server: local.server, leaseMs: leaseMsFor(config.session.ttlSeconds), ...session },
-          signal,
-        );
+        await renewLease({ server: local.server, leaseMs: deps.leaseMs, ...session }, signal);
       }
       step.now = "gathering facts";
       return await gatherFacts({
@@ -135,10 +135,6 @@ async function healthPass(
     };
     step.now = "reading the cluster's keys";
     let { facts, view } = await gather();
-    const deps = passDeps(
-      { config, consul, kv, flavour, self, state, local, session, rebuild, signal },
-      () => restore,
-    );
     // A failover changes the situation within the pass: the appointed node promotes itself at once and the
     // others follow it at once, instead of waiting for their next pass.
     let result: ActionResult = { healthy: false };

@@ -5,10 +5,10 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import { delay } from "./abort.ts";
 import type { Config, EnvReader } from "./config.ts";
-import { MysqlClient } from "./mysql/client.ts";
 import type { Flavour } from "./mysql/flavour.ts";
-import { localTarget, type MysqlServer, peerTarget, type ServerStatus } from "./mysql/server.ts";
+import type { MysqlServer, ServerStatus } from "./mysql/server.ts";
 import type { MysqlFacts } from "./ha/decide.ts";
 import { type NodeState, writeFileAtomic } from "./state.ts";
 import { pidFilePath, renderMyCnf } from "./mysql/mycnf.ts";
@@ -18,36 +18,6 @@ import { serverIdOf } from "./server_id.ts";
 /** The server family: what pre-start found installed, else MYSQL_FLAVOUR, else MariaDB. */
 export function flavourOf(config: Config, state: NodeState): Flavour {
   return state.flavour ?? (config.mysql.flavour === "mysql" ? "mysql" : "mariadb");
-}
-
-/**
- * Connects to another node's server over TCP as the replication account (it may read GTIDs and replica
- * status there, nothing more). Callers that only run operations use `openPeerServer` (src/mysql/server.ts).
- *
- * @param connectTimeoutMs Defaults to MYSQL_CONNECT_TIMEOUT.
- * @throws {MysqlUnavailableError} when the peer does not answer in time.
- */
-export function connectPeer(
-  config: Config,
-  peer: { readonly address: string; readonly port: number },
-  connectTimeoutMs = config.mysql.connectTimeoutMs,
-): Promise<MysqlClient> {
-  return MysqlClient.connect(peerTarget(config, peer, connectTimeoutMs));
-}
-
-/** Resolves after `ms` milliseconds. */
-export function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/**
- * Connects to the local server as autopilot's administrative account (OS-authenticated over the socket).
- * Callers that only run operations use `openLocalServer` (src/mysql/server.ts).
- *
- * @throws {MysqlUnavailableError} when mysqld does not answer.
- */
-export function connectLocal(config: Config, flavour: Flavour, signal?: AbortSignal): Promise<MysqlClient> {
-  return MysqlClient.connect(localTarget(config, flavour), signal);
 }
 
 /** The health decision's view of a server's status. */

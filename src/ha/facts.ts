@@ -117,18 +117,16 @@ export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise
     consul = consulFacts(view, s.session.id, s.now);
     const lock = view.primary;
     if (lock.session === undefined && lock.record !== undefined && lock.record.node !== s.self.node) {
+      const quietReason = quietPeriodReason(
+        view.failoverLock.record,
+        lock.record.node,
+        s.now,
+        s.quietPeriodMs,
+        view.live.map((m) => m.record.node),
+      );
       failover = {
         paused: view.failoverPaused,
-        ...optional(
-          "quietReason",
-          quietPeriodReason(
-            view.failoverLock.record,
-            lock.record.node,
-            s.now,
-            s.quietPeriodMs,
-            view.live.map((m) => m.record.node),
-          ),
-        ),
+        ...(quietReason === undefined ? {} : { quietReason }),
       };
     }
   }
@@ -177,8 +175,4 @@ function consulFacts(view: ClusterView, session: string, now: number): ConsulFac
     // lock over, or on a node whose mysqld is gone, would otherwise hold back every failover.
     ...(mine && now - at >= SWITCHOVER_STALE_MS ? { staleSwitchoverAt: at } : {}),
   };
-}
-
-function optional<K extends string, V>(key: K, value: V | undefined): { [k in K]?: V } {
-  return (value === undefined ? {} : { [key]: value }) as { [k in K]?: V };
 }
