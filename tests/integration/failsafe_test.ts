@@ -301,3 +301,39 @@ Deno.test("failsafe: Consul frozen, then refusing, under writes: the primary kee
     for (const db of servers.values()) await db.close();
   }
 });
+
+Deno.test("reads survive a failover: a replica whose source is killed stays healthy while its data is within MAX_REPLICATION_LAG, then not", async () => {
+  const maxLagSeconds = 8;
+  await using h = await Harness.create({ nodes: 2 });
+  const c = await Cluster.create(h);
+  const env = { MAX_REPLICATION_LAG: `${maxLagSeconds}s` };
+  const [n1, n2] = [c.node(1, env), c.node(2, env)];
+  for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0, n.name);
+  // A pass that saw both threads running leaves its observation in the state file.
+  const seen = await waitFor("n2's pass to record its running replication", async () => {
+    assertEquals((await c.run(n2, ["health"])).code, 0);
+    return JSON.parse(await Deno.readTextFile(`${n2.env.STATE_DIR}/state.json`)).replicated;
+  }, { timeoutMs: 10_000, intervalMs: 200 });
+  assertEquals(seen.source, `${n1.address}:3306`);
+  const lastSeenAt = Date.now();
+  // n1's mysqld is killed, and no pass runs on n1: its session keeps the lock, nothing is failed over.
+  Deno.kill(n1.mysqld!.pid, "SIGKILL");
+  await n1.mysqld!.status;
+  const results: { at: number; healthy: boolean; io: string }[] = [];
+  while (Date.now() - lastSeenAt < (maxLagSeconds + 4) * 1000) {
+    const r = await c.run(n2, ["health"]);
+    const [status] = await c.sql(n2, "SHOW SLAVE STATUS");
+    results.push({ at: Date.now() - lastSeenAt, healthy: r.code === 0, io: String(status.Slave_IO_Running) });
+    await delay(500);
+  }
+  report(
+    `replica with its source killed: ${results.map((r) => `${r.at}:${r.healthy ? "ok" : "x"}`).join(" ")}`,
+  );
+  assert(results.every((r) => r.io !== "Yes"), "the I/O thread was not reconnecting");
+  // Healthy within the limit (with a second's margin for the pass's own time), unhealthy past it.
+  const early = results.filter((r) => r.at < (maxLagSeconds - 1) * 1000);
+  const late = results.filter((r) => r.at > (maxLagSeconds + 1) * 1000);
+  assert(early.length >= 3 && late.length >= 1, `too few passes: ${JSON.stringify(results)}`);
+  assertEquals(early.filter((r) => !r.healthy), [], "reported unhealthy while its data was within the limit");
+  assertEquals(late.filter((r) => r.healthy), [], "still healthy past MAX_REPLICATION_LAG");
+});
