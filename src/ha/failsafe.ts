@@ -9,9 +9,10 @@
  * Consul again: the decision for a read-only node without Consul only reports.
  *
  * Why that is safe: a replica that still replicates from this node, with its I/O thread connected, has not been
- * promoted and follows no other primary; a replica that cannot reach Consul never promotes itself. Any failover
- * elsewhere needs at least one of the known members to stop replicating from this node first (the promoted one
- * resets its replication), which the next check sees; the lease bounds how long that takes to fence it.
+ * promoted and follows no other primary; a replica that cannot reach Consul never promotes itself. A failover
+ * elsewhere makes the known members stop replicating from this node (the promoted one resets its replication,
+ * the others re-point to it), which the next check sees; the lease bounds how long this node may write after
+ * its last passing check. README "Failsafe mode" says what it does not cover.
  *
  * @module
  */
