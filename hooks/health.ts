@@ -129,6 +129,7 @@ async function healthPass(
         state: state.current,
         restored: restore?.mark,
         maxLagSeconds: config.mysql.maxLagSeconds,
+        failsafe: config.failover.failsafe,
         quietPeriodMs: config.failover.quietPeriodMs,
         now: Date.now(),
       }, signal);
@@ -153,7 +154,7 @@ async function healthPass(
     }
     step.now = "reporting";
     return await reportPass(
-      { config, consul, kv, flavour, self, state, session, facts, serving, started },
+      { config, consul, kv, flavour, self, state, session, facts, view, serving, started },
       result,
       outcome,
     );

@@ -132,6 +132,11 @@ export interface FailoverConfig {
   readonly quietPeriodMs: number;
   /** Opt-in: move an errant node's datadir aside (never delete it) and rebuild it from the latest snapshot. */
   readonly rebuildErrant: boolean;
+  /**
+   * FAILSAFE_MODE: a primary that cannot reach Consul stays writable while every other member it knows of
+   * replicates from it (src/ha/failsafe.ts).
+   */
+  readonly failsafe: boolean;
 }
 
 /** Periodic snapshots. */
@@ -724,6 +729,13 @@ failover("REBUILD_ERRANT_NODE", flag, {
   doc:
     "An errant node (transactions the primary lacks) moves its datadir aside to `MYSQL_DATADIR.errant-TIME` " +
     "(never deleted) and rebuilds from the latest snapshot. Needs MYSQL_DATADIR below the volume's root.",
+});
+failover("FAILSAFE_MODE", flag, {
+  default: "true",
+  at: "failover.failsafe",
+  doc:
+    "While Consul cannot be reached, the primary stays writable as long as every other member it knows of " +
+    "answers over MySQL and replicates from it; read-only as soon as one does not. `false`: read-only at once.",
 });
 
 const backups = section("Backups");

@@ -5,6 +5,14 @@
  * @module
  */
 import type { Flavour } from "./mysql/flavour.ts";
+import type { LastReplicated } from "./replica_health.ts";
+
+/** Another member of the cluster, as the last cluster view this node read showed it. */
+export interface KnownMember {
+  readonly node: string;
+  readonly address: string;
+  readonly port: number;
+}
 
 /** What one hook run leaves for the next. */
 export interface NodeState {
@@ -32,6 +40,19 @@ export interface NodeState {
   readonly advertised?: string;
   /** The primary's sweep: catalog entries of departed nodes, by service id, and when each was first seen. */
   readonly deadEntries?: Readonly<Record<string, number>>;
+  /**
+   * The cluster as the last pass that read Consul's keys saw it: whether this node's session held the primary
+   * lock, and the other live members (their member key held). Failsafe mode (src/ha/failsafe.ts) asks these
+   * over MySQL while Consul cannot be reached. Rewritten only when it changes.
+   */
+  readonly members?: { readonly heldLock: boolean; readonly others: readonly KnownMember[] };
+  /** Since when (boot clock, ms) this primary has stayed writable in failsafe mode, while it does. */
+  readonly failsafeSince?: number;
+  /**
+   * The last pass that saw this replica's both threads running, with a known lag: its source, that lag and
+   * when (boot clock, ms). A replica whose I/O thread reconnects stays healthy on it (src/replica_health.ts).
+   */
+  readonly replicated?: LastReplicated;
 }
 
 /** The state file is unreadable or not ours. */

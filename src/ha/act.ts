@@ -25,6 +25,9 @@ import { runFailover, waitForAppointment } from "./failover.ts";
 import type { MemberRecord } from "./failover_plan.ts";
 import type { ClusterView } from "../cluster_kv.ts";
 import type { PassNode } from "./facts.ts";
+import { failsafe } from "./failsafe.ts";
+import type { KnownMember } from "../state.ts";
+import type { ReplicaStatus } from "../mysql/flavour.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -44,6 +47,8 @@ export interface PassDeps extends PassNode {
   readonly probe: (m: MemberRecord) => Promise<MemberRecord | undefined>;
   readonly answersWritable: (node: PrimaryRecord) => Promise<boolean>;
   readonly rebuildErrant: (server: MysqlServer, primaryExecuted: string) => Promise<void>;
+  /** A member's replication status over MySQL as the replication account (failsafe mode). */
+  readonly replicaStatusOf: (m: KnownMember, signal: AbortSignal) => Promise<ReplicaStatus | undefined>;
 }
 
 /** Carries out one decision. */
@@ -60,6 +65,7 @@ export async function act(
       signal,
     );
   }
+  if (d.action === "failsafe") return await failsafe(p, required(p.server, "the local server"), d, signal);
   if (d.action === "end-switchover") {
     return await endSwitchover({
       kv: p.kv,

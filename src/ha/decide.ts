@@ -11,7 +11,7 @@ import type { FailoverRecord, PrimaryLock, PrimaryRecord } from "../cluster_kv.t
 
 export type { PrimaryLock, PrimaryRecord };
 import type { ReplicaStatus } from "../mysql/flavour.ts";
-import { replicaHealth } from "../replica_health.ts";
+import { type LastReplicated, replicaHealth } from "../replica_health.ts";
 
 /** The local server, as seen this pass. */
 export type MysqlFacts =
@@ -69,6 +69,13 @@ export interface HealthFacts {
   readonly maxLagSeconds: number;
   /** What holds automatic failover back: FAILOVER_PAUSE_KEY, or the quiet period after the last failover. */
   readonly failover?: { readonly paused: boolean; readonly quietReason?: string };
+  /**
+   * FAILSAFE_MODE is on; `heldLock`: the last pass that read Consul's keys found this node holding the primary
+   * lock (the state file's members cache).
+   */
+  readonly failsafe?: { readonly heldLock: boolean };
+  /** The last pass that saw this replica's threads running, and the boot clock now (src/replica_health.ts). */
+  readonly replicaSeen?: { readonly last: LastReplicated; readonly now: number };
 }
 
 /** What to do this pass. Every variant carries the reason that is logged. */
@@ -79,6 +86,8 @@ export type HealthDecision =
   | { readonly action: "bootstrap-primary"; readonly reason: string }
   /** This node was the last primary and the lock is free: take it again and carry on writing. */
   | { readonly action: "resume-primary"; readonly reason: string }
+  /** Consul cannot be reached by this writable lock holder: keep writing while every member replicates from it. */
+  | { readonly action: "failsafe"; readonly consulError: string; readonly reason: string }
   /** This node holds the lock: make sure it is writable and replicates from nobody. */
   | { readonly action: "serve-as-primary"; readonly reason: string }
   /** Writable without the right to be: turn read-only now, and give up the lock if this node holds it. */
@@ -115,7 +124,7 @@ export function decideHealth(f: HealthFacts): HealthDecision {
     };
   }
   if (!f.mysql.up) return mysqlIsDown(f, f.mysql.error, f.mysql.gone);
-  if (!f.consul.up) return consulIsDown(f.mysql, f.consul.error, f.maxLagSeconds);
+  if (!f.consul.up) return consulIsDown(f, f.mysql, f.consul.error);
   const { lock } = f.consul;
   if (holdsLock(f)) {
     if (f.consul.switchingOver) {
@@ -160,16 +169,29 @@ function mysqlIsDown(f: HealthFacts, error: string, gone: boolean): HealthDecisi
   return { action: "report", healthy: false, reason: `mysqld does not answer: ${error}` };
 }
 
-function consulIsDown(mysql: Up, error: string, maxLag: number): HealthDecision {
+function consulIsDown(f: HealthFacts, mysql: Up, error: string): HealthDecision {
   if (!mysql.readOnly) {
+    if (f.failsafe?.heldLock && !mysql.replica) {
+      return {
+        action: "failsafe",
+        consulError: error,
+        reason: `Consul cannot be reached (${error}): failsafe mode, asking the other members whether they ` +
+          "replicate from this node",
+      };
+    }
     return {
       action: "fence",
       releaseLock: false,
-      reason:
-        `Consul cannot be reached (${error}): turning read-only, since the primary lock cannot be renewed`,
+      reason: f.failsafe
+        ? `Consul cannot be reached (${error}): turning read-only, since this node was not the writable lock ` +
+          "holder when Consul was last read (failsafe mode keeps only that one writable)"
+        : `Consul cannot be reached (${error}): turning read-only, since the primary lock cannot be renewed`,
     };
   }
-  if (mysql.replica) return replicationHealth(mysql.replica, maxLag, " (Consul cannot be reached)");
+  // Read-only (a replica, or a primary failsafe mode fenced): it only reports until Consul is back.
+  if (mysql.replica) {
+    return replicationHealth(mysql.replica, f.maxLagSeconds, " (Consul cannot be reached)", f.replicaSeen);
+  }
   return { action: "report", healthy: false, reason: `Consul cannot be reached: ${error}` };
 }
 
@@ -241,7 +263,7 @@ function anotherNodeIsPrimary(f: HealthFacts, primary: PrimaryRecord): HealthDec
         : `mysqld restarted: starting replication from ${source} again`,
     };
   }
-  return replicationHealth(replica, f.maxLagSeconds, "");
+  return replicationHealth(replica, f.maxLagSeconds, "", f.replicaSeen);
 }
 
 function nobodyIsPrimary(f: HealthFacts, lock: PrimaryLock): HealthDecision {
@@ -297,8 +319,13 @@ function nobodyIsPrimary(f: HealthFacts, lock: PrimaryLock): HealthDecision {
   };
 }
 
-function replicationHealth(r: ReplicaStatus, maxLag: number, suffix: string): HealthDecision {
-  const { healthy, reason } = replicaHealth(r, maxLag);
+function replicationHealth(
+  r: ReplicaStatus,
+  maxLag: number,
+  suffix: string,
+  seen: HealthFacts["replicaSeen"],
+): HealthDecision {
+  const { healthy, reason } = replicaHealth(r, maxLag, seen);
   return { action: "report", healthy, reason: `${reason}${suffix}` };
 }
 

@@ -15,6 +15,7 @@ import type { RestoredMark } from "../restored.ts";
 import type { NodeState, StateStore } from "../state.ts";
 import type { ConsulFacts, HealthFacts, MysqlFacts, PrimaryRecord } from "./decide.ts";
 import { quietPeriodReason } from "./decide.ts";
+import { bootClockMs } from "./failsafe.ts";
 
 /** How long a switchover may hold the failover lock before a health pass takes it for abandoned. */
 export const SWITCHOVER_STALE_MS = 120_000;
@@ -37,6 +38,10 @@ export interface FactSources {
   readonly maxLagSeconds: number;
   readonly quietPeriodMs: number;
   readonly now: number;
+  /** FAILSAFE_MODE. */
+  readonly failsafe?: boolean;
+  /** The boot clock now ({@link bootClockMs} by default). */
+  readonly clockMs?: number;
 }
 
 /** Who and what a pass runs with: the configuration, Consul and the cluster's keys, this node and its state. */
@@ -139,6 +144,10 @@ export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise
       ...(s.state.repointing ? { repointing: true } : {}),
       maxLagSeconds: s.maxLagSeconds,
       ...(failover ? { failover } : {}),
+      ...(s.failsafe ? { failsafe: { heldLock: s.state.members?.heldLock === true } } : {}),
+      ...(s.state.replicated
+        ? { replicaSeen: { last: s.state.replicated, now: s.clockMs ?? bootClockMs() } }
+        : {}),
     },
     ...(view ? { view } : {}),
   };

@@ -16,7 +16,9 @@ import {
   SWEEP_GRACE_MS,
   withdrawPrimary,
 } from "../services.ts";
-import type { StateStore } from "../state.ts";
+import type { KnownMember, NodeState, StateStore } from "../state.ts";
+import type { ClusterView } from "../cluster_kv.ts";
+import { bootClockMs } from "./failsafe.ts";
 import { type ActionResult, firstSnapshotStored, type Outcome } from "./actions.ts";
 import { putMetrics } from "../metrics.ts";
 import { type HealthFacts, holdsLock, type PrimaryRecord } from "./decide.ts";
@@ -35,6 +37,8 @@ export interface PassEnd extends PassNode {
   readonly serving: boolean;
   /** When the pass started (performance.now()). */
   readonly started: number;
+  /** The cluster's keys the last facts came from (absent when Consul was down). */
+  readonly view?: ClusterView;
 }
 
 /**
@@ -60,6 +64,9 @@ export async function reportPass(p: PassEnd, result: ActionResult, decided: Outc
     if (stored.outcome) outcome = stored.outcome;
   }
   await reportOutcome(state, healthy, outcome);
+  await remember(state, cacheOf(p, state.current, bootClockMs())).catch((e) =>
+    log.warn("Cannot save this node's state: {e}", { e: String(e) })
+  );
   const session = "id" in p.session ? p.session.id : undefined;
   if (facts.consul.up) {
     await showPrimaryService({ ...p, session, serving: healthy && p.serving });
@@ -171,6 +178,43 @@ async function sweepDeadEntries(
   if (JSON.stringify(plan.seen) !== JSON.stringify(seen)) {
     await a.state.patch({ deadEntries: Object.keys(plan.seen).length ? plan.seen : undefined });
   }
+}
+
+/**
+ * What a pass leaves in the state file for passes that cannot read Consul or whose replication reconnects:
+ * the members cache (failsafe mode), the end of failsafe once Consul is read again, and the last observation of
+ * this replica's threads running. Only the fields that change. Pure.
+ */
+export function cacheOf(
+  p: Pick<PassEnd, "facts" | "view" | "serving" | "self">,
+  current: NodeState,
+  clockMs: number,
+): Partial<NodeState> {
+  const changes: { -readonly [K in keyof NodeState]?: NodeState[K] | undefined } = {};
+  if (p.view !== undefined && p.facts.consul.up) {
+    const others: KnownMember[] = p.view.live
+      .filter((m) => m.record.node !== p.self.node)
+      .map((m) => ({ node: m.record.node, address: m.record.address, port: m.record.port }))
+      .sort((a, b) => a.node < b.node ? -1 : a.node > b.node ? 1 : 0);
+    const members = { heldLock: holdsLock(p.facts) || p.serving, others };
+    if (JSON.stringify(members) !== JSON.stringify(current.members)) changes.members = members;
+    if (current.failsafeSince !== undefined) changes.failsafeSince = undefined;
+  }
+  const r = p.facts.mysql.up ? p.facts.mysql.replica : undefined;
+  if (r && r.ioRunning === "yes" && r.sqlRunning && r.lagSeconds !== null) {
+    changes.replicated = { source: `${r.sourceHost}:${r.sourcePort}`, lagSeconds: r.lagSeconds, at: clockMs };
+  } else if (p.facts.mysql.up && r === undefined && current.replicated !== undefined) {
+    changes.replicated = undefined;
+  }
+  return changes;
+}
+
+async function remember(state: StateStore, changes: Partial<NodeState>): Promise<void> {
+  if (Object.keys(changes).length === 0) return;
+  if ("failsafeSince" in changes && state.current.failsafeSince !== undefined) {
+    log.info("Consul can be reached again: failsafe mode ends, the primary lock decides as before");
+  }
+  await state.patch(changes);
 }
 
 /** This node's member record (what the failover planner reads), from the facts of the pass. */

@@ -21,6 +21,7 @@ import type { PassDeps } from "./act.ts";
 import type { Restore } from "./actions.ts";
 import type { KeptSession, LocalServer, PassNode } from "./facts.ts";
 import { type RebuildArgs, rebuildErrant } from "./rebuild.ts";
+import { MEMBER_TIMEOUT_MS } from "./failsafe.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -56,6 +57,10 @@ export function passDeps(
     probe: (m) => probeMember(config, { flavour }, m),
     answersWritable: (node) => answersWritable(config, flavour, node),
     rebuildErrant: (server, executed) => rebuildErrant(w.rebuild, server, executed),
+    replicaStatusOf: async (m, s) => {
+      await using peer = await openPeerServer(config, m, MEMBER_TIMEOUT_MS, { flavour, signal: s });
+      return await peer.replicaStatus({ signal: s });
+    },
   };
 }
 

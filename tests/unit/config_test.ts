@@ -301,6 +301,11 @@ function normaliseTables(markdown: string): string[] {
   );
 }
 
+Deno.test("loadConfig() reads FAILSAFE_MODE as a flag, on by default", () => {
+  assertEquals(load(base).failover.failsafe, true);
+  assertEquals(load({ ...base, FAILSAFE_MODE: "false" }).failover.failsafe, false);
+});
+
 Deno.test("loadConfig() reads REBUILD_ERRANT_NODE as a flag, off by default", () => {
   assertEquals(load({ ...base, REBUILD_ERRANT_NODE: "yes" }).failover.rebuildErrant, true);
   assertEquals(load({ ...base, REBUILD_ERRANT_NODE: "no" }).failover.rebuildErrant, false);
@@ -384,6 +389,7 @@ const EVERYTHING: Record<string, string>[] = [
     SESSION_TTL: "2m",
     FAILOVER_QUIET_PERIOD: "0",
     REBUILD_ERRANT_NODE: "y",
+    FAILSAFE_MODE: "off",
     BACKUP_NAME: "db-%Y%m%d",
     BACKUP_TTL: "1h",
     BACKUP_FROM: "replica",

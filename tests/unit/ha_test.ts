@@ -334,3 +334,83 @@ Deno.test("decideHealth() keeps the lock when this primary's mysqld answers too 
   assertEquals(d.action === "report" && d.healthy, false);
   assert(d.reason.includes("keeping the primary lock"), d.reason);
 });
+
+Deno.test("decideHealth() without Consul: failsafe for the writable lock holder only, fence otherwise", () => {
+  const down = { up: false as const, error: "connection refused" };
+  const writable = up({ readOnly: false, hasTransactions: true });
+  assertEquals(decideHealth(facts({ consul: down, mysql: writable, failsafe: { heldLock: true } })), {
+    action: "failsafe",
+    consulError: "connection refused",
+    reason:
+      "Consul cannot be reached (connection refused): failsafe mode, asking the other members whether " +
+      "they replicate from this node",
+  });
+  assertEquals(decideHealth(facts({ consul: down, mysql: writable })), {
+    action: "fence",
+    releaseLock: false,
+    reason:
+      "Consul cannot be reached (connection refused): turning read-only, since the primary lock cannot " +
+      "be renewed",
+  }, "FAILSAFE_MODE=false: read-only at once");
+  const notHolder = decideHealth(facts({ consul: down, mysql: writable, failsafe: { heldLock: false } }));
+  assertEquals(notHolder.action, "fence", "writable without having held the lock: never failsafe");
+  assertEquals(
+    decideHealth(
+      facts({ consul: down, mysql: up({ readOnly: false, replica: running }), failsafe: { heldLock: true } }),
+    )
+      .action,
+    "fence",
+    "a writable node that replicates is no primary to keep",
+  );
+});
+
+Deno.test("decideHealth() without Consul: a fenced primary only reports, and replicas never promote", () => {
+  const down = { up: false as const, error: "timeout" };
+  assertEquals(
+    decideHealth(facts({ consul: down, mysql: up({ hasTransactions: true }), failsafe: { heldLock: true } })),
+    { action: "report", healthy: false, reason: "Consul cannot be reached: timeout" },
+    "read-only (fenced by failsafe or its lease): it stays so until Consul is back",
+  );
+  assertEquals(
+    decideHealth(facts({ consul: down, mysql: up({ replica: running }), failsafe: { heldLock: false } }))
+      .action,
+    "report",
+  );
+});
+
+Deno.test("decideHealth() after Consul returns: the writable last primary with a new session resumes at once", () => {
+  const writable = up({ readOnly: false, hasTransactions: true });
+  // Consul expired every session: this node has a new one, the lock is free and its record names this node.
+  assertEquals(
+    decideHealth(
+      facts({
+        mysql: writable,
+        consul: { up: true, lock: { record: { ...me, ready: true } }, session: "s-new" },
+      }),
+    ),
+    { action: "resume-primary", reason: "this node was the last primary and the lock is free: taking it" },
+  );
+  // The outage was shorter than the session: its own session still holds the lock.
+  assertEquals(
+    decideHealth(
+      facts({ mysql: writable, consul: { ...heldBy({ ...me, ready: true }, "s-me"), session: "s-me" } }),
+    ),
+    { action: "report", healthy: true, reason: "primary: holds the lock and is writable" },
+  );
+});
+
+Deno.test("decideHealth() keeps a replica whose I/O thread reconnects healthy within MAX_REPLICATION_LAG", () => {
+  const reconnecting = {
+    ...running,
+    ioRunning: "connecting" as const,
+    lagSeconds: null,
+    lastIoError: "refused",
+  };
+  const last = { source: `${p1.address}:3306`, lagSeconds: 2, at: 1_000_000 };
+  const f = (now: number) =>
+    facts({ consul: heldBy(p1, "s1"), mysql: up({ replica: reconnecting }), replicaSeen: { last, now } });
+  const d = decideHealth(f(1_010_000));
+  assertEquals(d.action === "report" && d.healthy, true, "10 s ago + 2 s lag is within 30 s");
+  const late = decideHealth(f(1_029_000));
+  assertEquals(late.action === "report" && late.healthy, false, "29 s ago + 2 s lag is beyond 30 s");
+});

@@ -74,3 +74,44 @@ Deno.test("replicaHealth(): a server replicating from nobody is not a healthy re
   assertEquals(replicaHealth(undefined, 30), nobody);
   assertEquals(replicaHealth({ ...running, sourceHost: "" }, 30), nobody);
 });
+
+Deno.test("replicaHealth(): a replica whose I/O thread reconnects stays healthy while its data is young enough", () => {
+  const last = { source: "10.0.0.11:3306", lagSeconds: 3, at: 50_000 };
+  const connecting = {
+    ...running,
+    ioRunning: "connecting" as const,
+    lagSeconds: null,
+    lastIoError: "refused",
+  };
+  assertEquals(replicaHealth(connecting, 30, { last, now: 60_000 }), {
+    healthy: true,
+    reason:
+      "replica of 10.0.0.11:3306 reconnecting (I/O thread: connecting, SQL thread: yes): I/O: refused; " +
+      "its data is at most 13 s old (limit 30 s)",
+  });
+  assertEquals(
+    replicaHealth(connecting, 30, { last, now: 77_000 }).healthy,
+    true,
+    "3 + 27 = 30: the limit itself",
+  );
+  assertEquals(replicaHealth(connecting, 30, { last, now: 77_001 }).healthy, false);
+  const ioError = {
+    ...running,
+    ioRunning: "no" as const,
+    lagSeconds: null,
+    lastIoError: "error reconnecting",
+  };
+  assertEquals(replicaHealth(ioError, 30, { last, now: 60_000 }).healthy, true, "stopped by an I/O error");
+  // Not covered: a STOP REPLICA (no error), a stopped SQL thread, a clock that went backwards, no observation.
+  assertEquals(
+    replicaHealth({ ...running, ioRunning: "no", lagSeconds: null }, 30, { last, now: 60_000 }).healthy,
+    false,
+  );
+  assertEquals(replicaHealth({ ...connecting, sqlRunning: false }, 30, { last, now: 60_000 }).healthy, false);
+  assertEquals(replicaHealth(connecting, 30, { last, now: 40_000 }).healthy, false);
+  assertEquals(
+    replicaHealth(connecting, 30).healthy,
+    false,
+    "status and snapshots ask without one: not running",
+  );
+});
