@@ -45,6 +45,7 @@ export async function runHealth(
   ctx: CommandContext,
   primaryOnly: boolean,
   deadlineMs: number = PASS_DEADLINE_MS.health,
+  serviceCheck = true,
 ): Promise<number> {
   const { config } = ctx;
   if (primaryOnly) return (await primaryCheck(config)) ? EXIT.ok : EXIT.failed;
@@ -66,7 +67,7 @@ export async function runHealth(
   const state = new StateFile(config.node.stateDir, await readState(config.node.stateDir));
   const consul = new ConsulStore(config.consul);
   const step = { now: "starting" };
-  const pass = healthPass(config, consul, state, address, step, signal);
+  const pass = healthPass(config, consul, state, address, step, signal, serviceCheck);
   try {
     const healthy = await raceAbort(pass, signal);
     return healthy ? EXIT.ok : EXIT.failed;
@@ -86,6 +87,7 @@ async function healthPass(
   address: string,
   step: { now: string },
   signal: AbortSignal,
+  serviceCheck: boolean,
 ): Promise<boolean> {
   const started = performance.now();
   const flavour = flavourOf(config, state.current);
@@ -131,6 +133,8 @@ async function healthPass(
         maxLagSeconds: config.mysql.maxLagSeconds,
         quietPeriodMs: config.failover.quietPeriodMs,
         now: Date.now(),
+        recoverySettleMs: config.failover.recoverySettleMs,
+        clusterKey: kv.keys.cluster,
       }, signal);
     };
     step.now = "reading the cluster's keys";
@@ -153,7 +157,7 @@ async function healthPass(
     }
     step.now = "reporting";
     return await reportPass(
-      { config, consul, kv, flavour, self, state, session, facts, serving, started },
+      { config, consul, kv, flavour, self, state, session, facts, serving, started, serviceCheck },
       result,
       outcome,
     );

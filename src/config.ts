@@ -132,6 +132,11 @@ export interface FailoverConfig {
   readonly quietPeriodMs: number;
   /** Opt-in: move an errant node's datadir aside (never delete it) and rebuild it from the latest snapshot. */
   readonly rebuildErrant: boolean;
+  /**
+   * Whole-cluster recovery (Consul lost its keys): how long a node with data waits, from when it first saw no
+   * primary lock, for the other nodes to report before the most advanced one is made primary.
+   */
+  readonly recoverySettleMs: number;
 }
 
 /** Periodic snapshots. */
@@ -717,6 +722,13 @@ failover("FAILOVER_QUIET_PERIOD", duration(0), {
   default: "5m",
   at: "failover.quietPeriodMs",
   doc: "After a failover, none again within this period while the failed primary is still alive.",
+});
+failover("RECOVERY_SETTLE_WINDOW", duration(1000), {
+  default: "30s",
+  at: "failover.recoverySettleMs",
+  doc:
+    "Consul lost its keys (no primary lock at all) and nodes hold this cluster's data: they wait this long " +
+    "for each other to report, then the one holding every transaction becomes primary.",
 });
 failover("REBUILD_ERRANT_NODE", flag, {
   default: "false",

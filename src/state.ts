@@ -32,6 +32,11 @@ export interface NodeState {
   readonly advertised?: string;
   /** The primary's sweep: catalog entries of departed nodes, by service id, and when each was first seen. */
   readonly deadEntries?: Readonly<Record<string, number>>;
+  /**
+   * When this node first saw Consul without any primary lock record, on its boot clock (src/ha/recovery.ts):
+   * the settle window of a whole-cluster recovery counts from it. Removed once a lock record exists again.
+   */
+  readonly recoverySince?: { readonly bootId: string; readonly ms: number };
 }
 
 /** The state file is unreadable or not ours. */

@@ -128,6 +128,7 @@ Deno.test("ServerOperator.status() on MySQL reads read_only, SHOW REPLICA STATUS
     }],
     "SELECT @@GLOBAL.gtid_executed": [{ executed: "u:1-7\n" }],
     "SELECT MAX(": [{ starts: "0", uptime: "50", since_flush: "50" }],
+    "SELECT cluster_id FROM autopilot.cluster": [{ cluster_id: "c0ffee-1" }],
   });
   const signal = new AbortController().signal;
   const status = await new ServerOperator(db, "mysql").status({ signal });
@@ -147,8 +148,9 @@ Deno.test("ServerOperator.status() on MySQL reads read_only, SHOW REPLICA STATUS
     gtid: { executed: "u:1-7" },
     hasTransactions: true,
     replicationStartedThisRun: false,
+    identity: "c0ffee-1",
   });
-  assertEquals(db.sent.length, 4, db.log.join("\n"));
+  assertEquals(db.sent.length, 5, db.log.join("\n"));
   assert(db.log[3].includes("FROM performance_schema.global_status"), db.log[3]);
   assert(db.log[3].includes("'COM_REPLICA_START'"), db.log[3]);
   assert(db.sent.every((s) => s.signal === signal), "a statement was sent without the caller's signal");
