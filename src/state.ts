@@ -36,7 +36,7 @@ export interface NodeState {
    * When this node first saw Consul without any primary lock record, on its boot clock (src/ha/recovery.ts):
    * the settle window of a whole-cluster recovery counts from it. Removed once a lock record exists again.
    */
-  readonly recoverySince?: { readonly bootId: string; readonly ms: number };
+  readonly recoverySince?: { readonly bootAt: number; readonly ms: number };
 }
 
 /** The state file is unreadable or not ours. */

@@ -27,11 +27,23 @@
 import { GtidParseError } from "../mysql/gtid.ts";
 import { contains, type MemberRecord, transactionsOf } from "./failover_plan.ts";
 
-/** A moment on this machine's boot clock (CLOCK_BOOTTIME: counts across processes, suspends included). */
+/**
+ * A moment on this machine's boot clock: its uptime, which counts across processes and never goes back within
+ * one boot. `bootAt` tells boots (and machines) apart: when the machine booted, by its own wall clock.
+ */
 export interface BootInstant {
-  /** The kernel's boot id: a moment of another boot cannot be compared. */
-  readonly bootId: string;
+  /** When this machine booted (epoch ms, its own wall clock: now minus the uptime). */
+  readonly bootAt: number;
+  /** The uptime (ms; the kernel gives whole seconds). */
   readonly ms: number;
+}
+
+/** How far two boot times may differ and still be the same boot (the wall clock may be stepped meanwhile). */
+export const SAME_BOOT_MS = 60_000;
+
+/** Whether two moments are of the same boot of the same machine, so that their difference means something. */
+export function sameBoot(a: BootInstant, b: BootInstant): boolean {
+  return Math.abs(a.bootAt - b.bootAt) < SAME_BOOT_MS && b.ms >= a.ms;
 }
 
 /** What a pass knows for recovery: gathered only when Consul has no primary lock record at all. */
@@ -52,8 +64,8 @@ export interface RecoveryFacts {
 
 /** How long this node has waited since it first saw no primary lock record (0 the first time). */
 export function waitedMs(r: RecoveryFacts): number {
-  if (r.since === undefined || r.since.bootId !== r.now.bootId) return 0;
-  return Math.max(0, r.now.ms - r.since.ms);
+  if (r.since === undefined || !sameBoot(r.since, r.now)) return 0;
+  return r.now.ms - r.since.ms;
 }
 
 /** The outcome of planning a recovery. */

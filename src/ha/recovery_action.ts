@@ -11,19 +11,14 @@ import type { NodeState, StateStore } from "../state.ts";
 import { type ActionResult, type Me, takePrimaryLock } from "./actions.ts";
 import type { HealthFacts } from "./decide.ts";
 import { takeFailoverLock } from "./failover_lock.ts";
-import { type BootInstant, planRecovery } from "./recovery.ts";
+import { type BootInstant, planRecovery, sameBoot } from "./recovery.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
-/** This machine's boot clock now (`/proc/uptime`, `/proc/sys/kernel/random/boot_id`). */
-export async function bootClockNow(): Promise<BootInstant> {
-  const [uptime, bootId] = await Promise.all([
-    Deno.readTextFile("/proc/uptime"),
-    Deno.readTextFile("/proc/sys/kernel/random/boot_id"),
-  ]);
-  const seconds = Number(uptime.trim().split(/\s+/)[0]);
-  if (!Number.isFinite(seconds)) throw new Error(`/proc/uptime does not start with a number: ${uptime}`);
-  return { bootId: bootId.trim(), ms: Math.round(seconds * 1000) };
+/** This machine's boot clock now: `Deno.osUptime()` (whole seconds: enough for a settle window). */
+export function bootClockNow(): Promise<BootInstant> {
+  const ms = Deno.osUptime() * 1000;
+  return Promise.resolve({ bootAt: Date.now() - ms, ms });
 }
 
 /**
@@ -98,7 +93,7 @@ export async function keepRecoveryMark(state: StateStore, f: HealthFacts): Promi
   const mark = state.current.recoverySince;
   let next: NodeState["recoverySince"] | null = null; // null: leave as it is
   if (f.recovery !== undefined) {
-    if (mark === undefined || mark.bootId !== f.recovery.now.bootId) next = f.recovery.now;
+    if (mark === undefined || !sameBoot(mark, f.recovery.now)) next = f.recovery.now;
   } else if (f.consul.up && f.consul.lock.record !== undefined && mark !== undefined) {
     next = undefined;
   }
