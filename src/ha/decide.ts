@@ -12,7 +12,7 @@ import type { FailoverRecord, PrimaryLock, PrimaryRecord } from "../cluster_kv.t
 export type { PrimaryLock, PrimaryRecord };
 import type { ReplicaStatus } from "../mysql/flavour.ts";
 import { replicaHealth } from "../replica_health.ts";
-import { bootstrapHeldBack, type RecoveryFacts, recoveryStep } from "./recovery.ts";
+import { bootstrapHeldBack, othersHoldData, type RecoveryFacts, recoveryStep } from "./recovery.ts";
 
 /** The local server, as seen this pass. */
 export type MysqlFacts =
@@ -264,8 +264,11 @@ function nobodyIsPrimary(f: HealthFacts, lock: PrimaryLock): HealthDecision {
         reason: "no primary has ever been elected and this node is empty",
       };
     }
-    if (f.restoredGtid !== undefined && !mysql.replica) {
-      // A cluster brought back from a snapshot (a new Consul, `autopilot restore` on a stopped node).
+    const restoredAlone = mysql.identity === undefined ||
+      !othersHoldData(f.node.node, mysql.identity, f.recovery);
+    if (f.restoredGtid !== undefined && !mysql.replica && restoredAlone) {
+      // A cluster brought back from a snapshot (a new Consul, `autopilot restore` on a stopped node). With
+      // other nodes of its cluster holding data, the recovery below chooses among them all instead.
       return {
         action: "resume-primary",
         reason:

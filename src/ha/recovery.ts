@@ -183,8 +183,13 @@ export function bootstrapHeldBack(
     "new cluster";
 }
 
+/** Whether another live member's data carries `identity` and holds transactions. Pure. */
+export function othersHoldData(self: string, identity: string, recovery: RecoveryFacts | undefined): boolean {
+  return (recovery?.live ?? []).some((m) => m.node !== self && m.cluster === identity && m.executed !== "");
+}
+
 /**
- * What a node with data (not restored from a snapshot) does when Consul has no primary lock record. Pure:
+ * What a node with data (not restored from a snapshot, or restored while others of its cluster hold data) does when Consul has no primary lock record. Pure:
  * decide.ts's `nobodyIsPrimary` turns a wait into a report (or a fence, when the node is writable).
  */
 export function recoveryStep(i: RecoveryInput): RecoveryStep {

@@ -102,6 +102,20 @@ Deno.test("Consul loses its data: the nodes recover by themselves, the absent no
   for (const n of [n2, n3]) assertEquals(await identity(c, n), id, n.name);
   assertEquals(await consulIdentity(c), id);
 
+  // 0. Every node stopped and started again, Consul's data kept: the last primary carries on, no failover.
+  for (const n of nodes) await c.stopMysqld(n);
+  for (const n of nodes) await c.startMysqld(n);
+  const [kept] = await recovered(c, nodes, 20_000);
+  assertEquals(kept.name, "n1");
+  {
+    const consul = c.consul();
+    try {
+      assertEquals(await consul.get("mysql-failover-lock"), undefined, "nobody ran a failover or a recovery");
+    } finally {
+      consul.close();
+    }
+  }
+
   // 1. Every node stopped, Consul emptied, every node started: a writable primary within the window + 15 s.
   for (const n of nodes) await c.stopMysqld(n);
   await emptyConsul(h, 1);
@@ -192,4 +206,10 @@ Deno.test("Consul loses its data: the nodes recover by themselves, the absent no
     assert(none.stderr.includes("this node's data carries no cluster identity"), none.stderr);
   }
   assertEquals(await c.primaryName(), undefined, "nobody took the primary lock");
+  const status = await c.run(n1, ["status"]);
+  const line = status.stdout.split("\n").find((l) => l.startsWith("recovery:")) ?? status.stdout;
+  assert(
+    line.includes("nobody can be chosen") && line.includes("refused (no or another identity): n1"),
+    line,
+  );
 });

@@ -287,3 +287,15 @@ Deno.test("recoverPrimary(): takes nothing when Consul's key names another clust
   assertEquals((await recoverPrimary({ kv, me: { self: me, session: s2 }, identity: ID })).taken, false);
   assertEquals((await kv.primary()).session, undefined);
 });
+
+Deno.test("decideHealth(): a node restored from a snapshot resumes alone, but joins the recovery when others hold data", () => {
+  const restored = { restoredGtid: "0-1-7", mysql: up({ executed: "0-1-7" }) };
+  const alone = recovery({ live: [m("n2", "0-1-7")] });
+  assertEquals(decideHealth(facts({ ...restored, recovery: alone })).action, "resume-primary");
+  assertEquals(decideHealth(facts({ ...restored, recovery: undefined })).action, "resume-primary");
+  // n1 holds more than the snapshot: it is the one, and the restored node waits for it.
+  const d = decideHealth(
+    facts({ ...restored, recovery: recovery({ live: [m("n1", "0-1-10"), m("n2", "0-1-7")] }) }),
+  );
+  assert(d.action === "report" && d.reason.endsWith("waiting for n1 to take the lock"), JSON.stringify(d));
+});
