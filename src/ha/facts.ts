@@ -141,7 +141,7 @@ export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise
         ...(quietReason === undefined ? {} : { quietReason }),
       };
     }
-    if (lock.record === undefined) recovery = await recoveryFacts(s, view);
+    if (lock.record === undefined && lock.session === undefined) recovery = await recoveryFacts(s, view);
   }
   return {
     facts: {

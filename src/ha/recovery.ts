@@ -211,7 +211,7 @@ export function recoveryStep(i: RecoveryInput): RecoveryStep {
     );
   }
   if (!i.readOnly) return wait("no primary lock exists (Consul lost its keys?) and this node is writable");
-  if (r === undefined) return wait("no primary lock exists: waiting for the cluster's keys to be read");
+  if (r === undefined) return wait("the primary lock is held but its value names no node: waiting");
   const waited = waitedMs(r);
   if (waited < r.settleMs) {
     return wait(

@@ -22,6 +22,8 @@ import { identityStatements, isClusterIdentity, newClusterIdentity } from "../..
 import { loadConfig } from "../../src/config.ts";
 import type { NodeState, StateStore } from "../../src/state.ts";
 import { FakeClusterKv } from "./fakes/fake_cluster_kv.ts";
+import { FakeServer } from "./fakes/fake_server.ts";
+import { gatherFacts, readCluster } from "../../src/ha/facts.ts";
 
 const ID = "0f6e2b1c-7d1a-4c57-9a3e-5b2d8f0c1a22";
 const me = { node: "n2", address: "10.0.0.2", port: 3306 };
@@ -298,4 +300,50 @@ Deno.test("decideHealth(): a node restored from a snapshot resumes alone, but jo
     facts({ ...restored, recovery: recovery({ live: [m("n1", "0-1-10"), m("n2", "0-1-7")] }) }),
   );
   assert(d.action === "report" && d.reason.endsWith("waiting for n1 to take the lock"), JSON.stringify(d));
+});
+
+Deno.test("gatherFacts(): with no primary lock record, the recovery facts: members, window, this node's clock and mark", async () => {
+  const kv = new FakeClusterKv();
+  const s2 = kv.createSession();
+  await kv.publishMember(s2, m("n2", "0-1-10"));
+  kv.put(kv.keys.cluster, formatClusterIdentity({ id: ID, node: "n1", at: 1 }));
+  const session = { id: s2, renewedAt: performance.now() };
+  const { facts } = await gatherFacts({
+    self: me,
+    local: { server: new FakeServer("mariadb", { gtid: { executed: "0-1-10" } }) },
+    session,
+    cluster: await readCluster(kv, session),
+    state: { recoverySince: boot(1000) },
+    restored: undefined,
+    maxLagSeconds: 30,
+    quietPeriodMs: 300_000,
+    now: Date.now(),
+    clusterKey: kv.keys.cluster,
+    recoverySettleMs: 5000,
+    bootClock: () => Promise.resolve(boot(4000)),
+  });
+  assertEquals(facts.cluster, ID);
+  assertEquals(facts.recovery, {
+    key: "mysql-cluster",
+    settleMs: 5000,
+    now: boot(4000),
+    since: boot(1000),
+    live: [m("n2", "0-1-10")],
+    departed: [],
+  });
+  // With a lock record there are none.
+  assert(await kv.acquirePrimary(s2, me));
+  const again = await gatherFacts({
+    self: me,
+    local: { server: new FakeServer() },
+    session,
+    cluster: await readCluster(kv, session),
+    state: {},
+    restored: undefined,
+    maxLagSeconds: 30,
+    quietPeriodMs: 300_000,
+    now: Date.now(),
+    bootClock: () => Promise.reject(new Error("not read")),
+  });
+  assertEquals(again.facts.recovery, undefined);
 });
