@@ -67,7 +67,9 @@ export async function runHealth(
   const state = new StateFile(config.node.stateDir, await readState(config.node.stateDir));
   const consul = new ConsulStore(config.consul);
   const step = { now: "starting" };
-  const pass = healthPass(config, consul, state, address, step, signal, serviceCheck);
+  // Only under ContainerPilot: elsewhere nobody would keep the service's TTL check passing.
+  const underContainerPilot = ctx.env("CONTAINERPILOT_PID") !== undefined;
+  const pass = healthPass(config, consul, state, address, step, signal, serviceCheck && underContainerPilot);
   try {
     const healthy = await raceAbort(pass, signal);
     return healthy ? EXIT.ok : EXIT.failed;

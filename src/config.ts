@@ -854,6 +854,11 @@ internal(
   "Set by ContainerPilot: the address it advertises for the `mysql` job (nodeAddress() in src/node.ts).",
 );
 internal(
+  "CONTAINERPILOT_PID",
+  "Set by ContainerPilot for what it runs: a health check under it registers the `SERVICE_NAME` service " +
+    "again when the agent lost it (src/services.ts).",
+);
+internal(
   "AUTOPILOT_CGROUP_MEMORY_LIMIT",
   "Set by the image's entrypoint: the cgroup's memory limit (ENTRYPOINT_LIMIT_VARIABLE in src/node.ts).",
 );

@@ -15,8 +15,9 @@
  * ContainerPilot's fork registers its `SERVICE_NAME` service once per process (discovery/service.go: its
  * `wasRegistered` flag is never reset), so after the agent lost it (Consul lost its data, an agent restarted
  * without its state) the fork only sends TTL updates that fail, and the service never comes back until
- * ContainerPilot restarts. {@link ensureContainerPilotService} fills that gap: the `autopilot health` check
- * (never `on-change`, which also runs while ContainerPilot is in maintenance) registers it again, exactly as
+ * ContainerPilot restarts. {@link ensureContainerPilotService} fills that gap: the `autopilot health` check,
+ * run by ContainerPilot (never `on-change`, which also runs while ContainerPilot is in maintenance, nor a pass
+ * outside ContainerPilot, whose registration nobody would keep passing), registers it again, exactly as
  * the fork does, when it finds the agent without it, so the fork's next TTL update passes.
  *
  * @module
