@@ -65,6 +65,8 @@ export interface FailoverRecord {
   readonly switchover?: boolean;
   /** The node given the primary role, once it has been. */
   readonly promoted?: string;
+  /** A whole-cluster recovery after Consul lost its keys (src/ha/recovery.ts): no primary was lost. */
+  readonly recovery?: boolean;
 }
 
 /** The failover lock as read: who holds it now (if anyone) and the record in it. */
@@ -332,6 +334,7 @@ export function formatFailoverRecord(r: FailoverRecord): string {
     ...(r.failedPrimary !== undefined ? { failedPrimary: r.failedPrimary } : {}),
     ...(r.switchover ? { switchover: true } : {}),
     ...(r.promoted !== undefined ? { promoted: r.promoted } : {}),
+    ...(r.recovery ? { recovery: true } : {}),
   });
 }
 
@@ -350,6 +353,7 @@ export function parseFailoverRecord(value: string | undefined): FailoverRecord |
     ...(typeof v.failedPrimary === "string" ? { failedPrimary: v.failedPrimary } : {}),
     ...(v.switchover === true ? { switchover: true } : {}),
     ...(typeof v.promoted === "string" ? { promoted: v.promoted } : {}),
+    ...(v.recovery === true ? { recovery: true } : {}),
   };
 }
 

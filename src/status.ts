@@ -227,6 +227,8 @@ export interface StatusReport {
       readonly failedPrimary: string | null;
       readonly promoted: string | null;
       readonly switchover: boolean;
+      /** A whole-cluster recovery after Consul lost its keys: `promoted` took the lock keeping its data. */
+      readonly recovery: boolean;
     } | null;
     /** The end of FAILOVER_QUIET_PERIOD after the last promotion, while it lasts. */
     readonly quietUntil: string | null;
@@ -667,6 +669,7 @@ function failoverStatus(f: StatusFacts): StatusReport["failover"] {
         failedPrimary: record.failedPrimary ?? null,
         promoted,
         switchover: record.switchover === true,
+        recovery: record.recovery === true,
       };
       if (promoted !== null && f.now < at + f.quietPeriodMs) quietUntil = iso(at + f.quietPeriodMs);
     }
@@ -802,9 +805,11 @@ function failoverLine(fo: StatusReport["failover"]): string {
   if (fo.quietUntil) parts.push(`quiet period until ${fo.quietUntil.replace(/\.\d+Z$/, "Z")}`);
   if (fo.heldBack) parts.push(`held back: ${fo.heldBack}`);
   if (fo.last) {
-    const what = fo.last.switchover ? "switchover" : "failover";
+    const what = fo.last.switchover ? "switchover" : fo.last.recovery ? "recovery" : "failover";
     const moved = fo.last.promoted
-      ? `${fo.last.failedPrimary ?? fo.last.by ?? "?"} -> ${fo.last.promoted}`
+      ? fo.last.recovery
+        ? `${fo.last.promoted} became primary (Consul had lost its keys)`
+        : `${fo.last.failedPrimary ?? fo.last.by ?? "?"} -> ${fo.last.promoted}`
       : "nobody promoted";
     parts.push(`last ${what}: ${moved} at ${fo.last.at.replace(/\.\d+Z$/, "Z")}`);
   }

@@ -36,6 +36,7 @@ export async function recoverPrimary(
   const hold = await takeFailoverLock(kv, me.session, (promoted) => ({
     node: me.self.node,
     at: start,
+    recovery: true,
     ...(promoted === undefined ? {} : { promoted }),
   }));
   if (hold === undefined) {

@@ -278,6 +278,7 @@ Deno.test("recoverPrimary(): under the failover lock, the plan again, then the l
   assertEquals([lock.session, lock.record?.node], [s2, "n2"]);
   assertEquals(parseClusterIdentity(kv.entry(kv.keys.cluster)?.value)?.id, ID);
   assertEquals((await kv.failoverLock()).record?.promoted, "n2");
+  assertEquals((await kv.failoverLock()).record?.recovery, true, "status names it a recovery");
   assertEquals((await kv.failoverLock()).session, undefined);
 });
 

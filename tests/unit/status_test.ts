@@ -309,6 +309,7 @@ Deno.test("summariseStatus() after a failover: the new primary holds the lock, t
     failedPrimary: "n1",
     promoted: "n2",
     switchover: false,
+    recovery: false,
   });
   assertEquals(r.failover.quietUntil, "2026-11-25T12:04:00.000Z");
   assertEquals(r.failover.heldBack, null);
@@ -717,5 +718,20 @@ Deno.test("summariseStatus(): no recovery section for a cluster with a lock reco
     summariseStatus(healthyMariadb({ consul: view({ lock: {}, members: [withData(1, "", null)] }) }))
       .recovery,
     null,
+  );
+});
+
+Deno.test("renderStatusTable(): the last recovery is named as one, not as a failover from nobody", () => {
+  const r = summariseStatus(healthyMariadb({
+    consul: view({
+      failoverLock: { record: { node: "n1", at: NOW - 60_000, recovery: true, promoted: "n1" }, held: false },
+    }),
+  }));
+  assertEquals(r.failover.last?.recovery, true);
+  assert(
+    renderStatusTable(r).includes(
+      "last recovery: n1 became primary (Consul had lost its keys) at 2026-11-25T11:59:00Z",
+    ),
+    renderStatusTable(r),
   );
 });
