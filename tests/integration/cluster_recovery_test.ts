@@ -3,7 +3,9 @@
  * while every node keeps its datadir. The nodes' health passes wait RECOVERY_SETTLE_WINDOW (5 s here), then
  * the node that holds every transaction any reporting node holds becomes primary and the others follow it;
  * a node absent for the window is not waited for, and comes back errant if it held more; data without this
- * cluster's identity, or with another one than Consul's key, is refused with one line.
+ * cluster's identity, or with another one than Consul's key, is refused with one line. Also: a cluster made
+ * before the identity existed gets one from its primary, by replication; every node restarted with Consul's
+ * data kept is no recovery (the last primary carries on).
  */
 import { assert, assertEquals } from "../unit/assert.ts";
 import { Cluster, type TestNode } from "./cluster.ts";
@@ -103,6 +105,32 @@ Deno.test("Consul loses its data: the nodes recover by themselves, the absent no
   for (const n of [n2, n3]) assertEquals(await identity(c, n), id, n.name);
   assertEquals(await consulIdentity(c), id);
 
+  // A cluster made before this version: no identity in any datadir, nor in Consul. The primary's next pass
+  // writes a new one, with the binlog: the replicas get it by replication, and Consul's key names it.
+  for (const n of nodes) {
+    await using db = await c.root(n);
+    await db.run(["SET SESSION sql_log_bin = 0", "DROP TABLE autopilot.cluster"]);
+  }
+  {
+    const consul = c.consul();
+    try {
+      await consul.delete("mysql-cluster");
+    } finally {
+      consul.close();
+    }
+  }
+  await converge(c, nodes, async () => {
+    const now = await consulIdentity(c);
+    if (now === undefined || now === id) return false;
+    for (const n of nodes) if ((await identity(c, n).catch(() => undefined)) !== now) return false;
+    return true;
+  }, 20_000);
+  const legacy = (await consulIdentity(c))!;
+  for (const n of [n2, n3]) {
+    const [s] = await c.sql(n, "SHOW SLAVE STATUS");
+    assertEquals([s.Slave_IO_Running, s.Slave_SQL_Running], ["Yes", "Yes"], `${n.name} replicated it`);
+  }
+
   // 0. Every node stopped and started again, Consul's data kept: the last primary carries on, no failover.
   for (const n of nodes) await c.stopMysqld(n);
   for (const n of nodes) await c.startMysqld(n);
@@ -124,7 +152,7 @@ Deno.test("Consul loses its data: the nodes recover by themselves, the absent no
   const [first, took] = await recovered(c, nodes, SETTLE_MS + 15_000);
   assert(took <= SETTLE_MS + 15_000, `recovered in ${took} ms`);
   assertEquals(first.name, "n1", "every node holds the same: FAILOVER_PRIORITY, then the name, decide");
-  assertEquals(await consulIdentity(c), id, "the recovered primary publishes the identity again");
+  assertEquals(await consulIdentity(c), legacy, "the recovered primary publishes the identity again");
   {
     await using app = await c.app(n1);
     await app.query("INSERT INTO app.t VALUES (4)");
@@ -187,7 +215,7 @@ Deno.test("Consul loses its data: the nodes recover by themselves, the absent no
     assertEquals(other.code, 1);
     assert(
       other.stderr.includes(
-        `this node's data belongs to cluster ${id}, but Consul's mysql-cluster names cluster another-cluster`,
+        `this node's data belongs to cluster ${legacy}, but Consul's mysql-cluster names cluster another-cluster`,
       ),
       other.stderr,
     );
