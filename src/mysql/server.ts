@@ -7,7 +7,7 @@
  */
 import type { Config } from "../config.ts";
 import { localAdminUser } from "./bootstrap.ts";
-import { MysqlClient, type MysqlTarget } from "./client.ts";
+import { MysqlClient, MysqlQueryError, type MysqlTarget } from "./client.ts";
 import { clearLease, extendLease, installLease, leaseState } from "./lease.ts";
 import { ensureIdentity, readIdentity } from "./identity.ts";
 import {
@@ -144,7 +144,11 @@ export class ServerOperator implements MysqlServer {
     const gtid = await this.gtidState(o);
     const [starts] = await this.#db.query(this.#sql.replicaStartsQuery, o);
     const started = replicationStartedThisRun(starts);
-    const identity = await readIdentity(this.#db, o);
+    // Only shown and compared: a server that refuses this one read is not a server that does not answer.
+    const identity = await readIdentity(this.#db, o).catch((e) => {
+      if (e instanceof MysqlQueryError) return undefined;
+      throw e;
+    });
     return {
       readOnly,
       ...(replica ? { replica } : {}),

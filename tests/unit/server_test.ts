@@ -258,3 +258,32 @@ Deno.test("mysqlFactsOf() is the health decision's view of status(), as before",
     { up: true, readOnly: false, hasTransactions: false, executed: "" },
   );
 });
+
+Deno.test("ServerOperator.status(): the cluster identity when the data has one; none when the table is missing or refused", async () => {
+  const rows = { "SELECT @@GLOBAL.read_only": [{ read_only: "1" }] };
+  const refusing = (errno: number) =>
+    new (class extends RecordingConnection {
+      override query(statement: string | Statement, options: { signal?: AbortSignal } = {}): Promise<Row[]> {
+        const sql = typeof statement === "string" ? statement : statement.sql;
+        if (sql.includes("autopilot.cluster")) {
+          return Promise.reject(new MysqlQueryError("recorded", "E", errno, `refused (error ${errno})`));
+        }
+        return super.query(statement, options);
+      }
+    })(rows);
+  for (const errno of [1146, 1049, 1142]) {
+    const status = await new ServerOperator(refusing(errno), "mariadb").status();
+    assertEquals(status.identity, undefined, `error ${errno}`);
+    assertEquals(status.readOnly, true);
+  }
+  const found = await new ServerOperator(
+    new RecordingConnection({
+      ...rows,
+      "SELECT cluster_id FROM autopilot.cluster": [{ cluster_id: "abc-1" }],
+    }),
+    "mariadb",
+  ).status();
+  assertEquals(found.identity, "abc-1");
+  const facts = mysqlFactsOf(found);
+  assertEquals(facts.up && facts.identity, "abc-1");
+});
