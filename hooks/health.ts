@@ -24,6 +24,7 @@ import { type ActionResult, type Outcome, renewLease, type Restore } from "../sr
 import { decideHealth, holdsLock } from "../src/ha/decide.ts";
 import { gatherFacts, holdsLockIn, keepSession, readCluster } from "../src/ha/facts.ts";
 import { primaryCheck } from "../src/ha/primary_check.ts";
+import { settleWindowMs } from "../src/ha/recovery.ts";
 import { finishRebuild, type RebuildArgs } from "../src/ha/rebuild.ts";
 import { reportPass } from "../src/ha/report.ts";
 import { endFailedPass, openLocal, passDeps } from "../src/ha/wiring.ts";
@@ -135,7 +136,7 @@ async function healthPass(
         maxLagSeconds: config.mysql.maxLagSeconds,
         quietPeriodMs: config.failover.quietPeriodMs,
         now: Date.now(),
-        recoverySettleMs: config.failover.recoverySettleMs,
+        recoverySettleMs: settleWindowMs(config.failover.recoverySettleMs, deps.leaseMs),
         clusterKey: kv.keys.cluster,
       }, signal);
     };

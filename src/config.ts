@@ -728,7 +728,8 @@ failover("RECOVERY_SETTLE_WINDOW", duration(1000), {
   at: "failover.recoverySettleMs",
   doc:
     "Consul lost its keys (no primary lock at all) and nodes hold this cluster's data: they wait this long " +
-    "for each other to report, then the one holding every transaction becomes primary.",
+    "for each other to report, then the one holding every transaction becomes primary. Never shorter than " +
+    "SESSION_TTL/2 + 2s.",
 });
 failover("REBUILD_ERRANT_NODE", flag, {
   default: "false",

@@ -23,11 +23,12 @@ import { ConsulClusterKv, type FailoverRecord, type VerificationRecord } from ".
 import type { Manifest } from "./backup/manifest.ts";
 import type { Flavour, ReplicaStatus } from "./mysql/flavour.ts";
 import { openPeerServer } from "./mysql/server.ts";
+import { leaseMsFor } from "./mysql/lease.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
 import { publishedManifest } from "./snapshots.ts";
 import { replicaHealth, threadsOf } from "./replica_health.ts";
 import { type PreStartFailure, readPreStartFailure, readState } from "./state.ts";
-import { planRecovery, sameBoot } from "./ha/recovery.ts";
+import { planRecovery, sameBoot, settleWindowMs } from "./ha/recovery.ts";
 import { bootClockNow } from "./ha/recovery_action.ts";
 import { describePreStartFailure } from "./pre_start_retry.ts";
 import { errorMessage, formatBytes } from "./text.ts";
@@ -942,7 +943,7 @@ export async function gatherStatus(config: Config): Promise<StatusFacts> {
     consul: view,
     probes: Object.fromEntries(targets.map((t, i) => [t.node, probes[i]])),
     ...(preStart ? { preStart } : {}),
-    settleMs: config.failover.recoverySettleMs,
+    settleMs: settleWindowMs(config.failover.recoverySettleMs, leaseMsFor(config.session.ttlSeconds)),
     ...(waited !== undefined ? { recoveryWaitedMs: waited } : {}),
   };
 }

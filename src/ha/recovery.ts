@@ -62,6 +62,17 @@ export interface RecoveryFacts {
   readonly departed: readonly MemberRecord[];
 }
 
+/**
+ * The settle window in force: RECOVERY_SETTLE_WINDOW, but never shorter than the in-server lease and 2 s, so
+ * that an old primary frozen when Consul lost its keys (it reports nothing, and cannot be chosen) has fenced
+ * itself before another node turns writable. Pure.
+ *
+ * @param leaseMs The lease's length (SESSION_TTL/2).
+ */
+export function settleWindowMs(configuredMs: number, leaseMs: number): number {
+  return Math.max(configuredMs, leaseMs + 2000);
+}
+
 /** How long this node has waited since it first saw no primary lock record (0 the first time). */
 export function waitedMs(r: RecoveryFacts): number {
   if (r.since === undefined || !sameBoot(r.since, r.now)) return 0;

@@ -12,6 +12,7 @@ import {
   planRecovery,
   type RecoveryFacts,
   sameBoot,
+  settleWindowMs,
   waitedMs,
 } from "../../src/ha/recovery.ts";
 import { keepRecoveryMark, recoverPrimary } from "../../src/ha/recovery_action.ts";
@@ -113,6 +114,11 @@ Deno.test("planRecovery() is blocked by a departed member of its identity that h
   // One that held no more does not block, nor one of another cluster.
   assertEquals(planRecovery(ID, "n1", [m("n1", "0-1-10")], [m("n3", "0-1-9")]).kind, "promote");
   assertEquals(planRecovery(ID, "n1", [m("n1", "0-1-10")], [{ ...gone, cluster: "x" }]).kind, "promote");
+});
+
+Deno.test("the settle window is never shorter than the in-server lease and 2 s", () => {
+  assertEquals(settleWindowMs(30_000, 10_000), 30_000);
+  assertEquals(settleWindowMs(5_000, 10_000), 12_000, "SESSION_TTL=20s: a frozen old primary fences at 10 s");
 });
 
 Deno.test("the settle window counts on this machine's boot clock, and starts again after a reboot", () => {
