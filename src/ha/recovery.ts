@@ -73,10 +73,16 @@ export function settleWindowMs(configuredMs: number, leaseMs: number): number {
   return Math.max(configuredMs, leaseMs + 2000);
 }
 
-/** How long this node has waited since it first saw no primary lock record (0 the first time). */
+/** The boot clock's resolution: the kernel's uptime comes in whole seconds. */
+export const BOOT_CLOCK_RESOLUTION_MS = 1000;
+
+/**
+ * How long this node has surely waited since it first saw no primary lock record: 0 the first time, and one
+ * tick of the clock less than the two readings differ (so the window is never cut short by the rounding).
+ */
 export function waitedMs(r: RecoveryFacts): number {
   if (r.since === undefined || !sameBoot(r.since, r.now)) return 0;
-  return r.now.ms - r.since.ms;
+  return Math.max(0, r.now.ms - r.since.ms - BOOT_CLOCK_RESOLUTION_MS);
 }
 
 /** The outcome of planning a recovery. */
