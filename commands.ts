@@ -57,7 +57,7 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
     failureMetrics: () => HEALTH_CHECK_FAILED,
     run: async (ctx) => {
       const health = await import("./hooks/health.ts");
-      return await health.runHealth(ctx, false, health.PASS_DEADLINE_MS.onChange);
+      return await health.runHealth(ctx, false, health.PASS_DEADLINE_MS.onChange, false);
     },
   },
   {

@@ -24,6 +24,7 @@ import { type ActionResult, type Outcome, renewLease, type Restore } from "../sr
 import { decideHealth, holdsLock } from "../src/ha/decide.ts";
 import { gatherFacts, holdsLockIn, keepSession, readCluster } from "../src/ha/facts.ts";
 import { primaryCheck } from "../src/ha/primary_check.ts";
+import { settleWindowMs } from "../src/ha/recovery.ts";
 import { finishRebuild, type RebuildArgs } from "../src/ha/rebuild.ts";
 import { reportPass } from "../src/ha/report.ts";
 import { endFailedPass, openLocal, passDeps } from "../src/ha/wiring.ts";
@@ -45,6 +46,7 @@ export async function runHealth(
   ctx: CommandContext,
   primaryOnly: boolean,
   deadlineMs: number = PASS_DEADLINE_MS.health,
+  serviceCheck = true,
 ): Promise<number> {
   const { config } = ctx;
   if (primaryOnly) return (await primaryCheck(config)) ? EXIT.ok : EXIT.failed;
@@ -66,7 +68,9 @@ export async function runHealth(
   const state = new StateFile(config.node.stateDir, await readState(config.node.stateDir));
   const consul = new ConsulStore(config.consul);
   const step = { now: "starting" };
-  const pass = healthPass(config, consul, state, address, step, signal);
+  // Only under ContainerPilot: elsewhere nobody would keep the service's TTL check passing.
+  const underContainerPilot = ctx.env("CONTAINERPILOT_PID") !== undefined;
+  const pass = healthPass(config, consul, state, address, step, signal, serviceCheck && underContainerPilot);
   try {
     const healthy = await raceAbort(pass, signal);
     return healthy ? EXIT.ok : EXIT.failed;
@@ -86,6 +90,7 @@ async function healthPass(
   address: string,
   step: { now: string },
   signal: AbortSignal,
+  serviceCheck: boolean,
 ): Promise<boolean> {
   const started = performance.now();
   const flavour = flavourOf(config, state.current);
@@ -132,6 +137,8 @@ async function healthPass(
         failsafe: config.failover.failsafe,
         quietPeriodMs: config.failover.quietPeriodMs,
         now: Date.now(),
+        recoverySettleMs: settleWindowMs(config.failover.recoverySettleMs, deps.leaseMs),
+        clusterKey: kv.keys.cluster,
       }, signal);
     };
     step.now = "reading the cluster's keys";
@@ -154,7 +161,7 @@ async function healthPass(
     }
     step.now = "reporting";
     return await reportPass(
-      { config, consul, kv, flavour, self, state, session, facts, view, serving, started },
+      { config, consul, kv, flavour, self, state, session, facts, view, serving, started, serviceCheck },
       result,
       outcome,
     );

@@ -9,6 +9,8 @@
  *   is a {@link FailoverRecord}, kept as the record of the last one.
  * - `SERVICE_NAME-failover-paused` (FAILOVER_PAUSE_KEY): exists ⇒ no automatic failover.
  * - `SERVICE_NAME-members/NODE`: each node's {@link MemberRecord}, held by its session.
+ * - `SERVICE_NAME-cluster`: the cluster's identity ({@link ClusterIdentityRecord}), written once by the first
+ *   primary (or the one that recovered the cluster after Consul lost its keys) and never changed.
  * - `SERVICE_NAME-backup-running`, `-last-backup`, `-last-binlog`, `-last-verified`: the snapshot keys.
  *
  * `ClusterKv` is the interface the HA actions take (unit tests pass a fake); `ConsulClusterKv` is the real one
@@ -63,6 +65,8 @@ export interface FailoverRecord {
   readonly switchover?: boolean;
   /** The node given the primary role, once it has been. */
   readonly promoted?: string;
+  /** A whole-cluster recovery after Consul lost its keys (src/ha/recovery.ts): no primary was lost. */
+  readonly recovery?: boolean;
 }
 
 /** The failover lock as read: who holds it now (if anyone) and the record in it. */
@@ -73,6 +77,16 @@ export interface FailoverLock {
   readonly value?: string;
   /** For a check-and-set take. */
   readonly modifyIndex: number;
+}
+
+/**
+ * The value of `SERVICE_NAME-cluster`: the identity every datadir of this cluster carries (src/mysql/identity.ts),
+ * the node that published it and when (epoch ms).
+ */
+export interface ClusterIdentityRecord {
+  readonly id: string;
+  readonly node: string;
+  readonly at: number;
 }
 
 /** A member's record and the session holding it; `session` is absent for a departed member. */
@@ -127,6 +141,8 @@ export interface ClusterView {
   readonly lastBinlog?: string;
   /** LAST_VERIFIED_KEY, when it holds a verification record. */
   readonly lastVerified?: VerificationRecord;
+  /** `SERVICE_NAME-cluster`, when it holds an identity record. */
+  readonly cluster?: ClusterIdentityRecord;
 }
 
 /** The name of every key, from the configuration. */
@@ -142,6 +158,8 @@ export interface ClusterKeys {
   readonly lastBackup: string;
   readonly lastBinlog: string;
   readonly lastVerified: string;
+  /** The cluster's identity: `SERVICE_NAME-cluster`. */
+  readonly cluster: string;
 }
 
 /** The cluster's keys, as the HA code uses them. Every method throws ConsulUnavailableError when Consul is down. */
@@ -198,6 +216,13 @@ export interface ClusterKv {
   backupLockHolder(): Promise<string | undefined>;
   /** Releases BACKUP_LOCK_KEY held by `session`, leaving it empty. */
   releaseBackupLock(session: string): Promise<void>;
+  /**
+   * Writes `SERVICE_NAME-cluster` if the key does not exist (check-and-set on its absence).
+   *
+   * @returns The record the key holds afterwards: `record`, or the one that was there (undefined if that one
+   *   is not an identity record).
+   */
+  publishClusterIdentity(record: ClusterIdentityRecord): Promise<ClusterIdentityRecord | undefined>;
 }
 
 // --- key names --------------------------------------------------------------------------------------------
@@ -205,6 +230,11 @@ export interface ClusterKv {
 /** The key prefix of member records. */
 export function membersPrefix(config: Pick<Config, "serviceName">): string {
   return `${config.serviceName}-members/`;
+}
+
+/** The key of the cluster's identity: `SERVICE_NAME-cluster`. */
+export function clusterIdentityKey(config: Pick<Config, "serviceName">): string {
+  return `${config.serviceName}-cluster`;
 }
 
 /** Every key's name, from SERVICE_NAME and the key variables. */
@@ -220,6 +250,7 @@ export function clusterKeys(config: Pick<Config, "serviceName" | "keys">): Clust
     lastBackup: k.lastBackup,
     lastBinlog: k.lastBinlog,
     lastVerified: k.lastVerified,
+    cluster: clusterIdentityKey(config),
   });
 }
 
@@ -303,6 +334,7 @@ export function formatFailoverRecord(r: FailoverRecord): string {
     ...(r.failedPrimary !== undefined ? { failedPrimary: r.failedPrimary } : {}),
     ...(r.switchover ? { switchover: true } : {}),
     ...(r.promoted !== undefined ? { promoted: r.promoted } : {}),
+    ...(r.recovery ? { recovery: true } : {}),
   });
 }
 
@@ -321,6 +353,7 @@ export function parseFailoverRecord(value: string | undefined): FailoverRecord |
     ...(typeof v.failedPrimary === "string" ? { failedPrimary: v.failedPrimary } : {}),
     ...(v.switchover === true ? { switchover: true } : {}),
     ...(typeof v.promoted === "string" ? { promoted: v.promoted } : {}),
+    ...(v.recovery === true ? { recovery: true } : {}),
   };
 }
 
@@ -383,6 +416,23 @@ export function otherLiveReplicas(members: readonly MemberEntry[], self: string)
   return splitMembers(members).live.filter((m) => m.record.node !== self && m.record.role === "replica");
 }
 
+/** An identity record as stored: `{id, node, at}`. */
+export function formatClusterIdentity(r: ClusterIdentityRecord): string {
+  return JSON.stringify({ id: r.id, node: r.node, at: r.at });
+}
+
+/** `SERVICE_NAME-cluster`'s value as a record; undefined for anything else. */
+export function parseClusterIdentity(value: string | undefined): ClusterIdentityRecord | undefined {
+  const v = parseJson(value);
+  if (
+    !isObject(v) || typeof v.id !== "string" || !/^[A-Za-z0-9-]{1,64}$/.test(v.id) ||
+    typeof v.node !== "string" || typeof v.at !== "number" || !Number.isFinite(v.at)
+  ) {
+    return undefined;
+  }
+  return { id: v.id, node: v.node, at: v.at };
+}
+
 /** A verification record as stored (JSON). */
 export function formatVerificationRecord(r: VerificationRecord): string {
   return JSON.stringify(r);
@@ -433,6 +483,7 @@ export function clusterViewFrom(keys: ClusterKeys, entries: readonly KvEntry[]):
   const lastBackup = lastBackupFrom(byKey.get(keys.lastBackup));
   const lastBinlog = byKey.get(keys.lastBinlog);
   const lastVerified = parseVerificationRecord(byKey.get(keys.lastVerified)?.value);
+  const cluster = parseClusterIdentity(byKey.get(keys.cluster)?.value);
   return {
     primary: primaryLockFrom(byKey.get(keys.primary)),
     failoverLock: failoverLockFrom(byKey.get(keys.failoverLock)),
@@ -445,6 +496,7 @@ export function clusterViewFrom(keys: ClusterKeys, entries: readonly KvEntry[]):
     ...(lastBackup !== undefined ? { lastBackup } : {}),
     ...(lastBinlog !== undefined ? { lastBinlog: lastBinlog.value } : {}),
     ...(lastVerified !== undefined ? { lastVerified } : {}),
+    ...(cluster !== undefined ? { cluster } : {}),
   };
 }
 
@@ -568,5 +620,11 @@ export class ConsulClusterKv implements ClusterKv {
 
   async releaseBackupLock(session: string): Promise<void> {
     await this.#consul.releaseLock(this.keys.backupLock, session);
+  }
+
+  async publishClusterIdentity(record: ClusterIdentityRecord): Promise<ClusterIdentityRecord | undefined> {
+    // Check-and-set with index 0: written only if the key does not exist.
+    if (await this.#consul.putIfUnchanged(this.keys.cluster, formatClusterIdentity(record), 0)) return record;
+    return parseClusterIdentity((await this.#consul.get(this.keys.cluster))?.value);
   }
 }

@@ -137,6 +137,11 @@ export interface FailoverConfig {
    * replicates from it (src/ha/failsafe.ts).
    */
   readonly failsafe: boolean;
+  /**
+   * Whole-cluster recovery (Consul lost its keys): how long a node with data waits, from when it first saw no
+   * primary lock, for the other nodes to report before the most advanced one is made primary.
+   */
+  readonly recoverySettleMs: number;
 }
 
 /** Periodic snapshots. */
@@ -723,6 +728,14 @@ failover("FAILOVER_QUIET_PERIOD", duration(0), {
   at: "failover.quietPeriodMs",
   doc: "After a failover, none again within this period while the failed primary is still alive.",
 });
+failover("RECOVERY_SETTLE_WINDOW", duration(1000), {
+  default: "30s",
+  at: "failover.recoverySettleMs",
+  doc:
+    "Consul lost its keys (no primary lock at all) and nodes hold this cluster's data: they wait this long " +
+    "for each other to report, then the one holding every transaction becomes primary. Never shorter than " +
+    "SESSION_TTL/2 + 2s.",
+});
 failover("REBUILD_ERRANT_NODE", flag, {
   default: "false",
   at: "failover.rebuildErrant",
@@ -852,6 +865,11 @@ manta("MANTA_TLS_INSECURE", flag, {
 internal(
   "CONTAINERPILOT_MYSQL_IP",
   "Set by ContainerPilot: the address it advertises for the `mysql` job (nodeAddress() in src/node.ts).",
+);
+internal(
+  "CONTAINERPILOT_PID",
+  "Set by ContainerPilot for what it runs: a health check under it registers the `SERVICE_NAME` service " +
+    "again when the agent lost it (src/services.ts).",
 );
 internal(
   "AUTOPILOT_CGROUP_MEMORY_LIMIT",

@@ -31,6 +31,7 @@ export function mysqlFactsOf(status: ServerStatus): MysqlFacts {
     ...(status.replicationStartedThisRun === undefined
       ? {}
       : { replicationStartedThisRun: status.replicationStartedThisRun }),
+    ...(status.identity === undefined ? {} : { identity: status.identity }),
   };
 }
 

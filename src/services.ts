@@ -12,6 +12,14 @@
  * Service IDs follow ContainerPilot's rule, `<name>-<hostname>`; the primary service's is
  * `SERVICE_NAME-primary-NODE_NAME`.
  *
+ * ContainerPilot's fork registers its `SERVICE_NAME` service once per process (discovery/service.go: its
+ * `wasRegistered` flag is never reset), so after the agent lost it (Consul lost its data, an agent restarted
+ * without its state) the fork only sends TTL updates that fail, and the service never comes back until
+ * ContainerPilot restarts. {@link ensureContainerPilotService} fills that gap: the `autopilot health` check,
+ * run by ContainerPilot (never `on-change`, which also runs while ContainerPilot is in maintenance, nor a pass
+ * outside ContainerPilot, whose registration nobody would keep passing), registers it again, exactly as
+ * the fork does, when it finds the agent without it, so the fork's next TTL update passes.
+ *
  * @module
  */
 import type { Config } from "./config.ts";
@@ -128,4 +136,91 @@ export function planSweep(
     else next[check.serviceId] = since;
   }
   return { remove, seen: next };
+}
+
+/** The `ttl` of the `SERVICE_NAME` job's health check in the shipped containerpilot.json5 (seconds). */
+export const CONTAINERPILOT_SERVICE_TTL_SECONDS = 15;
+
+/**
+ * The registration ContainerPilot's fork sends for the `SERVICE_NAME` job (discovery/service.go
+ * `registerService`, with jobs/config.go's id `<name>-<hostname>`; the shipped job sets no tags, meta,
+ * initial_status or consul extras, which Go's encoder then leaves out), as the body of
+ * `PUT /v1/agent/service/register`. Its check id is Consul's `service:<id>`, which the fork's TTL updates name.
+ * Pure.
+ */
+export function containerPilotRegistration(
+  config: Pick<Config, "serviceName" | "mysql">,
+  a: { readonly hostname: string; readonly address: string },
+): Record<string, unknown> {
+  const name = config.serviceName;
+  return {
+    ID: containerPilotJobServiceId(name, a.hostname),
+    Name: name,
+    Port: config.mysql.port,
+    Address: a.address,
+    Check: {
+      TTL: `${CONTAINERPILOT_SERVICE_TTL_SECONDS}s`,
+      Status: "passing",
+      Notes: `TTL for ${name} set by containerpilot`,
+    },
+  };
+}
+
+/** ContainerPilot's id for a job's service: `<name>-<hostname>`. */
+export function containerPilotJobServiceId(name: string, hostname: string): string {
+  return `${name}-${hostname}`;
+}
+
+/**
+ * Registers the `SERVICE_NAME` service the way ContainerPilot's fork does, when the agent does not have it.
+ * Only for a pass that reports healthy: the fork registers on a passing check, and sends its TTL update right
+ * after.
+ *
+ * @returns Whether it was missing (and is registered now).
+ * @throws {Error} one line, when the agent cannot be asked or refuses.
+ */
+export async function ensureContainerPilotService(
+  config: Pick<Config, "serviceName" | "mysql" | "consul">,
+  a: { readonly hostname: string; readonly address: string },
+): Promise<boolean> {
+  const body = containerPilotRegistration(config, a);
+  const id = String(body.ID);
+  const found = await agentRequest(config, "GET", `/v1/agent/service/${encodeURIComponent(id)}`);
+  if (found.status === 200) return false;
+  if (found.status !== 404) {
+    throw new Error(`the agent answered HTTP ${found.status} when asked for service ${id}: ${found.text}`);
+  }
+  const put = await agentRequest(config, "PUT", "/v1/agent/service/register", body);
+  if (put.status !== 200) {
+    throw new Error(`the agent refused to register service ${id}: HTTP ${put.status} ${put.text}`);
+  }
+  return true;
+}
+
+/**
+ * One request to the Consul agent, bounded by CONSUL_TIMEOUT (src/consul.ts has no call for these two).
+ * The token goes in a header, never in a message.
+ */
+async function agentRequest(
+  config: Pick<Config, "consul">,
+  method: "GET" | "PUT",
+  path: string,
+  json?: unknown,
+): Promise<{ status: number; text: string }> {
+  const c = config.consul;
+  const headers: Record<string, string> = {};
+  if (c.token) headers["X-Consul-Token"] = c.token.reveal();
+  if (json !== undefined) headers["Content-Type"] = "application/json";
+  try {
+    const res = await fetch(`${c.scheme}://${c.host}:${c.port}${path}`, {
+      method,
+      headers,
+      ...(json !== undefined ? { body: JSON.stringify(json) } : {}),
+      redirect: "manual",
+      signal: AbortSignal.timeout(c.timeoutMs),
+    });
+    return { status: res.status, text: (await res.text()).trim().split("\n")[0].slice(0, 200) };
+  } catch (e) {
+    throw new Error(`cannot reach the Consul agent at ${c.url}: ${(e as Error).message}`);
+  }
 }

@@ -53,6 +53,11 @@ export interface NodeState {
    * when (boot clock, ms). A replica whose I/O thread reconnects stays healthy on it (src/replica_health.ts).
    */
   readonly replicated?: LastReplicated;
+  /**
+   * When this node first saw Consul without any primary lock record, on its boot clock (src/ha/recovery.ts):
+   * the settle window of a whole-cluster recovery counts from it. Removed once a lock record exists again.
+   */
+  readonly recoverySince?: { readonly bootAt: number; readonly ms: number };
 }
 
 /** The state file is unreadable or not ours. */

@@ -23,10 +23,13 @@ import { ConsulClusterKv, type FailoverRecord, type VerificationRecord } from ".
 import type { Manifest } from "./backup/manifest.ts";
 import type { Flavour, ReplicaStatus } from "./mysql/flavour.ts";
 import { openPeerServer } from "./mysql/server.ts";
+import { leaseMsFor } from "./mysql/lease.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
 import { publishedManifest } from "./snapshots.ts";
 import { replicaHealth, threadsOf } from "./replica_health.ts";
-import { type PreStartFailure, readPreStartFailure } from "./state.ts";
+import { type PreStartFailure, readPreStartFailure, readState } from "./state.ts";
+import { planRecovery, sameBoot, settleWindowMs } from "./ha/recovery.ts";
+import { bootClockNow } from "./ha/recovery_action.ts";
 import { describePreStartFailure } from "./pre_start_retry.ts";
 import { errorMessage, formatBytes } from "./text.ts";
 
@@ -64,6 +67,8 @@ export interface ConsulView {
   readonly snapshotError?: string;
   /** LAST_VERIFIED_KEY (BACKUP_VERIFY): the last snapshot a replica verified, and the outcome. */
   readonly verified?: VerificationRecord;
+  /** The identity `SERVICE_NAME-cluster` names, if the key holds one. */
+  readonly cluster?: string;
 }
 
 /** A node to probe: where its server listens, as Consul knows it. */
@@ -104,6 +109,13 @@ export interface StatusFacts {
   readonly probes: Readonly<Record<string, NodeProbe>>;
   /** What pre-start recorded on the node status runs on (its NODE_NAME) while it retries a failure. */
   readonly preStart?: PreStartFailure;
+  /** RECOVERY_SETTLE_WINDOW (default 30 s). */
+  readonly settleMs?: number;
+  /**
+   * How long the node status runs on has waited in a whole-cluster recovery (its state file, on its boot
+   * clock); absent when it does not wait, or status runs elsewhere.
+   */
+  readonly recoveryWaitedMs?: number;
 }
 
 // --- the report (the JSON shape of `status --json`) ----------------------------------------------------
@@ -216,6 +228,8 @@ export interface StatusReport {
       readonly failedPrimary: string | null;
       readonly promoted: string | null;
       readonly switchover: boolean;
+      /** A whole-cluster recovery after Consul lost its keys: `promoted` took the lock keeping its data. */
+      readonly recovery: boolean;
     } | null;
     /** The end of FAILOVER_QUIET_PERIOD after the last promotion, while it lasts. */
     readonly quietUntil: string | null;
@@ -246,6 +260,24 @@ export interface StatusReport {
    * started. `null` when there is none (or status ran elsewhere).
    */
   readonly preStart: PreStartFailure | null;
+  /**
+   * Whole-cluster recovery (src/ha/recovery.ts): Consul has no primary lock record at all while members hold
+   * data (Consul lost its keys). `null` otherwise (a cluster with a lock record, or a new empty one).
+   */
+  readonly recovery: {
+    /** The identity Consul's `SERVICE_NAME-cluster` names; null when the key is missing too. */
+    readonly cluster: string | null;
+    /** RECOVERY_SETTLE_WINDOW, seconds. */
+    readonly settleWindowSeconds: number;
+    /** How long the node status ran on has waited (its own state and clock); null elsewhere or not waiting. */
+    readonly waitedSeconds: number | null;
+    /** The node the live members' records choose (once the window is over); null when none can be. */
+    readonly chosen: string | null;
+    /** Why it, or why nobody: every reporting node's GTID set. */
+    readonly reason: string;
+    /** Live members holding data without this cluster's identity (none, or another): never chosen. */
+    readonly refused: readonly string[];
+  } | null;
 }
 
 // --- pure: which nodes --------------------------------------------------------------------------------
@@ -340,6 +372,46 @@ export function summariseStatus(f: StatusFacts): StatusReport {
       : null,
     nodes,
     preStart: f.preStart ?? null,
+    recovery: recoveryStatus(f),
+  };
+}
+
+/** The recovery section: what the live members' records choose, as every node's planner would. Pure. */
+export function recoveryStatus(f: StatusFacts): StatusReport["recovery"] {
+  const { lock } = f.consul;
+  if (lock.record !== undefined || lock.session !== undefined) return null;
+  const live = f.consul.members.filter((m) => m.live).map((m) => m.record);
+  const withData = live.filter((r) => r.cluster !== undefined || (r.executed ?? "") !== "");
+  if (withData.length === 0) return null;
+  const records = live.filter((r): r is MemberRecord =>
+    typeof r.executed === "string" && typeof r.flavour === "string" && typeof r.priority === "number"
+  ).map((r) => ({ ...r, retrieved: r.retrieved ?? "" }));
+  // The identity to recover: Consul's key, else the one the members' data carries (the most common).
+  const counts = new Map<string, number>();
+  for (const r of records) {
+    if (r.cluster !== undefined) counts.set(r.cluster, (counts.get(r.cluster) ?? 0) + 1);
+  }
+  const identity = f.consul.cluster ?? [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
+  const refused = withData.filter((r) => r.cluster === undefined || r.cluster !== identity).map((r) =>
+    r.node
+  );
+  const ofIt = identity === undefined ? [] : records.filter((r) => r.cluster === identity);
+  const departed = f.consul.members.filter((m) => !m.live).map((m) => m.record).filter((
+    r,
+  ): r is MemberRecord => typeof r.executed === "string" && typeof r.flavour === "string").map((r) => ({
+    ...r,
+    retrieved: r.retrieved ?? "",
+  }));
+  const plan = ofIt.length === 0 ? undefined : planRecovery(identity!, ofIt[0].node, ofIt, departed);
+  return {
+    cluster: f.consul.cluster ?? null,
+    settleWindowSeconds: Math.round((f.settleMs ?? 30_000) / 1000),
+    waitedSeconds: f.recoveryWaitedMs === undefined ? null : Math.round(f.recoveryWaitedMs / 1000),
+    chosen: plan?.kind === "promote" ? plan.candidate.node : null,
+    reason: plan === undefined
+      ? "no live member's data carries a cluster identity: nothing can be recovered automatically"
+      : plan.reason,
+    refused: refused.sort(byNodeName),
   };
 }
 
@@ -548,6 +620,9 @@ function clusterProblems(
         ? `the primary lock is held, but its value names no node: ${f.serviceName}'s primary is unknown`
         : lock.record
         ? `nobody holds the primary lock (last holder: ${lock.record.node})${why}`
+        : recoveryStatus(f) !== null
+        ? `Consul has no primary lock record (its keys were lost?) while nodes hold data: whole-cluster ` +
+          `recovery${why}`
         : `no primary has been elected yet${why}`,
     );
   } else {
@@ -595,6 +670,7 @@ function failoverStatus(f: StatusFacts): StatusReport["failover"] {
         failedPrimary: record.failedPrimary ?? null,
         promoted,
         switchover: record.switchover === true,
+        recovery: record.recovery === true,
       };
       if (promoted !== null && f.now < at + f.quietPeriodMs) quietUntil = iso(at + f.quietPeriodMs);
     }
@@ -675,6 +751,7 @@ export function renderStatusTable(report: StatusReport): string {
     }`,
   );
   lines.push(`failover:  ${failoverLine(report.failover)}`);
+  if (report.recovery !== null) lines.push(`recovery:  ${recoveryLine(report.recovery)}`);
   lines.push("");
   const rows = [
     [...TABLE_COLUMNS],
@@ -706,6 +783,20 @@ export function renderStatusTable(report: StatusReport): string {
   return lines.join("\n");
 }
 
+function recoveryLine(r: NonNullable<StatusReport["recovery"]>): string {
+  const parts = [
+    r.cluster === null ? "Consul names no cluster identity" : `cluster ${r.cluster}`,
+    r.waitedSeconds === null
+      ? `settle window ${r.settleWindowSeconds}s`
+      : r.waitedSeconds < r.settleWindowSeconds
+      ? `this node waits: ${r.waitedSeconds}s of the ${r.settleWindowSeconds}s settle window`
+      : `the ${r.settleWindowSeconds}s settle window is over on this node`,
+    r.chosen !== null ? `${r.chosen} is chosen: ${r.reason}` : `nobody can be chosen: ${r.reason}`,
+  ];
+  if (r.refused.length > 0) parts.push(`refused (no or another identity): ${r.refused.join(", ")}`);
+  return parts.join("; ");
+}
+
 function failoverLine(fo: StatusReport["failover"]): string {
   const parts: string[] = [];
   parts.push(
@@ -715,9 +806,11 @@ function failoverLine(fo: StatusReport["failover"]): string {
   if (fo.quietUntil) parts.push(`quiet period until ${fo.quietUntil.replace(/\.\d+Z$/, "Z")}`);
   if (fo.heldBack) parts.push(`held back: ${fo.heldBack}`);
   if (fo.last) {
-    const what = fo.last.switchover ? "switchover" : "failover";
+    const what = fo.last.switchover ? "switchover" : fo.last.recovery ? "recovery" : "failover";
     const moved = fo.last.promoted
-      ? `${fo.last.failedPrimary ?? fo.last.by ?? "?"} -> ${fo.last.promoted}`
+      ? fo.last.recovery
+        ? `${fo.last.promoted} became primary (Consul had lost its keys)`
+        : `${fo.last.failedPrimary ?? fo.last.by ?? "?"} -> ${fo.last.promoted}`
       : "nobody promoted";
     parts.push(`last ${what}: ${moved} at ${fo.last.at.replace(/\.\d+Z$/, "Z")}`);
   }
@@ -776,6 +869,7 @@ export async function readConsulView(config: Config, consul: ConsulStore): Promi
     ...(snapshotFacts ? { snapshot: snapshotFacts } : {}),
     ...(snapshotError ? { snapshotError } : {}),
     ...(view.lastVerified ? { verified: view.lastVerified } : {}),
+    ...(view.cluster ? { cluster: view.cluster.id } : {}),
   };
 }
 
@@ -840,6 +934,7 @@ export async function gatherStatus(config: Config): Promise<StatusFacts> {
   if (holder >= 0 && probes[holder].reachable) {
     probes[holder] = await probeNode(config, targets[holder], connectTimeoutMs);
   }
+  const waited = view.lock.record === undefined ? await recoveryWaited(config) : undefined;
   return {
     now: Date.now(),
     serviceName: config.serviceName,
@@ -848,5 +943,19 @@ export async function gatherStatus(config: Config): Promise<StatusFacts> {
     consul: view,
     probes: Object.fromEntries(targets.map((t, i) => [t.node, probes[i]])),
     ...(preStart ? { preStart } : {}),
+    settleMs: settleWindowMs(config.failover.recoverySettleMs, leaseMsFor(config.session.ttlSeconds)),
+    ...(waited !== undefined ? { recoveryWaitedMs: waited } : {}),
   };
+}
+
+/** How long this node has waited in a recovery (its state file, its boot clock); undefined if it does not wait. */
+async function recoveryWaited(config: Config): Promise<number | undefined> {
+  try {
+    const since = (await readState(config.node.stateDir)).recoverySince;
+    if (since === undefined) return undefined;
+    const now = await bootClockNow();
+    return sameBoot(since, now) ? now.ms - since.ms : undefined;
+  } catch {
+    return undefined; // shown, never acted on
+  }
 }

@@ -22,6 +22,7 @@ import {
 } from "./actions.ts";
 import type { HealthDecision, PrimaryRecord } from "./decide.ts";
 import { runFailover, waitForAppointment } from "./failover.ts";
+import { recoverPrimary } from "./recovery_action.ts";
 import type { MemberRecord } from "./failover_plan.ts";
 import type { ClusterView } from "../cluster_kv.ts";
 import type { PassNode } from "./facts.ts";
@@ -90,6 +91,11 @@ export async function act(
     case "resume-primary":
       if (!(await takePrimaryLock(p.kv, me))) return { healthy: false };
       return await serveAsPrimary({ ...primary, restore: p.restore() }, signal);
+    case "recover-primary": {
+      const r = await recoverPrimary({ kv: p.kv, me, identity: d.identity });
+      if (!r.taken) return r.result;
+      return await serveAsPrimary({ ...primary, restore: p.restore() }, signal);
+    }
     case "serve-as-primary":
       return await serveAsPrimary({ ...primary, restore: p.restore() }, signal);
     case "follow":

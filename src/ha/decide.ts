@@ -12,6 +12,7 @@ import type { FailoverRecord, PrimaryLock, PrimaryRecord } from "../cluster_kv.t
 export type { PrimaryLock, PrimaryRecord };
 import type { ReplicaStatus } from "../mysql/flavour.ts";
 import { type LastReplicated, replicaHealth } from "../replica_health.ts";
+import { bootstrapHeldBack, othersHoldData, type RecoveryFacts, recoveryStep } from "./recovery.ts";
 
 /** The local server, as seen this pass. */
 export type MysqlFacts =
@@ -38,6 +39,8 @@ export type MysqlFacts =
      * never starts by itself (skip_replica_start); undefined when a FLUSH STATUS reset the count.
      */
     readonly replicationStartedThisRun?: boolean;
+    /** The cluster identity its data carries (src/mysql/identity.ts); absent when none. */
+    readonly identity?: string;
   };
 
 /** Consul, as seen this pass. */
@@ -76,6 +79,10 @@ export interface HealthFacts {
   readonly failsafe?: { readonly heldLock: boolean };
   /** The last pass that saw this replica's threads running, and the boot clock now (src/replica_health.ts). */
   readonly replicaSeen?: { readonly last: LastReplicated; readonly now: number };
+  /** The cluster identity Consul's `SERVICE_NAME-cluster` names, when the key holds one. */
+  readonly cluster?: string;
+  /** Whole-cluster recovery's facts: only when Consul has no primary lock record at all (src/ha/recovery.ts). */
+  readonly recovery?: RecoveryFacts;
 }
 
 /** What to do this pass. Every variant carries the reason that is logged. */
@@ -88,6 +95,8 @@ export type HealthDecision =
   | { readonly action: "resume-primary"; readonly reason: string }
   /** Consul cannot be reached by this writable lock holder: keep writing while every member replicates from it. */
   | { readonly action: "failsafe"; readonly consulError: string; readonly reason: string }
+  /** Consul lost its keys and this node holds every transaction of its cluster: take the lock, keep the data. */
+  | { readonly action: "recover-primary"; readonly identity: string; readonly reason: string }
   /** This node holds the lock: make sure it is writable and replicates from nobody. */
   | { readonly action: "serve-as-primary"; readonly reason: string }
   /** Writable without the right to be: turn read-only now, and give up the lock if this node holds it. */
@@ -270,13 +279,18 @@ function nobodyIsPrimary(f: HealthFacts, lock: PrimaryLock): HealthDecision {
   const mysql = f.mysql as Up;
   if (lock.record === undefined) {
     if (!mysql.hasTransactions && !mysql.replica && f.restoredGtid === undefined) {
+      const held = bootstrapHeldBack(f.node.node, f.cluster, f.recovery);
+      if (held !== undefined) return { action: "report", healthy: false, reason: held };
       return {
         action: "bootstrap-primary",
         reason: "no primary has ever been elected and this node is empty",
       };
     }
-    if (f.restoredGtid !== undefined && !mysql.replica) {
-      // A cluster brought back from a snapshot (a new Consul, `autopilot restore` on a stopped node).
+    const restoredAlone = mysql.identity === undefined ||
+      !othersHoldData(f.node.node, mysql.identity, f.recovery);
+    if (f.restoredGtid !== undefined && !mysql.replica && restoredAlone) {
+      // A cluster brought back from a snapshot (a new Consul, `autopilot restore` on a stopped node). With
+      // other nodes of its cluster holding data, the recovery below chooses among them all instead.
       return {
         action: "resume-primary",
         reason:
@@ -284,10 +298,20 @@ function nobodyIsPrimary(f: HealthFacts, lock: PrimaryLock): HealthDecision {
           "it becomes primary with the restored data",
       };
     }
-    const reason = "no primary lock exists but this node has data: refusing to bootstrap over it";
+    // Consul lost its keys (or never had this cluster's): whole-cluster recovery, src/ha/recovery.ts.
+    const step = recoveryStep({
+      self: f.node.node,
+      ...(mysql.identity !== undefined ? { identity: mysql.identity } : {}),
+      readOnly: mysql.readOnly,
+      ...(f.cluster !== undefined ? { cluster: f.cluster } : {}),
+      ...(f.recovery !== undefined ? { recovery: f.recovery } : {}),
+    });
+    if (step.kind === "recover") {
+      return { action: "recover-primary", identity: step.identity, reason: step.reason };
+    }
     return mysql.readOnly
-      ? { action: "report", healthy: false, reason }
-      : { action: "fence", releaseLock: false, reason: `${reason}; turning read-only` };
+      ? { action: "report", healthy: false, reason: step.reason }
+      : { action: "fence", releaseLock: false, reason: `${step.reason}; turning read-only` };
   }
   if (lock.record.node === f.node.node && !mysql.replica) {
     return {

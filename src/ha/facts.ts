@@ -16,6 +16,11 @@ import type { NodeState, StateStore } from "../state.ts";
 import type { ConsulFacts, HealthFacts, MysqlFacts, PrimaryRecord } from "./decide.ts";
 import { quietPeriodReason } from "./decide.ts";
 import { bootClockMs } from "./failsafe.ts";
+import type { BootInstant, RecoveryFacts } from "./recovery.ts";
+import { bootClockNow } from "./recovery_action.ts";
+
+/** RECOVERY_SETTLE_WINDOW's default, for callers that do not pass it. */
+const DEFAULT_RECOVERY_SETTLE_MS = 30_000;
 
 /** How long a switchover may hold the failover lock before a health pass takes it for abandoned. */
 export const SWITCHOVER_STALE_MS = 120_000;
@@ -42,6 +47,12 @@ export interface FactSources {
   readonly failsafe?: boolean;
   /** The boot clock now ({@link bootClockMs} by default). */
   readonly clockMs?: number;
+  /** The identity key's name, for messages (`SERVICE_NAME-cluster`). */
+  readonly clusterKey?: string;
+  /** RECOVERY_SETTLE_WINDOW (default 30 s). */
+  readonly recoverySettleMs?: number;
+  /** This machine's boot clock (tests pass their own). */
+  readonly bootClock?: () => Promise<BootInstant>;
 }
 
 /** Who and what a pass runs with: the configuration, Consul and the cluster's keys, this node and its state. */
@@ -113,6 +124,7 @@ export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise
   let consul: ConsulFacts;
   let view: ClusterView | undefined;
   let failover: HealthFacts["failover"];
+  let recovery: RecoveryFacts | undefined;
   if ("error" in s.session) {
     consul = { up: false, error: s.session.error };
   } else if ("error" in s.cluster) {
@@ -134,6 +146,7 @@ export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise
         ...(quietReason === undefined ? {} : { quietReason }),
       };
     }
+    if (lock.record === undefined && lock.session === undefined) recovery = await recoveryFacts(s, view);
   }
   return {
     facts: {
@@ -148,8 +161,23 @@ export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise
       ...(s.state.replicated
         ? { replicaSeen: { last: s.state.replicated, now: s.clockMs ?? bootClockMs() } }
         : {}),
+      ...(view?.cluster ? { cluster: view.cluster.id } : {}),
+      ...(recovery ? { recovery } : {}),
     },
     ...(view ? { view } : {}),
+  };
+}
+
+/** Whole-cluster recovery's facts: the members, the settle window, and this node's boot clock and mark. */
+async function recoveryFacts(s: FactSources, view: ClusterView): Promise<RecoveryFacts> {
+  const since = s.state.recoverySince;
+  return {
+    key: s.clusterKey ?? "SERVICE_NAME-cluster",
+    settleMs: s.recoverySettleMs ?? DEFAULT_RECOVERY_SETTLE_MS,
+    now: await (s.bootClock ?? bootClockNow)(),
+    ...(since ? { since } : {}),
+    live: view.live.map((m) => m.record),
+    departed: view.departed,
   };
 }
 

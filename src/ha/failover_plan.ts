@@ -30,6 +30,8 @@ export interface MemberRecord {
   readonly retrieved: string;
   /** When the record was written (epoch ms). */
   readonly updatedAt: number;
+  /** The cluster identity the node's data carries (src/mysql/identity.ts); absent when none (records of earlier versions lack it). */
+  readonly cluster?: string;
 }
 
 /** The outcome of planning a failover. */
@@ -56,7 +58,8 @@ export function transactionsOf(m: MemberRecord): GtidSet {
     : executed;
 }
 
-function contains(a: GtidSet, b: GtidSet): boolean {
+/** Whether `a` holds every transaction of `b` (false across flavours). */
+export function contains(a: GtidSet, b: GtidSet): boolean {
   return a.flavour === "mysql" && b.flavour === "mysql"
     ? a.contains(b)
     : a.flavour === "mariadb" && b.flavour === "mariadb"

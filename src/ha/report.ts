@@ -11,6 +11,7 @@ import type { ConsulStore } from "../consul.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import {
   advertisePrimary,
+  ensureContainerPilotService,
   planSweep,
   primaryServiceName,
   SWEEP_GRACE_MS,
@@ -23,6 +24,10 @@ import { type ActionResult, firstSnapshotStored, type Outcome } from "./actions.
 import { putMetrics } from "../metrics.ts";
 import { type HealthFacts, holdsLock, type PrimaryRecord } from "./decide.ts";
 import type { MemberRecord } from "./failover_plan.ts";
+import { newClusterIdentity } from "../mysql/identity.ts";
+import { openLocalServer } from "../mysql/server.ts";
+import { identityUpkeep } from "./recovery.ts";
+import { keepRecoveryMark } from "./recovery_action.ts";
 
 import type { KeptSession, PassNode } from "./facts.ts";
 
@@ -39,6 +44,11 @@ export interface PassEnd extends PassNode {
   readonly started: number;
   /** The cluster's keys the last facts came from (absent when Consul was down). */
   readonly view?: ClusterView;
+  /**
+   * This pass is ContainerPilot's health check of the `SERVICE_NAME` job (`autopilot health`, not `on-change`):
+   * a healthy one registers that service again when the agent lost it (src/services.ts).
+   */
+  readonly serviceCheck?: boolean;
 }
 
 /**
@@ -69,6 +79,26 @@ export async function reportPass(p: PassEnd, result: ActionResult, decided: Outc
   );
   const session = "id" in p.session ? p.session.id : undefined;
   if (facts.consul.up) {
+    await keepRecoveryMark(state, facts);
+    if (healthy && p.serving) await keepIdentity(p);
+    if (healthy && p.serviceCheck) {
+      await ensureContainerPilotService(config, { hostname: Deno.hostname(), address: p.self.address }).then(
+        (registered) => {
+          if (registered) {
+            log.warn(
+              "The Consul agent had lost the {service} service: registered it again as ContainerPilot " +
+                "does, so its TTL updates pass again",
+              { service: config.serviceName },
+            );
+          }
+        },
+        (e) =>
+          log.warn("Cannot check the {service} service in Consul: {e}", {
+            service: config.serviceName,
+            e: (e as Error).message,
+          }),
+      );
+    }
     await showPrimaryService({ ...p, session, serving: healthy && p.serving });
     const record = memberRecord(facts, {
       priority: config.node.priority,
@@ -217,6 +247,50 @@ async function remember(state: StateStore, changes: Partial<NodeState>): Promise
   await state.patch(changes);
 }
 
+/**
+ * A serving primary keeps the cluster's identity in its data and in Consul's `SERVICE_NAME-cluster` alike
+ * (src/ha/recovery.ts `identityUpkeep`): a cluster made before this version gets one on its primary's first
+ * pass (written with the binlog, so it replicates), and a Consul that lost its keys gets it back. Never throws.
+ */
+async function keepIdentity(p: PassEnd): Promise<void> {
+  const { facts } = p;
+  const step = identityUpkeep(facts.mysql.up ? facts.mysql.identity : undefined, facts.cluster);
+  if (step.kind === "none") return;
+  if (step.kind === "mismatch") {
+    log.error(
+      "This primary's data belongs to cluster {server}, but Consul's {key} names cluster {consul}: two clusters " +
+        "share SERVICE_NAME and Consul, or the key was changed; check which is right",
+      { server: step.server, consul: step.consul, key: p.kv.keys.cluster },
+    );
+    return;
+  }
+  try {
+    let id: string;
+    if (step.kind === "write-server") {
+      await using server = await openLocalServer(p.config, p.flavour);
+      id = await server.ensureClusterIdentity(step.id ?? newClusterIdentity());
+      log.info("This cluster's data carries the identity {id} (in the primary's data, replicated)", { id });
+    } else id = step.id;
+    const kept = await p.kv.publishClusterIdentity({ id, node: p.self.node, at: Date.now() });
+    if (kept?.id === id) {
+      if (facts.cluster === undefined) {
+        log.info("Published the cluster identity {id} in {key}", { id, key: p.kv.keys.cluster });
+      }
+    } else {
+      log.error(
+        "This primary's data belongs to cluster {id}, but Consul's {key} holds {found}: check which is right",
+        {
+          id,
+          key: p.kv.keys.cluster,
+          found: kept?.id ?? "a value that is not an identity record",
+        },
+      );
+    }
+  } catch (e) {
+    log.warn("Cannot keep the cluster identity: {e}", { e: (e as Error).message });
+  }
+}
+
 /** This node's member record (what the failover planner reads), from the facts of the pass. */
 export function memberRecord(
   f: HealthFacts,
@@ -237,6 +311,7 @@ export function memberRecord(
     executed: f.mysql.executed,
     retrieved: f.mysql.replica?.retrievedGtids ?? "",
     updatedAt: a.now,
+    ...(f.mysql.identity !== undefined ? { cluster: f.mysql.identity } : {}),
   };
 }
 

@@ -12,6 +12,7 @@ import { putMetrics } from "../metrics.ts";
 import type { Config } from "../config.ts";
 import { probeMember } from "../members.ts";
 import { bootstrapStatements } from "../mysql/bootstrap.ts";
+import { newClusterIdentity } from "../mysql/identity.ts";
 import { MysqlUnavailableError } from "../mysql/client.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { openLocalServer, openPeerServer } from "../mysql/server.ts";
@@ -47,7 +48,8 @@ export function passDeps(
     ...(local.server ? { server: local.server } : {}),
     ...("id" in session ? { session: session.id } : {}),
     restore,
-    bootstrapStatements: async () => bootstrapStatements(config, flavour, await rootPasswordFor(config)),
+    bootstrapStatements: async () =>
+      bootstrapStatements(config, flavour, await rootPasswordFor(config), newClusterIdentity()),
     takeFirstSnapshot: async (server) =>
       (await (await import("../snapshots.ts")).takeAndPublishSnapshot(config, w.kv, flavour, server)).name,
     primaryExecuted: async (primary) => {

@@ -11,6 +11,7 @@
 import { createHash } from "node:crypto";
 import type { Config } from "../config.ts";
 import type { Flavour, Statement } from "./flavour.ts";
+import { identityStatements } from "./identity.ts";
 
 /**
  * The local administrative account autopilot uses over the unix socket. MariaDB: `root`, authenticated by
@@ -43,9 +44,16 @@ export function mysqlInitFile(osUser: string): string {
  * @param config The configuration (accounts, database).
  * @param flavour The server family.
  * @param rootPassword The root password to set (given or generated); `undefined` leaves root as installed.
+ * @param identity The new cluster's identity (src/mysql/identity.ts), written last and with the binlog, so that
+ *   every replica and every snapshot carries it.
  * @returns Statements with placeholders.
  */
-export function bootstrapStatements(config: Config, flavour: Flavour, rootPassword?: string): Statement[] {
+export function bootstrapStatements(
+  config: Config,
+  flavour: Flavour,
+  rootPassword?: string,
+  identity?: string,
+): Statement[] {
   const m = config.mysql;
   const s = (sql: string, ...values: (string | number)[]): Statement => ({ sql, values });
   // MariaDB writes CREATE USER and ALTER USER to the binlog as they were sent, so a password would reach every
@@ -84,6 +92,7 @@ export function bootstrapStatements(config: Config, flavour: Flavour, rootPasswo
     );
     if (m.onetimePassword) out.push(s("ALTER USER 'root'@'localhost' PASSWORD EXPIRE"));
   }
+  if (identity !== undefined) out.push(...identityStatements(identity));
   return out;
 }
 

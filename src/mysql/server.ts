@@ -7,8 +7,9 @@
  */
 import type { Config } from "../config.ts";
 import { localAdminUser } from "./bootstrap.ts";
-import { MysqlClient, type MysqlTarget } from "./client.ts";
+import { MysqlClient, MysqlQueryError, type MysqlTarget } from "./client.ts";
 import { clearLease, extendLease, installLease, leaseState } from "./lease.ts";
+import { ensureIdentity, readIdentity } from "./identity.ts";
 import {
   type Flavour,
   type FlavourSql,
@@ -40,6 +41,8 @@ export interface ServerStatus {
    * undefined when a FLUSH STATUS reset the count.
    */
   readonly replicationStartedThisRun?: boolean;
+  /** The cluster identity its data carries (src/mysql/identity.ts); absent when it has none. */
+  readonly identity?: string;
 }
 
 /** The operations autopilot runs on one server. `await using` closes it. */
@@ -132,7 +135,8 @@ export class ServerOperator implements MysqlServer {
    * 30-50 µs, while reading the START REPLICA counter (a status table) costs 350-500 µs by itself; the
    * three SELECTs as derived tables of one statement took longer than the three apart (the server
    * materialises each), and several statements in one query would need `multipleStatements`, which the
-   * client keeps off. So the four stay apart: about 0.7 ms in all.
+   * client keeps off. So the four stay apart: about 0.7 ms in all. A fifth reads the cluster identity (a
+   * primary-key read of a one-row table, src/mysql/identity.ts).
    */
   async status(o: CallOptions = {}): Promise<ServerStatus> {
     const readOnly = await this.readOnly(o);
@@ -140,13 +144,29 @@ export class ServerOperator implements MysqlServer {
     const gtid = await this.gtidState(o);
     const [starts] = await this.#db.query(this.#sql.replicaStartsQuery, o);
     const started = replicationStartedThisRun(starts);
+    // Only shown and compared: a server that refuses this one read is not a server that does not answer.
+    const identity = await readIdentity(this.#db, o).catch((e) => {
+      if (e instanceof MysqlQueryError) return undefined;
+      throw e;
+    });
     return {
       readOnly,
       ...(replica ? { replica } : {}),
       gtid,
       hasTransactions: gtid.executed !== "" || (gtid.currentPos ?? "") !== "",
       ...(started === undefined ? {} : { replicationStartedThisRun: started }),
+      ...(identity === undefined ? {} : { identity }),
     };
+  }
+
+  /** The cluster identity the data carries (src/mysql/identity.ts); undefined when none. */
+  clusterIdentity(o: CallOptions = {}): Promise<string | undefined> {
+    return readIdentity(this.#db, o);
+  }
+
+  /** Writes `candidate` as the identity (with the binlog) unless one is there; returns the one kept. */
+  ensureClusterIdentity(candidate: string, o: CallOptions = {}): Promise<string> {
+    return ensureIdentity(this.#db, candidate, o);
   }
 
   async gtidState(o: CallOptions = {}): Promise<GtidState> {

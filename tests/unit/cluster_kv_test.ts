@@ -213,6 +213,7 @@ Deno.test("clusterKeys() names every key from the configuration; only keys renam
     lastBackup: "shop-last-backup",
     lastBinlog: "shop-last-binlog",
     lastVerified: "shop-last-verified",
+    cluster: "shop-cluster",
   });
   assertEquals(keysOutsidePrefix(keys), []);
   const renamed = clusterKeys(kvConfig({

@@ -390,6 +390,7 @@ const EVERYTHING: Record<string, string>[] = [
     FAILOVER_QUIET_PERIOD: "0",
     REBUILD_ERRANT_NODE: "y",
     FAILSAFE_MODE: "off",
+    RECOVERY_SETTLE_WINDOW: "45s",
     BACKUP_NAME: "db-%Y%m%d",
     BACKUP_TTL: "1h",
     BACKUP_FROM: "replica",

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { CONTAINERPILOT_SERVICE_TTL_SECONDS } from "../../src/services.ts";
 import { load as parseYaml } from "js-yaml";
 import JSON5 from "json5";
 import { assert, assertEquals, assertThrows } from "./assert.ts";
@@ -1097,3 +1098,17 @@ function* walkTs(dir: string): Generator<string> {
     else if (e.name.endsWith(".ts")) yield path;
   }
 }
+
+Deno.test("autopilot registers the SERVICE_NAME job's service as containerpilot.json5 makes ContainerPilot do", () => {
+  // src/services.ts containerPilotRegistration(): the id, name, port, TTL, and no tags, meta, initial status
+  // or consul extras (the fork would send them, and the copy would differ).
+  // deno-lint-ignore no-explicit-any
+  const job = containerpilot({ SERVICE_NAME: "shop", MYSQL_PORT: "3307" }).jobs.find((j: any) =>
+    j.name === "shop"
+  );
+  assertEquals(job.health.ttl, CONTAINERPILOT_SERVICE_TTL_SECONDS);
+  assertEquals(job.port, 3307);
+  for (const key of ["tags", "meta", "initial_status", "consul"]) {
+    assertEquals(job[key], undefined, `the ${key} of job shop are not copied by autopilot's registration`);
+  }
+});

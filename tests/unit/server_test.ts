@@ -128,6 +128,7 @@ Deno.test("ServerOperator.status() on MySQL reads read_only, SHOW REPLICA STATUS
     }],
     "SELECT @@GLOBAL.gtid_executed": [{ executed: "u:1-7\n" }],
     "SELECT MAX(": [{ starts: "0", uptime: "50", since_flush: "50" }],
+    "SELECT cluster_id FROM autopilot.cluster": [{ cluster_id: "c0ffee-1" }],
   });
   const signal = new AbortController().signal;
   const status = await new ServerOperator(db, "mysql").status({ signal });
@@ -147,8 +148,9 @@ Deno.test("ServerOperator.status() on MySQL reads read_only, SHOW REPLICA STATUS
     gtid: { executed: "u:1-7" },
     hasTransactions: true,
     replicationStartedThisRun: false,
+    identity: "c0ffee-1",
   });
-  assertEquals(db.sent.length, 4, db.log.join("\n"));
+  assertEquals(db.sent.length, 5, db.log.join("\n"));
   assert(db.log[3].includes("FROM performance_schema.global_status"), db.log[3]);
   assert(db.log[3].includes("'COM_REPLICA_START'"), db.log[3]);
   assert(db.sent.every((s) => s.signal === signal), "a statement was sent without the caller's signal");
@@ -255,4 +257,33 @@ Deno.test("mysqlFactsOf() is the health decision's view of status(), as before",
     mysqlFactsOf({ readOnly: false, gtid: { executed: "" }, hasTransactions: false }),
     { up: true, readOnly: false, hasTransactions: false, executed: "" },
   );
+});
+
+Deno.test("ServerOperator.status(): the cluster identity when the data has one; none when the table is missing or refused", async () => {
+  const rows = { "SELECT @@GLOBAL.read_only": [{ read_only: "1" }] };
+  const refusing = (errno: number) =>
+    new (class extends RecordingConnection {
+      override query(statement: string | Statement, options: { signal?: AbortSignal } = {}): Promise<Row[]> {
+        const sql = typeof statement === "string" ? statement : statement.sql;
+        if (sql.includes("autopilot.cluster")) {
+          return Promise.reject(new MysqlQueryError("recorded", "E", errno, `refused (error ${errno})`));
+        }
+        return super.query(statement, options);
+      }
+    })(rows);
+  for (const errno of [1146, 1049, 1142]) {
+    const status = await new ServerOperator(refusing(errno), "mariadb").status();
+    assertEquals(status.identity, undefined, `error ${errno}`);
+    assertEquals(status.readOnly, true);
+  }
+  const found = await new ServerOperator(
+    new RecordingConnection({
+      ...rows,
+      "SELECT cluster_id FROM autopilot.cluster": [{ cluster_id: "abc-1" }],
+    }),
+    "mariadb",
+  ).status();
+  assertEquals(found.identity, "abc-1");
+  const facts = mysqlFactsOf(found);
+  assertEquals(facts.up && facts.identity, "abc-1");
 });

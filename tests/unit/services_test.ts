@@ -4,6 +4,7 @@ import type { CriticalCheck } from "../../src/consul.ts";
 import type { MemberRecord } from "../../src/ha/failover_plan.ts";
 import { memberRecord } from "./member_record.ts";
 import {
+  containerPilotRegistration,
   memberServiceIds,
   planSweep,
   primaryServiceId,
@@ -71,4 +72,17 @@ Deno.test("planSweep() leaves a live node alone, and forgets an entry that is pa
 
   const gone = { live: [member("n1", "a")], departed: [member("n2", "b")] };
   assertEquals(planSweep(config, [], gone, { "shop-b": 0 }, SWEEP_GRACE_MS * 10), { remove: [], seen: {} });
+});
+
+Deno.test("containerPilotRegistration() is the body ContainerPilot's fork sends for the SERVICE_NAME job", () => {
+  // discovery/service.go registerService(): ID <name>-<hostname>, Name, Port, Address, and a TTL check whose
+  // id Consul makes `service:<ID>`, passing, with the fork's note; Go leaves empty tags, meta and extras out.
+  assertEquals(containerPilotRegistration(config, { hostname: "web-7", address: "10.0.0.7" }), {
+    ID: "shop-web-7",
+    Name: "shop",
+    Port: 3306,
+    Address: "10.0.0.7",
+    Check: { TTL: "15s", Status: "passing", Notes: "TTL for shop set by containerpilot" },
+  });
+  assertEquals(memberServiceIds(config, member("n1", "web-7"))[0], "shop-web-7", "the id the sweep knows");
 });

@@ -309,6 +309,7 @@ Deno.test("summariseStatus() after a failover: the new primary holds the lock, t
     failedPrimary: "n1",
     promoted: "n2",
     switchover: false,
+    recovery: false,
   });
   assertEquals(r.failover.quietUntil, "2026-11-25T12:04:00.000Z");
   assertEquals(r.failover.heldBack, null);
@@ -652,4 +653,85 @@ Deno.test("instancesFromHealthRows() takes each instance's worst check, the node
   assertEquals(instances[1].failing?.output, "Agent not live or unreachable");
   assertEquals(instances[2].failing?.output.length, 160);
   assertEquals(instances[0].failing, undefined);
+});
+
+const CLUSTER = "0f6e2b1c-7d1a-4c57-9a3e-5b2d8f0c1a22";
+/** A live member record with data, as a node of a cluster that lost Consul's keys publishes it. */
+const withData = (k: number, executed: string, cluster: string | null = CLUSTER) => ({
+  record: {
+    node: `n${k}`,
+    address: addr(k),
+    port: 3306,
+    updatedAt: NOW - 1000,
+    priority: 1,
+    flavour: "mariadb" as const,
+    role: "none" as const,
+    executed,
+    retrieved: "",
+    ...(cluster === null ? {} : { cluster }),
+  },
+  live: true,
+});
+
+Deno.test("summariseStatus(): Consul lost its keys: the recovery section says who the records choose, and why", () => {
+  const facts = healthyMariadb({
+    consul: view({
+      lock: {},
+      members: [withData(1, "0-1-8"), withData(2, "0-1-9"), withData(3, "0-1-9", null)],
+    }),
+    settleMs: 30_000,
+    recoveryWaitedMs: 12_400,
+  });
+  const r = summariseStatus(facts);
+  assertEquals(r.recovery, {
+    cluster: null,
+    settleWindowSeconds: 30,
+    waitedSeconds: 12,
+    chosen: "n2",
+    reason: "n2 holds every transaction the 2 reporting node(s) hold: n1 has 0-1-8; n2 has 0-1-9",
+    refused: ["n3"],
+  });
+  assert(r.problems[0].startsWith("Consul has no primary lock record (its keys were lost?)"), r.problems[0]);
+  const line = renderStatusTable(r).split("\n").find((l) => l.startsWith("recovery:"));
+  assertEquals(
+    line,
+    "recovery:  Consul names no cluster identity; this node waits: 12s of the 30s settle window; n2 is chosen: " +
+      "n2 holds every transaction the 2 reporting node(s) hold: n1 has 0-1-8; n2 has 0-1-9; refused (no or " +
+      "another identity): n3",
+  );
+});
+
+Deno.test("summariseStatus(): a diverged cluster: nobody is chosen, and the section names every GTID set", () => {
+  const r = summariseStatus(healthyMariadb({
+    consul: view({ lock: {}, cluster: CLUSTER, members: [withData(1, "0-1-8,1-4-2"), withData(2, "0-1-9")] }),
+  }));
+  assertEquals(r.recovery?.chosen, null);
+  assertEquals(r.recovery?.cluster, CLUSTER);
+  assert(r.recovery!.reason.includes("(diverged): n1 has 0-1-8,1-4-2; n2 has 0-1-9"), r.recovery!.reason);
+  assert(renderStatusTable(r).includes("nobody can be chosen: no node holds every transaction"));
+});
+
+Deno.test("summariseStatus(): no recovery section for a cluster with a lock record, or a new empty one", () => {
+  assertEquals(summariseStatus(healthyMariadb()).recovery, null);
+  assertEquals(summariseStatus(healthyMariadb({ consul: view({ lock: {} }) })).recovery, null);
+  assertEquals(
+    summariseStatus(healthyMariadb({ consul: view({ lock: {}, members: [withData(1, "", null)] }) }))
+      .recovery,
+    null,
+  );
+});
+
+Deno.test("renderStatusTable(): the last recovery is named as one, not as a failover from nobody", () => {
+  const r = summariseStatus(healthyMariadb({
+    consul: view({
+      failoverLock: { record: { node: "n1", at: NOW - 60_000, recovery: true, promoted: "n1" }, held: false },
+    }),
+  }));
+  assertEquals(r.failover.last?.recovery, true);
+  assert(
+    renderStatusTable(r).includes(
+      "last recovery: n1 became primary (Consul had lost its keys) at 2026-11-25T11:59:00Z",
+    ),
+    renderStatusTable(r),
+  );
 });

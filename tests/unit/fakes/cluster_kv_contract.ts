@@ -284,6 +284,16 @@ const CASES: [string, Case][] = [
     },
   ],
 
+  ["the cluster identity is written once: the first record stays, and the view reads it", async (c) => {
+    const first = { id: "0f6e2b1c-7d1a-4c57-9a3e-5b2d8f0c1a22", node: "n1", at: 1700000000000 };
+    assertEquals(await c.kv.publishClusterIdentity(first), first);
+    assertEquals(await c.kv.publishClusterIdentity({ ...first, id: "another", node: "n2" }), first);
+    assertEquals((await c.kv.read()).cluster, first);
+    await c.put(c.kv.keys.cluster, "not a record");
+    assertEquals(await c.kv.publishClusterIdentity(first), undefined, "a foreign value is left as it is");
+    assertEquals((await c.kv.read()).cluster, undefined);
+  }],
+
   ["every method says ConsulUnavailableError when Consul cannot be reached", async (c) => {
     const kv = c.unreachable();
     const s = "00000000-0000-0000-0000-000000000000";
@@ -306,6 +316,7 @@ const CASES: [string, Case][] = [
       ["acquireBackupLock", () => kv.acquireBackupLock(s, { node: "n1", job: "verify", startedAt: "t" })],
       ["backupLockHolder", () => kv.backupLockHolder()],
       ["releaseBackupLock", () => kv.releaseBackupLock(s)],
+      ["publishClusterIdentity", () => kv.publishClusterIdentity({ id: "c1", node: "n1", at: 1 })],
     ];
     for (const [name, call] of calls) {
       const e = await call().then(() => undefined, (e: unknown) => e);

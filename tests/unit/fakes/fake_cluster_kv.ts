@@ -21,6 +21,7 @@ import { ConsulUnavailableError, type KvEntry, SessionGoneError } from "../../..
 import type { Manifest } from "../../../src/backup/manifest.ts";
 import {
   type BackupLockRecord,
+  type ClusterIdentityRecord,
   type ClusterKeys,
   clusterKeys,
   type ClusterKv,
@@ -30,6 +31,7 @@ import {
   failoverLockFrom,
   type FailoverRecord,
   formatBackupLockRecord,
+  formatClusterIdentity,
   formatFailoverRecord,
   formatManifestValue,
   formatMemberRecord,
@@ -40,6 +42,7 @@ import {
   type MemberEntry,
   type MemberRecord,
   membersFrom,
+  parseClusterIdentity,
   parseVerificationRecord,
   type PrimaryLock,
   primaryLockFrom,
@@ -269,6 +272,15 @@ export class FakeClusterKv implements ClusterKv {
 
   releaseBackupLock(session: string): Promise<void> {
     return this.#op("releaseBackupLock", () => this.#release(this.keys.backupLock, session, ""));
+  }
+
+  publishClusterIdentity(record: ClusterIdentityRecord): Promise<ClusterIdentityRecord | undefined> {
+    return this.#op("publishClusterIdentity", () => {
+      const found = this.entry(this.keys.cluster);
+      if (found !== undefined) return parseClusterIdentity(found.value);
+      this.put(this.keys.cluster, formatClusterIdentity(record));
+      return record;
+    });
   }
 
   // --- Consul's rules -------------------------------------------------------------------------------------
