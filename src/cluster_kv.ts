@@ -49,6 +49,11 @@ export interface PrimaryLock {
   readonly record?: PrimaryRecord;
   /** The session holding the lock now; absent when nobody holds it. */
   readonly session?: string;
+  /**
+   * The key's ModifyIndex, when it exists: it moves with every write, so the holder's rewrite of its record
+   * each pass (its heartbeat, src/ha/heartbeat.ts) is seen by every other node as a new index.
+   */
+  readonly modifyIndex?: number;
 }
 
 /** The value of the failover lock: the attempt running now, or the last one that moved the role. */
@@ -166,6 +171,15 @@ export interface ClusterKv {
   acquirePrimary(session: string, record: PrimaryRecord): Promise<boolean>;
   /** Releases the primary lock held by `session`, leaving `record` in the key; nothing if it does not hold it. */
   releasePrimary(session: string, record: PrimaryRecord): Promise<void>;
+  /**
+   * The takeover of a stale holder: frees the primary lock from the session that held it when `found` was read,
+   * keeping its record, only if the key has not been written since (its ModifyIndex is still `found`'s), in one
+   * Consul transaction. The holder's session lives on (Consul 1.14's /txn cannot delete a session); its next
+   * heartbeat fails, since it no longer holds the lock.
+   *
+   * @returns Whether the lock was freed; false when it moved (a heartbeat, a release) or is held by another.
+   */
+  takeOverPrimary(found: PrimaryLock): Promise<boolean>;
   /** The failover lock alone (what {@link ClusterKv.acquireFailoverLock} takes `found` from). */
   failoverLock(): Promise<FailoverLock>;
   /**
@@ -292,7 +306,11 @@ export function parsePrimaryRecord(value: string | undefined): PrimaryRecord | u
 export function primaryLockFrom(entry: KvEntry | undefined): PrimaryLock {
   if (entry === undefined) return {};
   const record = parsePrimaryRecord(entry.value);
-  return { ...(record ? { record } : {}), ...(entry.session ? { session: entry.session } : {}) };
+  return {
+    ...(record ? { record } : {}),
+    ...(entry.session ? { session: entry.session } : {}),
+    modifyIndex: entry.modifyIndex,
+  };
 }
 
 /** A failover record as stored: `{node, at, failedPrimary?, switchover?, promoted?}`. */
@@ -497,6 +515,12 @@ export class ConsulClusterKv implements ClusterKv {
 
   async releasePrimary(session: string, record: PrimaryRecord): Promise<void> {
     await this.#consul.releaseLock(this.keys.primary, session, formatPrimaryRecord(record));
+  }
+
+  async takeOverPrimary(found: PrimaryLock): Promise<boolean> {
+    if (found.session === undefined || found.modifyIndex === undefined) return false;
+    const value = found.record === undefined ? "" : formatPrimaryRecord(found.record);
+    return await this.#consul.unlockIfUnchanged(this.keys.primary, found.session, value, found.modifyIndex);
   }
 
   async failoverLock(): Promise<FailoverLock> {

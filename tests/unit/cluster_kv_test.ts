@@ -38,11 +38,11 @@ function entry(key: string, value: string, over: Partial<KvEntry> = {}): KvEntry
 
 Deno.test("primaryLockFrom() reads the record and the holding session, ignoring foreign values", () => {
   const entry = { key: "k", value: JSON.stringify(p1), session: "s1", lockIndex: 1, modifyIndex: 5 };
-  assertEquals(primaryLockFrom(entry), { record: p1, session: "s1" });
+  assertEquals(primaryLockFrom(entry), { record: p1, session: "s1", modifyIndex: 5 });
   const unready = { ...entry, value: JSON.stringify({ ...p1, ready: false }) };
   assertEquals(primaryLockFrom(unready).record?.ready, undefined);
-  assertEquals(primaryLockFrom({ ...entry, session: undefined }), { record: p1 });
-  assertEquals(primaryLockFrom({ ...entry, value: "n1" }), { session: "s1" });
+  assertEquals(primaryLockFrom({ ...entry, session: undefined }), { record: p1, modifyIndex: 5 });
+  assertEquals(primaryLockFrom({ ...entry, value: "n1" }), { session: "s1", modifyIndex: 5 });
   assertEquals(primaryLockFrom(undefined), {});
 });
 
@@ -246,7 +246,7 @@ Deno.test("clusterViewFrom() picks the keys by exact name out of everything unde
     entry("mysql-shop-members/x", formatMemberRecord(memberRecord("x")), { session: "sx" }),
   ]);
   assertEquals(view, {
-    primary: { record: p1, session: "s1" },
+    primary: { record: p1, session: "s1", modifyIndex: 1 },
     failoverLock: {
       record: { node: "n2", at: 5, failedPrimary: "n0", promoted: "n1" },
       value: failover,

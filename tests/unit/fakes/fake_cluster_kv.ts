@@ -7,6 +7,7 @@
  * - a session that has ended cannot take anything ({@link SessionGoneError}); ending it releases what it held
  *   and keeps the values (Consul's "release" behaviour), so its member record stays, departed;
  * - the failover lock is taken by check-and-set on the ModifyIndex read (0: the key must not exist);
+ * - the primary lock is taken over (freed from its holder, record kept) only at the ModifyIndex read;
  * - with `lockDelay`, a key released by an ended session refuses every session until {@link endLockDelay}.
  *
  * Keys are stored under their real names (from `SERVICE_NAME` and the key variables), and `read()` builds its
@@ -192,6 +193,17 @@ export class FakeClusterKv implements ClusterKv {
       "releasePrimary",
       () => this.#release(this.keys.primary, session, formatPrimaryRecord(record)),
     );
+  }
+
+  takeOverPrimary(found: PrimaryLock): Promise<boolean> {
+    return this.#op("takeOverPrimary", () => {
+      const e = this.#kv.get(this.keys.primary);
+      if (found.session === undefined || e === undefined || e.modifyIndex !== found.modifyIndex) return false;
+      if (e.session !== found.session) return false;
+      const value = found.record === undefined ? "" : formatPrimaryRecord(found.record);
+      this.#kv.set(this.keys.primary, { value, lockIndex: e.lockIndex, modifyIndex: ++this.#index });
+      return true;
+    });
   }
 
   failoverLock(): Promise<FailoverLock> {
