@@ -180,6 +180,14 @@ export interface ClusterKv {
    * @returns Whether the lock was freed; false when it moved (a heartbeat, a release) or is held by another.
    */
   takeOverPrimary(found: PrimaryLock): Promise<boolean>;
+  /**
+   * The holder's heartbeat: rewrites the primary lock with `record` for `session` only if the key is still as
+   * it was read (`modifyIndex`), in one Consul transaction, so the rewrite moves its ModifyIndex and can never
+   * retake a lock released meanwhile (a switchover handing it over).
+   *
+   * @returns Whether it was written; false when the key moved, another session holds it, or the session is gone.
+   */
+  heartbeatPrimary(session: string, record: PrimaryRecord, modifyIndex: number): Promise<boolean>;
   /** The failover lock alone (what {@link ClusterKv.acquireFailoverLock} takes `found` from). */
   failoverLock(): Promise<FailoverLock>;
   /**
@@ -515,6 +523,20 @@ export class ConsulClusterKv implements ClusterKv {
 
   async releasePrimary(session: string, record: PrimaryRecord): Promise<void> {
     await this.#consul.releaseLock(this.keys.primary, session, formatPrimaryRecord(record));
+  }
+
+  async heartbeatPrimary(session: string, record: PrimaryRecord, modifyIndex: number): Promise<boolean> {
+    try {
+      return await this.#consul.tryAcquireLockIfUnchanged(
+        this.keys.primary,
+        session,
+        formatPrimaryRecord(record),
+        modifyIndex,
+      );
+    } catch (e) {
+      if (e instanceof SessionGoneError) return false;
+      throw e;
+    }
   }
 
   async takeOverPrimary(found: PrimaryLock): Promise<boolean> {

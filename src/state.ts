@@ -5,6 +5,7 @@
  * @module
  */
 import type { Flavour } from "./mysql/flavour.ts";
+import type { LockObservation } from "./ha/heartbeat.ts";
 
 /** What one hook run leaves for the next. */
 export interface NodeState {
@@ -32,6 +33,11 @@ export interface NodeState {
   readonly advertised?: string;
   /** The primary's sweep: catalog entries of departed nodes, by service id, and when each was first seen. */
   readonly deadEntries?: Readonly<Record<string, number>>;
+  /**
+   * On a node that does not hold the primary lock: the holder's heartbeat as last seen (the lock's ModifyIndex
+   * and when this node first saw it, on the boot clock), to tell a holder whose heartbeat stands still.
+   */
+  readonly lockSeen?: LockObservation;
 }
 
 /** The state file is unreadable or not ours. */

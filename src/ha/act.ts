@@ -24,6 +24,7 @@ import type { HealthDecision, PrimaryRecord } from "./decide.ts";
 import { runFailover, waitForAppointment } from "./failover.ts";
 import type { MemberRecord } from "./failover_plan.ts";
 import type { ClusterView } from "../cluster_kv.ts";
+import type { PrimaryAnswer } from "./takeover.ts";
 import type { PassNode } from "./facts.ts";
 
 const log = getLogger(["autopilot", "health"]);
@@ -43,6 +44,8 @@ export interface PassDeps extends PassNode {
   readonly primaryExecuted: (primary: PrimaryRecord) => Promise<string>;
   readonly probe: (m: MemberRecord) => Promise<MemberRecord | undefined>;
   readonly answersWritable: (node: PrimaryRecord) => Promise<boolean>;
+  /** What a node's server answers over TCP (the takeover of a stale primary lock asks the old primary). */
+  readonly askPrimary: (node: PrimaryRecord) => Promise<PrimaryAnswer>;
   readonly rebuildErrant: (server: MysqlServer, primaryExecuted: string) => Promise<void>;
 }
 
@@ -110,6 +113,9 @@ export async function act(
         failedPrimary: d.failedPrimary,
         probe: p.probe,
         answersWritable: p.answersWritable,
+        ...(d.takeOver === undefined
+          ? {}
+          : { takeOver: { found: d.takeOver, leaseMs: p.leaseMs, ask: p.askPrimary, server } }),
       }, signal);
       if (r.appointed === p.self.node) {
         return await serveAsPrimary({ ...primary, restore: p.restore() }, signal);

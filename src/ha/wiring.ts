@@ -21,6 +21,7 @@ import type { PassDeps } from "./act.ts";
 import type { Restore } from "./actions.ts";
 import type { KeptSession, LocalServer, PassNode } from "./facts.ts";
 import { type RebuildArgs, rebuildErrant } from "./rebuild.ts";
+import type { PrimaryAnswer } from "./takeover.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -55,6 +56,7 @@ export function passDeps(
     },
     probe: (m) => probeMember(config, { flavour }, m),
     answersWritable: (node) => answersWritable(config, flavour, node),
+    askPrimary: (node) => askPrimary(config, flavour, node),
     rebuildErrant: (server, executed) => rebuildErrant(w.rebuild, server, executed),
   };
 }
@@ -138,6 +140,23 @@ async function answersWritable(
     return !(await peer.readOnly({ signal: AbortSignal.timeout(1000) }));
   } catch {
     return false;
+  }
+}
+
+/**
+ * What a node's server answers over TCP within 1 s: writable, read-only, the connection refused (nothing
+ * listens: mysqld is not running), or nothing (a cut link, a frozen machine, an error).
+ */
+async function askPrimary(
+  config: Config,
+  flavour: Flavour,
+  node: { address: string; port: number },
+): Promise<PrimaryAnswer> {
+  try {
+    await using peer = await openPeerServer(config, node, 1000, { flavour });
+    return (await peer.readOnly({ signal: AbortSignal.timeout(1000) })) ? "read-only" : "writable";
+  } catch (e) {
+    return e instanceof MysqlUnavailableError && e.code === "ECONNREFUSED" ? "refused" : "silent";
   }
 }
 

@@ -163,7 +163,10 @@ Deno.test("ConsulStore.unlockIfUnchanged() frees a key from its holder only if n
     assertEquals(await store.unlockIfUnchanged("p", a, "a: été", now.modifyIndex), true);
     const freed = await store.get("p");
     assertEquals([freed?.session, freed?.value], [undefined, "a: été"]);
-    assert(await store.sessionExists(a), "the holder's session lives on (Consul 1.14's /txn has no Session op)");
+    assert(
+      await store.sessionExists(a),
+      "the holder's session lives on (Consul 1.14's /txn has no Session op)",
+    );
     assert(await store.tryAcquireLock("p", b, "b"), "free at once: no lock-delay");
     assertEquals(await store.tryAcquireLock("p", a, "a"), false, "the old holder's heartbeat fails now");
   });

@@ -120,7 +120,11 @@ const CASES: [string, Case][] = [
     assertEquals(bare(await c.kv.primary()), { record: { ...p1, ready: true } });
     await assertRejects(() => c.kv.acquirePrimary(a, p1), SessionGoneError);
     await c.kv.releasePrimary(a, p2);
-    assertEquals(bare(await c.kv.primary()), { record: { ...p1, ready: true } }, "a release by it changes nothing");
+    assertEquals(
+      bare(await c.kv.primary()),
+      { record: { ...p1, ready: true } },
+      "a release by it changes nothing",
+    );
     assertEquals(await c.kv.acquirePrimary(b, p2), true);
   }],
 
@@ -131,7 +135,17 @@ const CASES: [string, Case][] = [
     const seen = await c.kv.primary();
     assert(seen.modifyIndex !== undefined && seen.modifyIndex > 0, `an index: ${seen.modifyIndex}`);
     assertEquals((await c.kv.read()).primary.modifyIndex, seen.modifyIndex, "read() has it too");
-    assertEquals(await c.kv.acquirePrimary(a, { ...p1, ready: true }), true, "a's heartbeat");
+    assertEquals(await c.kv.heartbeatPrimary(b, p2, seen.modifyIndex!), false, "b does not hold it");
+    assertEquals(
+      await c.kv.heartbeatPrimary(a, { ...p1, ready: true }, seen.modifyIndex! + 1),
+      false,
+      "moved",
+    );
+    assertEquals(
+      await c.kv.heartbeatPrimary(a, { ...p1, ready: true }, seen.modifyIndex!),
+      true,
+      "a's heartbeat",
+    );
     const beat = await c.kv.primary();
     assert(beat.modifyIndex! > seen.modifyIndex!, "the heartbeat moved the index");
     assertEquals(await c.kv.takeOverPrimary(seen), false, "moved since it was seen");
@@ -141,7 +155,16 @@ const CASES: [string, Case][] = [
     assertEquals(bare(await c.kv.primary()), { record: { ...p1, ready: true } }, "free, record kept");
     assertEquals(await c.kv.takeOverPrimary(beat), false, "once");
     assertEquals(await c.kv.acquirePrimary(b, p2), true, "free at once for another session");
-    assertEquals(await c.kv.acquirePrimary(a, { ...p1, ready: true }), false, "a's next heartbeat fails");
+    assertEquals(
+      await c.kv.heartbeatPrimary(a, { ...p1, ready: true }, beat.modifyIndex!),
+      false,
+      "a's is refused",
+    );
+    const gone = await c.newSession();
+    assertEquals(await c.kv.acquirePrimary(gone, p2), false);
+    await c.endSession(gone);
+    const now = await c.kv.primary();
+    assertEquals(await c.kv.heartbeatPrimary(gone, p2, now.modifyIndex!), false, "an ended session: false");
   }],
 
   [
@@ -325,6 +348,7 @@ const CASES: [string, Case][] = [
       ["acquirePrimary", () => kv.acquirePrimary(s, p1)],
       ["releasePrimary", () => kv.releasePrimary(s, p1)],
       ["takeOverPrimary", () => kv.takeOverPrimary({ session: s, modifyIndex: 1 })],
+      ["heartbeatPrimary", () => kv.heartbeatPrimary(s, p1, 1)],
       ["failoverLock", () => kv.failoverLock()],
       ["acquireFailoverLock", () => kv.acquireFailoverLock(s, { node: "n1", at: 1 }, { modifyIndex: 0 })],
       ["releaseFailoverLock", () => kv.releaseFailoverLock(s, "")],

@@ -195,6 +195,14 @@ export class FakeClusterKv implements ClusterKv {
     );
   }
 
+  heartbeatPrimary(session: string, record: PrimaryRecord, modifyIndex: number): Promise<boolean> {
+    return this.#op("heartbeatPrimary", () => {
+      const e = this.#kv.get(this.keys.primary);
+      if (!this.#sessions.has(session) || e === undefined || e.modifyIndex !== modifyIndex) return false;
+      return this.#acquire(this.keys.primary, session, formatPrimaryRecord(record));
+    });
+  }
+
   takeOverPrimary(found: PrimaryLock): Promise<boolean> {
     return this.#op("takeOverPrimary", () => {
       const e = this.#kv.get(this.keys.primary);
