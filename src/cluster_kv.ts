@@ -280,13 +280,18 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** A primary lock record as stored: `{node, address, port}`, and `ready: true` once it is. */
-export function formatPrimaryRecord(r: PrimaryRecord): string {
+/**
+ * A primary lock record as stored: `{node, address, port}`, and `ready: true` once it is. A heartbeat adds
+ * `beat`, the index it replaces: Consul leaves the ModifyIndex as it is when a holder rewrites the very same
+ * value, so each heartbeat's value must differ from the last (parsing ignores it).
+ */
+export function formatPrimaryRecord(r: PrimaryRecord, beat?: number): string {
   return JSON.stringify({
     node: r.node,
     address: r.address,
     port: r.port,
     ...(r.ready ? { ready: true } : {}),
+    ...(beat === undefined ? {} : { beat }),
   });
 }
 
@@ -530,7 +535,7 @@ export class ConsulClusterKv implements ClusterKv {
       return await this.#consul.tryAcquireLockIfUnchanged(
         this.keys.primary,
         session,
-        formatPrimaryRecord(record),
+        formatPrimaryRecord(record, modifyIndex),
         modifyIndex,
       );
     } catch (e) {

@@ -132,6 +132,8 @@ export interface FailoverConfig {
   readonly quietPeriodMs: number;
   /** Opt-in: move an errant node's datadir aside (never delete it) and rebuild it from the latest snapshot. */
   readonly rebuildErrant: boolean;
+  /** FAILSAFE_MODE: a primary that cannot reach Consul stays writable while every member replicates from it. */
+  readonly failsafe: boolean;
 }
 
 /** Periodic snapshots. */
@@ -724,6 +726,11 @@ failover("REBUILD_ERRANT_NODE", flag, {
   doc:
     "An errant node (transactions the primary lacks) moves its datadir aside to `MYSQL_DATADIR.errant-TIME` " +
     "(never deleted) and rebuilds from the latest snapshot. Needs MYSQL_DATADIR below the volume's root.",
+});
+failover("FAILSAFE_MODE", flag, {
+  default: "true",
+  at: "failover.failsafe",
+  doc: "A primary that cannot reach Consul stays writable while every other member replicates from it.",
 });
 
 const backups = section("Backups");

@@ -113,9 +113,15 @@ export async function act(
         failedPrimary: d.failedPrimary,
         probe: p.probe,
         answersWritable: p.answersWritable,
-        ...(d.takeOver === undefined
-          ? {}
-          : { takeOver: { found: d.takeOver, leaseMs: p.leaseMs, ask: p.askPrimary, server } }),
+        ...(d.takeOver === undefined ? {} : {
+          takeOver: {
+            found: d.takeOver,
+            leaseMs: p.leaseMs,
+            failsafe: p.config.failover.failsafe,
+            ask: p.askPrimary,
+            server,
+          },
+        }),
       }, signal);
       if (r.appointed === p.self.node) {
         return await serveAsPrimary({ ...primary, restore: p.restore() }, signal);

@@ -24,7 +24,8 @@
  * its heartbeat, as long as every member replicates from it. So the old primary is asked first, over MySQL:
  * writable means no takeover; read-only, or a refused connection (mysqld is not running), means go; no answer
  * at all means this node stops its own replication I/O thread from it (so that the old primary's failsafe check
- * fails, and it fences itself), waits `leaseMs + 2 s` more, then goes.
+ * fails, and it fences itself), waits `leaseMs + 2 s` more, then goes. With FAILSAFE_MODE off no lease is ever
+ * extended without a heartbeat, so the stale heartbeat is enough and it goes at once.
  *
  * @module
  */
@@ -46,6 +47,11 @@ export interface TakeOverArgs {
   /** The holder's session and the index this node saw stand still. */
   readonly found: { readonly session: string; readonly index: number };
   readonly leaseMs: number;
+  /**
+   * FAILSAFE_MODE: an old primary may extend its lease without a heartbeat, so a silent one is waited out.
+   * Off, a stale heartbeat alone proves its lease lapsed.
+   */
+  readonly failsafe: boolean;
   /** Asks a node's server over TCP, as the replication account, whether it is writable. */
   readonly ask: (node: PrimaryRecord) => Promise<PrimaryAnswer>;
   /** This node's server: its replication I/O thread from the old primary is stopped when that one is silent. */
@@ -76,7 +82,7 @@ export async function takeOver(a: TakeOverArgs, signal?: AbortSignal): Promise<b
     return false;
   }
   let stoppedIo = false;
-  if (answer === "silent") {
+  if (answer === "silent" && a.failsafe) {
     stoppedIo = await stopIoFrom(a.server, lock.record, signal);
     const waitMs = a.leaseMs + STALE_MARGIN_MS;
     log.warn(

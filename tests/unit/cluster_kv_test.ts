@@ -55,6 +55,15 @@ Deno.test("formatPrimaryRecord() writes {node, address, port} and ready only whe
   assertEquals(formatPrimaryRecord(memberRecord("n1")), '{"node":"n1","address":"10.0.0.1","port":3306}');
   assertEquals(parsePrimaryRecord(formatPrimaryRecord(p1)), p1);
   assertEquals(parsePrimaryRecord(formatPrimaryRecord(plain)), plain);
+  assertEquals(
+    formatPrimaryRecord(p1, 42),
+    '{"node":"n1","address":"10.0.0.11","port":3306,"ready":true,"beat":42}',
+  );
+  assertEquals(
+    parsePrimaryRecord(formatPrimaryRecord(p1, 42)),
+    p1,
+    "a heartbeat's beat is not part of the record",
+  );
   assertEquals(parsePrimaryRecord(JSON.stringify({ ...p1, extra: 1 })), p1, "unknown fields dropped");
   for (const foreign of [undefined, "", "not json", "[]", "null", '"n1"', '{"node":"n1","address":"a"}']) {
     assertEquals(parsePrimaryRecord(foreign), undefined, String(foreign));

@@ -384,6 +384,7 @@ const EVERYTHING: Record<string, string>[] = [
     SESSION_TTL: "2m",
     FAILOVER_QUIET_PERIOD: "0",
     REBUILD_ERRANT_NODE: "y",
+    FAILSAFE_MODE: "off",
     BACKUP_NAME: "db-%Y%m%d",
     BACKUP_TTL: "1h",
     BACKUP_FROM: "replica",

@@ -184,7 +184,7 @@ Deno.test("renewLease() extends nothing when the heartbeat fails: the lock moved
   const server = new FakeServer("mariadb", { readOnly: false });
   const renew = (lock: typeof read) =>
     renewLease({ server, kv, me, lock, leaseMs: 10_000, renewedAt: performance.now() });
-  assert(await kv.acquirePrimary(me.session, { ...n2, ready: true })); // written since the pass read it
+  assert(await kv.acquirePrimary(me.session, n2)); // written since the pass read it
   await renew(read);
   assertEquals(server.methods(), [], "moved since read: no lease");
   await kv.releasePrimary(me.session, n2);
@@ -520,7 +520,7 @@ Deno.test("runFailover() takes a stale lock over from a holder that answers read
     failedPrimary: "n1",
     probe,
     answersWritable: () => Promise.resolve(true),
-    takeOver: { found, leaseMs: 100, ask, server },
+    takeOver: { found, leaseMs: 100, failsafe: true, ask, server },
   });
   assertEquals(r, { appointed: "n3" });
   assertEquals(asked, ["n1"]);
@@ -535,12 +535,18 @@ Deno.test("runFailover() takes nothing over when the heartbeat moved, or the hol
   const readOnly = () => Promise.resolve("read-only" as const);
   const args = { kv, me, failedPrimary: "n1", probe: noProbe, answersWritable: notWritable };
   assert(await kv.heartbeatPrimary(s1, { ...n1, ready: true }, found.index)); // n1's heartbeat came after all
-  assertEquals(await runFailover({ ...args, takeOver: { found, leaseMs: 100, ask: readOnly, server } }), {});
+  assertEquals(
+    await runFailover({ ...args, takeOver: { found, leaseMs: 100, failsafe: true, ask: readOnly, server } }),
+    {},
+  );
   assertEquals((await kv.primary()).session, s1);
   const now = { session: s1, index: (await kv.primary()).modifyIndex! };
   const writable = () => Promise.resolve("writable" as const);
   assertEquals(
-    await runFailover({ ...args, takeOver: { found: now, leaseMs: 100, ask: writable, server } }),
+    await runFailover({
+      ...args,
+      takeOver: { found: now, leaseMs: 100, failsafe: true, ask: writable, server },
+    }),
     {},
   );
   assertEquals((await kv.primary()).session, s1, "alive and writable without Consul: left alone");
@@ -557,7 +563,7 @@ Deno.test("runFailover() from a silent holder stops replicating from it and wait
     failedPrimary: "n1",
     probe: noProbe,
     answersWritable: notWritable,
-    takeOver: { found, leaseMs: 100, ask: silent, server },
+    takeOver: { found, leaseMs: 100, failsafe: true, ask: silent, server },
   });
   const waited = performance.now() - t0;
   assertEquals(r, { appointed: "n3" });
@@ -565,6 +571,22 @@ Deno.test("runFailover() from a silent holder stops replicating from it and wait
   assert(server.methods().includes("stopReplicaIo"), server.methods().join(", "));
   assertEquals([server.state.replica?.ioRunning, server.state.replica?.sqlRunning], ["no", true]);
   assert(waited >= 2_100, `waited the lease and 2 s: ${Math.round(waited)} ms`);
+  // FAILSAFE_MODE off: no lease without a heartbeat, so the stale heartbeat is enough.
+  const off = await staleHolder("0-1-7", "0-1-9");
+  const t1 = performance.now();
+  assertEquals(
+    await runFailover({
+      kv: off.kv,
+      me: off.me,
+      failedPrimary: "n1",
+      probe: noProbe,
+      answersWritable: notWritable,
+      takeOver: { found: off.found, leaseMs: 100, failsafe: false, ask: silent, server: off.server },
+    }),
+    { appointed: "n3" },
+  );
+  assert(performance.now() - t1 < 2_000, "no wait");
+  assertEquals(off.server.methods(), [], "replication left alone");
 });
 
 Deno.test("runFailover() whose takeover finds the lock moved after the wait starts replication again", async () => {
@@ -580,7 +602,7 @@ Deno.test("runFailover() whose takeover finds the lock moved after the wait star
     failedPrimary: "n1",
     probe: noProbe,
     answersWritable: notWritable,
-    takeOver: { found, leaseMs: 0, ask: silent, server },
+    takeOver: { found, leaseMs: 0, failsafe: true, ask: silent, server },
   });
   assertEquals(r, {});
   assertEquals((await kv.primary()).session, s1);

@@ -133,6 +133,12 @@ const CASES: [string, Case][] = [
     assertEquals(await c.kv.takeOverPrimary({}), false, "nothing to take over");
     assertEquals(await c.kv.acquirePrimary(a, { ...p1, ready: true }), true);
     const seen = await c.kv.primary();
+    assertEquals(await c.kv.acquirePrimary(a, { ...p1, ready: true }), true, "the same value again");
+    assertEquals(
+      (await c.kv.primary()).modifyIndex,
+      seen.modifyIndex,
+      "Consul wrote nothing: the index stays",
+    );
     assert(seen.modifyIndex !== undefined && seen.modifyIndex > 0, `an index: ${seen.modifyIndex}`);
     assertEquals((await c.kv.read()).primary.modifyIndex, seen.modifyIndex, "read() has it too");
     assertEquals(await c.kv.heartbeatPrimary(b, p2, seen.modifyIndex!), false, "b does not hold it");
@@ -148,15 +154,20 @@ const CASES: [string, Case][] = [
     );
     const beat = await c.kv.primary();
     assert(beat.modifyIndex! > seen.modifyIndex!, "the heartbeat moved the index");
-    assertEquals(await c.kv.takeOverPrimary(seen), false, "moved since it was seen");
-    assertEquals(await c.kv.takeOverPrimary({ ...beat, session: b }), false, "b does not hold it");
+    assertEquals(beat.record, { ...p1, ready: true }, "the same record");
+    assertEquals(await c.kv.heartbeatPrimary(a, { ...p1, ready: true }, beat.modifyIndex!), true, "again");
+    const again = await c.kv.primary();
+    assert(again.modifyIndex! > beat.modifyIndex!, "each heartbeat moves it");
+    assertEquals(await c.kv.takeOverPrimary(beat), false, "moved since it was seen");
+    assertEquals(await c.kv.takeOverPrimary({ ...again, session: b }), false, "b does not hold it");
     assertEquals(bare(await c.kv.primary()), { record: { ...p1, ready: true }, session: a }, "unchanged");
-    assertEquals(await c.kv.takeOverPrimary(beat), true);
+    assertEquals(await c.kv.takeOverPrimary(again), true);
     assertEquals(bare(await c.kv.primary()), { record: { ...p1, ready: true } }, "free, record kept");
-    assertEquals(await c.kv.takeOverPrimary(beat), false, "once");
+    assertEquals(await c.kv.takeOverPrimary(again), false, "once");
     assertEquals(await c.kv.acquirePrimary(b, p2), true, "free at once for another session");
+    const taken = (await c.kv.primary()).modifyIndex!;
     assertEquals(
-      await c.kv.heartbeatPrimary(a, { ...p1, ready: true }, beat.modifyIndex!),
+      await c.kv.heartbeatPrimary(a, { ...p1, ready: true }, taken),
       false,
       "a's is refused",
     );

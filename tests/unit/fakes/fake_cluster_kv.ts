@@ -1,8 +1,8 @@
 /**
  * An in-memory {@link ClusterKv} with Consul's lock semantics, for unit tests of the HA actions:
  *
- * - a key taken as a lock is held by one session; the holder may take it again (rewriting the value), any
- *   other session is refused (`false`);
+ * - a key taken as a lock is held by one session; the holder may take it again (rewriting the value; the
+ *   very same value changes nothing, not even the ModifyIndex), any other session is refused (`false`);
  * - a release by the holder frees the key and leaves the value given; a release by anyone else changes nothing;
  * - a session that has ended cannot take anything ({@link SessionGoneError}); ending it releases what it held
  *   and keeps the values (Consul's "release" behaviour), so its member record stays, departed;
@@ -199,7 +199,7 @@ export class FakeClusterKv implements ClusterKv {
     return this.#op("heartbeatPrimary", () => {
       const e = this.#kv.get(this.keys.primary);
       if (!this.#sessions.has(session) || e === undefined || e.modifyIndex !== modifyIndex) return false;
-      return this.#acquire(this.keys.primary, session, formatPrimaryRecord(record));
+      return this.#acquire(this.keys.primary, session, formatPrimaryRecord(record, modifyIndex));
     });
   }
 
@@ -298,6 +298,7 @@ export class FakeClusterKv implements ClusterKv {
     const e = this.#kv.get(key);
     if (e?.session !== undefined && e.session !== session) return false;
     if (e?.session === undefined && this.#delayed.has(key)) return false;
+    if (e?.session === session && e.value === value) return true; // Consul writes nothing: the index stays
     this.#kv.set(key, {
       value,
       session,
