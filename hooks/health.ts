@@ -133,7 +133,7 @@ async function healthPass(
         state,
         cluster,
         session,
-        clock: await bootClock(),
+        clock: bootClock(),
         leaseMs: deps.leaseMs,
       });
       step.now = "gathering facts";

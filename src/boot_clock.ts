@@ -1,47 +1,49 @@
 /**
  * The boot clock: a monotonic clock that every process on this machine shares, so that one hook run can
  * measure time from what an earlier one recorded in the state file (Deno's `performance.now()` starts again in
- * each process; the wall clock can be stepped). Linux: `/proc/uptime` (seconds since boot, counting suspend, in
- * hundredths), with the boot's id (`/proc/sys/kernel/random/boot_id`) so a reading from before a reboot is
- * never compared with one after it. Readings are compared on this machine only, never across machines.
+ * each process; the wall clock can be stepped). It is the system's uptime (`Deno.osUptime()`, the `sysinfo`
+ * call on Linux: whole seconds, the same in every container of the machine). Readings are compared on this
+ * machine only, never across machines.
+ *
+ * A reboot between two readings makes the later one smaller than the time that really passed (uptime starts
+ * again at 0), never larger: a duration measured across a reboot is too short, which only ever delays what
+ * waits for it. A reading smaller than an earlier one says a reboot happened.
+ *
+ * (`/proc/uptime` has hundredths, but Deno grants no read of `/proc` short of every permission.)
  *
  * @module
  */
 
 /** A reading of the boot clock. */
 export interface BootTime {
-  /** Which boot the reading belongs to: readings of different boots cannot be compared. */
-  readonly boot: string;
-  /** Milliseconds since that boot. */
+  /** Milliseconds since boot, as read: the real time is within `resolutionMs` above it. */
   readonly ms: number;
+  /** How coarse the reading is: a duration between two readings may be this much shorter than it seems. */
+  readonly resolutionMs: number;
 }
 
+/** The clock's resolution: `Deno.osUptime()` counts whole seconds. */
+export const BOOT_CLOCK_RESOLUTION_MS = 1000;
+
 /**
- * `/proc/uptime`'s text as milliseconds since boot: its first field, seconds with two decimals.
+ * A reading from an uptime in seconds (pure, for tests).
  *
- * @returns The milliseconds, or `undefined` when the text is not that.
+ * @returns The reading, or `undefined` for a value that is not an uptime.
  */
-export function parseUptime(text: string): number | undefined {
-  const m = /^\s*(\d+(?:\.\d+)?)\s/.exec(`${text} `);
-  if (m === null) return undefined;
-  const ms = Math.round(Number(m[1]) * 1000);
-  return Number.isFinite(ms) ? ms : undefined;
+export function bootTimeOf(uptimeSeconds: number): BootTime | undefined {
+  if (!Number.isFinite(uptimeSeconds) || uptimeSeconds < 0) return undefined;
+  return { ms: Math.floor(uptimeSeconds * 1000), resolutionMs: BOOT_CLOCK_RESOLUTION_MS };
 }
 
 /**
  * Reads the boot clock.
  *
- * @returns The reading, or `undefined` where there is no such clock (not Linux, no /proc): then nothing that
+ * @returns The reading, or `undefined` where there is none (not permitted, not supported): then nothing that
  *   needs it is done (a stale heartbeat is never seen, and the Consul session's expiry is what remains).
  */
-export async function bootClock(): Promise<BootTime | undefined> {
+export function bootClock(): BootTime | undefined {
   try {
-    const [uptime, boot] = await Promise.all([
-      Deno.readTextFile("/proc/uptime"),
-      Deno.readTextFile("/proc/sys/kernel/random/boot_id").catch(() => "unknown"),
-    ]);
-    const ms = parseUptime(uptime);
-    return ms === undefined ? undefined : { boot: boot.trim(), ms };
+    return bootTimeOf(Deno.osUptime());
   } catch {
     return undefined;
   }

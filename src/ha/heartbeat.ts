@@ -17,9 +17,7 @@ import type { PrimaryLock } from "../cluster_kv.ts";
 export interface LockObservation {
   readonly session: string;
   readonly index: number;
-  /** The boot clock's boot id at the first sight. */
-  readonly boot: string;
-  /** The boot clock at the first sight (ms since that boot). */
+  /** The boot clock at the first sight (ms since boot, as read). */
   readonly seenAt: number;
 }
 
@@ -33,7 +31,7 @@ export function staleAfterMs(leaseMs: number): number {
 
 /**
  * The observation to keep after this pass's read: the one recorded while the same session holds the lock at
- * the same index (on the same boot, with a clock that did not go back), else a new one from now.
+ * the same index (with a clock that did not go back: no reboot since), else a new one from now.
  *
  * @returns `undefined` when nobody holds the lock, or the lock has no index (nothing to watch).
  */
@@ -45,21 +43,22 @@ export function observeLock(
   if (lock.session === undefined || lock.modifyIndex === undefined) return undefined;
   if (
     recorded !== undefined && recorded.session === lock.session && recorded.index === lock.modifyIndex &&
-    recorded.boot === now.boot && recorded.seenAt <= now.ms
+    recorded.seenAt <= now.ms
   ) {
     return recorded;
   }
-  return { session: lock.session, index: lock.modifyIndex, boot: now.boot, seenAt: now.ms };
+  return { session: lock.session, index: lock.modifyIndex, seenAt: now.ms };
 }
 
 /**
- * Whether the holder's heartbeat has stood still for longer than {@link staleAfterMs}.
+ * Whether the holder's heartbeat has stood still for longer than {@link staleAfterMs}, counting only what the
+ * clock proves: the time between the readings less the clock's resolution.
  *
  * @param recorded What this node recorded (in an earlier pass) of the lock.
  * @param lock The lock as read now.
  * @param now The boot clock now.
- * @returns How long the index has not moved (ms) when it is stale; `undefined` when it is not (or cannot be
- *   told: another index or holder, another boot, a clock that went back).
+ * @returns How long the index has not moved at the least (ms) when it is stale; `undefined` when it is not (or
+ *   cannot be told: another index or holder, a clock that went back).
  */
 export function heartbeatStale(
   recorded: LockObservation | undefined,
@@ -69,7 +68,6 @@ export function heartbeatStale(
 ): number | undefined {
   if (recorded === undefined || lock.session === undefined) return undefined;
   if (recorded.session !== lock.session || recorded.index !== lock.modifyIndex) return undefined;
-  if (recorded.boot !== now.boot) return undefined;
-  const still = now.ms - recorded.seenAt;
+  const still = now.ms - recorded.seenAt - now.resolutionMs;
   return still > staleAfterMs(leaseMs) ? still : undefined;
 }

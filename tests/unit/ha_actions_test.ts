@@ -656,7 +656,7 @@ Deno.test("watchHeartbeat() records the holder's index on the boot clock and say
       state,
       cluster: await readCluster(kv, session),
       session,
-      clock: { boot: "b", ms },
+      clock: { ms, resolutionMs: 0 },
       leaseMs: 10_000,
     });
   assertEquals(await watch(1_000), undefined);
