@@ -133,3 +133,29 @@ Deno.test("a primary whose hooks stop is taken over once its heartbeat stands st
     for (const db of servers.values()) await db.close();
   }
 });
+
+Deno.test("when Consul ends every session at once, the last primary takes its lock back at once: the role does not move", async () => {
+  await using h = await Harness.create({ nodes: 2 });
+  const c = await Cluster.create(h);
+  const [n1, n2] = [c.node(1), c.node(2)];
+  for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0);
+  const consul = c.consul();
+  try {
+    // As Consul does on its return from a freeze: every session invalidated (with a lock-delay, if any).
+    const res = await fetch(`http://${c.consulAddr}/v1/session/list`);
+    const sessions = (await res.json()) as { ID: string }[];
+    assert(sessions.length >= 2, JSON.stringify(sessions));
+    for (const s of sessions) await consul.destroySession(s.ID);
+    assertEquals(await c.primaryName(), undefined, "nobody holds the lock");
+    const retake = await c.run(n1, ["health"]);
+    assertEquals(retake.code, 0, retake.stderr);
+    assert(!retake.stderr.includes("Another node took the primary lock first"), retake.stderr);
+    assert(retake.stderr.includes("Took the primary lock as n1"), retake.stderr);
+    assertEquals(await c.primaryName(), "n1");
+    assertEquals((await c.run(n2, ["health"])).code, 0, "n2 follows n1 again");
+    assertEquals(await c.primaryName(), "n1");
+    assertEquals((await consul.get("mysql-failover-lock"))?.value, undefined, "no failover ran");
+  } finally {
+    consul.close();
+  }
+});
