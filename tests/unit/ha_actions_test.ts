@@ -114,6 +114,10 @@ Deno.test("takePrimaryLock() takes a free lock, and refuses one another session 
   const other = { self: n3, session: kv.createSession() };
   assertEquals(await takePrimaryLock(kv, other), false);
   assertEquals((await kv.primary()).record?.node, "n2");
+  // Refused with nobody holding it (an older session's lock-delay): false too, and nothing taken.
+  kv.endSession(me.session, { lockDelay: true });
+  assertEquals(await takePrimaryLock(kv, other), false);
+  assertEquals((await kv.primary()).session, undefined);
 });
 
 Deno.test("serveAsPrimary() applies what it received, stops replicating, turns writable, then marks the lock ready", async () => {
