@@ -17,7 +17,7 @@ import type { Me } from "./actions.ts";
 import type { PrimaryLock, PrimaryRecord } from "./decide.ts";
 import { type FailoverPlan, type MemberRecord, planFailover } from "./failover_plan.ts";
 import { takeFailoverLock } from "./failover_lock.ts";
-import { takeOver, type TakeOverArgs } from "./takeover.ts";
+import { startIoAgain, takeOver, type TakeOverArgs } from "./takeover.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -67,9 +67,14 @@ export async function runFailover(a: FailoverArgs, signal?: AbortSignal): Promis
     return { wait: true };
   }
   let promoted: string | undefined;
+  let stoppedIo = false;
   try {
     // A stale holder's lock is freed first, holding the failover lock, so only one node ever takes it over.
-    if (a.takeOver !== undefined && !(await takeOver({ ...a.takeOver, kv: a.kv }, signal))) return {};
+    if (a.takeOver !== undefined) {
+      const taken = await takeOver({ ...a.takeOver, kv: a.kv }, signal);
+      stoppedIo = taken.stoppedIo;
+      if (!taken.free) return {};
+    }
     // This pass decided on what it read before it held the failover lock: another node may have finished a
     // failover since. Then there is nothing to do (and the record of that failover stays).
     const primary = await a.kv.primary();
@@ -121,6 +126,10 @@ export async function runFailover(a: FailoverArgs, signal?: AbortSignal): Promis
     return { appointed: promoted };
   } finally {
     await hold.release(promoted);
+    // Nobody appointed: nothing re-points this node's replication, which the takeover stopped.
+    if (stoppedIo && promoted === undefined && a.takeOver !== undefined) {
+      await startIoAgain(a.takeOver.server, signal);
+    }
   }
 }
 

@@ -61,16 +61,18 @@ export interface TakeOverArgs {
 /**
  * Frees the stale holder's lock (see the module's documentation).
  *
- * @returns Whether the lock is free now (freed here, or by its holder meanwhile); false when the takeover is
- *   off (logged): the heartbeat moved, another node holds the lock, or the old primary answers writable.
+ * @returns `free`: whether the lock is free now (freed here, or by its holder meanwhile); not when the takeover
+ *   is off (logged): the heartbeat moved, another node holds the lock, or the old primary answers writable.
+ *   `stoppedIo`: this node's replication I/O thread from the old primary was stopped and is still (the caller
+ *   starts it again if nobody is appointed; a node appointed, or following the one appointed, re-points it).
  */
-export async function takeOver(a: TakeOverArgs, signal?: AbortSignal): Promise<boolean> {
+export async function takeOver(a: TakeOverArgs, signal?: AbortSignal): Promise<TakeOverResult> {
   const lock = await a.kv.primary();
-  if (lock.session === undefined) return true;
+  if (lock.session === undefined) return { free: true, stoppedIo: false };
   const holder = lock.record?.node ?? "the holder";
   if (lock.session !== a.found.session || lock.modifyIndex !== a.found.index) {
     log.info("{holder}'s heartbeat moved since it was seen standing still: no takeover", { holder });
-    return false;
+    return { free: false, stoppedIo: false };
   }
   const answer = lock.record === undefined ? "silent" : await a.ask(lock.record);
   if (answer === "writable") {
@@ -79,7 +81,7 @@ export async function takeOver(a: TakeOverArgs, signal?: AbortSignal): Promise<b
         "writable without Consul (FAILSAFE_MODE), no takeover",
       { holder },
     );
-    return false;
+    return { free: false, stoppedIo: false };
   }
   let stoppedIo = false;
   if (answer === "silent" && a.failsafe) {
@@ -94,18 +96,27 @@ export async function takeOver(a: TakeOverArgs, signal?: AbortSignal): Promise<b
   }
   if (!(await a.kv.takeOverPrimary(lock))) {
     log.info("{holder}'s primary lock moved meanwhile (a heartbeat, a release): no takeover", { holder });
-    if (stoppedIo) {
-      await a.server.startReplica({ signal }).catch((e) =>
-        log.warn("Cannot start replication again: {e}", { e: (e as Error).message })
-      );
-    }
-    return false;
+    if (stoppedIo) await startIoAgain(a.server, signal);
+    return { free: false, stoppedIo: false };
   }
   log.warn("Took the primary lock over from {holder} ({answer}): its heartbeat had stood still", {
     holder,
     answer: answer === "silent" ? "no answer" : answer,
   });
-  return true;
+  return { free: true, stoppedIo };
+}
+
+/** How a takeover ended (see {@link takeOver}). */
+export interface TakeOverResult {
+  readonly free: boolean;
+  readonly stoppedIo: boolean;
+}
+
+/** Starts this node's replication again after a stop of its I/O thread that led nowhere; a failure is logged. */
+export async function startIoAgain(server: MysqlServer, signal?: AbortSignal): Promise<void> {
+  await server.startReplica({ signal }).catch((e) =>
+    log.warn("Cannot start replication again: {e}", { e: (e as Error).message })
+  );
 }
 
 /** Stops this node's replication I/O thread if it replicates from `primary`; whether it did. */

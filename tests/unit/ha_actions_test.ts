@@ -614,6 +614,31 @@ Deno.test("runFailover() whose takeover finds the lock moved after the wait star
   assertEquals(server.state.replica?.ioRunning, "yes");
 });
 
+Deno.test("runFailover() that took a silent holder's lock over but appoints nobody starts its replication again", async () => {
+  const { kv, me, s3, found, server } = await staleHolder("0-1-9", "0-1-9");
+  // Nobody can be chosen: both replicas have FAILOVER_PRIORITY=0.
+  const later = Date.now() + 1000;
+  assert(
+    await kv.publishMember(me.session, member(n2, { executed: "0-1-9", priority: 0, updatedAt: later })),
+  );
+  assert(await kv.publishMember(s3, member(n3, { executed: "0-1-9", priority: 0, updatedAt: later })));
+  const r = await runFailover({
+    kv,
+    me,
+    failedPrimary: "n1",
+    probe: noProbe,
+    answersWritable: notWritable,
+    takeOver: { found, leaseMs: 0, failsafe: true, ask: () => Promise.resolve("silent" as const), server },
+  });
+  assertEquals(r, {});
+  assertEquals((await kv.primary()).session, undefined, "taken over, nobody appointed");
+  assertEquals(server.methods().filter((m) => m === "stopReplicaIo" || m === "startReplica"), [
+    "stopReplicaIo",
+    "startReplica",
+  ]);
+  assertEquals(server.state.replica?.ioRunning, "yes");
+});
+
 Deno.test("runFailover() appoints a live last primary again when it has everything (its lock lost, not its node)", async () => {
   const { kv, me } = cluster();
   const old = kv.createSession();
