@@ -134,6 +134,65 @@ Deno.test("a primary whose hooks stop is taken over once its heartbeat stands st
   }
 });
 
+Deno.test("FAILSAFE_MODE=false: a primary cut off (no answer over MySQL) is taken over once its heartbeat stands still, with no wait more", async () => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await Cluster.create(h);
+  const off = { FAILSAFE_MODE: "false" };
+  const [n1, n2, n3] = [c.node(1, off), c.node(2, off), c.node(3, off)];
+  for (const n of [n1, n2, n3]) assertEquals((await c.boot(n)).code, 0);
+  for (const n of [n1, n2, n3]) assertEquals((await c.run(n, ["health"])).code, 0, n.name);
+  const servers = new Map<string, MysqlClient>();
+  try {
+    // Over each node's socket: a cut link does not stop the test from watching.
+    for (const n of [n1, n2, n3]) servers.set(n.name, await c.root(n));
+    const sampler = sampleWritable(servers);
+    const lastPassAt = Date.now();
+    assertEquals((await c.run(n1, ["health"])).code, 0);
+    await h.net.cut(1); // and with it n1's hooks: no pass reaches Consul there any more
+    let promoted: TestNode | undefined;
+    const logs: string[] = [];
+    try {
+      await waitFor("a new writable primary among n2 and n3", async () => {
+        const rs = await Promise.all([n2, n3].map((n) => c.run(n, ["health"])));
+        for (const r of rs) {
+          logs.push(...r.stderr.split("\n").filter((l) => /lock over|does not answer/.test(l)));
+        }
+        const name = await c.primaryName();
+        promoted = [n2, n3].find((n) => n.name === name);
+        return promoted !== undefined && !(await readOnly(servers.get(promoted.name)!));
+      }, { timeoutMs: LEASE_MS + 30_000, intervalMs: 200 });
+      await delay(1500);
+    } finally {
+      const { overlaps, changes, samples } = await sampler.stop();
+      const at = (node: string, writable: boolean) =>
+        changes.find((e) => e.node === node && e.writable === writable && e.at >= lastPassAt)?.at;
+      const fencedAt = at("n1", false);
+      const writableAt = promoted && at(promoted.name, true);
+      report(
+        `link cut, FAILSAFE_MODE=false: n1 read-only after ${fencedAt && fencedAt - lastPassAt} ms, ` +
+          `${promoted?.name} writable after ${
+            writableAt && writableAt - lastPassAt
+          } ms; ${samples} samples, ` +
+          `${overlaps.length} with two writable`,
+      );
+      assertEquals(overlaps, [], "two servers were writable at once");
+      assert(fencedAt !== undefined, "the cut-off primary never fenced itself");
+      assert(writableAt === undefined || fencedAt < writableAt, "the new primary turned writable first");
+      if (writableAt !== undefined) {
+        assert(
+          writableAt - lastPassAt < TTL_SECONDS * 1000,
+          `${writableAt - lastPassAt} ms: Consul's expiry`,
+        );
+      }
+    }
+    assert(logs.some((l) => l.includes("Took the primary lock over from n1 (no answer)")), logs.join("\n"));
+    assert(!logs.some((l) => l.includes("does not answer over MySQL")), "it waited: " + logs.join("\n"));
+    await h.net.heal(1);
+  } finally {
+    for (const db of servers.values()) await db.close();
+  }
+});
+
 Deno.test("when Consul ends every session at once, the last primary takes its lock back at once: the role does not move", async () => {
   await using h = await Harness.create({ nodes: 2 });
   const c = await Cluster.create(h);
