@@ -22,7 +22,8 @@ import { ConsulStore } from "../src/consul.ts";
 import { act } from "../src/ha/act.ts";
 import { type ActionResult, type Outcome, renewLease, type Restore } from "../src/ha/actions.ts";
 import { decideHealth, holdsLock } from "../src/ha/decide.ts";
-import { gatherFacts, holdsLockIn, keepSession, readCluster } from "../src/ha/facts.ts";
+import { gatherFacts, holdsLockIn, keepSession, readCluster, watchHeartbeat } from "../src/ha/facts.ts";
+import { bootClock } from "../src/boot_clock.ts";
 import { primaryCheck } from "../src/ha/primary_check.ts";
 import { settleWindowMs } from "../src/ha/recovery.ts";
 import { finishRebuild, type RebuildArgs } from "../src/ha/rebuild.ts";
@@ -121,10 +122,25 @@ async function healthPass(
     // local server is read (or anything else can hang).
     const gather = async () => {
       const cluster = await readCluster(kv, session);
-      if (local.server && "id" in session && holdsLockIn(cluster, session)) {
-        step.now = "extending the in-server lease";
-        await renewLease({ server: local.server, leaseMs: deps.leaseMs, ...session }, signal);
+      if (local.server && "id" in session && "view" in cluster && holdsLockIn(cluster, session)) {
+        step.now = "writing the heartbeat and extending the in-server lease";
+        await renewLease({
+          server: local.server,
+          kv,
+          me: { self, session: session.id },
+          lock: cluster.view.primary,
+          leaseMs: deps.leaseMs,
+          renewedAt: session.renewedAt,
+        }, signal);
       }
+      step.now = "watching the primary's heartbeat";
+      const staleHolderMs = await watchHeartbeat({
+        state,
+        cluster,
+        session,
+        clock: bootClock(),
+        leaseMs: deps.leaseMs,
+      });
       step.now = "gathering facts";
       return await gatherFacts({
         self,
@@ -139,6 +155,7 @@ async function healthPass(
         now: Date.now(),
         recoverySettleMs: settleWindowMs(config.failover.recoverySettleMs, deps.leaseMs),
         clusterKey: kv.keys.cluster,
+        ...(staleHolderMs === undefined ? {} : { staleHolderMs }),
       }, signal);
     };
     step.now = "reading the cluster's keys";

@@ -51,6 +51,11 @@ export interface PrimaryLock {
   readonly record?: PrimaryRecord;
   /** The session holding the lock now; absent when nobody holds it. */
   readonly session?: string;
+  /**
+   * The key's ModifyIndex, when it exists: it moves with every write, so the holder's rewrite of its record
+   * each pass (its heartbeat, src/ha/heartbeat.ts) is seen by every other node as a new index.
+   */
+  readonly modifyIndex?: number;
 }
 
 /** The value of the failover lock: the attempt running now, or the last one that moved the role. */
@@ -184,6 +189,23 @@ export interface ClusterKv {
   acquirePrimary(session: string, record: PrimaryRecord): Promise<boolean>;
   /** Releases the primary lock held by `session`, leaving `record` in the key; nothing if it does not hold it. */
   releasePrimary(session: string, record: PrimaryRecord): Promise<void>;
+  /**
+   * The takeover of a stale holder: frees the primary lock from the session that held it when `found` was read,
+   * keeping its record, only if the key has not been written since (its ModifyIndex is still `found`'s), in one
+   * Consul transaction. The holder's session lives on (Consul 1.14's /txn cannot delete a session); its next
+   * heartbeat fails, since it no longer holds the lock.
+   *
+   * @returns Whether the lock was freed; false when it moved (a heartbeat, a release) or is held by another.
+   */
+  takeOverPrimary(found: PrimaryLock): Promise<boolean>;
+  /**
+   * The holder's heartbeat: rewrites the primary lock with `record` for `session` only if the key is still as
+   * it was read (`modifyIndex`), in one Consul transaction, so the rewrite moves its ModifyIndex and can never
+   * retake a lock released meanwhile (a switchover handing it over).
+   *
+   * @returns Whether it was written; false when the key moved, another session holds it, or the session is gone.
+   */
+  heartbeatPrimary(session: string, record: PrimaryRecord, modifyIndex: number): Promise<boolean>;
   /** The failover lock alone (what {@link ClusterKv.acquireFailoverLock} takes `found` from). */
   failoverLock(): Promise<FailoverLock>;
   /**
@@ -289,13 +311,18 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** A primary lock record as stored: `{node, address, port}`, and `ready: true` once it is. */
-export function formatPrimaryRecord(r: PrimaryRecord): string {
+/**
+ * A primary lock record as stored: `{node, address, port}`, and `ready: true` once it is. A heartbeat adds
+ * `beat`, the index it replaces: Consul leaves the ModifyIndex as it is when a holder rewrites the very same
+ * value, so each heartbeat's value must differ from the last (parsing ignores it).
+ */
+export function formatPrimaryRecord(r: PrimaryRecord, beat?: number): string {
   return JSON.stringify({
     node: r.node,
     address: r.address,
     port: r.port,
     ...(r.ready ? { ready: true } : {}),
+    ...(beat === undefined ? {} : { beat }),
   });
 }
 
@@ -323,7 +350,11 @@ export function parsePrimaryRecord(value: string | undefined): PrimaryRecord | u
 export function primaryLockFrom(entry: KvEntry | undefined): PrimaryLock {
   if (entry === undefined) return {};
   const record = parsePrimaryRecord(entry.value);
-  return { ...(record ? { record } : {}), ...(entry.session ? { session: entry.session } : {}) };
+  return {
+    ...(record ? { record } : {}),
+    ...(entry.session ? { session: entry.session } : {}),
+    modifyIndex: entry.modifyIndex,
+  };
 }
 
 /** A failover record as stored: `{node, at, failedPrimary?, switchover?, promoted?}`. */
@@ -549,6 +580,26 @@ export class ConsulClusterKv implements ClusterKv {
 
   async releasePrimary(session: string, record: PrimaryRecord): Promise<void> {
     await this.#consul.releaseLock(this.keys.primary, session, formatPrimaryRecord(record));
+  }
+
+  async heartbeatPrimary(session: string, record: PrimaryRecord, modifyIndex: number): Promise<boolean> {
+    try {
+      return await this.#consul.tryAcquireLockIfUnchanged(
+        this.keys.primary,
+        session,
+        formatPrimaryRecord(record, modifyIndex),
+        modifyIndex,
+      );
+    } catch (e) {
+      if (e instanceof SessionGoneError) return false;
+      throw e;
+    }
+  }
+
+  async takeOverPrimary(found: PrimaryLock): Promise<boolean> {
+    if (found.session === undefined || found.modifyIndex === undefined) return false;
+    const value = found.record === undefined ? "" : formatPrimaryRecord(found.record);
+    return await this.#consul.unlockIfUnchanged(this.keys.primary, found.session, value, found.modifyIndex);
   }
 
   async failoverLock(): Promise<FailoverLock> {

@@ -72,8 +72,9 @@ export interface SessionOptions {
   readonly name: string;
   readonly ttlSeconds: number;
   /**
-   * How long Consul refuses to hand a lock to another session after this one is invalidated.
-   * Short: fencing (read-only at TTL/2) already protects the window. @default 2
+   * How long Consul refuses to hand a lock to another session after this one is invalidated. None by default:
+   * the in-server lease (src/mysql/lease.ts) is the guarantee, and a lock-delay only ever refused the rightful
+   * retake by the last primary after Consul expired every session at once. @default 0
    */
   readonly lockDelaySeconds?: number;
   /** What happens to held keys when the session is invalidated. @default "release" */
@@ -125,7 +126,7 @@ export class ConsulStore {
   async createSession(options: SessionOptions): Promise<string> {
     const body = await this.#ok("session create", "PUT", "/session/create", undefined, {
       json: {
-        LockDelay: `${options.lockDelaySeconds ?? 2}s`,
+        LockDelay: `${options.lockDelaySeconds ?? 0}s`,
         Name: options.name,
         // An empty list means "no checks": the default would tie the session to serfHealth of this agent's node.
         Checks: [],
@@ -211,7 +212,7 @@ export class ConsulStore {
     const lock = {
       Verb: "lock",
       Key: key,
-      Value: btoa(String.fromCharCode(...new TextEncoder().encode(value))),
+      Value: base64Text(value),
       Session: sessionId,
     };
     const reply = await this.#send("lock acquire", "PUT", "/txn", undefined, {
@@ -224,6 +225,29 @@ export class ConsulStore {
       return false;
     }
     okBody("lock acquire", reply);
+    return true;
+  }
+
+  /**
+   * Frees `key` from the session holding it, by anyone, only if the key is still as it was read: one Consul
+   * transaction checks its ModifyIndex and unlocks it in the holder's name, leaving `value` in it. This is the
+   * takeover of a stale primary lock (src/ha/takeover.ts). Consul 1.14's /txn takes no Session operation (it
+   * answers 400 "unknown field Session"), so the holder's session is not destroyed: its lock is released, which
+   * is all a takeover needs, atomically with the check.
+   *
+   * @param holder The session that held the key when it was read.
+   * @param modifyIndex The key's ModifyIndex when read.
+   * @returns `true` if the key was freed; `false` if it changed since it was read or another session holds it.
+   */
+  async unlockIfUnchanged(key: string, holder: string, value: string, modifyIndex: number): Promise<boolean> {
+    const reply = await this.#send("lock takeover", "PUT", "/txn", undefined, {
+      json: [
+        { KV: { Verb: "check-index", Key: key, Index: modifyIndex } },
+        { KV: { Verb: "unlock", Key: key, Session: holder, Value: base64Text(value) } },
+      ],
+    });
+    if (reply.status === 409) return false; // the check or the unlock failed: the key moved
+    okBody("lock takeover", reply);
     return true;
   }
 
@@ -622,6 +646,11 @@ function toEntry(item: KvRow): KvEntry {
     lockIndex: item.LockIndex,
     modifyIndex: item.ModifyIndex,
   });
+}
+
+/** UTF-8 text as a base64 value (what /txn takes). */
+function base64Text(text: string): string {
+  return btoa(String.fromCharCode(...new TextEncoder().encode(text)));
 }
 
 /** A base64 value as UTF-8 text (malformed sequences become U+FFFD). */

@@ -13,6 +13,7 @@ export interface KnownMember {
   readonly address: string;
   readonly port: number;
 }
+import type { LockObservation } from "./ha/heartbeat.ts";
 
 /** What one hook run leaves for the next. */
 export interface NodeState {
@@ -58,6 +59,11 @@ export interface NodeState {
    * the settle window of a whole-cluster recovery counts from it. Removed once a lock record exists again.
    */
   readonly recoverySince?: { readonly bootAt: number; readonly ms: number };
+  /**
+   * On a node that does not hold the primary lock: the holder's heartbeat as last seen (the lock's ModifyIndex
+   * and when this node first saw it, on the boot clock), to tell a holder whose heartbeat stands still.
+   */
+  readonly lockSeen?: LockObservation;
 }
 
 /** The state file is unreadable or not ours. */

@@ -25,6 +25,7 @@ import { runFailover, waitForAppointment } from "./failover.ts";
 import { recoverPrimary } from "./recovery_action.ts";
 import type { MemberRecord } from "./failover_plan.ts";
 import type { ClusterView } from "../cluster_kv.ts";
+import type { PrimaryAnswer } from "./takeover.ts";
 import type { PassNode } from "./facts.ts";
 import { failsafe } from "./failsafe.ts";
 import type { KnownMember } from "../state.ts";
@@ -47,6 +48,8 @@ export interface PassDeps extends PassNode {
   readonly primaryExecuted: (primary: PrimaryRecord) => Promise<string>;
   readonly probe: (m: MemberRecord) => Promise<MemberRecord | undefined>;
   readonly answersWritable: (node: PrimaryRecord) => Promise<boolean>;
+  /** What a node's server answers over TCP (the takeover of a stale primary lock asks the old primary). */
+  readonly askPrimary: (node: PrimaryRecord) => Promise<PrimaryAnswer>;
   readonly rebuildErrant: (server: MysqlServer, primaryExecuted: string) => Promise<void>;
   /** A member's replication status over MySQL as the replication account (failsafe mode). */
   readonly replicaStatusOf: (m: KnownMember, signal: AbortSignal) => Promise<ReplicaStatus | undefined>;
@@ -122,6 +125,15 @@ export async function act(
         failedPrimary: d.failedPrimary,
         probe: p.probe,
         answersWritable: p.answersWritable,
+        ...(d.takeOver === undefined ? {} : {
+          takeOver: {
+            found: d.takeOver,
+            leaseMs: p.leaseMs,
+            failsafe: p.config.failover.failsafe,
+            ask: p.askPrimary,
+            server,
+          },
+        }),
       }, signal);
       if (r.appointed === p.self.node) {
         return await serveAsPrimary({ ...primary, restore: p.restore() }, signal);

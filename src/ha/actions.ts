@@ -15,7 +15,7 @@ import type { RestoredMark } from "../restored.ts";
 import type { StateStore } from "../state.ts";
 import { delay } from "../abort.ts";
 import { leaseLeftMs } from "../mysql/lease.ts";
-import type { PrimaryRecord } from "./decide.ts";
+import type { PrimaryLock, PrimaryRecord } from "./decide.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -83,9 +83,18 @@ export async function fence(
 /** Tries to take the primary lock with this node's session; false if another node has it. */
 export async function takePrimaryLock(kv: ClusterKv, me: Me): Promise<boolean> {
   const taken = await kv.acquirePrimary(me.session, me.self);
-  if (!taken) log.info("Another node took the primary lock first; this node will follow it");
-  else log.info("Took the primary lock as {node} ({address}:{port})", { ...me.self });
-  return taken;
+  if (taken) {
+    log.info("Took the primary lock as {node} ({address}:{port})", { ...me.self });
+    return true;
+  }
+  // Said only when it is so: a refusal with nobody holding it (a lock-delay of an older session) is not that.
+  const now = await kv.primary().catch(() => undefined);
+  if (now?.session !== undefined && now.session !== me.session) {
+    log.info("Another node took the primary lock first; this node will follow it");
+  } else {
+    log.warn("Consul refused the free primary lock to this node's session: trying again next pass");
+  }
+  return false;
 }
 
 /**
@@ -303,16 +312,58 @@ export async function startReplication(
 }
 
 /**
- * The steady primary's pass: its session was renewed at `renewedAt` (performance.now()), so the in-server
- * lease is extended to end SESSION_TTL/2 after that renewal, before anything else in the pass can hang. A
- * failure is logged: the server then fences itself when the lease lapses, and the next pass finds it read-only
- * with the lock and serves again.
+ * The holder's heartbeat: rewrites the primary lock as it was read (`lock`, same record) only if it has not
+ * moved since, which moves its ModifyIndex for every other node to see (src/ha/heartbeat.ts).
+ *
+ * @returns When the write was sent (performance.now()), if it succeeded; `undefined` if it failed (the lock
+ *   moved or went elsewhere, the session is gone, Consul did not answer): then no lease may rest on it.
+ */
+export async function heartbeat(
+  kv: ClusterKv,
+  session: string,
+  lock: PrimaryLock,
+  self: PrimaryRecord,
+): Promise<number | undefined> {
+  if (lock.session !== session || lock.modifyIndex === undefined) return undefined;
+  const sentAt = performance.now();
+  try {
+    return (await kv.heartbeatPrimary(session, lock.record ?? self, lock.modifyIndex)) ? sentAt : undefined;
+  } catch (e) {
+    log.warn("The heartbeat (a rewrite of the primary lock) got no answer: {e}", { e: (e as Error).message });
+    return undefined;
+  }
+}
+
+/**
+ * The steady primary's pass: its session was renewed at `renewedAt` (performance.now()), then its heartbeat
+ * written (a rewrite of the primary lock as this pass read it). Only a heartbeat that was written extends the
+ * in-server lease, to end `leaseMs` after the earlier of the two was sent: the renewal, so the lease also ends
+ * well before Consul can expire the session (SESSION_TTL after the renewal), and before the heartbeat, so it
+ * ends before any other node can find the heartbeat stale (leaseMs + 2 s after it first sees that write). This
+ * runs before anything else in the pass can hang. A failure is logged: the server then fences itself when the
+ * lease lapses, and the next pass finds it read-only with the lock and serves again.
  */
 export async function renewLease(
-  a: { readonly server: MysqlServer; readonly leaseMs: number; readonly renewedAt: number },
+  a: {
+    readonly server: MysqlServer;
+    readonly kv: ClusterKv;
+    readonly me: Me;
+    /** The primary lock as this pass read it. */
+    readonly lock: PrimaryLock;
+    readonly leaseMs: number;
+    readonly renewedAt: number;
+  },
   signal?: AbortSignal,
 ): Promise<void> {
-  const ms = leaseLeftMs(a.leaseMs, a.renewedAt, performance.now());
+  const beat = await heartbeat(a.kv, a.me.session, a.lock, a.me.self);
+  if (beat === undefined) {
+    log.warn(
+      "The heartbeat could not be written (the primary lock moved, or the session or Consul is gone): the " +
+        "lease is not extended, and the server fences itself when it lapses",
+    );
+    return;
+  }
+  const ms = leaseLeftMs(a.leaseMs, Math.min(a.renewedAt, beat), performance.now());
   if (ms <= 0) {
     log.warn(
       "This pass kept its session longer than the lease lasts: the lease is not extended, and the " +
@@ -326,8 +377,10 @@ export async function renewLease(
 }
 
 /**
- * Before a primary turns writable: the fence event installed, the session renewed, and the lease extended from
- * that renewal. False (logged) when the session is gone or the lease could not be written in time.
+ * Before a primary turns writable: the fence event installed, the session renewed, the heartbeat written (the
+ * primary lock rewritten as read just now), and the lease extended from the renewal (sent before the
+ * heartbeat; see {@link renewLease}). False (logged) when the session is gone, the lock is not this node's any
+ * more, or the lease could not be written in time.
  */
 export async function leaseForWriting(
   a: { readonly server: MysqlServer; readonly kv: ClusterKv; readonly me: Me; readonly leaseMs: number },
@@ -337,6 +390,12 @@ export async function leaseForWriting(
   const sentAt = performance.now();
   if (!(await a.kv.renewSession(a.me.session))) {
     log.error("This node's Consul session is gone: not turning writable");
+    return false;
+  }
+  if ((await heartbeat(a.kv, a.me.session, await a.kv.primary(), a.me.self)) === undefined) {
+    log.error(
+      "The heartbeat could not be written (this node does not hold the primary lock): not turning writable",
+    );
     return false;
   }
   const ms = leaseLeftMs(a.leaseMs, sentAt, performance.now());

@@ -83,6 +83,11 @@ export interface HealthFacts {
   readonly cluster?: string;
   /** Whole-cluster recovery's facts: only when Consul has no primary lock record at all (src/ha/recovery.ts). */
   readonly recovery?: RecoveryFacts;
+  /**
+   * Another node holds the primary lock and its heartbeat (the lock's ModifyIndex) has not moved for this
+   * long on this node's boot clock, longer than the lease and its margin (src/ha/heartbeat.ts).
+   */
+  readonly staleHolderMs?: number;
 }
 
 /** What to do this pass. Every variant carries the reason that is logged. */
@@ -111,8 +116,17 @@ export type HealthDecision =
   }
   /** mysqld restarted since autopilot started replication (it never starts by itself): start it again. */
   | { readonly action: "restart-replication"; readonly source: string; readonly reason: string }
-  /** The primary is gone: try the failover lock and, holding it, choose and appoint a new primary. */
-  | { readonly action: "failover"; readonly failedPrimary: string; readonly reason: string }
+  /**
+   * The primary is gone: try the failover lock and, holding it, choose and appoint a new primary. `takeOver`:
+   * it still holds the lock but its heartbeat stands still; free the lock first (src/ha/takeover.ts), only if
+   * it is still held by `session` at `index`.
+   */
+  | {
+    readonly action: "failover";
+    readonly failedPrimary: string;
+    readonly takeOver?: { readonly session: string; readonly index: number };
+    readonly reason: string;
+  }
   /** A switchover away from this node died holding the failover lock: release it, then decide again. */
   | { readonly action: "end-switchover"; readonly reason: string };
 
@@ -232,6 +246,7 @@ function anotherNodeIsPrimary(f: HealthFacts, primary: PrimaryRecord): HealthDec
       reason: `${primary.node} holds the primary lock: turning read-only`,
     };
   }
+  if (f.staleHolderMs !== undefined && primary.ready) return holderIsStale(f, primary, f.staleHolderMs);
   if (!primary.ready) {
     return {
       action: "report",
@@ -273,6 +288,29 @@ function anotherNodeIsPrimary(f: HealthFacts, primary: PrimaryRecord): HealthDec
     };
   }
   return replicationHealth(replica, f.maxLagSeconds, "", f.replicaSeen);
+}
+
+/**
+ * Another node holds the lock, served as primary, and its heartbeat has stood still longer than its lease can
+ * last: it is frozen or cut off, and read-only by its own fence. Take the lock over and fail over, unless
+ * failover is paused or the quiet period holds it back. A holder that is not ready yet is left alone: it has
+ * never been writable under this lock, and its promotion may take a while (its relay log).
+ */
+function holderIsStale(f: HealthFacts, primary: PrimaryRecord, stillMs: number): HealthDecision {
+  const still = `${primary.node} holds the primary lock but its heartbeat has not moved for ${
+    Math.round(stillMs / 100) / 10
+  } s`;
+  const lock = (f.consul as Extract<ConsulFacts, { up: true }>).lock;
+  if (f.failover?.paused) {
+    return { action: "report", healthy: false, reason: `${still} and automatic failover is paused` };
+  }
+  if (f.failover?.quietReason) return { action: "report", healthy: false, reason: f.failover.quietReason };
+  return {
+    action: "failover",
+    failedPrimary: primary.node,
+    takeOver: { session: lock.session!, index: lock.modifyIndex! },
+    reason: `${still}: taking the lock over and failing over`,
+  };
 }
 
 function nobodyIsPrimary(f: HealthFacts, lock: PrimaryLock): HealthDecision {

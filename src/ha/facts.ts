@@ -15,12 +15,14 @@ import type { RestoredMark } from "../restored.ts";
 import type { NodeState, StateStore } from "../state.ts";
 import type { ConsulFacts, HealthFacts, MysqlFacts, PrimaryRecord } from "./decide.ts";
 import { quietPeriodReason } from "./decide.ts";
-import { bootClockMs } from "./failsafe.ts";
+import { bootClockMs } from "../boot_clock.ts";
 import type { BootInstant, RecoveryFacts } from "./recovery.ts";
 import { bootClockNow } from "./recovery_action.ts";
 
 /** RECOVERY_SETTLE_WINDOW's default, for callers that do not pass it. */
 const DEFAULT_RECOVERY_SETTLE_MS = 30_000;
+import type { BootTime } from "../boot_clock.ts";
+import { heartbeatStale, observeLock } from "./heartbeat.ts";
 
 /** How long a switchover may hold the failover lock before a health pass takes it for abandoned. */
 export const SWITCHOVER_STALE_MS = 120_000;
@@ -53,6 +55,8 @@ export interface FactSources {
   readonly recoverySettleMs?: number;
   /** This machine's boot clock (tests pass their own). */
   readonly bootClock?: () => Promise<BootInstant>;
+  /** Another node holds the lock and its heartbeat has not moved for this long (ms): it is stale. */
+  readonly staleHolderMs?: number;
 }
 
 /** Who and what a pass runs with: the configuration, Consul and the cluster's keys, this node and its state. */
@@ -113,6 +117,32 @@ export async function readCluster(kv: ClusterKv, session: KeptSession): Promise<
   }
 }
 
+/**
+ * Watches the lock holder's heartbeat: records in the state file the lock's index when it moves (or the holder
+ * changes), on the boot clock, and says how long it has stood still once that is longer than the lease allows.
+ * A node that holds the lock itself, or reads no lock holder, keeps no record.
+ *
+ * @returns The milliseconds the holder's heartbeat has stood still, when it is stale.
+ */
+export async function watchHeartbeat(
+  a: {
+    readonly state: StateStore;
+    readonly cluster: ClusterRead;
+    readonly session: KeptSession;
+    readonly clock: BootTime | undefined;
+    readonly leaseMs: number;
+  },
+): Promise<number | undefined> {
+  if (!("view" in a.cluster) || !("id" in a.session)) return undefined;
+  const lock = a.cluster.view.primary;
+  const recorded = a.state.current.lockSeen;
+  const watched = lock.session === a.session.id || a.clock === undefined
+    ? undefined
+    : observeLock(recorded, lock, a.clock);
+  if (watched !== recorded) await a.state.patch({ lockSeen: watched });
+  return watched === undefined ? undefined : heartbeatStale(watched, lock, a.clock!, a.leaseMs);
+}
+
 /** Whether the keys read say this node's session holds the primary lock. */
 export function holdsLockIn(cluster: ClusterRead, session: KeptSession): boolean {
   return "view" in cluster && "id" in session && cluster.view.primary.session === session.id;
@@ -133,7 +163,10 @@ export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise
     view = s.cluster.view;
     consul = consulFacts(view, s.session.id, s.now);
     const lock = view.primary;
-    if (lock.session === undefined && lock.record !== undefined && lock.record.node !== s.self.node) {
+    const free = lock.session === undefined;
+    if (
+      lock.record !== undefined && lock.record.node !== s.self.node && (free || s.staleHolderMs !== undefined)
+    ) {
       const quietReason = quietPeriodReason(
         view.failoverLock.record,
         lock.record.node,
@@ -163,6 +196,9 @@ export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise
         : {}),
       ...(view?.cluster ? { cluster: view.cluster.id } : {}),
       ...(recovery ? { recovery } : {}),
+      ...(view?.primary.session !== undefined && s.staleHolderMs !== undefined
+        ? { staleHolderMs: s.staleHolderMs }
+        : {}),
     },
     ...(view ? { view } : {}),
   };

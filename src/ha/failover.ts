@@ -17,12 +17,16 @@ import type { Me } from "./actions.ts";
 import type { PrimaryLock, PrimaryRecord } from "./decide.ts";
 import { type FailoverPlan, type MemberRecord, planFailover } from "./failover_plan.ts";
 import { takeFailoverLock } from "./failover_lock.ts";
+import { startIoAgain, takeOver, type TakeOverArgs } from "./takeover.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
 /** How long the planner waits for every live member to report since the primary was lost. */
 const PLAN_WAIT_MS = 8000;
-/** How long appointing may be refused by the failed primary's lock-delay. */
+/**
+ * How long appointing may be tried again. Sessions have no lock-delay now (SessionOptions); a session made by
+ * an older version may still have one, and retrying a refused appointment is harmless.
+ */
 const APPOINT_WAIT_MS = 5000;
 /** How long a node that is not running the failover waits for the appointment. */
 const APPOINTMENT_WAIT_MS = 10_000;
@@ -36,6 +40,11 @@ export interface FailoverArgs {
   readonly probe: (m: MemberRecord) => Promise<MemberRecord | undefined>;
   /** Whether a node's server answers over TCP with read_only off (false when it does not answer). */
   readonly answersWritable: (node: PrimaryRecord) => Promise<boolean>;
+  /**
+   * The failed primary still holds the lock but its heartbeat stands still: take the lock over first
+   * (src/ha/takeover.ts); absent when nobody holds the lock.
+   */
+  readonly takeOver?: Omit<TakeOverArgs, "kv">;
 }
 
 /** How a failover attempt ended: the node appointed; or none, `wait`ing when another node appoints one. */
@@ -58,7 +67,14 @@ export async function runFailover(a: FailoverArgs, signal?: AbortSignal): Promis
     return { wait: true };
   }
   let promoted: string | undefined;
+  let stoppedIo = false;
   try {
+    // A stale holder's lock is freed first, holding the failover lock, so only one node ever takes it over.
+    if (a.takeOver !== undefined) {
+      const taken = await takeOver({ ...a.takeOver, kv: a.kv }, signal);
+      stoppedIo = taken.stoppedIo;
+      if (!taken.free) return {};
+    }
     // This pass decided on what it read before it held the failover lock: another node may have finished a
     // failover since. Then there is nothing to do (and the record of that failover stays).
     const primary = await a.kv.primary();
@@ -69,7 +85,9 @@ export async function runFailover(a: FailoverArgs, signal?: AbortSignal): Promis
       return { wait: true };
     }
     const excluded = excludedNode(primary, a.failedPrimary);
-    const { plan, live } = await planFromMembers(a, excluded, start, signal);
+    // A primary taken over never counts (it stood still); otherwise a live last primary may (decision D6).
+    const lastCounts = excluded !== undefined && a.takeOver === undefined;
+    const { plan, live } = await planFromMembers(a, excluded, lastCounts, start, signal);
     if (plan.kind !== "promote") {
       log.error("Cannot fail over from {failedPrimary}: {reason}", {
         failedPrimary: a.failedPrimary,
@@ -83,7 +101,12 @@ export async function runFailover(a: FailoverArgs, signal?: AbortSignal): Promis
       candidate: candidate.node,
       reason: plan.reason,
     });
-    if (primary.record !== undefined && await a.answersWritable(primary.record)) {
+    const old = primary.record;
+    // A taken over primary was asked already; the last primary chosen again may well be writable.
+    if (
+      old !== undefined && a.takeOver === undefined && old.node !== candidate.node &&
+      await a.answersWritable(old)
+    ) {
       log.error(
         "{failedPrimary} lost its lock but still answers writable: not appointing anyone until it fences",
         { failedPrimary: a.failedPrimary },
@@ -103,6 +126,10 @@ export async function runFailover(a: FailoverArgs, signal?: AbortSignal): Promis
     return { appointed: promoted };
   } finally {
     await hold.release(promoted);
+    // Nobody appointed: nothing re-points this node's replication, which the takeover stopped.
+    if (stoppedIo && promoted === undefined && a.takeOver !== undefined) {
+      await startIoAgain(a.takeOver.server, signal);
+    }
   }
 }
 
@@ -119,11 +146,13 @@ function excludedNode(primary: PrimaryLock, failedPrimary: string): string | und
 /**
  * Plans from what each live member's server says now (over TCP, as the replication account); a member that
  * does not answer counts with the record it published, which must be newer than the primary's loss. Tries
- * again while the plan says to wait, for at most {@link PLAN_WAIT_MS}.
+ * again while the plan says to wait, for at most {@link PLAN_WAIT_MS}. With `lastCounts` the failed primary is
+ * asked too, and counts (preferred) if it answers or reported since.
  */
 async function planFromMembers(
   a: FailoverArgs,
   excluded: string | undefined,
+  lastCounts: boolean,
   start: number,
   signal?: AbortSignal,
 ): Promise<{ plan: FailoverPlan; live: readonly MemberEntry[] }> {
@@ -134,9 +163,11 @@ async function planFromMembers(
     const view = await a.kv.read();
     live = view.live;
     const probed = await Promise.all(
-      live.map(async (m) => m.record.node === excluded ? m.record : (await a.probe(m.record)) ?? m.record),
+      live.map(async (m) =>
+        m.record.node === excluded && !lastCounts ? m.record : (await a.probe(m.record)) ?? m.record
+      ),
     );
-    plan = planFailover(probed, excluded, start, view.departed);
+    plan = planFailover(probed, excluded, start, view.departed, lastCounts);
     if (plan.kind !== "wait") break;
   }
   return { plan, live };

@@ -91,7 +91,14 @@ export const DEPARTED_WINDOW_MS = 10 * 60_000;
  * @param members The live members' records (the failed primary's too, if it is still published).
  * @param failedPrimary The node that held the primary lock last.
  * @param freshSince Records older than this (epoch ms) do not count: they predate the primary's loss.
+ * With `lastPrimaryCounts` the failed primary is not left out when its record among `members` is fresh (it is
+ * a live member that reported, or answered, since the primary was lost: the lock was lost while the node
+ * lives, as when Consul expired every session at once): it counts like any member and, among the nodes that
+ * have everything, is chosen first, so the role does not move for nothing. A record of it that is not fresh is
+ * left out as before, and never holds the plan back.
+ *
  * @param departed The last records of members whose session has ended.
+ * @param lastPrimaryCounts Count a fresh record of the failed primary, and prefer it.
  * @returns The plan.
  */
 export function planFailover(
@@ -99,8 +106,11 @@ export function planFailover(
   failedPrimary: string | undefined,
   freshSince: number,
   departed: readonly MemberRecord[] = [],
+  lastPrimaryCounts = false,
 ): FailoverPlan {
-  const others = members.filter((m) => m.node !== failedPrimary);
+  const others = members.filter((m) =>
+    m.node !== failedPrimary || (lastPrimaryCounts && m.updatedAt >= freshSince)
+  );
   const stale = others.filter((m) => m.updatedAt < freshSince);
   if (stale.length > 0) {
     return { kind: "wait", reason: `waiting for ${stale.map((m) => m.node).join(", ")} to report its GTIDs` };
@@ -142,10 +152,15 @@ export function planFailover(
       } back, or delete its member record (SERVICE_NAME-members/NODE) to accept the loss`,
     };
   }
-  const [candidate] = [...eligible].sort((a, b) => b.priority - a.priority || a.node.localeCompare(b.node));
+  const last = (m: MemberRecord) => (lastPrimaryCounts && m.node === failedPrimary ? 1 : 0);
+  const [candidate] = [...eligible].sort((a, b) =>
+    last(b) - last(a) || b.priority - a.priority || a.node.localeCompare(b.node)
+  );
   return {
     kind: "promote",
     candidate,
-    reason: `${candidate.node} has every transaction the others have: ${basis}`,
+    reason: last(candidate)
+      ? `${candidate.node}, the last primary, is alive and has every transaction the others have: ${basis}`
+      : `${candidate.node} has every transaction the others have: ${basis}`,
   };
 }

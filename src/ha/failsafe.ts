@@ -18,6 +18,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { raceAbort } from "../abort.ts";
+import { bootClockMs } from "../boot_clock.ts";
 import type { ReplicaStatus } from "../mysql/flavour.ts";
 import { leaseLeftMs } from "../mysql/lease.ts";
 import type { MysqlServer } from "../mysql/server.ts";
@@ -30,14 +31,6 @@ const log = getLogger(["autopilot", "health"]);
 
 /** How long one member may take to connect and answer. */
 export const MEMBER_TIMEOUT_MS = 2000;
-
-/**
- * A monotonic clock meant to be comparable between the processes of one boot (state-file timestamps): ms.
- * For now the process's time origin plus its monotonic time; to be replaced by the shared boot clock.
- */
-export function bootClockMs(): number {
-  return performance.timeOrigin + performance.now();
-}
 
 /** What one member answered: its replication status (undefined: it replicates from nobody), or why not. */
 export type MemberAnswer =

@@ -24,19 +24,11 @@
  *
  * @module
  */
+import type { BootInstant } from "../boot_clock.ts";
 import { GtidParseError } from "../mysql/gtid.ts";
-import { contains, type MemberRecord, transactionsOf } from "./failover_plan.ts";
 
-/**
- * A moment on this machine's boot clock: its uptime, which counts across processes and never goes back within
- * one boot. `bootAt` tells boots (and machines) apart: when the machine booted, by its own wall clock.
- */
-export interface BootInstant {
-  /** When this machine booted (epoch ms, its own wall clock: now minus the uptime). */
-  readonly bootAt: number;
-  /** The uptime (ms; the kernel gives whole seconds). */
-  readonly ms: number;
-}
+export type { BootInstant };
+import { contains, type MemberRecord, transactionsOf } from "./failover_plan.ts";
 
 /** How far two boot times may differ and still be the same boot (the wall clock may be stepped meanwhile). */
 export const SAME_BOOT_MS = 60_000;

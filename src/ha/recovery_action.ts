@@ -11,14 +11,14 @@ import type { NodeState, StateStore } from "../state.ts";
 import { type ActionResult, type Me, takePrimaryLock } from "./actions.ts";
 import type { HealthFacts } from "./decide.ts";
 import { takeFailoverLock } from "./failover_lock.ts";
-import { type BootInstant, planRecovery, sameBoot } from "./recovery.ts";
+import { type BootInstant, bootInstant } from "../boot_clock.ts";
+import { planRecovery, sameBoot } from "./recovery.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
-/** This machine's boot clock now: `Deno.osUptime()` (whole seconds: enough for a settle window). */
+/** This machine's boot clock now (whole seconds: enough for a settle window). */
 export function bootClockNow(): Promise<BootInstant> {
-  const ms = Deno.osUptime() * 1000;
-  return Promise.resolve({ bootAt: Date.now() - ms, ms });
+  return Promise.resolve(bootInstant());
 }
 
 /**

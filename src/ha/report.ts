@@ -19,7 +19,7 @@ import {
 } from "../services.ts";
 import type { KnownMember, NodeState, StateStore } from "../state.ts";
 import type { ClusterView } from "../cluster_kv.ts";
-import { bootClockMs } from "./failsafe.ts";
+import { bootClockMs } from "../boot_clock.ts";
 import { type ActionResult, firstSnapshotStored, type Outcome } from "./actions.ts";
 import { putMetrics } from "../metrics.ts";
 import { type HealthFacts, holdsLock, type PrimaryRecord } from "./decide.ts";

@@ -23,6 +23,7 @@ import type { Restore } from "./actions.ts";
 import type { KeptSession, LocalServer, PassNode } from "./facts.ts";
 import { type RebuildArgs, rebuildErrant } from "./rebuild.ts";
 import { MEMBER_TIMEOUT_MS } from "./failsafe.ts";
+import type { PrimaryAnswer } from "./takeover.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -58,6 +59,7 @@ export function passDeps(
     },
     probe: (m) => probeMember(config, { flavour }, m),
     answersWritable: (node) => answersWritable(config, flavour, node),
+    askPrimary: (node) => askPrimary(config, flavour, node),
     rebuildErrant: (server, executed) => rebuildErrant(w.rebuild, server, executed),
     replicaStatusOf: async (m, s) => {
       await using peer = await openPeerServer(config, m, MEMBER_TIMEOUT_MS, { flavour, signal: s });
@@ -145,6 +147,23 @@ async function answersWritable(
     return !(await peer.readOnly({ signal: AbortSignal.timeout(1000) }));
   } catch {
     return false;
+  }
+}
+
+/**
+ * What a node's server answers over TCP within 1 s: writable, read-only, the connection refused (nothing
+ * listens: mysqld is not running), or nothing (a cut link, a frozen machine, an error).
+ */
+async function askPrimary(
+  config: Config,
+  flavour: Flavour,
+  node: { address: string; port: number },
+): Promise<PrimaryAnswer> {
+  try {
+    await using peer = await openPeerServer(config, node, 1000, { flavour });
+    return (await peer.readOnly({ signal: AbortSignal.timeout(1000) })) ? "read-only" : "writable";
+  } catch (e) {
+    return e instanceof MysqlUnavailableError && e.code === "ECONNREFUSED" ? "refused" : "silent";
   }
 }
 

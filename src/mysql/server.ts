@@ -64,6 +64,8 @@ export interface MysqlServer extends AsyncDisposable {
   startReplica(o?: CallOptions): Promise<void>;
   /** Stops both threads; no error when none runs. */
   stopReplica(o?: CallOptions): Promise<void>;
+  /** STOP REPLICA IO_THREAD: the receiver stops, the applier goes on with what it has. */
+  stopReplicaIo(o?: CallOptions): Promise<void>;
   /** Stops replication and forgets the source. */
   resetReplicaAll(o?: CallOptions): Promise<void>;
   /** A datadir restored from a snapshot: its GTID position (and MariaDB binlog state) before replicating. */
@@ -203,6 +205,10 @@ export class ServerOperator implements MysqlServer {
 
   stopReplica(o: CallOptions = {}): Promise<void> {
     return this.run([this.#sql.stopReplica], o);
+  }
+
+  stopReplicaIo(o: CallOptions = {}): Promise<void> {
+    return this.run([`${this.#sql.stopReplica} IO_THREAD`], o);
   }
 
   resetReplicaAll(o: CallOptions = {}): Promise<void> {

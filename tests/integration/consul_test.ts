@@ -31,14 +31,14 @@ async function rawGet(server: ConsulServer, path: string): Promise<unknown> {
   return await res.json();
 }
 
-Deno.test("ConsulStore.createSession() makes a TTL session with no checks and a short lock-delay", async () => {
+Deno.test("ConsulStore.createSession() makes a TTL session with no checks and no lock-delay", async () => {
   await withConsul(async (store, server) => {
     const id = await store.createSession({ name: "mysql-primary-lock", ttlSeconds: 10 });
     const [info] = await rawGet(server, `/v1/session/info/${id}`) as Record<string, unknown>[];
     assertEquals(info.Name, "mysql-primary-lock");
     assertEquals(info.TTL, "10s");
     assertEquals(info.Behavior, "release");
-    assertEquals(info.LockDelay, 2_000_000_000);
+    assertEquals(info.LockDelay, 0);
     assertEquals(info.NodeChecks ?? [], []);
     assertEquals(info.ServiceChecks ?? [], []);
   });
@@ -145,6 +145,30 @@ Deno.test("ConsulStore.tryAcquireLockIfUnchanged() takes the lock only if nobody
       () => store.tryAcquireLockIfUnchanged("h", "00000000-0000-0000-0000-000000000000", "v", 0),
       SessionGoneError,
     );
+  });
+});
+
+Deno.test("ConsulStore.unlockIfUnchanged() frees a key from its holder only if nobody wrote it since it was read", async () => {
+  await withConsul(async (store) => {
+    const a = await store.createSession({ name: "a", ttlSeconds: 10 });
+    const b = await store.createSession({ name: "b", ttlSeconds: 10 });
+    assert(await store.tryAcquireLock("p", a, "a"));
+    const read = (await store.get("p"))!;
+    assertEquals(await store.unlockIfUnchanged("p", b, "x", read.modifyIndex), false, "b does not hold it");
+    assertEquals(await store.unlockIfUnchanged("p", a, "x", read.modifyIndex + 1000), false, "other index");
+    assert(await store.tryAcquireLock("p", a, "a again")); // the holder's heartbeat: a new index
+    assertEquals(await store.unlockIfUnchanged("p", a, "x", read.modifyIndex), false, "moved since");
+    assertEquals((await store.get("p"))?.session, a, "a refused takeover changes nothing");
+    const now = (await store.get("p"))!;
+    assertEquals(await store.unlockIfUnchanged("p", a, "a: été", now.modifyIndex), true);
+    const freed = await store.get("p");
+    assertEquals([freed?.session, freed?.value], [undefined, "a: été"]);
+    assert(
+      await store.sessionExists(a),
+      "the holder's session lives on (Consul 1.14's /txn has no Session op)",
+    );
+    assert(await store.tryAcquireLock("p", b, "b"), "free at once: no lock-delay");
+    assertEquals(await store.tryAcquireLock("p", a, "a"), false, "the old holder's heartbeat fails now");
   });
 });
 

@@ -38,11 +38,11 @@ function entry(key: string, value: string, over: Partial<KvEntry> = {}): KvEntry
 
 Deno.test("primaryLockFrom() reads the record and the holding session, ignoring foreign values", () => {
   const entry = { key: "k", value: JSON.stringify(p1), session: "s1", lockIndex: 1, modifyIndex: 5 };
-  assertEquals(primaryLockFrom(entry), { record: p1, session: "s1" });
+  assertEquals(primaryLockFrom(entry), { record: p1, session: "s1", modifyIndex: 5 });
   const unready = { ...entry, value: JSON.stringify({ ...p1, ready: false }) };
   assertEquals(primaryLockFrom(unready).record?.ready, undefined);
-  assertEquals(primaryLockFrom({ ...entry, session: undefined }), { record: p1 });
-  assertEquals(primaryLockFrom({ ...entry, value: "n1" }), { session: "s1" });
+  assertEquals(primaryLockFrom({ ...entry, session: undefined }), { record: p1, modifyIndex: 5 });
+  assertEquals(primaryLockFrom({ ...entry, value: "n1" }), { session: "s1", modifyIndex: 5 });
   assertEquals(primaryLockFrom(undefined), {});
 });
 
@@ -55,6 +55,15 @@ Deno.test("formatPrimaryRecord() writes {node, address, port} and ready only whe
   assertEquals(formatPrimaryRecord(memberRecord("n1")), '{"node":"n1","address":"10.0.0.1","port":3306}');
   assertEquals(parsePrimaryRecord(formatPrimaryRecord(p1)), p1);
   assertEquals(parsePrimaryRecord(formatPrimaryRecord(plain)), plain);
+  assertEquals(
+    formatPrimaryRecord(p1, 42),
+    '{"node":"n1","address":"10.0.0.11","port":3306,"ready":true,"beat":42}',
+  );
+  assertEquals(
+    parsePrimaryRecord(formatPrimaryRecord(p1, 42)),
+    p1,
+    "a heartbeat's beat is not part of the record",
+  );
   assertEquals(parsePrimaryRecord(JSON.stringify({ ...p1, extra: 1 })), p1, "unknown fields dropped");
   for (const foreign of [undefined, "", "not json", "[]", "null", '"n1"', '{"node":"n1","address":"a"}']) {
     assertEquals(parsePrimaryRecord(foreign), undefined, String(foreign));
@@ -247,7 +256,7 @@ Deno.test("clusterViewFrom() picks the keys by exact name out of everything unde
     entry("mysql-shop-members/x", formatMemberRecord(memberRecord("x")), { session: "sx" }),
   ]);
   assertEquals(view, {
-    primary: { record: p1, session: "s1" },
+    primary: { record: p1, session: "s1", modifyIndex: 1 },
     failoverLock: {
       record: { node: "n2", at: 5, failedPrimary: "n0", promoted: "n1" },
       value: failover,

@@ -123,3 +123,33 @@ Deno.test("planFailover() ignores departed records it has, old ones, and the fai
   const ancient = member("n4", { executed: "0-1-20", updatedAt: 999_000 - 11 * 60_000 });
   assertEquals(planFailover([live], "n1", 999_000, [oldPrimary, ancient]).kind, "promote");
 });
+
+Deno.test("planFailover() with lastPrimaryCounts: a fresh last primary counts and is preferred; a stale one is left out", () => {
+  const members = [
+    member("n1", { role: "primary", executed: "0-1-9", updatedAt: 100 }),
+    member("n2", { executed: "0-1-9", updatedAt: 100, priority: 5 }),
+    member("n3", { executed: "0-1-8", updatedAt: 100 }),
+  ];
+  const plan = planFailover(members, "n1", 50, [], true);
+  assertEquals(plan.kind === "promote" && plan.candidate.node, "n1", "preferred over a higher priority");
+  assert(plan.kind === "promote" && plan.reason.startsWith("n1, the last primary, is alive"), plan.reason);
+  // It has transactions no replica has: only it has everything.
+  const ahead = [{ ...members[0], executed: "0-1-12" }, members[1], members[2]];
+  const planAhead = planFailover(ahead, "n1", 50, [], true);
+  assertEquals(planAhead.kind === "promote" && planAhead.candidate.node, "n1");
+  assertEquals(planFailover(ahead, "n1", 50).kind === "promote" && planFailover(ahead, "n1", 50), {
+    kind: "promote",
+    candidate: members[1],
+    reason: "n2 has every transaction the others have: n2 has 0-1-9; n3 has 0-1-8",
+  }, "without it: left out, as before");
+  const stale = [{ ...members[0], updatedAt: 10 }, members[1], members[2]];
+  const planStale = planFailover(stale, "n1", 50, [], true);
+  assertEquals(
+    planStale.kind === "promote" && planStale.candidate.node,
+    "n2",
+    "not fresh: left out, no wait",
+  );
+  const never = [{ ...members[0], priority: 0 }, members[1], members[2]];
+  const planNever = planFailover(never, "n1", 50, [], true);
+  assertEquals(planNever.kind === "promote" && planNever.candidate.node, "n2", "priority 0 still never");
+});

@@ -24,6 +24,7 @@ import {
   keepSession,
   readCluster,
   SWITCHOVER_STALE_MS,
+  watchHeartbeat,
 } from "../../src/ha/facts.ts";
 import type { MemberRecord } from "../../src/ha/failover_plan.ts";
 import type { NodeState, StateStore } from "../../src/state.ts";
@@ -113,6 +114,10 @@ Deno.test("takePrimaryLock() takes a free lock, and refuses one another session 
   const other = { self: n3, session: kv.createSession() };
   assertEquals(await takePrimaryLock(kv, other), false);
   assertEquals((await kv.primary()).record?.node, "n2");
+  // Refused with nobody holding it (an older session's lock-delay): false too, and nothing taken.
+  kv.endSession(me.session, { lockDelay: true });
+  assertEquals(await takePrimaryLock(kv, other), false);
+  assertEquals((await kv.primary()).session, undefined);
 });
 
 Deno.test("serveAsPrimary() applies what it received, stops replicating, turns writable, then marks the lock ready", async () => {
@@ -155,12 +160,49 @@ Deno.test("serveAsPrimary() never turns writable without a renewed session and a
   assertEquals(refused.state.readOnly, true);
 });
 
-Deno.test("renewLease() extends the lease from the session's renewal; a failure is only logged", async () => {
+Deno.test("renewLease() writes the heartbeat, then extends the lease from the session's renewal", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, { ...n2, ready: true }));
+  const lock = await kv.primary();
   const server = new FakeServer("mariadb", { readOnly: false });
-  await renewLease({ server, leaseMs: 10_000, renewedAt: performance.now() - 4_000 });
+  await renewLease({ server, kv, me, lock, leaseMs: 10_000, renewedAt: performance.now() - 4_000 });
   const left = (await server.leaseLeft())!;
   assert(left > 5_000 && left <= 6_000, `what is left of SESSION_TTL/2 after the renewal: ${left}`);
-  await renewLease({ server: server.failOn("extendLease"), leaseMs: 10_000, renewedAt: performance.now() });
+  const beat = await kv.primary();
+  assert(beat.modifyIndex! > lock.modifyIndex!, "the heartbeat moved the lock's index");
+  assertEquals([beat.session, beat.record], [me.session, { ...n2, ready: true }], "the same record");
+  await renewLease({
+    server: server.failOn("extendLease"),
+    kv,
+    me,
+    lock: beat,
+    leaseMs: 10_000,
+    renewedAt: performance.now(),
+  });
+});
+
+Deno.test("renewLease() extends nothing when the heartbeat fails: the lock moved, went elsewhere, or the session is gone", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, { ...n2, ready: true }));
+  const read = await kv.primary();
+  const server = new FakeServer("mariadb", { readOnly: false });
+  const renew = (lock: typeof read) =>
+    renewLease({ server, kv, me, lock, leaseMs: 10_000, renewedAt: performance.now() });
+  assert(await kv.acquirePrimary(me.session, n2)); // written since the pass read it
+  await renew(read);
+  assertEquals(server.methods(), [], "moved since read: no lease");
+  await kv.releasePrimary(me.session, n2);
+  const other = kv.createSession();
+  assert(await kv.acquirePrimary(other, n3));
+  await renew(await kv.primary());
+  assertEquals(server.methods(), [], "another node's lock: no lease");
+  assertEquals((await kv.primary()).session, other, "and nothing written");
+  const { kv: kv2, me: me2 } = cluster();
+  assert(await kv2.acquirePrimary(me2.session, n2));
+  const held = await kv2.primary();
+  kv2.endSession(me2.session);
+  await renewLease({ server, kv: kv2, me: me2, lock: held, leaseMs: 10_000, renewedAt: performance.now() });
+  assertEquals(server.methods(), [], "session gone: no lease");
 });
 
 Deno.test("serveAsPrimary() does not undo a switchover that blocked writes since the keys were read", async () => {
@@ -200,12 +242,27 @@ Deno.test("serveAsPrimary() turns read-only again when the lock went elsewhere m
   const other = kv.createSession();
   assert(await kv.acquirePrimary(other, n3));
   const server = new FakeServer();
-  assertEquals(
-    (await serveAsPrimary({ server, kv, me, semiSync: false, leaseMs: 10_000, restore: undefined })).healthy,
-    false,
-  );
+  const args = { server, kv, me, semiSync: false, leaseMs: 10_000, restore: undefined };
+  assertEquals((await serveAsPrimary(args)).healthy, false);
   assertEquals(server.state.readOnly, true);
-  assertEquals(server.methods().filter((m) => m === "setReadOnly").length, 2);
+  assert(!server.methods().includes("setReadOnly"), "held elsewhere: no heartbeat, never writable");
+  // Taken away after the heartbeat, while turning writable.
+  class Stolen extends FakeClusterKv {
+    override async heartbeatPrimary(session: string, record: typeof n2, index: number): Promise<boolean> {
+      const ok = await super.heartbeatPrimary(session, record, index);
+      await this.releasePrimary(session, record);
+      assert(await this.acquirePrimary(this.other, n3));
+      return ok;
+    }
+    readonly other = this.createSession();
+  }
+  const stolen = new Stolen();
+  const me2 = { self: n2, session: stolen.createSession() };
+  assert(await stolen.acquirePrimary(me2.session, n2));
+  const server2 = new FakeServer();
+  assertEquals((await serveAsPrimary({ ...args, server: server2, kv: stolen, me: me2 })).healthy, false);
+  assertEquals(server2.state.readOnly, true);
+  assertEquals(server2.methods().filter((m) => m === "setReadOnly").length, 2);
 });
 
 Deno.test("serveAsPrimary() of a restored datadir continues from the snapshot's position and forgets the mark", async () => {
@@ -389,6 +446,22 @@ async function failedPrimary(n2Executed: string, n3Executed: string) {
 const noProbe = () => Promise.resolve(undefined);
 const notWritable = () => Promise.resolve(false);
 
+/** n1 holds the lock (ready) with a live session but its heartbeat stands still; n2 (this node), n3 replicate. */
+async function staleHolder(n2Executed: string, n3Executed: string) {
+  const { kv, me } = cluster();
+  const s1 = kv.createSession();
+  assert(await kv.acquirePrimary(s1, { ...n1, ready: true }));
+  assert(await kv.publishMember(s1, member(n1, { role: "primary", executed: "0-1-9" })));
+  const s3 = kv.createSession();
+  const later = Date.now() + 1000;
+  assert(await kv.publishMember(me.session, member(n2, { executed: n2Executed, updatedAt: later })));
+  assert(await kv.publishMember(s3, member(n3, { executed: n3Executed, updatedAt: later })));
+  const seen = await kv.primary();
+  const found = { session: s1, index: seen.modifyIndex! };
+  const server = new FakeServer("mariadb", { replica: replicating(n1) });
+  return { kv, me, s1, s3, found, server };
+}
+
 Deno.test("runFailover() appoints the member that has every transaction, to its own session", async () => {
   const { kv, me, s3 } = await failedPrimary("0-1-7", "0-1-9");
   const r = await runFailover({ kv, me, failedPrimary: "n1", probe: noProbe, answersWritable: notWritable });
@@ -437,6 +510,197 @@ Deno.test("runFailover() plans from what the members' servers say now, over thei
     Promise.resolve(m.node === "n3" ? { ...m, executed: "0-1-7", retrieved: "0-1-12" } : m);
   const r = await runFailover({ kv, me, failedPrimary: "n1", probe, answersWritable: notWritable });
   assertEquals(r.appointed, "n3");
+});
+
+Deno.test("runFailover() takes a stale lock over from a holder that answers read-only, then appoints another node", async () => {
+  const { kv, me, s1, s3, found, server } = await staleHolder("0-1-7", "0-1-9");
+  const asked: string[] = [];
+  const ask = (node: typeof n1) => (asked.push(node.node), Promise.resolve("read-only" as const));
+  // n1 answers its probe fresh, and has the most: taken over, it still never counts.
+  const probe = (m: MemberRecord) => Promise.resolve({ ...m, updatedAt: Date.now() + 5000 });
+  const r = await runFailover({
+    kv,
+    me,
+    failedPrimary: "n1",
+    probe,
+    answersWritable: () => Promise.resolve(true),
+    takeOver: { found, leaseMs: 100, failsafe: true, ask, server },
+  });
+  assertEquals(r, { appointed: "n3" });
+  assertEquals(asked, ["n1"]);
+  assertEquals((await kv.primary()).session, s3);
+  assert(kv.sessionAlive(s1), "the holder's session lives on; only its lock was taken");
+  assertEquals(server.methods(), [], "an old primary that answers: replication is left alone");
+  assertEquals((await kv.failoverLock()).record?.promoted, "n3");
+});
+
+Deno.test("runFailover() takes nothing over when the heartbeat moved, or the holder answers writable (failsafe)", async () => {
+  const { kv, me, s1, found, server } = await staleHolder("0-1-9", "0-1-9");
+  const readOnly = () => Promise.resolve("read-only" as const);
+  const args = { kv, me, failedPrimary: "n1", probe: noProbe, answersWritable: notWritable };
+  assert(await kv.heartbeatPrimary(s1, { ...n1, ready: true }, found.index)); // n1's heartbeat came after all
+  assertEquals(
+    await runFailover({ ...args, takeOver: { found, leaseMs: 100, failsafe: true, ask: readOnly, server } }),
+    {},
+  );
+  assertEquals((await kv.primary()).session, s1);
+  const now = { session: s1, index: (await kv.primary()).modifyIndex! };
+  const writable = () => Promise.resolve("writable" as const);
+  assertEquals(
+    await runFailover({
+      ...args,
+      takeOver: { found: now, leaseMs: 100, failsafe: true, ask: writable, server },
+    }),
+    {},
+  );
+  assertEquals((await kv.primary()).session, s1, "alive and writable without Consul: left alone");
+  assertEquals((await kv.failoverLock()).session, undefined, "the failover lock is released");
+});
+
+Deno.test("runFailover() from a silent holder stops replicating from it and waits its lease out before taking over", async () => {
+  const { kv, me, s3, found, server } = await staleHolder("0-1-7", "0-1-9");
+  const silent = () => Promise.resolve("silent" as const);
+  const t0 = performance.now();
+  const r = await runFailover({
+    kv,
+    me,
+    failedPrimary: "n1",
+    probe: noProbe,
+    answersWritable: notWritable,
+    takeOver: { found, leaseMs: 100, failsafe: true, ask: silent, server },
+  });
+  const waited = performance.now() - t0;
+  assertEquals(r, { appointed: "n3" });
+  assertEquals((await kv.primary()).session, s3);
+  assert(server.methods().includes("stopReplicaIo"), server.methods().join(", "));
+  assertEquals([server.state.replica?.ioRunning, server.state.replica?.sqlRunning], ["no", true]);
+  assert(waited >= 2_100, `waited the lease and 2 s: ${Math.round(waited)} ms`);
+  // FAILSAFE_MODE off: no lease without a heartbeat, so the stale heartbeat is enough.
+  const off = await staleHolder("0-1-7", "0-1-9");
+  const t1 = performance.now();
+  assertEquals(
+    await runFailover({
+      kv: off.kv,
+      me: off.me,
+      failedPrimary: "n1",
+      probe: noProbe,
+      answersWritable: notWritable,
+      takeOver: { found: off.found, leaseMs: 100, failsafe: false, ask: silent, server: off.server },
+    }),
+    { appointed: "n3" },
+  );
+  assert(performance.now() - t1 < 2_000, "no wait");
+  assertEquals(off.server.methods(), [], "replication left alone");
+});
+
+Deno.test("runFailover() whose takeover finds the lock moved after the wait starts replication again", async () => {
+  const { kv, me, s1, found, server } = await staleHolder("0-1-9", "0-1-9");
+  const silent = async () => {
+    // n1 comes back during the wait: its heartbeat moves the index.
+    setTimeout(() => kv.heartbeatPrimary(s1, { ...n1, ready: true }, found.index), 100);
+    return await Promise.resolve("silent" as const);
+  };
+  const r = await runFailover({
+    kv,
+    me,
+    failedPrimary: "n1",
+    probe: noProbe,
+    answersWritable: notWritable,
+    takeOver: { found, leaseMs: 0, failsafe: true, ask: silent, server },
+  });
+  assertEquals(r, {});
+  assertEquals((await kv.primary()).session, s1);
+  assertEquals(server.methods().slice(-1), ["startReplica"]);
+  assertEquals(server.state.replica?.ioRunning, "yes");
+});
+
+Deno.test("runFailover() that took a silent holder's lock over but appoints nobody starts its replication again", async () => {
+  const { kv, me, s3, found, server } = await staleHolder("0-1-9", "0-1-9");
+  // Nobody can be chosen: both replicas have FAILOVER_PRIORITY=0.
+  const later = Date.now() + 1000;
+  assert(
+    await kv.publishMember(me.session, member(n2, { executed: "0-1-9", priority: 0, updatedAt: later })),
+  );
+  assert(await kv.publishMember(s3, member(n3, { executed: "0-1-9", priority: 0, updatedAt: later })));
+  const r = await runFailover({
+    kv,
+    me,
+    failedPrimary: "n1",
+    probe: noProbe,
+    answersWritable: notWritable,
+    takeOver: { found, leaseMs: 0, failsafe: true, ask: () => Promise.resolve("silent" as const), server },
+  });
+  assertEquals(r, {});
+  assertEquals((await kv.primary()).session, undefined, "taken over, nobody appointed");
+  assertEquals(server.methods().filter((m) => m === "stopReplicaIo" || m === "startReplica"), [
+    "stopReplicaIo",
+    "startReplica",
+  ]);
+  assertEquals(server.state.replica?.ioRunning, "yes");
+});
+
+Deno.test("runFailover() appoints a live last primary again when it has everything (its lock lost, not its node)", async () => {
+  const { kv, me } = cluster();
+  const old = kv.createSession();
+  assert(await kv.acquirePrimary(old, { ...n1, ready: true }));
+  kv.endSession(old); // Consul expired every session at once
+  const s1 = kv.createSession(); // n1's new session, its member record published again
+  const s3 = kv.createSession();
+  assert(await kv.publishMember(s1, member(n1, { role: "primary", executed: "0-1-9" })));
+  assert(await kv.publishMember(me.session, member(n2, { executed: "0-1-9" })));
+  assert(await kv.publishMember(s3, member(n3, { executed: "0-1-9", priority: 9 })));
+  const probe = (m: MemberRecord) => Promise.resolve({ ...m, updatedAt: Date.now() + 5000 });
+  const r = await runFailover({
+    kv,
+    me,
+    failedPrimary: "n1",
+    probe,
+    answersWritable: () => Promise.resolve(true), // n1 may be writable still: it is the one chosen
+  });
+  assertEquals(r, { appointed: "n1" }, "preferred over n3's higher priority");
+  assertEquals((await kv.primary()).session, s1);
+  // One that does not answer (and published nothing since) is left out, and holds nothing back.
+  const { kv: kv2, me: me2, s3: s3b } = await failedPrimary("0-1-7", "0-1-9");
+  assertEquals(
+    await runFailover({
+      kv: kv2,
+      me: me2,
+      failedPrimary: "n1",
+      probe: noProbe,
+      answersWritable: notWritable,
+    }),
+    { appointed: "n3" },
+  );
+  assertEquals((await kv2.primary()).session, s3b);
+});
+
+Deno.test("watchHeartbeat() records the holder's index on the boot clock and says when it stood still too long", async () => {
+  const { kv, me } = cluster();
+  const s1 = kv.createSession();
+  assert(await kv.acquirePrimary(s1, { ...n1, ready: true }));
+  const state = new MemoryState();
+  const session = { id: me.session, renewedAt: performance.now() };
+  const watch = async (ms: number) =>
+    await watchHeartbeat({
+      state,
+      cluster: await readCluster(kv, session),
+      session,
+      clock: { ms, resolutionMs: 0 },
+      leaseMs: 10_000,
+    });
+  assertEquals(await watch(1_000), undefined);
+  const seen = state.current.lockSeen!;
+  assertEquals([seen.session, seen.seenAt], [s1, 1_000]);
+  assertEquals(await watch(12_000), undefined);
+  assertEquals(state.saves.length, 1, "an unchanged index is not written again");
+  assertEquals(await watch(13_500), 12_500, "stale");
+  assert(await kv.heartbeatPrimary(s1, { ...n1, ready: true }, seen.index));
+  assertEquals(await watch(14_000), undefined, "it moved");
+  assertEquals(state.current.lockSeen?.seenAt, 14_000);
+  await kv.releasePrimary(s1, { ...n1, ready: true });
+  assert(await kv.acquirePrimary(me.session, n2));
+  assertEquals(await watch(99_000), undefined);
+  assertEquals(state.current.lockSeen, undefined, "the holder itself keeps no record");
 });
 
 Deno.test("switchover() hands the lock to the target once it has everything, and records it", async () => {

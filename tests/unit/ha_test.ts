@@ -414,3 +414,35 @@ Deno.test("decideHealth() keeps a replica whose I/O thread reconnects healthy wi
   const late = decideHealth(f(1_029_000));
   assertEquals(late.action === "report" && late.healthy, false, "29 s ago + 2 s lag is beyond 30 s");
 });
+
+Deno.test("decideHealth() takes over from a ready holder whose heartbeat stands still, unless held back", () => {
+  const consul = { up: true as const, lock: { record: p1, session: "s1", modifyIndex: 42 } };
+  const stale = facts({ consul, mysql: up({ replica: running }), staleHolderMs: 12_340 });
+  assertEquals(decideHealth(stale), {
+    action: "failover",
+    failedPrimary: "n1",
+    takeOver: { session: "s1", index: 42 },
+    reason:
+      "n1 holds the primary lock but its heartbeat has not moved for 12.3 s: taking the lock over and " +
+      "failing over",
+  });
+  assertEquals(decideHealth({ ...stale, failover: { paused: true } }), {
+    action: "report",
+    healthy: false,
+    reason:
+      "n1 holds the primary lock but its heartbeat has not moved for 12.3 s and automatic failover is paused",
+  });
+  assertEquals(
+    decideHealth({ ...stale, failover: { paused: false, quietReason: "quiet: n1 is alive" } }),
+    { action: "report", healthy: false, reason: "quiet: n1 is alive" },
+  );
+  assertEquals(decideHealth({ ...stale, mysql: up({ readOnly: false }) }).action, "fence", "read-only first");
+  const notReady = { up: true as const, lock: { ...consul.lock, record: { ...p1, ready: undefined } } };
+  assertEquals(
+    decideHealth({ ...stale, consul: notReady }).reason,
+    "n1 holds the primary lock and is not ready yet (applying its relay log): waiting",
+    "a holder still promoting is left alone",
+  );
+  // Without the fact, the holder is followed as before.
+  assertEquals(decideHealth(facts({ consul, mysql: up({ replica: running }) })).action, "report");
+});

@@ -9,7 +9,13 @@
  */
 import { assert, assertEquals, assertRejects } from "../assert.ts";
 import { ConsulUnavailableError, type KvEntry, SessionGoneError } from "../../../src/consul.ts";
-import type { ClusterKv, FailoverRecord, MemberRecord, VerificationRecord } from "../../../src/cluster_kv.ts";
+import type {
+  ClusterKv,
+  FailoverRecord,
+  MemberRecord,
+  PrimaryLock,
+  VerificationRecord,
+} from "../../../src/cluster_kv.ts";
 import { memberRecord } from "../member_record.ts";
 import { testManifest } from "../memory_store.ts";
 
@@ -59,6 +65,11 @@ export function clusterKvContract(name: string, open: () => Promise<KvBackend>):
 const p1 = { node: "n1", address: "10.0.0.1", port: 3306 };
 const p2 = { node: "n2", address: "10.0.0.2", port: 3306 };
 
+/** A primary lock without its ModifyIndex (which only the takeover case compares). */
+function bare({ modifyIndex: _, ...lock }: PrimaryLock): PrimaryLock {
+  return lock;
+}
+
 const CASES: [string, Case][] = [
   ["ensureSession() renews a live session and replaces one that has ended", async (c) => {
     const first = await c.kv.ensureSession(undefined);
@@ -86,31 +97,85 @@ const CASES: [string, Case][] = [
     const [a, b] = [await c.newSession(), await c.newSession()];
     assertEquals(await c.kv.acquirePrimary(a, p1), true);
     assertEquals(await c.kv.acquirePrimary(b, p2), false, "held by a");
-    assertEquals(await c.kv.primary(), { record: p1, session: a });
+    assertEquals(bare(await c.kv.primary()), { record: p1, session: a });
     assertEquals((await c.get(c.kv.keys.primary))?.value, '{"node":"n1","address":"10.0.0.1","port":3306}');
     assertEquals(await c.kv.acquirePrimary(a, { ...p1, ready: true }), true, "the holder rewrites it");
-    assertEquals(await c.kv.primary(), { record: { ...p1, ready: true }, session: a });
+    assertEquals(bare(await c.kv.primary()), { record: { ...p1, ready: true }, session: a });
     await c.kv.releasePrimary(b, p2);
     assertEquals(
-      (await c.kv.read()).primary,
+      bare((await c.kv.read()).primary),
       { record: { ...p1, ready: true }, session: a },
       "b never held it",
     );
     await c.kv.releasePrimary(a, p1);
-    assertEquals((await c.kv.read()).primary, { record: p1 });
+    assertEquals(bare((await c.kv.read()).primary), { record: p1 });
     assertEquals(await c.kv.acquirePrimary(b, p2), true, "released: free at once");
-    assertEquals(await c.kv.primary(), { record: p2, session: b });
+    assertEquals(bare(await c.kv.primary()), { record: p2, session: b });
   }],
 
   ["a session that ended released the primary lock with its record, and cannot take it again", async (c) => {
     const [a, b] = [await c.newSession(), await c.newSession()];
     assertEquals(await c.kv.acquirePrimary(a, { ...p1, ready: true }), true);
     await c.endSession(a);
-    assertEquals(await c.kv.primary(), { record: { ...p1, ready: true } });
+    assertEquals(bare(await c.kv.primary()), { record: { ...p1, ready: true } });
     await assertRejects(() => c.kv.acquirePrimary(a, p1), SessionGoneError);
     await c.kv.releasePrimary(a, p2);
-    assertEquals(await c.kv.primary(), { record: { ...p1, ready: true } }, "a release by it changes nothing");
+    assertEquals(
+      bare(await c.kv.primary()),
+      { record: { ...p1, ready: true } },
+      "a release by it changes nothing",
+    );
     assertEquals(await c.kv.acquirePrimary(b, p2), true);
+  }],
+
+  ["a stale holder's primary lock is taken over only at the index read, keeping its record", async (c) => {
+    const [a, b] = [await c.newSession(), await c.newSession()];
+    assertEquals(await c.kv.takeOverPrimary({}), false, "nothing to take over");
+    assertEquals(await c.kv.acquirePrimary(a, { ...p1, ready: true }), true);
+    const seen = await c.kv.primary();
+    assertEquals(await c.kv.acquirePrimary(a, { ...p1, ready: true }), true, "the same value again");
+    assertEquals(
+      (await c.kv.primary()).modifyIndex,
+      seen.modifyIndex,
+      "Consul wrote nothing: the index stays",
+    );
+    assert(seen.modifyIndex !== undefined && seen.modifyIndex > 0, `an index: ${seen.modifyIndex}`);
+    assertEquals((await c.kv.read()).primary.modifyIndex, seen.modifyIndex, "read() has it too");
+    assertEquals(await c.kv.heartbeatPrimary(b, p2, seen.modifyIndex!), false, "b does not hold it");
+    assertEquals(
+      await c.kv.heartbeatPrimary(a, { ...p1, ready: true }, seen.modifyIndex! + 1),
+      false,
+      "moved",
+    );
+    assertEquals(
+      await c.kv.heartbeatPrimary(a, { ...p1, ready: true }, seen.modifyIndex!),
+      true,
+      "a's heartbeat",
+    );
+    const beat = await c.kv.primary();
+    assert(beat.modifyIndex! > seen.modifyIndex!, "the heartbeat moved the index");
+    assertEquals(beat.record, { ...p1, ready: true }, "the same record");
+    assertEquals(await c.kv.heartbeatPrimary(a, { ...p1, ready: true }, beat.modifyIndex!), true, "again");
+    const again = await c.kv.primary();
+    assert(again.modifyIndex! > beat.modifyIndex!, "each heartbeat moves it");
+    assertEquals(await c.kv.takeOverPrimary(beat), false, "moved since it was seen");
+    assertEquals(await c.kv.takeOverPrimary({ ...again, session: b }), false, "b does not hold it");
+    assertEquals(bare(await c.kv.primary()), { record: { ...p1, ready: true }, session: a }, "unchanged");
+    assertEquals(await c.kv.takeOverPrimary(again), true);
+    assertEquals(bare(await c.kv.primary()), { record: { ...p1, ready: true } }, "free, record kept");
+    assertEquals(await c.kv.takeOverPrimary(again), false, "once");
+    assertEquals(await c.kv.acquirePrimary(b, p2), true, "free at once for another session");
+    const taken = (await c.kv.primary()).modifyIndex!;
+    assertEquals(
+      await c.kv.heartbeatPrimary(a, { ...p1, ready: true }, taken),
+      false,
+      "a's is refused",
+    );
+    const gone = await c.newSession();
+    assertEquals(await c.kv.acquirePrimary(gone, p2), false);
+    await c.endSession(gone);
+    const now = await c.kv.primary();
+    assertEquals(await c.kv.heartbeatPrimary(gone, p2, now.modifyIndex!), false, "an ended session: false");
   }],
 
   [
@@ -276,7 +341,7 @@ const CASES: [string, Case][] = [
       const n1 = memberRecord("n1");
       assertEquals(await c.kv.publishMember(a, n1), true);
       const view = await c.kv.read();
-      assertEquals([view.primary, view.failoverPaused, view.live], [
+      assertEquals([bare(view.primary), view.failoverPaused, view.live], [
         { record: p1, session: a },
         true,
         [{ record: n1, session: a }],
@@ -303,6 +368,8 @@ const CASES: [string, Case][] = [
       ["primary", () => kv.primary()],
       ["acquirePrimary", () => kv.acquirePrimary(s, p1)],
       ["releasePrimary", () => kv.releasePrimary(s, p1)],
+      ["takeOverPrimary", () => kv.takeOverPrimary({ session: s, modifyIndex: 1 })],
+      ["heartbeatPrimary", () => kv.heartbeatPrimary(s, p1, 1)],
       ["failoverLock", () => kv.failoverLock()],
       ["acquireFailoverLock", () => kv.acquireFailoverLock(s, { node: "n1", at: 1 }, { modifyIndex: 0 })],
       ["releaseFailoverLock", () => kv.releaseFailoverLock(s, "")],

@@ -1,12 +1,13 @@
 /**
  * An in-memory {@link ClusterKv} with Consul's lock semantics, for unit tests of the HA actions:
  *
- * - a key taken as a lock is held by one session; the holder may take it again (rewriting the value), any
- *   other session is refused (`false`);
+ * - a key taken as a lock is held by one session; the holder may take it again (rewriting the value; the
+ *   very same value changes nothing, not even the ModifyIndex), any other session is refused (`false`);
  * - a release by the holder frees the key and leaves the value given; a release by anyone else changes nothing;
  * - a session that has ended cannot take anything ({@link SessionGoneError}); ending it releases what it held
  *   and keeps the values (Consul's "release" behaviour), so its member record stays, departed;
  * - the failover lock is taken by check-and-set on the ModifyIndex read (0: the key must not exist);
+ * - the primary lock is taken over (freed from its holder, record kept) only at the ModifyIndex read;
  * - with `lockDelay`, a key released by an ended session refuses every session until {@link endLockDelay}.
  *
  * Keys are stored under their real names (from `SERVICE_NAME` and the key variables), and `read()` builds its
@@ -197,6 +198,25 @@ export class FakeClusterKv implements ClusterKv {
     );
   }
 
+  heartbeatPrimary(session: string, record: PrimaryRecord, modifyIndex: number): Promise<boolean> {
+    return this.#op("heartbeatPrimary", () => {
+      const e = this.#kv.get(this.keys.primary);
+      if (!this.#sessions.has(session) || e === undefined || e.modifyIndex !== modifyIndex) return false;
+      return this.#acquire(this.keys.primary, session, formatPrimaryRecord(record, modifyIndex));
+    });
+  }
+
+  takeOverPrimary(found: PrimaryLock): Promise<boolean> {
+    return this.#op("takeOverPrimary", () => {
+      const e = this.#kv.get(this.keys.primary);
+      if (found.session === undefined || e === undefined || e.modifyIndex !== found.modifyIndex) return false;
+      if (e.session !== found.session) return false;
+      const value = found.record === undefined ? "" : formatPrimaryRecord(found.record);
+      this.#kv.set(this.keys.primary, { value, lockIndex: e.lockIndex, modifyIndex: ++this.#index });
+      return true;
+    });
+  }
+
   failoverLock(): Promise<FailoverLock> {
     return this.#op("failoverLock", () => failoverLockFrom(this.entry(this.keys.failoverLock)));
   }
@@ -290,6 +310,7 @@ export class FakeClusterKv implements ClusterKv {
     const e = this.#kv.get(key);
     if (e?.session !== undefined && e.session !== session) return false;
     if (e?.session === undefined && this.#delayed.has(key)) return false;
+    if (e?.session === session && e.value === value) return true; // Consul writes nothing: the index stays
     this.#kv.set(key, {
       value,
       session,

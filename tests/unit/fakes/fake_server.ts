@@ -190,6 +190,13 @@ export class FakeServer implements MysqlServer {
     return this.#call("stopReplica", [], o, () => this.#stop());
   }
 
+  stopReplicaIo(o?: CallOptions): Promise<void> {
+    return this.#call("stopReplicaIo", [], o, () => {
+      const r = this.state.replica;
+      if (r) this.state.replica = { ...r, ioRunning: "no" };
+    });
+  }
+
   resetReplicaAll(o?: CallOptions): Promise<void> {
     return this.#call("resetReplicaAll", [], o, () => {
       this.state.replica = undefined;

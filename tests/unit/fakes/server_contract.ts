@@ -54,6 +54,13 @@ export async function serverContract(server: MysqlServer, source: SourceSpec): P
   const refused = await assertRejects(() => server.changeSource(source), MysqlQueryError);
   assertEquals(refused.errno, 1198, refused.message); // a running replica must be stopped first
 
+  await server.stopReplicaIo();
+  const receiverStopped = await server.replicaStatus();
+  assertEquals(
+    [receiverStopped?.ioRunning, receiverStopped?.sqlRunning],
+    ["no", true],
+    "STOP REPLICA IO_THREAD stops the receiver only",
+  );
   await server.stopReplica();
   const stopped = await server.replicaStatus();
   assert(stopped !== undefined, "STOP REPLICA forgot the source");

@@ -1,0 +1,139 @@
+/**
+ * The takeover of a stale primary lock: another node holds it, but its heartbeat (the lock's ModifyIndex,
+ * src/ha/heartbeat.ts) has not moved for longer than its lease can last on this node's boot clock. Run by the
+ * node holding the failover lock, before the normal failover (which then finds nobody holding the lock).
+ *
+ * Why this never makes two writable primaries:
+ * 1. A primary is writable only while its in-server lease runs (the fence event, every second, turns it
+ *    read-only as soon as the lease has lapsed), and it extends the lease only after a heartbeat write that
+ *    succeeded, to end at most `leaseMs` after that write was sent (src/ha/actions.ts, renewLease).
+ * 2. The observer saw index I no sooner than the write that made it, so no sooner than it was sent. Stale means
+ *    I has not moved for `leaseMs + 2 s` on the observer's clock since: the holder's lease, resting on I or an
+ *    older write, ended at least 2 s ago, and the fence event (1 s period) has turned it read-only.
+ * 3. The lock is freed only in one Consul transaction that checks the index is still I (ConsulStore
+ *    `unlockIfUnchanged`): any heartbeat written after I makes it fail. After it, the old holder no longer holds
+ *    the lock, so its next heartbeat (a check-and-set rewrite of a lock it holds) fails, and it never extends its
+ *    lease again; a new primary is appointed only after the lock is free, and turns writable only with its own
+ *    heartbeat and lease.
+ * What remains assumed: each machine's clock runs at the right RATE (the holder's lease is measured by its
+ * mysqld's clock and its autopilot's monotonic clock, the staleness by the observer's boot clock; their offsets
+ * never matter, only that 2 s of margin covers their drift over one lease), and the fence event runs on time
+ * (its 1 s period is in the margin).
+ *
+ * FAILSAFE_MODE (decision D5): a primary that cannot reach Consul may keep extending its lease without moving
+ * its heartbeat, as long as every member replicates from it. So the old primary is asked first, over MySQL:
+ * writable means no takeover; read-only, or a refused connection (mysqld is not running), means go; no answer
+ * at all means this node stops its own replication I/O thread from it (so that the old primary's failsafe check
+ * fails, and it fences itself), waits `leaseMs + 2 s` more, then goes. With FAILSAFE_MODE off no lease is ever
+ * extended without a heartbeat, so the stale heartbeat is enough and it goes at once.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { delay } from "../abort.ts";
+import type { ClusterKv } from "../cluster_kv.ts";
+import type { MysqlServer } from "../mysql/server.ts";
+import type { PrimaryRecord } from "./decide.ts";
+import { STALE_MARGIN_MS } from "./heartbeat.ts";
+
+const log = getLogger(["autopilot", "health"]);
+
+/** What the old primary answered over MySQL: read_only off or on, connection refused, or nothing in time. */
+export type PrimaryAnswer = "writable" | "read-only" | "refused" | "silent";
+
+/** What a takeover needs. */
+export interface TakeOverArgs {
+  readonly kv: ClusterKv;
+  /** The holder's session and the index this node saw stand still. */
+  readonly found: { readonly session: string; readonly index: number };
+  readonly leaseMs: number;
+  /**
+   * FAILSAFE_MODE: an old primary may extend its lease without a heartbeat, so a silent one is waited out.
+   * Off, a stale heartbeat alone proves its lease lapsed.
+   */
+  readonly failsafe: boolean;
+  /** Asks a node's server over TCP, as the replication account, whether it is writable. */
+  readonly ask: (node: PrimaryRecord) => Promise<PrimaryAnswer>;
+  /** This node's server: its replication I/O thread from the old primary is stopped when that one is silent. */
+  readonly server: MysqlServer;
+}
+
+/**
+ * Frees the stale holder's lock (see the module's documentation).
+ *
+ * @returns `free`: whether the lock is free now (freed here, or by its holder meanwhile); not when the takeover
+ *   is off (logged): the heartbeat moved, another node holds the lock, or the old primary answers writable.
+ *   `stoppedIo`: this node's replication I/O thread from the old primary was stopped and is still (the caller
+ *   starts it again if nobody is appointed; a node appointed, or following the one appointed, re-points it).
+ */
+export async function takeOver(a: TakeOverArgs, signal?: AbortSignal): Promise<TakeOverResult> {
+  const lock = await a.kv.primary();
+  if (lock.session === undefined) return { free: true, stoppedIo: false };
+  const holder = lock.record?.node ?? "the holder";
+  if (lock.session !== a.found.session || lock.modifyIndex !== a.found.index) {
+    log.info("{holder}'s heartbeat moved since it was seen standing still: no takeover", { holder });
+    return { free: false, stoppedIo: false };
+  }
+  const answer = lock.record === undefined ? "silent" : await a.ask(lock.record);
+  if (answer === "writable") {
+    log.error(
+      "{holder} holds the primary lock with a heartbeat standing still, but answers writable: alive and " +
+        "writable without Consul (FAILSAFE_MODE), no takeover",
+      { holder },
+    );
+    return { free: false, stoppedIo: false };
+  }
+  let stoppedIo = false;
+  if (answer === "silent" && a.failsafe) {
+    stoppedIo = await stopIoFrom(a.server, lock.record, signal);
+    const waitMs = a.leaseMs + STALE_MARGIN_MS;
+    log.warn(
+      "{holder} does not answer over MySQL: {io}waiting {s} s more (its lease, if it keeps one without Consul, " +
+        "then lapses) before taking the lock over",
+      { holder, io: stoppedIo ? "stopped replicating from it, " : "", s: waitMs / 1000 },
+    );
+    await delay(waitMs, { signal });
+  }
+  if (!(await a.kv.takeOverPrimary(lock))) {
+    log.info("{holder}'s primary lock moved meanwhile (a heartbeat, a release): no takeover", { holder });
+    if (stoppedIo) await startIoAgain(a.server, signal);
+    return { free: false, stoppedIo: false };
+  }
+  log.warn("Took the primary lock over from {holder} ({answer}): its heartbeat had stood still", {
+    holder,
+    answer: answer === "silent" ? "no answer" : answer,
+  });
+  return { free: true, stoppedIo };
+}
+
+/** How a takeover ended (see {@link takeOver}). */
+export interface TakeOverResult {
+  readonly free: boolean;
+  readonly stoppedIo: boolean;
+}
+
+/** Starts this node's replication again after a stop of its I/O thread that led nowhere; a failure is logged. */
+export async function startIoAgain(server: MysqlServer, signal?: AbortSignal): Promise<void> {
+  await server.startReplica({ signal }).catch((e) =>
+    log.warn("Cannot start replication again: {e}", { e: (e as Error).message })
+  );
+}
+
+/** Stops this node's replication I/O thread if it replicates from `primary`; whether it did. */
+async function stopIoFrom(
+  server: MysqlServer,
+  primary: PrimaryRecord | undefined,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  if (primary === undefined) return false;
+  try {
+    const r = await server.replicaStatus({ signal });
+    if (r === undefined || r.sourceHost !== primary.address || r.sourcePort !== primary.port) return false;
+    await server.stopReplicaIo({ signal });
+    return true;
+  } catch (e) {
+    if (signal?.aborted) throw signal.reason;
+    log.warn("Cannot stop the replication I/O thread: {e}", { e: (e as Error).message });
+    return false;
+  }
+}
