@@ -24,6 +24,7 @@ import { type ActionResult, type Outcome, renewLease, type Restore } from "../sr
 import { decideHealth, holdsLock } from "../src/ha/decide.ts";
 import { gatherFacts, holdsLockIn, keepSession, readCluster, watchHeartbeat } from "../src/ha/facts.ts";
 import { bootClock } from "../src/boot_clock.ts";
+import { publishedFor, withPublished } from "../src/ha/failsafe.ts";
 import { primaryCheck } from "../src/ha/primary_check.ts";
 import { settleWindowMs } from "../src/ha/recovery.ts";
 import { finishRebuild, type RebuildArgs } from "../src/ha/rebuild.ts";
@@ -127,7 +128,7 @@ async function healthPass(
         await renewLease({
           server: local.server,
           kv,
-          me: { self, session: session.id },
+          me: { self, session: session.id, ...withPublished(publishedFor(state, config.failover.failsafe)) },
           lock: cluster.view.primary,
           leaseMs: deps.leaseMs,
           renewedAt: session.renewedAt,

@@ -43,6 +43,13 @@ export interface PrimaryRecord {
    * (a follower asking for transactions it has not applied yet would be refused).
    */
   readonly ready?: boolean;
+  /**
+   * FAILSAFE_MODE: the members whose replication this primary checks while it cannot reach Consul, as its last
+   * heartbeat published them. Only these may take a silent primary's lock over (src/ha/takeover.ts): their
+   * stopping replicating from it is what makes its failsafe check fail. Absent: written by a version (or a
+   * configuration) without failsafe mode, whose lease never outlives its heartbeat.
+   */
+  readonly checks?: readonly string[];
 }
 
 /** The primary lock as read from Consul. */
@@ -322,6 +329,7 @@ export function formatPrimaryRecord(r: PrimaryRecord, beat?: number): string {
     address: r.address,
     port: r.port,
     ...(r.ready ? { ready: true } : {}),
+    ...(r.checks === undefined ? {} : { checks: r.checks }),
     ...(beat === undefined ? {} : { beat }),
   });
 }
@@ -339,6 +347,9 @@ export function parsePrimaryRecord(value: string | undefined): PrimaryRecord | u
     address: v.address,
     port: v.port as number,
     ...(v.ready === true ? { ready: true } : {}),
+    ...(Array.isArray(v.checks) && v.checks.every((c) => typeof c === "string")
+      ? { checks: v.checks as string[] }
+      : {}),
   };
 }
 

@@ -46,7 +46,15 @@ export interface NodeState {
    * lock, and the other live members (their member key held). Failsafe mode (src/ha/failsafe.ts) asks these
    * over MySQL while Consul cannot be reached. Rewritten only when it changes.
    */
-  readonly members?: { readonly heldLock: boolean; readonly others: readonly KnownMember[] };
+  readonly members?: {
+    readonly heldLock: boolean;
+    readonly others: readonly KnownMember[];
+    /**
+     * The members this primary's last heartbeat published as the ones its failsafe checks (PrimaryRecord.checks):
+     * the failsafe checks them as well as `others`, since any of them may take the lock over.
+     */
+    readonly published?: readonly KnownMember[];
+  };
   /** Since when (boot clock, ms) this primary has stayed writable in failsafe mode, while it does. */
   readonly failsafeSince?: number;
   /**

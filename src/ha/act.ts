@@ -27,7 +27,7 @@ import type { MemberRecord } from "./failover_plan.ts";
 import type { ClusterView } from "../cluster_kv.ts";
 import type { PrimaryAnswer } from "./takeover.ts";
 import type { PassNode } from "./facts.ts";
-import { failsafe } from "./failsafe.ts";
+import { failsafe, publishedFor, withPublished } from "./failsafe.ts";
 import type { KnownMember } from "../state.ts";
 import type { ReplicaStatus } from "../mysql/flavour.ts";
 
@@ -80,7 +80,11 @@ export async function act(
   }
   // Every other decision is taken only with the server up and Consul reached.
   const server = required(p.server, "the local server");
-  const me: Me = { self: p.self, session: required(p.session, "a session") };
+  const me: Me = {
+    self: p.self,
+    session: required(p.session, "a session"),
+    ...withPublished(publishedFor(p.state, p.config.failover.failsafe)),
+  };
   const primary = { server, kv: p.kv, me, semiSync: p.config.mysql.semiSync, leaseMs: p.leaseMs };
   switch (d.action) {
     case "bootstrap-primary":
@@ -119,21 +123,21 @@ export async function act(
       log.info("{reason}", { reason: d.reason });
       return await startReplication({ server, state: p.state, source: d.source }, signal);
     case "failover": {
+      const guard = {
+        leaseMs: p.leaseMs,
+        failsafe: p.config.failover.failsafe,
+        ask: p.askPrimary,
+        server,
+        self: p.self.node,
+      };
       const r = await runFailover({
         kv: p.kv,
         me,
         failedPrimary: d.failedPrimary,
         probe: p.probe,
         answersWritable: p.answersWritable,
-        ...(d.takeOver === undefined ? {} : {
-          takeOver: {
-            found: d.takeOver,
-            leaseMs: p.leaseMs,
-            failsafe: p.config.failover.failsafe,
-            ask: p.askPrimary,
-            server,
-          },
-        }),
+        guard,
+        ...(d.takeOver === undefined ? {} : { takeOver: { ...guard, found: d.takeOver } }),
       }, signal);
       if (r.appointed === p.self.node) {
         return await serveAsPrimary({ ...primary, restore: p.restore() }, signal);

@@ -12,7 +12,7 @@ import type { Statement } from "../mysql/flavour.ts";
 import { subtractGtids } from "../mysql/gtid.ts";
 import type { MysqlServer } from "../mysql/server.ts";
 import type { RestoredMark } from "../restored.ts";
-import type { StateStore } from "../state.ts";
+import type { KnownMember, StateStore } from "../state.ts";
 import { delay } from "../abort.ts";
 import { leaseLeftMs } from "../mysql/lease.ts";
 import type { PrimaryLock, PrimaryRecord } from "./decide.ts";
@@ -40,6 +40,18 @@ export interface Me {
   readonly self: PrimaryRecord;
   /** This node's session (kept this pass). */
   readonly session: string;
+  /**
+   * FAILSAFE_MODE: the members this node's failsafe checks, published with each heartbeat
+   * (PrimaryRecord.checks), and how to keep what was published in the state file (the failsafe then checks
+   * those too, so that every member that may take the lock over is checked).
+   */
+  readonly published?: Published;
+}
+
+/** The members a primary's heartbeat publishes, and the record of what it published (see {@link Me}). */
+export interface Published {
+  readonly members: readonly KnownMember[];
+  record(members: readonly KnownMember[]): Promise<void>;
 }
 
 /** The datadir was restored from a snapshot and replication has not started from it yet. */
@@ -320,14 +332,18 @@ export async function startReplication(
  */
 export async function heartbeat(
   kv: ClusterKv,
-  session: string,
+  me: Me,
   lock: PrimaryLock,
-  self: PrimaryRecord,
 ): Promise<number | undefined> {
+  const { session, self, published } = me;
   if (lock.session !== session || lock.modifyIndex === undefined) return undefined;
+  const { checks: _, ...base } = lock.record ?? self;
+  const record = published === undefined ? base : { ...base, checks: published.members.map((m) => m.node) };
   const sentAt = performance.now();
   try {
-    return (await kv.heartbeatPrimary(session, lock.record ?? self, lock.modifyIndex)) ? sentAt : undefined;
+    if (!(await kv.heartbeatPrimary(session, record, lock.modifyIndex))) return undefined;
+    await published?.record(published.members);
+    return sentAt;
   } catch (e) {
     log.warn("The heartbeat (a rewrite of the primary lock) got no answer: {e}", { e: (e as Error).message });
     return undefined;
@@ -355,7 +371,7 @@ export async function renewLease(
   },
   signal?: AbortSignal,
 ): Promise<void> {
-  const beat = await heartbeat(a.kv, a.me.session, a.lock, a.me.self);
+  const beat = await heartbeat(a.kv, a.me, a.lock);
   if (beat === undefined) {
     log.warn(
       "The heartbeat could not be written (the primary lock moved, or the session or Consul is gone): the " +
@@ -392,7 +408,7 @@ export async function leaseForWriting(
     log.error("This node's Consul session is gone: not turning writable");
     return false;
   }
-  if ((await heartbeat(a.kv, a.me.session, await a.kv.primary(), a.me.self)) === undefined) {
+  if ((await heartbeat(a.kv, a.me, await a.kv.primary())) === undefined) {
     log.error(
       "The heartbeat could not be written (this node does not hold the primary lock): not turning writable",
     );

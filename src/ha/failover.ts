@@ -17,7 +17,13 @@ import type { Me } from "./actions.ts";
 import type { PrimaryLock, PrimaryRecord } from "./decide.ts";
 import { type FailoverPlan, type MemberRecord, planFailover } from "./failover_plan.ts";
 import { takeFailoverLock } from "./failover_lock.ts";
-import { startIoAgain, takeOver, type TakeOverArgs } from "./takeover.ts";
+import {
+  clearOldPrimary,
+  type OldPrimaryGuard,
+  startIoAgain,
+  takeOver,
+  type TakeOverArgs,
+} from "./takeover.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -45,6 +51,12 @@ export interface FailoverArgs {
    * (src/ha/takeover.ts); absent when nobody holds the lock.
    */
   readonly takeOver?: Omit<TakeOverArgs, "kv">;
+  /**
+   * FAILSAFE_MODE: nobody holds the lock, but the old primary may still be writable on a lease it extends without
+   * Consul; it is made sure of first (src/ha/takeover.ts `clearOldPrimary`), before the plan is read. Absent:
+   * `answersWritable` is asked after the plan, as without failsafe mode no lease outlives the session.
+   */
+  readonly guard?: OldPrimaryGuard;
 }
 
 /** How a failover attempt ended: the node appointed; or none, `wait`ing when another node appoints one. */
@@ -84,6 +96,14 @@ export async function runFailover(a: FailoverArgs, signal?: AbortSignal): Promis
       });
       return { wait: true };
     }
+    // FAILSAFE_MODE: the old primary may be writable on a lease kept without Consul. Made sure of before the
+    // plan is read, since it may write (and its replicas receive) until it is out of the way.
+    const guarded = a.takeOver === undefined && a.guard?.failsafe === true;
+    if (guarded) {
+      const cleared = await clearOldPrimary(a.guard!, primary.record, signal);
+      stoppedIo = cleared.stoppedIo;
+      if (!cleared.go) return {};
+    }
     const excluded = excludedNode(primary, a.failedPrimary);
     // A primary taken over never counts (it stood still); otherwise a live last primary may (decision D6).
     const lastCounts = excluded !== undefined && a.takeOver === undefined;
@@ -104,7 +124,7 @@ export async function runFailover(a: FailoverArgs, signal?: AbortSignal): Promis
     const old = primary.record;
     // A taken over primary was asked already; the last primary chosen again may well be writable.
     if (
-      old !== undefined && a.takeOver === undefined && old.node !== candidate.node &&
+      old !== undefined && a.takeOver === undefined && !guarded && old.node !== candidate.node &&
       await a.answersWritable(old)
     ) {
       log.error(
@@ -127,9 +147,8 @@ export async function runFailover(a: FailoverArgs, signal?: AbortSignal): Promis
   } finally {
     await hold.release(promoted);
     // Nobody appointed: nothing re-points this node's replication, which the takeover stopped.
-    if (stoppedIo && promoted === undefined && a.takeOver !== undefined) {
-      await startIoAgain(a.takeOver.server, signal);
-    }
+    const server = a.takeOver?.server ?? a.guard?.server;
+    if (stoppedIo && promoted === undefined && server !== undefined) await startIoAgain(server, signal);
   }
 }
 

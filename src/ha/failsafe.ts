@@ -22,8 +22,8 @@ import { bootClockMs } from "../boot_clock.ts";
 import type { ReplicaStatus } from "../mysql/flavour.ts";
 import { leaseLeftMs } from "../mysql/lease.ts";
 import type { MysqlServer } from "../mysql/server.ts";
-import type { KnownMember, StateStore } from "../state.ts";
-import { type ActionResult, fence } from "./actions.ts";
+import type { KnownMember, NodeState, StateStore } from "../state.ts";
+import { type ActionResult, fence, type Published } from "./actions.ts";
 import type { ClusterKv } from "../cluster_kv.ts";
 import type { HealthDecision, PrimaryRecord } from "./decide.ts";
 
@@ -102,6 +102,37 @@ export function failsafeVerdict(
   };
 }
 
+/**
+ * The members the failsafe checks: the other live members of the last view read, and those the last heartbeat
+ * published (PrimaryRecord.checks), which may take the lock over if this node falls silent. By node name.
+ */
+export function checkedMembers(members: NodeState["members"]): KnownMember[] {
+  const all = new Map<string, KnownMember>();
+  for (const m of [...(members?.published ?? []), ...(members?.others ?? [])]) all.set(m.node, m);
+  return [...all.values()].sort((a, b) => a.node < b.node ? -1 : a.node > b.node ? 1 : 0);
+}
+
+/**
+ * What a primary's heartbeat publishes with FAILSAFE_MODE on: the members its failsafe checks (the state file's
+ * cache), and, once written, the record of them in the state file (only when it changed). Undefined when off.
+ */
+export function publishedFor(state: StateStore, failsafe: boolean): Published | undefined {
+  if (!failsafe) return undefined;
+  return {
+    members: checkedMembers(state.current.members),
+    record: async (members) => {
+      const current = state.current.members;
+      if (JSON.stringify(current?.published ?? []) === JSON.stringify(members)) return;
+      await state.patch({ members: { heldLock: true, others: current?.others ?? [], published: members } });
+    },
+  };
+}
+
+/** `{ published }` for a {@link Me}, or nothing when failsafe mode is off. */
+export function withPublished(p: Published | undefined): { readonly published?: Published } {
+  return p === undefined ? {} : { published: p };
+}
+
 /** What the failsafe action works with. */
 export interface Failsafe {
   readonly server: MysqlServer;
@@ -131,7 +162,7 @@ export async function failsafe(
     kv: p.kv,
     self: p.self,
     state: p.state,
-    members: p.state.current.members?.others ?? [],
+    members: checkedMembers(p.state.current.members),
     leaseMs: p.leaseMs,
     consulError: d.consulError,
     ask: p.replicaStatusOf,

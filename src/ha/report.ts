@@ -226,7 +226,12 @@ export function cacheOf(
       .filter((m) => m.record.node !== p.self.node)
       .map((m) => ({ node: m.record.node, address: m.record.address, port: m.record.port }))
       .sort((a, b) => a.node < b.node ? -1 : a.node > b.node ? 1 : 0);
-    const members = { heldLock: holdsLock(p.facts) || p.serving, others };
+    const published = current.members?.published;
+    const members = {
+      heldLock: holdsLock(p.facts) || p.serving,
+      others,
+      ...(published ? { published } : {}),
+    };
     if (JSON.stringify(members) !== JSON.stringify(current.members)) changes.members = members;
     if (current.failsafeSince !== undefined) changes.failsafeSince = undefined;
   }

@@ -41,11 +41,11 @@ const log = getLogger(["autopilot", "health"]);
 /** What the old primary answered over MySQL: read_only off or on, connection refused, or nothing in time. */
 export type PrimaryAnswer = "writable" | "read-only" | "refused" | "silent";
 
-/** What a takeover needs. */
-export interface TakeOverArgs {
-  readonly kv: ClusterKv;
-  /** The holder's session and the index this node saw stand still. */
-  readonly found: { readonly session: string; readonly index: number };
+/**
+ * What is done about the old primary before its lock is freed (a takeover) or given to another node (a failover
+ * with FAILSAFE_MODE on): see {@link clearOldPrimary}.
+ */
+export interface OldPrimaryGuard {
   readonly leaseMs: number;
   /**
    * FAILSAFE_MODE: an old primary may extend its lease without a heartbeat, so a silent one is waited out.
@@ -56,6 +56,64 @@ export interface TakeOverArgs {
   readonly ask: (node: PrimaryRecord) => Promise<PrimaryAnswer>;
   /** This node's server: its replication I/O thread from the old primary is stopped when that one is silent. */
   readonly server: MysqlServer;
+  /** This node's name: only a member the old primary's failsafe checks may act on a silent one. */
+  readonly self: string;
+}
+
+/** What a takeover needs. */
+export interface TakeOverArgs extends OldPrimaryGuard {
+  readonly kv: ClusterKv;
+  /** The holder's session and the index this node saw stand still. */
+  readonly found: { readonly session: string; readonly index: number };
+}
+
+/** Whether the old primary is out of the way, and whether this node's replication I/O thread was stopped. */
+export interface Cleared {
+  readonly go: boolean;
+  readonly stoppedIo: boolean;
+  readonly answer: PrimaryAnswer;
+}
+
+/**
+ * Makes sure the old primary cannot be writable any more (the module's documentation, D5): it is asked over
+ * MySQL; writable means no (logged); read-only, or a refused connection, means yes; no answer means yes with
+ * FAILSAFE_MODE off, and with it on, only on a member its failsafe checks (PrimaryRecord.checks: another node's
+ * replication is not what its failsafe looks at), after this node stopped replicating from it and waited
+ * `leaseMs + 2 s`.
+ */
+export async function clearOldPrimary(
+  g: OldPrimaryGuard,
+  old: PrimaryRecord | undefined,
+  signal?: AbortSignal,
+): Promise<Cleared> {
+  const holder = old?.node ?? "the old primary";
+  const answer = old === undefined ? "silent" : await g.ask(old);
+  if (answer === "writable") {
+    log.error(
+      "{holder} has no live heartbeat but answers writable: alive and writable without Consul " +
+        "(FAILSAFE_MODE), so nobody else is made primary",
+      { holder },
+    );
+    return { go: false, stoppedIo: false, answer };
+  }
+  if (answer !== "silent" || !g.failsafe) return { go: true, stoppedIo: false, answer };
+  if (old?.checks !== undefined && !old.checks.includes(g.self)) {
+    log.warn(
+      "{holder} does not answer over MySQL, and its failsafe does not check this node ({checks}): leaving " +
+        "it to one of those, whose stopping replicating from it is what fences it",
+      { holder, checks: old.checks.join(", ") || "no member" },
+    );
+    return { go: false, stoppedIo: false, answer };
+  }
+  const stoppedIo = await stopIoFrom(g.server, old, signal);
+  const waitMs = g.leaseMs + STALE_MARGIN_MS;
+  log.warn(
+    "{holder} does not answer over MySQL: {io}waiting {s} s more (its lease, if it keeps one without Consul, " +
+      "then lapses) before another node is made primary",
+    { holder, io: stoppedIo ? "stopped replicating from it, " : "", s: waitMs / 1000 },
+  );
+  await delay(waitMs, { signal });
+  return { go: true, stoppedIo, answer };
 }
 
 /**
@@ -74,26 +132,8 @@ export async function takeOver(a: TakeOverArgs, signal?: AbortSignal): Promise<T
     log.info("{holder}'s heartbeat moved since it was seen standing still: no takeover", { holder });
     return { free: false, stoppedIo: false };
   }
-  const answer = lock.record === undefined ? "silent" : await a.ask(lock.record);
-  if (answer === "writable") {
-    log.error(
-      "{holder} holds the primary lock with a heartbeat standing still, but answers writable: alive and " +
-        "writable without Consul (FAILSAFE_MODE), no takeover",
-      { holder },
-    );
-    return { free: false, stoppedIo: false };
-  }
-  let stoppedIo = false;
-  if (answer === "silent" && a.failsafe) {
-    stoppedIo = await stopIoFrom(a.server, lock.record, signal);
-    const waitMs = a.leaseMs + STALE_MARGIN_MS;
-    log.warn(
-      "{holder} does not answer over MySQL: {io}waiting {s} s more (its lease, if it keeps one without Consul, " +
-        "then lapses) before taking the lock over",
-      { holder, io: stoppedIo ? "stopped replicating from it, " : "", s: waitMs / 1000 },
-    );
-    await delay(waitMs, { signal });
-  }
+  const { go, stoppedIo, answer } = await clearOldPrimary(a, lock.record, signal);
+  if (!go) return { free: false, stoppedIo: false };
   if (!(await a.kv.takeOverPrimary(lock))) {
     log.info("{holder}'s primary lock moved meanwhile (a heartbeat, a release): no takeover", { holder });
     if (stoppedIo) await startIoAgain(a.server, signal);

@@ -10,6 +10,7 @@ import {
   endSwitchover,
   fence,
   follow,
+  heartbeat,
   type Me,
   renewLease,
   serveAsPrimary,
@@ -17,6 +18,7 @@ import {
   takePrimaryLock,
 } from "../../src/ha/actions.ts";
 import { runFailover, waitForAppointment } from "../../src/ha/failover.ts";
+import { checkedMembers, publishedFor } from "../../src/ha/failsafe.ts";
 import { switchover } from "../../src/ha/switchover.ts";
 import {
   gatherFacts,
@@ -524,7 +526,7 @@ Deno.test("runFailover() takes a stale lock over from a holder that answers read
     failedPrimary: "n1",
     probe,
     answersWritable: () => Promise.resolve(true),
-    takeOver: { found, leaseMs: 100, failsafe: true, ask, server },
+    takeOver: { found, leaseMs: 100, failsafe: true, ask, server, self: "n2" },
   });
   assertEquals(r, { appointed: "n3" });
   assertEquals(asked, ["n1"]);
@@ -540,7 +542,10 @@ Deno.test("runFailover() takes nothing over when the heartbeat moved, or the hol
   const args = { kv, me, failedPrimary: "n1", probe: noProbe, answersWritable: notWritable };
   assert(await kv.heartbeatPrimary(s1, { ...n1, ready: true }, found.index)); // n1's heartbeat came after all
   assertEquals(
-    await runFailover({ ...args, takeOver: { found, leaseMs: 100, failsafe: true, ask: readOnly, server } }),
+    await runFailover({
+      ...args,
+      takeOver: { found, leaseMs: 100, failsafe: true, ask: readOnly, server, self: "n2" },
+    }),
     {},
   );
   assertEquals((await kv.primary()).session, s1);
@@ -549,7 +554,7 @@ Deno.test("runFailover() takes nothing over when the heartbeat moved, or the hol
   assertEquals(
     await runFailover({
       ...args,
-      takeOver: { found: now, leaseMs: 100, failsafe: true, ask: writable, server },
+      takeOver: { found: now, leaseMs: 100, failsafe: true, ask: writable, server, self: "n2" },
     }),
     {},
   );
@@ -567,7 +572,7 @@ Deno.test("runFailover() from a silent holder stops replicating from it and wait
     failedPrimary: "n1",
     probe: noProbe,
     answersWritable: notWritable,
-    takeOver: { found, leaseMs: 100, failsafe: true, ask: silent, server },
+    takeOver: { found, leaseMs: 100, failsafe: true, ask: silent, server, self: "n2" },
   });
   const waited = performance.now() - t0;
   assertEquals(r, { appointed: "n3" });
@@ -585,7 +590,14 @@ Deno.test("runFailover() from a silent holder stops replicating from it and wait
       failedPrimary: "n1",
       probe: noProbe,
       answersWritable: notWritable,
-      takeOver: { found: off.found, leaseMs: 100, failsafe: false, ask: silent, server: off.server },
+      takeOver: {
+        found: off.found,
+        leaseMs: 100,
+        failsafe: false,
+        ask: silent,
+        server: off.server,
+        self: "n2",
+      },
     }),
     { appointed: "n3" },
   );
@@ -606,7 +618,7 @@ Deno.test("runFailover() whose takeover finds the lock moved after the wait star
     failedPrimary: "n1",
     probe: noProbe,
     answersWritable: notWritable,
-    takeOver: { found, leaseMs: 0, failsafe: true, ask: silent, server },
+    takeOver: { found, leaseMs: 0, failsafe: true, ask: silent, server, self: "n2" },
   });
   assertEquals(r, {});
   assertEquals((await kv.primary()).session, s1);
@@ -628,7 +640,14 @@ Deno.test("runFailover() that took a silent holder's lock over but appoints nobo
     failedPrimary: "n1",
     probe: noProbe,
     answersWritable: notWritable,
-    takeOver: { found, leaseMs: 0, failsafe: true, ask: () => Promise.resolve("silent" as const), server },
+    takeOver: {
+      found,
+      leaseMs: 0,
+      failsafe: true,
+      ask: () => Promise.resolve("silent" as const),
+      server,
+      self: "n2",
+    },
   });
   assertEquals(r, {});
   assertEquals((await kv.primary()).session, undefined, "taken over, nobody appointed");
@@ -824,4 +843,67 @@ Deno.test("gatherFacts() holds a failover back while paused, and says Consul is 
   assertEquals(holdsLockIn(await readCluster(kv, session), session), false);
   const gone = await gatherFacts({ ...sources, local: { error: "no socket", gone: true } });
   assertEquals(gone.facts.mysql, { up: false, error: "no socket", gone: true });
+});
+
+Deno.test("runFailover() with failsafe leaves a silent holder to the members its failsafe checks", async () => {
+  const { kv, me, s1, server } = await staleHolder("0-1-7", "0-1-9");
+  // n1's last heartbeat published that its failsafe checks n3 only: n2 stopping replicating would not fence it.
+  const seen = await kv.primary();
+  assert(await kv.heartbeatPrimary(s1, { ...n1, ready: true, checks: ["n3"] }, seen.modifyIndex!));
+  const found = { session: s1, index: (await kv.primary()).modifyIndex! };
+  const silent = () => Promise.resolve("silent" as const);
+  const r = await runFailover({
+    kv,
+    me,
+    failedPrimary: "n1",
+    probe: noProbe,
+    answersWritable: notWritable,
+    takeOver: { found, leaseMs: 0, failsafe: true, ask: silent, server, self: "n2" },
+  });
+  assertEquals(r, {});
+  assertEquals((await kv.primary()).session, s1, "not taken over");
+  assertEquals(server.methods(), [], "n2 replicates on: nothing was stopped");
+});
+
+Deno.test("runFailover() with failsafe makes sure of the old primary before it plans, when nobody holds the lock", async () => {
+  const { kv, me, s3 } = await failedPrimary("0-1-7", "0-1-9");
+  const server = new FakeServer("mariadb", { replica: replicating(n1) });
+  const guard = (ask: () => Promise<"writable" | "silent">) => ({
+    leaseMs: 0,
+    failsafe: true,
+    ask,
+    server,
+    self: "n2",
+  });
+  const probed: string[] = [];
+  const probe = (m: MemberRecord) => (probed.push(m.node), Promise.resolve(undefined));
+  const writable = () => Promise.resolve("writable" as const);
+  const args = { kv, me, failedPrimary: "n1", probe, answersWritable: notWritable };
+  assertEquals(await runFailover({ ...args, guard: guard(writable) }), {});
+  assertEquals(probed, [], "an old primary writable on a failsafe lease: nothing planned");
+  assertEquals((await kv.primary()).session, undefined);
+  const silent = () => Promise.resolve("silent" as const);
+  assertEquals(await runFailover({ ...args, guard: guard(silent) }), { appointed: "n3" });
+  assertEquals((await kv.primary()).session, s3);
+  assert(server.methods().includes("stopReplicaIo"), "a silent one: this node stopped replicating from it");
+});
+
+Deno.test("heartbeat() publishes the members the failsafe checks, and the failsafe then checks them too", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, { ...n2, ready: true }));
+  let current: NodeState = { members: { heldLock: true, others: [n1] } };
+  const state: StateStore = {
+    get current() {
+      return current;
+    },
+    patch: (p) => (current = { ...current, ...p }, Promise.resolve()),
+  };
+  const published = publishedFor(state, true)!;
+  assertEquals(await heartbeat(kv, { ...me, published }, await kv.primary()) !== undefined, true);
+  assertEquals((await kv.primary()).record?.checks, ["n1"]);
+  assertEquals(current.members?.published, [n1]);
+  // n1 left the view; n3 joined: the failsafe checks both until a heartbeat publishes the new list.
+  current = { members: { heldLock: true, others: [n3], published: [n1] } };
+  assertEquals(checkedMembers(current.members).map((m) => m.node), ["n1", "n3"]);
+  assertEquals(publishedFor(state, false), undefined, "FAILSAFE_MODE off: nothing is published");
 });
