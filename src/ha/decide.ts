@@ -336,6 +336,19 @@ function nobodyIsPrimary(f: HealthFacts, lock: PrimaryLock): HealthDecision {
           "it becomes primary with the restored data",
       };
     }
+    // Consul lost its keys under a running primary: it is writable, so its in-server lease runs and no other
+    // node can be; it takes the lock back at once instead of waiting out the settle window with the others.
+    if (
+      !mysql.readOnly && !mysql.replica && mysql.identity !== undefined &&
+      (f.cluster === undefined || f.cluster === mysql.identity) && f.failsafe?.heldLock !== false
+    ) {
+      return {
+        action: "resume-primary",
+        reason:
+          `Consul has no primary lock record (its keys were lost) and this node is the writable primary of ` +
+          `cluster ${mysql.identity}: taking the lock again`,
+      };
+    }
     // Consul lost its keys (or never had this cluster's): whole-cluster recovery, src/ha/recovery.ts.
     const step = recoveryStep({
       self: f.node.node,

@@ -446,3 +446,31 @@ Deno.test("decideHealth() takes over from a ready holder whose heartbeat stands 
   // Without the fact, the holder is followed as before.
   assertEquals(decideHealth(facts({ consul, mysql: up({ replica: running }) })).action, "report");
 });
+
+Deno.test("decideHealth() with Consul's keys lost under a running primary: it takes the lock back at once", () => {
+  const consul = { up: true as const, lock: {}, session: "s-me" };
+  const writable = up({ readOnly: false, hasTransactions: true, identity: "c-1" });
+  assertEquals(
+    decideHealth(facts({ consul, mysql: writable, failsafe: { heldLock: true } })).action,
+    "resume-primary",
+  );
+  assertEquals(
+    decideHealth(facts({ consul, mysql: writable })).action,
+    "resume-primary",
+    "FAILSAFE_MODE off",
+  );
+  assert(
+    decideHealth(facts({ consul, mysql: writable, failsafe: { heldLock: false } })).action !==
+      "resume-primary",
+    "writable without having held the lock: no",
+  );
+  assert(
+    decideHealth(facts({ consul, mysql: writable, cluster: "c-2" })).action !== "resume-primary",
+    "another cluster's key: no",
+  );
+  assert(
+    decideHealth(facts({ consul, mysql: up({ hasTransactions: true, identity: "c-1" }) })).action !==
+      "resume-primary",
+    "read-only: the recovery decides",
+  );
+});

@@ -188,7 +188,8 @@ Deno.test("decideHealth(): data without an identity, or with another cluster's, 
   );
   // Writable: fenced first, whatever the reason.
   assertEquals(decideHealth(facts({ mysql: up({ identity: undefined, readOnly: false }) })).action, "fence");
-  assertEquals(decideHealth(facts({ mysql: up({ readOnly: false }) })).action, "fence");
+  // Writable with this cluster's identity: the running primary, whose keys Consul lost, takes its lock back.
+  assertEquals(decideHealth(facts({ mysql: up({ readOnly: false }) })).action, "resume-primary");
 });
 
 Deno.test("decideHealth(): an empty node bootstraps only when no other node holds data and Consul names no cluster", () => {
