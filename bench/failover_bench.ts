@@ -13,9 +13,10 @@
  * sampler last saw as the only writable one, and a sampler reads every node's read_only every 100 ms over its
  * own socket connection (no answer: unknown, never writable).
  *
- * Per trial: the write gap (from the disruption to the first acknowledged write; for switchover and the
- * Consul outages, the longest run without an acknowledged write), samples with two writable nodes, and the
- * acknowledged keys missing from the final primary; plus the event's own figure.
+ * Per trial: the write gap (the longest run without an acknowledged write from the disruption on: from it to
+ * the first write acknowledged after it, unless a write in flight at the disruption was acknowledged just
+ * after it; for switchover and the Consul outages, the writes refused), samples with two writable nodes, and
+ * the acknowledged keys missing from the final primary; plus the event's own figure.
  *
  * Run: `deno task bench:failover [--events=kill9,cut,...] [--trials=N]` (default every event, 10 trials).
  *
@@ -38,7 +39,7 @@ import {
   summarize,
   type TrialFigures,
   twoWritable,
-  writeGap,
+  writeOutage,
 } from "./failover_figures.ts";
 import {
   ask,
@@ -118,8 +119,6 @@ interface TrialCtx {
 interface EventDef {
   readonly title: string;
   readonly env?: Record<string, string>;
-  /** What the gap is: to the first acknowledged write, or the longest run without one. */
-  readonly gap: "first-ack" | "longest-refused";
   /** The bound on the gap (a trial that never resumed within it says so). */
   readonly boundMs: number;
   /** Disrupts (calling mark() at the moment of the disruption), waits, restores; returns the event's figure. */
@@ -186,7 +185,6 @@ function kill9Event(title: string, env: Record<string, string> = {}): EventDef {
   return {
     title,
     env,
-    gap: "first-ack",
     boundMs: 120_000,
     async run(x) {
       x.mark();
@@ -208,7 +206,6 @@ function consulEvent(
 ): EventDef {
   return {
     title,
-    gap: "longest-refused",
     boundMs: outMs + 60_000,
     async run(x) {
       x.mark();
@@ -238,7 +235,6 @@ const EVENTS: Record<string, EventDef> = {
   kill9: kill9Event("kill -9 of the primary's mysqld (async)"),
   node: {
     title: "whole primary node killed",
-    gap: "first-ack",
     boundMs: 120_000,
     async run(x) {
       x.mark();
@@ -255,7 +251,6 @@ const EVENTS: Record<string, EventDef> = {
   },
   cut: {
     title: "primary's link cut",
-    gap: "first-ack",
     boundMs: 120_000,
     async run(x) {
       const { h, life } = x.rig;
@@ -274,7 +269,6 @@ const EVENTS: Record<string, EventDef> = {
   },
   switchover: {
     title: "planned switchover, writes refused",
-    gap: "longest-refused",
     boundMs: 60_000,
     async run(x) {
       x.mark();
@@ -299,7 +293,6 @@ const EVENTS: Record<string, EventDef> = {
   ),
   "empty-consul": {
     title: "all nodes restarted on an empty Consul",
-    gap: "first-ack",
     boundMs: 180_000,
     async run(x) {
       const { h, c, nodes, life } = x.rig;
@@ -317,7 +310,6 @@ const EVENTS: Record<string, EventDef> = {
   "semisync-kill9": kill9Event("semi-sync kill -9 of the primary's mysqld", { SEMI_SYNC: "on" }),
   "cut-heal": {
     title: "link cut under writes, healed after 20 s",
-    gap: "first-ack",
     boundMs: 120_000,
     async run(x) {
       const { h, c, life } = x.rig;
@@ -399,12 +391,8 @@ async function trial(
   await w.stop();
   const acks = w.acks;
   const t0 = Number.isFinite(x.t0) ? x.t0 : from;
-  const resumedAt = writeGap(acks, t0);
-  const gapMs = resumedAt === undefined || resumedAt > ev.boundMs
-    ? undefined
-    : ev.gap === "first-ack"
-    ? resumedAt
-    : longestRefusal(acks, t0, end);
+  const outage = writeOutage(acks, t0, end);
+  const gapMs = outage === undefined || outage > ev.boundMs ? undefined : outage;
   const two = twoWritable(sampler.samples, from, end).length;
   // Read back once the cluster is whole again (bounded), from its primary.
   const got = await within(WHOLE_BOUND_MS, async () => {
@@ -511,7 +499,7 @@ for (const name of chosen) {
     summary.unread ? ` (${summary.unread} unread)` : ""
   }`;
   console.log(
-    `${name}: ${ev.gap === "first-ack" ? "write gap" : "longest refused"} p50 / p95 / worst ` +
+    `${name}: write gap p50 / p95 / worst ` +
       `${gapText(summary, ev.boundMs)}, trials ${summary.trials}, two writable ${summary.twoWritable}, ` +
       `acked lost ${lostText}; ${extra}\n`,
   );

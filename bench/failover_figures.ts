@@ -40,6 +40,17 @@ export function longestRefusal(acks: readonly Ack[], from: number, to: number): 
   return Math.max(longest, to - last);
 }
 
+/**
+ * The write gap: the longest run without an acknowledged write in [from, to] (so a write in flight at the
+ * disruption, acknowledged just after it, does not hide the outage that follows); undefined when that run
+ * lasts until `to` (writes never resumed).
+ */
+export function writeOutage(acks: readonly Ack[], from: number, to: number): number | undefined {
+  const longest = longestRefusal(acks, from, to);
+  const last = acks.filter((a) => a.t > from && a.t <= to).at(-1);
+  return last === undefined || to - last.t >= longest ? undefined : longest;
+}
+
 /** How many runs without an acknowledged write in [from, to] lasted longer than `ms`. */
 export function refusalsOver(acks: readonly Ack[], from: number, to: number, ms: number): number {
   let last = from;

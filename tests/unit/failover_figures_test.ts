@@ -11,6 +11,7 @@ import {
   type TrialFigures,
   twoWritable,
   writeGap,
+  writeOutage,
 } from "../../bench/failover_figures.ts";
 
 const acks = (...ts: number[]): Ack[] => ts.map((t, i) => ({ id: i + 1, t, node: t < 1000 ? "n1" : "n2" }));
@@ -27,6 +28,13 @@ Deno.test("longestRefusal: the longest stretch without an ack in the window, its
   assertEquals(longestRefusal(a, 150, 9000), 4000); // 5000 -> the window's end
   assertEquals(longestRefusal(a, 1550, 1700), 100); // 1600 -> 1700 (acks outside the window ignored)
   assertEquals(longestRefusal([], 0, 800), 800);
+});
+
+Deno.test("writeOutage: an ack in flight at the disruption does not hide the outage; never resumed: undefined", () => {
+  assertEquals(writeOutage(acks(100, 200, 210, 4300, 4400), 205, 4500), 4090);
+  assertEquals(writeOutage(acks(100, 200, 210), 205, 4500), undefined);
+  assertEquals(writeOutage([], 0, 4500), undefined);
+  assertEquals(writeOutage(acks(100, 150, 200, 250), 90, 260), 50);
 });
 
 Deno.test("refusalsOver: counts the stretches without an ack longer than the limit", () => {
