@@ -135,25 +135,29 @@ async function lastWord(x: TrialCtx, node: TestNode): Promise<string> {
 }
 
 /** Whether and when (from `since`) the old primary is a replica of the current primary again. */
-async function rejoin(x: TrialCtx, since: number, boundMs = REJOIN_BOUND_MS): Promise<string> {
+async function rejoin(x: TrialCtx, since: number, label: string, boundMs = REJOIN_BOUND_MS): Promise<string> {
   const { c, nodes } = x.rig;
   const at = await within(Math.max(0, boundMs - ms(since)), async () => {
     const p = await lockHolder(c, nodes);
     if (p === undefined) return undefined;
-    if (p === x.old) return "kept";
+    if (p === x.old) {
+      // Kept only once settled: the old primary writable and the others its replicas (else keep looking).
+      const w = await whole(c, nodes);
+      return "primary" in w && w.primary === x.old ? "kept" : undefined;
+    }
     return (await replicates(x.old, p)) ? ms(since) : undefined;
   }, 500);
   const now = await lockHolder(c, nodes);
   if (at === "kept") return `no failover: ${x.old.name} kept the role`;
   if (at === undefined) {
-    return `old primary not a replica within ${secs(boundMs)} (primary ${
+    return `old primary not a replica within ${secs(boundMs)} of ${label} (primary ${
       now?.name ?? "none"
     }; ${x.old.name}: ${await lastWord(
       x,
       x.old,
     )})`;
   }
-  return `new primary ${now?.name}; old primary a replica again ${secs(at)} after`;
+  return `new primary ${now?.name}; old primary a replica again ${secs(at)} after ${label}`;
 }
 
 /** ContainerPilot's restart of a killed mysqld (the same my.cnf, no pre-start), in the background. */
@@ -172,7 +176,9 @@ async function startNode(x: TrialCtx, node: TestNode, boundMs: number): Promise<
     if (r.code === 0) {
       await c.startMysqld(node);
       life.back(node.k);
-      return `${node.name} started after ${refusals} pre-start refusals`;
+      return refusals === 0
+        ? `${node.name} pre-start ok`
+        : `${node.name} pre-start ok after ${refusals} refusals`;
     }
     refusals++;
     last = (r.stderr.split("\n").filter((l) => l.trim() !== "").at(-1) ?? "").replace(/^\S+\s+\S+\s+/, "");
@@ -192,7 +198,7 @@ function kill9Event(title: string, env: Record<string, string> = {}): EventDef {
       const restarted = restartMysqld(x, x.old);
       await x.resumed(120_000);
       const back = await restarted;
-      return back ? await rejoin(x, x.t0) : `${x.old.name}'s mysqld did not start again`;
+      return back ? await rejoin(x, x.t0, "the kill") : `${x.old.name}'s mysqld did not start again`;
     },
   };
 }
@@ -245,7 +251,7 @@ const EVENTS: Record<string, EventDef> = {
       // The node comes back as a new container would (pre-start, mysqld, checks), for the next trial.
       const back = performance.now();
       const started = await startNode(x, x.old, 60_000);
-      const again = await rejoin(x, back);
+      const again = await rejoin(x, back, "its start");
       return `new primary ${p?.name ?? "none"}; ${started}; back: ${again}`;
     },
   },
@@ -264,7 +270,7 @@ const EVENTS: Record<string, EventDef> = {
         await h.net.heal(x.old.k);
         life.cut(x.old.k, false);
       }
-      return `healed after the failover: ${await rejoin(x, performance.now())}`;
+      return `healed after the failover: ${await rejoin(x, performance.now(), "the heal")}`;
     },
   },
   switchover: {
@@ -304,7 +310,8 @@ const EVENTS: Record<string, EventDef> = {
       for (const n of nodes) life.back(n.k);
       await x.resumed(Math.max(0, 180_000 - ms(x.t0)));
       const p = await lockHolder(c, nodes);
-      return `${started.join("; ")}; primary ${p?.name ?? "none"}`;
+      const why = p === undefined ? ` (${nodes[0].name}'s health: ${await lastWord(x, nodes[0])})` : "";
+      return `${started.join(", ")}; primary ${p?.name ?? "none"}${why}`;
     },
   },
   "semisync-kill9": kill9Event("semi-sync kill -9 of the primary's mysqld", { SEMI_SYNC: "on" }),
@@ -326,10 +333,10 @@ const EVENTS: Record<string, EventDef> = {
         healed = performance.now();
       }
       await x.resumed(Math.max(0, 120_000 - ms(x.t0)));
-      const again = await rejoin(x, healed);
+      const again = await rejoin(x, healed, "the heal");
       const added = (await storeEntries(c)).filter((e) => !before.has(e) && !/\.xbstream(\.zst)?$/.test(e));
       const saved = added.length === 0 ? "nothing else saved to the store" : `saved: ${added.join(", ")}`;
-      return `${again} the heal; ${saved}`;
+      return `${again}; ${saved}`;
     },
   },
 };
@@ -395,7 +402,9 @@ async function trial(
   const gapMs = outage === undefined || outage > ev.boundMs ? undefined : outage;
   const two = twoWritable(sampler.samples, from, end).length;
   // Read back once the cluster is whole again (bounded), from its primary.
-  const got = await within(WHOLE_BOUND_MS, async () => {
+  // A trial whose writes never resumed has waited long enough already.
+  const wholeBound = gapMs === undefined ? 30_000 : WHOLE_BOUND_MS;
+  const got = await within(wholeBound, async () => {
     const r = await whole(c, nodes);
     return "primary" in r ? r : undefined;
   }, 1000);
@@ -404,7 +413,7 @@ async function trial(
   const readFrom = got?.primary ?? sampler.writableNode();
   if (got === undefined) {
     const r = await whole(c, nodes);
-    wholeState = "missing" in r ? r.missing : "whole";
+    wholeState = `${secs(wholeBound)} (${"missing" in r ? r.missing : "whole only just now"})`;
   }
   if (readFrom !== undefined) {
     const rows = await ask(
@@ -476,9 +485,7 @@ for (const name of chosen) {
       console.log(
         `  ${name} #${i} (${how}): gap ${secs(f.gapMs)}, longest refused ${secs(f.longestRefusedMs)}, ` +
           `two writable ${f.twoWritable}, acked ${f.acked}, lost ${f.lost ?? "unread"}; ${f.extra}` +
-          (w === true
-            ? ""
-            : `; not whole within ${secs(WHOLE_BOUND_MS)} (${w}): next trial on a fresh cluster`),
+          (w === true ? "" : `; not whole within ${w}: next trial on a fresh cluster`),
       );
       if (w !== true) {
         await rig.stop().catch(() => {});
