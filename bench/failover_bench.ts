@@ -34,11 +34,13 @@ import {
   longestRefusal,
   lost,
   markdownTable,
+  outcomes,
   refusalsOver,
   secs,
   summarize,
   type TrialFigures,
   twoWritable,
+  writeGap,
   writeOutage,
 } from "./failover_figures.ts";
 import {
@@ -122,7 +124,14 @@ interface EventDef {
   /** The bound on the gap (a trial that never resumed within it says so). */
   readonly boundMs: number;
   /** Disrupts (calling mark() at the moment of the disruption), waits, restores; returns the event's figure. */
-  run(x: TrialCtx): Promise<string>;
+  run(x: TrialCtx): Promise<Figure>;
+}
+
+/** An event's own figure in one trial: in words, as an outcome to count over trials, and its time if any. */
+interface Figure {
+  readonly text: string;
+  readonly outcome: string;
+  readonly ms?: number;
 }
 
 const ms = (since: number) => performance.now() - since;
@@ -135,7 +144,7 @@ async function lastWord(x: TrialCtx, node: TestNode): Promise<string> {
 }
 
 /** Whether and when (from `since`) the old primary is a replica of the current primary again. */
-async function rejoin(x: TrialCtx, since: number, label: string, boundMs = REJOIN_BOUND_MS): Promise<string> {
+async function rejoin(x: TrialCtx, since: number, label: string, boundMs = REJOIN_BOUND_MS): Promise<Figure> {
   const { c, nodes } = x.rig;
   const at = await within(Math.max(0, boundMs - ms(since)), async () => {
     const p = await lockHolder(c, nodes);
@@ -148,16 +157,14 @@ async function rejoin(x: TrialCtx, since: number, label: string, boundMs = REJOI
     return (await replicates(x.old, p)) ? ms(since) : undefined;
   }, 500);
   const now = await lockHolder(c, nodes);
-  if (at === "kept") return `no failover: ${x.old.name} kept the role`;
+  if (at === "kept") return { text: `no failover: ${x.old.name} kept the role`, outcome: "no failover" };
   if (at === undefined) {
-    return `old primary not a replica within ${secs(boundMs)} of ${label} (primary ${
-      now?.name ?? "none"
-    }; ${x.old.name}: ${await lastWord(
-      x,
-      x.old,
-    )})`;
+    const outcome = `old primary not a replica within ${secs(boundMs)} of ${label}`;
+    const why = await lastWord(x, x.old);
+    return { text: `${outcome} (primary ${now?.name ?? "none"}; ${x.old.name}: ${why})`, outcome };
   }
-  return `new primary ${now?.name}; old primary a replica again ${secs(at)} after ${label}`;
+  const outcome = `old primary a replica again after ${label}`;
+  return { text: `new primary ${now?.name}; ${outcome} in ${secs(at)}`, outcome, ms: at };
 }
 
 /** ContainerPilot's restart of a killed mysqld (the same my.cnf, no pre-start), in the background. */
@@ -197,8 +204,9 @@ function kill9Event(title: string, env: Record<string, string> = {}): EventDef {
       await kill9(x.old.mysqld!.pid);
       const restarted = restartMysqld(x, x.old);
       await x.resumed(120_000);
-      const back = await restarted;
-      return back ? await rejoin(x, x.t0, "the kill") : `${x.old.name}'s mysqld did not start again`;
+      if (await restarted) return await rejoin(x, x.t0, "the kill");
+      const outcome = "mysqld did not start again";
+      return { text: `${x.old.name}'s ${outcome}`, outcome };
     },
   };
 }
@@ -229,10 +237,12 @@ function consulEvent(
           s.t >= x.t0 && nodes.some((n, i) => n !== x.old && s.writable[i] === true)
         ).length;
       const holder = await lockHolder(c, nodes);
-      const failover = holder === x.old && moved === 0
-        ? "no failover"
-        : `role moved (lock: ${holder?.name ?? "none"}, ${moved} samples with another node writable)`;
-      return `${over2} runs of refused writes over 2 s; ${failover}`;
+      const failover = holder === x.old && moved === 0 ? "no failover" : "role moved";
+      const outcome = `${failover}, ${over2 === 0 ? "no" : over2} refused runs over 2 s`;
+      const detail = failover === "no failover"
+        ? ""
+        : ` (lock: ${holder?.name ?? "none"}, ${moved} samples with another node writable)`;
+      return { text: `${outcome}${detail}`, outcome };
     },
   };
 }
@@ -252,7 +262,7 @@ const EVENTS: Record<string, EventDef> = {
       const back = performance.now();
       const started = await startNode(x, x.old, 60_000);
       const again = await rejoin(x, back, "its start");
-      return `new primary ${p?.name ?? "none"}; ${started}; back: ${again}`;
+      return { ...again, text: `new primary ${p?.name ?? "none"}; ${started}; then ${again.text}` };
     },
   },
   cut: {
@@ -270,7 +280,8 @@ const EVENTS: Record<string, EventDef> = {
         await h.net.heal(x.old.k);
         life.cut(x.old.k, false);
       }
-      return `healed after the failover: ${await rejoin(x, performance.now(), "the heal")}`;
+      const again = await rejoin(x, performance.now(), "the heal");
+      return { ...again, text: `healed after the failover: ${again.text}` };
     },
   },
   switchover: {
@@ -282,7 +293,8 @@ const EVENTS: Record<string, EventDef> = {
       await x.resumed(60_000, true);
       const p = await lockHolder(x.rig.c, x.rig.nodes);
       const why = r.code === 0 ? "" : ` (${r.stderr.split("\n").at(-1)?.slice(0, 120)})`;
-      return `switchover exit ${r.code}${why}; primary ${p?.name ?? "none"}`;
+      const outcome = `switchover exit ${r.code}`;
+      return { text: `${outcome}${why}; primary ${p?.name ?? "none"}`, outcome };
     },
   },
   "consul-down": consulEvent(
@@ -308,10 +320,15 @@ const EVENTS: Record<string, EventDef> = {
       x.mark();
       const started = await Promise.all(nodes.map((n) => startNode(x, n, 180_000)));
       for (const n of nodes) life.back(n.k);
-      await x.resumed(Math.max(0, 180_000 - ms(x.t0)));
+      const ok = await x.resumed(Math.max(0, 180_000 - ms(x.t0)));
       const p = await lockHolder(c, nodes);
       const why = p === undefined ? ` (${nodes[0].name}'s health: ${await lastWord(x, nodes[0])})` : "";
-      return `${started.join(", ")}; primary ${p?.name ?? "none"}${why}`;
+      const outcome = ok ? "a writable primary" : `no writable primary within ${secs(180_000)}`;
+      return {
+        text: `${started.join(", ")}; primary ${p?.name ?? "none"}${why}`,
+        outcome,
+        ms: ok ? writeGap(x.acks, x.t0) : undefined,
+      };
     },
   },
   "semisync-kill9": kill9Event("semi-sync kill -9 of the primary's mysqld", { SEMI_SYNC: "on" }),
@@ -335,8 +352,9 @@ const EVENTS: Record<string, EventDef> = {
       await x.resumed(Math.max(0, 120_000 - ms(x.t0)));
       const again = await rejoin(x, healed, "the heal");
       const added = (await storeEntries(c)).filter((e) => !before.has(e) && !/\.xbstream(\.zst)?$/.test(e));
-      const saved = added.length === 0 ? "nothing else saved to the store" : `saved: ${added.join(", ")}`;
-      return `${again}; ${saved}`;
+      const saved = added.length === 0 ? "nothing else saved to the store" : `saved to the store`;
+      const names = added.length === 0 ? "" : ` (${added.join(", ")})`;
+      return { text: `${again.text}; ${saved}${names}`, outcome: `${again.outcome}, ${saved}`, ms: again.ms };
     },
   },
 };
@@ -366,7 +384,7 @@ async function trial(
   const firstId = seq * 1_000_000;
   const w = benchWriter(sampler.writableNode, firstId);
   const from = performance.now();
-  let extra = "";
+  let fig: Figure = { text: "", outcome: "" };
   const x: TrialCtx = {
     rig,
     old: start.primary,
@@ -389,9 +407,9 @@ async function trial(
   };
   try {
     await delay(2000);
-    extra = await ev.run(x);
+    fig = await ev.run(x);
   } catch (e) {
-    extra = `trial failed: ${(e as Error).message.split("\n")[0]}`;
+    fig = { text: `trial failed: ${(e as Error).message.split("\n")[0]}`, outcome: "trial failed" };
   }
   await delay(2000);
   const end = performance.now();
@@ -429,7 +447,9 @@ async function trial(
       twoWritable: two,
       acked: acks.length,
       lost: lostKeys,
-      extra,
+      extra: fig.text,
+      outcome: fig.outcome,
+      outcomeMs: fig.ms,
     },
     whole: wholeState,
   };
@@ -499,8 +519,7 @@ for (const name of chosen) {
   }
   await rig?.stop().catch(() => {});
   const summary = summarize(figures);
-  const extras = [...new Set(figures.map((f) => f.extra))];
-  const extra = extras.length === 1 ? extras[0] : extras.map((e, i) => `(${i + 1}) ${e}`).join(" ");
+  const extra = outcomes(figures);
   rows.push({ event: ev.title, summary, boundMs: ev.boundMs, extra: extra.replaceAll("|", "/") });
   const lostText = `${summary.lost} of ${summary.acked}${
     summary.unread ? ` (${summary.unread} unread)` : ""

@@ -97,6 +97,33 @@ export interface TrialFigures {
   readonly lost: number | undefined;
   /** The event's own figure, in words (e.g. "old primary a replica again after 6.1 s"). */
   readonly extra: string;
+  /** The same as a category to count over trials (e.g. "old primary a replica again after the kill")... */
+  readonly outcome: string;
+  /** ...and its time, when it has one. */
+  readonly outcomeMs?: number;
+}
+
+/**
+ * The event's own figure over its trials: each outcome with how many trials had it, and for timed ones their
+ * p50 / worst, e.g. `old primary a replica again after the heal 9 of 10 (p50 6.1 s, worst 14.0 s); not a
+ * replica within 120 s 1 of 10`.
+ */
+export function outcomes(trials: readonly Pick<TrialFigures, "outcome" | "outcomeMs">[]): string {
+  const by = new Map<string, number[]>();
+  const counts = new Map<string, number>();
+  for (const t of trials) {
+    counts.set(t.outcome, (counts.get(t.outcome) ?? 0) + 1);
+    if (t.outcomeMs !== undefined) by.set(t.outcome, [...(by.get(t.outcome) ?? []), t.outcomeMs]);
+  }
+  return [...counts].map(([o, n]) => {
+    const times = by.get(o) ?? [];
+    const timed = times.length === 0
+      ? ""
+      : times.length === 1
+      ? ` (${secs(times[0])})`
+      : ` (p50 ${secs(percentile(times, 0.5))}, worst ${secs(Math.max(...times))})`;
+    return `${o}: ${n} of ${trials.length}${timed}`;
+  }).join("; ");
 }
 
 /** One event's summary: the write gap's p50 / p95 / worst over its trials, and the counts summed. */

@@ -5,6 +5,7 @@ import {
   longestRefusal,
   lost,
   markdownTable,
+  outcomes,
   percentile,
   refusalsOver,
   summarize,
@@ -77,6 +78,7 @@ Deno.test("summarize, gapText, markdownTable: trials that never resumed are a fi
     acked: 10,
     lost: lostN,
     extra: "",
+    outcome: "",
   });
   const s = summarize([t(4000, 0), t(undefined, 1), t(6000, undefined)]);
   assertEquals([s.trials, s.never, s.p50, s.worst, s.lost, s.unread, s.acked], [3, 1, 4000, 6000, 1, 1, 30]);
@@ -87,4 +89,18 @@ Deno.test("summarize, gapText, markdownTable: trials that never resumed are a fi
     markdownTable([{ event: "kill", summary: none, boundMs: 300_000, extra: "x" }]).split("\n").at(-1),
     "| kill | never within 300.0 s (1 of 1) | 1 | 0 | 0 of 10 | x |",
   );
+});
+
+Deno.test("outcomes: each outcome counted over the trials, timed ones with p50 and worst", () => {
+  assertEquals(
+    outcomes([
+      { outcome: "replica again after the heal", outcomeMs: 3000 },
+      { outcome: "kept the role" },
+      { outcome: "replica again after the heal", outcomeMs: 9000 },
+      { outcome: "replica again after the heal", outcomeMs: 5000 },
+    ]),
+    "replica again after the heal: 3 of 4 (p50 5.0 s, worst 9.0 s); kept the role: 1 of 4",
+  );
+  assertEquals(outcomes([{ outcome: "exit 0", outcomeMs: 1500 }]), "exit 0: 1 of 1 (1.5 s)");
+  assertEquals(outcomes([]), "");
 });
