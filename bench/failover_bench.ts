@@ -6,7 +6,9 @@
  * so). Around it, as ContainerPilot would run them on every node: `autopilot health` every 5 s (per node, from
  * the start of its previous pass), and the watch on `mysql-primary` every 2 s running `autopilot on-change`
  * on every node whose ContainerPilot is alive and reaches Consul (bench/failover_rig.ts). A killed mysqld is
- * started again at once without pre-start, as ContainerPilot's `mysql` job (`restarts: unlimited`) does.
+ * started again at once without pre-start, as ContainerPilot's `mysql` job (`restarts: unlimited`) does (so
+ * the old primary may well keep its role), or with `--kill-restart=after-failover` only once another node
+ * took writes (a real failover, then the rejoin).
  * Consul is one server keeping its data on disk (so that it can stop and come back with it).
  *
  * Independently of Consul, a writer appends keys (one every ~75 ms, 1 s statement bound) to the node the
@@ -18,7 +20,8 @@
  * after it; for switchover and the Consul outages, the writes refused), samples with two writable nodes, and
  * the acknowledged keys missing from the final primary; plus the event's own figure.
  *
- * Run: `deno task bench:failover [--events=kill9,cut,...] [--trials=N]` (default every event, 10 trials).
+ * Run: `deno task bench:failover [--events=kill9,cut,...] [--trials=N] [--kill-restart=after-failover]`
+ * (default every event, 10 trials, a killed mysqld started again at once).
  *
  * @module
  */
@@ -58,6 +61,13 @@ import {
   within,
 } from "./failover_rig.ts";
 
+/**
+ * When a killed mysqld starts again (--kill-restart): `at-once`, as ContainerPilot's `mysql` job
+ * (`restarts: unlimited`) does, or `after-failover`, once another node acknowledged a write (a real failover,
+ * then the old primary's rejoin). Read when the events run, after the arguments are parsed.
+ */
+let KILL_RESTART = "at-once";
+
 /** How long a cluster may take to get whole again after a trial before a fresh one replaces it. */
 const WHOLE_BOUND_MS = 120_000;
 /** How long the bench waits for an old primary to be a replica again. */
@@ -95,7 +105,11 @@ async function makeRig(env: Record<string, string>): Promise<Rig> {
       life,
       sampler,
       stop: async () => {
-        await Promise.all([checks.stop(), watch.stop(), sampler.stop()]);
+        // A hook that hangs must not hang the bench: its servers go with the harness, and it with them.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const bound = new Promise<void>((r) => timer = setTimeout(r, 150_000));
+        await Promise.race([Promise.all([checks.stop(), watch.stop(), sampler.stop()]), bound]);
+        clearTimeout(timer);
         await h.dispose();
       },
     };
@@ -202,8 +216,14 @@ function kill9Event(title: string, env: Record<string, string> = {}): EventDef {
     async run(x) {
       x.mark();
       await kill9(x.old.mysqld!.pid);
-      const restarted = restartMysqld(x, x.old);
-      await x.resumed(120_000);
+      let restarted: Promise<boolean>;
+      if (KILL_RESTART === "at-once") {
+        restarted = restartMysqld(x, x.old);
+        await x.resumed(120_000);
+      } else {
+        await x.resumed(120_000, true);
+        restarted = restartMysqld(x, x.old);
+      }
       if (await restarted) return await rejoin(x, x.t0, "the kill");
       const outcome = "mysqld did not start again";
       return { text: `${x.old.name}'s ${outcome}`, outcome };
@@ -379,8 +399,17 @@ async function trial(
   seq: number,
 ): Promise<{ f: TrialFigures; whole: string | true }> {
   const { c, nodes, sampler } = rig;
-  const start = await whole(c, nodes);
-  if (!("primary" in start)) throw new Error(`the cluster is not whole: ${start.missing}`);
+  const ready = await within(60_000, async () => {
+    const r = await whole(c, nodes);
+    return "primary" in r ? r : undefined;
+  }, 1000);
+  if (ready === undefined) {
+    const r = await whole(c, nodes);
+    throw new Error(
+      `the cluster is not whole within 60 s: ${"missing" in r ? r.missing : "whole only just now"}`,
+    );
+  }
+  const start = ready;
   const firstId = seq * 1_000_000;
   const w = benchWriter(sampler.writableNode, firstId);
   const from = performance.now();
@@ -460,8 +489,14 @@ const { values } = parseArgs({
   options: {
     trials: { type: "string", default: "10" },
     events: { type: "string", default: Object.keys(EVENTS).join(",") },
+    "kill-restart": { type: "string", default: "at-once" },
   },
 });
+if (!["at-once", "after-failover"].includes(values["kill-restart"])) {
+  console.error(`--kill-restart=${values["kill-restart"]}: say at-once or after-failover`);
+  Deno.exit(2);
+}
+KILL_RESTART = values["kill-restart"];
 const trials = Math.max(1, Math.floor(Number(values.trials)) || 1);
 const chosen = values.events.split(",").map((e) => e.trim()).filter((e) => e !== "");
 const unknown = chosen.filter((e) => !(e in EVENTS));
@@ -483,7 +518,9 @@ console.log(
     `in-server lease ${
       leaseMsFor(ttl) / 1000
     } s; FAILOVER_QUIET_PERIOD 0 (clusters are reused across trials); ` +
-    `a killed mysqld restarted at once (ContainerPilot's restarts); writer every ~75 ms, 1 s statement bound; ` +
+    `a killed mysqld restarted ${
+      KILL_RESTART === "at-once" ? "at once (ContainerPilot's restarts)" : "once another node took writes"
+    } (--kill-restart); writer every ~75 ms, 1 s statement bound; ` +
     `read_only sampled every 100 ms. ${trials} trial(s) per event. Host: ${navigator.hardwareConcurrency} CPUs.\n`,
 );
 
