@@ -152,9 +152,12 @@ const ms = (since: number) => performance.now() - since;
 
 /** The last line of a health pass on `node`, to say why something did not happen. */
 async function lastWord(x: TrialCtx, node: TestNode): Promise<string> {
-  const r = await x.rig.c.run(node, ["health"]);
-  const line = r.stderr.split("\n").filter((l) => l.trim() !== "").at(-1) ?? `exit ${r.code}`;
-  return line.replace(/^\S+\s+\S+\s+/, "").slice(0, 140);
+  // At DEBUG: a pass that only reports (e.g. "refusing to bootstrap") says why at that level alone.
+  const r = await x.rig.c.run(node, ["health"], { LOG_LEVEL: "DEBUG" });
+  const lines = r.stderr.split("\n").filter((l) => l.trim() !== "");
+  const line = lines.findLast((l) => /\b(ERROR|ERR|WARN|WRN|WARNING)\b/.test(l)) ??
+    lines.findLast((l) => /refus|reason|because|cannot|not /i.test(l)) ?? lines.at(-1) ?? "";
+  return `exit ${r.code}: ${line.replace(/^\S+\s+\S+\s+/, "").slice(0, 160)}`;
 }
 
 /** Whether and when (from `since`) the old primary is a replica of the current primary again. */
