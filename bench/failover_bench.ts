@@ -154,9 +154,11 @@ const ms = (since: number) => performance.now() - since;
 async function lastWord(x: TrialCtx, node: TestNode): Promise<string> {
   // At DEBUG: a pass that only reports (e.g. "refusing to bootstrap") says why at that level alone.
   const r = await x.rig.c.run(node, ["health"], { LOG_LEVEL: "DEBUG" });
-  const lines = r.stderr.split("\n").filter((l) => l.trim() !== "");
-  const line = lines.findLast((l) => /\b(ERROR|ERR|WARN|WRN|WARNING)\b/.test(l)) ??
-    lines.findLast((l) => /refus|reason|because|cannot|not /i.test(l)) ?? lines.at(-1) ?? "";
+  // Not the metrics line: there is no ContainerPilot socket here.
+  const lines = r.stderr.split("\n").filter((l) => l.trim() !== "" && !l.includes("Metrics not sent"));
+  const line = lines.findLast((l) => /refus|reason|because/i.test(l)) ??
+    lines.findLast((l) => /\b(ERROR|ERR|WARN|WRN|WARNING)\b/.test(l)) ??
+    lines.findLast((l) => /cannot|not /i.test(l)) ?? lines.at(-1) ?? "";
   return `exit ${r.code}: ${line.replace(/^\S+\s+\S+\s+/, "").slice(0, 160)}`;
 }
 
