@@ -159,7 +159,7 @@ async function lastWord(x: TrialCtx, node: TestNode): Promise<string> {
   const line = lines.findLast((l) => /refus|reason|because/i.test(l)) ??
     lines.findLast((l) => /\b(ERROR|ERR|WARN|WRN|WARNING)\b/.test(l)) ??
     lines.findLast((l) => /cannot|not /i.test(l)) ?? lines.at(-1) ?? "";
-  return `exit ${r.code}: ${line.replace(/^\S+\s+\S+\s+/, "").slice(0, 160)}`;
+  return `exit ${r.code}: ${line.replace(/^.*?\[[A-Z]+\]\s*/, "").slice(0, 160)}`;
 }
 
 /** Whether and when (from `since`) the old primary is a replica of the current primary again. */
