@@ -32,8 +32,9 @@ export class Cluster {
   readonly nodes = new Map<number, TestNode>();
   constructor(readonly h: Harness, readonly consulAddr: string, readonly snapshots: string) {}
 
-  static async create(h: Harness): Promise<Cluster> {
-    const consul = await h.startConsul();
+  /** `persistentConsul`: a Consul server that keeps its data on disk (see `Harness.restartConsul`). */
+  static async create(h: Harness, opts: { persistentConsul?: boolean } = {}): Promise<Cluster> {
+    const consul = await h.startConsul({ persistent: opts.persistentConsul });
     return new Cluster(h, `${h.net.hostAddress}:${consul.port}`, `${h.dir}/snapshots`);
   }
 

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import {
   cleanupLeftovers,
   createMemoryCgroup,
+  freeze,
   Harness,
   inheritedMemoryLimit,
   ip,
@@ -116,6 +117,36 @@ Deno.test("Harness.startConsul() behaviour: KV PUT and GET over HTTP, from the r
     String(consul.port),
   ], { timeoutMs: 5000 });
   assert.match(r.stdout, /^HTTP\/1\.[01] 200 [\s\S]*\r\n\r\nhello consul$/, `from namespace n1: ${r.stderr}`);
+});
+
+Deno.test("Harness.restartConsul() behaviour: a persistent agent keeps its KV across a restart on the same port, empty drops it; freeze() stops it answering until thawed", async () => {
+  await using h = await Harness.create();
+  const consul = await h.startConsul({ persistent: true });
+  const kv = `${consul.url}/v1/kv/autopilot/kept`;
+  const put = await fetch(kv, { method: "PUT", body: "kept" });
+  assert.equal((await put.text()).trim(), "true");
+  const get = async (url: string) => {
+    const res = await fetch(`${url}?raw`, { signal: AbortSignal.timeout(1500) });
+    const body = await res.text();
+    return res.status === 200 ? body : `HTTP ${res.status}`;
+  };
+
+  freeze(consul.pid, true);
+  await assert.rejects(() => get(kv), "a frozen agent answered");
+  freeze(consul.pid, false);
+  assert.equal(await get(kv), "kept");
+
+  await h.stopConsul();
+  await assert.rejects(() => get(kv), "a stopped agent answered");
+  const again = await h.restartConsul();
+  assert.equal(again.port, consul.port);
+  assert.notEqual(again.pid, consul.pid);
+  await waitFor("the restarted agent to serve its KV", async () => (await get(kv)) === "kept", {
+    timeoutMs: 15_000,
+  });
+  const empty = await h.restartConsul({ empty: true });
+  assert.equal(empty.port, consul.port);
+  assert.equal(await get(kv), "HTTP 404");
 });
 
 async function hmac(key: Uint8Array<ArrayBuffer> | string, data: string): Promise<Uint8Array<ArrayBuffer>> {

@@ -1,5 +1,7 @@
 /**
- * A real Consul dev agent (in-memory server, single node) for integration tests.
+ * A real Consul agent for integration tests: a dev agent (in-memory server, single node), or with `dataDir` a
+ * single server that keeps its data on disk, so that it can be stopped and started again with its data (the
+ * failover bench's Consul outages).
  *
  * Cluster traffic binds to 127.0.0.1 on free ports; the HTTP API listens on free port P on every address in
  * `bindAddrs` (add the test network's host-leg address so nodes in namespaces can reach it). DNS and gRPC are
@@ -36,6 +38,20 @@ export interface StartConsulOptions {
   httpPort?: number;
   /** More agent configuration (HCL), e.g. ACLs. */
   hcl?: readonly string[];
+  /**
+   * Run a single server (`-server -bootstrap-expect=1`) that keeps its data here instead of a dev agent; start
+   * it again with the same dir and `clusterPorts` to get its data back.
+   */
+  dataDir?: string;
+  /** Serf and server RPC ports; default free ones (a restarted server needs the same: raft knows them). */
+  clusterPorts?: ConsulClusterPorts;
+}
+
+/** The ports a Consul agent uses besides HTTP. */
+export interface ConsulClusterPorts {
+  readonly serfLan: number;
+  readonly serfWan: number;
+  readonly server: number;
 }
 
 /** A running Consul dev agent. */
@@ -54,6 +70,10 @@ export interface ConsulServer {
   readonly logFile: string;
   /** The agent's node name. */
   readonly nodeName: string;
+  /** Its serf and server ports (pass them back to start the same server again). */
+  readonly clusterPorts: ConsulClusterPorts;
+  /** Where a persistent server keeps its data (undefined for a dev agent). */
+  readonly dataDir?: string;
   /** Stops the agent by pid (SIGTERM, SIGKILL after 10 s). */
   stop(): Promise<void>;
 }
@@ -73,12 +93,27 @@ export async function startConsul(opts: StartConsulOptions = {}): Promise<Consul
   const id = randomId(6);
   const dir = opts.dir ?? `${await processRunDir()}/consul-${id}`;
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const [freeHttp, serfLan, serfWan, server] = freePorts(4);
+  const [freeHttp, freeLan, freeWan, freeServer] = freePorts(4);
   const http = opts.httpPort ?? freeHttp;
-  const nodeName = `autopilot-test-${id}`;
+  const clusterPorts = opts.clusterPorts ?? { serfLan: freeLan, serfWan: freeWan, server: freeServer };
+  const { serfLan, serfWan, server } = clusterPorts;
+  // A restarted server must keep its node name and id: raft knows it by them.
+  const nodeName = opts.dataDir ? "autopilot-test-server" : `autopilot-test-${id}`;
+  if (opts.dataDir) await Deno.mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
+  const mode = opts.dataDir
+    ? [
+      "-server",
+      "-bootstrap-expect",
+      "1",
+      "-data-dir",
+      opts.dataDir,
+      "-hcl",
+      "performance { raft_multiplier = 1 }",
+    ]
+    : ["-dev"];
   const args = [
     "agent",
-    "-dev",
+    ...mode,
     "-node",
     nodeName,
     "-bind",
@@ -128,6 +163,8 @@ export async function startConsul(opts: StartConsulOptions = {}): Promise<Consul
     dir,
     logFile: proc.logFile,
     nodeName,
+    clusterPorts,
+    dataDir: opts.dataDir,
     stop: () => stopPid(proc.pid),
   };
 }

@@ -154,11 +154,40 @@ export class Harness implements AsyncDisposable {
    * Starts the Consul dev agent. Its HTTP API listens on 127.0.0.1 and, with a network, on the host-leg
    * address too, so processes in node namespaces reach it at `<hostAddress>:<port>`.
    */
-  async startConsul(opts: Pick<StartConsulOptions, "bindAddrs"> = {}): Promise<ConsulServer> {
+  async startConsul(
+    opts: Pick<StartConsulOptions, "bindAddrs"> & { persistent?: boolean } = {},
+  ): Promise<ConsulServer> {
     this.#checkOpen();
     if (this.#consul) throw new Error("consul was already started");
     const bindAddrs = opts.bindAddrs ?? ["127.0.0.1", ...(this.network ? [this.network.hostAddress] : [])];
-    this.#consul = await startConsul({ bindAddrs, dir: `${this.dir}/consul`, group: this.group });
+    const dataDir = opts.persistent ? `${this.dir}/consul/data` : undefined;
+    this.#consul = await startConsul({ bindAddrs, dir: `${this.dir}/consul`, group: this.group, dataDir });
+    return this.#consul;
+  }
+
+  /** Stops the Consul agent by pid (it can be started again with {@linkcode restartConsul}). */
+  async stopConsul(): Promise<void> {
+    await this.consul.stop();
+  }
+
+  /**
+   * Starts the Consul agent again on the same addresses and ports (stopping it first if it runs). A persistent
+   * one (`startConsul({ persistent: true })`) comes back with its data unless `empty`, which deletes its data
+   * dir first; a dev agent always comes back empty.
+   */
+  async restartConsul(opts: { empty?: boolean } = {}): Promise<ConsulServer> {
+    this.#checkOpen();
+    const old = this.consul;
+    await old.stop();
+    if (opts.empty && old.dataDir) await Deno.remove(old.dataDir, { recursive: true }).catch(() => {});
+    this.#consul = await startConsul({
+      bindAddrs: [...old.bindAddrs],
+      dir: old.dir,
+      group: this.group,
+      httpPort: old.port,
+      clusterPorts: old.clusterPorts,
+      dataDir: old.dataDir,
+    });
     return this.#consul;
   }
 

@@ -455,6 +455,7 @@ export async function stop(pid: number, opts: StopOptions = {}): Promise<void> {
   if (!entry) return;
   if (!entry.proc.exited) {
     signal(pid, "SIGTERM");
+    signal(pid, "SIGCONT"); // a frozen process (freeze()) handles its SIGTERM only once it runs
     if (!(await waitExit(pid, opts.timeoutMs ?? 10_000))) {
       signal(pid, "SIGKILL");
       await entry.proc.status;
@@ -470,6 +471,16 @@ export async function kill9(pid: number): Promise<void> {
   signal(pid, "SIGKILL");
   await entry.proc.status;
   registry.delete(pid);
+}
+
+/**
+ * Freezes (SIGSTOP) or thaws (SIGCONT) a process this process started and has not stopped yet; any other pid is
+ * left alone. A frozen process still ends with {@linkcode stop} (SIGKILL after the timeout) or {@linkcode kill9}.
+ */
+export function freeze(pid: number, frozen: boolean): void {
+  const entry = registry.get(pid);
+  if (!entry || entry.proc.exited) return;
+  signal(pid, frozen ? "SIGSTOP" : "SIGCONT");
 }
 
 /** Stops every process this Deno process started and has not stopped yet (in parallel). */
