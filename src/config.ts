@@ -130,7 +130,7 @@ export interface SessionConfig {
 export interface FailoverConfig {
   /** After a failover, no automatic failover again within this period unless the new primary is gone. */
   readonly quietPeriodMs: number;
-  /** Opt-in: move an errant node's datadir aside (never delete it) and rebuild it from the latest snapshot. */
+  /** On by default: move an errant node's datadir aside (never delete it) and rebuild it from the latest snapshot. */
   readonly rebuildErrant: boolean;
 }
 
@@ -719,11 +719,12 @@ failover("FAILOVER_QUIET_PERIOD", duration(0), {
   doc: "After a failover, none again within this period while the failed primary is still alive.",
 });
 failover("REBUILD_ERRANT_NODE", flag, {
-  default: "false",
+  default: "true",
   at: "failover.rebuildErrant",
-  doc:
-    "An errant node (transactions the primary lacks) moves its datadir aside to `MYSQL_DATADIR.errant-TIME` " +
-    "(never deleted) and rebuilds from the latest snapshot. Needs MYSQL_DATADIR below the volume's root.",
+  doc: "An errant node (transactions the primary lacks) first saves them to the snapshot store " +
+    "(`errant-transactions/NODE/TIME_GTIDS`, as binlog events and as readable SQL), then moves its datadir aside " +
+    "to `MYSQL_DATADIR.errant-TIME` (never deleted) and rebuilds from the latest snapshot; `false`: saved, not " +
+    "rebuilt. Needs MYSQL_DATADIR below the volume's root.",
 });
 
 const backups = section("Backups");

@@ -12,9 +12,11 @@ import {
   type ActionResult,
   bootstrapPrimary,
   endSwitchover,
+  type ErrantFound,
   fence,
   follow,
   type Me,
+  type Outcome,
   type Restore,
   serveAsPrimary,
   startReplication,
@@ -43,7 +45,12 @@ export interface PassDeps extends PassNode {
   readonly primaryExecuted: (primary: PrimaryRecord) => Promise<string>;
   readonly probe: (m: MemberRecord) => Promise<MemberRecord | undefined>;
   readonly answersWritable: (node: PrimaryRecord) => Promise<boolean>;
-  readonly rebuildErrant: (server: MysqlServer, primaryExecuted: string) => Promise<void>;
+  /** An errant node: its semi-sync tail discarded, or its extra transactions saved, then rebuilt. */
+  readonly handleErrant: (
+    server: MysqlServer,
+    primary: PrimaryRecord,
+    e: ErrantFound,
+  ) => Promise<Outcome | undefined>;
 }
 
 /** Carries out one decision. */
@@ -96,9 +103,7 @@ export async function act(
         restore: p.restore(),
         repl: { user: p.config.mysql.replUser, password: p.config.mysql.replPassword },
         primaryExecuted: () => p.primaryExecuted(d.primary),
-        errant: p.config.failover.rebuildErrant
-          ? { hint: "", rebuild: (executed) => p.rebuildErrant(server, executed) }
-          : { hint: " (REBUILD_ERRANT_NODE=true rebuilds it from the last snapshot)" },
+        errant: { hint: "", handle: (e) => p.handleErrant(server, d.primary, e) },
       }, signal);
     case "restart-replication":
       log.info("{reason}", { reason: d.reason });

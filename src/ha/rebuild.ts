@@ -13,6 +13,8 @@ import type { MysqlServer } from "../mysql/server.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { readRestoredMark } from "../restored.ts";
 import type { StateStore } from "../state.ts";
+import type { ErrantFound, Outcome } from "./actions.ts";
+import type { PrimaryRecord } from "./decide.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -24,6 +26,78 @@ export interface RebuildArgs {
   readonly state: StateStore;
   /** This node's address, reported to the source by the restored server. */
   readonly address: string;
+}
+
+/**
+ * What is done with an errant node (src/errant.ts says why): a semi-sync tail nobody acknowledged is discarded
+ * by a crash restart of mysqld; otherwise the extra transactions are saved to the snapshot store first, and
+ * only once they are, REBUILD_ERRANT_NODE rebuilds the node. A save that fails leaves everything as it was.
+ *
+ * @returns The outcome the pass reports (one line, pointing to the saved objects).
+ */
+export async function handleErrant(
+  a: RebuildArgs,
+  server: MysqlServer,
+  primary: PrimaryRecord,
+  e: ErrantFound,
+): Promise<Outcome> {
+  const errant = await import("../errant.ts");
+  const { config, flavour } = a;
+  const plan = errant.planErrant({
+    flavour,
+    semiSync: config.mysql.semiSync,
+    waitingForAck: config.mysql.semiSync ? await errant.commitsWaitingForAck(config, flavour) : 0,
+    rebuild: config.failover.rebuildErrant,
+    extra: e.extra,
+    canKill: await errant.canKill(),
+    ...(a.state.current.errantSaved ? { savedGtids: a.state.current.errantSaved.gtids } : {}),
+  });
+  if (plan.kind === "discard-tail") {
+    try {
+      const pid = await errant.killLocalServer(config);
+      return {
+        level: "warn",
+        text:
+          `${e.text}; they were never acknowledged (${plan.reason}): killed mysqld (pid ${pid}) so that ` +
+          "its crash recovery, in the replica role, discards them; it restarts and rejoins",
+      };
+    } catch (err) {
+      log.error("Cannot kill mysqld to discard the unacknowledged semi-sync tail: {e}; saving it instead", {
+        e: (err as Error).message,
+      });
+    }
+  }
+  let saved = a.state.current.errantSaved;
+  if (plan.kind !== "saved" || saved === undefined) {
+    try {
+      const s = await errant.saveErrantTransactions(config, flavour, {
+        mine: e.mine,
+        theirs: e.primaryExecuted,
+        primary: primary.node,
+      });
+      saved = { gtids: e.extra, base: s.keys.base, location: s.location, at: new Date().toISOString() };
+      await a.state.patch({ errantSaved: saved });
+    } catch (err) {
+      return {
+        level: "error",
+        text:
+          `${e.text}; saving them to the snapshot store failed (${(err as Error).message}): not rebuilt, ` +
+          "nothing was touched; the next health pass tries again",
+      };
+    }
+  }
+  const where = `${saved.location}: ${saved.base}.events.sql (binlog events) and .readable.sql`;
+  if (!config.failover.rebuildErrant) {
+    return {
+      level: "error",
+      text: `${e.text}; saved to ${where}; not rebuilt (REBUILD_ERRANT_NODE=false): rebuild it by hand`,
+    };
+  }
+  await rebuildErrant(a, server, e.primaryExecuted);
+  return {
+    level: "error",
+    text: `${e.text}; saved to ${where}; nothing was merged; rebuilding it from the last snapshot`,
+  };
 }
 
 /** Moves the errant datadir aside (refused, with nothing touched, when no snapshot fits), then restores. */

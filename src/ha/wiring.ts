@@ -20,7 +20,7 @@ import { writeFileAtomic } from "../state.ts";
 import type { PassDeps } from "./act.ts";
 import type { Restore } from "./actions.ts";
 import type { KeptSession, LocalServer, PassNode } from "./facts.ts";
-import { type RebuildArgs, rebuildErrant } from "./rebuild.ts";
+import { handleErrant, type RebuildArgs } from "./rebuild.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -55,7 +55,7 @@ export function passDeps(
     },
     probe: (m) => probeMember(config, { flavour }, m),
     answersWritable: (node) => answersWritable(config, flavour, node),
-    rebuildErrant: (server, executed) => rebuildErrant(w.rebuild, server, executed),
+    handleErrant: (server, primary, e) => handleErrant(w.rebuild, server, primary, e),
   };
 }
 

@@ -301,10 +301,10 @@ function normaliseTables(markdown: string): string[] {
   );
 }
 
-Deno.test("loadConfig() reads REBUILD_ERRANT_NODE as a flag, off by default", () => {
+Deno.test("loadConfig() reads REBUILD_ERRANT_NODE as a flag, on by default", () => {
   assertEquals(load({ ...base, REBUILD_ERRANT_NODE: "yes" }).failover.rebuildErrant, true);
   assertEquals(load({ ...base, REBUILD_ERRANT_NODE: "no" }).failover.rebuildErrant, false);
-  assertEquals(load(base).failover.rebuildErrant, false);
+  assertEquals(load(base).failover.rebuildErrant, true);
   assertEquals(problemsOf({ ...base, REBUILD_ERRANT_NODE: "maybe" }), [
     "REBUILD_ERRANT_NODE must be true or false (also yes/no, on/off, 1/0): current value is 'maybe'",
   ]);
@@ -383,7 +383,7 @@ const EVERYTHING: Record<string, string>[] = [
     SESSION_NAME: "sess",
     SESSION_TTL: "2m",
     FAILOVER_QUIET_PERIOD: "0",
-    REBUILD_ERRANT_NODE: "y",
+    REBUILD_ERRANT_NODE: "n",
     BACKUP_NAME: "db-%Y%m%d",
     BACKUP_TTL: "1h",
     BACKUP_FROM: "replica",

@@ -1,0 +1,252 @@
+/**
+ * An errant node (transactions the primary lacks): what is done with its extra transactions, and how.
+ *
+ * - SEMI_SYNC on, MariaDB, and a commit still waiting for its acknowledgement (a cut old primary: its mysqld
+ *   lives, its commit waits for ever since rpl_semi_sync_master_timeout is as long as the server allows): the
+ *   tail was never acknowledged to anyone. mysqld is killed (SIGKILL) and restarted (by ContainerPilot's
+ *   `mysql` job, restarts: unlimited); it starts in the replica role (`init_rpl_role = SLAVE`, src/mysql/mycnf.ts),
+ *   so crash recovery rolls back every transaction whose engine commit had not happened and cuts it from the
+ *   binlog (MariaDB 10.6.19/10.11.9+, MDEV-33465; the error log says "Successfully truncated binlog file").
+ *   Safety: with AFTER_SYNC the engine commit, and so the client's OK, comes only after a replica's ack, so
+ *   what recovery cuts was told to nobody; what had committed stays, and if that is still errant the node is
+ *   saved and rebuilt below. A clean SHUTDOWN would not do: it lets the waiting commit finish (measured on
+ *   10.11.19, with innodb_fast_shutdown=3 too). The node is read-only and not primary (follow() only runs
+ *   then), so the kill loses nothing durable (sync_binlog=1, innodb_flush_log_at_trx_commit=1). After the
+ *   restart nothing waits (semi-sync is switched on at run time on a primary only), so it is never repeated.
+ * - Otherwise (no semi-sync, MySQL, or nothing waiting) the extra transactions may have been acknowledged:
+ *   they are saved to the snapshot store, as binlog events and as readable SQL (src/backup/manifest.ts names
+ *   them), before REBUILD_ERRANT_NODE rebuilds the node. A save that fails stops the rebuild. MySQL 8.4 has no
+ *   truncating recovery: its manual ("Semisynchronous Replication") says a failed source should be discarded,
+ *   as it may hold transactions no replica acknowledged, so there a semi-sync tail is saved and rebuilt too.
+ *
+ * @module
+ */
+import type { Config } from "./config.ts";
+import { type ErrantKeys, errantKeys } from "./backup/manifest.ts";
+import { run } from "./exec.ts";
+import type { Flavour } from "./mysql/flavour.ts";
+import { MariadbGtidSet, subtractGtids } from "./mysql/gtid.ts";
+import { MysqlClient } from "./mysql/client.ts";
+import { pidFilePath } from "./mysql/mycnf.ts";
+import { localTarget } from "./mysql/server.ts";
+import { openStore } from "./storage/open.ts";
+import { putMetrics } from "./metrics.ts";
+import { delay } from "./abort.ts";
+
+/** What is done with an errant node's extra transactions. */
+export type ErrantPlan =
+  | { readonly kind: "discard-tail"; readonly reason: string }
+  | { readonly kind: "save"; readonly rebuild: boolean }
+  | { readonly kind: "saved"; readonly rebuild: boolean };
+
+/**
+ * Decides what is done with an errant node's extra transactions (see the module's description).
+ *
+ * @param f.waitingForAck Commits waiting for a semi-sync acknowledgement on this server now
+ *   (Rpl_semi_sync_master_wait_sessions), 0 when unknown.
+ * @param f.savedGtids The extra GTIDs this node saved last (its state file), if any.
+ */
+export function planErrant(f: {
+  readonly flavour: Flavour;
+  readonly semiSync: boolean;
+  readonly waitingForAck: number;
+  readonly rebuild: boolean;
+  readonly extra: string;
+  readonly savedGtids?: string;
+  /** Whether this node can kill its mysqld (a `kill` program). */
+  readonly canKill: boolean;
+}): ErrantPlan {
+  if (f.flavour === "mariadb" && f.semiSync && f.waitingForAck > 0 && f.canKill) {
+    return {
+      kind: "discard-tail",
+      reason: `${f.waitingForAck} commit${f.waitingForAck === 1 ? "" : "s"} still wait for a semi-sync ` +
+        "acknowledgement: the tail was never acknowledged",
+    };
+  }
+  if (f.savedGtids === f.extra) return { kind: "saved", rebuild: f.rebuild };
+  return { kind: "save", rebuild: f.rebuild };
+}
+
+/** The binlog reader of a flavour. */
+export function binlogTool(flavour: Flavour): string {
+  return flavour === "mariadb" ? "/usr/bin/mariadb-binlog" : "/usr/bin/mysqlbinlog";
+}
+
+/** The two forms a save writes. */
+export type ErrantForm = "events" | "readable";
+
+/**
+ * The command lines that print exactly the extra transactions (`mine` - `theirs`) from this server's binlog
+ * files, in one form; their outputs, concatenated, are the save.
+ *
+ * MariaDB: one run per (domain, server_id) with extras, `--do-domain-ids`, `--do-server-ids` and the GTID
+ * range from what the primary has of that server (`--start-position`, exclusive) to this node's last
+ * (`--stop-position`, inclusive). MySQL: `--include-gtids` with the extra set.
+ *
+ * @param files The binlog files, absolute paths, oldest first.
+ */
+export function errantBinlogCommands(
+  flavour: Flavour,
+  mine: string,
+  theirs: string,
+  files: readonly string[],
+  form: ErrantForm,
+): string[][] {
+  const decode = form === "readable" ? ["--base64-output=decode-rows", "--verbose"] : [];
+  const tool = binlogTool(flavour);
+  if (flavour === "mysql") {
+    const extra = subtractGtids("mysql", mine, theirs).toString();
+    return extra === "" ? [] : [[
+      tool,
+      "--no-defaults",
+      `--include-gtids=${extra}`,
+      ...decode,
+      ...files,
+    ]];
+  }
+  const have = new Map(
+    MariadbGtidSet.parse(theirs).entries().map((g) => [`${g.domain}-${g.serverId}`, g.seqNo]),
+  );
+  return (subtractGtids("mariadb", mine, theirs) as MariadbGtidSet).entries().map((g) => {
+    const from = have.get(`${g.domain}-${g.serverId}`);
+    return [
+      tool,
+      "--no-defaults",
+      `--do-domain-ids=${g.domain}`,
+      `--do-server-ids=${g.serverId}`,
+      ...(from === undefined ? [] : [`--start-position=${g.domain}-${g.serverId}-${from}`]),
+      `--stop-position=${g.domain}-${g.serverId}-${g.seqNo}`,
+      ...decode,
+      ...files,
+    ];
+  });
+}
+
+/**
+ * Whether the readable output holds every extra transaction's last GTID (a binlog purged meanwhile would not):
+ * MariaDB prints `GTID d-s-n` in each transaction's header. MySQL: `GTID_NEXT= 'uuid:n'` at least once.
+ *
+ * @returns The GTIDs missing from the output; empty when all are there.
+ */
+export function missingFromOutput(
+  flavour: Flavour,
+  mine: string,
+  theirs: string,
+  readable: string,
+): string[] {
+  if (flavour === "mysql") {
+    return readable.includes("GTID_NEXT=") ? [] : [subtractGtids("mysql", mine, theirs).toString()];
+  }
+  return (subtractGtids("mariadb", mine, theirs) as MariadbGtidSet).entries()
+    .map((g) => `${g.domain}-${g.serverId}-${g.seqNo}`)
+    .filter((gtid) => !new RegExp(`\\bGTID ${gtid}\\b`).test(readable));
+}
+
+/** What a save wrote. */
+export interface SavedErrant {
+  readonly keys: ErrantKeys;
+  /** The store's location, for messages. */
+  readonly location: string;
+}
+
+/**
+ * Saves the extra transactions (`mine` - `theirs`) from the local server's binlog files to the snapshot store,
+ * both forms and a `.json` that says what they are. Throws (one line) when anything fails: the caller must then
+ * not rebuild.
+ */
+export async function saveErrantTransactions(
+  config: Config,
+  flavour: Flavour,
+  a: { readonly mine: string; readonly theirs: string; readonly primary: string; readonly now?: Date },
+): Promise<SavedErrant> {
+  const extra = subtractGtids(flavour, a.mine, a.theirs).toString();
+  const files = await binlogFiles(config, flavour);
+  const print = async (form: ErrantForm) => {
+    let out = "";
+    for (const argv of errantBinlogCommands(flavour, a.mine, a.theirs, files, form)) {
+      out += (await run(argv, { signal: AbortSignal.timeout(60_000) })).stdout;
+    }
+    return out;
+  };
+  const events = await print("events");
+  const readable = await print("readable");
+  const missing = missingFromOutput(flavour, a.mine, a.theirs, readable);
+  if (missing.length > 0) {
+    throw new Error(`the binlog files no longer hold ${missing.join(",")} (purged?)`);
+  }
+  const at = a.now ?? new Date();
+  const keys = errantKeys(config.node.name, at, extra);
+  const store = await openStore(config);
+  const info = {
+    node: config.node.name,
+    savedAt: at.toISOString(),
+    flavour,
+    gtids: extra,
+    thisNodeExecuted: a.mine,
+    primary: a.primary,
+    primaryExecuted: a.theirs,
+    events: keys.events,
+    readable: keys.readable,
+    note: "Transactions this node had and the primary lacked, saved before the node was rebuilt. Nothing " +
+      "was merged: review them, and replay what you want on the primary (`mysql < events.sql` replays them).",
+  };
+  const body = (text: string) => new Blob([text]).stream();
+  await store.put(keys.events, body(events));
+  await store.put(keys.readable, body(readable));
+  await store.put(keys.info, body(JSON.stringify(info, null, 2) + "\n"));
+  await putMetrics({ errant_transactions_saved_total: 1 });
+  return { keys, location: store.location };
+}
+
+/** The local server's binlog files, absolute paths, oldest first. */
+async function binlogFiles(config: Config, flavour: Flavour): Promise<string[]> {
+  await using db = await MysqlClient.connect(localTarget(config, flavour));
+  const [base] = await db.query("SELECT @@GLOBAL.log_bin_basename AS base");
+  const dir = String(base?.base ?? "").replace(/\/[^/]*$/, "") || config.mysql.datadir;
+  const logs = await db.query("SHOW BINARY LOGS");
+  return logs.map((r) => String(r.Log_name)).map((name) => name.startsWith("/") ? name : `${dir}/${name}`);
+}
+
+/** Commits waiting for a semi-sync acknowledgement on the local server now (MariaDB); 0 when unknown. */
+export async function commitsWaitingForAck(config: Config, flavour: Flavour): Promise<number> {
+  if (flavour !== "mariadb") return 0;
+  try {
+    await using db = await MysqlClient.connect(localTarget(config, flavour));
+    const [row] = await db.query("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_wait_sessions'");
+    return Number(row?.Value ?? 0) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** The program that sends mysqld SIGKILL (Deno.kill would need every program allowed). */
+export const KILL_PROGRAM = "/usr/bin/kill";
+
+/** Whether {@link KILL_PROGRAM} is there. */
+export async function canKill(): Promise<boolean> {
+  return await Deno.stat(KILL_PROGRAM).then((s) => s.isFile, () => false);
+}
+
+/**
+ * Kills the local mysqld (SIGKILL) so that its crash recovery discards the unacknowledged tail, and waits until
+ * it is gone. The pid comes from its pid file and must name a mysqld or mariadbd process.
+ *
+ * @throws {Error} one line, when the pid file names no such process or it does not die within 10 s.
+ */
+export async function killLocalServer(config: Config): Promise<number> {
+  const file = pidFilePath(config.mysql.socket);
+  const pid = Number((await Deno.readTextFile(file)).trim());
+  if (!Number.isInteger(pid) || pid <= 1) throw new Error(`${file} holds no pid`);
+  const comm = (await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "")).trim();
+  if (!/^(mysqld|mariadbd)$/.test(comm)) {
+    throw new Error(`${file} names pid ${pid}, which is not mysqld (${comm || "no such process"})`);
+  }
+  await run([KILL_PROGRAM, "-KILL", String(pid)]);
+  for (let i = 0; i < 100; i++) {
+    const alive = await Deno.stat(`/proc/${pid}`).then(() => true, () => false);
+    const zombie = alive && /\)\s+Z\s/.test(await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => ""));
+    if (!alive || zombie) return pid;
+    await delay(100);
+  }
+  throw new Error(`mysqld (pid ${pid}) did not die within 10 s of SIGKILL`);
+}
