@@ -45,6 +45,10 @@ export interface PassDeps extends PassNode {
   readonly primaryExecuted: (primary: PrimaryRecord) => Promise<string>;
   readonly probe: (m: MemberRecord) => Promise<MemberRecord | undefined>;
   readonly answersWritable: (node: PrimaryRecord) => Promise<boolean>;
+  /** Before a fence while another node is primary: a semi-sync tail nobody acknowledged, discarded. */
+  readonly discardUnacknowledgedTail: (
+    lock: ClusterView["primary"] | undefined,
+  ) => Promise<Outcome | undefined>;
   /** An errant node: its semi-sync tail discarded, or its extra transactions saved, then rebuilt. */
   readonly handleErrant: (
     server: MysqlServer,
@@ -62,6 +66,8 @@ export async function act(
 ): Promise<ActionResult> {
   if (d.action === "report") return { healthy: d.healthy };
   if (d.action === "fence") {
+    const killed = await p.discardUnacknowledgedTail(view?.primary);
+    if (killed) return { healthy: false, outcome: killed };
     return await fence(
       { server: p.server, kv: p.kv, self: p.self, session: p.session, releaseLock: d.releaseLock },
       signal,

@@ -29,6 +29,50 @@ export interface RebuildArgs {
 }
 
 /**
+ * A node that must turn read-only while another node holds the primary lock (an old primary back from a cut),
+ * with SEMI_SYNC on, MariaDB, and commits waiting for an acknowledgement that can never come: SET GLOBAL
+ * read_only would wait for those commits for ever (measured on 10.11.19), and they were never acknowledged.
+ * mysqld is killed instead; it restarts read-only and in the replica role, its crash recovery discards the
+ * tail (src/errant.ts says why that is safe), and the node rejoins the new primary.
+ *
+ * @returns The outcome to report when mysqld was killed; undefined when this does not apply (fence as usual).
+ */
+export async function discardUnacknowledgedTail(
+  a: {
+    readonly config: Config;
+    readonly flavour: Flavour;
+    readonly self: PrimaryRecord;
+    readonly session?: string;
+  },
+  lock: { readonly session?: string; readonly record?: PrimaryRecord } | undefined,
+): Promise<Outcome | undefined> {
+  const another = lock?.session !== undefined && lock.session !== a.session && lock.record !== undefined &&
+    lock.record.node !== a.self.node;
+  if (!another || !a.config.mysql.semiSync || a.flavour !== "mariadb") return undefined;
+  const errant = await import("../errant.ts");
+  const waiting = await errant.commitsWaitingForAck(a.config, a.flavour);
+  if (waiting === 0) return undefined;
+  try {
+    const pid = await errant.killLocalServer(a.config);
+    return {
+      level: "warn",
+      text:
+        `${lock!.record!.node} is primary and ${waiting} commit${
+          waiting === 1 ? "" : "s"
+        } here still wait for ` +
+        "a semi-sync acknowledgement, so they were never acknowledged and read_only cannot be set while they " +
+        `wait: killed mysqld (pid ${pid}); its crash recovery, in the replica role, discards them, and the node ` +
+        "rejoins when it restarts",
+    };
+  } catch (e) {
+    log.error("Cannot kill mysqld to discard the unacknowledged semi-sync tail: {e}", {
+      e: (e as Error).message,
+    });
+    return undefined;
+  }
+}
+
+/**
  * What is done with an errant node (src/errant.ts says why): a semi-sync tail nobody acknowledged is discarded
  * by a crash restart of mysqld; otherwise the extra transactions are saved to the snapshot store first, and
  * only once they are, REBUILD_ERRANT_NODE rebuilds the node. A save that fails leaves everything as it was.
@@ -49,7 +93,6 @@ export async function handleErrant(
     waitingForAck: config.mysql.semiSync ? await errant.commitsWaitingForAck(config, flavour) : 0,
     rebuild: config.failover.rebuildErrant,
     extra: e.extra,
-    canKill: await errant.canKill(),
     ...(a.state.current.errantSaved ? { savedGtids: a.state.current.errantSaved.gtids } : {}),
   });
   if (plan.kind === "discard-tail") {

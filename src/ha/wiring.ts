@@ -20,7 +20,7 @@ import { writeFileAtomic } from "../state.ts";
 import type { PassDeps } from "./act.ts";
 import type { Restore } from "./actions.ts";
 import type { KeptSession, LocalServer, PassNode } from "./facts.ts";
-import { handleErrant, type RebuildArgs } from "./rebuild.ts";
+import { discardUnacknowledgedTail, handleErrant, type RebuildArgs } from "./rebuild.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -56,6 +56,13 @@ export function passDeps(
     probe: (m) => probeMember(config, { flavour }, m),
     answersWritable: (node) => answersWritable(config, flavour, node),
     handleErrant: (server, primary, e) => handleErrant(w.rebuild, server, primary, e),
+    discardUnacknowledgedTail: (lock) =>
+      discardUnacknowledgedTail({
+        config,
+        flavour,
+        self: w.self,
+        ...("id" in session ? { session: session.id } : {}),
+      }, lock),
   };
 }
 

@@ -43,7 +43,6 @@ Deno.test("planErrant(): a MariaDB semi-sync tail still waiting for its ack is d
     waitingForAck: 1,
     rebuild: true,
     extra: "0-1-93",
-    canKill: true,
   };
   assertEquals(planErrant(base).kind, "discard-tail");
   // Nothing waits: the tail committed (recovery of a MASTER-role start, or an acknowledged write): saved.
@@ -52,8 +51,6 @@ Deno.test("planErrant(): a MariaDB semi-sync tail still waiting for its ack is d
   assertEquals(planErrant({ ...base, semiSync: false }), { kind: "save", rebuild: true });
   // MySQL 8.4 has no truncating recovery: its manual says to discard the old source, so it is saved.
   assertEquals(planErrant({ ...base, flavour: "mysql" }), { kind: "save", rebuild: true });
-  // No way to kill mysqld here: saved and rebuilt instead.
-  assertEquals(planErrant({ ...base, canKill: false }), { kind: "save", rebuild: true });
   assertEquals(planErrant({ ...base, waitingForAck: 0, rebuild: false }), { kind: "save", rebuild: false });
   // The same set saved already (a rebuild refused, or REBUILD_ERRANT_NODE off): not saved again.
   assertEquals(planErrant({ ...base, waitingForAck: 0, savedGtids: "0-1-93" }), {
