@@ -20,7 +20,7 @@ import { ConsulStore, type InstanceHealth } from "./consul.ts";
 import type { MemberRecord } from "./ha/failover_plan.ts";
 import { type PrimaryLock, quietPeriodReason } from "./ha/decide.ts";
 import { ConsulClusterKv, type FailoverRecord, type VerificationRecord } from "./cluster_kv.ts";
-import type { Manifest } from "./backup/manifest.ts";
+import { ERRANT_PREFIX, type ErrantSave, type Manifest, parseErrantKey } from "./backup/manifest.ts";
 import type { Flavour, ReplicaStatus } from "./mysql/flavour.ts";
 import { openPeerServer } from "./mysql/server.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
@@ -104,6 +104,11 @@ export interface StatusFacts {
   readonly probes: Readonly<Record<string, NodeProbe>>;
   /** What pre-start recorded on the node status runs on (its NODE_NAME) while it retries a failure. */
   readonly preStart?: PreStartFailure;
+  /**
+   * The keys under `errant-transactions/` in the snapshot store (errant nodes' extra transactions, saved before
+   * a rebuild); undefined when the store could not be listed.
+   */
+  readonly errantKeys?: readonly string[];
 }
 
 // --- the report (the JSON shape of `status --json`) ----------------------------------------------------
@@ -246,6 +251,11 @@ export interface StatusReport {
    * started. `null` when there is none (or status ran elsewhere).
    */
   readonly preStart: PreStartFailure | null;
+  /**
+   * Extra transactions of errant nodes, saved to the snapshot store before they were rebuilt (never merged:
+   * someone should look at them), newest first; `null` when the store could not be listed.
+   */
+  readonly errantSaved: readonly ErrantSave[] | null;
 }
 
 // --- pure: which nodes --------------------------------------------------------------------------------
@@ -340,7 +350,18 @@ export function summariseStatus(f: StatusFacts): StatusReport {
       : null,
     nodes,
     preStart: f.preStart ?? null,
+    errantSaved: f.errantKeys === undefined ? null : errantSavesOf(f.errantKeys),
   };
+}
+
+/** One entry per save (its three objects share a base), newest first. */
+export function errantSavesOf(keys: readonly string[]): ErrantSave[] {
+  const byBase = new Map<string, ErrantSave>();
+  for (const key of keys) {
+    const save = parseErrantKey(key);
+    if (save) byBase.set(save.base, save);
+  }
+  return [...byBase.values()].sort((a, b) => b.at.localeCompare(a.at) || a.base.localeCompare(b.base));
 }
 
 type Reachable = Extract<NodeProbe, { reachable: true }>;
@@ -675,6 +696,12 @@ export function renderStatusTable(report: StatusReport): string {
     }`,
   );
   lines.push(`failover:  ${failoverLine(report.failover)}`);
+  for (const e of report.errantSaved ?? []) {
+    lines.push(
+      `errant:    ${e.node}'s extra transactions ${e.gtids.replace(/_/g, ",")} saved at ${e.at}: ` +
+        `${e.base}.events.sql, .readable.sql (never merged: review them)`,
+    );
+  }
   lines.push("");
   const rows = [
     [...TABLE_COLUMNS],
@@ -831,7 +858,10 @@ export async function gatherStatus(config: Config): Promise<StatusFacts> {
   const preStart = await readPreStartFailure(config.node.stateDir).then((r) =>
     r?.node === config.node.name ? r : undefined
   );
-  const probes = await Promise.all(targets.map((t) => probeNode(config, t, connectTimeoutMs)));
+  const [probes, errantKeys] = await Promise.all([
+    Promise.all(targets.map((t) => probeNode(config, t, connectTimeoutMs))),
+    listErrantKeys(config),
+  ]);
   // Read the primary once more, after every replica: under writes a replica read a moment after the primary
   // may already have applied the primary's next transaction, and would look errant.
   const holder = view.lock.session !== undefined
@@ -848,5 +878,24 @@ export async function gatherStatus(config: Config): Promise<StatusFacts> {
     consul: view,
     probes: Object.fromEntries(targets.map((t, i) => [t.node, probes[i]])),
     ...(preStart ? { preStart } : {}),
+    ...(errantKeys ? { errantKeys } : {}),
   };
+}
+
+/** The keys under `errant-transactions/` in the snapshot store; undefined when it cannot be listed in 5 s. */
+async function listErrantKeys(config: Config): Promise<string[] | undefined> {
+  const listing = (async () => {
+    const { openStore } = await import("./storage/open.ts");
+    const store = await openStore(config);
+    const keys: string[] = [];
+    for await (const o of store.list(ERRANT_PREFIX)) keys.push(o.key);
+    return keys;
+  })().catch(() => undefined);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), 5000));
+  try {
+    return await Promise.race([listing, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

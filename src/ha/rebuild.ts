@@ -136,19 +136,24 @@ export async function handleErrant(
       text: `${e.text}; saved to ${where}; not rebuilt (REBUILD_ERRANT_NODE=false): rebuild it by hand`,
     };
   }
-  await rebuildErrant(a, server, e.primaryExecuted);
+  const rebuilt = await rebuildErrant(a, server, e.primaryExecuted);
   return {
     level: "error",
-    text: `${e.text}; saved to ${where}; nothing was merged; rebuilding it from the last snapshot`,
+    text: `${e.text}; saved to ${where}; nothing was merged; ` +
+      (rebuilt ? "rebuilding it from the last snapshot" : "not rebuilt (see the line above)"),
   };
 }
 
-/** Moves the errant datadir aside (refused, with nothing touched, when no snapshot fits), then restores. */
+/**
+ * Moves the errant datadir aside (refused, with nothing touched, when no snapshot fits), then restores.
+ *
+ * @returns false when the rebuild was refused (logged) and nothing was touched.
+ */
 export async function rebuildErrant(
   a: RebuildArgs,
   server: MysqlServer,
   primaryExecuted: string,
-): Promise<void> {
+): Promise<boolean> {
   const { publishedSnapshot } = await import("../snapshots.ts");
   const { moveErrantDatadirAside, RebuildRefusedError } = await import("../rebuild.ts");
   try {
@@ -157,14 +162,16 @@ export async function rebuildErrant(
       await a.state.patch({ rebuilding: { aside } });
     });
     await finishRebuild(a);
+    return true;
   } catch (e) {
     if (e instanceof RebuildRefusedError) {
       log.error("REBUILD_ERRANT_NODE is set but the node was not rebuilt: {why}; nothing was touched", {
         why: e.message,
       });
-      return;
+      return false;
     }
     log.error("Rebuilding the errant node failed: {e}", { e: (e as Error).message });
+    return true; // the datadir was moved aside: the next passes finish the rebuild
   }
 }
 

@@ -153,6 +153,10 @@ Deno.test("async cut under writes, then heal: the old primary's extra transactio
     assert(events.includes("BINLOG '"), "the binlog events are not in the events form");
     assertEquals((events.match(/^COMMIT\/\*!\*\/;$/gm) ?? []).length, 2, "two transactions, no more");
 
+    // `autopilot status` points to them.
+    const status = JSON.parse((await c.run(replica, ["status", "--json"])).stdout);
+    assertEquals(status.errantSaved.map((e: { base: string }) => e.base), [`errant-transactions/n1/${base}`]);
+
     // ContainerPilot restarts mysqld: on the restored datadir, it replicates from the new primary.
     await c.startMysqld(n1);
     await converge(c, [n1, n2, n3], async () => (await source(c, n1)) === primary.address);
