@@ -65,6 +65,23 @@ export function planErrant(f: {
   return { kind: "save", rebuild: f.rebuild };
 }
 
+/**
+ * Whether a node about to be fenced should first look for a semi-sync tail to discard by a crash restart: SEMI_SYNC
+ * on, MariaDB (MySQL 8.4 has no truncating recovery), and another node, under another session, holds the primary
+ * lock (this node will follow it; a node that may still resume as primary is never truncated).
+ */
+export function tailDiscardApplies(f: {
+  readonly flavour: Flavour;
+  readonly semiSync: boolean;
+  readonly self: string;
+  readonly session?: string;
+  readonly lock?: { readonly session?: string; readonly record?: { readonly node: string } };
+}): boolean {
+  const lock = f.lock;
+  return f.semiSync && f.flavour === "mariadb" && lock?.session !== undefined && lock.session !== f.session &&
+    lock.record !== undefined && lock.record.node !== f.self;
+}
+
 /** The binlog reader of a flavour. */
 export function binlogTool(flavour: Flavour): string {
   return flavour === "mariadb" ? "/usr/bin/mariadb-binlog" : "/usr/bin/mysqlbinlog";

@@ -46,10 +46,15 @@ export async function discardUnacknowledgedTail(
   },
   lock: { readonly session?: string; readonly record?: PrimaryRecord } | undefined,
 ): Promise<Outcome | undefined> {
-  const another = lock?.session !== undefined && lock.session !== a.session && lock.record !== undefined &&
-    lock.record.node !== a.self.node;
-  if (!another || !a.config.mysql.semiSync || a.flavour !== "mariadb") return undefined;
   const errant = await import("../errant.ts");
+  const applies = errant.tailDiscardApplies({
+    flavour: a.flavour,
+    semiSync: a.config.mysql.semiSync,
+    self: a.self.node,
+    ...(a.session === undefined ? {} : { session: a.session }),
+    ...(lock === undefined ? {} : { lock }),
+  });
+  if (!applies) return undefined;
   const waiting = await errant.commitsWaitingForAck(a.config, a.flavour);
   if (waiting === 0) return undefined;
   try {

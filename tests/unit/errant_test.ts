@@ -1,7 +1,7 @@
 /** An errant node's extra transactions: their names in the store, what is done with them, how they are read. */
 import { assert, assertEquals } from "./assert.ts";
 import { errantKeys, parseErrantKey } from "../../src/backup/manifest.ts";
-import { errantBinlogCommands, missingFromOutput, planErrant } from "../../src/errant.ts";
+import { errantBinlogCommands, missingFromOutput, planErrant, tailDiscardApplies } from "../../src/errant.ts";
 
 const at = new Date("2026-12-02T15:56:44.123Z");
 
@@ -103,4 +103,18 @@ Deno.test("missingFromOutput(): a save whose output lacks an extra transaction's
   assertEquals(missingFromOutput("mariadb", "0-1-94", "0-1-92", readable), []);
   assertEquals(missingFromOutput("mariadb", "0-1-94,0-3-2", "0-1-92", readable), ["0-3-2"]);
   assertEquals(missingFromOutput("mariadb", "0-1-940", "0-1-92", readable), ["0-1-940"]);
+});
+
+Deno.test("tailDiscardApplies(): only with SEMI_SYNC on MariaDB, before the fence of a node another node is primary of", () => {
+  const other = { session: "s2", record: { node: "n2" } };
+  const base = { flavour: "mariadb" as const, semiSync: true, self: "n1", session: "s1", lock: other };
+  assertEquals(tailDiscardApplies(base), true);
+  assertEquals(tailDiscardApplies({ ...base, semiSync: false }), false);
+  assertEquals(tailDiscardApplies({ ...base, flavour: "mysql" }), false);
+  // Nobody holds the lock (Consul out of reach, or a failover to come): this node may resume as primary.
+  assertEquals(tailDiscardApplies({ ...base, lock: { record: { node: "n2" } } }), false);
+  assertEquals(tailDiscardApplies({ ...base, lock: undefined }), false);
+  // Its own lock (by its session, or its name under a lost session): never truncated.
+  assertEquals(tailDiscardApplies({ ...base, lock: { session: "s1", record: { node: "n1" } } }), false);
+  assertEquals(tailDiscardApplies({ ...base, lock: { session: "s9", record: { node: "n1" } } }), false);
 });
