@@ -202,8 +202,10 @@ export async function saveErrantTransactions(
     primaryExecuted: a.theirs,
     events: keys.events,
     readable: keys.readable,
-    note: "Transactions this node had and the primary lacked, saved before the node was rebuilt. Nothing " +
-      "was merged: review them, and replay what you want on the primary (`mysql < events.sql` replays them).",
+    note: "Transactions this node had and the primary lacked, saved before the node was rebuilt; nothing " +
+      "was merged. The events keep their original GTIDs (SET @@session.gtid_seq_no / server_id lines): on a " +
+      "primary that has moved past them gtid_strict_mode refuses them as they are, so strip those lines " +
+      "before replaying what you want with the mysql client, or re-apply it from the readable form.",
   };
   const body = (text: string) => new Blob([text]).stream();
   await store.put(keys.events, body(events));
