@@ -19,6 +19,10 @@
  *   truncating recovery: its manual ("Semisynchronous Replication") says a failed source should be discarded,
  *   as it may hold transactions no replica acknowledged, so there a semi-sync tail is saved and rebuilt too.
  *
+ * The tools: MariaDB's `mariadb-binlog` (`--start-position`/`--stop-position` as GTID lists, exclusive and
+ * inclusive, `--do-domain-ids`, `--do-server-ids`); MySQL 8.4's `mysqlbinlog` (`--include-gtids`); both
+ * `--base64-output=decode-rows --verbose` for the readable form.
+ *
  * @module
  */
 import type { Config } from "./config.ts";
