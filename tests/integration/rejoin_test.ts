@@ -122,10 +122,19 @@ Deno.test("async cut under writes, then heal: the old primary's extra transactio
   try {
     const primary = await newPrimary(c, [n1, n2, n3], [n2, n3], 60_000);
     const replica = primary === n2 ? n3 : n2;
+    // A store that cannot take the save: nothing is rebuilt (never throw away unseen data), one clear line.
+    const blocker = `${c.snapshots}/errant-transactions`;
+    await Deno.writeTextFile(blocker, "not a directory\n");
     await h.net.heal(1);
     const stopChecking = c.keepChecking([n2, n3], 1000);
     let line: string;
     try {
+      const refused = await passUntil(c, n1, [], "Errant node");
+      assert(refused.includes("saving them to the snapshot store failed"), refused);
+      assert(refused.includes("not rebuilt, nothing was touched"), refused);
+      assertEquals(errantDirs(n1), [], "rebuilt without its transactions saved");
+      assertEquals(n1.mysqld!.exited, false);
+      await Deno.remove(blocker);
       line = await passUntil(c, n1, [], "Errant node");
       await waitFor("n1's mysqld to stop for the rebuild", () => Promise.resolve(n1.mysqld!.exited));
     } finally {
