@@ -52,20 +52,26 @@ USER 0
 # hadolint ignore=DL3041
 RUN set -eux; \
     percona-release enable pxb-84-lts release; \
-    microdnf -y install "percona-xtrabackup-84-${XTRABACKUP_VERSION}.el9" zstd; \
+    microdnf -y install "percona-xtrabackup-84-${XTRABACKUP_VERSION}.el9" zstd procps-ng; \
     microdnf clean all; \
     rm -rf /var/cache/dnf /var/cache/yum; \
-    for program in /usr/sbin/mysqld /usr/bin/xtrabackup /usr/bin/xbstream /usr/bin/zstd /usr/bin/chown; do \
+    for program in /usr/sbin/mysqld /usr/bin/xtrabackup /usr/bin/xbstream /usr/bin/zstd /usr/bin/chown \
+        /usr/bin/mysqlbinlog /usr/bin/kill; do \
       test -x "$program" || { echo "missing $program" >&2; exit 1; }; \
     done
 
 # ---- FLAVOUR=mariadb: MariaDB 11.4 with mariabackup and mbstream (both in the official image) -------------
 FROM mariadb:11.4.13@sha256:611a2fcc5fa7c6ceb8644c6f74b25ede004ff6c3a6b38c8f8c23d3bbf6c26430 AS runtime-mariadb
 # MariaDB 11 ships the `mysqld` name only in mariadb-server-compat; ContainerPilot's job runs `mysqld`.
+# procps: /usr/bin/kill, with which autopilot crash-restarts mysqld to discard an unacknowledged semi-sync tail
+# (src/errant.ts), at whatever version the base image's release carries (DL3008).
+# hadolint ignore=DL3008
 RUN set -eux; \
     [ -e /usr/sbin/mysqld ] || ln -s mariadbd /usr/sbin/mysqld; \
+    [ -x /usr/bin/kill ] || { apt-get update; apt-get install -y --no-install-recommends procps; \
+      rm -rf /var/lib/apt/lists/*; }; \
     for program in /usr/sbin/mariadbd /usr/sbin/mysqld /usr/bin/mariadb-install-db /usr/bin/mariabackup \
-        /usr/bin/mbstream /usr/bin/zstd /usr/bin/chown; do \
+        /usr/bin/mbstream /usr/bin/zstd /usr/bin/chown /usr/bin/mariadb-binlog /usr/bin/kill; do \
       test -x "$program" || { echo "missing $program" >&2; exit 1; }; \
     done
 

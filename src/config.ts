@@ -130,7 +130,7 @@ export interface SessionConfig {
 export interface FailoverConfig {
   /** After a failover, no automatic failover again within this period unless the new primary is gone. */
   readonly quietPeriodMs: number;
-  /** Opt-in: move an errant node's datadir aside (never delete it) and rebuild it from the latest snapshot. */
+  /** On by default: move an errant node's datadir aside (never delete it) and rebuild it from the latest snapshot. */
   readonly rebuildErrant: boolean;
   /**
    * FAILSAFE_MODE: a primary that cannot reach Consul stays writable while every other member it knows of
@@ -737,11 +737,12 @@ failover("RECOVERY_SETTLE_WINDOW", duration(1000), {
     "SESSION_TTL/2 + 2s.",
 });
 failover("REBUILD_ERRANT_NODE", flag, {
-  default: "false",
+  default: "true",
   at: "failover.rebuildErrant",
-  doc:
-    "An errant node (transactions the primary lacks) moves its datadir aside to `MYSQL_DATADIR.errant-TIME` " +
-    "(never deleted) and rebuilds from the latest snapshot. Needs MYSQL_DATADIR below the volume's root.",
+  doc: "An errant node (transactions the primary lacks) first saves them to the snapshot store " +
+    "(`errant-transactions/NODE/TIME_GTIDS`, as binlog events and as readable SQL), then moves its datadir aside " +
+    "to `MYSQL_DATADIR.errant-TIME` (never deleted) and rebuilds from the latest snapshot; `false`: saved, not " +
+    "rebuilt. Needs MYSQL_DATADIR below the volume's root.",
 });
 failover("FAILSAFE_MODE", flag, {
   default: "true",

@@ -38,6 +38,11 @@ export const METRICS = Object.freeze(
       help: "Failovers this node ran that appointed a new primary",
     },
     { name: "failover_seconds", type: "histogram", help: "From taking the failover lock to the appointment" },
+    {
+      name: "errant_transactions_saved_total",
+      type: "counter",
+      help: "Saves of this errant node's extra transactions to the snapshot store (errant-transactions/)",
+    },
     { name: "backups_total", type: "counter", help: "Snapshots this node took and published" },
     { name: "backup_failures_total", type: "counter", help: "Snapshots this node failed to take or store" },
     {

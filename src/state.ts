@@ -39,6 +39,16 @@ export interface NodeState {
    * Where this node registered the `SERVICE_NAME-primary` service (`address:port`), until it withdraws it.
    */
   readonly advertised?: string;
+  /**
+   * The last save of this node's extra transactions (an errant node, src/errant.ts): which GTIDs, where
+   * (`location`, the store; `base`, the keys' common start), when (ISO 8601). The same set is never saved twice.
+   */
+  readonly errantSaved?: {
+    readonly gtids: string;
+    readonly base: string;
+    readonly location: string;
+    readonly at: string;
+  };
   /** The primary's sweep: catalog entries of departed nodes, by service id, and when each was first seen. */
   readonly deadEntries?: Readonly<Record<string, number>>;
   /**

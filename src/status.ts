@@ -20,7 +20,7 @@ import { ConsulStore, type InstanceHealth } from "./consul.ts";
 import type { MemberRecord } from "./ha/failover_plan.ts";
 import { type PrimaryLock, quietPeriodReason } from "./ha/decide.ts";
 import { ConsulClusterKv, type FailoverRecord, type VerificationRecord } from "./cluster_kv.ts";
-import type { Manifest } from "./backup/manifest.ts";
+import { ERRANT_PREFIX, type ErrantSave, type Manifest, parseErrantKey } from "./backup/manifest.ts";
 import type { Flavour, ReplicaStatus } from "./mysql/flavour.ts";
 import { openPeerServer } from "./mysql/server.ts";
 import { leaseMsFor } from "./mysql/lease.ts";
@@ -116,6 +116,11 @@ export interface StatusFacts {
    * clock); absent when it does not wait, or status runs elsewhere.
    */
   readonly recoveryWaitedMs?: number;
+  /**
+   * The keys under `errant-transactions/` in the snapshot store (errant nodes' extra transactions, saved before
+   * a rebuild); undefined when the store could not be listed.
+   */
+  readonly errantKeys?: readonly string[];
 }
 
 // --- the report (the JSON shape of `status --json`) ----------------------------------------------------
@@ -278,6 +283,11 @@ export interface StatusReport {
     /** Live members holding data without this cluster's identity (none, or another): never chosen. */
     readonly refused: readonly string[];
   } | null;
+  /**
+   * Extra transactions of errant nodes, saved to the snapshot store before they were rebuilt (never merged:
+   * someone should look at them), newest first; `null` when the store could not be listed.
+   */
+  readonly errantSaved: readonly ErrantSave[] | null;
 }
 
 // --- pure: which nodes --------------------------------------------------------------------------------
@@ -372,6 +382,7 @@ export function summariseStatus(f: StatusFacts): StatusReport {
       : null,
     nodes,
     preStart: f.preStart ?? null,
+    errantSaved: f.errantKeys === undefined ? null : errantSavesOf(f.errantKeys),
     recovery: recoveryStatus(f),
   };
 }
@@ -413,6 +424,16 @@ export function recoveryStatus(f: StatusFacts): StatusReport["recovery"] {
       : plan.reason,
     refused: refused.sort(byNodeName),
   };
+}
+
+/** One entry per save (its three objects share a base), newest first. */
+export function errantSavesOf(keys: readonly string[]): ErrantSave[] {
+  const byBase = new Map<string, ErrantSave>();
+  for (const key of keys) {
+    const save = parseErrantKey(key);
+    if (save) byBase.set(save.base, save);
+  }
+  return [...byBase.values()].sort((a, b) => b.at.localeCompare(a.at) || a.base.localeCompare(b.base));
 }
 
 type Reachable = Extract<NodeProbe, { reachable: true }>;
@@ -752,6 +773,12 @@ export function renderStatusTable(report: StatusReport): string {
   );
   lines.push(`failover:  ${failoverLine(report.failover)}`);
   if (report.recovery !== null) lines.push(`recovery:  ${recoveryLine(report.recovery)}`);
+  for (const e of report.errantSaved ?? []) {
+    lines.push(
+      `errant:    ${e.node}'s extra transactions ${e.gtids.replace(/_/g, ",")} saved at ${e.at}: ` +
+        `${e.base}.events.sql, .readable.sql (never merged: review them)`,
+    );
+  }
   lines.push("");
   const rows = [
     [...TABLE_COLUMNS],
@@ -925,7 +952,10 @@ export async function gatherStatus(config: Config): Promise<StatusFacts> {
   const preStart = await readPreStartFailure(config.node.stateDir).then((r) =>
     r?.node === config.node.name ? r : undefined
   );
-  const probes = await Promise.all(targets.map((t) => probeNode(config, t, connectTimeoutMs)));
+  const [probes, errantKeys] = await Promise.all([
+    Promise.all(targets.map((t) => probeNode(config, t, connectTimeoutMs))),
+    listErrantKeys(config),
+  ]);
   // Read the primary once more, after every replica: under writes a replica read a moment after the primary
   // may already have applied the primary's next transaction, and would look errant.
   const holder = view.lock.session !== undefined
@@ -943,6 +973,7 @@ export async function gatherStatus(config: Config): Promise<StatusFacts> {
     consul: view,
     probes: Object.fromEntries(targets.map((t, i) => [t.node, probes[i]])),
     ...(preStart ? { preStart } : {}),
+    ...(errantKeys ? { errantKeys } : {}),
     settleMs: settleWindowMs(config.failover.recoverySettleMs, leaseMsFor(config.session.ttlSeconds)),
     ...(waited !== undefined ? { recoveryWaitedMs: waited } : {}),
   };
@@ -957,5 +988,23 @@ async function recoveryWaited(config: Config): Promise<number | undefined> {
     return sameBoot(since, now) ? now.ms - since.ms : undefined;
   } catch {
     return undefined; // shown, never acted on
+  }
+}
+
+/** The keys under `errant-transactions/` in the snapshot store; undefined when it cannot be listed in 5 s. */
+async function listErrantKeys(config: Config): Promise<string[] | undefined> {
+  const listing = (async () => {
+    const { openStore } = await import("./storage/open.ts");
+    const store = await openStore(config);
+    const keys: string[] = [];
+    for await (const o of store.list(ERRANT_PREFIX)) keys.push(o.key);
+    return keys;
+  })().catch(() => undefined);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), 5000));
+  try {
+    return await Promise.race([listing, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -375,3 +375,65 @@ function shown(value: unknown): string {
   const json = JSON.stringify(value);
   return json.length > 80 ? `${json.slice(0, 80)}…` : json;
 }
+
+/** Where an errant node's extra transactions are saved in the snapshot store, before it is rebuilt. */
+export const ERRANT_PREFIX = "errant-transactions/";
+
+/** The objects one save of an errant node's extra transactions writes, all with one base name. */
+export interface ErrantKeys {
+  /** `errant-transactions/<node>/<time>_<gtids>` */
+  readonly base: string;
+  /** The binlog events themselves, as `mysqlbinlog` prints them (BINLOG '...' statements a client can replay). */
+  readonly events: string;
+  /** The same events as readable SQL (`--base64-output=decode-rows --verbose`): to read, not to replay. */
+  readonly readable: string;
+  /** What was saved: node, time, the full GTID set, the primary it lacked them against. */
+  readonly info: string;
+}
+
+/** The longest GTID part of an errant save's name; the full set is in its `.json`. */
+const ERRANT_GTID_CHARS = 120;
+
+/**
+ * The keys of one save of an errant node's extra transactions: which node, when (UTC, to the second) and which
+ * GTIDs (`,` becomes `_` and `:` becomes `.`, cut after {@link ERRANT_GTID_CHARS} characters with `_etc`).
+ *
+ * @param node NODE_NAME (characters a key cannot hold become `-`).
+ * @param at When they were saved.
+ * @param gtids The extra GTIDs, in the flavour's text form.
+ * @returns e.g. `errant-transactions/n1/2026-12-02T15-56-44Z_0-1-93.events.sql` and its siblings.
+ */
+export function errantKeys(node: string, at: Date, gtids: string): ErrantKeys {
+  const stamp = at.toISOString().replace(/\.\d+Z$/, "Z").replace(/:/g, "-");
+  let set = gtids.replace(/\s+/g, "").replace(/,/g, "_").replace(/:/g, ".").replace(/[^A-Za-z0-9._-]/g, "-");
+  if (set.length > ERRANT_GTID_CHARS) set = `${set.slice(0, ERRANT_GTID_CHARS)}_etc`;
+  const base = `${ERRANT_PREFIX}${node.replace(/[^A-Za-z0-9._-]/g, "-")}/${stamp}_${set}`;
+  return {
+    base: checkKey(base),
+    events: checkKey(`${base}.events.sql`),
+    readable: checkKey(`${base}.readable.sql`),
+    info: checkKey(`${base}.json`),
+  };
+}
+
+/** One save, read back from its key's name (see {@link errantKeys}). */
+export interface ErrantSave {
+  readonly node: string;
+  /** ISO 8601, to the second. */
+  readonly at: string;
+  /** The GTID part of the name (shortened, `_`-separated, as in the key). */
+  readonly gtids: string;
+  /** The key's base: add `.events.sql`, `.readable.sql` or `.json`. */
+  readonly base: string;
+}
+
+/** The save a key belongs to, or undefined for a key {@link errantKeys} did not make. */
+export function parseErrantKey(key: string): ErrantSave | undefined {
+  const m =
+    /^errant-transactions\/([^/]+)\/(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ)_(.*)\.(events\.sql|readable\.sql|json)$/
+      .exec(key);
+  if (!m || key.endsWith(MANIFEST_SUFFIX)) return undefined;
+  const [, node, stamp, gtids] = m;
+  const at = stamp.replace(/T(\d\d)-(\d\d)-(\d\d)Z$/, "T$1:$2:$3Z");
+  return { node, at, gtids, base: key.slice(0, key.length - m[4].length - 1) };
+}

@@ -12,9 +12,11 @@ import {
   type ActionResult,
   bootstrapPrimary,
   endSwitchover,
+  type ErrantFound,
   fence,
   follow,
   type Me,
+  type Outcome,
   type Restore,
   serveAsPrimary,
   startReplication,
@@ -50,9 +52,18 @@ export interface PassDeps extends PassNode {
   readonly answersWritable: (node: PrimaryRecord) => Promise<boolean>;
   /** What a node's server answers over TCP (the takeover of a stale primary lock asks the old primary). */
   readonly askPrimary: (node: PrimaryRecord) => Promise<PrimaryAnswer>;
-  readonly rebuildErrant: (server: MysqlServer, primaryExecuted: string) => Promise<void>;
   /** A member's replication status over MySQL as the replication account (failsafe mode). */
   readonly replicaStatusOf: (m: KnownMember, signal: AbortSignal) => Promise<ReplicaStatus | undefined>;
+  /** Before a fence while another node is primary: a semi-sync tail nobody acknowledged, discarded. */
+  readonly discardUnacknowledgedTail: (
+    lock: ClusterView["primary"] | undefined,
+  ) => Promise<Outcome | undefined>;
+  /** An errant node: its semi-sync tail discarded, or its extra transactions saved, then rebuilt. */
+  readonly handleErrant: (
+    server: MysqlServer,
+    primary: PrimaryRecord,
+    e: ErrantFound,
+  ) => Promise<Outcome | undefined>;
 }
 
 /** Carries out one decision. */
@@ -64,6 +75,8 @@ export async function act(
 ): Promise<ActionResult> {
   if (d.action === "report") return { healthy: d.healthy };
   if (d.action === "fence") {
+    const killed = await p.discardUnacknowledgedTail(view?.primary);
+    if (killed) return { healthy: false, outcome: killed };
     return await fence(
       { server: p.server, kv: p.kv, self: p.self, session: p.session, releaseLock: d.releaseLock },
       signal,
@@ -115,9 +128,7 @@ export async function act(
         restore: p.restore(),
         repl: { user: p.config.mysql.replUser, password: p.config.mysql.replPassword },
         primaryExecuted: () => p.primaryExecuted(d.primary),
-        errant: p.config.failover.rebuildErrant
-          ? { hint: "", rebuild: (executed) => p.rebuildErrant(server, executed) }
-          : { hint: " (REBUILD_ERRANT_NODE=true rebuilds it from the last snapshot)" },
+        errant: { hint: "", handle: (e) => p.handleErrant(server, d.primary, e) },
       }, signal);
     case "restart-replication":
       log.info("{reason}", { reason: d.reason });

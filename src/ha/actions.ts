@@ -234,6 +234,18 @@ async function switchoverUnderWay(a: { readonly kv: ClusterKv; readonly me: Me }
   }
 }
 
+/** What follow() found on an errant node. */
+export interface ErrantFound {
+  /** The primary's executed GTIDs. */
+  readonly primaryExecuted: string;
+  /** This node's. */
+  readonly mine: string;
+  /** What this node has that the primary lacks. */
+  readonly extra: string;
+  /** The plain outcome's text ("Errant node: ..."). */
+  readonly text: string;
+}
+
 /** Replication from a source, as the replication account. */
 export interface Follow {
   readonly primary: PrimaryRecord;
@@ -256,8 +268,15 @@ export async function follow(
     readonly repl: { readonly user: string; readonly password: Secret };
     /** The primary's executed GTIDs, asked over TCP as the replication account. */
     readonly primaryExecuted: () => Promise<string>;
-    /** An errant node: what is done about it (REBUILD_ERRANT_NODE), and the hint when nothing is. */
-    readonly errant: { readonly hint: string; readonly rebuild?: (primaryExecuted: string) => Promise<void> };
+    /**
+     * An errant node: what is done about it (src/ha/rebuild.ts handleErrant: a semi-sync tail discarded, or the
+     * extra transactions saved, then REBUILD_ERRANT_NODE), returning the outcome to report instead of the
+     * plain one; and the hint when nothing is done.
+     */
+    readonly errant: {
+      readonly hint: string;
+      readonly handle?: (e: ErrantFound) => Promise<Outcome | undefined>;
+    };
   },
   signal?: AbortSignal,
 ): Promise<ActionResult> {
@@ -274,8 +293,8 @@ export async function follow(
           `Errant node: this node has transactions ${extra} that the primary ${primary.node} (${source}) ` +
           `lacks; not rejoining${a.errant.hint}`,
       };
-      await a.errant.rebuild?.(theirs);
-      return { healthy: false, outcome };
+      const handled = await a.errant.handle?.({ primaryExecuted: theirs, mine, extra, text: outcome.text });
+      return { healthy: false, outcome: handled ?? outcome };
     }
   }
   await dropLease(server, signal, true); // a replica never runs with a live lease, and has the fence too

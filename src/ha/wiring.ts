@@ -21,7 +21,7 @@ import { writeFileAtomic } from "../state.ts";
 import type { PassDeps } from "./act.ts";
 import type { Restore } from "./actions.ts";
 import type { KeptSession, LocalServer, PassNode } from "./facts.ts";
-import { type RebuildArgs, rebuildErrant } from "./rebuild.ts";
+import { discardUnacknowledgedTail, handleErrant, type RebuildArgs } from "./rebuild.ts";
 import { MEMBER_TIMEOUT_MS } from "./failsafe.ts";
 import type { PrimaryAnswer } from "./takeover.ts";
 
@@ -60,11 +60,18 @@ export function passDeps(
     probe: (m) => probeMember(config, { flavour }, m),
     answersWritable: (node) => answersWritable(config, flavour, node),
     askPrimary: (node) => askPrimary(config, flavour, node),
-    rebuildErrant: (server, executed) => rebuildErrant(w.rebuild, server, executed),
     replicaStatusOf: async (m, s) => {
       await using peer = await openPeerServer(config, m, MEMBER_TIMEOUT_MS, { flavour, signal: s });
       return await peer.replicaStatus({ signal: s });
     },
+    handleErrant: (server, primary, e) => handleErrant(w.rebuild, server, primary, e),
+    discardUnacknowledgedTail: (lock) =>
+      discardUnacknowledgedTail({
+        config,
+        flavour,
+        self: w.self,
+        ...("id" in session ? { session: session.id } : {}),
+      }, lock),
   };
 }
 

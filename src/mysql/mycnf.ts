@@ -141,6 +141,13 @@ function semiSyncLines(flavour: Flavour, on: boolean): string[] {
       "rpl_semi_sync_master_wait_point = AFTER_SYNC",
       `rpl_semi_sync_master_timeout = ${forever}`,
       "rpl_semi_sync_slave_enabled = ON",
+      // Crash recovery discards the unacknowledged tail: a transaction in the binlog whose engine commit had
+      // not happened (with AFTER_SYNC and no timeout, nobody was told it committed) is rolled back and cut
+      // from the binlog, so an old primary killed while a commit waited for its acknowledgement comes back
+      // with nothing the new primary lacks. MariaDB 10.6.19/10.11.9+ (MDEV-33465) do this only when the
+      // server starts in the replica role; before that rpl_semi_sync_slave_enabled did. Every node starts in
+      // it: the role only says what recovery does, autopilot decides who is primary after start.
+      "init_rpl_role = SLAVE",
     ];
   }
   return [

@@ -159,9 +159,9 @@ async function killWithUnreplicatedWrite(c: Cluster): Promise<void> {
   for (const node of [n2, n3]) await c.sql(node, "START SLAVE");
 }
 
-Deno.test("an old primary with a transaction no replica received is reported errant, never rejoined", async () => {
+Deno.test("REBUILD_ERRANT_NODE=false: an old primary with a transaction no replica received is reported errant, its transaction saved, never rejoined", async () => {
   await using h = await Harness.create({ nodes: 3 });
-  const c = await threeNodes(h);
+  const c = await threeNodes(h, { REBUILD_ERRANT_NODE: "false" });
   const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
   await killWithUnreplicatedWrite(c);
 
@@ -170,9 +170,17 @@ Deno.test("an old primary with a transaction no replica received is reported err
   await c.startMysqld(n1);
   const r = await c.run(n1, ["health"]);
   assertEquals(r.code, 1);
-  assert(r.stderr.includes("Errant node"), r.stderr);
+  assert(
+    r.stderr.includes("Errant node") && r.stderr.includes("not rebuilt (REBUILD_ERRANT_NODE=false)"),
+    r.stderr,
+  );
   assertEquals(await source(c, n1), undefined, "not silently rejoined");
   assertEquals(await readOnly(c, n1), true);
+  const saved = [...Deno.readDirSync(`${c.snapshots}/errant-transactions/n1`)].map((e) => e.name);
+  assertEquals(saved.length, 3, saved.join(" "));
+  // Saved once: the next pass reports the same save without writing another.
+  await c.run(n1, ["health"]);
+  assertEquals([...Deno.readDirSync(`${c.snapshots}/errant-transactions/n1`)].length, 3);
 });
 
 Deno.test("REBUILD_ERRANT_NODE: an errant old primary moves its datadir aside and rebuilds from the snapshot", async () => {
@@ -204,6 +212,7 @@ Deno.test("REBUILD_ERRANT_NODE: an errant old primary moves its datadir aside an
   const r = await c.run(n1, ["health"]);
   assertEquals(r.code, 1);
   assert(r.stderr.includes("Errant node") && r.stderr.includes("Rebuilt from snapshot"), r.stderr);
+  assert(r.stderr.includes("saved to"), r.stderr);
   await waitFor("n1's mysqld to stop", () => Promise.resolve(n1.mysqld!.exited));
   const kept = aside();
   assertEquals(kept.length, 1, "the errant datadir was not kept");

@@ -14,7 +14,9 @@ import { freePort, Harness, waitFor } from "./harness/mod.ts";
 Deno.test("autopilot pre-start and health assemble a primary and two replicas restored from its snapshot", async (t) => {
   await using h = await Harness.create({ nodes: 3 });
   const c = await Cluster.create(h);
-  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  // An errant node stays as it is here (REBUILD_ERRANT_NODE's rebuild is tests/integration/failover_test.ts's).
+  const keep = { REBUILD_ERRANT_NODE: "false" };
+  const [n1, n2, n3] = [c.node(1, keep), c.node(2, keep), c.node(3, keep)];
 
   await t.step("the first node initialises an empty datadir and becomes primary", async () => {
     const health = await c.boot(n1);

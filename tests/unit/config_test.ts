@@ -306,10 +306,10 @@ Deno.test("loadConfig() reads FAILSAFE_MODE as a flag, on by default", () => {
   assertEquals(load({ ...base, FAILSAFE_MODE: "false" }).failover.failsafe, false);
 });
 
-Deno.test("loadConfig() reads REBUILD_ERRANT_NODE as a flag, off by default", () => {
+Deno.test("loadConfig() reads REBUILD_ERRANT_NODE as a flag, on by default", () => {
   assertEquals(load({ ...base, REBUILD_ERRANT_NODE: "yes" }).failover.rebuildErrant, true);
   assertEquals(load({ ...base, REBUILD_ERRANT_NODE: "no" }).failover.rebuildErrant, false);
-  assertEquals(load(base).failover.rebuildErrant, false);
+  assertEquals(load(base).failover.rebuildErrant, true);
   assertEquals(problemsOf({ ...base, REBUILD_ERRANT_NODE: "maybe" }), [
     "REBUILD_ERRANT_NODE must be true or false (also yes/no, on/off, 1/0): current value is 'maybe'",
   ]);
@@ -388,7 +388,7 @@ const EVERYTHING: Record<string, string>[] = [
     SESSION_NAME: "sess",
     SESSION_TTL: "2m",
     FAILOVER_QUIET_PERIOD: "0",
-    REBUILD_ERRANT_NODE: "y",
+    REBUILD_ERRANT_NODE: "n",
     FAILSAFE_MODE: "off",
     RECOVERY_SETTLE_WINDOW: "45s",
     BACKUP_NAME: "db-%Y%m%d",

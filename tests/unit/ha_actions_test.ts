@@ -8,6 +8,7 @@ import { FakeClusterKv } from "./fakes/fake_cluster_kv.ts";
 import {
   bootstrapPrimary,
   endSwitchover,
+  type ErrantFound,
   fence,
   follow,
   heartbeat,
@@ -364,7 +365,7 @@ Deno.test("follow() re-points replication after checking the node has nothing th
 
 Deno.test("follow() refuses an errant node and says what it has that the primary lacks", async () => {
   const server = new FakeServer("mariadb", { gtid: { executed: "0-1-5,0-2-3" }, readOnly: true });
-  let rebuiltWith: string | undefined;
+  let found: ErrantFound | undefined;
   const r = await follow({
     primary: { ...n1, ready: true },
     demote: true,
@@ -373,11 +374,32 @@ Deno.test("follow() refuses an errant node and says what it has that the primary
     restore: undefined,
     repl,
     primaryExecuted: () => Promise.resolve("0-1-5"),
-    errant: { hint: "", rebuild: (executed) => Promise.resolve(void (rebuiltWith = executed)) },
+    errant: { hint: "", handle: (e) => Promise.resolve(void (found = e)) },
   });
   assertEquals(r.healthy, false);
   assert(r.outcome?.text.includes("this node has transactions 0-2-3 that the primary n1"), r.outcome?.text);
-  assertEquals(rebuiltWith, "0-1-5");
+  assertEquals(
+    [found?.primaryExecuted, found?.mine, found?.extra],
+    ["0-1-5", "0-1-5,0-2-3", "0-2-3"],
+  );
+  assertEquals(found?.text, r.outcome?.text, "no handler outcome: the plain one is reported");
+  assert(!server.methods().includes("changeSource"));
+});
+
+Deno.test("follow() reports what the errant handler did instead of the plain outcome", async () => {
+  const server = new FakeServer("mariadb", { gtid: { executed: "0-1-5,0-2-3" }, readOnly: true });
+  const r = await follow({
+    primary: { ...n1, ready: true },
+    demote: true,
+    server,
+    state: new MemoryState(),
+    restore: undefined,
+    repl,
+    primaryExecuted: () => Promise.resolve("0-1-5"),
+    errant: { hint: "", handle: (e) => Promise.resolve({ level: "error", text: `${e.text}; saved` }) },
+  });
+  assertEquals(r.healthy, false);
+  assert(r.outcome?.text.endsWith("lacks; not rejoining; saved"), r.outcome?.text);
   assert(!server.methods().includes("changeSource"));
 });
 

@@ -92,4 +92,12 @@ Deno.test("renderMyCnf() adds semi-sync AFTER_SYNC settings only when SEMI_SYNC 
   assert(maria.includes("rpl_semi_sync_master_wait_point = AFTER_SYNC"));
   assert(maria.includes("rpl_semi_sync_slave_enabled = ON"));
   assert(!maria.includes("plugin-load-add"), "semi-sync is built into MariaDB");
+  // MDEV-33465 (10.11.9+): crash recovery truncates an unacknowledged tail only in the replica role.
+  assert(maria.includes("\ninit_rpl_role = SLAVE\n"), maria);
+  assert(
+    !mysql.includes("init_rpl_role"),
+    "MySQL 8.4 has no such option: its manual says to discard the old source",
+  );
+  const async = renderMyCnf(config({}), { flavour: "mariadb", reportHost: "a", bufferPoolBytes: 128 * MiB });
+  assert(!async.includes("init_rpl_role"), "without semi-sync a tail may be on a replica: never truncated");
 });

@@ -92,6 +92,7 @@ Deno.test("ServerOperator sends MySQL 8.4's statements", async () => {
 
 Deno.test("ServerOperator sends MariaDB's statements", async () => {
   assertEquals(await operate("mariadb"), [
+    "SET SESSION lock_wait_timeout = 5",
     "SET GLOBAL read_only = ON",
     "SET GLOBAL read_only = OFF",
     "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'",

@@ -735,3 +735,25 @@ Deno.test("renderStatusTable(): the last recovery is named as one, not as a fail
     renderStatusTable(r),
   );
 });
+
+Deno.test("summariseStatus() lists the errant transactions saved in the store, one per save, newest first", () => {
+  const base1 = "errant-transactions/n1/2026-11-25T11-00-00Z_0-1-93";
+  const base2 = "errant-transactions/n3/2026-11-25T11-30-00Z_0-3-7_0-3-8";
+  const keys = [base1, base2].flatMap((b) => [`${b}.events.sql`, `${b}.readable.sql`, `${b}.json`]);
+  const r = summariseStatus(healthyMariadb({ errantKeys: [...keys, "errant-transactions/stray.txt"] }));
+  assertEquals(r.errantSaved?.map((e) => [e.node, e.at, e.base]), [
+    ["n3", "2026-11-25T11:30:00Z", base2],
+    ["n1", "2026-11-25T11:00:00Z", base1],
+  ]);
+  assertEquals(r.healthy, true, "saved and rebuilt: the cluster is whole again");
+  const lines = renderStatusTable(r).split("\n");
+  assert(
+    lines.includes(
+      `errant:    n1's extra transactions 0-1-93 saved at 2026-11-25T11:00:00Z: ${base1}.events.sql, ` +
+        ".readable.sql (never merged: review them)",
+    ),
+    lines.join("\n"),
+  );
+  assertEquals(summariseStatus(healthyMariadb()).errantSaved, null, "the store was not listed");
+  assertEquals(summariseStatus(healthyMariadb({ errantKeys: [] })).errantSaved, []);
+});
