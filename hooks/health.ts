@@ -128,7 +128,13 @@ async function healthPass(
         await renewLease({
           server: local.server,
           kv,
-          me: { self, session: session.id, ...withPublished(publishedFor(state, config.failover.failsafe)) },
+          me: {
+            self,
+            session: session.id,
+            ...withPublished(
+              publishedFor(state, config.failover.failsafe, { view: cluster.view, self: self.node }),
+            ),
+          },
           lock: cluster.view.primary,
           leaseMs: deps.leaseMs,
           renewedAt: session.renewedAt,

@@ -50,6 +50,11 @@ export interface PrimaryRecord {
    * configuration) without failsafe mode, whose lease never outlives its heartbeat.
    */
   readonly checks?: readonly string[];
+  /**
+   * The holder released the lock itself because its mysqld was gone (actions.ts `fence`): its server restarts
+   * read-only and turns writable only with the lock again, so a refused connection to it proves it is down.
+   */
+  readonly released?: boolean;
 }
 
 /** The primary lock as read from Consul. */
@@ -330,6 +335,7 @@ export function formatPrimaryRecord(r: PrimaryRecord, beat?: number): string {
     port: r.port,
     ...(r.ready ? { ready: true } : {}),
     ...(r.checks === undefined ? {} : { checks: r.checks }),
+    ...(r.released ? { released: true } : {}),
     ...(beat === undefined ? {} : { beat }),
   });
 }
@@ -350,6 +356,7 @@ export function parsePrimaryRecord(value: string | undefined): PrimaryRecord | u
     ...(Array.isArray(v.checks) && v.checks.every((c) => typeof c === "string")
       ? { checks: v.checks as string[] }
       : {}),
+    ...(v.released === true ? { released: true } : {}),
   };
 }
 

@@ -27,7 +27,7 @@ import { runFailover, waitForAppointment } from "./failover.ts";
 import { recoverPrimary } from "./recovery_action.ts";
 import type { MemberRecord } from "./failover_plan.ts";
 import type { ClusterView } from "../cluster_kv.ts";
-import type { PrimaryAnswer } from "./takeover.ts";
+import type { OldPrimaryGuard, PrimaryAnswer } from "./takeover.ts";
 import type { PassNode } from "./facts.ts";
 import { failsafe, publishedFor, withPublished } from "./failsafe.ts";
 import type { KnownMember } from "../state.ts";
@@ -96,7 +96,9 @@ export async function act(
   const me: Me = {
     self: p.self,
     session: required(p.session, "a session"),
-    ...withPublished(publishedFor(p.state, p.config.failover.failsafe)),
+    ...withPublished(
+      publishedFor(p.state, p.config.failover.failsafe, view ? { view, self: p.self.node } : undefined),
+    ),
   };
   const primary = { server, kv: p.kv, me, semiSync: p.config.mysql.semiSync, leaseMs: p.leaseMs };
   switch (d.action) {
@@ -112,7 +114,10 @@ export async function act(
       if (!(await takePrimaryLock(p.kv, me))) return { healthy: false };
       return await serveAsPrimary({ ...primary, restore: p.restore() }, signal);
     case "recover-primary": {
-      const r = await recoverPrimary({ kv: p.kv, me, identity: d.identity });
+      const r = await recoverPrimary(
+        { kv: p.kv, me, identity: d.identity, guard: guardOf(p, server) },
+        signal,
+      );
       if (!r.taken) return r.result;
       return await serveAsPrimary({ ...primary, restore: p.restore() }, signal);
     }
@@ -134,21 +139,14 @@ export async function act(
       log.info("{reason}", { reason: d.reason });
       return await startReplication({ server, state: p.state, source: d.source }, signal);
     case "failover": {
-      const guard = {
-        leaseMs: p.leaseMs,
-        failsafe: p.config.failover.failsafe,
-        ask: p.askPrimary,
-        server,
-        self: p.self.node,
-      };
       const r = await runFailover({
         kv: p.kv,
         me,
         failedPrimary: d.failedPrimary,
         probe: p.probe,
         answersWritable: p.answersWritable,
-        guard,
-        ...(d.takeOver === undefined ? {} : { takeOver: { ...guard, found: d.takeOver } }),
+        guard: guardOf(p, server),
+        ...(d.takeOver === undefined ? {} : { takeOver: { ...guardOf(p, server), found: d.takeOver } }),
       }, signal);
       if (r.appointed === p.self.node) {
         return await serveAsPrimary({ ...primary, restore: p.restore() }, signal);
@@ -164,4 +162,16 @@ function required<T>(value: T | undefined, what: string): T {
     throw new Error(`internal error: a decision that needs ${what} was taken without it`);
   }
   return value;
+}
+
+/** What the failover, the takeover and the recovery do about an old primary (src/ha/takeover.ts). */
+function guardOf(p: PassDeps, server: MysqlServer): OldPrimaryGuard {
+  return {
+    leaseMs: p.leaseMs,
+    failsafe: p.config.failover.failsafe,
+    ask: p.askPrimary,
+    server,
+    self: p.self.node,
+    state: p.state,
+  };
 }

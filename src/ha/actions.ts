@@ -86,7 +86,7 @@ export async function fence(
     const session = a.session;
     await (async () => {
       const ready = (await a.kv.primary()).record?.ready === true;
-      await a.kv.releasePrimary(session, { ...a.self, ...(ready ? { ready } : {}) });
+      await a.kv.releasePrimary(session, { ...a.self, ...(ready ? { ready } : {}), released: true });
     })().catch((e) => log.error("Cannot release the primary lock: {e}", { e: String(e) }));
   }
   return { healthy: false };
@@ -207,7 +207,9 @@ export async function serveAsPrimary(
     await server.setReadOnly(true, { signal });
     return { healthy: false };
   }
-  if (!(await a.kv.acquirePrimary(me.session, { ...me.self, ready: true }).catch(() => false))) {
+  if (
+    !(await a.kv.acquirePrimary(me.session, { ...me.self, ready: true, ...checksOf(me) }).catch(() => false))
+  ) {
     // The lock went elsewhere meanwhile (or Consul cannot say): never stay writable without it.
     await server.setReadOnly(true, { signal });
     await dropLease(server, signal);
@@ -356,17 +358,25 @@ export async function heartbeat(
 ): Promise<number | undefined> {
   const { session, self, published } = me;
   if (lock.session !== session || lock.modifyIndex === undefined) return undefined;
-  const { checks: _, ...base } = lock.record ?? self;
-  const record = published === undefined ? base : { ...base, checks: published.members.map((m) => m.node) };
+  const { checks: _, released: __, ...base } = lock.record ?? self;
+  const record = { ...base, ...checksOf(me) };
   const sentAt = performance.now();
   try {
     if (!(await kv.heartbeatPrimary(session, record, lock.modifyIndex))) return undefined;
-    await published?.record(published.members);
-    return sentAt;
   } catch (e) {
     log.warn("The heartbeat (a rewrite of the primary lock) got no answer: {e}", { e: (e as Error).message });
     return undefined;
   }
+  // Only the Consul write decides: a state file that cannot be written is its own problem, not the lease's.
+  await published?.record(published.members).catch((e) =>
+    log.error("Cannot keep the published members in the state file: {e}", { e: (e as Error).message })
+  );
+  return sentAt;
+}
+
+/** `{ checks }` for a lock record this node writes: the members its failsafe checks (FAILSAFE_MODE on). */
+function checksOf(me: Me): { readonly checks?: readonly string[] } {
+  return me.published === undefined ? {} : { checks: me.published.members.map((m) => m.node) };
 }
 
 /**

@@ -276,9 +276,10 @@ function anotherNodeIsPrimary(f: HealthFacts, primary: PrimaryRecord): HealthDec
   // Stopped without an error and nobody started it since mysqld came up: mysqld restarted. Stopped by a pass
   // of ours cut short while it re-pointed replication: that pass meant to start it. Stopped otherwise is
   // somebody's STOP REPLICA, which is left alone (and reported).
-  const stopped = replica.ioRunning === "no" && !replica.sqlRunning && !replica.lastIoError &&
-    !replica.lastSqlError;
-  if (stopped && (mysql.replicationStartedThisRun === false || f.repointing)) {
+  const ioStopped = replica.ioRunning === "no" && !replica.lastIoError && !replica.lastSqlError;
+  const stopped = ioStopped && !replica.sqlRunning;
+  // A takeover stops the I/O thread only (repointing marks it), a re-pointing pass both threads.
+  if ((stopped && mysql.replicationStartedThisRun === false) || (ioStopped && f.repointing)) {
     return {
       action: "restart-replication",
       source,

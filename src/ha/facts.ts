@@ -133,7 +133,12 @@ export async function watchHeartbeat(
     readonly leaseMs: number;
   },
 ): Promise<number | undefined> {
-  if (!("view" in a.cluster) || !("id" in a.session)) return undefined;
+  if (!("view" in a.cluster) || !("id" in a.session)) {
+    // Consul out of reach: what was seen before says nothing about the holder's heartbeat meanwhile, so the
+    // watch starts again from the first read after Consul answers (else its return would look like staleness).
+    if (a.state.current.lockSeen !== undefined) await a.state.patch({ lockSeen: undefined });
+    return undefined;
+  }
   const lock = a.cluster.view.primary;
   const recorded = a.state.current.lockSeen;
   const watched = lock.session === a.session.id || a.clock === undefined

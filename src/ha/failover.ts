@@ -147,8 +147,11 @@ export async function runFailover(a: FailoverArgs, signal?: AbortSignal): Promis
   } finally {
     await hold.release(promoted);
     // Nobody appointed: nothing re-points this node's replication, which the takeover stopped.
-    const server = a.takeOver?.server ?? a.guard?.server;
-    if (stoppedIo && promoted === undefined && server !== undefined) await startIoAgain(server, signal);
+    // Nobody appointed, or the old primary appointed again: nothing re-points this node's replication.
+    const g = a.takeOver ?? a.guard;
+    if (stoppedIo && g !== undefined && (promoted === undefined || promoted === a.failedPrimary)) {
+      await startIoAgain(g.server, g.state);
+    }
   }
 }
 
@@ -177,7 +180,10 @@ async function planFromMembers(
 ): Promise<{ plan: FailoverPlan; live: readonly MemberEntry[] }> {
   let plan = planFailover([], excluded, start);
   let live: readonly MemberEntry[] = [];
-  for (const until = start + PLAN_WAIT_MS; Date.now() < until; await delay(250, { signal })) {
+  // The wait counts from here, not from the failover's start: a takeover may have waited a lease out before.
+  // At least one read is made whatever the time.
+  for (let until = Date.now() + PLAN_WAIT_MS, first = true; first || Date.now() < until; first = false) {
+    if (!first) await delay(250, { signal });
     // One read: a member whose session ends meanwhile moves from one list to the other, never out of both.
     const view = await a.kv.read();
     live = view.live;

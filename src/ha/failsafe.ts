@@ -24,7 +24,7 @@ import { leaseLeftMs } from "../mysql/lease.ts";
 import type { MysqlServer } from "../mysql/server.ts";
 import type { KnownMember, NodeState, StateStore } from "../state.ts";
 import { type ActionResult, fence, type Published } from "./actions.ts";
-import type { ClusterKv } from "../cluster_kv.ts";
+import type { ClusterKv, ClusterView } from "../cluster_kv.ts";
 import type { HealthDecision, PrimaryRecord } from "./decide.ts";
 
 const log = getLogger(["autopilot", "health"]);
@@ -112,14 +112,28 @@ export function checkedMembers(members: NodeState["members"]): KnownMember[] {
   return [...all.values()].sort((a, b) => a.node < b.node ? -1 : a.node > b.node ? 1 : 0);
 }
 
+/** The other live members of a view, by name: what the failsafe checks. */
+export function liveOthers(view: ClusterView, self: string): KnownMember[] {
+  return view.live
+    .filter((m) => m.record.node !== self)
+    .map((m) => ({ node: m.record.node, address: m.record.address, port: m.record.port }))
+    .sort((a, b) => a.node < b.node ? -1 : a.node > b.node ? 1 : 0);
+}
+
 /**
- * What a primary's heartbeat publishes with FAILSAFE_MODE on: the members its failsafe checks (the state file's
- * cache), and, once written, the record of them in the state file (only when it changed). Undefined when off.
+ * What a primary's heartbeat publishes with FAILSAFE_MODE on: the members its failsafe checks (the other live
+ * members of the view this pass read, else the state file's cache), and, once written, the record of them in
+ * the state file (only when it changed), so that the failsafe checks every member the lock record names.
+ * Undefined when off.
  */
-export function publishedFor(state: StateStore, failsafe: boolean): Published | undefined {
+export function publishedFor(
+  state: StateStore,
+  failsafe: boolean,
+  view?: { readonly view: ClusterView; readonly self: string },
+): Published | undefined {
   if (!failsafe) return undefined;
   return {
-    members: checkedMembers(state.current.members),
+    members: view ? liveOthers(view.view, view.self) : (state.current.members?.others ?? []),
     record: async (members) => {
       const current = state.current.members;
       if (JSON.stringify(current?.published ?? []) === JSON.stringify(members)) return;
@@ -207,6 +221,7 @@ export async function runFailsafe(a: Failsafe, signal?: AbortSignal): Promise<Ac
     // The fence lapses by itself; turning read-only now says so at once, and the node stays so.
     const text = `${verdict.reason}; but the in-server lease could not be extended: turning read-only`;
     await fence({ server: a.server, kv: a.kv, self: a.self, session: undefined, releaseLock: false }, signal);
+    if (a.state.current.failsafeSince !== undefined) await a.state.patch({ failsafeSince: undefined });
     return { healthy: false, outcome: { level: "error", text } };
   }
   if (a.state.current.failsafeSince === undefined) {

@@ -13,6 +13,7 @@ import type { HealthFacts } from "./decide.ts";
 import { takeFailoverLock } from "./failover_lock.ts";
 import { type BootInstant, bootInstant } from "../boot_clock.ts";
 import { planRecovery, sameBoot } from "./recovery.ts";
+import { clearOldPrimary, type OldPrimaryGuard, startIoAgain } from "./takeover.ts";
 
 const log = getLogger(["autopilot", "health"]);
 
@@ -29,7 +30,18 @@ export function bootClockNow(): Promise<BootInstant> {
  * @returns Whether this node holds the primary lock now; if not, the pass's result.
  */
 export async function recoverPrimary(
-  a: { readonly kv: ClusterKv; readonly me: Me; readonly identity: string },
+  a: {
+    readonly kv: ClusterKv;
+    readonly me: Me;
+    readonly identity: string;
+    /**
+     * FAILSAFE_MODE: the source this node replicates from may be an old primary still writable on a lease it
+     * extends without Consul (Consul lost its keys while that one could not reach it): made sure of first, as
+     * a failover does (src/ha/takeover.ts).
+     */
+    readonly guard?: OldPrimaryGuard;
+  },
+  signal?: AbortSignal,
 ): Promise<{ readonly taken: true } | { readonly taken: false; readonly result: ActionResult }> {
   const { kv, me, identity } = a;
   const start = Date.now();
@@ -44,7 +56,19 @@ export async function recoverPrimary(
     return { taken: false, result: { healthy: false } };
   }
   let promoted: string | undefined;
+  let stoppedIo = false;
   try {
+    const source = a.guard?.failsafe ? await a.guard.server.replicaStatus({ signal }) : undefined;
+    if (a.guard && source !== undefined && source.sourceHost !== "") {
+      const old = {
+        node: `${source.sourceHost}:${source.sourcePort}`,
+        address: source.sourceHost,
+        port: source.sourcePort,
+      };
+      const cleared = await clearOldPrimary(a.guard, old, signal);
+      stoppedIo = cleared.stoppedIo;
+      if (!cleared.go) return { taken: false, result: { healthy: false } };
+    }
     const view: ClusterView = await kv.read();
     if (view.primary.record !== undefined) {
       log.info("A primary lock appeared meanwhile: no recovery needed");
@@ -83,6 +107,7 @@ export async function recoverPrimary(
     return { taken: true };
   } finally {
     await hold.release(promoted);
+    if (stoppedIo && promoted === undefined && a.guard) await startIoAgain(a.guard.server, a.guard.state);
   }
 }
 

@@ -17,9 +17,10 @@ import {
   SWEEP_GRACE_MS,
   withdrawPrimary,
 } from "../services.ts";
-import type { KnownMember, NodeState, StateStore } from "../state.ts";
+import type { NodeState, StateStore } from "../state.ts";
 import type { ClusterView } from "../cluster_kv.ts";
 import { bootClockMs } from "../boot_clock.ts";
+import { liveOthers } from "./failsafe.ts";
 import { type ActionResult, firstSnapshotStored, type Outcome } from "./actions.ts";
 import { putMetrics } from "../metrics.ts";
 import { type HealthFacts, holdsLock, type PrimaryRecord } from "./decide.ts";
@@ -222,10 +223,7 @@ export function cacheOf(
 ): Partial<NodeState> {
   const changes: { -readonly [K in keyof NodeState]?: NodeState[K] | undefined } = {};
   if (p.view !== undefined && p.facts.consul.up) {
-    const others: KnownMember[] = p.view.live
-      .filter((m) => m.record.node !== p.self.node)
-      .map((m) => ({ node: m.record.node, address: m.record.address, port: m.record.port }))
-      .sort((a, b) => a.node < b.node ? -1 : a.node > b.node ? 1 : 0);
+    const others = liveOthers(p.view, p.self.node);
     const published = current.members?.published;
     const members = {
       heldLock: holdsLock(p.facts) || p.serving,

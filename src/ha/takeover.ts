@@ -33,6 +33,7 @@ import { getLogger } from "@logtape/logtape";
 import { delay } from "../abort.ts";
 import type { ClusterKv } from "../cluster_kv.ts";
 import type { MysqlServer } from "../mysql/server.ts";
+import type { StateStore } from "../state.ts";
 import type { PrimaryRecord } from "./decide.ts";
 import { STALE_MARGIN_MS } from "./heartbeat.ts";
 
@@ -58,6 +59,11 @@ export interface OldPrimaryGuard {
   readonly server: MysqlServer;
   /** This node's name: only a member the old primary's failsafe checks may act on a silent one. */
   readonly self: string;
+  /**
+   * This node's state: a stop of its I/O thread is marked there (`repointing`) before it is made, so that a pass
+   * cut short afterwards leaves it to the next pass to start replication again.
+   */
+  readonly state?: StateStore;
 }
 
 /** What a takeover needs. */
@@ -87,7 +93,13 @@ export async function clearOldPrimary(
   signal?: AbortSignal,
 ): Promise<Cleared> {
   const holder = old?.node ?? "the old primary";
-  const answer = old === undefined ? "silent" : await g.ask(old);
+  // A record with `checks` was written with failsafe mode on there, whatever this node's setting.
+  const failsafe = g.failsafe || old?.checks !== undefined;
+  const asked = old === undefined ? "silent" : await g.ask(old);
+  // A refused connection proves mysqld is down only where nothing else can refuse it: a cut made with REJECT
+  // refuses too. With failsafe, it counts as no answer, unless the old primary released its lock itself
+  // (its mysqld was gone: it restarts read-only and turns writable only with the lock again).
+  const answer = asked === "refused" && failsafe && old?.released !== true ? "silent" : asked;
   if (answer === "writable") {
     log.error(
       "{holder} has no live heartbeat but answers writable: alive and writable without Consul " +
@@ -96,7 +108,7 @@ export async function clearOldPrimary(
     );
     return { go: false, stoppedIo: false, answer };
   }
-  if (answer !== "silent" || !g.failsafe) return { go: true, stoppedIo: false, answer };
+  if (answer !== "silent" || !failsafe) return { go: true, stoppedIo: false, answer };
   if (old?.checks !== undefined && !old.checks.includes(g.self)) {
     log.warn(
       "{holder} does not answer over MySQL, and its failsafe does not check this node ({checks}): leaving " +
@@ -105,7 +117,7 @@ export async function clearOldPrimary(
     );
     return { go: false, stoppedIo: false, answer };
   }
-  const stoppedIo = await stopIoFrom(g.server, old, signal);
+  const stoppedIo = await stopIoFrom(g.server, old, g.state, signal);
   const waitMs = g.leaseMs + STALE_MARGIN_MS;
   log.warn(
     "{holder} does not answer over MySQL: {io}waiting {s} s more (its lease, if it keeps one without Consul, " +
@@ -136,7 +148,7 @@ export async function takeOver(a: TakeOverArgs, signal?: AbortSignal): Promise<T
   if (!go) return { free: false, stoppedIo: false };
   if (!(await a.kv.takeOverPrimary(lock))) {
     log.info("{holder}'s primary lock moved meanwhile (a heartbeat, a release): no takeover", { holder });
-    if (stoppedIo) await startIoAgain(a.server, signal);
+    if (stoppedIo) await startIoAgain(a.server, a.state);
     return { free: false, stoppedIo: false };
   }
   log.warn("Took the primary lock over from {holder} ({answer}): its heartbeat had stood still", {
@@ -152,23 +164,32 @@ export interface TakeOverResult {
   readonly stoppedIo: boolean;
 }
 
-/** Starts this node's replication again after a stop of its I/O thread that led nowhere; a failure is logged. */
-export async function startIoAgain(server: MysqlServer, signal?: AbortSignal): Promise<void> {
-  await server.startReplica({ signal }).catch((e) =>
-    log.warn("Cannot start replication again: {e}", { e: (e as Error).message })
-  );
+/**
+ * Starts this node's replication again after a stop of its I/O thread that led nowhere, within 5 s of its own
+ * (the pass's deadline may be what ended it); a failure is logged, and the state's mark leaves it to the next
+ * pass.
+ */
+export async function startIoAgain(server: MysqlServer, state?: StateStore): Promise<void> {
+  try {
+    await server.startReplica({ signal: AbortSignal.timeout(5000) });
+    if (state?.current.repointing !== undefined) await state.patch({ repointing: undefined });
+  } catch (e) {
+    log.warn("Cannot start replication again (the next pass does): {e}", { e: (e as Error).message });
+  }
 }
 
 /** Stops this node's replication I/O thread if it replicates from `primary`; whether it did. */
 async function stopIoFrom(
   server: MysqlServer,
   primary: PrimaryRecord | undefined,
+  state: StateStore | undefined,
   signal?: AbortSignal,
 ): Promise<boolean> {
   if (primary === undefined) return false;
   try {
     const r = await server.replicaStatus({ signal });
     if (r === undefined || r.sourceHost !== primary.address || r.sourcePort !== primary.port) return false;
+    await state?.patch({ repointing: `${primary.address}:${primary.port}` }); // see NodeState
     await server.stopReplicaIo({ signal });
     return true;
   } catch (e) {

@@ -76,6 +76,17 @@ function replicating(from: typeof n1, over: Partial<ReplicaStatus> = {}): Replic
   };
 }
 
+/** A state store in memory. */
+function memoryState(initial: NodeState = {}): StateStore {
+  let current = initial;
+  return {
+    get current() {
+      return current;
+    },
+    patch: (p) => (current = { ...current, ...p }, Promise.resolve()),
+  };
+}
+
 /** A cluster of fakes: the keys, and this node (n2) with a session. */
 function cluster() {
   const kv = new FakeClusterKv();
@@ -94,7 +105,11 @@ Deno.test("fence() turns the server read-only and, asked to, releases the lock k
   assertEquals(server.state.leaseUntil, undefined, "no live lease left");
   const lock = await kv.primary();
   assertEquals(lock.session, undefined);
-  assertEquals(lock.record, { ...n2, ready: true });
+  assertEquals(
+    lock.record,
+    { ...n2, ready: true, released: true },
+    "released by itself: its mysqld was gone",
+  );
 });
 
 Deno.test("fence() keeps the lock unless told, and never throws when the server or Consul fails", async () => {
@@ -735,6 +750,21 @@ Deno.test("watchHeartbeat() records the holder's index on the boot clock and say
   assertEquals(await watch(12_000), undefined);
   assertEquals(state.saves.length, 1, "an unchanged index is not written again");
   assertEquals(await watch(13_500), 12_500, "stale");
+  // Consul out of reach for a while: the watch starts again from the first read after it answers.
+  const down = { error: "Consul cannot be reached" };
+  assertEquals(
+    await watchHeartbeat({
+      state,
+      cluster: down,
+      session: down,
+      clock: { ms: 14_000, resolutionMs: 0 },
+      leaseMs: 10_000,
+    }),
+    undefined,
+  );
+  assertEquals(state.current.lockSeen, undefined, "nothing seen while Consul was away counts");
+  assertEquals(await watch(60_000), undefined, "back: not stale at once");
+  assertEquals(await watch(73_000), 13_000, "stale again, counted from the return");
   assert(await kv.heartbeatPrimary(s1, { ...n1, ready: true }, seen.index));
   assertEquals(await watch(14_000), undefined, "it moved");
   assertEquals(state.current.lockSeen?.seenAt, 14_000);
@@ -928,4 +958,60 @@ Deno.test("heartbeat() publishes the members the failsafe checks, and the failsa
   current = { members: { heldLock: true, others: [n3], published: [n1] } };
   assertEquals(checkedMembers(current.members).map((m) => m.node), ["n1", "n3"]);
   assertEquals(publishedFor(state, false), undefined, "FAILSAFE_MODE off: nothing is published");
+});
+
+Deno.test("runFailover() with failsafe takes a refused connection for no answer, unless the old primary released its lock", async () => {
+  const refused = () => Promise.resolve("refused" as const);
+  for (const released of [false, true]) {
+    const { kv, me, s3 } = await failedPrimary("0-1-7", "0-1-9");
+    // n1's last record: it released the lock itself (mysqld gone), or its session expired with it.
+    const lock = await kv.primary();
+    assert(await kv.acquirePrimary(s3, { ...lock.record!, ...(released ? { released: true } : {}) }));
+    await kv.releasePrimary(s3, { ...lock.record!, ...(released ? { released: true } : {}) });
+    const server = new FakeServer("mariadb", { replica: replicating(n1) });
+    const guard = { leaseMs: 0, failsafe: true, ask: refused, server, self: "n2" };
+    const r = await runFailover({
+      kv,
+      me,
+      failedPrimary: "n1",
+      probe: noProbe,
+      answersWritable: notWritable,
+      guard,
+    });
+    assertEquals(r, { appointed: "n3" });
+    assertEquals(
+      server.methods().includes("stopReplicaIo"),
+      !released,
+      released ? "released: mysqld was gone, no wait" : "a REJECTing cut refuses too: waited out",
+    );
+  }
+});
+
+Deno.test("runFailover() starts this node's replication again when the old primary is appointed again", async () => {
+  const { kv, me } = await failedPrimary("0-1-7", "0-1-7");
+  // n1 is alive again (a fresh record) and has the most: the plan prefers it.
+  const s1b = kv.createSession();
+  assert(
+    await kv.publishMember(
+      s1b,
+      member(n1, { role: "none", executed: "0-1-9", updatedAt: Date.now() + 1000 }),
+    ),
+  );
+  const server = new FakeServer("mariadb", { replica: replicating(n1) });
+  const silent = () => Promise.resolve("silent" as const);
+  const guard = { leaseMs: 0, failsafe: true, ask: silent, server, self: "n2", state: memoryState() };
+  const r = await runFailover({
+    kv,
+    me,
+    failedPrimary: "n1",
+    probe: noProbe,
+    answersWritable: notWritable,
+    guard,
+  });
+  assertEquals(r, { appointed: "n1" });
+  assertEquals(server.methods().filter((m) => m === "stopReplicaIo" || m === "startReplica"), [
+    "stopReplicaIo",
+    "startReplica",
+  ]);
+  assertEquals(guard.state.current.repointing, undefined, "the mark is gone once replication runs again");
 });
