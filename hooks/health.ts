@@ -158,6 +158,7 @@ async function healthPass(
         restored: restore?.mark,
         maxLagSeconds: config.mysql.maxLagSeconds,
         failsafe: config.failover.failsafe,
+        semiSync: config.mysql.semiSync,
         quietPeriodMs: config.failover.quietPeriodMs,
         now: Date.now(),
         recoverySettleMs: settleWindowMs(config.failover.recoverySettleMs, deps.leaseMs),

@@ -8,6 +8,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Statement } from "../mysql/flavour.ts";
 import type { MysqlServer } from "../mysql/server.ts";
+import { subtractGtids } from "../mysql/gtid.ts";
 import {
   type ActionResult,
   bootstrapPrimary,
@@ -100,7 +101,14 @@ export async function act(
       publishedFor(p.state, p.config.failover.failsafe, view ? { view, self: p.self.node } : undefined),
     ),
   };
-  const primary = { server, kv: p.kv, me, semiSync: p.config.mysql.semiSync, leaseMs: p.leaseMs };
+  const primary = {
+    server,
+    kv: p.kv,
+    me,
+    semiSync: p.config.mysql.semiSync,
+    leaseMs: p.leaseMs,
+    ...(p.config.mysql.semiSync && view ? { aheadOf: () => membersAhead(p, server, view, signal) } : {}),
+  };
   switch (d.action) {
     case "bootstrap-primary":
       if (!(await takePrimaryLock(p.kv, me))) return { healthy: false };
@@ -174,4 +182,26 @@ function guardOf(p: PassDeps, server: MysqlServer): OldPrimaryGuard {
     self: p.self.node,
     state: p.state,
   };
+}
+
+/**
+ * The first live member (asked over TCP, else its published record) holding transactions, executed or
+ * received, that this node's server lacks: "N holds X"; undefined when none does.
+ */
+async function membersAhead(
+  p: PassDeps,
+  server: MysqlServer,
+  view: ClusterView,
+  signal?: AbortSignal,
+): Promise<string | undefined> {
+  const mine = (await server.gtidState({ signal })).executed;
+  for (const m of view.live) {
+    if (m.record.node === p.self.node) continue;
+    const r = (await p.probe(m.record)) ?? m.record;
+    for (const theirs of [r.executed, r.retrieved]) {
+      const extra = subtractGtids(server.flavour, theirs, mine).toString();
+      if (extra !== "") return `${r.node} holds ${extra}`;
+    }
+  }
+  return undefined;
 }

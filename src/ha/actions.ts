@@ -177,11 +177,31 @@ export async function serveAsPrimary(
     readonly restore: Restore | undefined;
     /** The in-server lease's length (SESSION_TTL/2). */
     readonly leaseMs: number;
+    /**
+     * SEMI_SYNC: which live member, if any, holds transactions this node lacks (over TCP). Asked before a
+     * read-only node that replicates from nobody (a restarted primary) turns writable: its crash recovery may
+     * have cut a tail a replica received.
+     */
+    readonly aheadOf?: () => Promise<string | undefined>;
   },
   signal?: AbortSignal,
 ): Promise<ActionResult> {
   const { server, me } = a;
   const replica = await server.replicaStatus({ signal });
+  if (replica === undefined && a.aheadOf && await server.readOnly({ signal })) {
+    const ahead = await a.aheadOf();
+    if (ahead !== undefined) {
+      await fence({ server, kv: a.kv, self: me.self, session: me.session, releaseLock: true }, signal);
+      return {
+        healthy: false,
+        outcome: {
+          level: "error",
+          text: `${ahead} that this primary lacks (its restart cut an unacknowledged tail): not turning ` +
+            "writable; the primary lock is released so that the node holding everything is appointed",
+        },
+      };
+    }
+  }
   if (replica) {
     const received = replica.retrievedGtids;
     if (received !== "" && !(await server.waitForGtids(received, 60, { signal }))) {

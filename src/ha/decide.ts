@@ -70,6 +70,11 @@ export interface HealthFacts {
   /** A pass that stopped replication to re-point it was cut short before it started it again. */
   readonly repointing?: boolean;
   readonly maxLagSeconds: number;
+  /**
+   * SEMI_SYNC: a restarted primary's crash recovery may have cut an unacknowledged tail that a replica received,
+   * so it does not take its lock back by itself but through a failover's plan (src/mysql/mycnf.ts).
+   */
+  readonly semiSync?: boolean;
   /** What holds automatic failover back: FAILOVER_PAUSE_KEY, or the quiet period after the last failover. */
   readonly failover?: { readonly paused: boolean; readonly quietReason?: string };
   /**
@@ -366,6 +371,16 @@ function nobodyIsPrimary(f: HealthFacts, lock: PrimaryLock): HealthDecision {
       : { action: "fence", releaseLock: false, reason: `${step.reason}; turning read-only` };
   }
   if (lock.record.node === f.node.node && !mysql.replica) {
+    if (f.semiSync && mysql.readOnly) {
+      // Read-only: mysqld restarted (or was fenced). Its recovery may have cut a tail a replica holds: the plan
+      // keeps this node if it holds everything, else appoints the one that does.
+      return {
+        action: "failover",
+        failedPrimary: f.node.node,
+        reason: "this node was the last primary and the lock is free; with SEMI_SYNC a replica may hold a " +
+          "transaction its restart cut: failing over, which keeps this node if it holds every transaction",
+      };
+    }
     return {
       action: "resume-primary",
       reason: "this node was the last primary and the lock is free: taking it",

@@ -43,6 +43,8 @@ export interface FactSources {
   readonly state: NodeState;
   readonly restored: RestoredMark | undefined;
   readonly maxLagSeconds: number;
+  /** SEMI_SYNC. */
+  readonly semiSync?: boolean;
   readonly quietPeriodMs: number;
   readonly now: number;
   /** FAILSAFE_MODE. */
@@ -194,6 +196,7 @@ export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise
       ...(s.restored ? { restoredGtid: s.restored.gtid } : {}),
       ...(s.state.repointing ? { repointing: true } : {}),
       maxLagSeconds: s.maxLagSeconds,
+      ...(s.semiSync ? { semiSync: true } : {}),
       ...(failover ? { failover } : {}),
       ...(s.failsafe ? { failsafe: { heldLock: s.state.members?.heldLock === true } } : {}),
       ...(s.state.replicated

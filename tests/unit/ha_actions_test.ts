@@ -1015,3 +1015,19 @@ Deno.test("runFailover() starts this node's replication again when the old prima
   ]);
   assertEquals(guard.state.current.repointing, undefined, "the mark is gone once replication runs again");
 });
+
+Deno.test("serveAsPrimary() with SEMI_SYNC: a restarted primary a replica is ahead of hands its lock over instead", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, { ...n2, ready: true }));
+  const server = new FakeServer("mariadb", { readOnly: true, gtid: { executed: "0-2-7" } });
+  const args = { server, kv, me, semiSync: true, leaseMs: 10_000, restore: undefined };
+  const r = await serveAsPrimary({ ...args, aheadOf: () => Promise.resolve("n3 holds 0-2-8") }, undefined);
+  assertEquals(r.healthy, false);
+  assert(r.outcome?.text.startsWith("n3 holds 0-2-8 that this primary lacks"), r.outcome?.text);
+  assertEquals(server.state.readOnly, true, "never writable");
+  assertEquals((await kv.primary()).session, undefined, "the lock is released for the failover");
+  // Nobody ahead: it serves.
+  assert(await kv.acquirePrimary(me.session, { ...n2, ready: true }));
+  const ok = await serveAsPrimary({ ...args, aheadOf: () => Promise.resolve(undefined) }, undefined);
+  assertEquals(ok, { healthy: true, serving: true });
+});

@@ -474,3 +474,17 @@ Deno.test("decideHealth() with Consul's keys lost under a running primary: it ta
     "read-only: the recovery decides",
   );
 });
+
+Deno.test("decideHealth() with SEMI_SYNC: a restarted last primary takes its lock back only through a failover's plan", () => {
+  const consul = { up: true as const, lock: { record: { ...me, ready: true } }, session: "s-me" };
+  const restarted = up({ hasTransactions: true });
+  const d = decideHealth(facts({ consul, mysql: restarted, semiSync: true }));
+  assertEquals([d.action, d.action === "failover" && d.failedPrimary], ["failover", me.node]);
+  assertEquals(decideHealth(facts({ consul, mysql: restarted })).action, "resume-primary", "async: at once");
+  assertEquals(
+    decideHealth(facts({ consul, mysql: up({ readOnly: false, hasTransactions: true }), semiSync: true }))
+      .action,
+    "resume-primary",
+    "still writable (Consul came back): no restart cut anything",
+  );
+});
