@@ -9,7 +9,7 @@ import { assertEquals } from "../unit/assert.ts";
 import { MysqlClient, MysqlQueryError } from "../../src/mysql/client.ts";
 import { Secret } from "../../src/config.ts";
 import { ConsulStore } from "../../src/consul.ts";
-import { primaryLockFrom } from "../../src/cluster_kv.ts";
+import { primaryLockFrom, type PrimaryRecord } from "../../src/cluster_kv.ts";
 import { autopilot, type CliResult } from "./autopilot_cli.ts";
 import { type Harness, type ServerProcess, stop, waitFor } from "./harness/mod.ts";
 
@@ -115,22 +115,29 @@ export class Cluster {
   }
 
   /**
-   * Runs `autopilot health` on the nodes every `intervalMs`, as ContainerPilot would, until the returned
-   * function is called (it waits for the pass under way). Without it, sessions expire during long steps.
+   * Runs `autopilot health` on each node every `intervalMs`, as ContainerPilot would: each node on its own
+   * (a pass that waits, e.g. for the node it appointed, never holds back another node's), until the returned
+   * function is called (it waits for the passes under way). `seen` gets every pass's result. Without it,
+   * sessions expire during long steps.
    */
-  keepChecking(nodes: readonly TestNode[], intervalMs = 4000): () => Promise<void> {
+  keepChecking(
+    nodes: readonly TestNode[],
+    intervalMs = 4000,
+    seen?: (node: TestNode, result: CliResult) => void,
+  ): () => Promise<void> {
     let running = true;
-    const loop = (async () => {
+    const loops = nodes.map(async (n) => {
       while (running) {
-        await Promise.all(nodes.map((n) => this.run(n, ["health"])));
+        const r = await this.run(n, ["health"]);
+        seen?.(n, r);
         for (let waited = 0; running && waited < intervalMs; waited += 100) {
           await new Promise((r) => setTimeout(r, 100));
         }
       }
-    })();
+    });
     return async () => {
       running = false;
-      await loop;
+      await Promise.all(loops);
     };
   }
 
@@ -184,6 +191,16 @@ export class Cluster {
     for (let i = Math.floor(bytes.length / 2); i < bytes.length / 2 + 64; i++) bytes[i] ^= 0xff;
     await Deno.writeFile(path, bytes);
     return name;
+  }
+
+  /** The primary lock's record, held or not. */
+  async primaryRecord(key = "mysql-primary"): Promise<PrimaryRecord | undefined> {
+    const consul = this.consul();
+    try {
+      return primaryLockFrom(await consul.get(key)).record;
+    } finally {
+      consul.close();
+    }
   }
 
   async primaryName(key = "mysql-primary"): Promise<string | undefined> {
