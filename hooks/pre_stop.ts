@@ -16,6 +16,15 @@
  * src/pre_stop_budget.ts) below the job's `timeout` in containerpilot.json5, so it always gets to the
  * shutdown.
  *
+ * Once mysqld is down, Consul is told:
+ * - A node that still holds the primary lock (no replica took it) says so in the lock record (`fenced`), and
+ *   keeps the lock until its session expires: with FAILSAFE_MODE, a node that then finds it silent knows
+ *   mysqld is down, not cut off, and need not wait for it (src/ha/takeover.ts), even if that node is not one
+ *   the old primary's failsafe checked, as when every node of a cluster is replaced.
+ * - Any other node destroys its session: its member record leaves the live members at once (its last GTIDs
+ *   still count as a departed member's), so no hand-over is tried towards it and no failover plan waits for
+ *   it to report.
+ *
  * Failures are logged and the exit code says so, but nothing here stops the container from stopping.
  *
  * @module
@@ -37,6 +46,7 @@ import { type MysqlServer, openLocalServer, openPeerServer } from "../src/mysql/
 import {
   HANDOVER_BUDGET_MS,
   HANDOVER_TIMEOUT_MS,
+  MARK_BUDGET_MS,
   PASS_LOCK_WAIT_MS,
   PRE_STOP_BUDGET_MS,
   SHUTDOWN_WAIT_MS,
@@ -77,6 +87,7 @@ export async function runPreStop(config: Config): Promise<number> {
       log.info("mysqld shut down cleanly in {s} s", {
         s: ((performance.now() - started) / 1000).toFixed(1),
       });
+      if (state.sessionId !== undefined) await leaveConsul(config, state.sessionId);
     } else {
       log.error("mysqld still runs {s} s after SHUTDOWN: ContainerPilot signals it next", {
         s: SHUTDOWN_WAIT_MS / 1000,
@@ -85,6 +96,45 @@ export async function runPreStop(config: Config): Promise<number> {
     }
   }
   return code;
+}
+
+/**
+ * Once mysqld is down: if this node's session still holds the primary lock, its record says the node fenced
+ * itself (the heartbeat's check-and-set, so a lock taken over or handed on meanwhile is left alone); otherwise
+ * the session is destroyed. Bounded by MARK_BUDGET_MS; never throws.
+ */
+async function leaveConsul(config: Config, session: string): Promise<void> {
+  const consul = new ConsulStore(config.consul);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const kv = new ConsulClusterKv(config, consul);
+    const mark = (async () => {
+      const lock = await kv.primary();
+      if (lock.session !== session) {
+        await consul.destroySession(session);
+        log.info("Session ended: this node has left the cluster's live members");
+        return;
+      }
+      if (lock.record === undefined || lock.modifyIndex === undefined) return;
+      if (await kv.heartbeatPrimary(session, { ...lock.record, fenced: true }, lock.modifyIndex)) {
+        log.info("This node still holds the primary lock with mysqld down: its record says so (fenced)");
+      }
+    })();
+    const late = new Promise<void>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no answer within ${MARK_BUDGET_MS / 1000} s`)),
+        MARK_BUDGET_MS,
+      );
+    });
+    await Promise.race([mark, late]);
+  } catch (e) {
+    log.warn("Cannot tell Consul that mysqld is down ({e}): the session expires on its own", {
+      e: (e as Error).message,
+    });
+  } finally {
+    clearTimeout(timer);
+    consul.close();
+  }
 }
 
 /** On the primary: the last snapshot if configured, then the hand-over. A replica has nothing to do. */

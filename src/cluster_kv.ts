@@ -51,10 +51,13 @@ export interface PrimaryRecord {
    */
   readonly checks?: readonly string[];
   /**
-   * The holder released the lock itself because its mysqld was gone (actions.ts `fence`): its server restarts
-   * read-only and turns writable only with the lock again, so a refused connection to it proves it is down.
+   * The holder made itself unwritable and said so: it gave the lock up read-only or with its mysqld gone
+   * (actions.ts `fence`), or its pre-stop shut mysqld down cleanly while it still held the lock
+   * (hooks/pre_stop.ts). Its server restarts read-only and turns writable only after this node's heartbeat or
+   * a new appointment rewrites the record (which drops the mark), so while the mark stands, an old primary that
+   * does not answer, or refuses the connection, is out of the way (src/ha/takeover.ts).
    */
-  readonly released?: boolean;
+  readonly fenced?: boolean;
 }
 
 /** The primary lock as read from Consul. */
@@ -335,7 +338,7 @@ export function formatPrimaryRecord(r: PrimaryRecord, beat?: number): string {
     port: r.port,
     ...(r.ready ? { ready: true } : {}),
     ...(r.checks === undefined ? {} : { checks: r.checks }),
-    ...(r.released ? { released: true } : {}),
+    ...(r.fenced ? { fenced: true } : {}),
     ...(beat === undefined ? {} : { beat }),
   });
 }
@@ -356,7 +359,7 @@ export function parsePrimaryRecord(value: string | undefined): PrimaryRecord | u
     ...(Array.isArray(v.checks) && v.checks.every((c) => typeof c === "string")
       ? { checks: v.checks as string[] }
       : {}),
-    ...(v.released === true ? { released: true } : {}),
+    ...(v.fenced === true ? { fenced: true } : {}),
   };
 }
 

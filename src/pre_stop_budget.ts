@@ -17,7 +17,12 @@ export const SHUTDOWN_WAIT_MS = 25_000;
  */
 export const HANDOVER_BUDGET_MS = HANDOVER_TIMEOUT_MS + 3_000;
 /**
- * The most pre-stop takes without BACKUP_ON_STOP (the pass lock, the hand-over, the shutdown): the `pre-stop`
- * job's timeout in containerpilot.json5 (60 s) is above it, so pre-stop always gets to the shutdown.
+ * How long pre-stop may take to tell Consul that mysqld is down (hooks/pre_stop.ts): the lock record marked
+ * `fenced` on a node that still holds it, the session ended on any other.
  */
-export const PRE_STOP_BUDGET_MS = PASS_LOCK_WAIT_MS + HANDOVER_BUDGET_MS + SHUTDOWN_WAIT_MS;
+export const MARK_BUDGET_MS = 3_000;
+/**
+ * The most pre-stop takes without BACKUP_ON_STOP (the pass lock, the hand-over, the shutdown, the mark): the
+ * `pre-stop` job's timeout in containerpilot.json5 (60 s) is above it, so pre-stop always gets to the shutdown.
+ */
+export const PRE_STOP_BUDGET_MS = PASS_LOCK_WAIT_MS + HANDOVER_BUDGET_MS + SHUTDOWN_WAIT_MS + MARK_BUDGET_MS;

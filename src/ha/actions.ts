@@ -86,7 +86,7 @@ export async function fence(
     const session = a.session;
     await (async () => {
       const ready = (await a.kv.primary()).record?.ready === true;
-      await a.kv.releasePrimary(session, { ...a.self, ...(ready ? { ready } : {}), released: true });
+      await a.kv.releasePrimary(session, { ...a.self, ...(ready ? { ready } : {}), fenced: true });
     })().catch((e) => log.error("Cannot release the primary lock: {e}", { e: String(e) }));
   }
   return { healthy: false };
@@ -378,7 +378,7 @@ export async function heartbeat(
 ): Promise<number | undefined> {
   const { session, self, published } = me;
   if (lock.session !== session || lock.modifyIndex === undefined) return undefined;
-  const { checks: _, released: __, ...base } = lock.record ?? self;
+  const { checks: _, fenced: __, ...base } = lock.record ?? self;
   const record = { ...base, ...checksOf(me) };
   const sentAt = performance.now();
   try {

@@ -1,5 +1,5 @@
 /**
- * Whole-cluster recovery: Consul lost its keys (no primary lock record at all, not even a released one) while
+ * Whole-cluster recovery: Consul lost its keys (no primary lock record at all, not merely a free lock) while
  * the nodes kept their data. Every datadir this cluster made carries its identity (src/mysql/identity.ts) and
  * every node publishes it in its member record, so the nodes can tell their own cluster's data from any other.
  *

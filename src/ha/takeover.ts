@@ -22,9 +22,11 @@
  *
  * FAILSAFE_MODE (decision D5): a primary that cannot reach Consul may keep extending its lease without moving
  * its heartbeat, as long as every member replicates from it. So the old primary is asked first, over MySQL:
- * writable means no takeover; read-only, or a refused connection (mysqld is not running), means go; no answer
- * at all means this node stops its own replication I/O thread from it (so that the old primary's failsafe check
- * fails, and it fences itself), waits `leaseMs + 2 s` more, then goes. With FAILSAFE_MODE off no lease is ever
+ * writable means no takeover; read-only, or a record in which it said it fenced itself (`fenced`: it released
+ * the lock read-only or with mysqld gone, or its pre-stop shut mysqld down), means go; no answer, or a refused
+ * connection (a cut made with REJECT refuses too), means this node stops its own replication I/O thread from it
+ * (so that the old primary's failsafe check fails, and it fences itself), waits `leaseMs + 2 s` more, then
+ * goes. With FAILSAFE_MODE off no lease is ever
  * extended without a heartbeat, so the stale heartbeat is enough and it goes at once.
  *
  * @module
@@ -82,8 +84,9 @@ export interface Cleared {
 
 /**
  * Makes sure the old primary cannot be writable any more (the module's documentation, D5): it is asked over
- * MySQL; writable means no (logged); read-only, or a refused connection, means yes; no answer means yes with
- * FAILSAFE_MODE off, and with it on, only on a member its failsafe checks (PrimaryRecord.checks: another node's
+ * MySQL; writable means no (logged); read-only, or a record that says it fenced itself (`fenced`), means yes;
+ * a refused connection or no answer means yes with FAILSAFE_MODE off, and with it on (a cut made with REJECT
+ * refuses too), only on a member its failsafe checks (PrimaryRecord.checks: another node's
  * replication is not what its failsafe looks at), after this node stopped replicating from it and waited
  * `leaseMs + 2 s`.
  */
@@ -95,11 +98,7 @@ export async function clearOldPrimary(
   const holder = old?.node ?? "the old primary";
   // A record with `checks` was written with failsafe mode on there, whatever this node's setting.
   const failsafe = g.failsafe || old?.checks !== undefined;
-  const asked = old === undefined ? "silent" : await g.ask(old);
-  // A refused connection proves mysqld is down only where nothing else can refuse it: a cut made with REJECT
-  // refuses too. With failsafe, it counts as no answer, unless the old primary released its lock itself
-  // (its mysqld was gone: it restarts read-only and turns writable only with the lock again).
-  const answer = asked === "refused" && failsafe && old?.released !== true ? "silent" : asked;
+  const answer = old === undefined ? "silent" : await g.ask(old);
   if (answer === "writable") {
     log.error(
       "{holder} has no live heartbeat but answers writable: alive and writable without Consul " +
@@ -108,21 +107,30 @@ export async function clearOldPrimary(
     );
     return { go: false, stoppedIo: false, answer };
   }
-  if (answer !== "silent" || !failsafe) return { go: true, stoppedIo: false, answer };
+  // The old primary said it is out of the way (PrimaryRecord.fenced: read-only or mysqld stopped, writable
+  // again only with a rewrite of this record, which the caller's check of the lock's index or its free state
+  // rules out): nothing to wait for.
+  if (old?.fenced === true) return { go: true, stoppedIo: false, answer };
+  // A refused connection proves mysqld is down only where nothing else can refuse it: a cut made with REJECT
+  // refuses too, so with failsafe it counts as no answer.
+  if (answer === "read-only" || !failsafe) return { go: true, stoppedIo: false, answer };
+  const how = answer === "refused" ? "refuses connections" : "does not answer over MySQL";
   if (old?.checks !== undefined && !old.checks.includes(g.self)) {
     log.warn(
-      "{holder} does not answer over MySQL, and its failsafe does not check this node ({checks}): leaving " +
-        "it to one of those, whose stopping replicating from it is what fences it",
-      { holder, checks: old.checks.join(", ") || "no member" },
+      "{holder} {how}, and its failsafe does not check this node ({checks}): leaving " +
+        "it to one of those, whose stopping replicating from it is what fences it. If {holder} and those " +
+        "are gone for good, delete the primary lock key (PRIMARY_KEY) in Consul: the nodes then recover " +
+        "as from an empty Consul",
+      { holder, how, checks: old.checks.join(", ") || "no member" },
     );
     return { go: false, stoppedIo: false, answer };
   }
   const stoppedIo = await stopIoFrom(g.server, old, g.state, signal);
   const waitMs = g.leaseMs + STALE_MARGIN_MS;
   log.warn(
-    "{holder} does not answer over MySQL: {io}waiting {s} s more (its lease, if it keeps one without Consul, " +
+    "{holder} {how}: {io}waiting {s} s more (its lease, if it keeps one without Consul, " +
       "then lapses) before another node is made primary",
-    { holder, io: stoppedIo ? "stopped replicating from it, " : "", s: waitMs / 1000 },
+    { holder, how, io: stoppedIo ? "stopped replicating from it, " : "", s: waitMs / 1000 },
   );
   await delay(waitMs, { signal });
   return { go: true, stoppedIo, answer };

@@ -1,11 +1,12 @@
 /**
  * `autopilot pre-stop` on real servers: a stopping primary takes its last snapshot (BACKUP_ON_STOP) and hands
- * the role to a replica with no write lost; a stopping replica hands nothing over; a lone primary keeps its
- * role. Each then shuts its mysqld down cleanly.
+ * the role to a replica with no write lost; a stopping replica hands nothing over and ends its session; a lone
+ * primary keeps its role and marks its lock record fenced. Each then shuts its mysqld down cleanly.
  */
 import { assert, assertEquals } from "../unit/assert.ts";
 import { Cluster, type TestNode } from "./cluster.ts";
 import { delay, Harness, waitFor } from "./harness/mod.ts";
+import { readState } from "../../src/state.ts";
 
 function snapshotCount(c: Cluster): number {
   return [...Deno.readDirSync(c.snapshots)].filter((e) => e.name.endsWith(".manifest.json")).length;
@@ -64,6 +65,15 @@ Deno.test("autopilot pre-stop: a replica hands nothing over and shuts its mysqld
   assert(r.stderr.includes("not the primary: nothing to hand over"), r.stderr);
   await shutDownCleanly(n2);
   assertEquals(snapshotCount(c), 1, "a replica takes no last snapshot");
+  {
+    const session = (await readState(n2.env.STATE_DIR)).sessionId!;
+    const consul = c.consul();
+    try {
+      assertEquals(await consul.sessionExists(session), false, "its session ended: no longer a live member");
+    } finally {
+      consul.close();
+    }
+  }
   assertEquals((await c.run(n1, ["health", "--primary"])).code, 0, "the primary is untouched");
   // Stopping again (ContainerPilot runs pre-stop once, but a stop of a node whose mysqld is down happens too)
   const again = await c.run(n2, ["pre-stop"]);
@@ -82,6 +92,7 @@ Deno.test("autopilot pre-stop: a primary with no replica keeps its role, takes n
   assertEquals(snapshotCount(c), 1);
   await shutDownCleanly(n1);
   assertEquals(await c.primaryName(), "n1", "it keeps the primary lock until its session expires");
+  assertEquals((await c.primaryRecord())?.fenced, true, "and its record says its mysqld is down");
   const consul = c.consul();
   try {
     assertEquals(await consul.passingInstances("mysql-primary"), [], "but it is no longer advertised");

@@ -107,8 +107,8 @@ Deno.test("fence() turns the server read-only and, asked to, releases the lock k
   assertEquals(lock.session, undefined);
   assertEquals(
     lock.record,
-    { ...n2, ready: true, released: true },
-    "released by itself: its mysqld was gone",
+    { ...n2, ready: true, fenced: true },
+    "released by itself, marked fenced",
   );
 });
 
@@ -915,6 +915,28 @@ Deno.test("runFailover() with failsafe leaves a silent holder to the members its
   assertEquals(r, {});
   assertEquals((await kv.primary()).session, s1, "not taken over");
   assertEquals(server.methods(), [], "n2 replicates on: nothing was stopped");
+
+  // Its pre-stop shut mysqld down and said so (fenced) before the heartbeat stood still: nothing to wait for.
+  const stopped = await kv.primary();
+  assert(await kv.heartbeatPrimary(s1, { ...stopped.record!, fenced: true }, stopped.modifyIndex!));
+  const refused = () => Promise.resolve("refused" as const);
+  const again = await runFailover({
+    kv,
+    me,
+    failedPrimary: "n1",
+    probe: noProbe,
+    answersWritable: notWritable,
+    takeOver: {
+      found: { session: s1, index: (await kv.primary()).modifyIndex! },
+      leaseMs: 60_000,
+      failsafe: true,
+      ask: refused,
+      server,
+      self: "n2",
+    },
+  });
+  assertEquals(again, { appointed: "n3" }, "a holder that said it fenced itself is taken over at once");
+  assertEquals(server.methods(), [], "and without stopping replication or waiting its lease");
 });
 
 Deno.test("runFailover() with failsafe makes sure of the old primary before it plans, when nobody holds the lock", async () => {
@@ -960,30 +982,33 @@ Deno.test("heartbeat() publishes the members the failsafe checks, and the failsa
   assertEquals(publishedFor(state, false), undefined, "FAILSAFE_MODE off: nothing is published");
 });
 
-Deno.test("runFailover() with failsafe takes a refused connection for no answer, unless the old primary released its lock", async () => {
-  const refused = () => Promise.resolve("refused" as const);
-  for (const released of [false, true]) {
-    const { kv, me, s3 } = await failedPrimary("0-1-7", "0-1-9");
-    // n1's last record: it released the lock itself (mysqld gone), or its session expired with it.
-    const lock = await kv.primary();
-    assert(await kv.acquirePrimary(s3, { ...lock.record!, ...(released ? { released: true } : {}) }));
-    await kv.releasePrimary(s3, { ...lock.record!, ...(released ? { released: true } : {}) });
-    const server = new FakeServer("mariadb", { replica: replicating(n1) });
-    const guard = { leaseMs: 0, failsafe: true, ask: refused, server, self: "n2" };
-    const r = await runFailover({
-      kv,
-      me,
-      failedPrimary: "n1",
-      probe: noProbe,
-      answersWritable: notWritable,
-      guard,
-    });
-    assertEquals(r, { appointed: "n3" });
-    assertEquals(
-      server.methods().includes("stopReplicaIo"),
-      !released,
-      released ? "released: mysqld was gone, no wait" : "a REJECTing cut refuses too: waited out",
-    );
+Deno.test("runFailover() with failsafe takes a refused connection or no answer for a cut, unless the old primary's record says it fenced itself", async () => {
+  for (const answer of ["refused", "silent"] as const) {
+    for (const fenced of [false, true]) {
+      const { kv, me, s3 } = await failedPrimary("0-1-7", "0-1-9");
+      // n1's last record: it fenced itself (released read-only, or pre-stop shut mysqld down), or not.
+      const lock = await kv.primary();
+      assert(await kv.acquirePrimary(s3, { ...lock.record!, ...(fenced ? { fenced: true } : {}) }));
+      await kv.releasePrimary(s3, { ...lock.record!, ...(fenced ? { fenced: true } : {}) });
+      const server = new FakeServer("mariadb", { replica: replicating(n1) });
+      const guard = { leaseMs: 0, failsafe: true, ask: () => Promise.resolve(answer), server, self: "n2" };
+      const r = await runFailover({
+        kv,
+        me,
+        failedPrimary: "n1",
+        probe: noProbe,
+        answersWritable: notWritable,
+        guard,
+      });
+      assertEquals(r, { appointed: "n3" }, `${answer}, fenced ${fenced}`);
+      assertEquals(
+        server.methods().includes("stopReplicaIo"),
+        !fenced,
+        fenced
+          ? `${answer}: it said it fenced itself, no wait`
+          : `${answer}: a cut (REJECT refuses too), waited out`,
+      );
+    }
   }
 });
 
