@@ -7,7 +7,7 @@
  * @module
  */
 import type { Command, MetricValues } from "./src/command.ts";
-import { HANDOVER_TIMEOUT_MS, SHUTDOWN_WAIT_MS } from "./src/pre_stop_budget.ts";
+import { HANDOVER_TIMEOUT_MS, MARK_BUDGET_MS, SHUTDOWN_WAIT_MS } from "./src/pre_stop_budget.ts";
 
 export type { Command, CommandContext } from "./src/command.ts";
 export { EXIT } from "./src/command.ts";
@@ -80,8 +80,12 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       "replica that has the most, as 'autopilot switchover' does (writes blocked until it has caught up, at\n" +
       `most ${
         HANDOVER_TIMEOUT_MS / 1000
-      } s). Then, on every node, mysqld is shut down cleanly and waited for\n` +
-      `(at most ${SHUTDOWN_WAIT_MS / 1000} s). Exit 1 if a step failed; the stop goes on.`,
+      } s). Then, on every node, mysqld is turned read-only, shut down cleanly and waited for\n` +
+      `(at most ${SHUTDOWN_WAIT_MS / 1000} s), and Consul is told (at most ${
+        MARK_BUDGET_MS / 1000
+      } s): a node still\n` +
+      "holding the primary lock marks its record fenced with what it had executed; any other ends its\n" +
+      "session. Exit 1 if a step failed; the stop goes on.",
     options: {},
     run: async ({ config }) => (await import("./hooks/pre_stop.ts")).runPreStop(config),
   },

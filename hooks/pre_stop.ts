@@ -81,13 +81,17 @@ export async function runPreStop(config: Config): Promise<number> {
   try {
     code = await handOver(config, state, server);
   } finally {
+    // What the server has, read-only: a node that still holds the primary lock records it once mysqld is down.
+    const executed = await lastExecuted(server);
     log.info("Shutting mysqld down");
     const started = performance.now();
     if (await shutDownLocalServer(config, server, SHUTDOWN_WAIT_MS)) {
       log.info("mysqld shut down cleanly in {s} s", {
         s: ((performance.now() - started) / 1000).toFixed(1),
       });
-      if (state.sessionId !== undefined) await leaveConsul(config, state.sessionId);
+      if (state.sessionId !== undefined) {
+        await leaveConsul(config, { session: state.sessionId, executed, passesStopped: pass !== undefined });
+      }
     } else {
       log.error("mysqld still runs {s} s after SHUTDOWN: ContainerPilot signals it next", {
         s: SHUTDOWN_WAIT_MS / 1000,
@@ -99,11 +103,31 @@ export async function runPreStop(config: Config): Promise<number> {
 }
 
 /**
- * Once mysqld is down: if this node's session still holds the primary lock, its record says the node fenced
- * itself (the heartbeat's check-and-set, so a lock taken over or handed on meanwhile is left alone); otherwise
- * the session is destroyed. Bounded by MARK_BUDGET_MS; never throws.
+ * The server turned read-only (the node is stopping: a write now would be cut off by the shutdown anyway),
+ * then what it has executed; undefined when it does not answer.
  */
-async function leaveConsul(config: Config, session: string): Promise<void> {
+async function lastExecuted(server: MysqlServer): Promise<string | undefined> {
+  try {
+    await server.setReadOnly(true);
+    return (await server.gtidState()).executed;
+  } catch (e) {
+    log.warn("Cannot read what this server has before it stops ({e})", { e: (e as Error).message });
+    return undefined;
+  }
+}
+
+/**
+ * Once mysqld is down: if this node's session still holds the primary lock, its record says the node fenced
+ * itself and what it had executed (the heartbeat's check-and-set, so a lock taken over or handed on meanwhile
+ * is left alone; not without `executed`, since a failover counts on it); otherwise the session is destroyed,
+ * unless a health pass may still run under it (pre-stop went on without the pass lock: it may hold the
+ * failover lock). Bounded by MARK_BUDGET_MS; never throws.
+ */
+async function leaveConsul(
+  config: Config,
+  o: { readonly session: string; readonly executed: string | undefined; readonly passesStopped: boolean },
+): Promise<void> {
+  const { session, executed } = o;
   const consul = new ConsulStore(config.consul);
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
@@ -111,13 +135,20 @@ async function leaveConsul(config: Config, session: string): Promise<void> {
     const mark = (async () => {
       const lock = await kv.primary();
       if (lock.session !== session) {
+        if (!o.passesStopped) return;
         await consul.destroySession(session);
         log.info("Session ended: this node has left the cluster's live members");
         return;
       }
-      if (lock.record === undefined || lock.modifyIndex === undefined) return;
-      if (await kv.heartbeatPrimary(session, { ...lock.record, fenced: true }, lock.modifyIndex)) {
-        log.info("This node still holds the primary lock with mysqld down: its record says so (fenced)");
+      if (lock.record === undefined || lock.modifyIndex === undefined || executed === undefined) return;
+      const record = { ...lock.record, fenced: true, executed };
+      if (await kv.heartbeatPrimary(session, record, lock.modifyIndex)) {
+        log.info(
+          "This node still holds the primary lock with mysqld down: its record says so (fenced at {e})",
+          {
+            e: executed || "no transaction",
+          },
+        );
       }
     })();
     const late = new Promise<void>((_, reject) => {

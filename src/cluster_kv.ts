@@ -58,6 +58,11 @@ export interface PrimaryRecord {
    * does not answer, or refuses the connection, is out of the way (src/ha/takeover.ts).
    */
   readonly fenced?: boolean;
+  /**
+   * With `fenced` from pre-stop: what the node had executed when it stopped (read-only by then). A clean stop
+   * is no accepted loss: a failover never promotes a node that lacks these (src/ha/failover_plan.ts).
+   */
+  readonly executed?: string;
 }
 
 /** The primary lock as read from Consul. */
@@ -338,7 +343,8 @@ export function formatPrimaryRecord(r: PrimaryRecord, beat?: number): string {
     port: r.port,
     ...(r.ready ? { ready: true } : {}),
     ...(r.checks === undefined ? {} : { checks: r.checks }),
-    ...(r.fenced ? { fenced: true } : {}),
+    // Only with the mark: a wider object (a member record) has an `executed` of its own.
+    ...(r.fenced ? { fenced: true, ...(r.executed === undefined ? {} : { executed: r.executed }) } : {}),
     ...(beat === undefined ? {} : { beat }),
   });
 }
@@ -359,7 +365,9 @@ export function parsePrimaryRecord(value: string | undefined): PrimaryRecord | u
     ...(Array.isArray(v.checks) && v.checks.every((c) => typeof c === "string")
       ? { checks: v.checks as string[] }
       : {}),
-    ...(v.fenced === true ? { fenced: true } : {}),
+    ...(v.fenced === true
+      ? { fenced: true, ...(typeof v.executed === "string" ? { executed: v.executed } : {}) }
+      : {}),
   };
 }
 

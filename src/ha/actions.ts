@@ -378,7 +378,7 @@ export async function heartbeat(
 ): Promise<number | undefined> {
   const { session, self, published } = me;
   if (lock.session !== session || lock.modifyIndex === undefined) return undefined;
-  const { checks: _, fenced: __, ...base } = lock.record ?? self;
+  const { checks: _, fenced: __, executed: ___, ...base } = lock.record ?? self;
   const record = { ...base, ...checksOf(me) };
   const sentAt = performance.now();
   try {

@@ -107,7 +107,11 @@ export async function runFailover(a: FailoverArgs, signal?: AbortSignal): Promis
     const excluded = excludedNode(primary, a.failedPrimary);
     // A primary taken over never counts (it stood still); otherwise a live last primary may (decision D6).
     const lastCounts = excluded !== undefined && a.takeOver === undefined;
-    const { plan, live } = await planFromMembers(a, excluded, lastCounts, start, signal);
+    // A failed primary that stopped cleanly said what it had: no node lacking that is promoted.
+    const stoppedWith = primary.record?.fenced === true && primary.record.node === excluded
+      ? primary.record.executed
+      : undefined;
+    const { plan, live } = await planFromMembers(a, { excluded, lastCounts, stoppedWith }, start, signal);
     if (plan.kind !== "promote") {
       log.error("Cannot fail over from {failedPrimary}: {reason}", {
         failedPrimary: a.failedPrimary,
@@ -173,11 +177,11 @@ function excludedNode(primary: PrimaryLock, failedPrimary: string): string | und
  */
 async function planFromMembers(
   a: FailoverArgs,
-  excluded: string | undefined,
-  lastCounts: boolean,
+  o: { excluded: string | undefined; lastCounts: boolean; stoppedWith: string | undefined },
   start: number,
   signal?: AbortSignal,
 ): Promise<{ plan: FailoverPlan; live: readonly MemberEntry[] }> {
+  const { excluded, lastCounts, stoppedWith } = o;
   let plan = planFailover([], excluded, start);
   let live: readonly MemberEntry[] = [];
   // The wait counts from here, not from the failover's start: a takeover may have waited a lease out before.
@@ -192,7 +196,7 @@ async function planFromMembers(
         m.record.node === excluded && !lastCounts ? m.record : (await a.probe(m.record)) ?? m.record
       ),
     );
-    plan = planFailover(probed, excluded, start, view.departed, lastCounts);
+    plan = planFailover(probed, excluded, start, view.departed, lastCounts, stoppedWith);
     if (plan.kind !== "wait") break;
   }
   return { plan, live };

@@ -97,8 +97,13 @@ export const DEPARTED_WINDOW_MS = 10 * 60_000;
  * have everything, is chosen first, so the role does not move for nothing. A record of it that is not fresh is
  * left out as before, and never holds the plan back.
  *
+ * A failed primary that stopped cleanly (its pre-stop recorded what it had executed, read-only, in the lock
+ * record: PrimaryRecord.executed) is no accepted loss: a candidate that lacks any of those transactions is not
+ * promoted, as for a departed member.
+ *
  * @param departed The last records of members whose session has ended.
  * @param lastPrimaryCounts Count a fresh record of the failed primary, and prefer it.
+ * @param stoppedWith What the failed primary had executed when it stopped cleanly, if it recorded it.
  * @returns The plan.
  */
 export function planFailover(
@@ -107,6 +112,7 @@ export function planFailover(
   freshSince: number,
   departed: readonly MemberRecord[] = [],
   lastPrimaryCounts = false,
+  stoppedWith?: string,
 ): FailoverPlan {
   const others = members.filter((m) =>
     m.node !== failedPrimary || (lastPrimaryCounts && m.updatedAt >= freshSince)
@@ -150,6 +156,20 @@ export function planFailover(
       }, which no live node has (${basis}): promoting would lose them. Bring ${
         gone.map((d) => d.node).join(", ")
       } back, or delete its member record (SERVICE_NAME-members/NODE) to accept the loss`,
+    };
+  }
+  const stoppedPrimary = stoppedWith === undefined || others.some((m) => m.node === failedPrimary)
+    ? undefined
+    : { ...eligible[0], node: failedPrimary ?? "the old primary", executed: stoppedWith, retrieved: "" };
+  if (
+    stoppedPrimary !== undefined && !contains(have.get(eligible[0].node)!, transactionsOf(stoppedPrimary))
+  ) {
+    return {
+      kind: "impossible",
+      reason:
+        `${stoppedPrimary.node} stopped cleanly with ${stoppedWith}, which no live node has (${basis}): ` +
+        `promoting would lose them. Start ${stoppedPrimary.node} again (it resumes as primary), or delete the ` +
+        "primary lock key (PRIMARY_KEY) to accept the loss",
     };
   }
   const last = (m: MemberRecord) => (lastPrimaryCounts && m.node === failedPrimary ? 1 : 0);

@@ -54,6 +54,12 @@ Deno.test("formatPrimaryRecord() writes {node, address, port} and ready only whe
   // A wider object (a member record) still gives only the primary's fields.
   assertEquals(formatPrimaryRecord(memberRecord("n1")), '{"node":"n1","address":"10.0.0.1","port":3306}');
   assertEquals(parsePrimaryRecord(formatPrimaryRecord(p1)), p1);
+  const stopped = { ...p1, fenced: true, executed: "0-1-9" };
+  assertEquals(parsePrimaryRecord(formatPrimaryRecord(stopped)), stopped, "pre-stop's mark and GTIDs");
+  assertEquals(
+    formatPrimaryRecord({ ...memberRecord("n1"), fenced: true }),
+    '{"node":"n1","address":"10.0.0.1","port":3306,"fenced":true,"executed":""}',
+  );
   assertEquals(parsePrimaryRecord(formatPrimaryRecord(plain)), plain);
   assertEquals(
     formatPrimaryRecord(p1, 42),

@@ -153,3 +153,22 @@ Deno.test("planFailover() with lastPrimaryCounts: a fresh last primary counts an
   const planNever = planFailover(never, "n1", 50, [], true);
   assertEquals(planNever.kind === "promote" && planNever.candidate.node, "n2", "priority 0 still never");
 });
+
+Deno.test("planFailover() never promotes a node that lacks what a primary stopped cleanly recorded; a live one counts itself", () => {
+  const live = [member("n2", { executed: "0-1-50" }), member("n3", { executed: "0-1-50" })];
+  const refused = planFailover(live, "n1", 50, [], false, "0-1-60");
+  assertEquals(refused.kind, "impossible");
+  assert(
+    refused.kind === "impossible" &&
+      refused.reason.startsWith("n1 stopped cleanly with 0-1-60, which no live node has (n2 has 0-1-50; ") &&
+      refused.reason.includes("Start n1 again"),
+    refused.kind === "impossible" ? refused.reason : "",
+  );
+  const had = planFailover(live, "n1", 50, [], false, "0-1-50");
+  assertEquals(had.kind === "promote" && had.candidate.node, "n2", "every node has what n1 had");
+  const nothing = planFailover(live, "n1", 50, [], false, "");
+  assertEquals(nothing.kind === "promote" && nothing.candidate.node, "n2", "n1 had nothing");
+  // n1 is back (a fresh record): it counts like any member, and is preferred.
+  const back = planFailover([...live, member("n1", { executed: "0-1-60" })], "n1", 50, [], true, "0-1-60");
+  assertEquals(back.kind === "promote" && back.candidate.node, "n1");
+});

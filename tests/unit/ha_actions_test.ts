@@ -939,6 +939,55 @@ Deno.test("runFailover() with failsafe leaves a silent holder to the members its
   assertEquals(server.methods(), [], "and without stopping replication or waiting its lease");
 });
 
+Deno.test("runFailover() takes over a silent holder whose record says it fenced itself, at once, unless a live node lacks what it had", async () => {
+  for (const executed of ["0-1-9", "0-1-12"]) {
+    const { kv, me, s1, server } = await staleHolder("0-1-7", "0-1-9");
+    const seen = await kv.primary();
+    const record = { ...n1, ready: true, checks: ["n3"], fenced: true, executed };
+    assert(await kv.heartbeatPrimary(s1, record, seen.modifyIndex!));
+    const r = await runFailover({
+      kv,
+      me,
+      failedPrimary: "n1",
+      probe: noProbe,
+      answersWritable: notWritable,
+      takeOver: {
+        found: { session: s1, index: (await kv.primary()).modifyIndex! },
+        leaseMs: 60_000,
+        failsafe: true,
+        ask: () => Promise.resolve("silent" as const),
+        server,
+        self: "n2",
+      },
+    });
+    assertEquals(server.methods(), [], "no wait: replication was not stopped");
+    if (executed === "0-1-9") {
+      assertEquals(r, { appointed: "n3" }, "n3 has everything n1 had");
+    } else {
+      assertEquals(r, {}, "n1 stopped with 0-1-12, which nobody has: nobody is appointed");
+      assertEquals((await kv.primary()).session, undefined, "taken over, but not given to anyone");
+    }
+  }
+});
+
+Deno.test("heartbeat() drops the fenced mark and the recorded GTIDs: a holder turns writable only with a record without them", async () => {
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, { ...n2, ready: true }));
+  const lock = await kv.primary();
+  assert(
+    await kv.heartbeatPrimary(
+      me.session,
+      { ...n2, ready: true, fenced: true, executed: "0-1-9" },
+      lock.modifyIndex!,
+    ),
+  );
+  assert((await heartbeat(kv, me, await kv.primary())) !== undefined, "the heartbeat was written");
+  const after = (await kv.primary()).record!;
+  assertEquals(after.fenced, undefined);
+  assertEquals(after.executed, undefined);
+  assertEquals(after.ready, true);
+});
+
 Deno.test("runFailover() with failsafe makes sure of the old primary before it plans, when nobody holds the lock", async () => {
   const { kv, me, s3 } = await failedPrimary("0-1-7", "0-1-9");
   const server = new FakeServer("mariadb", { replica: replicating(n1) });
