@@ -4,7 +4,7 @@
  * Each event runs on a 3-node cluster of its own, reused across its trials while it gets whole again after
  * each (a writable lock holder and two replicas of it within 120 s; else a fresh cluster, and the output says
  * so). Around it, as ContainerPilot would run them on every node: `autopilot health` every 5 s (per node, from
- * the start of its previous pass), and the watch on `mysql-primary` every 2 s running `autopilot on-change`
+ * the start of its previous pass), and the watch on `mysql-primary` every second running `autopilot on-change`
  * on every node whose ContainerPilot is alive and reaches Consul (bench/failover_rig.ts). A killed mysqld is
  * started again at once without pre-start, as ContainerPilot's `mysql` job (`restarts: unlimited`) does (so
  * the old primary may well keep its role), or with `--kill-restart=after-failover` only once another node

@@ -10,11 +10,12 @@ import { Secret } from "../src/config.ts";
 import { Cluster, SECRETS, type TestNode } from "../tests/integration/cluster.ts";
 import { delay } from "../tests/integration/harness/mod.ts";
 import type { Ack, Sample } from "./failover_figures.ts";
+import { SHIPPED_INTERVALS } from "./costs.ts";
 
-/** ContainerPilot's health interval (containerpilot.json5: `interval: 5`). */
-export const HEALTH_INTERVAL_MS = 5000;
-/** ContainerPilot's watch interval for `<service>-primary` (containerpilot.json5: `interval: 2`). */
-export const WATCH_INTERVAL_MS = 2000;
+/** ContainerPilot's health interval (containerpilot.json5). */
+export const HEALTH_INTERVAL_MS = SHIPPED_INTERVALS.healthSeconds * 1000;
+/** ContainerPilot's watch interval for `<service>-primary` (containerpilot.json5). */
+export const WATCH_INTERVAL_MS = SHIPPED_INTERVALS.watchSeconds * 1000;
 
 /** Which nodes' ContainerPilot is alive (checks and watch run) and which can reach Consul (the watch's polls). */
 export class NodeLife {

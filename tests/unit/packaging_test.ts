@@ -577,6 +577,13 @@ Deno.test("the benchmark counts the checks' cost at the intervals containerpilot
   assertEquals(checked[0].health.interval, SHIPPED_INTERVALS.healthSeconds, "health interval");
   const snapshot = jobs.find((j) => j.exec === "autopilot snapshot");
   assertEquals(snapshot?.when?.interval, `${SHIPPED_INTERVALS.snapshotSeconds / 60}m`, "snapshot interval");
+  // deno-lint-ignore no-explicit-any
+  const watches: any[] = containerpilot().watches;
+  assertEquals(
+    watches.map((w) => w.interval),
+    [SHIPPED_INTERVALS.watchSeconds],
+    "the primary watch's interval",
+  );
 });
 
 Deno.test("containerpilot.json5 jobs and watches are valid for ContainerPilot and refer to each other", () => {
