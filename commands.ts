@@ -83,9 +83,9 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
       } s). Then, on every node, mysqld is turned read-only, shut down cleanly and waited for\n` +
       `(at most ${SHUTDOWN_WAIT_MS / 1000} s), and Consul is told (at most ${
         MARK_BUDGET_MS / 1000
-      } s): a node still\n` +
-      "holding the primary lock marks its record fenced with what it had executed; any other ends its\n" +
-      "session. Exit 1 if a step failed; the stop goes on.",
+      } s): a node still holding the primary lock marks its\n` +
+      "record fenced with what it had executed; any other ends its session. Exit 1 if a step failed; the\n" +
+      "stop goes on.",
     options: {},
     run: async ({ config }) => (await import("./hooks/pre_stop.ts")).runPreStop(config),
   },
