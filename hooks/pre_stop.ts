@@ -30,6 +30,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { deadline, raceAbort } from "../src/abort.ts";
 import type { Config } from "../src/config.ts";
 import { ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
 import { ConsulClusterKv, otherLiveReplicas } from "../src/cluster_kv.ts";
@@ -129,7 +130,6 @@ async function leaveConsul(
 ): Promise<void> {
   const { session, executed } = o;
   const consul = new ConsulStore(config.consul);
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     const kv = new ConsulClusterKv(config, consul);
     const mark = (async () => {
@@ -151,19 +151,12 @@ async function leaveConsul(
         );
       }
     })();
-    const late = new Promise<void>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no answer within ${MARK_BUDGET_MS / 1000} s`)),
-        MARK_BUDGET_MS,
-      );
-    });
-    await Promise.race([mark, late]);
+    await raceAbort(mark, deadline(MARK_BUDGET_MS));
   } catch (e) {
     log.warn("Cannot tell Consul that mysqld is down ({e}): the session expires on its own", {
       e: (e as Error).message,
     });
   } finally {
-    clearTimeout(timer);
     consul.close();
   }
 }

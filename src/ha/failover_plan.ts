@@ -158,17 +158,16 @@ export function planFailover(
       } back, or delete its member record (SERVICE_NAME-members/NODE) to accept the loss`,
     };
   }
-  const stoppedPrimary = stoppedWith === undefined || others.some((m) => m.node === failedPrimary)
-    ? undefined
-    : { ...eligible[0], node: failedPrimary ?? "the old primary", executed: stoppedWith, retrieved: "" };
+  // A live failed primary counts itself among `others`; a stopped one only through what it recorded.
   if (
-    stoppedPrimary !== undefined && !contains(have.get(eligible[0].node)!, transactionsOf(stoppedPrimary))
+    stoppedWith !== undefined && !others.some((m) => m.node === failedPrimary) &&
+    !contains(have.get(eligible[0].node)!, parseGtidSet(eligible[0].flavour, stoppedWith))
   ) {
+    const stopped = failedPrimary ?? "the old primary";
     return {
       kind: "impossible",
-      reason:
-        `${stoppedPrimary.node} stopped cleanly with ${stoppedWith}, which no live node has (${basis}): ` +
-        `promoting would lose them. Start ${stoppedPrimary.node} again (it resumes as primary), or delete the ` +
+      reason: `${stopped} stopped cleanly with ${stoppedWith}, which no live node has (${basis}): ` +
+        `promoting would lose them. Start ${stopped} again (it resumes as primary), or delete the ` +
         "primary lock key (PRIMARY_KEY) to accept the loss",
     };
   }
