@@ -56,7 +56,7 @@ RUN set -eux; \
     microdnf clean all; \
     rm -rf /var/cache/dnf /var/cache/yum; \
     for program in /usr/sbin/mysqld /usr/bin/xtrabackup /usr/bin/xbstream /usr/bin/zstd /usr/bin/chown \
-        /usr/bin/mysqlbinlog /usr/bin/kill; do \
+        /usr/bin/mysqlbinlog /usr/bin/mysql /usr/bin/kill; do \
       test -x "$program" || { echo "missing $program" >&2; exit 1; }; \
     done
 
@@ -71,7 +71,7 @@ RUN set -eux; \
     [ -x /usr/bin/kill ] || { apt-get update; apt-get install -y --no-install-recommends procps; \
       rm -rf /var/lib/apt/lists/*; }; \
     for program in /usr/sbin/mariadbd /usr/sbin/mysqld /usr/bin/mariadb-install-db /usr/bin/mariabackup \
-        /usr/bin/mbstream /usr/bin/zstd /usr/bin/chown /usr/bin/mariadb-binlog /usr/bin/kill; do \
+        /usr/bin/mbstream /usr/bin/zstd /usr/bin/chown /usr/bin/mariadb-binlog /usr/bin/mariadb /usr/bin/kill; do \
       test -x "$program" || { echo "missing $program" >&2; exit 1; }; \
     done
 

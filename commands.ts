@@ -63,14 +63,28 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
   {
     name: "snapshot",
     summary: "take a snapshot if one is due, or verify the last one (ContainerPilot's periodic task)",
-    details: "A snapshot is due when none exists, the last one is older than BACKUP_TTL, or the primary's\n" +
-      "binlog has rotated since. The primary takes it (BACKUP_FROM=replica: a healthy replica), under the\n" +
+    details: "A snapshot is due when none exists, the last one is older than BACKUP_TTL, or the binlog\n" +
+      "archive found a gap since (a binlog purged before it was archived). The primary takes it (BACKUP_FROM=replica: a healthy replica), under the\n" +
       "backup lock in Consul, so one node at a time. Exit 0 when nothing was due or the snapshot was published;\n" +
       "a node whose MySQL server does not answer yet (starting) or any more takes none, and exits 0 too.\n" +
       "BACKUP_VERIFY=true: a healthy replica with nothing to take verifies the last snapshot, once per snapshot.",
     options: {},
     failureMetrics: () => SNAPSHOT_FAILED,
     run: async (ctx) => (await import("./hooks/snapshot.ts")).runSnapshotTask(ctx),
+  },
+  {
+    name: "archive",
+    summary: "archive the primary's binlogs to the snapshot store (ContainerPilot's binlog-archive task)",
+    details:
+      "On the writable primary only: closes the open binlog when it holds transactions (FLUSH BINARY\n" +
+      "LOGS), then uploads every closed binlog the archive lacks to binlogs/NODE/ in the snapshot store,\n" +
+      "compressed and checksummed, each with an index entry (GTID states, first and last transaction times),\n" +
+      "and records how far the archive reaches in Consul (SERVICE_NAME-binlog-archive). After a failover the\n" +
+      "new primary continues from there. A binlog purged before it was archived is a gap: logged, counted, and\n" +
+      "the next snapshot starts a new recoverable span. Every other node exits 0 after one Consul read.",
+    options: {},
+    failureMetrics: () => ({ binlog_archive_failures_total: 1 }),
+    run: async (ctx) => (await import("./src/archive_task.ts")).runArchive(ctx.config),
   },
   {
     name: "pre-stop",
@@ -145,22 +159,34 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
   },
   {
     name: "restore",
-    args: "[NAME]",
-    summary: "restore a snapshot into the empty datadir of a stopped node",
+    args: "[NAME | --to-time TIME | --to-gtid GTID | --to-end]",
+    summary: "restore a snapshot, or a point in time, into the empty datadir of a stopped node",
     details: [
       "Restores NAME, or by default the last snapshot as Consul's LAST_BACKUP_KEY names it (the newest complete",
       "snapshot in the store when Consul cannot be read or names none), into MYSQL_DATADIR: its SHA-256 and size",
       "are checked against the manifest, it is unpacked and prepared beside the datadir and moved into place, and",
       "the files are given to MYSQL_OS_USER. Prints the snapshot's name and GTID position.",
       "",
+      "Point in time, from the snapshots and the archived binlogs (autopilot backup list shows the windows):",
+      "  --to-time TIME   every transaction the binlog stamps before TIME (ISO 8601, e.g. 2026-12-02T14:03:12Z;",
+      "                   without a zone it is UTC; binlog times are whole seconds)",
+      "  --to-gtid GTID   up to and including GTID (MariaDB 0-1-42, one per domain; MySQL a GTID set)",
+      "  --to-end         everything the archive holds",
+      "The newest snapshot before the point is restored, then the archived binlogs after it are replayed on a",
+      "throwaway server in MYSQL_TMPDIR (which needs room for them, decompressed). Every binlog is downloaded and",
+      "checked first: a missing or corrupt one stops the restore before anything is touched, naming the last",
+      "point that can be reached. A time before the first snapshot, a GTID the archive never saw or a gap",
+      "between the snapshot and the point: one line saying so, nothing touched.",
+      "",
       "Refuses, touching nothing, when a server answers on MYSQL_SOCKET, when mysqld's pid file (mysqld.pid",
       "beside the socket) exists, or when the datadir holds anything. Stop mysqld and move the datadir aside",
       "first.",
       "",
       "Afterwards start the node as usual: pre-start keeps the restored datadir, and health replicates from the",
-      "primary starting after the snapshot's GTID position (as for a node pre-start restored itself).",
+      "primary starting after the restored position, or, with no primary (a new cluster: empty Consul), makes",
+      "it the primary, its binlog continuing from that position.",
     ].join("\n"),
-    options: {},
+    options: { "to-time": { type: "string" }, "to-gtid": { type: "string" }, "to-end": { type: "boolean" } },
     run: async (ctx) => (await import("./src/cli/restore_command.ts")).runRestore(ctx),
   },
   {

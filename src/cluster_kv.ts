@@ -137,6 +137,29 @@ export interface VerificationRecord {
   readonly error?: string;
 }
 
+/**
+ * `SERVICE_NAME-binlog-archive`: how far the binlog archive reaches, written by the primary's archiver after
+ * each run (src/binlog/archiver.ts), read by the next run (on this or a new primary), `autopilot status` and
+ * the snapshot schedule (a gap makes a snapshot due).
+ */
+export interface ArchiveRecord {
+  /** The node, server_id and file of the newest archived binlog, and when the server created that file. */
+  readonly node: string;
+  readonly serverId: number;
+  readonly file: string;
+  readonly createdAt: string;
+  /** The binlog state the archive holds along that primary's history (the file's end state). */
+  readonly endState: string;
+  /** Unix second of the newest archived transaction. */
+  readonly lastTime?: number;
+  /** When the archive last held every transaction the primary had executed (ISO 8601). */
+  readonly caughtUpAt: string;
+  /** At the last run: how old the oldest transaction not yet archived was (seconds), 0 when none was. */
+  readonly lagSeconds: number;
+  /** The newest gap: the archive lacks transactions after `after` up to `resumes` (positions), seen `at`. */
+  readonly gap?: { readonly after: string; readonly resumes: string; readonly at: string };
+}
+
 /** BACKUP_LOCK_KEY's value while a node holds it: who, for what, since when. */
 export interface BackupLockRecord {
   readonly node: string;
@@ -168,6 +191,8 @@ export interface ClusterView {
   readonly lastVerified?: VerificationRecord;
   /** `SERVICE_NAME-cluster`, when it holds an identity record. */
   readonly cluster?: ClusterIdentityRecord;
+  /** `SERVICE_NAME-binlog-archive`, when it holds an archive record. */
+  readonly archive?: ArchiveRecord;
 }
 
 /** The name of every key, from the configuration. */
@@ -185,6 +210,8 @@ export interface ClusterKeys {
   readonly lastVerified: string;
   /** The cluster's identity: `SERVICE_NAME-cluster`. */
   readonly cluster: string;
+  /** How far the binlog archive reaches: `SERVICE_NAME-binlog-archive`. */
+  readonly archive: string;
 }
 
 /** The cluster's keys, as the HA code uses them. Every method throws ConsulUnavailableError when Consul is down. */
@@ -249,6 +276,10 @@ export interface ClusterKv {
   lastVerification(): Promise<VerificationRecord | undefined>;
   /** Writes LAST_VERIFIED_KEY. */
   recordVerification(record: VerificationRecord): Promise<void>;
+  /** `SERVICE_NAME-binlog-archive`; a value that is not an archive record counts as none. */
+  archiveRecord(): Promise<ArchiveRecord | undefined>;
+  /** Writes `SERVICE_NAME-binlog-archive`. */
+  recordArchive(record: ArchiveRecord): Promise<void>;
   /**
    * Takes BACKUP_LOCK_KEY for `session`; false if another session holds it.
    * @throws {SessionGoneError} when the session does not exist.
@@ -293,6 +324,7 @@ export function clusterKeys(config: Pick<Config, "serviceName" | "keys">): Clust
     lastBinlog: k.lastBinlog,
     lastVerified: k.lastVerified,
     cluster: clusterIdentityKey(config),
+    archive: `${config.serviceName}-binlog-archive`,
   });
 }
 
@@ -516,6 +548,49 @@ export function parseVerificationRecord(value: string | undefined): Verification
   };
 }
 
+/** The archive record as stored (JSON, fields in a fixed order). */
+export function formatArchiveRecord(r: ArchiveRecord): string {
+  return JSON.stringify({
+    node: r.node,
+    serverId: r.serverId,
+    file: r.file,
+    createdAt: r.createdAt,
+    endState: r.endState,
+    ...(r.lastTime !== undefined ? { lastTime: r.lastTime } : {}),
+    caughtUpAt: r.caughtUpAt,
+    lagSeconds: r.lagSeconds,
+    ...(r.gap !== undefined ? { gap: { after: r.gap.after, resumes: r.gap.resumes, at: r.gap.at } } : {}),
+  });
+}
+
+/** The archive record in a value, or undefined when it holds none. */
+export function parseArchiveRecord(value: string | undefined): ArchiveRecord | undefined {
+  const v = parseJson(value);
+  const str = (x: unknown) => typeof x === "string";
+  if (
+    !isObject(v) || !str(v.node) || !Number.isSafeInteger(v.serverId) || !str(v.file) || !str(v.createdAt) ||
+    !str(v.endState) || !str(v.caughtUpAt) || typeof v.lagSeconds !== "number" ||
+    (v.lastTime !== undefined && !Number.isSafeInteger(v.lastTime))
+  ) {
+    return undefined;
+  }
+  const g = v.gap;
+  const gap = isObject(g) && str(g.after) && str(g.resumes) && str(g.at)
+    ? { after: g.after as string, resumes: g.resumes as string, at: g.at as string }
+    : undefined;
+  return {
+    node: v.node as string,
+    serverId: v.serverId as number,
+    file: v.file as string,
+    createdAt: v.createdAt as string,
+    endState: v.endState as string,
+    ...(v.lastTime !== undefined ? { lastTime: v.lastTime as number } : {}),
+    caughtUpAt: v.caughtUpAt as string,
+    lagSeconds: v.lagSeconds,
+    ...(gap !== undefined ? { gap } : {}),
+  };
+}
+
 /** The backup lock's value as stored: `{node, job, startedAt}`. */
 export function formatBackupLockRecord(r: BackupLockRecord): string {
   return JSON.stringify({ node: r.node, job: r.job, startedAt: r.startedAt });
@@ -544,6 +619,7 @@ export function clusterViewFrom(keys: ClusterKeys, entries: readonly KvEntry[]):
   const lastBinlog = byKey.get(keys.lastBinlog);
   const lastVerified = parseVerificationRecord(byKey.get(keys.lastVerified)?.value);
   const cluster = parseClusterIdentity(byKey.get(keys.cluster)?.value);
+  const archive = parseArchiveRecord(byKey.get(keys.archive)?.value);
   return {
     primary: primaryLockFrom(byKey.get(keys.primary)),
     failoverLock: failoverLockFrom(byKey.get(keys.failoverLock)),
@@ -557,6 +633,7 @@ export function clusterViewFrom(keys: ClusterKeys, entries: readonly KvEntry[]):
     ...(lastBinlog !== undefined ? { lastBinlog: lastBinlog.value } : {}),
     ...(lastVerified !== undefined ? { lastVerified } : {}),
     ...(cluster !== undefined ? { cluster } : {}),
+    ...(archive !== undefined ? { archive } : {}),
   };
 }
 
@@ -688,6 +765,14 @@ export class ConsulClusterKv implements ClusterKv {
 
   async recordVerification(record: VerificationRecord): Promise<void> {
     await this.#consul.put(this.keys.lastVerified, formatVerificationRecord(record));
+  }
+
+  async archiveRecord(): Promise<ArchiveRecord | undefined> {
+    return parseArchiveRecord((await this.#consul.get(this.keys.archive))?.value);
+  }
+
+  async recordArchive(record: ArchiveRecord): Promise<void> {
+    await this.#consul.put(this.keys.archive, formatArchiveRecord(record));
   }
 
   async acquireBackupLock(session: string, record: BackupLockRecord): Promise<boolean> {

@@ -155,6 +155,8 @@ export interface BackupConfig {
   readonly onStop: boolean;
   /** A healthy replica restores each new snapshot once, into a scratch directory, and checks it. */
   readonly verify: boolean;
+  /** How often the primary archives its binlogs (closing the open one when it holds transactions). */
+  readonly archiveIntervalSeconds: number;
 }
 
 /** S3-compatible store settings. */
@@ -786,6 +788,13 @@ backups("BACKUP_VERIFY", flag, {
   default: "false",
   at: "backup.verify",
   doc: "A healthy replica restores each new snapshot in MYSQL_TMPDIR and checks every table.",
+});
+backups("BINLOG_ARCHIVE_INTERVAL", seconds(1000, 86_400_000), {
+  default: "60s",
+  at: "backup.archiveIntervalSeconds",
+  doc:
+    "How often the primary closes its open binlog (when it holds transactions) and archives every closed " +
+    "binlog to the snapshot store, for point-in-time restores; ContainerPilot's `binlog-archive` task interval.",
 });
 const SNAPSHOT_BACKEND = backups(
   "SNAPSHOT_BACKEND",

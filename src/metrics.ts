@@ -66,6 +66,24 @@ export const METRICS = Object.freeze(
       type: "gauge",
       help: "Stored size of the snapshot Consul names as the last",
     },
+    {
+      name: "binlog_archive_lag_seconds",
+      type: "gauge",
+      help:
+        "At the primary's last archiving run: age of the oldest transaction not yet archived (0 when none)",
+    },
+    { name: "binlog_archive_runs_total", type: "counter", help: "Archiving runs on the primary" },
+    {
+      name: "binlog_archive_failures_total",
+      type: "counter",
+      help: "Archiving runs that failed (binlogs not archived)",
+    },
+    { name: "binlog_archived_files_total", type: "counter", help: "Binlog files this node archived" },
+    {
+      name: "binlog_archive_gaps_total",
+      type: "counter",
+      help: "Gaps found: binlogs purged before they were archived",
+    },
   ] as const satisfies readonly MetricSpec[],
 );
 

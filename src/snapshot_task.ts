@@ -8,8 +8,8 @@
  *    all, and a local server that does not answer (not started yet, or down: its health check says so) means
  *    this node is neither. Both end the run quietly (DEBUG, exit 0), as ContainerPilot runs the task at once
  *    when a container starts, before mysqld is up.
- * 2. Ask `decideSnapshot()` whether a snapshot is due here: none yet, the last one older than BACKUP_TTL, or the
- *    primary's binlog rotated since; and whether this kind of node takes them (BACKUP_FROM).
+ * 2. Ask `decideSnapshot()` whether a snapshot is due here: none yet, the last one older than BACKUP_TTL, or a
+ *    gap in the binlog archive since; and whether this kind of node takes them (BACKUP_FROM).
  * 3. Take the backup lock with a session created for this run alone (never a cached id that may have expired),
  *    renewed while the backup runs; if another node holds it, that node is backing up and this one stops.
  * 4. Holding the lock, check again that no other node published a snapshot meanwhile, then stream the backup
@@ -108,6 +108,7 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
       ...(last ? { last: { name: last.name, createdAt: last.createdAt } } : {}),
       ...optional("lastBinlog", await kv.lastBinlog()),
       ...optional("currentBinlog", await primaryBinlog(server, role)),
+      ...optional("archiveGapAt", (await kv.archiveRecord())?.gap?.at),
       ttlSeconds: config.backup.ttlSeconds,
       now: new Date(),
     });

@@ -2,9 +2,10 @@
  * Whether this node should take a snapshot now: a pure decision over plain facts, so every case is unit-tested
  * and the periodic task (`autopilot snapshot`) only gathers facts and acts.
  *
- * A snapshot is due when there is none yet, when the last one is older than `BACKUP_TTL`, or when the primary's
- * binary log has rotated since it was taken (the blueprint's rule: a new replica restored from an old snapshot
- * needs every binlog written since, and rotated binlogs are the ones that get purged). Only one kind of node
+ * A snapshot is due when there is none yet, when the last one is older than `BACKUP_TTL`, or when the binlog
+ * archive found a gap since it was taken (a binlog purged before it was archived: only a new snapshot starts a
+ * new recoverable span). A rotated binlog alone no longer makes one due: the archiver rotates the primary's
+ * binlog every BINLOG_ARCHIVE_INTERVAL, and archived binlogs are what a point-in-time restore replays. Only one kind of node
  * takes them: the primary by default; with `BACKUP_FROM=replica` a healthy replica, which spares the primary,
  * and the primary when no healthy replica exists, or when the replicas let the last snapshot grow twice
  * BACKUP_TTL old (a replica that counts as healthy but cannot back up must not stop snapshots altogether).
@@ -30,10 +31,12 @@ export interface SnapshotFacts {
   readonly healthyPeers: number;
   /** The snapshot Consul names as the last one, if any. */
   readonly last?: { readonly name: string; readonly createdAt: string };
-  /** LAST_BINLOG_KEY: the primary's binlog file when the last snapshot was taken. */
+  /** LAST_BINLOG_KEY: the primary's binlog file when the last snapshot was taken (shown in reasons). */
   readonly lastBinlog?: string;
   /** The primary's binlog file now (on a replica: the file its receiver reads); undefined when unknown. */
   readonly currentBinlog?: string;
+  /** When the binlog archive last found a gap (ISO 8601), from its record in Consul. */
+  readonly archiveGapAt?: string;
   /** BACKUP_TTL in seconds. */
   readonly ttlSeconds: number;
   readonly now: Date;
@@ -135,10 +138,9 @@ function whyDue(f: SnapshotFacts): string | undefined {
       duration(f.ttlSeconds)
     })`;
   }
-  if (f.currentBinlog !== undefined && f.currentBinlog !== "" && f.currentBinlog !== f.lastBinlog) {
-    return `the binlog has rotated since the last snapshot (${
-      f.lastBinlog ?? "none recorded"
-    } -> ${f.currentBinlog})`;
+  if (f.archiveGapAt !== undefined && f.archiveGapAt > f.last.createdAt) {
+    return `the binlog archive found a gap at ${f.archiveGapAt}, after the last snapshot ${f.last.name}: a new ` +
+      "snapshot starts a new recoverable span";
   }
   return undefined;
 }
@@ -147,7 +149,7 @@ function notDueReason(f: SnapshotFacts): string {
   const age = ageOf(f) ?? 0;
   return `not due: the last snapshot ${f.last?.name} is ${duration(age)} old (BACKUP_TTL is ${
     duration(f.ttlSeconds)
-  }) and the binlog is still ${f.currentBinlog ?? f.lastBinlog ?? "unknown"}`;
+  }) and the binlog archive has no gap since`;
 }
 
 function ageOf(f: SnapshotFacts): number | undefined {

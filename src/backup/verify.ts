@@ -216,20 +216,37 @@ export async function verifySnapshot(opts: VerifySnapshotOptions): Promise<Verif
  * @param osUser The OS account the server runs as.
  * @returns The file's text (`[mysqld]` section, read by mariadbd and mysqld alike).
  */
-export function scratchServerCnf(flavour: Flavour, scratch: string, osUser: string): string {
+export function scratchServerCnf(
+  flavour: Flavour,
+  scratch: string,
+  osUser: string,
+  opts: { readonly datadir?: string; readonly replay?: boolean } = {},
+): string {
+  // Replaying binlogs: grant tables on (a replayed CREATE USER or GRANT needs them; autopilot logs in over the
+  // socket as its local admin, authenticated by the OS user) and a binlog of its own in the scratch directory,
+  // so that the server's GTID state after the replay is exactly the binlogs'.
+  const replay = opts.replay === true
+    ? [
+      `log-bin = ${scratch}/replay-bin`,
+      "server_id = 1",
+      "binlog_format = ROW",
+      ...(flavour === "mariadb"
+        ? ["gtid_strict_mode = ON"]
+        : ["gtid_mode = ON", "enforce_gtid_consistency = ON"]),
+    ]
+    : ["skip-grant-tables", "skip-log-bin"];
   return [
-    "# Written by 'autopilot backup verify' for a throwaway server on a restored snapshot; removed after it.",
+    "# Written by autopilot for a throwaway server on a restored snapshot; removed after it.",
     "[mysqld]",
     `user = ${osUser}`,
-    `datadir = ${scratch}/data`,
+    `datadir = ${opts.datadir ?? `${scratch}/data`}`,
     `tmpdir = ${scratch}/tmp`,
     `socket = ${scratch}/mysqld.sock`,
     `pid-file = ${scratch}/mysqld.pid`,
     `log-error = ${scratch}/error.log`,
     "skip-networking",
-    "skip-grant-tables",
     "skip-name-resolve",
-    "skip-log-bin",
+    ...replay,
     flavour === "mariadb" ? "skip-slave-start" : "skip-replica-start",
     "event-scheduler = DISABLED",
     "performance_schema = OFF",
@@ -239,13 +256,19 @@ export function scratchServerCnf(flavour: Flavour, scratch: string, osUser: stri
   ].join("\n");
 }
 
-/** Runs the throwaway server, hands a connection to `use`, then shuts it down (killed if it will not stop). */
-async function withScratchServer<T>(
+/**
+ * Runs the throwaway server (`scratch/my.cnf`), hands a connection to `use`, then shuts it down (killed if it
+ * will not stop).
+ *
+ * @param user The account to connect as over the socket: any without grant tables; the local admin with them.
+ */
+export async function withScratchServer<T>(
   manifest: Manifest,
   scratch: string,
   startTimeoutMs: number,
   use: (db: MysqlClient) => Promise<T>,
   signal: AbortSignal | undefined,
+  user = "root",
 ): Promise<T> {
   const name = manifest.name;
   const binary = SERVER_BINARIES[manifest.flavour];
@@ -279,7 +302,7 @@ async function withScratchServer<T>(
       try {
         db = await MysqlClient.connect({
           socketPath: `${scratch}/mysqld.sock`,
-          user: "root",
+          user,
           connectTimeoutMs: 1000,
         });
       } catch {
@@ -294,7 +317,10 @@ async function withScratchServer<T>(
     try {
       return await use(db);
     } catch (e) {
-      if (e instanceof CorruptSnapshotError || signal?.aborted) throw e;
+      // A replay's own failures (src/binlog/replay.ts) say what they are: not the snapshot's fault.
+      if (e instanceof CorruptSnapshotError || signal?.aborted || (e as Error)?.name === "ReplayError") {
+        throw e;
+      }
       throw await failed(`the server started on it failed: ${errorMessage(e)}`);
     } finally {
       // The connection may drop as the server goes down: shutdown() ignores that, and closes the connection.

@@ -19,15 +19,45 @@ import { openStore } from "../storage/open.ts";
 import { lookupPublished, operatorError } from "../operator.ts";
 import { type CommandContext, EXIT } from "../command.ts";
 import { print, printError } from "../output.ts";
+import {
+  isoSecond,
+  parseTargetGtid,
+  parseTargetTime,
+  RecoveryPointError,
+  type RecoveryTarget,
+} from "../binlog/plan.ts";
+import { ReplayError, restoreToPoint } from "../binlog/replay.ts";
 
 const log = getLogger(["autopilot", "restore"]);
 
 /** A staging directory a crashed restore left inside the datadir (restoreSnapshot removes it). */
 const LEFTOVER_STAGING = /^\.restore-[0-9a-f]{12}$/;
 
-/** `autopilot restore [NAME]`. */
+/** What `--to-time`, `--to-gtid` and `--to-end` ask for, GTID text not yet checked (the flavour is not known). */
+type PointFlags = { kind: "end" } | { kind: "time"; at: Date } | { kind: "gtid"; text: string };
+
+/** `autopilot restore [NAME | --to-time T | --to-gtid G | --to-end]`. */
 export async function runRestore(ctx: CommandContext): Promise<number> {
   const { config } = ctx;
+  const given = (["to-time", "to-gtid", "to-end"] as const).filter((f) => ctx.flags[f] !== undefined);
+  if (given.length > 1 || (given.length === 1 && ctx.positionals.length > 0)) {
+    printError(
+      "autopilot restore: give a snapshot NAME or one of --to-time, --to-gtid, --to-end, not several: " +
+        "run 'autopilot help restore'",
+    );
+    return EXIT.usage;
+  }
+  let point: PointFlags | undefined;
+  try {
+    if (ctx.flags["to-time"] !== undefined) {
+      point = { kind: "time", at: parseTargetTime(String(ctx.flags["to-time"])) };
+    }
+    if (ctx.flags["to-gtid"] !== undefined) point = { kind: "gtid", text: String(ctx.flags["to-gtid"]) };
+    if (ctx.flags["to-end"] === true) point = { kind: "end" };
+  } catch (e) {
+    printError(`autopilot restore: --to-time ${(e as Error).message}; nothing was touched`);
+    return EXIT.usage;
+  }
   if (ctx.positionals.length > 1) {
     printError(
       `autopilot restore: too many arguments: ${ctx.positionals.join(" ")}: run 'autopilot help restore'`,
@@ -49,8 +79,12 @@ export async function runRestore(ctx: CommandContext): Promise<number> {
     return EXIT.failed;
   }
   try {
-    return await restore(config, name);
+    return point === undefined ? await restore(config, name) : await restorePoint(config, point);
   } catch (e) {
+    if (e instanceof RecoveryPointError || e instanceof ReplayError) {
+      printError(`autopilot restore: ${e.message}`);
+      return EXIT.failed;
+    }
     if (e instanceof CorruptSnapshotError && e.message.endsWith(CORRUPT_ADVICE)) {
       printError(
         `autopilot restore: Snapshot '${e.snapshot}' is corrupt: ${e.problem}: the datadir was not touched; ` +
@@ -103,6 +137,48 @@ async function restore(config: Config, name: string | undefined): Promise<number
         restored.gtid || "(none)"
       }; start the node: health will replicate from the primary after that position`,
   );
+  return EXIT.ok;
+}
+
+/** A point-in-time restore: the newest snapshot before the point, then the archived binlogs up to it. */
+async function restorePoint(config: Config, point: PointFlags): Promise<number> {
+  const state = await readState(config.node.stateDir);
+  const flavour = state.flavour ?? await installedFlavour(config);
+  if (flavour === undefined) {
+    printError(
+      "autopilot restore: no MySQL or MariaDB server is installed (neither mariadbd nor mysqld runs): " +
+        "set MYSQL_FLAVOUR, or run this where the server is installed",
+    );
+    return EXIT.failed;
+  }
+  let target: RecoveryTarget;
+  try {
+    target = point.kind === "gtid" ? { kind: "gtid", gtid: parseTargetGtid(flavour, point.text) } : point;
+  } catch (e) {
+    printError(`autopilot restore: --to-gtid ${(e as Error).message}; nothing was touched`);
+    return EXIT.usage;
+  }
+  const r = await restoreToPoint({
+    store: await openStore(config),
+    flavour,
+    datadir: config.mysql.datadir,
+    target,
+    tmpdir: config.mysql.tmpdir,
+    osUser: config.mysql.osUser,
+  });
+  await writeState(config.node.stateDir, { ...state, flavour });
+  const mib = r.replayedBytes / 2 ** 20;
+  print(
+    `Restored snapshot '${r.manifest.name}' (taken ${r.manifest.createdAt}) and ${r.plan.steps.length} archived ` +
+      `binlog(s) (${mib.toFixed(1)} MiB replayed in ${
+        (r.replayMs / 1000).toFixed(1)
+      } s) into ${config.mysql.datadir}: ` +
+      `GTID ${r.gtid || "(none)"}${
+        r.plan.lastTime !== undefined ? `, last transaction at ${isoSecond(r.plan.lastTime)}` : ""
+      }; ` +
+      "start the node: with no primary in Consul it becomes the primary of a new cluster",
+  );
+  if (r.plan.note) print(`Note: ${r.plan.note}`);
   return EXIT.ok;
 }
 

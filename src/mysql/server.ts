@@ -45,6 +45,13 @@ export interface ServerStatus {
   readonly identity?: string;
 }
 
+/** A server's binlog files (SHOW BINARY LOGS), oldest first, and their directory. */
+export interface BinaryLogs {
+  /** Absolute directory of the files; `""` when the server does not say. */
+  readonly dir: string;
+  readonly files: readonly { readonly file: string; readonly size: number }[];
+}
+
 /** The operations autopilot runs on one server. `await using` closes it. */
 export interface MysqlServer extends AsyncDisposable {
   readonly flavour: Flavour;
@@ -243,6 +250,24 @@ export class ServerOperator implements MysqlServer {
   async binlogFile(o: CallOptions = {}): Promise<string | undefined> {
     const [row] = await this.#db.query(this.#sql.binlogStatus, o);
     return typeof row?.File === "string" && row.File !== "" ? row.File : undefined;
+  }
+
+  /** The server's binlog files, oldest first, and the directory they are in (from `@@log_bin_basename`). */
+  async binaryLogs(o: CallOptions = {}): Promise<BinaryLogs> {
+    const rows = await this.#db.query("SHOW BINARY LOGS", o);
+    const [dir] = await this.#db.query("SELECT @@GLOBAL.log_bin_basename AS base", o);
+    const base = typeof dir?.base === "string" ? dir.base : "";
+    return {
+      dir: base.includes("/") ? base.slice(0, base.lastIndexOf("/")) : "",
+      files: rows.flatMap((r) =>
+        typeof r.Log_name === "string" ? [{ file: r.Log_name, size: Number(r.File_size ?? 0) }] : []
+      ),
+    };
+  }
+
+  /** Closes the current binlog file and opens a new one (not written to the binlog, so no GTID). */
+  flushBinaryLogs(o: CallOptions = {}): Promise<void> {
+    return this.run(["FLUSH BINARY LOGS"], o);
   }
 
   async run(statements: readonly (string | Statement)[], o: CallOptions = {}): Promise<void> {

@@ -443,6 +443,7 @@ const CASES: [string, Case][] = [
       ttlSeconds: 86_400,
       from: "primary",
       retainCount: 2,
+      archiveIntervalSeconds: 60,
       onStop: false,
       verify: false,
     });

@@ -229,6 +229,7 @@ Deno.test("clusterKeys() names every key from the configuration; only keys renam
     lastBinlog: "shop-last-binlog",
     lastVerified: "shop-last-verified",
     cluster: "shop-cluster",
+    archive: "shop-binlog-archive",
   });
   assertEquals(keysOutsidePrefix(keys), []);
   const renamed = clusterKeys(kvConfig({

@@ -398,6 +398,7 @@ const EVERYTHING: Record<string, string>[] = [
     BACKUP_RETAIN_AGE: "7d",
     BACKUP_ON_STOP: "true",
     BACKUP_VERIFY: "1",
+    BINLOG_ARCHIVE_INTERVAL: "5m",
     SNAPSHOT_DIR: "/snap",
   },
   {

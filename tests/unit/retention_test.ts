@@ -166,6 +166,7 @@ Deno.test("retentionPolicy() takes BACKUP_RETAIN_COUNT, BACKUP_RETAIN_AGE and BA
     retainCount: 3,
     onStop: false,
     verify: false,
+    archiveIntervalSeconds: 60,
   } as const;
   assertEquals(retentionPolicy(backup), { retainCount: 3, namePrefix: "db-backup-" });
   assertEquals(retentionPolicy({ ...backup, retainAgeMs: DAY }), {

@@ -39,18 +39,18 @@ Deno.test("decideSnapshot: due once the last snapshot is as old as BACKUP_TTL", 
   assert(d.reason.includes("is 1h old (BACKUP_TTL is 1h)"), d.reason);
 });
 
-Deno.test("decideSnapshot: due when the primary's binlog has rotated since the last snapshot", () => {
-  const d = decideSnapshot({ ...base, currentBinlog: "mysql-bin.000005" });
-  assertEquals(d, {
-    take: true,
-    reason: "the binlog has rotated since the last snapshot (mysql-bin.000004 -> mysql-bin.000005)",
-  });
-  assertEquals(decideSnapshot({ ...base, lastBinlog: undefined }).take, true);
+Deno.test("decideSnapshot: a rotated binlog alone is not due (the archiver rotates it every interval)", () => {
+  assertEquals(decideSnapshot({ ...base, currentBinlog: "mysql-bin.000005" }).take, false);
+  assertEquals(decideSnapshot({ ...base, lastBinlog: undefined }).take, false);
 });
 
-Deno.test("decideSnapshot: an unknown current binlog is not a rotation", () => {
-  assertEquals(decideSnapshot({ ...base, currentBinlog: undefined }).take, false);
-  assertEquals(decideSnapshot({ ...base, currentBinlog: "" }).take, false);
+Deno.test("decideSnapshot: due when the binlog archive found a gap after the last snapshot", () => {
+  const last = { name: "s1", createdAt: "2026-11-25T18:00:00.000Z" };
+  const d = decideSnapshot({ ...base, last, archiveGapAt: "2026-11-25T18:30:00.000Z" });
+  assertEquals(d.take, true);
+  assert(d.reason.includes("found a gap") && d.reason.includes("new recoverable span"), d.reason);
+  // a gap before the last snapshot is behind it already
+  assertEquals(decideSnapshot({ ...base, last, archiveGapAt: "2026-11-25T17:00:00.000Z" }).take, false);
 });
 
 Deno.test("decideSnapshot: a last snapshot with an unreadable date is treated as due", () => {

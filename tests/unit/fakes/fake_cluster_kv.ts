@@ -21,6 +21,7 @@ import { type Config, loadConfig } from "../../../src/config.ts";
 import { ConsulUnavailableError, type KvEntry, SessionGoneError } from "../../../src/consul.ts";
 import type { Manifest } from "../../../src/backup/manifest.ts";
 import {
+  type ArchiveRecord,
   type BackupLockRecord,
   type ClusterIdentityRecord,
   type ClusterKeys,
@@ -31,6 +32,7 @@ import {
   type FailoverLock,
   failoverLockFrom,
   type FailoverRecord,
+  formatArchiveRecord,
   formatBackupLockRecord,
   formatClusterIdentity,
   formatFailoverRecord,
@@ -43,6 +45,7 @@ import {
   type MemberEntry,
   type MemberRecord,
   membersFrom,
+  parseArchiveRecord,
   parseClusterIdentity,
   parseVerificationRecord,
   type PrimaryLock,
@@ -277,6 +280,14 @@ export class FakeClusterKv implements ClusterKv {
       "recordVerification",
       () => this.put(this.keys.lastVerified, formatVerificationRecord(record)),
     );
+  }
+
+  archiveRecord(): Promise<ArchiveRecord | undefined> {
+    return this.#op("archiveRecord", () => parseArchiveRecord(this.entry(this.keys.archive)?.value));
+  }
+
+  recordArchive(record: ArchiveRecord): Promise<void> {
+    return this.#op("recordArchive", () => this.put(this.keys.archive, formatArchiveRecord(record)));
   }
 
   acquireBackupLock(session: string, record: BackupLockRecord): Promise<boolean> {

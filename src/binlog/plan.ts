@@ -1,0 +1,454 @@
+/**
+ * Point-in-time recovery as pure decisions over the archive's index: which snapshot and which archived
+ * binlogs reach a point, which windows of time the archive can restore to (and where it has gaps), and which
+ * archived binlogs no retained snapshot needs.
+ *
+ * Histories are told apart by full binlog states (MariaDB: the last seq_no per domain *and server_id*; MySQL:
+ * GTID sets), never by positions: two primaries that wrote the same seq_no after a failover have different
+ * states. Along one history, states only grow, so "segment B continues from state X" reads as "B's start is
+ * contained in X and B's end strictly contains X". The point to stop at is a position (MariaDB: the last GTID
+ * per domain, what `mariadb-binlog --stop-position` takes; MySQL: a set).
+ *
+ * @module
+ */
+import type { Flavour } from "../mysql/flavour.ts";
+import {
+  type GtidComparison,
+  type GtidSet,
+  MariadbGtidSet,
+  MysqlGtidSet,
+  parseGtidSet,
+} from "../mysql/gtid.ts";
+import type { Segment } from "./segment.ts";
+
+/** What a restore aims at. */
+export type RecoveryTarget =
+  | { readonly kind: "end" }
+  | { readonly kind: "time"; readonly at: Date }
+  | { readonly kind: "gtid"; readonly gtid: string };
+
+/** A snapshot as the planner sees it. */
+export interface SnapshotPoint {
+  readonly name: string;
+  /** When its backup started (ISO 8601). */
+  readonly createdAt: string;
+  /** Its full binlog state (MariaDB: the manifest's binlogState, else its gtid); MySQL: its GTID set. */
+  readonly state: string;
+}
+
+/** Replay one archived binlog: the transactions after `after` (what is applied already), up to `until`. */
+export interface ReplayStep {
+  readonly segment: Segment;
+  /** The position applied before this step (MariaDB: `--start-position`; MySQL: `--exclude-gtids`). */
+  readonly after: string;
+  /** The last step's stop position, inclusive (MariaDB: `--stop-position`; MySQL: `--include-gtids`). */
+  readonly until?: string;
+}
+
+/** How to reach a point. */
+export interface RecoveryPlan {
+  readonly snapshot: SnapshotPoint;
+  readonly steps: readonly ReplayStep[];
+  /** The position the restore reaches (the target's, or the archive's end). */
+  readonly position: string;
+  /** The Unix second of the last transaction it replays (the snapshot's own time when it replays none). */
+  readonly lastTime?: number;
+  /** A line to print beside the restore, e.g. when the time asked for is past the archive's end. */
+  readonly note?: string;
+}
+
+/** No point of the archive matches the target; the message says what can be reached instead. */
+export class RecoveryPointError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RecoveryPointError";
+  }
+}
+
+function parse(flavour: Flavour, text: string): GtidSet {
+  return parseGtidSet(flavour, text);
+}
+
+function compare(flavour: Flavour, a: string, b: string): GtidComparison {
+  const x = parse(flavour, a);
+  const y = parse(flavour, b);
+  return x instanceof MariadbGtidSet
+    ? x.compare(y as MariadbGtidSet)
+    : (x as MysqlGtidSet).compare(y as MysqlGtidSet);
+}
+
+function within(flavour: Flavour, a: string, b: string): boolean {
+  const c = compare(flavour, a, b);
+  return c === "subset" || c === "equal";
+}
+
+/** A state's position: MariaDB the last GTID per domain; MySQL the set itself. */
+export function positionOf(flavour: Flavour, state: string): string {
+  const s = parse(flavour, state);
+  return s instanceof MariadbGtidSet ? s.toPosition().toString() : s.toString();
+}
+
+/** Whether every transaction up to position `p` is in `state` (MariaDB: per domain, by seq_no). */
+function reaches(flavour: Flavour, state: string, p: string): boolean {
+  if (flavour === "mysql") return within(flavour, p, state);
+  const have = new Map<number, bigint>();
+  for (const g of MariadbGtidSet.parse(positionOf(flavour, state)).entries()) have.set(g.domain, g.seqNo);
+  return MariadbGtidSet.parse(p).entries().every((g) => (have.get(g.domain) ?? -1n) >= g.seqNo);
+}
+
+/** The union of positions (MariaDB: the highest seq_no per domain). */
+function unionPositions(flavour: Flavour, ps: readonly string[]): string {
+  if (flavour === "mysql") {
+    return ps.reduce((acc, p) => acc.union(MysqlGtidSet.parse(p)), MysqlGtidSet.empty()).toString();
+  }
+  const best = new Map<number, string>();
+  const seq = new Map<number, bigint>();
+  for (const p of ps) {
+    for (const g of MariadbGtidSet.parse(p).entries()) {
+      if ((seq.get(g.domain) ?? -1n) < g.seqNo) {
+        seq.set(g.domain, g.seqNo);
+        best.set(g.domain, `${g.domain}-${g.serverId}-${g.seqNo}`);
+      }
+    }
+  }
+  return [...best.keys()].sort((a, b) => a - b).map((d) => best.get(d)).join(",");
+}
+
+/** The newest segment: the current primary's history ends there. */
+function newestSegment(segments: readonly Segment[]): Segment | undefined {
+  let newest: Segment | undefined;
+  for (const s of segments) {
+    if (
+      newest === undefined || s.archivedAt > newest.archivedAt ||
+      (s.archivedAt === newest.archivedAt && (s.lastTime ?? 0) > (newest.lastTime ?? 0))
+    ) newest = s;
+  }
+  return newest;
+}
+
+/** Where a chain of segments from a state ended. */
+export interface Chain {
+  readonly segments: readonly Segment[];
+  /** The state reached. */
+  readonly state: string;
+  /** The last transaction's Unix second, if the chain holds any. */
+  readonly lastTime?: number;
+  /** Whether it reached the goal (else: no archived binlog continues from `state`: a gap). */
+  readonly complete: boolean;
+}
+
+/**
+ * Follows the archive from `from` along the history that leads to `goal`, until `done` says the point is
+ * reached or no segment continues (a gap).
+ *
+ * @param goal A full state on the history to follow (segments diverging from it are never taken).
+ * @param done Whether the state reached is far enough. @default reaching `goal`
+ */
+export function followArchive(
+  flavour: Flavour,
+  from: string,
+  segments: readonly Segment[],
+  goal: string,
+  done: (state: string) => boolean = (s) => within(flavour, goal, s),
+): Chain {
+  const taken: Segment[] = [];
+  let state = from;
+  let lastTime: number | undefined;
+  while (!done(state)) {
+    let best: Segment | undefined;
+    for (const s of segments) {
+      if (!within(flavour, s.startState, state) || compare(flavour, s.endState, state) !== "superset") {
+        continue;
+      }
+      if (!within(flavour, s.endState, goal)) continue;
+      if (best === undefined || compare(flavour, s.endState, best.endState) === "superset") best = s;
+    }
+    if (best === undefined) return { segments: taken, state, ...time(lastTime), complete: false };
+    taken.push(best);
+    state = best.endState;
+    if (best.lastTime !== undefined) lastTime = Math.max(lastTime ?? 0, best.lastTime);
+  }
+  return { segments: taken, state, ...time(lastTime), complete: true };
+}
+
+function time(t: number | undefined): { lastTime?: number } {
+  return t === undefined ? {} : { lastTime: t };
+}
+
+/** `1764669000` → `2026-12-02T09:50:00Z`. */
+export function isoSecond(unix: number): string {
+  return new Date(unix * 1000).toISOString().replace(/\.000Z$/, "Z");
+}
+
+/**
+ * The position at time `at` along the history of `goal`: after every transaction whose binlog timestamp (a
+ * whole second) is before `at`, as the segments' per-second marks give it; `""` when none is.
+ *
+ * @throws {RecoveryPointError} when a segment on that history that holds transactions near `at` has no marks.
+ */
+export function positionAt(flavour: Flavour, segments: readonly Segment[], goal: string, at: Date): string {
+  const before: string[] = [];
+  for (const s of segments) {
+    if (!within(flavour, s.endState, goal) || s.firstTime === undefined) continue;
+    if (s.firstTime * 1000 >= at.getTime()) continue;
+    if (s.marks === undefined) {
+      if ((s.lastTime ?? 0) * 1000 < at.getTime()) {
+        before.push(positionOf(flavour, s.endState));
+        continue;
+      }
+      throw new RecoveryPointError(
+        `Cannot restore to ${at.toISOString()}: the archived binlog ${s.key} spans it and has no time marks ` +
+          `(too many seconds of writes); restore to a GTID instead (--to-gtid)`,
+      );
+    }
+    before.push(positionOf(flavour, s.startState));
+    for (const [second, position] of s.marks) if (second * 1000 < at.getTime()) before.push(position);
+  }
+  return before.length === 0 ? "" : unionPositions(flavour, before);
+}
+
+/** The Unix second of the last transaction at or before position `p` along `goal`'s history, if marked. */
+function timeOf(flavour: Flavour, segments: readonly Segment[], goal: string, p: string): number | undefined {
+  let t: number | undefined;
+  for (const s of segments) {
+    if (!within(flavour, s.endState, goal)) continue;
+    for (const [second, position] of s.marks ?? []) {
+      if (reaches(flavour, p, position)) t = Math.max(t ?? 0, second);
+    }
+  }
+  return t;
+}
+
+/**
+ * Plans a restore: the newest snapshot before the point, and the archived binlogs to replay after it.
+ *
+ * @param snapshots The complete snapshots, any order.
+ * @param segments Every segment the archive holds (complete ones only).
+ * @param lost Index entries whose binlog is missing or damaged: they say where the history goes, not how.
+ * @throws {RecoveryPointError} when no snapshot precedes the point, the archive never saw the GTID, or a gap
+ *   keeps every snapshot from reaching it; the message names the latest point that can be reached.
+ */
+export function planRecovery(
+  flavour: Flavour,
+  snapshots: readonly SnapshotPoint[],
+  segments: readonly Segment[],
+  target: RecoveryTarget,
+  lost: readonly Segment[] = [],
+): RecoveryPlan {
+  const newestFirst = [...snapshots].sort((a, b) =>
+    a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0
+  );
+  if (newestFirst.length === 0) {
+    throw new RecoveryPointError("The store holds no complete snapshot to start from");
+  }
+  // Where the history ends is known from every index entry, also those whose binlog is lost (a gap then).
+  const newest = newestSegment([...segments, ...lost]);
+  // The history to follow: the one the target lies on, else the current primary's (the newest segment's).
+  let goal: string;
+  let stop: string | undefined;
+  let note: string | undefined;
+  if (target.kind === "gtid") {
+    const holders = segments.filter((s) => within(flavour, target.gtid, s.endState));
+    const holder = newestSegment(holders);
+    const inSnapshot = newestFirst.find((s) =>
+      reaches(flavour, s.state, target.gtid) && within(flavour, target.gtid, s.state)
+    );
+    if (holder === undefined && inSnapshot === undefined) {
+      throw new RecoveryPointError(
+        `GTID ${target.gtid} is in no archived binlog and no snapshot: the archive ends at ${
+          newest ? positionOf(flavour, newest.endState) : "(nothing archived)"
+        }; run 'autopilot backup list' for the points it can reach`,
+      );
+    }
+    goal = holder?.endState ?? inSnapshot!.state;
+    stop = target.gtid;
+  } else {
+    goal = newest?.endState ?? newestFirst[0].state;
+    if (target.kind === "time") {
+      stop = positionAt(flavour, segments, goal, target.at);
+      const end = newest?.lastTime;
+      if (end !== undefined && (end + 1) * 1000 <= target.at.getTime()) {
+        note = `${target.at.toISOString()} is after the archive's last transaction (${isoSecond(end)}): ` +
+          "restoring everything the archive holds";
+      }
+    }
+  }
+  let best: { plan: RecoveryPlan; reached: string } | undefined;
+  for (const snap of newestFirst) {
+    if (!within(flavour, snap.state, goal) && compare(flavour, snap.state, goal) !== "superset") continue;
+    if (target.kind === "time" && Date.parse(snap.createdAt) >= target.at.getTime()) continue;
+    if (stop !== undefined && stop !== "" && !reaches(flavour, stop, positionOf(flavour, snap.state))) {
+      continue;
+    }
+    if (stop === "" && !parse(flavour, snap.state).isEmpty()) continue;
+    const done = stop === undefined ? undefined : (s: string) => stop === "" || reaches(flavour, s, stop!);
+    const chain = followArchive(flavour, snap.state, segments, goal, done);
+    const steps: ReplayStep[] = [];
+    let applied = positionOf(flavour, snap.state);
+    for (const seg of chain.segments) {
+      steps.push({ segment: seg, after: applied });
+      applied = positionOf(flavour, seg.endState);
+    }
+    if (stop !== undefined && steps.length > 0) {
+      const last = steps[steps.length - 1];
+      steps[steps.length - 1] = { ...last, until: stop };
+    }
+    const position = stop !== undefined && chain.complete
+      ? (stop === "" ? positionOf(flavour, snap.state) : stop)
+      : positionOf(flavour, chain.state);
+    const lastTime = stop !== undefined && chain.complete
+      ? timeOf(flavour, segments, goal, position) ?? chain.lastTime
+      : chain.lastTime;
+    const plan: RecoveryPlan = {
+      snapshot: snap,
+      steps,
+      position,
+      ...(lastTime !== undefined ? { lastTime } : {}),
+      ...(note !== undefined ? { note } : {}),
+    };
+    if (chain.complete) return plan;
+    if (best === undefined) best = { plan, reached: chain.state };
+  }
+  if (best !== undefined) {
+    const p = best.plan;
+    throw new RecoveryPointError(
+      `The archive has a gap: no archived binlog continues from ${p.position}${
+        p.lastTime !== undefined ? ` (${isoSecond(p.lastTime)})` : ""
+      } (a binlog purged or lost before it was archived); the latest point snapshot ${p.snapshot.name} reaches ` +
+        `is ${p.position}: restore with --to-gtid ${
+          p.position || "(the snapshot alone)"
+        }, or to a point after a later snapshot`,
+    );
+  }
+  const oldest = newestFirst[newestFirst.length - 1];
+  throw new RecoveryPointError(
+    target.kind === "time"
+      ? `No snapshot precedes ${target.at.toISOString()}: the oldest, ${oldest.name}, was taken at ${oldest.createdAt}; ` +
+        "restore to a later time (autopilot backup list shows the windows)"
+      : `No snapshot precedes ${
+        stop ?? "the end of the archive"
+      } on its history: the oldest is ${oldest.name} ` +
+        `(${oldest.createdAt}); run 'autopilot backup list' for the points the archive can reach`,
+  );
+}
+
+/** A span of time a restore can reach any second of. */
+export interface RecoveryWindow {
+  /** The snapshot it starts from (the oldest one in it), and when that was taken. */
+  readonly from: SnapshotPoint;
+  /** The last transaction it reaches: Unix second (absent if no transaction after the snapshot is archived). */
+  readonly toTime?: number;
+  /** The position it reaches. */
+  readonly toPosition: string;
+  /** Whether the archive continues past it to the current primary's history end; else a gap follows. */
+  readonly complete: boolean;
+}
+
+/**
+ * The archive's recoverable windows along the current primary's history, oldest first: each begins at a
+ * snapshot and ends where the archived binlogs stop (the end of the archive, or a gap).
+ */
+export function recoverableWindows(
+  flavour: Flavour,
+  snapshots: readonly SnapshotPoint[],
+  segments: readonly Segment[],
+): RecoveryWindow[] {
+  const newest = newestSegment(segments);
+  const oldestFirst = [...snapshots].sort((a, b) =>
+    a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0
+  );
+  const windows: RecoveryWindow[] = [];
+  for (const snap of oldestFirst) {
+    const goal = newest?.endState ?? snap.state;
+    if (!within(flavour, snap.state, goal) && compare(flavour, snap.state, goal) !== "superset") continue;
+    const chain = followArchive(flavour, snap.state, segments, goal);
+    const w: RecoveryWindow = {
+      from: snap,
+      ...time(chain.lastTime),
+      toPosition: positionOf(flavour, chain.state),
+      complete: chain.complete,
+    };
+    const prev = windows[windows.length - 1];
+    // A snapshot inside the previous window extends it rather than starting a new one.
+    if (prev !== undefined && within(flavour, snap.state, stateOfWindow(prev, segments, flavour) ?? "")) {
+      windows[windows.length - 1] = {
+        ...prev,
+        ...time(w.toTime ?? prev.toTime),
+        toPosition: w.toPosition,
+        complete: w.complete,
+      };
+    } else {
+      windows.push(w);
+    }
+  }
+  return windows;
+}
+
+function stateOfWindow(
+  w: RecoveryWindow,
+  segments: readonly Segment[],
+  flavour: Flavour,
+): string | undefined {
+  const goal = newestSegment(segments)?.endState ?? w.from.state;
+  return followArchive(flavour, w.from.state, segments, goal).state;
+}
+
+/**
+ * The segments no retained snapshot needs: for every retained snapshot, everything the segment holds is in
+ * the snapshot already, or the segment lies on another history (a primary's lost tail). With no retained
+ * snapshot, none.
+ */
+export function prunableSegments(
+  flavour: Flavour,
+  retained: readonly SnapshotPoint[],
+  segments: readonly Segment[],
+): Segment[] {
+  if (retained.length === 0) return [];
+  return segments.filter((seg) =>
+    retained.every((snap) => {
+      const c = compare(flavour, seg.endState, snap.state);
+      return c === "subset" || c === "equal" || c === "diverged";
+    })
+  );
+}
+
+/**
+ * Parses the time `--to-time` takes: ISO 8601 (`2026-12-02T14:03:12Z`, `2026-12-02T14:03:12.5+01:00`), or the
+ * same with a space for the `T`; without a zone it is UTC.
+ *
+ * @throws {RangeError} with one line saying what is accepted.
+ */
+export function parseTargetTime(text: string): Date {
+  const t = text.trim();
+  const m = /^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d(?::\d\d(?:\.\d{1,9})?)?)(Z|[+-]\d\d:?\d\d)?$/i.exec(t);
+  const d = m ? new Date(`${m[1]}T${m[2]}${m[3] ? m[3].toUpperCase() : "Z"}`) : undefined;
+  if (d === undefined || !Number.isFinite(d.getTime())) {
+    throw new RangeError(
+      `'${text}' is not a time: give an ISO 8601 time such as 2026-12-02T14:03:12Z (without a zone it is UTC)`,
+    );
+  }
+  return d;
+}
+
+/**
+ * Checks the GTID `--to-gtid` takes: MariaDB a position (`0-1-42`, at most one per domain); MySQL a GTID set.
+ *
+ * @throws {RangeError} with one line saying what is wrong.
+ */
+export function parseTargetGtid(flavour: Flavour, text: string): string {
+  let set: GtidSet;
+  try {
+    set = parse(flavour, text.trim());
+  } catch (e) {
+    throw new RangeError(
+      `'${text}' is not a ${flavour === "mariadb" ? "MariaDB GTID" : "MySQL GTID set"}: ${
+        (e as Error).message
+      }`,
+    );
+  }
+  if (set.isEmpty()) throw new RangeError("--to-gtid needs a GTID, e.g. 0-1-42");
+  if (set instanceof MariadbGtidSet && !set.isPosition()) {
+    throw new RangeError(`'${text}' names a domain twice: give one GTID per domain (the last to include)`);
+  }
+  return set.toString();
+}

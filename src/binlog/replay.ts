@@ -1,0 +1,317 @@
+/**
+ * Restoring to a point in time: the plan (src/binlog/plan.ts) names a snapshot and the archived binlogs to
+ * replay after it. Every binlog is downloaded, checked against its index entry (size, SHA-256) and
+ * decompressed into a work directory under MYSQL_TMPDIR *before anything else*: a corrupt or missing one
+ * stops the restore with the datadir untouched and names the last point that can be reached. Then the
+ * snapshot is restored into its staging directory, a throwaway server opens that copy (no networking, grant
+ * tables on, a binlog of its own in the work directory), its binlog state is set to the snapshot's, and each
+ * binlog is replayed through `mariadb-binlog | mariadb` (`mysqlbinlog | mysql`) from what is applied up to
+ * the point. The server's GTID state afterwards is written into the restore mark, the throwaway binlog is
+ * dropped, and only then is the copy moved into place: the node starts from the point, as the primary of a
+ * new cluster or as a replica.
+ *
+ * Why plain replay and not the relay-log method (copying the binlogs in as relay logs and running the SQL
+ * thread `UNTIL`): docs/DEVELOPING.md has the measurement.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { CommandFailedError, pipeline, run } from "../exec.ts";
+import type { Flavour } from "../mysql/flavour.ts";
+import { ServerOperator } from "../mysql/server.ts";
+import { localAdminUser } from "../mysql/bootstrap.ts";
+import { NotFoundError, type SnapshotStore } from "../storage/store.ts";
+import { hashedSource } from "../backup/digest.ts";
+import { listSnapshots } from "../backup/backup.ts";
+import type { Manifest } from "../backup/manifest.ts";
+import { restoreSnapshot } from "../backup/restore.ts";
+import { decompressCommand } from "../backup/tools.ts";
+import { scratchServerCnf, withScratchServer } from "../backup/verify.ts";
+import { writeRestoredMark } from "../restored.ts";
+import { errorMessage } from "../text.ts";
+import { listSegments } from "./catalog.ts";
+import type { Segment } from "./segment.ts";
+import {
+  isoSecond,
+  planRecovery,
+  type RecoveryPlan,
+  type RecoveryTarget,
+  type ReplayStep,
+  type SnapshotPoint,
+} from "./plan.ts";
+
+const log = getLogger(["autopilot", "restore"]);
+
+/** Replaying archived binlogs failed, or one of them is missing or corrupt. The message names the last point. */
+export class ReplayError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ReplayError";
+  }
+}
+
+/** A snapshot as the planner sees it: MariaDB's full binlog state when the manifest has it. */
+export function snapshotPoint(m: Manifest): SnapshotPoint {
+  return { name: m.name, createdAt: m.createdAt, state: m.binlogState ?? m.gtid };
+}
+
+/**
+ * The program that prints one archived binlog's transactions after `step.after`, up to `step.until`.
+ *
+ * @returns MariaDB `mariadb-binlog --start-position=… --stop-position=… FILE`; MySQL `mysqlbinlog
+ *   --exclude-gtids=… --include-gtids=… FILE`.
+ */
+export function readerCommand(
+  flavour: Flavour,
+  file: string,
+  step: Pick<ReplayStep, "after" | "until">,
+): string[] {
+  if (flavour === "mariadb") {
+    return [
+      "mariadb-binlog",
+      ...(step.after !== "" ? [`--start-position=${step.after}`] : []),
+      ...(step.until !== undefined && step.until !== "" ? [`--stop-position=${step.until}`] : []),
+      file,
+    ];
+  }
+  return [
+    "mysqlbinlog",
+    ...(step.after !== "" ? [`--exclude-gtids=${step.after}`] : []),
+    ...(step.until !== undefined && step.until !== "" ? [`--include-gtids=${step.until}`] : []),
+    file,
+  ];
+}
+
+/** The client that applies what the reader prints, over the throwaway server's socket; stops at the first error. */
+export function clientCommand(flavour: Flavour, socket: string): string[] {
+  return [
+    flavour === "mariadb" ? "mariadb" : "mysql",
+    "--no-defaults",
+    `--socket=${socket}`,
+    `--user=${localAdminUser(flavour)}`,
+    "--binary-mode",
+  ];
+}
+
+/** Where a step leaves the restore, for messages: its start position and time. */
+function describePoint(position: string, unix?: number): string {
+  return `${position || "(the snapshot alone)"}${unix !== undefined ? ` (${isoSecond(unix)})` : ""}`;
+}
+
+/**
+ * Downloads each step's binlog into `dir` (`NNNN.binlog`), checking size and SHA-256 on the way.
+ *
+ * @returns The files, in step order.
+ * @throws {ReplayError} naming the binlog at fault and the last point reachable before it.
+ */
+export async function fetchSegments(
+  store: SnapshotStore,
+  plan: RecoveryPlan,
+  dir: string,
+  signal?: AbortSignal,
+): Promise<string[]> {
+  const files: string[] = [];
+  for (const [i, step] of plan.steps.entries()) {
+    const seg = step.segment;
+    const file = `${dir}/${String(i).padStart(4, "0")}.binlog`;
+    const reachable = i === 0 ? plan.steps[0].after : plan.steps[i - 1].segment.endState;
+    const stop = (problem: string, cause?: unknown): never => {
+      const before = i === 0 ? undefined : plan.steps[i - 1].segment.lastTime;
+      throw new ReplayError(
+        `Archived binlog ${seg.key} ${problem}: the restore stops before it, nothing was touched; the last point ` +
+          `it can reach from snapshot ${plan.snapshot.name} is ${
+            describePoint(reachable, before)
+          }: restore with ` +
+          `--to-gtid ${reachable || "(none: restore the snapshot alone)"}`,
+        cause === undefined ? undefined : { cause },
+      );
+    };
+    let body: ReadableStream<Uint8Array>;
+    try {
+      body = await store.get(seg.key, signal);
+    } catch (e) {
+      if (e instanceof NotFoundError) stop("is missing from the store");
+      throw e;
+    }
+    const source = hashedSource(body, signal);
+    const out = await Deno.open(file, { write: true, create: true, truncate: true, mode: 0o640 });
+    let unpack: unknown;
+    try {
+      await pipeline([{ argv: decompressCommand() }], {
+        source: source.readable,
+        sink: (s) => s.pipeTo(out.writable),
+        ...(signal ? { signal } : {}),
+      });
+    } catch (e) {
+      unpack = e;
+    }
+    const digest = await source.done;
+    if (digest.size !== seg.size || digest.sha256 !== seg.sha256) {
+      stop(
+        `is corrupt (${digest.size} bytes with SHA-256 ${
+          digest.sha256.slice(0, 12)
+        }…, its index says ${seg.size} bytes, ${seg.sha256.slice(0, 12)}…)`,
+      );
+    }
+    if (unpack !== undefined) {
+      if (signal?.aborted) throw unpack;
+      stop(`does not decompress (${errorMessage(unpack)})`, unpack);
+    }
+    const bytes = (await Deno.stat(file)).size;
+    if (bytes !== seg.rawBytes) stop(`decompresses to ${bytes} bytes, its index says ${seg.rawBytes}`);
+    files.push(file);
+  }
+  return files;
+}
+
+/** What {@link restoreToPoint} needs. */
+export interface PointRestoreOptions {
+  readonly store: SnapshotStore;
+  readonly flavour: Flavour;
+  /** The (missing or empty) datadir to create. */
+  readonly datadir: string;
+  readonly target: RecoveryTarget;
+  /** MYSQL_TMPDIR: room for the binlogs, decompressed. */
+  readonly tmpdir: string;
+  /** MYSQL_OS_USER: owns the restored files and runs the throwaway server. */
+  readonly osUser: string;
+  readonly signal?: AbortSignal;
+  /** How long the throwaway server may take to open. @default 120000 */
+  readonly startTimeoutMs?: number;
+}
+
+/** Where a point-in-time restore left the datadir. */
+export interface PointRestoreResult {
+  readonly plan: RecoveryPlan;
+  readonly manifest: Manifest;
+  /** The GTID position reached (MariaDB gtid_binlog_pos, MySQL gtid_executed). */
+  readonly gtid: string;
+  /** MariaDB: the binlog state reached. */
+  readonly binlogState?: string;
+  /** Bytes of binlog replayed, and how long the replay took. */
+  readonly replayedBytes: number;
+  readonly replayMs: number;
+}
+
+/**
+ * Plans and runs a point-in-time restore into an empty datadir.
+ *
+ * @throws {RecoveryPointError} when no point of the archive matches the target (nothing touched).
+ * @throws {ReplayError} when an archived binlog is missing or corrupt (nothing touched), or the replay fails
+ *   (the staging copy is removed; the datadir as it was).
+ * @throws {CorruptSnapshotError | RestoreError} as {@link restoreSnapshot} does.
+ */
+export async function restoreToPoint(o: PointRestoreOptions): Promise<PointRestoreResult> {
+  const { store, flavour, signal } = o;
+  const manifests = (await listSnapshots(store, signal ? { signal } : {})).filter((m) =>
+    m.flavour === flavour
+  );
+  const lost: Segment[] = [];
+  const segments = await listSegments(store, {
+    onInvalid: (key, problem) => log.warn("Archived binlog {key} is not used: {problem}", { key, problem }),
+    onLost: (s) => lost.push(s),
+    ...(signal ? { signal } : {}),
+  });
+  const plan = planRecovery(
+    flavour,
+    manifests.map(snapshotPoint),
+    segments.filter((s) => s.flavour === flavour),
+    o.target,
+    lost.filter((s) => s.flavour === flavour),
+  );
+  const manifest = manifests.find((m) => m.name === plan.snapshot.name)!;
+  if (plan.note) log.warn("{note}", { note: plan.note });
+  log.info("Restoring snapshot {name} and replaying {n} archived binlog(s) up to {position}", {
+    name: manifest.name,
+    n: plan.steps.length,
+    position: plan.position || "(the snapshot's own)",
+  });
+  const work = await Deno.makeTempDir({ dir: o.tmpdir.replace(/(.)\/+$/, "$1"), prefix: "autopilot-pitr-" });
+  try {
+    const files = await fetchSegments(store, plan, work, signal);
+    let reached: { gtid: string; binlogState?: string } | undefined;
+    let replayMs = 0;
+    const replayedBytes = plan.steps.reduce((n, s) => n + s.segment.rawBytes, 0);
+    await restoreSnapshot({
+      store,
+      manifest,
+      datadir: o.datadir,
+      flavour,
+      chownTo: o.osUser,
+      ...(signal ? { signal } : {}),
+      beforeMove: async (staged) => {
+        reached = await replayInto(o, manifest, plan, files, work, staged, (ms) => replayMs = ms);
+        await writeRestoredMark(staged, {
+          snapshot: manifest.name,
+          gtid: reached.gtid,
+          ...(reached.binlogState !== undefined ? { binlogState: reached.binlogState } : {}),
+        });
+      },
+    });
+    return { plan, manifest, ...reached!, replayedBytes, replayMs };
+  } finally {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Opens the staged copy with a throwaway server, sets its state to the snapshot's and replays the steps. */
+async function replayInto(
+  o: PointRestoreOptions,
+  manifest: Manifest,
+  plan: RecoveryPlan,
+  files: readonly string[],
+  work: string,
+  staged: string,
+  took: (ms: number) => void,
+): Promise<{ gtid: string; binlogState?: string }> {
+  const { flavour, signal } = o;
+  await Deno.mkdir(`${work}/tmp`, { recursive: true, mode: 0o700 });
+  await Deno.writeTextFile(
+    `${work}/my.cnf`,
+    scratchServerCnf(flavour, work, o.osUser, { datadir: staged, replay: true }),
+    {
+      mode: 0o600,
+    },
+  );
+  const owner = o.osUser.includes(":") ? o.osUser : `${o.osUser}:`;
+  await run(["chown", owner, work, `${work}/tmp`], signal ? { signal } : {});
+  return await withScratchServer(
+    manifest,
+    work,
+    o.startTimeoutMs ?? 120_000,
+    async (db) => {
+      const server = new ServerOperator(db, flavour);
+      const snap = plan.snapshot;
+      await server.startReplicationAfter(manifest.gtid, flavour === "mariadb" ? snap.state : undefined, {
+        signal,
+      });
+      const started = performance.now();
+      for (const [i, step] of plan.steps.entries()) {
+        try {
+          await pipeline([{ argv: readerCommand(flavour, files[i], step) }, {
+            argv: clientCommand(flavour, `${work}/mysqld.sock`),
+          }], {
+            ...(signal ? { signal } : {}),
+          });
+        } catch (e) {
+          if (signal?.aborted) throw e;
+          const at = i === 0 ? step.after : plan.steps[i - 1].segment.endState;
+          throw new ReplayError(
+            `Cannot replay archived binlog ${step.segment.key}: ${
+              e instanceof CommandFailedError ? e.message : errorMessage(e)
+            }; ` +
+              `the datadir was not touched; the last point replayed before it is ${describePoint(at)}`,
+            { cause: e },
+          );
+        }
+      }
+      took(performance.now() - started);
+      const state = await server.gtidState({ signal });
+      return flavour === "mariadb"
+        ? { gtid: state.binlogPos ?? "", binlogState: state.executed }
+        : { gtid: state.executed };
+    },
+    signal,
+    localAdminUser(flavour),
+  );
+}

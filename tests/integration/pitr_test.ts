@@ -1,0 +1,189 @@
+/**
+ * Point-in-time recovery on real servers, the directory store: rows written before and after a snapshot, the
+ * primary's binlogs archived (`autopilot archive`), a failover (kill -9), the new primary archiving on from
+ * where the archive stands, more rows, then every node and Consul lost. A restore to a time between two known
+ * writes gives exactly the rows up to it; a restore to the end holds every write that had been archived; both
+ * start as the primary of a new cluster. Bad input (a malformed time, a time before the first snapshot, a GTID
+ * the archive never saw) and a corrupt or missing archived binlog: one line each, nothing touched.
+ */
+import { assert, assertEquals } from "../unit/assert.ts";
+import { Cluster, type TestNode } from "./cluster.ts";
+import { type ConsulServer, Harness, kill9, pathExists, startConsul, waitFor } from "./harness/mod.ts";
+import { listSegments } from "../../src/binlog/catalog.ts";
+import { LocalStore } from "../../src/storage/local.ts";
+import type { Segment } from "../../src/binlog/segment.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs health on the nodes, round after round, until `done` holds. */
+async function converge(c: Cluster, nodes: TestNode[], done: () => Promise<boolean>, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last: string[] = [];
+  while (Date.now() < deadline) {
+    const results = await Promise.all(nodes.map((n) => c.run(n, ["health"])));
+    last = results.map((r, i) =>
+      `${nodes[i].name} (${r.code}): ${r.stderr.split("\n").slice(-3).join(" / ")}`
+    );
+    if (await done()) return;
+    await sleep(300);
+  }
+  throw new Error(`the cluster did not converge in ${timeoutMs} ms:\n${last.join("\n")}`);
+}
+
+async function ids(c: Cluster, node: TestNode): Promise<number[]> {
+  return (await c.sql(node, "SELECT id FROM app.p ORDER BY id")).map((r) => Number(r.id));
+}
+
+async function archive(c: Cluster, node: TestNode): Promise<void> {
+  const r = await c.run(node, ["archive"]);
+  assertEquals(r.code, 0, r.stderr);
+}
+
+function lastLine(stderr: string): string {
+  return stderr.trim().split("\n").at(-1) ?? "";
+}
+
+/** The archive's segments, by key. */
+async function segments(c: Cluster): Promise<Map<string, Segment>> {
+  return new Map((await listSegments(new LocalStore(c.snapshots))).map((s) => [s.key, s]));
+}
+
+Deno.test("point-in-time restore across a failover and the loss of every node and Consul", async (t) => {
+  await using h = await Harness.create({ nodes: 3 });
+  const c = await Cluster.create(h);
+  const [n1, n2, n3] = [c.node(1), c.node(2), c.node(3)];
+  for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0, `boot ${n.name}`);
+  await using app1 = await c.app(n1);
+  await app1.run(["CREATE TABLE app.p (id INT PRIMARY KEY)", "INSERT INTO app.p VALUES (1), (2)"]);
+  const snap = await c.run(n1, ["backup", "now"]);
+  assertEquals(snap.code, 0, snap.stderr);
+  await app1.run(["INSERT INTO app.p VALUES (3)"]);
+  await sleep(1100);
+  const between = new Date();
+  await sleep(1100);
+  await app1.run(["INSERT INTO app.p VALUES (4)"]);
+  await app1.close();
+
+  await t.step("the primary archives its binlogs; a replica archives nothing", async () => {
+    await archive(c, n2);
+    assertEquals((await segments(c)).size, 0, "a replica archived");
+    await archive(c, n1);
+    const segs = [...(await segments(c)).values()];
+    assert(segs.length > 0 && segs.every((s) => s.node === "n1"), JSON.stringify(segs.map((s) => s.key)));
+    const r = await c.run(n1, ["archive"]); // nothing new: nothing uploaded
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals((await segments(c)).size, segs.length);
+  });
+
+  const before = await segments(c);
+  await kill9(n1.mysqld!.pid);
+  await converge(
+    c,
+    [n1, n2],
+    async () => (await c.primaryName()) === "n2" && (await c.run(n2, ["health", "--primary"])).code === 0,
+  );
+  await using app2 = await c.app(n2);
+  await app2.run(["INSERT INTO app.p VALUES (5)", "INSERT INTO app.p VALUES (6)"]);
+
+  await t.step("the new primary continues the archive: its own files, nothing overwritten", async () => {
+    await archive(c, n2);
+    const after = await segments(c);
+    for (const [key, s] of before) assertEquals(after.get(key)?.sha256, s.sha256, `${key} changed`);
+    const added = [...after.values()].filter((s) => !before.has(s.key));
+    assert(added.length > 0 && added.every((s) => s.node === "n2"), JSON.stringify(added.map((s) => s.key)));
+  });
+  await app2.run(["INSERT INTO app.p VALUES (7)"]); // never archived: lost with the cluster
+  await app2.close();
+
+  // Every node and Consul lost.
+  await kill9(n2.mysqld!.pid);
+  await h.consul.stop();
+  await c.preparePreStart(n3);
+
+  await t.step("bad input: one line each, nothing touched", async () => {
+    for (
+      const [args, code, says] of [
+        [["--to-time", "yesterday"], 2, "is not a time"],
+        [["--to-time", "2000-01-01T00:00:00Z"], 1, "No snapshot precedes 2000-01-01T00:00:00.000Z"],
+        [["--to-gtid", "0-999-5"], 1, "GTID 0-999-5 is in no archived binlog and no snapshot"],
+        [["--to-gtid", "0-1-2,0-1-3"], 2, "duplicate"],
+        [["--to-end", "--to-gtid", "0-1-1"], 2, "not several"],
+      ] as const
+    ) {
+      const r = await c.run(n3, ["restore", ...args]);
+      assertEquals(r.code, code, `${args.join(" ")}: ${r.stderr}`);
+      assert(lastLine(r.stderr).includes(says), `${args.join(" ")}: ${lastLine(r.stderr)}`);
+      assertEquals(await pathExists(n3.env.MYSQL_DATADIR), false, "the datadir was touched");
+    }
+  });
+
+  /** A new, empty Consul on the old one's port: a new cluster. */
+  let agent: ConsulServer | undefined;
+  const newConsul = async (round: number) => {
+    await agent?.stop();
+    agent = await startConsul({
+      bindAddrs: [...h.consul.bindAddrs],
+      httpPort: h.consul.port,
+      dir: `${h.dir}/consul-${round}`,
+      group: h.group,
+    });
+  };
+
+  await t.step(
+    "restore to a time between two writes: exactly the rows before it; it starts as a primary",
+    async () => {
+      const r = await c.run(n3, ["restore", "--to-time", between.toISOString()]);
+      assertEquals(r.code, 0, r.stderr);
+      assert(r.stdout.includes("archived binlog"), r.stdout);
+      await newConsul(1);
+      const health = await c.boot(n3);
+      assertEquals(health.code, 0, health.stderr);
+      await waitFor("n3 primary", async () => (await c.run(n3, ["health", "--primary"])).code === 0);
+      assertEquals(await ids(c, n3), [1, 2, 3]);
+      await using app3 = await c.app(n3);
+      await app3.run(["INSERT INTO app.p VALUES (100)"]);
+      await c.stopMysqld(n3);
+    },
+  );
+
+  await t.step(
+    "restore to the end: every archived write; it starts as the primary of a new cluster",
+    async () => {
+      await Deno.remove(n1.env.MYSQL_DATADIR, { recursive: true });
+      await Deno.remove(`${n1.dir}/run/mysqld.pid`); // killed -9: the operator removes what it left
+      const r = await c.run(n1, ["restore", "--to-end"]);
+      assertEquals(r.code, 0, r.stderr);
+      await newConsul(2);
+      const health = await c.boot(n1);
+      assertEquals(health.code, 0, health.stderr);
+      await waitFor("n1 primary", async () => (await c.run(n1, ["health", "--primary"])).code === 0);
+      assertEquals(await ids(c, n1), [1, 2, 3, 4, 5, 6]);
+      await c.stopMysqld(n1);
+    },
+  );
+
+  await t.step(
+    "a corrupt, then a missing archived binlog: the restore stops before it, naming the last point",
+    async () => {
+      await Deno.remove(n3.env.MYSQL_DATADIR, { recursive: true });
+      const n2s = [...(await segments(c)).values()].filter((s) => s.node === "n2" && s.transactions > 0);
+      const victim = n2s.sort((a, b) => a.archivedAt < b.archivedAt ? 1 : -1)[0];
+      const path = `${c.snapshots}/${victim.key}`;
+      const bytes = await Deno.readFile(path);
+      bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+      await Deno.writeFile(path, bytes);
+      let r = await c.run(n3, ["restore", "--to-end"]);
+      assertEquals(r.code, 1, r.stderr);
+      assert(
+        /is corrupt .*the last point it can reach .* is 0-/.test(lastLine(r.stderr)),
+        lastLine(r.stderr),
+      );
+      assertEquals(await pathExists(n3.env.MYSQL_DATADIR), false, "the datadir was touched");
+      await Deno.remove(path);
+      r = await c.run(n3, ["restore", "--to-end"]);
+      assertEquals(r.code, 1, r.stderr);
+      assert(lastLine(r.stderr).includes("The archive has a gap"), lastLine(r.stderr));
+      assertEquals(await pathExists(n3.env.MYSQL_DATADIR), false, "the datadir was touched");
+    },
+  );
+});
