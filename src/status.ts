@@ -19,7 +19,12 @@ import type { Config } from "./config.ts";
 import { ConsulStore, type InstanceHealth } from "./consul.ts";
 import type { MemberRecord } from "./ha/failover_plan.ts";
 import { type PrimaryLock, quietPeriodReason } from "./ha/decide.ts";
-import { ConsulClusterKv, type FailoverRecord, type VerificationRecord } from "./cluster_kv.ts";
+import {
+  type ArchiveRecord,
+  ConsulClusterKv,
+  type FailoverRecord,
+  type VerificationRecord,
+} from "./cluster_kv.ts";
 import { ERRANT_PREFIX, type ErrantSave, type Manifest, parseErrantKey } from "./backup/manifest.ts";
 import type { Flavour, ReplicaStatus } from "./mysql/flavour.ts";
 import { openPeerServer } from "./mysql/server.ts";
@@ -69,6 +74,8 @@ export interface ConsulView {
   readonly verified?: VerificationRecord;
   /** The identity `SERVICE_NAME-cluster` names, if the key holds one. */
   readonly cluster?: string;
+  /** `SERVICE_NAME-binlog-archive`: how far the binlog archive reaches, if anything was archived. */
+  readonly archive?: ArchiveRecord;
 }
 
 /** A node to probe: where its server listens, as Consul knows it. */
@@ -258,6 +265,25 @@ export interface StatusReport {
       readonly error?: string;
     } | null;
   } | null;
+  /** The binlog archive, from `SERVICE_NAME-binlog-archive`; null when nothing was archived yet. */
+  readonly archive: {
+    /** The primary that archived last, and the position the archive reaches. */
+    readonly node: string;
+    readonly position: string;
+    /** The newest archived transaction (ISO 8601), if any. */
+    readonly lastTransaction: string | null;
+    /** When the archive last held everything the primary had executed, and how long ago. */
+    readonly caughtUpAt: string;
+    readonly caughtUpSecondsAgo: number;
+    /**
+     * How far behind the primary the archive is now, in seconds: 0 when it holds everything the primary
+     * executed (as probed), else the time since it last did (an upper bound on the age of what is not
+     * archived); null when the primary's GTIDs are unknown.
+     */
+    readonly lagSeconds: number | null;
+    /** The newest gap, if the archive ever found one. */
+    readonly gap: { readonly after: string; readonly resumes: string; readonly at: string } | null;
+  } | null;
   /** One row per node, sorted by name. */
   readonly nodes: readonly NodeStatus[];
   /**
@@ -380,6 +406,7 @@ export function summariseStatus(f: StatusFacts): StatusReport {
         verified: verificationOf(f.consul),
       }
       : null,
+    archive: archiveStatus(f),
     nodes,
     preStart: f.preStart ?? null,
     errantSaved: f.errantKeys === undefined ? null : errantSavesOf(f.errantKeys),
@@ -667,6 +694,32 @@ function clusterProblems(
   return out;
 }
 
+/** The archive's line of the report: how far it reaches, and how far behind the primary it is. */
+function archiveStatus(f: StatusFacts): StatusReport["archive"] {
+  const a = f.consul.archive;
+  if (a === undefined) return null;
+  const holder = f.consul.lock.session !== undefined ? f.consul.lock.record?.node : undefined;
+  const probe = holder !== undefined ? f.probes[holder] : undefined;
+  const ago = Math.max(0, Math.round((f.now - Date.parse(a.caughtUpAt)) / 1000));
+  let lagSeconds: number | null = null;
+  if (probe?.reachable) {
+    try {
+      lagSeconds = subtractGtids(probe.flavour, probe.executed, a.endState).isEmpty() ? 0 : ago;
+    } catch {
+      lagSeconds = null;
+    }
+  }
+  return {
+    node: a.node,
+    position: a.endState,
+    lastTransaction: a.lastTime !== undefined ? new Date(a.lastTime * 1000).toISOString() : null,
+    caughtUpAt: a.caughtUpAt,
+    caughtUpSecondsAgo: ago,
+    lagSeconds,
+    gap: a.gap ?? null,
+  };
+}
+
 /** The verification of the snapshot Consul names now, if one was recorded for it. */
 function verificationOf(c: ConsulView): NonNullable<StatusReport["snapshot"]>["verified"] {
   const v = c.verified;
@@ -769,6 +822,25 @@ export function renderStatusTable(report: StatusReport): string {
             ? `, verified on ${s.verified.node}`
             : `, FAILED verification on ${s.verified.node}`
         }`
+    }`,
+  );
+  const a = report.archive;
+  lines.push(
+    `archive:   ${
+      a === null
+        ? "nothing archived yet (the primary's binlog-archive task uploads its binlogs)"
+        : `reaches ${a.position}${
+          a.lastTransaction ? ` (last transaction ${a.lastTransaction.replace(/\.\d+Z$/, "Z")})` : ""
+        }, ` +
+          `archived by ${a.node}; ${
+            a.lagSeconds === null
+              ? `caught up with the primary ${duration(a.caughtUpSecondsAgo)} ago`
+              : a.lagSeconds === 0
+              ? "holds everything the primary executed"
+              : `lag ${duration(a.lagSeconds)} (the primary has transactions not archived yet)`
+          }${
+            a.gap ? `; GAP after ${a.gap.after || "(nothing)"} up to ${a.gap.resumes} (seen ${a.gap.at})` : ""
+          }`
     }`,
   );
   lines.push(`failover:  ${failoverLine(report.failover)}`);
@@ -897,6 +969,7 @@ export async function readConsulView(config: Config, consul: ConsulStore): Promi
     ...(snapshotError ? { snapshotError } : {}),
     ...(view.lastVerified ? { verified: view.lastVerified } : {}),
     ...(view.cluster ? { cluster: view.cluster.id } : {}),
+    ...(view.archive ? { archive: view.archive } : {}),
   };
 }
 

@@ -20,6 +20,7 @@ import {
   parseGtidSet,
 } from "../mysql/gtid.ts";
 import type { Segment } from "./segment.ts";
+import type { Manifest } from "../backup/manifest.ts";
 
 /** What a restore aims at. */
 export type RecoveryTarget =
@@ -34,6 +35,11 @@ export interface SnapshotPoint {
   readonly createdAt: string;
   /** Its full binlog state (MariaDB: the manifest's binlogState, else its gtid); MySQL: its GTID set. */
   readonly state: string;
+}
+
+/** A snapshot as the planner sees it: MariaDB's full binlog state when the manifest has it. */
+export function snapshotPoint(m: Manifest): SnapshotPoint {
+  return { name: m.name, createdAt: m.createdAt, state: m.binlogState ?? m.gtid };
 }
 
 /** Replay one archived binlog: the transactions after `after` (what is applied already), up to `until`. */
@@ -352,12 +358,14 @@ export function recoverableWindows(
   flavour: Flavour,
   snapshots: readonly SnapshotPoint[],
   segments: readonly Segment[],
+  lost: readonly Segment[] = [],
 ): RecoveryWindow[] {
-  const newest = newestSegment(segments);
+  const newest = newestSegment([...segments, ...lost]);
   const oldestFirst = [...snapshots].sort((a, b) =>
     a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0
   );
   const windows: RecoveryWindow[] = [];
+  let reached: string | undefined; // the state the last window reaches
   for (const snap of oldestFirst) {
     const goal = newest?.endState ?? snap.state;
     if (!within(flavour, snap.state, goal) && compare(flavour, snap.state, goal) !== "superset") continue;
@@ -370,27 +378,14 @@ export function recoverableWindows(
     };
     const prev = windows[windows.length - 1];
     // A snapshot inside the previous window extends it rather than starting a new one.
-    if (prev !== undefined && within(flavour, snap.state, stateOfWindow(prev, segments, flavour) ?? "")) {
-      windows[windows.length - 1] = {
-        ...prev,
-        ...time(w.toTime ?? prev.toTime),
-        toPosition: w.toPosition,
-        complete: w.complete,
-      };
+    if (prev !== undefined && reached !== undefined && within(flavour, snap.state, reached)) {
+      windows[windows.length - 1] = { ...w, from: prev.from, ...time(w.toTime ?? prev.toTime) };
     } else {
       windows.push(w);
     }
+    reached = chain.state;
   }
   return windows;
-}
-
-function stateOfWindow(
-  w: RecoveryWindow,
-  segments: readonly Segment[],
-  flavour: Flavour,
-): string | undefined {
-  const goal = newestSegment(segments)?.endState ?? w.from.state;
-  return followArchive(flavour, w.from.state, segments, goal).state;
 }
 
 /**

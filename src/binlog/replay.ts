@@ -37,7 +37,7 @@ import {
   type RecoveryPlan,
   type RecoveryTarget,
   type ReplayStep,
-  type SnapshotPoint,
+  snapshotPoint,
 } from "./plan.ts";
 
 const log = getLogger(["autopilot", "restore"]);
@@ -48,11 +48,6 @@ export class ReplayError extends Error {
     super(message, options);
     this.name = "ReplayError";
   }
-}
-
-/** A snapshot as the planner sees it: MariaDB's full binlog state when the manifest has it. */
-export function snapshotPoint(m: Manifest): SnapshotPoint {
-  return { name: m.name, createdAt: m.createdAt, state: m.binlogState ?? m.gtid };
 }
 
 /**

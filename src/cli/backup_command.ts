@@ -16,6 +16,9 @@ import { runSnapshot } from "../snapshot_task.ts";
 import { type CommandContext, EXIT } from "../command.ts";
 import { print, printError } from "../output.ts";
 import { errorMessage, formatBytes } from "../text.ts";
+import { listSegments } from "../binlog/catalog.ts";
+import { isoSecond, recoverableWindows, type RecoveryWindow, snapshotPoint } from "../binlog/plan.ts";
+import type { Segment } from "../binlog/segment.ts";
 
 const log = getLogger(["autopilot", "backup"]);
 
@@ -63,6 +66,15 @@ async function list(config: Config, json: boolean): Promise<number> {
     return EXIT.failed;
   }
   const complete = found.filter((s) => s.state === "complete" && s.manifest !== undefined);
+  let archive: ArchiveView;
+  try {
+    archive = await archiveView(store, complete.map((s) => s.manifest!));
+  } catch (e) {
+    printError(
+      `autopilot backup list: cannot read the binlog archive in the ${store.kind} store: ${errorMessage(e)}`,
+    );
+    return EXIT.failed;
+  }
   const problems = found.filter((s) => s.state !== "complete");
   const last = published.manifest?.name;
   const key = config.keys.lastBackup;
@@ -86,11 +98,26 @@ async function list(config: Config, json: boolean): Promise<number> {
         lastKnown: published.error === undefined,
         snapshots: complete.map((s) => ({ ...s.manifest!, last: s.name === last })),
         problems: problems.map((p) => ({ name: p.name, state: p.state, problem: p.problem, keys: p.keys })),
+        archive: {
+          binlogs: archive.segments.length,
+          bytes: archive.segments.reduce((n, s) => n + s.size, 0),
+          problems: archive.problems,
+          windows: archive.windows.map((w) => ({
+            fromSnapshot: w.from.name,
+            from: w.from.createdAt,
+            to: w.toTime !== undefined ? isoSecond(w.toTime) : null,
+            toGtid: w.toPosition,
+            gapAfter: !w.complete,
+          })),
+        },
       },
       null,
       2,
     ));
     return EXIT.ok;
+  }
+  for (const p of archive.problems) {
+    printError(`autopilot backup list: archived binlog ${p.key}: ${p.problem}`);
   }
   if (complete.length === 0) {
     print(`No complete snapshot in the ${store.kind} store at ${store.location}`);
@@ -116,7 +143,72 @@ async function list(config: Config, json: boolean): Promise<number> {
       ? `* the last snapshot, as Consul's ${key} names it: new nodes restore it`
       : `(the last snapshot is unknown: see stderr)`,
   );
+  print("");
+  for (const line of describeArchive(archive)) print(line);
   return EXIT.ok;
+}
+
+/** What `backup list` shows of the binlog archive. */
+interface ArchiveView {
+  readonly segments: readonly Segment[];
+  readonly problems: readonly { readonly key: string; readonly problem: string }[];
+  readonly windows: readonly RecoveryWindow[];
+}
+
+async function archiveView(store: SnapshotStore, manifests: readonly Manifest[]): Promise<ArchiveView> {
+  const problems: { key: string; problem: string }[] = [];
+  const lost: Segment[] = [];
+  const segments = await listSegments(store, {
+    onInvalid: (key, problem) => problems.push({ key, problem }),
+    onLost: (s) => lost.push(s),
+  });
+  const flavour = manifests[0]?.flavour ?? segments[0]?.flavour;
+  if (flavour === undefined) return { segments, problems, windows: [] };
+  const mine = (s: Segment) => s.flavour === flavour;
+  const windows = recoverableWindows(
+    flavour,
+    manifests.filter((m) => m.flavour === flavour).map(snapshotPoint),
+    segments.filter(mine),
+    lost.filter(mine),
+  );
+  return { segments, problems, windows };
+}
+
+/** The archive's lines: its size, then each recoverable window and the gap after it, if any. */
+export function describeArchive(a: ArchiveView): string[] {
+  const time = (unix: number | undefined) =>
+    unix === undefined ? "(no transaction archived)" : isoSecond(unix).replace("T", " ");
+  if (a.segments.length === 0) {
+    return [
+      "Binlog archive: empty (the primary's binlog-archive task uploads its binlogs): restores reach snapshots only",
+    ];
+  }
+  const bytes = a.segments.reduce((n, s) => n + s.size, 0);
+  const lines = [
+    `Binlog archive: ${a.segments.length} binlog file(s), ${formatBytes(bytes)} (compressed), from ${
+      new Set(a.segments.map((s) => `${s.node}/${s.serverId}`)).size
+    } server(s)`,
+    "Recoverable windows (autopilot restore --to-time TIME, --to-gtid GTID or --to-end within one):",
+  ];
+  for (const [i, w] of a.windows.entries()) {
+    lines.push(
+      `  ${w.from.createdAt.replace("T", " ").replace(/\.\d+Z$/, "Z")} (snapshot ${w.from.name}) .. ${
+        time(w.toTime)
+      } (GTID ${w.toPosition || "-"})`,
+    );
+    if (!w.complete) {
+      const next = a.windows[i + 1];
+      lines.push(
+        `  GAP: no archived binlog continues from ${w.toPosition || "(the snapshot)"}${
+          next
+            ? `; the next window starts at snapshot ${next.from.name}`
+            : "; a newer snapshot starts a new window"
+        }`,
+      );
+    }
+  }
+  if (a.windows.length === 0) lines.push("  none: no snapshot lies on the archived primary's history");
+  return lines;
 }
 
 async function verify(config: Config, name: string | undefined): Promise<number> {

@@ -91,6 +91,14 @@ Deno.test("point-in-time restore across a failover and the loss of every node an
     for (const [key, s] of before) assertEquals(after.get(key)?.sha256, s.sha256, `${key} changed`);
     const added = [...after.values()].filter((s) => !before.has(s.key));
     assert(added.length > 0 && added.every((s) => s.node === "n2"), JSON.stringify(added.map((s) => s.key)));
+    const list = await c.run(n2, ["backup", "list"]);
+    assertEquals(list.code, 0, list.stderr);
+    assert(list.stdout.includes("Recoverable windows") && !list.stdout.includes("GAP"), list.stdout);
+    const status = await c.run(n2, ["status"]);
+    assert(
+      /archive: +reaches .*archived by n2; holds everything the primary executed/.test(status.stdout),
+      status.stdout,
+    );
   });
   await app2.run(["INSERT INTO app.p VALUES (7)"]); // never archived: lost with the cluster
   await app2.close();
@@ -184,6 +192,10 @@ Deno.test("point-in-time restore across a failover and the loss of every node an
       assertEquals(r.code, 1, r.stderr);
       assert(lastLine(r.stderr).includes("The archive has a gap"), lastLine(r.stderr));
       assertEquals(await pathExists(n3.env.MYSQL_DATADIR), false, "the datadir was touched");
+      const list = await c.run(n3, ["backup", "list"]);
+      assertEquals(list.code, 0, list.stderr);
+      assert(list.stdout.includes("GAP: no archived binlog continues from"), list.stdout);
+      assert(list.stderr.includes(`${victim.key} is missing`), list.stderr);
     },
   );
 });

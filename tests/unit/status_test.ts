@@ -463,7 +463,11 @@ Deno.test("renderStatusTable() prints one row per node, splittable on runs of sp
     lines[1],
     "snapshot:  mysql-backup-2026-11-25T11-50-00Z, 10m old (2026-11-25T11:50:00Z), 5.5 MiB, from n1 at 0-1-3",
   );
-  assertEquals(lines[2], "failover:  automatic");
+  assertEquals(
+    lines[2],
+    "archive:   nothing archived yet (the primary's binlog-archive task uploads its binlogs)",
+  );
+  assertEquals(lines[3], "failover:  automatic");
   const header = lines.findIndex((l) => l.startsWith("NODE"));
   assertEquals(lines[header].split(/\s{2,}/), [...TABLE_COLUMNS]);
   const cells = lines.slice(header + 1, header + 4).map((l) => l.split(/\s{2,}/));
@@ -491,7 +495,7 @@ Deno.test("renderStatusTable() shows a paused failover, the quiet period and the
     }),
   }));
   assertEquals(
-    renderStatusTable(r).split("\n")[2],
+    renderStatusTable(r).split("\n")[3],
     "failover:  PAUSED (FAILOVER_PAUSE_KEY exists); quiet period until 2026-11-25T12:04:00Z; " +
       "last switchover: n2 -> n1 at 2026-11-25T11:59:00Z",
   );
@@ -756,4 +760,31 @@ Deno.test("summariseStatus() lists the errant transactions saved in the store, o
   );
   assertEquals(summariseStatus(healthyMariadb()).errantSaved, null, "the store was not listed");
   assertEquals(summariseStatus(healthyMariadb({ errantKeys: [] })).errantSaved, []);
+});
+
+Deno.test("summariseStatus() reports how far the binlog archive reaches and its lag behind the primary", () => {
+  const archive = {
+    node: "n1",
+    serverId: 1,
+    file: "mysql-bin.000004",
+    createdAt: "2026-11-25T11:00:00Z",
+    endState: "0-1-7",
+    lastTime: Date.parse("2026-11-25T11:59:30Z") / 1000,
+    caughtUpAt: new Date(NOW - 40_000).toISOString(),
+    lagSeconds: 3,
+  };
+  const caughtUp = summariseStatus(healthyMariadb({ consul: view({ archive }) }));
+  assertEquals(caughtUp.archive?.lagSeconds, 0, "the primary's 0-1-7 is all archived");
+  assertEquals(
+    renderStatusTable(caughtUp).split("\n")[2],
+    "archive:   reaches 0-1-7 (last transaction 2026-11-25T11:59:30Z), archived by n1; holds everything the primary executed",
+  );
+  const behind = summariseStatus(
+    healthyMariadb({ consul: view({ archive: { ...archive, endState: "0-1-5" } }) }),
+  );
+  assertEquals(behind.archive?.lagSeconds, 40);
+  assert(renderStatusTable(behind).split("\n")[2].includes("lag 40s"), renderStatusTable(behind));
+  const gap = { after: "0-1-2", resumes: "0-1-4", at: "2026-11-25T11:30:00Z" };
+  const gapped = summariseStatus(healthyMariadb({ consul: view({ archive: { ...archive, gap } }) }));
+  assert(renderStatusTable(gapped).includes("GAP after 0-1-2 up to 0-1-4"), renderStatusTable(gapped));
 });
