@@ -7,7 +7,7 @@
  * the archive never saw) and a corrupt or missing archived binlog: one line each, nothing touched.
  */
 import { assert, assertEquals } from "../unit/assert.ts";
-import { Cluster, type TestNode } from "./cluster.ts";
+import { Cluster, type TestNode, writer } from "./cluster.ts";
 import { type ConsulServer, Harness, kill9, pathExists, startConsul, waitFor } from "./harness/mod.ts";
 import { listSegments } from "../../src/binlog/catalog.ts";
 import { LocalStore } from "../../src/storage/local.ts";
@@ -198,4 +198,66 @@ Deno.test("point-in-time restore across a failover and the loss of every node an
       assert(list.stderr.includes(`${victim.key} is missing`), list.stderr);
     },
   );
+});
+
+Deno.test("a switchover while the primary archives under writes: archiving continues on the new primary, no overwrite, no gap", async () => {
+  await using h = await Harness.create({ nodes: 2 });
+  const c = await Cluster.create(h);
+  const [n1, n2] = [c.node(1), c.node(2)];
+  for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0, `boot ${n.name}`);
+  await using app = await c.app(n1);
+  await app.query("CREATE TABLE app.acked (id INT PRIMARY KEY)");
+  await app.close();
+  const w = writer(c);
+  await sleep(1000);
+  await archive(c, n1);
+  await sleep(500);
+  // The archiver and the switchover at once, as ContainerPilot may run them.
+  const [during, moved] = await Promise.all([
+    c.run(n1, ["archive"]),
+    c.run(n1, ["switchover", "--to", "n2"]),
+  ]);
+  assertEquals(moved.code, 0, moved.stderr);
+  assert([0, 1].includes(during.code), during.stderr); // it may find the lock moving and stop
+  await waitFor("n2 writable primary", async () => {
+    await Promise.all([n1, n2].map((n) => c.run(n, ["on-change"])));
+    return (await c.run(n2, ["health", "--primary"])).code === 0;
+  }, { timeoutMs: 20_000, intervalMs: 200 });
+  await sleep(1000);
+  const before = await segments(c);
+  const mtimes = new Map<string, number>();
+  for (const key of before.keys()) {
+    mtimes.set(key, (await Deno.stat(`${c.snapshots}/${key}`)).mtime!.getTime());
+  }
+  await archive(c, n2);
+  const acked = await w.stop();
+  assert(acked.length > 20, `the writer made little progress: ${acked.length}`);
+  await archive(c, n2); // everything acknowledged is archived now
+  const after = await segments(c);
+  for (const [key, s] of before) {
+    assertEquals(after.get(key)?.sha256, s.sha256, `${key} changed`);
+    assertEquals(
+      (await Deno.stat(`${c.snapshots}/${key}`)).mtime!.getTime(),
+      mtimes.get(key),
+      `${key} rewritten`,
+    );
+  }
+  assert([...after.values()].some((s) => s.node === "n2"), "the new primary archived nothing");
+  // The whole history restores: every acknowledged write, none twice.
+  await c.stopMysqld(n1);
+  await c.stopMysqld(n2);
+  await Deno.remove(n1.env.MYSQL_DATADIR, { recursive: true });
+  const r = await c.run(n1, ["restore", "--to-end"]);
+  assertEquals(r.code, 0, r.stderr);
+  assert(!r.stderr.includes("gap"), r.stderr);
+  await h.consul.stop();
+  await startConsul({
+    bindAddrs: [...h.consul.bindAddrs],
+    httpPort: h.consul.port,
+    dir: `${h.dir}/consul-2`,
+    group: h.group,
+  });
+  assertEquals((await c.boot(n1)).code, 0);
+  const restored = (await c.sql(n1, "SELECT id FROM app.acked ORDER BY id")).map((row) => Number(row.id));
+  assertEquals(acked.filter((id) => !restored.includes(id)), [], "acknowledged writes are missing");
 });
