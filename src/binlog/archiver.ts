@@ -79,7 +79,7 @@ export interface ArchiveOutcome {
 const HEAD_BYTES = 64 * 1024;
 
 /** What a binlog file's first events say. */
-interface Head {
+export interface Head {
   readonly file: string;
   readonly path: string;
   readonly serverId: number;
@@ -89,7 +89,8 @@ interface Head {
   readonly firstTime?: number;
 }
 
-async function readHead(dir: string, file: string, signal?: AbortSignal): Promise<Head> {
+/** Reads the head of `dir/file`: who wrote it, when it was created, the state before it. */
+export async function readHead(dir: string, file: string, signal?: AbortSignal): Promise<Head> {
   const path = `${dir}/${file}`;
   const f = await Deno.open(path);
   let summary: BinlogSummary;

@@ -18,6 +18,9 @@ import { pruneSnapshots, retentionPolicy } from "../../src/backup/retention.ts";
 import { dataKey, formatManifest, manifestKey, renderBackupName } from "../../src/backup/manifest.ts";
 import { testManifest } from "../unit/memory_store.ts";
 import { waitFor } from "./harness/mod.ts";
+import { readHead, uploadSegment } from "../../src/binlog/archiver.ts";
+import { listSegments } from "../../src/binlog/catalog.ts";
+import { fetchSegments } from "../../src/binlog/replay.ts";
 
 /** A store made for one case, and a way to see behind it. */
 export interface ContractStore {
@@ -506,4 +509,32 @@ const CASES: [string, Case][] = [
     assertEquals((await sha256Stream(await store.get(dataKey(d5)))).size, protectedSize);
     await assertNothingHidden(c);
   }],
+  [
+    "the binlog archive: a real binlog and its index are stored, listed and fetched back checked; a lost one is seen",
+    async (c) => {
+      const { store } = c;
+      const dir = new URL("../unit/fixtures/binlog", import.meta.url).pathname;
+      const head = await readHead(dir, "mysql-bin.000001");
+      const segment = await uploadSegment({ store, head, node: "n1", flavour: "mariadb" });
+      assertEquals([segment.startState, segment.endState, segment.transactions], ["", "0-7-6", 6]);
+      assertEquals(await listSegments(store), [segment]);
+      const work = await Deno.makeTempDir({ prefix: "contract-binlog-" });
+      try {
+        const plan = {
+          snapshot: { name: "s", createdAt: segment.createdAt, state: "" },
+          steps: [{ segment, after: "" }],
+          position: "0-7-6",
+        };
+        const [file] = await fetchSegments(store, plan, work);
+        assertEquals(await Deno.readFile(file), await Deno.readFile(`${dir}/mysql-bin.000001`));
+      } finally {
+        await Deno.remove(work, { recursive: true });
+      }
+      await store.delete([segment.key]);
+      const lost: string[] = [];
+      assertEquals(await listSegments(store, { onLost: (s) => lost.push(s.key) }), []);
+      assertEquals(lost, [segment.key]);
+      await assertNothingHidden(c);
+    },
+  ],
 ];
