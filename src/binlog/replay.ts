@@ -129,12 +129,11 @@ export async function fetchSegments(
       throw e;
     }
     const source = hashedSource(body, signal);
-    const out = await Deno.open(file, { write: true, create: true, truncate: true, mode: 0o640 });
     let unpack: unknown;
     try {
-      await pipeline([{ argv: decompressCommand() }], {
+      // zstd writes the file itself: the decompressed bytes never pass through this process.
+      await pipeline([{ argv: [...decompressCommand().filter((a) => a !== "-c"), "-f", "-o", file] }], {
         source: source.readable,
-        sink: (s) => s.pipeTo(out.writable),
         ...(signal ? { signal } : {}),
       });
     } catch (e) {
@@ -222,27 +221,46 @@ export async function restoreToPoint(o: PointRestoreOptions): Promise<PointResto
     position: plan.position || "(the snapshot's own)",
   });
   const work = await Deno.makeTempDir({ dir: o.tmpdir.replace(/(.)\/+$/, "$1"), prefix: "autopilot-pitr-" });
+  // The binlogs are fetched and checked while the snapshot is restored into its staging directory: the datadir
+  // is touched only after both, so a bad binlog still stops the restore before anything is touched.
+  const stop = new AbortController();
+  const both = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  let fetchFailed: { error: unknown } | undefined;
+  const fetching = fetchSegments(store, plan, work, both).catch((e) => {
+    fetchFailed = { error: e };
+    stop.abort(e);
+    throw e;
+  });
+  fetching.catch(() => {}); // awaited below, or its failure reported instead of the restore's
   try {
-    const files = await fetchSegments(store, plan, work, signal);
     let reached: { gtid: string; binlogState?: string } | undefined;
     let replayMs = 0;
     const replayedBytes = plan.steps.reduce((n, s) => n + s.segment.rawBytes, 0);
-    await restoreSnapshot({
-      store,
-      manifest,
-      datadir: o.datadir,
-      flavour,
-      chownTo: o.osUser,
-      ...(signal ? { signal } : {}),
-      beforeMove: async (staged) => {
-        reached = await replayInto(o, manifest, plan, files, work, staged, (ms) => replayMs = ms);
-        await writeRestoredMark(staged, {
-          snapshot: manifest.name,
-          gtid: reached.gtid,
-          ...(reached.binlogState !== undefined ? { binlogState: reached.binlogState } : {}),
-        });
-      },
-    });
+    try {
+      await restoreSnapshot({
+        store,
+        manifest,
+        datadir: o.datadir,
+        flavour,
+        chownTo: o.osUser,
+        signal: both,
+        beforeMove: async (staged) => {
+          const files = await fetching;
+          reached = await replayInto(o, manifest, plan, files, work, staged, (ms) => replayMs = ms);
+          await writeRestoredMark(staged, {
+            snapshot: manifest.name,
+            gtid: reached.gtid,
+            ...(reached.binlogState !== undefined ? { binlogState: reached.binlogState } : {}),
+          });
+        },
+      });
+    } catch (e) {
+      if (fetchFailed !== undefined) throw fetchFailed.error;
+      throw e;
+    } finally {
+      stop.abort(); // a restore that failed first ends the fetching too
+      await fetching.catch(() => {});
+    }
     return { plan, manifest, ...reached!, replayedBytes, replayMs };
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
