@@ -77,6 +77,8 @@ class CpCluster {
     const settings: Record<string, string | undefined> = {
       CONSUL: this.consulAddr,
       SNAPSHOT_DIR: "/var/lib/autopilot/snapshots",
+      // a plain number: containerpilot.json5 makes it `5s` for ContainerPilot, as autopilot reads it
+      BINLOG_ARCHIVE_INTERVAL: "5",
       MYSQL_REPL_USER: "repl",
       MYSQL_REPL_PASSWORD: this.secrets.repl,
       MYSQL_DATABASE: "app",
@@ -573,6 +575,16 @@ Deno.test({
             `${m.name} (${m.type}; served as ${got.types.get(m.name) ?? "nothing"})`
           );
           assertEquals(missing, [], `${node.name} does not serve every declared metric`);
+          if (role === 2) {
+            // ContainerPilot's binlog-archive task runs on its interval; the primary archives the bootstrap's
+            // binlog.
+            await node.waitForLog(/Archived \d+ binlog file\(s\)/, { timeoutMs: 30_000 });
+            await waitFor(`${node.name}'s archiving metrics`, async () => {
+              const runs = (await scrape(node)).values.get("autopilot_mysql_binlog_archive_runs_total") ?? 0;
+              if (!(runs > 0)) throw new Error(`binlog_archive_runs_total ${runs}`);
+              return true;
+            }, { timeoutMs: 15_000, intervalMs: 1000 });
+          }
           report(
             `${node.name} /metrics: ${declared.length} declared metrics served; role ${
               got.values.get("autopilot_mysql_role")

@@ -8,6 +8,7 @@ import {
   clusterKeys,
   clusterViewFrom,
   failoverLockFrom,
+  formatArchiveRecord,
   formatBackupLockRecord,
   formatFailoverRecord,
   formatManifestValue,
@@ -19,6 +20,7 @@ import {
   membersFrom,
   membersPrefix,
   otherLiveReplicas,
+  parseArchiveRecord,
   parseFailoverRecord,
   parseMemberRecord,
   parsePrimaryRecord,
@@ -291,5 +293,39 @@ Deno.test("clusterViewFrom() picks the keys by exact name out of everything unde
     departed: [],
     snapshotPublished: false,
     members: [],
+  });
+});
+
+Deno.test("the archive record round-trips, and a value that is not one counts as none", () => {
+  const record = {
+    node: "n2",
+    serverId: 7,
+    file: "mysql-bin.000004",
+    createdAt: "2026-12-02T10:00:00Z",
+    endState: "0-1-100,0-7-150",
+    lastTime: 1764669600,
+    caughtUpAt: "2026-12-02T10:01:00.000Z",
+    lagSeconds: 12,
+    gap: { after: "0-1-90", resumes: "0-1-95", at: "2026-12-02T09:00:00.000Z" },
+  };
+  assertEquals(parseArchiveRecord(formatArchiveRecord(record)), record);
+  const { gap: _, lastTime: __, ...bare } = record;
+  assertEquals(parseArchiveRecord(formatArchiveRecord(bare)), bare);
+  for (
+    const bad of [
+      undefined,
+      "",
+      "{",
+      "[]",
+      JSON.stringify({ ...record, serverId: "7" }),
+      JSON.stringify({ ...record, endState: 5 }),
+    ]
+  ) {
+    assertEquals(parseArchiveRecord(bad), undefined, String(bad));
+  }
+  // a malformed gap is dropped, the rest kept
+  assertEquals(parseArchiveRecord(JSON.stringify({ ...record, gap: { after: 1 } })), {
+    ...bare,
+    lastTime: record.lastTime,
   });
 });
