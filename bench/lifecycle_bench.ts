@@ -136,6 +136,8 @@ async function checkCosts(runs: number): Promise<string> {
           ["", other, "health"],
           ["`snapshot`, nothing due, primary", primary, "snapshot"],
           ["`snapshot`, nothing due, replica", replica, "snapshot"],
+          ["`archive`, nothing new, primary", primary, "archive"],
+          ["`archive`, replica", replica, "archive"],
         ] as const
       ) {
         const r = await measured(nodeRun(node, command));
@@ -181,6 +183,11 @@ async function checkCosts(runs: number): Promise<string> {
           cpuMs: cost(`\`snapshot\`, nothing due, ${role}`).cpuMs,
           intervalSeconds: SHIPPED_INTERVALS.snapshotSeconds,
         },
+        {
+          name: "archive",
+          cpuMs: cost(role === "primary" ? "`archive`, nothing new, primary" : "`archive`, replica").cpuMs,
+          intervalSeconds: SHIPPED_INTERVALS.archiveSeconds,
+        },
       ]);
     const shares = ["primary", "replica"].map((role) => {
       const s = share(role);
@@ -203,7 +210,7 @@ async function checkCosts(runs: number): Promise<string> {
       `Share of one core per node at the shipped intervals (\`health\` every ${SHIPPED_INTERVALS.healthSeconds} s, ` +
       `the \`snapshot\` task every ${
         SHIPPED_INTERVALS.snapshotSeconds / 60
-      } min; CPU time per run over its ` +
+      } min, the \`binlog-archive\` task every ${SHIPPED_INTERVALS.archiveSeconds} s (BINLOG_ARCHIVE_INTERVAL's default); CPU time per run over its ` +
       "interval; on-change runs only when the primary changes and an actual snapshot once per BACKUP_TTL, so " +
       "neither is counted; ContainerPilot's own work is not counted):",
       ...shares,

@@ -577,6 +577,12 @@ Deno.test("the benchmark counts the checks' cost at the intervals containerpilot
   assertEquals(checked[0].health.interval, SHIPPED_INTERVALS.healthSeconds, "health interval");
   const snapshot = jobs.find((j) => j.exec === "autopilot snapshot");
   assertEquals(snapshot?.when?.interval, `${SHIPPED_INTERVALS.snapshotSeconds / 60}m`, "snapshot interval");
+  const archive = jobs.find((j) => j.exec === "autopilot archive");
+  assertEquals(
+    archive?.when?.interval,
+    `${SHIPPED_INTERVALS.archiveSeconds}s`,
+    "binlog-archive interval (its default)",
+  );
   // deno-lint-ignore no-explicit-any
   const watches: any[] = containerpilot().watches;
   assertEquals(
@@ -1118,4 +1124,15 @@ Deno.test("autopilot registers the SERVICE_NAME job's service as containerpilot.
   for (const key of ["tags", "meta", "initial_status", "consul"]) {
     assertEquals(job[key], undefined, `the ${key} of job shop are not copied by autopilot's registration`);
   }
+});
+
+Deno.test("containerpilot.json5 gives ContainerPilot BINLOG_ARCHIVE_INTERVAL as a duration, whatever form autopilot accepts", () => {
+  // deno-lint-ignore no-explicit-any
+  const interval = (v: string) =>
+    containerpilot({ BINLOG_ARCHIVE_INTERVAL: v }).jobs.find((j: any) => j.name === "binlog-archive").when
+      .interval;
+  assertEquals(interval("90"), "90s");
+  assertEquals(interval(" 45 "), "45s");
+  assertEquals(interval("2m"), "2m");
+  assertEquals(interval("1h30m"), "1h30m");
 });
