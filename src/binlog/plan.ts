@@ -364,7 +364,7 @@ export function recoverableWindows(
     const chain = followArchive(flavour, snap.state, segments, goal);
     const w: RecoveryWindow = {
       from: snap,
-      ...time(chain.lastTime),
+      ...toTime(chain.lastTime),
       toPosition: positionOf(flavour, chain.state),
       complete: chain.complete,
     };
@@ -373,7 +373,7 @@ export function recoverableWindows(
     if (prev !== undefined && within(flavour, snap.state, stateOfWindow(prev, segments, flavour) ?? "")) {
       windows[windows.length - 1] = {
         ...prev,
-        ...time(w.toTime ?? prev.toTime),
+        ...toTime(w.toTime ?? prev.toTime),
         toPosition: w.toPosition,
         complete: w.complete,
       };
@@ -382,6 +382,10 @@ export function recoverableWindows(
     }
   }
   return windows;
+}
+
+function toTime(t: number | undefined): { toTime?: number } {
+  return t === undefined ? {} : { toTime: t };
 }
 
 function stateOfWindow(
