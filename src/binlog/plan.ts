@@ -207,6 +207,40 @@ export function positionAt(flavour: Flavour, segments: readonly Segment[], goal:
   return before.length === 0 ? "" : unionPositions(flavour, before);
 }
 
+/**
+ * Whether the archive holds, along `goal`'s history, a transaction that is in `state` but not at or before
+ * position `p`.
+ */
+function archivedBetween(
+  flavour: Flavour,
+  segments: readonly Segment[],
+  goal: string,
+  p: string,
+  state: string,
+): boolean {
+  const held = segments.filter((s) => s.transactions > 0 && within(flavour, s.endState, goal));
+  if (flavour === "mysql") {
+    const wanted = MysqlGtidSet.parse(state).subtract(MysqlGtidSet.parse(p));
+    return held.some((s) => {
+      const d = MysqlGtidSet.parse(s.endState).subtract(MysqlGtidSet.parse(s.startState));
+      return !d.subtract(wanted).equals(d);
+    });
+  }
+  const seqs = (text: string) => {
+    const m = new Map<number, bigint>();
+    for (const g of MariadbGtidSet.parse(positionOf(flavour, text)).entries()) m.set(g.domain, g.seqNo);
+    return m;
+  };
+  const from = seqs(p);
+  const to = seqs(state);
+  return held.some((s) => {
+    const start = seqs(s.startState);
+    return [...seqs(s.endState)].some(([d, end]) =>
+      (start.get(d) ?? -1n) < (to.get(d) ?? -1n) && end > (from.get(d) ?? -1n)
+    );
+  });
+}
+
 /** The Unix second of the last transaction at or before position `p` along `goal`'s history, if marked. */
 function timeOf(flavour: Flavour, segments: readonly Segment[], goal: string, p: string): number | undefined {
   let t: number | undefined;
@@ -245,7 +279,7 @@ export function planRecovery(
   const newest = newestSegment([...segments, ...lost]);
   // The history to follow: the one the target lies on, else the current primary's (the newest segment's).
   let goal: string;
-  let stop: string | undefined;
+  let targetStop: string | undefined;
   let note: string | undefined;
   if (target.kind === "gtid") {
     const holders = segments.filter((s) => within(flavour, target.gtid, s.endState));
@@ -261,11 +295,11 @@ export function planRecovery(
       );
     }
     goal = holder?.endState ?? inSnapshot!.state;
-    stop = target.gtid;
+    targetStop = target.gtid;
   } else {
     goal = newest?.endState ?? newestFirst[0].state;
     if (target.kind === "time") {
-      stop = positionAt(flavour, segments, goal, target.at);
+      targetStop = positionAt(flavour, segments, goal, target.at);
       const end = newest?.lastTime;
       if (end !== undefined && (end + 1) * 1000 <= target.at.getTime()) {
         note = `${target.at.toISOString()} is after the archive's last transaction (${isoSecond(end)}): ` +
@@ -277,10 +311,14 @@ export function planRecovery(
   for (const snap of newestFirst) {
     if (!within(flavour, snap.state, goal) && compare(flavour, snap.state, goal) !== "superset") continue;
     if (target.kind === "time" && Date.parse(snap.createdAt) >= target.at.getTime()) continue;
-    if (stop !== undefined && stop !== "" && !reaches(flavour, stop, positionOf(flavour, snap.state))) {
-      continue;
+    let stop = targetStop;
+    if (stop !== undefined && !reaches(flavour, stop, positionOf(flavour, snap.state))) {
+      // The snapshot holds transactions past the point the archive gives for the time: either the archive
+      // shows them written at or after it (the snapshot is too new), or it does not hold them at all (they
+      // were never archived), and then a snapshot taken before the time is where the time lies.
+      if (target.kind !== "time" || archivedBetween(flavour, segments, goal, stop, snap.state)) continue;
+      stop = unionPositions(flavour, [stop, positionOf(flavour, snap.state)]);
     }
-    if (stop === "" && !parse(flavour, snap.state).isEmpty()) continue;
     const done = stop === undefined ? undefined : (s: string) => stop === "" || reaches(flavour, s, stop!);
     const chain = followArchive(flavour, snap.state, segments, goal, done);
     const steps: ReplayStep[] = [];
@@ -326,7 +364,7 @@ export function planRecovery(
       ? `No snapshot precedes ${target.at.toISOString()}: the oldest, ${oldest.name}, was taken at ${oldest.createdAt}; ` +
         "restore to a later time (autopilot backup list shows the windows)"
       : `No snapshot precedes ${
-        stop ?? "the end of the archive"
+        targetStop ?? "the end of the archive"
       } on its history: the oldest is ${oldest.name} ` +
         `(${oldest.createdAt}); run 'autopilot backup list' for the points the archive can reach`,
   );
