@@ -96,6 +96,25 @@ function reaches(flavour: Flavour, state: string, p: string): boolean {
   return MariadbGtidSet.parse(p).entries().every((g) => (have.get(g.domain) ?? -1n) >= g.seqNo);
 }
 
+/**
+ * A snapshot's state as a full binlog state along `goal`'s history. A MariaDB manifest without binlogState
+ * gives a position only (the last GTID per domain), which no segment's start state (per server_id) is
+ * contained in once a domain has had two primaries; so the start state of every segment on that history that
+ * holds the position (starts at or before it, ends at or after it) is added: each is a state the history
+ * passed through before the position. A full state is returned as it is; MySQL states are sets already.
+ */
+function fullState(flavour: Flavour, state: string, segments: readonly Segment[], goal: string): string {
+  if (flavour === "mysql") return state;
+  const p = positionOf(flavour, state);
+  let full = MariadbGtidSet.parse(state);
+  for (const s of segments) {
+    if (!within(flavour, s.endState, goal) || !within(flavour, p, s.endState)) continue;
+    if (!reaches(flavour, p, positionOf(flavour, s.startState))) continue;
+    full = full.union(MariadbGtidSet.parse(s.startState));
+  }
+  return full.toString();
+}
+
 /** The union of positions (MariaDB: the highest seq_no per domain). */
 function unionPositions(flavour: Flavour, ps: readonly string[]): string {
   if (flavour === "mysql") {
@@ -309,20 +328,21 @@ export function planRecovery(
   }
   let best: { plan: RecoveryPlan; reached: string } | undefined;
   for (const snap of newestFirst) {
-    if (!within(flavour, snap.state, goal) && compare(flavour, snap.state, goal) !== "superset") continue;
+    const state = fullState(flavour, snap.state, segments, goal);
+    if (!within(flavour, state, goal) && compare(flavour, state, goal) !== "superset") continue;
     if (target.kind === "time" && Date.parse(snap.createdAt) >= target.at.getTime()) continue;
     let stop = targetStop;
-    if (stop !== undefined && !reaches(flavour, stop, positionOf(flavour, snap.state))) {
+    if (stop !== undefined && !reaches(flavour, stop, positionOf(flavour, state))) {
       // The snapshot holds transactions past the point the archive gives for the time: either the archive
       // shows them written at or after it (the snapshot is too new), or it does not hold them at all (they
       // were never archived), and then a snapshot taken before the time is where the time lies.
-      if (target.kind !== "time" || archivedBetween(flavour, segments, goal, stop, snap.state)) continue;
-      stop = unionPositions(flavour, [stop, positionOf(flavour, snap.state)]);
+      if (target.kind !== "time" || archivedBetween(flavour, segments, goal, stop, state)) continue;
+      stop = unionPositions(flavour, [stop, positionOf(flavour, state)]);
     }
     const done = stop === undefined ? undefined : (s: string) => stop === "" || reaches(flavour, s, stop!);
-    const chain = followArchive(flavour, snap.state, segments, goal, done);
+    const chain = followArchive(flavour, state, segments, goal, done);
     const steps: ReplayStep[] = [];
-    let applied = positionOf(flavour, snap.state);
+    let applied = positionOf(flavour, state);
     for (const seg of chain.segments) {
       steps.push({ segment: seg, after: applied });
       applied = positionOf(flavour, seg.endState);
@@ -332,7 +352,7 @@ export function planRecovery(
       steps[steps.length - 1] = { ...last, until: stop };
     }
     const position = stop !== undefined && chain.complete
-      ? (stop === "" ? positionOf(flavour, snap.state) : stop)
+      ? (stop === "" ? positionOf(flavour, state) : stop)
       : positionOf(flavour, chain.state);
     const lastTime = stop !== undefined && chain.complete
       ? timeOf(flavour, segments, goal, position) ?? chain.lastTime
@@ -398,8 +418,9 @@ export function recoverableWindows(
   const windows: RecoveryWindow[] = [];
   for (const snap of oldestFirst) {
     const goal = newest?.endState ?? snap.state;
-    if (!within(flavour, snap.state, goal) && compare(flavour, snap.state, goal) !== "superset") continue;
-    const chain = followArchive(flavour, snap.state, segments, goal);
+    const state = fullState(flavour, snap.state, segments, goal);
+    if (!within(flavour, state, goal) && compare(flavour, state, goal) !== "superset") continue;
+    const chain = followArchive(flavour, state, segments, goal);
     const w: RecoveryWindow = {
       from: snap,
       ...toTime(chain.lastTime),
@@ -408,7 +429,7 @@ export function recoverableWindows(
     };
     const prev = windows[windows.length - 1];
     // A snapshot inside the previous window extends it rather than starting a new one.
-    if (prev !== undefined && within(flavour, snap.state, stateOfWindow(prev, segments, flavour) ?? "")) {
+    if (prev !== undefined && within(flavour, state, stateOfWindow(prev, segments, flavour) ?? "")) {
       windows[windows.length - 1] = {
         ...prev,
         ...toTime(w.toTime ?? prev.toTime),
@@ -432,7 +453,7 @@ function stateOfWindow(
   flavour: Flavour,
 ): string | undefined {
   const goal = newestSegment(segments)?.endState ?? w.from.state;
-  return followArchive(flavour, w.from.state, segments, goal).state;
+  return followArchive(flavour, fullState(flavour, w.from.state, segments, goal), segments, goal).state;
 }
 
 /**
