@@ -260,6 +260,43 @@ function archivedBetween(
   });
 }
 
+/** MariaDB position `p` with only the domains `named` names. */
+function onlyDomains(p: string, named: string): string {
+  const domains = new Set(MariadbGtidSet.parse(named).domains());
+  return MariadbGtidSet.parse(p).entries().filter((g) => domains.has(g.domain))
+    .map((g) => `${g.domain}-${g.serverId}-${g.seqNo}`).join(",");
+}
+
+/**
+ * A MariaDB GTID target as a full stop position for the last step: `mariadb-binlog --stop-position` prints
+ * nothing of a domain it does not name, while the earlier steps replay every domain whole; so a domain the
+ * target leaves out stays where the last step starts, which is where it stood when the target was written
+ * only if the last binlog holds none of its transactions.
+ *
+ * @throws {RecoveryPointError} when the last binlog holds transactions of a domain the target does not name.
+ */
+function completeTarget(gtid: string, last: ReplayStep): string {
+  const named = new Set(MariadbGtidSet.parse(gtid).domains());
+  const before = new Map(MariadbGtidSet.parse(last.after).entries().map((g) => [g.domain, g]));
+  const after = MariadbGtidSet.parse(positionOf("mariadb", last.segment.endState)).entries();
+  const parts = [gtid];
+  for (const g of after) {
+    if (named.has(g.domain)) continue;
+    const b = before.get(g.domain);
+    if (b === undefined || b.seqNo !== g.seqNo) {
+      const from = b === undefined ? "none" : `${b.domain}-${b.serverId}-${b.seqNo}`;
+      throw new RecoveryPointError(
+        `--to-gtid ${gtid} names no GTID of domain ${g.domain}, and the archived binlog that holds it ` +
+          `(${last.segment.key}) also holds transactions of domain ${g.domain} (from ${from} to ` +
+          `${g.domain}-${g.serverId}-${g.seqNo}): give the last GTID of every domain, e.g. ${gtid},` +
+          `${g.domain}-${g.serverId}-${g.seqNo}`,
+      );
+    }
+    parts.push(`${b.domain}-${b.serverId}-${b.seqNo}`);
+  }
+  return MariadbGtidSet.parse(parts.join(",")).toString();
+}
+
 /** The Unix second of the last transaction at or before position `p` along `goal`'s history, if marked. */
 function timeOf(flavour: Flavour, segments: readonly Segment[], goal: string, p: string): number | undefined {
   let t: number | undefined;
@@ -332,7 +369,11 @@ export function planRecovery(
     if (!within(flavour, state, goal) && compare(flavour, state, goal) !== "superset") continue;
     if (target.kind === "time" && Date.parse(snap.createdAt) >= target.at.getTime()) continue;
     let stop = targetStop;
-    if (stop !== undefined && !reaches(flavour, stop, positionOf(flavour, state))) {
+    // A MariaDB GTID target names the domains it stops; the others are free (checked below).
+    const snapPos = target.kind === "gtid" && flavour === "mariadb"
+      ? onlyDomains(positionOf(flavour, state), target.gtid)
+      : positionOf(flavour, state);
+    if (stop !== undefined && !reaches(flavour, stop, snapPos)) {
       // The snapshot holds transactions past the point the archive gives for the time: either the archive
       // shows them written at or after it (the snapshot is too new), or it does not hold them at all (they
       // were never archived), and then a snapshot taken before the time is where the time lies.
@@ -346,6 +387,9 @@ export function planRecovery(
     for (const seg of chain.segments) {
       steps.push({ segment: seg, after: applied });
       applied = positionOf(flavour, seg.endState);
+    }
+    if (target.kind === "gtid" && flavour === "mariadb" && chain.complete) {
+      stop = steps.length === 0 ? positionOf(flavour, state) : completeTarget(target.gtid, steps.at(-1)!);
     }
     if (stop !== undefined && steps.length > 0) {
       const last = steps[steps.length - 1];
