@@ -301,7 +301,15 @@ export async function archiveBinlogs(o: ArchiveOptions): Promise<ArchiveOutcome>
       last !== undefined && last.node === o.node && last.serverId === head.serverId &&
       last.file === head.file && last.createdAt === head.createdAt
     ) {
-      from = 1; // this very file is the last archived one: upload the ones after it
+      // This very file is the last archived one: upload the ones after it. Unless the record named it
+      // before it was uploaded (a run that found only an open file without transactions records that file
+      // and its start state): then the file is uploaded too when it holds transactions, that is when what
+      // follows it starts beyond the record.
+      const next = heads[1]?.startState ??
+        (flushed
+          ? (await readHead(logs.dir, logs.files[logs.files.length - 1].file, signal)).startState
+          : openHead.startState);
+      from = within(flavour, next, last.endState) ? 1 : 0;
       continues = true;
       break;
     }

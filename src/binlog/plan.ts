@@ -102,6 +102,25 @@ function reaches(flavour: Flavour, state: string, p: string): boolean {
   return MariadbGtidSet.parse(p).entries().every((g) => (have.get(g.domain) ?? -1n) >= g.seqNo);
 }
 
+/**
+ * A snapshot's state as a full binlog state along `goal`'s history. A MariaDB manifest without binlogState
+ * gives a position only (the last GTID per domain), which no segment's start state (per server_id) is
+ * contained in once a domain has had two primaries; so the start state of every segment on that history that
+ * holds the position (starts at or before it, ends at or after it) is added: each is a state the history
+ * passed through before the position. A full state is returned as it is; MySQL states are sets already.
+ */
+function fullState(flavour: Flavour, state: string, segments: readonly Segment[], goal: string): string {
+  if (flavour === "mysql") return state;
+  const p = positionOf(flavour, state);
+  let full = MariadbGtidSet.parse(state);
+  for (const s of segments) {
+    if (!within(flavour, s.endState, goal) || !within(flavour, p, s.endState)) continue;
+    if (!reaches(flavour, p, positionOf(flavour, s.startState))) continue;
+    full = full.union(MariadbGtidSet.parse(s.startState));
+  }
+  return full.toString();
+}
+
 /** The union of positions (MariaDB: the highest seq_no per domain). */
 function unionPositions(flavour: Flavour, ps: readonly string[]): string {
   if (flavour === "mysql") {
@@ -213,6 +232,77 @@ export function positionAt(flavour: Flavour, segments: readonly Segment[], goal:
   return before.length === 0 ? "" : unionPositions(flavour, before);
 }
 
+/**
+ * Whether the archive holds, along `goal`'s history, a transaction that is in `state` but not at or before
+ * position `p`.
+ */
+function archivedBetween(
+  flavour: Flavour,
+  segments: readonly Segment[],
+  goal: string,
+  p: string,
+  state: string,
+): boolean {
+  const held = segments.filter((s) => s.transactions > 0 && within(flavour, s.endState, goal));
+  if (flavour === "mysql") {
+    const wanted = MysqlGtidSet.parse(state).subtract(MysqlGtidSet.parse(p));
+    return held.some((s) => {
+      const d = MysqlGtidSet.parse(s.endState).subtract(MysqlGtidSet.parse(s.startState));
+      return !d.subtract(wanted).equals(d);
+    });
+  }
+  const seqs = (text: string) => {
+    const m = new Map<number, bigint>();
+    for (const g of MariadbGtidSet.parse(positionOf(flavour, text)).entries()) m.set(g.domain, g.seqNo);
+    return m;
+  };
+  const from = seqs(p);
+  const to = seqs(state);
+  return held.some((s) => {
+    const start = seqs(s.startState);
+    return [...seqs(s.endState)].some(([d, end]) =>
+      (start.get(d) ?? -1n) < (to.get(d) ?? -1n) && end > (from.get(d) ?? -1n)
+    );
+  });
+}
+
+/** MariaDB position `p` with only the domains `named` names. */
+function onlyDomains(p: string, named: string): string {
+  const domains = new Set(MariadbGtidSet.parse(named).domains());
+  return MariadbGtidSet.parse(p).entries().filter((g) => domains.has(g.domain))
+    .map((g) => `${g.domain}-${g.serverId}-${g.seqNo}`).join(",");
+}
+
+/**
+ * A MariaDB GTID target as a full stop position for the last step: `mariadb-binlog --stop-position` prints
+ * nothing of a domain it does not name, while the earlier steps replay every domain whole; so a domain the
+ * target leaves out stays where the last step starts, which is where it stood when the target was written
+ * only if the last binlog holds none of its transactions.
+ *
+ * @throws {RecoveryPointError} when the last binlog holds transactions of a domain the target does not name.
+ */
+function completeTarget(gtid: string, last: ReplayStep): string {
+  const named = new Set(MariadbGtidSet.parse(gtid).domains());
+  const before = new Map(MariadbGtidSet.parse(last.after).entries().map((g) => [g.domain, g]));
+  const after = MariadbGtidSet.parse(positionOf("mariadb", last.segment.endState)).entries();
+  const parts = [gtid];
+  for (const g of after) {
+    if (named.has(g.domain)) continue;
+    const b = before.get(g.domain);
+    if (b === undefined || b.seqNo !== g.seqNo) {
+      const from = b === undefined ? "none" : `${b.domain}-${b.serverId}-${b.seqNo}`;
+      throw new RecoveryPointError(
+        `--to-gtid ${gtid} names no GTID of domain ${g.domain}, and the archived binlog that holds it ` +
+          `(${last.segment.key}) also holds transactions of domain ${g.domain} (from ${from} to ` +
+          `${g.domain}-${g.serverId}-${g.seqNo}): give the last GTID of every domain, e.g. ${gtid},` +
+          `${g.domain}-${g.serverId}-${g.seqNo}`,
+      );
+    }
+    parts.push(`${b.domain}-${b.serverId}-${b.seqNo}`);
+  }
+  return MariadbGtidSet.parse(parts.join(",")).toString();
+}
+
 /** The Unix second of the last transaction at or before position `p` along `goal`'s history, if marked. */
 function timeOf(flavour: Flavour, segments: readonly Segment[], goal: string, p: string): number | undefined {
   let t: number | undefined;
@@ -251,7 +341,7 @@ export function planRecovery(
   const newest = newestSegment([...segments, ...lost]);
   // The history to follow: the one the target lies on, else the current primary's (the newest segment's).
   let goal: string;
-  let stop: string | undefined;
+  let targetStop: string | undefined;
   let note: string | undefined;
   if (target.kind === "gtid") {
     const holders = segments.filter((s) => within(flavour, target.gtid, s.endState));
@@ -267,11 +357,11 @@ export function planRecovery(
       );
     }
     goal = holder?.endState ?? inSnapshot!.state;
-    stop = target.gtid;
+    targetStop = target.gtid;
   } else {
     goal = newest?.endState ?? newestFirst[0].state;
     if (target.kind === "time") {
-      stop = positionAt(flavour, segments, goal, target.at);
+      targetStop = positionAt(flavour, segments, goal, target.at);
       const end = newest?.lastTime;
       if (end !== undefined && (end + 1) * 1000 <= target.at.getTime()) {
         note = `${target.at.toISOString()} is after the archive's last transaction (${isoSecond(end)}): ` +
@@ -281,26 +371,38 @@ export function planRecovery(
   }
   let best: { plan: RecoveryPlan; reached: string } | undefined;
   for (const snap of newestFirst) {
-    if (!within(flavour, snap.state, goal) && compare(flavour, snap.state, goal) !== "superset") continue;
+    const state = fullState(flavour, snap.state, segments, goal);
+    if (!within(flavour, state, goal) && compare(flavour, state, goal) !== "superset") continue;
     if (target.kind === "time" && Date.parse(snap.createdAt) >= target.at.getTime()) continue;
-    if (stop !== undefined && stop !== "" && !reaches(flavour, stop, positionOf(flavour, snap.state))) {
-      continue;
+    let stop = targetStop;
+    // A MariaDB GTID target names the domains it stops; the others are free (checked below).
+    const snapPos = target.kind === "gtid" && flavour === "mariadb"
+      ? onlyDomains(positionOf(flavour, state), target.gtid)
+      : positionOf(flavour, state);
+    if (stop !== undefined && !reaches(flavour, stop, snapPos)) {
+      // The snapshot holds transactions past the point the archive gives for the time: either the archive
+      // shows them written at or after it (the snapshot is too new), or it does not hold them at all (they
+      // were never archived), and then a snapshot taken before the time is where the time lies.
+      if (target.kind !== "time" || archivedBetween(flavour, segments, goal, stop, state)) continue;
+      stop = unionPositions(flavour, [stop, positionOf(flavour, state)]);
     }
-    if (stop === "" && !parse(flavour, snap.state).isEmpty()) continue;
     const done = stop === undefined ? undefined : (s: string) => stop === "" || reaches(flavour, s, stop!);
-    const chain = followArchive(flavour, snap.state, segments, goal, done);
+    const chain = followArchive(flavour, state, segments, goal, done);
     const steps: ReplayStep[] = [];
-    let applied = positionOf(flavour, snap.state);
+    let applied = positionOf(flavour, state);
     for (const seg of chain.segments) {
       steps.push({ segment: seg, after: applied });
       applied = positionOf(flavour, seg.endState);
+    }
+    if (target.kind === "gtid" && flavour === "mariadb" && chain.complete) {
+      stop = steps.length === 0 ? positionOf(flavour, state) : completeTarget(target.gtid, steps.at(-1)!);
     }
     if (stop !== undefined && steps.length > 0) {
       const last = steps[steps.length - 1];
       steps[steps.length - 1] = { ...last, until: stop };
     }
     const position = stop !== undefined && chain.complete
-      ? (stop === "" ? positionOf(flavour, snap.state) : stop)
+      ? (stop === "" ? positionOf(flavour, state) : stop)
       : positionOf(flavour, chain.state);
     const lastTime = stop !== undefined && chain.complete
       ? timeOf(flavour, segments, goal, position) ?? chain.lastTime
@@ -332,7 +434,7 @@ export function planRecovery(
       ? `No snapshot precedes ${target.at.toISOString()}: the oldest, ${oldest.name}, was taken at ${oldest.createdAt}; ` +
         "restore to a later time (autopilot backup list shows the windows)"
       : `No snapshot precedes ${
-        stop ?? "the end of the archive"
+        targetStop ?? "the end of the archive"
       } on its history: the oldest is ${oldest.name} ` +
         `(${oldest.createdAt}); run 'autopilot backup list' for the points the archive can reach`,
   );
@@ -368,24 +470,29 @@ export function recoverableWindows(
   let reached: string | undefined; // the state the last window reaches
   for (const snap of oldestFirst) {
     const goal = newest?.endState ?? snap.state;
-    if (!within(flavour, snap.state, goal) && compare(flavour, snap.state, goal) !== "superset") continue;
-    const chain = followArchive(flavour, snap.state, segments, goal);
+    const state = fullState(flavour, snap.state, segments, goal);
+    if (!within(flavour, state, goal) && compare(flavour, state, goal) !== "superset") continue;
+    const chain = followArchive(flavour, state, segments, goal);
     const w: RecoveryWindow = {
       from: snap,
-      ...time(chain.lastTime),
+      ...toTime(chain.lastTime),
       toPosition: positionOf(flavour, chain.state),
       complete: chain.complete,
     };
     const prev = windows[windows.length - 1];
     // A snapshot inside the previous window extends it rather than starting a new one.
-    if (prev !== undefined && reached !== undefined && within(flavour, snap.state, reached)) {
-      windows[windows.length - 1] = { ...w, from: prev.from, ...time(w.toTime ?? prev.toTime) };
+    if (prev !== undefined && reached !== undefined && within(flavour, state, reached)) {
+      windows[windows.length - 1] = { ...w, from: prev.from, ...toTime(w.toTime ?? prev.toTime) };
     } else {
       windows.push(w);
     }
     reached = chain.state;
   }
   return windows;
+}
+
+function toTime(t: number | undefined): { toTime?: number } {
+  return t === undefined ? {} : { toTime: t };
 }
 
 /**
