@@ -140,7 +140,8 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
     summary: "take, list or verify snapshots",
     details: [
       "backup now            take a snapshot now, whatever BACKUP_TTL says: store it, publish it in",
-      "                      LAST_BACKUP_KEY and apply retention (BACKUP_RETAIN_COUNT, BACKUP_RETAIN_AGE).",
+      "                      LAST_BACKUP_KEY and apply retention (BACKUP_RETAIN_COUNT, BACKUP_RETAIN_AGE; the",
+      "                      archived binlogs go once no snapshot kept needs them).",
       "backup list [--json]  every complete snapshot in the store, newest first: name, time, size, GTID, node;",
       "                      '*' marks the one Consul names as the last (the one new nodes restore). Works",
       "                      without Consul (it then says on stderr that it cannot tell which is the last).",
