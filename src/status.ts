@@ -256,6 +256,9 @@ export interface StatusReport {
       readonly node: string;
       readonly at: string;
       readonly error?: string;
+      /** How many archived binlogs the verification replayed after the snapshot, and the position reached. */
+      readonly binlogs?: number;
+      readonly replayedTo?: string;
     } | null;
   } | null;
   /** One row per node, sorted by name. */
@@ -667,11 +670,26 @@ function clusterProblems(
   return out;
 }
 
+/** ` (3 archived binlogs replayed to 0-1-42)`, or "" when the record does not say (an older autopilot's). */
+function replayedLine(v: { readonly binlogs?: number; readonly replayedTo?: string }): string {
+  if (v.binlogs === undefined || v.replayedTo === undefined) return "";
+  return ` (${v.binlogs} archived binlog${v.binlogs === 1 ? "" : "s"} replayed${
+    v.replayedTo !== "" ? ` to ${v.replayedTo}` : ""
+  })`;
+}
+
 /** The verification of the snapshot Consul names now, if one was recorded for it. */
 function verificationOf(c: ConsulView): NonNullable<StatusReport["snapshot"]>["verified"] {
   const v = c.verified;
   if (v === undefined || c.snapshot === undefined || v.name !== c.snapshot.name) return null;
-  return { ok: v.ok, node: v.node, at: v.at, ...(v.error !== undefined ? { error: v.error } : {}) };
+  return {
+    ok: v.ok,
+    node: v.node,
+    at: v.at,
+    ...(v.error !== undefined ? { error: v.error } : {}),
+    ...(v.binlogs !== undefined ? { binlogs: v.binlogs } : {}),
+    ...(v.replayedTo !== undefined ? { replayedTo: v.replayedTo } : {}),
+  };
 }
 
 function failoverStatus(f: StatusFacts): StatusReport["failover"] {
@@ -766,8 +784,8 @@ export function renderStatusTable(report: StatusReport): string {
           s.verified === null
             ? ""
             : s.verified.ok
-            ? `, verified on ${s.verified.node}`
-            : `, FAILED verification on ${s.verified.node}`
+            ? `, verified on ${s.verified.node}${replayedLine(s.verified)}`
+            : `, FAILED verification on ${s.verified.node}${replayedLine(s.verified)}`
         }`
     }`,
   );
