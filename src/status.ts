@@ -670,9 +670,12 @@ function clusterProblems(
   return out;
 }
 
-/** ` (3 archived binlogs replayed to 0-1-42)`, or "" when the record does not say (an older autopilot's). */
+/**
+ * ` (3 archived binlogs replayed to 0-1-42)`; "" when none was (no archive after the snapshot, or the first one
+ * failed: the problem names it) or the record does not say (an older autopilot's).
+ */
 function replayedLine(v: { readonly binlogs?: number; readonly replayedTo?: string }): string {
-  if (v.binlogs === undefined || v.replayedTo === undefined) return "";
+  if (v.binlogs === undefined || v.binlogs === 0 || v.replayedTo === undefined) return "";
   return ` (${v.binlogs} archived binlog${v.binlogs === 1 ? "" : "s"} replayed${
     v.replayedTo !== "" ? ` to ${v.replayedTo}` : ""
   })`;
