@@ -127,7 +127,10 @@ export type LiveMember = MemberEntry & { readonly session: string };
 export interface VerificationRecord {
   /** The snapshot's name. */
   readonly name: string;
-  /** Whether it restored, opened and passed CHECK TABLE on every table. */
+  /**
+   * Whether it restored, opened and passed CHECK TABLE on every table, and the archived binlogs after it
+   * replayed to the archive's end.
+   */
   readonly ok: boolean;
   /** The node that verified it. */
   readonly node: string;
@@ -135,6 +138,10 @@ export interface VerificationRecord {
   readonly at: string;
   /** Why it failed, when it did. */
   readonly error?: string;
+  /** How many archived binlogs were replayed after the snapshot (absent: the snapshot itself failed). */
+  readonly binlogs?: number;
+  /** The GTID position that replay reached (the archive's end when `ok`; the last point reached when not). */
+  readonly replayedTo?: string;
 }
 
 /**
@@ -545,6 +552,10 @@ export function parseVerificationRecord(value: string | undefined): Verification
     node: v.node,
     at: v.at,
     ...(typeof v.error === "string" ? { error: v.error } : {}),
+    ...(typeof v.binlogs === "number" && Number.isSafeInteger(v.binlogs) && v.binlogs >= 0
+      ? { binlogs: v.binlogs }
+      : {}),
+    ...(typeof v.replayedTo === "string" ? { replayedTo: v.replayedTo } : {}),
   };
 }
 

@@ -773,7 +773,8 @@ backups("BACKUP_FROM", oneOf({ primary: "primary", replica: "replica" } as const
 backups("BACKUP_RETAIN_COUNT", int(1, 100_000), {
   default: "7",
   at: "backup.retainCount",
-  doc: "Keep at least the newest N snapshots (the last one is never deleted).",
+  doc: "Keep at least the newest N snapshots (the last one is never deleted), and every archived binlog a " +
+    "kept snapshot needs.",
 });
 backups("BACKUP_RETAIN_AGE", duration(1), {
   at: "backup.retainAgeMs",
@@ -787,7 +788,8 @@ backups("BACKUP_ON_STOP", flag, {
 backups("BACKUP_VERIFY", flag, {
   default: "false",
   at: "backup.verify",
-  doc: "A healthy replica restores each new snapshot in MYSQL_TMPDIR and checks every table.",
+  doc: "A healthy replica restores each new snapshot in MYSQL_TMPDIR, checks every table and replays the " +
+    "archived binlogs after it to the archive's end.",
 });
 backups("BINLOG_ARCHIVE_INTERVAL", seconds(1000, 86_400_000), {
   default: "60s",

@@ -15,11 +15,13 @@
  * 4. Holding the lock, check again that no other node published a snapshot meanwhile, then stream the backup
  *    to the store, read it back to check its SHA-256, and only then name it in Consul.
  * 5. Apply retention: keep the newest BACKUP_RETAIN_COUNT (and those younger than BACKUP_RETAIN_AGE), never the
- *    one Consul names. Deletion errors are reported, not fatal.
+ *    one Consul names, and the archived binlogs the snapshots kept need. Deletion errors are reported, not
+ *    fatal.
  *
  * With BACKUP_VERIFY, a healthy replica with no snapshot to take verifies the last one instead, once per
  * snapshot, under the same lock: it restores it into MYSQL_TMPDIR, opens it with a throwaway server, runs
- * CHECK TABLE on every table, and records the outcome in LAST_VERIFIED_KEY (`autopilot status` shows it).
+ * CHECK TABLE on every table, replays the archived binlogs after it to the archive's end, and records the
+ * outcome in LAST_VERIFIED_KEY (`autopilot status` shows it).
  *
  * `autopilot backup now` runs the same steps with the schedule and BACKUP_FROM skipped.
  *
@@ -44,7 +46,7 @@ import {
 } from "./backup/schedule.ts";
 import { pruneSnapshots, retentionPolicy } from "./backup/retention.ts";
 import { publishedSnapshot, takeAndPublishSnapshot, type VerificationRecord } from "./snapshots.ts";
-import { verifySnapshot } from "./backup/verify.ts";
+import { ArchiveReplayError, verifySnapshot } from "./backup/verify.ts";
 import { openStore } from "./storage/open.ts";
 import { EXIT } from "./command.ts";
 import { putMetrics } from "./metrics.ts";
@@ -297,8 +299,10 @@ async function withBackupLock(
 }
 
 /**
- * Verifies `manifest` (BACKUP_VERIFY) holding the backup lock, and records the outcome in LAST_VERIFIED_KEY. A
- * snapshot found bad is recorded as failed, so no replica verifies it again and `autopilot status` reports it;
+ * Verifies `manifest` (BACKUP_VERIFY) holding the backup lock, and records the outcome in LAST_VERIFIED_KEY, with
+ * how far the archived binlogs after it replayed. A snapshot found bad, or whose archived binlogs do not replay
+ * to the archive's end (one corrupt, missing or lost, a gap), is recorded as failed, so no replica verifies it
+ * again and `autopilot status` reports it;
  * a verification that could not run (no room in MYSQL_TMPDIR, the store unreachable) records nothing and is
  * tried again on the next run.
  *
@@ -317,6 +321,7 @@ async function verifyLast(
   }
   const started = performance.now();
   let error: string | undefined;
+  let replay: { binlogs: number; replayedTo: string } | undefined;
   try {
     const r = await verifySnapshot({
       store: await openStore(config),
@@ -325,12 +330,21 @@ async function verifyLast(
       osUser: config.mysql.osUser,
       signal,
     });
+    replay = { binlogs: r.binlogs, replayedTo: r.replayedTo };
     log.info(
-      "Snapshot {name} verified in {s} s: it restores, a server opens it, and its {tables} tables pass CHECK TABLE",
-      { name: r.name, s: ((performance.now() - started) / 1000).toFixed(1), tables: r.tables },
+      "Snapshot {name} verified in {s} s: it restores, a server opens it, its {tables} tables pass CHECK TABLE, " +
+        "and the {binlogs} archived binlog(s) after it replay to the archive's end, {replayedTo}",
+      {
+        name: r.name,
+        s: ((performance.now() - started) / 1000).toFixed(1),
+        tables: r.tables,
+        binlogs: r.binlogs,
+        replayedTo: r.replayedTo || "(empty)",
+      },
     );
   } catch (e) {
-    if (!(e instanceof CorruptSnapshotError) || signal.aborted) {
+    if (e instanceof ArchiveReplayError) replay = { binlogs: e.binlogs, replayedTo: e.replayedTo };
+    if (!(e instanceof CorruptSnapshotError || e instanceof ArchiveReplayError) || signal.aborted) {
       await putMetrics({ backup_verifications_total: 1, backup_verification_failures_total: 1 });
       log.error("Could not verify snapshot {name}: {e}; trying again on the next run", {
         name: manifest.name,
@@ -347,6 +361,7 @@ async function verifyLast(
     node: config.node.name,
     at: new Date().toISOString(),
     ...(error !== undefined ? { error } : {}),
+    ...(replay ?? {}),
   };
   await kv.recordVerification(record);
   await putMetrics({ backup_verifications_total: 1, backup_verification_failures_total: record.ok ? 0 : 1 });

@@ -263,6 +263,9 @@ export interface StatusReport {
       readonly node: string;
       readonly at: string;
       readonly error?: string;
+      /** How many archived binlogs the verification replayed after the snapshot, and the position reached. */
+      readonly binlogs?: number;
+      readonly replayedTo?: string;
     } | null;
   } | null;
   /** The binlog archive, from `SERVICE_NAME-binlog-archive`; null when nothing was archived yet. */
@@ -720,11 +723,29 @@ function archiveStatus(f: StatusFacts): StatusReport["archive"] {
   };
 }
 
+/**
+ * ` (3 archived binlogs replayed to 0-1-42)`; "" when none was (no archive after the snapshot, or the first one
+ * failed: the problem names it) or the record does not say (an older autopilot's).
+ */
+function replayedLine(v: { readonly binlogs?: number; readonly replayedTo?: string }): string {
+  if (v.binlogs === undefined || v.binlogs === 0 || v.replayedTo === undefined) return "";
+  return ` (${v.binlogs} archived binlog${v.binlogs === 1 ? "" : "s"} replayed${
+    v.replayedTo !== "" ? ` to ${v.replayedTo}` : ""
+  })`;
+}
+
 /** The verification of the snapshot Consul names now, if one was recorded for it. */
 function verificationOf(c: ConsulView): NonNullable<StatusReport["snapshot"]>["verified"] {
   const v = c.verified;
   if (v === undefined || c.snapshot === undefined || v.name !== c.snapshot.name) return null;
-  return { ok: v.ok, node: v.node, at: v.at, ...(v.error !== undefined ? { error: v.error } : {}) };
+  return {
+    ok: v.ok,
+    node: v.node,
+    at: v.at,
+    ...(v.error !== undefined ? { error: v.error } : {}),
+    ...(v.binlogs !== undefined ? { binlogs: v.binlogs } : {}),
+    ...(v.replayedTo !== undefined ? { replayedTo: v.replayedTo } : {}),
+  };
 }
 
 function failoverStatus(f: StatusFacts): StatusReport["failover"] {
@@ -819,8 +840,8 @@ export function renderStatusTable(report: StatusReport): string {
           s.verified === null
             ? ""
             : s.verified.ok
-            ? `, verified on ${s.verified.node}`
-            : `, FAILED verification on ${s.verified.node}`
+            ? `, verified on ${s.verified.node}${replayedLine(s.verified)}`
+            : `, FAILED verification on ${s.verified.node}${replayedLine(s.verified)}`
         }`
     }`,
   );

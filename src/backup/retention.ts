@@ -17,6 +17,11 @@
  * alone. A snapshot is deleted manifest first, so an interrupted deletion leaves an incomplete snapshot that the
  * next pass removes, never a manifest that names missing data.
  *
+ * The binlog archive (`binlogs/`, src/binlog/segment.ts) is pruned with the snapshots: an archived binlog goes
+ * once no snapshot left in the store needs it ({@link prunableBinlogs}), index entry first (it is the
+ * segment's commit marker: an interrupted deletion leaves a data object without an index entry, which nothing
+ * reads, never an index entry that names missing data).
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
@@ -25,6 +30,10 @@ import type { ObjectInfo, SnapshotStore } from "../storage/store.ts";
 import { CorruptSnapshotError } from "./errors.ts";
 import { DATA_SUFFIX, type Manifest, MANIFEST_SUFFIX, parseManifest } from "./manifest.ts";
 import { errorMessage } from "../text.ts";
+import type { Flavour } from "../mysql/flavour.ts";
+import { listSegments } from "../binlog/catalog.ts";
+import { prunableSegments, snapshotPoint } from "../binlog/plan.ts";
+import { indexKeyOf, type Segment } from "../binlog/segment.ts";
 
 const log = getLogger(["autopilot", "retention"]);
 
@@ -269,6 +278,61 @@ export async function inventorySnapshots(
   return found.sort(newestFirst);
 }
 
+/** An archived binlog retention deletes, and why. */
+export interface BinlogDeletion {
+  readonly segment: Segment;
+  /** Its index entry's binlog is missing or of another size (`listSegments`' `onLost`). */
+  readonly lost: boolean;
+  readonly reason: string;
+}
+
+/**
+ * Which archived binlogs no retained snapshot needs (`prunableSegments`, per flavour): for every snapshot kept,
+ * everything the binlog holds is in the snapshot already, or it lies on another history. Index entries whose
+ * binlog is lost follow the same rule. With no snapshot of a flavour kept, no binlog of that flavour goes. Pure.
+ *
+ * @param retained Every snapshot that stays in the store: kept by the plan (another cluster's too) or whose
+ *   deletion failed.
+ * @param segments The archive's complete segments.
+ * @param lost Index entries whose binlog is missing or damaged.
+ * @returns What to delete, oldest first (by creation time, then key).
+ */
+export function prunableBinlogs(
+  retained: readonly Manifest[],
+  segments: readonly Segment[],
+  lost: readonly Segment[] = [],
+): BinlogDeletion[] {
+  const out: BinlogDeletion[] = [];
+  const lostKeys = new Set(lost.map((s) => s.key));
+  for (const flavour of ["mariadb", "mysql"] as const satisfies readonly Flavour[]) {
+    const points = retained.filter((m) => m.flavour === flavour).map(snapshotPoint);
+    const candidates = [...segments, ...lost].filter((s) => s.flavour === flavour);
+    if (points.length === 0 || candidates.length === 0) continue;
+    const oldest = points.reduce((a, b) => (b.createdAt < a.createdAt ? b : a));
+    for (const segment of prunableSegments(flavour, points, candidates)) {
+      const isLost = lostKeys.has(segment.key);
+      out.push({
+        segment,
+        lost: isLost,
+        reason: `${
+          isLost ? "its binlog is lost, and " : ""
+        }no snapshot kept needs it (the oldest of the ${points.length} kept, ${oldest.name}, holds everything it does, or it lies on another history)`,
+      });
+    }
+  }
+  return out.sort((a, b) =>
+    a.segment.createdAt < b.segment.createdAt
+      ? -1
+      : a.segment.createdAt > b.segment.createdAt
+      ? 1
+      : a.segment.key < b.segment.key
+      ? -1
+      : a.segment.key > b.segment.key
+      ? 1
+      : 0
+  );
+}
+
 /** What {@link pruneSnapshots} did. */
 export interface PruneResult {
   /** The plan it carried out. */
@@ -281,6 +345,12 @@ export interface PruneResult {
     readonly keys: readonly string[];
     readonly error: string;
   }[];
+  /** Data keys of the archived binlogs deleted (index entry and data). */
+  readonly binlogsDeleted: readonly string[];
+  /** Archived binlogs that could not be deleted (or only in part), with the store's error. */
+  readonly binlogsFailed: readonly { readonly key: string; readonly error: string }[];
+  /** Why the binlog archive was not pruned at all (it could not be listed), if it was not. */
+  readonly binlogsError?: string;
 }
 
 /** Options of {@link pruneSnapshots}. */
@@ -295,8 +365,10 @@ export interface PruneOptions {
 
 /**
  * Applies retention to a store: lists it once, plans ({@link planRetention}) and deletes what the plan says,
- * each snapshot's manifest before its data. A deletion that fails is logged and reported in the result, and the
- * others go on; it never throws for one.
+ * each snapshot's manifest before its data; then the archived binlogs no snapshot left needs
+ * ({@link prunableBinlogs}), each index entry before its data. A deletion that fails is logged and reported in
+ * the result, and the others go on; it never throws for one. A binlog archive that cannot be listed is logged
+ * and reported too (the snapshots are pruned already).
  *
  * @param store The store.
  * @param policy What to keep ({@link retentionPolicy} builds it from the configuration).
@@ -353,7 +425,64 @@ export async function pruneSnapshots(
       });
     }
   }
-  return { plan, deleted, failed };
+  // What stays: every snapshot kept (another cluster's and an unusable one too: an operator may mend it), and
+  // those whose deletion failed. Only an orphaned manifest (no data) needs no binlog.
+  const undeleted = new Set(failed.map((f) => f.name));
+  const retained = [
+    ...plan.keep.map((d) => d.snapshot),
+    ...plan.delete.map((d) => d.snapshot).filter((s) => undeleted.has(s.name)),
+  ].filter((s) => s.state !== "orphaned" && s.manifest !== undefined).map((s) => s.manifest!);
+  return { plan, deleted, failed, ...(await pruneBinlogs(store, retained, opts.signal)) };
+}
+
+/** Deletes the archived binlogs no retained snapshot needs; see {@link pruneSnapshots}. */
+async function pruneBinlogs(
+  store: SnapshotStore,
+  retained: readonly Manifest[],
+  signal: AbortSignal | undefined,
+): Promise<Pick<PruneResult, "binlogsDeleted" | "binlogsFailed" | "binlogsError">> {
+  const lost: Segment[] = [];
+  let segments: Segment[];
+  try {
+    segments = await listSegments(store, { onLost: (s) => lost.push(s), ...(signal ? { signal } : {}) });
+  } catch (e) {
+    signal?.throwIfAborted();
+    const error = errorMessage(e);
+    log.error(
+      "Cannot list the binlog archive in the {kind} store: {error}; its binlogs stay until the next run",
+      {
+        kind: store.kind,
+        error,
+      },
+    );
+    return { binlogsDeleted: [], binlogsFailed: [], binlogsError: error };
+  }
+  const binlogsDeleted: string[] = [];
+  const binlogsFailed: { key: string; error: string }[] = [];
+  for (const { segment, reason } of prunableBinlogs(retained, segments, lost)) {
+    signal?.throwIfAborted();
+    try {
+      // The index entry first: it is the commit marker; a data object alone is never read.
+      await store.delete([indexKeyOf(segment.key)!]);
+      await store.delete([segment.key]);
+      binlogsDeleted.push(segment.key);
+      log.info("Deleted archived binlog {key} from the {kind} store: {reason}", {
+        key: segment.key,
+        kind: store.kind,
+        reason,
+      });
+    } catch (e) {
+      const error = errorMessage(e);
+      binlogsFailed.push({ key: segment.key, error });
+      log.error("Cannot delete archived binlog {key} from the {kind} store ({reason}): {error}", {
+        key: segment.key,
+        kind: store.kind,
+        reason,
+        error,
+      });
+    }
+  }
+  return { binlogsDeleted, binlogsFailed };
 }
 
 /**

@@ -1,50 +1,59 @@
 /**
  * Verifying a snapshot end to end: download it, check its SHA-256 and size, restore and prepare it in a scratch
- * directory under MYSQL_TMPDIR, start a throwaway server on that copy and check that it opens, then shut the
- * server down and remove the scratch directory, whatever happened.
+ * directory under MYSQL_TMPDIR, start a throwaway server on that copy and check that it opens, then replay the
+ * archived binlogs after it (src/binlog/) on that server and check that they reach the archive's end, then
+ * shut the server down and remove the scratch directory, whatever happened.
  *
- * The throwaway server reads only the option file written into the scratch directory (`--defaults-file`, so
- * never the node's my.cnf): no networking, no binlog, no replication, no event scheduler, no grant tables, its
- * own socket, pid file, tmpdir and error log. It cannot join the cluster or touch the real datadir.
+ * The throwaway server (src/backup/scratch_server.ts) reads only the option file written into the scratch
+ * directory (`--defaults-file`, so never the node's my.cnf): no networking, no replication, no event
+ * scheduler, its own socket, pid file, tmpdir and error log. It cannot join the cluster or touch the real
+ * datadir. Without archived binlogs to replay it runs without grant tables and without a binlog; with them, as
+ * a point-in-time restore's replay server does (grant tables on, a binlog of its own in the scratch directory).
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { CommandFailedError, run } from "../exec.ts";
+import { run } from "../exec.ts";
 import type { Flavour } from "../mysql/flavour.ts";
-import { MysqlClient } from "../mysql/client.ts";
+import type { MysqlClient } from "../mysql/client.ts";
 import { ServerOperator } from "../mysql/server.ts";
+import { localAdminUser } from "../mysql/bootstrap.ts";
+import { type GtidComparison, MariadbGtidSet, MysqlGtidSet } from "../mysql/gtid.ts";
 import { NotFoundError, type SnapshotStore } from "../storage/store.ts";
 import { latestSnapshot } from "./backup.ts";
-import { CorruptSnapshotError, withoutLogPrefixes } from "./errors.ts";
+import { CorruptSnapshotError } from "./errors.ts";
 import { type Manifest, manifestKey, parseManifest } from "./manifest.ts";
 import { restoreSnapshot } from "./restore.ts";
+import {
+  errorLogTail,
+  MAX_SOCKET_PATH,
+  scratchServerCnf,
+  VerifyError,
+  withScratchServer,
+} from "./scratch_server.ts";
+import { listSegments } from "../binlog/catalog.ts";
+import {
+  followArchive,
+  newestSegment,
+  positionOf,
+  type RecoveryPlan,
+  type ReplayStep,
+  type SnapshotPoint,
+  snapshotPoint,
+} from "../binlog/plan.ts";
+import { fetchSegments, ReplayError, type ReplayFault, replaySteps, stepFile } from "../binlog/replay.ts";
+import type { Segment } from "../binlog/segment.ts";
 import { errorMessage } from "../text.ts";
 
+export { scratchServerCnf, SERVER_BINARIES, VerifyError, withScratchServer } from "./scratch_server.ts";
+
 const log = getLogger(["autopilot", "verify"]);
-
-/** The server binaries a throwaway server runs (the `autopilot` permission set allows exactly these). */
-export const SERVER_BINARIES: Readonly<Record<Flavour, string>> = Object.freeze({
-  mariadb: "/usr/sbin/mariadbd",
-  mysql: "/usr/sbin/mysqld",
-});
-
-/** Longest unix socket path Linux accepts (sun_path is 108 bytes, NUL included). */
-const MAX_SOCKET_PATH = 107;
 
 /** No snapshot of that name, or none at all, in the store. */
 export class SnapshotNotFoundError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "SnapshotNotFoundError";
-  }
-}
-
-/** A snapshot could not be verified for a local reason (not the snapshot's fault): scratch space, the server. */
-export class VerifyError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "VerifyError";
   }
 }
 
@@ -138,6 +147,108 @@ export interface VerifyResult {
   readonly databases: number;
   /** Base tables in those databases; every one passed CHECK TABLE. */
   readonly tables: number;
+  /** How many archived binlogs were replayed after the snapshot (0 when none follows it). */
+  readonly binlogs: number;
+  /** The GTID position the replay reached: the archive's end (the snapshot's own when nothing was replayed). */
+  readonly replayedTo: string;
+}
+
+/**
+ * The archived binlogs after a snapshot do not replay to the archive's end: one is corrupt, missing or lost,
+ * the archive has a gap, the snapshot is on another history, or the replay failed or stopped short. The
+ * snapshot itself is good; point-in-time restores from it cannot pass `replayedTo`.
+ */
+export class ArchiveReplayError extends Error {
+  readonly snapshot: string;
+  /** What is wrong, naming the binlog at fault when one is. */
+  readonly problem: string;
+  /** How many archived binlogs were replayed before it, and the GTID position they reached. */
+  readonly binlogs: number;
+  readonly replayedTo: string;
+  constructor(snapshot: string, problem: string, binlogs: number, replayedTo: string, end: string) {
+    super(
+      `the archived binlogs after snapshot '${snapshot}' do not replay to the archive's end (${
+        end || "(empty)"
+      }): ${problem}; ${binlogs} replayed, the last point reached is ${replayedTo || "(the snapshot alone)"}`,
+    );
+    this.name = "ArchiveReplayError";
+    this.snapshot = snapshot;
+    this.problem = problem;
+    this.binlogs = binlogs;
+    this.replayedTo = replayedTo;
+  }
+}
+
+/** What a verification replays after a snapshot ({@link archiveReplayPlan}). */
+export interface ArchiveReplayPlan {
+  /** The snapshot and the archived binlogs to replay after it; `position` is where they lead. */
+  readonly plan: RecoveryPlan;
+  /** The archive's end on the current primary's history (the newest index entry's), as a position. */
+  readonly end: string;
+  /** Why the binlogs to replay stop short of `end` (a gap, a lost binlog, another history), when they do. */
+  readonly problem?: string;
+}
+
+/**
+ * What a verification replays after a snapshot: the archive followed from the snapshot's state toward the
+ * newest segment's end state (lost index entries count for where the history ends), as
+ * `planRecovery(…, { kind: "end" })` would from that snapshot alone, and, where it stops short, why. Pure.
+ *
+ * @param snapshot The snapshot verified.
+ * @param segments The archive's complete segments of the snapshot's flavour.
+ * @param lost Index entries of that flavour whose binlog is missing or of another size.
+ */
+export function archiveReplayPlan(
+  flavour: Flavour,
+  snapshot: SnapshotPoint,
+  segments: readonly Segment[],
+  lost: readonly Segment[] = [],
+): ArchiveReplayPlan {
+  const newest = newestSegment([...segments, ...lost]);
+  const own = positionOf(flavour, snapshot.state);
+  if (newest === undefined) return { plan: { snapshot, steps: [], position: own }, end: own };
+  const goal = newest.endState;
+  const end = positionOf(flavour, goal);
+  if (compare(flavour, snapshot.state, goal) === "diverged") {
+    return {
+      plan: { snapshot, steps: [], position: own },
+      end,
+      problem: `snapshot ${snapshot.name} is not on the archive's history: it holds transactions that the ` +
+        `newest archived binlog ${newest.key} does not`,
+    };
+  }
+  const chain = followArchive(flavour, snapshot.state, segments, goal);
+  const steps: ReplayStep[] = [];
+  let applied = own;
+  for (const segment of chain.segments) {
+    steps.push({ segment, after: applied });
+    applied = positionOf(flavour, segment.endState);
+  }
+  const position = positionOf(flavour, chain.state);
+  const plan: RecoveryPlan = {
+    snapshot,
+    steps,
+    position,
+    ...(chain.lastTime !== undefined ? { lastTime: chain.lastTime } : {}),
+  };
+  if (chain.complete) return { plan, end };
+  const next = followArchive(flavour, chain.state, lost, goal, (s) => s !== chain.state).segments[0];
+  return {
+    plan,
+    end,
+    problem: next !== undefined
+      ? `the archived binlog after ${position || "the snapshot"}, ${next.key}, is lost (its index entry is ` +
+        "there, its data is missing or of another size)"
+      : `the archive has a gap: no archived binlog continues from ${
+        position || "the snapshot"
+      } (a binlog purged or lost before it was archived)`,
+  };
+}
+
+function compare(flavour: Flavour, a: string, b: string): GtidComparison {
+  return flavour === "mariadb"
+    ? MariadbGtidSet.parse(a).compare(MariadbGtidSet.parse(b))
+    : MysqlGtidSet.parse(a).compare(MysqlGtidSet.parse(b));
 }
 
 /**
@@ -185,18 +296,47 @@ export async function verifySnapshot(opts: VerifySnapshotOptions): Promise<Verif
       chownTo: opts.osUser,
       ...(signal ? { signal } : {}),
     });
+    const archive = await fetchArchive(store, manifest, `${scratch}/binlogs`, signal);
+    const { plan } = archive.replay;
+    const replay = archive.files.length > 0;
     await Deno.mkdir(`${scratch}/tmp`, { mode: 0o700 });
     await giveTo(opts.osUser, [scratch, `${scratch}/tmp`], name, signal);
     const cnf = `${scratch}/my.cnf`;
-    await Deno.writeTextFile(cnf, scratchServerCnf(manifest.flavour, scratch, opts.osUser), { mode: 0o600 });
-    const opened = await withScratchServer(
+    await Deno.writeTextFile(cnf, scratchServerCnf(manifest.flavour, scratch, opts.osUser, { replay }), {
+      mode: 0o600,
+    });
+    const { opened, replayed } = await withScratchServer(
       manifest,
       scratch,
       opts.startTimeoutMs ?? 120_000,
-      (db) => inspect(db, manifest, scratch, signal),
+      async (db) => {
+        const opened = await inspect(db, manifest, scratch, signal);
+        if (!replay) return { opened, replayed: undefined };
+        log.info("Replaying the {n} archived binlog(s) after snapshot {name}", {
+          n: archive.files.length,
+          name,
+        });
+        return { opened, replayed: await replayArchive(db, manifest, plan, archive.files, socket, signal) };
+      },
       signal,
+      replay ? localAdminUser(manifest.flavour) : "root",
     );
-    return { name, gtid: restored.gtid, ...opened };
+    const binlogs = replayed?.fault?.step ?? archive.files.length;
+    const replayedTo = replayed?.gtid ?? plan.position;
+    const fail = (problem: string): never => {
+      throw new ArchiveReplayError(name, problem, binlogs, replayedTo, archive.replay.end);
+    };
+    if (replayed?.fault) fail(replayed.fault.problem);
+    if (archive.fault) fail(archive.fault.problem);
+    if (archive.replay.problem) fail(archive.replay.problem);
+    if (replay && !samePosition(manifest.flavour, replayedTo, plan.position)) {
+      fail(
+        `the replay reached ${
+          replayedTo || "(nothing)"
+        }, not ${plan.position}, where the archived binlogs end`,
+      );
+    }
+    return { name, gtid: restored.gtid, ...opened, binlogs, replayedTo };
   } finally {
     await Deno.remove(scratch, { recursive: true }).catch((e) => {
       log.error("Cannot remove the scratch directory {scratch}: {error}; remove it by hand", {
@@ -207,142 +347,59 @@ export async function verifySnapshot(opts: VerifySnapshotOptions): Promise<Verif
   }
 }
 
-/**
- * The option file of the throwaway server: everything in the scratch directory, nothing on the network, no
- * binlog, no replication, no events, no grant tables.
- *
- * @param flavour The snapshot's flavour.
- * @param scratch The scratch directory (absolute).
- * @param osUser The OS account the server runs as.
- * @returns The file's text (`[mysqld]` section, read by mariadbd and mysqld alike).
- */
-export function scratchServerCnf(
-  flavour: Flavour,
-  scratch: string,
-  osUser: string,
-  opts: { readonly datadir?: string; readonly replay?: boolean } = {},
-): string {
-  // Replaying binlogs: grant tables on (a replayed CREATE USER or GRANT needs them; autopilot logs in over the
-  // socket as its local admin, authenticated by the OS user) and a binlog of its own in the scratch directory,
-  // so that the server's GTID state after the replay is exactly the binlogs'.
-  const replay = opts.replay === true
-    ? [
-      `log-bin = ${scratch}/replay-bin`,
-      "server_id = 1",
-      "binlog_format = ROW",
-      ...(flavour === "mariadb"
-        ? ["gtid_strict_mode = ON"]
-        : ["gtid_mode = ON", "enforce_gtid_consistency = ON"]),
-    ]
-    : ["skip-grant-tables", "skip-log-bin"];
-  return [
-    "# Written by autopilot for a throwaway server on a restored snapshot; removed after it.",
-    "[mysqld]",
-    `user = ${osUser}`,
-    `datadir = ${opts.datadir ?? `${scratch}/data`}`,
-    `tmpdir = ${scratch}/tmp`,
-    `socket = ${scratch}/mysqld.sock`,
-    `pid-file = ${scratch}/mysqld.pid`,
-    `log-error = ${scratch}/error.log`,
-    "skip-networking",
-    "skip-name-resolve",
-    ...replay,
-    flavour === "mariadb" ? "skip-slave-start" : "skip-replica-start",
-    "event-scheduler = DISABLED",
-    "performance_schema = OFF",
-    "innodb_buffer_pool_size = 64M",
-    ...(flavour === "mysql" ? ["mysqlx = OFF"] : []),
-    "",
-  ].join("\n");
+/** The archived binlogs after the snapshot: planned, and downloaded up to the first that is missing or corrupt. */
+async function fetchArchive(
+  store: SnapshotStore,
+  manifest: Manifest,
+  dir: string,
+  signal: AbortSignal | undefined,
+): Promise<{ replay: ArchiveReplayPlan; files: string[]; fault?: ReplayFault }> {
+  const flavour = manifest.flavour;
+  const lost: Segment[] = [];
+  const segments = await listSegments(store, {
+    onInvalid: (key, problem) => log.warn("Archived binlog {key} is not used: {problem}", { key, problem }),
+    onLost: (s) => lost.push(s),
+    ...(signal ? { signal } : {}),
+  });
+  const replay = archiveReplayPlan(
+    flavour,
+    snapshotPoint(manifest),
+    segments.filter((s) => s.flavour === flavour),
+    lost.filter((s) => s.flavour === flavour),
+  );
+  if (replay.plan.steps.length === 0) return { replay, files: [] };
+  await Deno.mkdir(dir, { mode: 0o700 });
+  try {
+    return { replay, files: await fetchSegments(store, replay.plan, dir, signal) };
+  } catch (e) {
+    if (!(e instanceof ReplayError) || e.fault === undefined || signal?.aborted) throw e;
+    const fault = e.fault;
+    return { replay, files: Array.from({ length: fault.step }, (_, i) => stepFile(dir, i)), fault };
+  }
 }
 
-/**
- * Runs the throwaway server (`scratch/my.cnf`), hands a connection to `use`, then shuts it down (killed if it
- * will not stop).
- *
- * @param user The account to connect as over the socket: any without grant tables; the local admin with them.
- */
-export async function withScratchServer<T>(
+/** Replays the downloaded binlogs; a binlog that fails is returned with the position the server reached. */
+async function replayArchive(
+  db: MysqlClient,
   manifest: Manifest,
-  scratch: string,
-  startTimeoutMs: number,
-  use: (db: MysqlClient) => Promise<T>,
+  plan: RecoveryPlan,
+  files: readonly string[],
+  socket: string,
   signal: AbortSignal | undefined,
-  user = "root",
-): Promise<T> {
-  const name = manifest.name;
-  const binary = SERVER_BINARIES[manifest.flavour];
-  const kill = new AbortController();
-  const onAbort = () => kill.abort();
-  signal?.addEventListener("abort", onAbort, { once: true });
-  let exit: { error?: unknown } | undefined;
-  const server = run([binary, `--defaults-file=${scratch}/my.cnf`], { signal: kill.signal }).then(
-    () => exit = {},
-    (error) => exit = { error },
-  );
-  const failed = async (problem: string): Promise<CorruptSnapshotError> =>
-    new CorruptSnapshotError(
-      name,
-      `${problem}${await errorLogTail(`${scratch}/error.log`)}`,
-      "its bytes match the manifest, so the backup itself is bad: take a new snapshot on the primary",
-    );
-  let shutdownSent = false;
+): Promise<{ gtid: string; fault?: ReplayFault }> {
   try {
-    const deadline = Date.now() + startTimeoutMs;
-    let db: MysqlClient | undefined;
-    while (db === undefined) {
-      signal?.throwIfAborted();
-      if (exit !== undefined) {
-        const e = exit.error;
-        if (e instanceof CommandFailedError && e.code === 127) {
-          throw new VerifyError(`Cannot verify snapshot '${name}': ${binary} is not installed`, { cause: e });
-        }
-        throw await failed(`a server started on it exited at once${e ? ` (${errorMessage(e)})` : ""}`);
-      }
-      try {
-        db = await MysqlClient.connect({
-          socketPath: `${scratch}/mysqld.sock`,
-          user,
-          connectTimeoutMs: 1000,
-        });
-      } catch {
-        if (Date.now() > deadline) {
-          throw await failed(
-            `a server started on it did not open within ${Math.round(startTimeoutMs / 1000)} s`,
-          );
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    try {
-      return await use(db);
-    } catch (e) {
-      // A replay's own failures (src/binlog/replay.ts) say what they are: not the snapshot's fault.
-      if (e instanceof CorruptSnapshotError || signal?.aborted || (e as Error)?.name === "ReplayError") {
-        throw e;
-      }
-      throw await failed(`the server started on it failed: ${errorMessage(e)}`);
-    } finally {
-      // The connection may drop as the server goes down: shutdown() ignores that, and closes the connection.
-      await new ServerOperator(db, manifest.flavour).shutdown();
-      shutdownSent = true;
-    }
-  } finally {
-    if (shutdownSent && exit === undefined) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const stopped = await Promise.race([
-        server.then(() => true),
-        new Promise<false>((r) => timer = setTimeout(() => r(false), 60_000)),
-      ]);
-      clearTimeout(timer);
-      if (!stopped) {
-        log.warn("The throwaway server on snapshot {name} did not stop within 60 s: killing it", { name });
-      }
-    }
-    kill.abort();
-    await server;
-    signal?.removeEventListener("abort", onAbort);
+    return { gtid: (await replaySteps(db, { manifest, plan, files, socket, signal })).gtid };
+  } catch (e) {
+    if (!(e instanceof ReplayError) || e.fault === undefined || signal?.aborted) throw e;
+    const fault = e.fault;
+    const state = await new ServerOperator(db, manifest.flavour).gtidState({ signal });
+    return { gtid: (manifest.flavour === "mariadb" ? state.binlogPos : state.executed) ?? "", fault };
   }
+}
+
+/** Whether two GTID positions are the same, whatever their order. */
+function samePosition(flavour: Flavour, a: string, b: string): boolean {
+  return compare(flavour, a, b) === "equal";
 }
 
 /** Lists the databases and tables and runs CHECK TABLE on every table. */
@@ -351,7 +408,7 @@ async function inspect(
   manifest: Manifest,
   scratch: string,
   signal: AbortSignal | undefined,
-): Promise<Omit<VerifyResult, "name" | "gtid">> {
+): Promise<Omit<VerifyResult, "name" | "gtid" | "binlogs" | "replayedTo">> {
   const version = await db.version(signal);
   const rows = await db.query(
     "SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t FROM information_schema.TABLES " +
@@ -414,21 +471,6 @@ async function giveTo(
       { cause: e },
     );
   }
-}
-
-/** The last error lines of the throwaway server's log, as ` (server log: …)`, or "" when there are none. */
-async function errorLogTail(path: string): Promise<string> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch {
-    return "";
-  }
-  const lines = text.trim().split("\n").filter((l) => l.trim() !== "");
-  const errors = lines.filter((l) => /\[ERROR\]/i.test(l));
-  const picked = (errors.length > 0 ? errors : lines).slice(-3)
-    .map((l) => withoutLogPrefixes(l.replace(/^\d{4}-\d\d-\d\d\s+\d\d?:\d\d:\d\d\s+\d+\s+/, "")).trim());
-  return picked.length > 0 ? ` (server log: ${picked.join(" | ").slice(0, 600)})` : "";
 }
 
 function quote(identifier: string): string {

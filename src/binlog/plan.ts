@@ -140,7 +140,7 @@ function unionPositions(flavour: Flavour, ps: readonly string[]): string {
 }
 
 /** The newest segment: the current primary's history ends there. */
-function newestSegment(segments: readonly Segment[]): Segment | undefined {
+export function newestSegment(segments: readonly Segment[]): Segment | undefined {
   let newest: Segment | undefined;
   for (const s of segments) {
     if (

@@ -18,6 +18,7 @@
 import { getLogger } from "@logtape/logtape";
 import { CommandFailedError, pipeline, run } from "../exec.ts";
 import type { Flavour } from "../mysql/flavour.ts";
+import type { MysqlClient } from "../mysql/client.ts";
 import { ServerOperator } from "../mysql/server.ts";
 import { localAdminUser } from "../mysql/bootstrap.ts";
 import { NotFoundError, type SnapshotStore } from "../storage/store.ts";
@@ -26,7 +27,7 @@ import { listSnapshots } from "../backup/backup.ts";
 import type { Manifest } from "../backup/manifest.ts";
 import { restoreSnapshot } from "../backup/restore.ts";
 import { decompressCommand } from "../backup/tools.ts";
-import { scratchServerCnf, withScratchServer } from "../backup/verify.ts";
+import { scratchServerCnf, withScratchServer } from "../backup/scratch_server.ts";
 import { writeRestoredMark } from "../restored.ts";
 import { errorMessage } from "../text.ts";
 import { listSegments } from "./catalog.ts";
@@ -42,11 +43,24 @@ import {
 
 const log = getLogger(["autopilot", "restore"]);
 
+/** Which archived binlog a replay stopped at, and where. */
+export interface ReplayFault {
+  /** Its index in the plan's steps. */
+  readonly step: number;
+  /** The position reached before it (what is applied, or can be, without it). */
+  readonly reached: string;
+  /** What is wrong, naming the binlog, e.g. `Archived binlog K is corrupt (…)`. */
+  readonly problem: string;
+}
+
 /** Replaying archived binlogs failed, or one of them is missing or corrupt. The message names the last point. */
 export class ReplayError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
+  /** The binlog at fault, when one is. */
+  readonly fault?: ReplayFault;
+  constructor(message: string, options?: ErrorOptions & { readonly fault?: ReplayFault }) {
     super(message, options);
     this.name = "ReplayError";
+    if (options?.fault !== undefined) this.fault = options.fault;
   }
 }
 
@@ -93,11 +107,17 @@ function describePoint(position: string, unix?: number): string {
   return `${position || "(the snapshot alone)"}${unix !== undefined ? ` (${isoSecond(unix)})` : ""}`;
 }
 
+/** Where {@link fetchSegments} puts step `i`'s binlog in `dir`. */
+export function stepFile(dir: string, i: number): string {
+  return `${dir}/${String(i).padStart(4, "0")}.binlog`;
+}
+
 /**
- * Downloads each step's binlog into `dir` (`NNNN.binlog`), checking size and SHA-256 on the way.
+ * Downloads each step's binlog into `dir` ({@link stepFile}), checking size and SHA-256 on the way.
  *
  * @returns The files, in step order.
- * @throws {ReplayError} naming the binlog at fault and the last point reachable before it.
+ * @throws {ReplayError} naming the binlog at fault and the last point reachable before it (`fault` says
+ *   which step; the files of the steps before it are complete).
  */
 export async function fetchSegments(
   store: SnapshotStore,
@@ -108,17 +128,18 @@ export async function fetchSegments(
   const files: string[] = [];
   for (const [i, step] of plan.steps.entries()) {
     const seg = step.segment;
-    const file = `${dir}/${String(i).padStart(4, "0")}.binlog`;
+    const file = stepFile(dir, i);
     const reachable = i === 0 ? plan.steps[0].after : plan.steps[i - 1].segment.endState;
     const stop = (problem: string, cause?: unknown): never => {
       const before = i === 0 ? undefined : plan.steps[i - 1].segment.lastTime;
+      const fault = { step: i, reached: reachable, problem: `Archived binlog ${seg.key} ${problem}` };
       throw new ReplayError(
         `Archived binlog ${seg.key} ${problem}: the restore stops before it, nothing was touched; the last point ` +
           `it can reach from snapshot ${plan.snapshot.name} is ${
             describePoint(reachable, before)
           }: restore with ` +
           `--to-gtid ${reachable || "(none: restore the snapshot alone)"}`,
-        cause === undefined ? undefined : { cause },
+        cause === undefined ? { fault } : { cause, fault },
       );
     };
     let body: ReadableStream<Uint8Array>;
@@ -293,38 +314,84 @@ async function replayInto(
     work,
     o.startTimeoutMs ?? 120_000,
     async (db) => {
-      const server = new ServerOperator(db, flavour);
-      const snap = plan.snapshot;
-      await server.startReplicationAfter(manifest.gtid, flavour === "mariadb" ? snap.state : undefined, {
-        signal,
-      });
-      const started = performance.now();
-      for (const [i, step] of plan.steps.entries()) {
-        try {
-          await pipeline([{ argv: readerCommand(flavour, files[i], step) }, {
-            argv: clientCommand(flavour, `${work}/mysqld.sock`),
-          }], {
-            ...(signal ? { signal } : {}),
-          });
-        } catch (e) {
-          if (signal?.aborted) throw e;
-          const at = i === 0 ? step.after : plan.steps[i - 1].segment.endState;
-          throw new ReplayError(
-            `Cannot replay archived binlog ${step.segment.key}: ${
-              e instanceof CommandFailedError ? e.message : errorMessage(e)
-            }; ` +
-              `the datadir was not touched; the last point replayed before it is ${describePoint(at)}`,
-            { cause: e },
-          );
-        }
+      try {
+        const r = await replaySteps(db, { manifest, plan, files, socket: `${work}/mysqld.sock`, signal });
+        took(r.ms);
+        return r.binlogState !== undefined ? { gtid: r.gtid, binlogState: r.binlogState } : { gtid: r.gtid };
+      } catch (e) {
+        if (!(e instanceof ReplayError) || e.fault === undefined) throw e;
+        throw new ReplayError(
+          `${e.message}; the datadir was not touched; the last point replayed before it is ${
+            describePoint(e.fault.reached)
+          }`,
+          { cause: e.cause, fault: e.fault },
+        );
       }
-      took(performance.now() - started);
-      const state = await server.gtidState({ signal });
-      return flavour === "mariadb"
-        ? { gtid: state.binlogPos ?? "", binlogState: state.executed }
-        : { gtid: state.executed };
     },
     signal,
     localAdminUser(flavour),
   );
+}
+
+/** What {@link replaySteps} needs. */
+export interface ReplayStepsOptions {
+  /** The snapshot the server opened. */
+  readonly manifest: Manifest;
+  readonly plan: RecoveryPlan;
+  /** The binlogs of the plan's first `files.length` steps ({@link fetchSegments}), which are replayed. */
+  readonly files: readonly string[];
+  /** The server's socket. */
+  readonly socket: string;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** Where {@link replaySteps} left the server. */
+export interface ReplayedState {
+  /** The GTID position reached (MariaDB gtid_binlog_pos, MySQL gtid_executed). */
+  readonly gtid: string;
+  /** MariaDB: the binlog state reached. */
+  readonly binlogState?: string;
+  /** How long the replay itself took. */
+  readonly ms: number;
+}
+
+/**
+ * On a throwaway server opened on a restored snapshot with `scratchServerCnf(…, { replay: true })` (grant tables
+ * on, a binlog of its own), connected as the local admin: sets its GTID state to the snapshot's, then replays
+ * each file through `mariadb-binlog | mariadb` (`mysqlbinlog | mysql`) from what is applied up to the step's
+ * stop, stopping at the first that fails.
+ *
+ * @returns The server's GTID state afterwards.
+ * @throws {ReplayError} `Cannot replay archived binlog KEY: …`, its `fault` naming the step and the point
+ *   replayed before it.
+ */
+export async function replaySteps(db: MysqlClient, o: ReplayStepsOptions): Promise<ReplayedState> {
+  const { manifest, plan, files, signal } = o;
+  const flavour = manifest.flavour;
+  const server = new ServerOperator(db, flavour);
+  await server.startReplicationAfter(manifest.gtid, flavour === "mariadb" ? plan.snapshot.state : undefined, {
+    signal,
+  });
+  const started = performance.now();
+  for (const [i, step] of plan.steps.slice(0, files.length).entries()) {
+    try {
+      await pipeline([{ argv: readerCommand(flavour, files[i], step) }, {
+        argv: clientCommand(flavour, o.socket),
+      }], {
+        ...(signal ? { signal } : {}),
+      });
+    } catch (e) {
+      if (signal?.aborted) throw e;
+      const reached = i === 0 ? step.after : plan.steps[i - 1].segment.endState;
+      const problem = `Cannot replay archived binlog ${step.segment.key}: ${
+        e instanceof CommandFailedError ? e.message : errorMessage(e)
+      }`;
+      throw new ReplayError(problem, { cause: e, fault: { step: i, reached, problem } });
+    }
+  }
+  const ms = performance.now() - started;
+  const state = await server.gtidState({ signal });
+  return flavour === "mariadb"
+    ? { gtid: state.binlogPos ?? "", binlogState: state.executed, ms }
+    : { gtid: state.executed, ms };
 }

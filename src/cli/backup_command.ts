@@ -8,7 +8,7 @@ import type { Config } from "../config.ts";
 import { CORRUPT_ADVICE, CorruptSnapshotError } from "../backup/errors.ts";
 import type { Manifest } from "../backup/manifest.ts";
 import { inventorySnapshots, type StoredSnapshot } from "../backup/retention.ts";
-import { describeSource, findSnapshot, verifySnapshot } from "../backup/verify.ts";
+import { ArchiveReplayError, describeSource, findSnapshot, verifySnapshot } from "../backup/verify.ts";
 import { lookupPublished, operatorError } from "../operator.ts";
 import { openStore, StoreUnavailableError } from "../storage/open.ts";
 import type { SnapshotStore } from "../storage/store.ts";
@@ -264,13 +264,24 @@ async function verify(config: Config, name: string | undefined): Promise<number>
     print(
       `Snapshot '${r.name}' is good: its SHA-256 and size match the manifest, it unpacks and prepares, its GTID ` +
         `${r.gtid || "(none)"} matches the manifest, and a server (${r.serverVersion}) opened it: ` +
-        `${plural(r.databases, "database")}, ${plural(r.tables, "table")}, every table passed CHECK TABLE`,
+        `${plural(r.databases, "database")}, ${plural(r.tables, "table")}, every table passed CHECK TABLE; ` +
+        (r.binlogs === 0
+          ? "no archived binlog follows it"
+          : `${
+            plural(r.binlogs, "archived binlog")
+          } after it replayed to the archive's end, ${r.replayedTo}`),
     );
     return EXIT.ok;
   } catch (e) {
     if (e instanceof RangeError) {
       printError(`autopilot backup verify: ${e.message}: run 'autopilot backup list' for the names`);
       return EXIT.usage;
+    }
+    if (e instanceof ArchiveReplayError) {
+      return fail(
+        `Snapshot '${e.snapshot}' is good, but ${e.message}: a point-in-time restore from it cannot pass that ` +
+          "point; take a new snapshot on the primary ('autopilot backup now')",
+      );
     }
     if (e instanceof CorruptSnapshotError && e.message.endsWith(CORRUPT_ADVICE)) {
       return fail(

@@ -193,6 +193,9 @@ Deno.test("parseVerificationRecord() reads a record back and counts anything els
   assertEquals(parseVerificationRecord(formatVerificationRecord(ok)), ok);
   assertEquals(parseVerificationRecord(formatVerificationRecord(bad)), bad);
   assertEquals(parseVerificationRecord(JSON.stringify({ ...ok, extra: 1 })), ok);
+  const replayed = { ...ok, binlogs: 3, replayedTo: "0-1-42" };
+  assertEquals(parseVerificationRecord(formatVerificationRecord(replayed)), replayed);
+  assertEquals(parseVerificationRecord(JSON.stringify({ ...ok, binlogs: -1, replayedTo: 7 })), ok);
   for (
     const foreign of [
       undefined,

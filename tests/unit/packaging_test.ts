@@ -1127,9 +1127,10 @@ Deno.test("autopilot registers the SERVICE_NAME job's service as containerpilot.
 });
 
 Deno.test("containerpilot.json5 gives ContainerPilot BINLOG_ARCHIVE_INTERVAL as a duration, whatever form autopilot accepts", () => {
-  // deno-lint-ignore no-explicit-any
   const interval = (v: string) =>
-    containerpilot({ BINLOG_ARCHIVE_INTERVAL: v }).jobs.find((j: any) => j.name === "binlog-archive").when
+    containerpilot({ BINLOG_ARCHIVE_INTERVAL: v }).jobs.find((j: { name: string }) =>
+      j.name === "binlog-archive"
+    ).when
       .interval;
   assertEquals(interval("90"), "90s");
   assertEquals(interval(" 45 "), "45s");

@@ -419,6 +419,30 @@ Deno.test("summariseStatus() shows the last snapshot's verification (BACKUP_VERI
   assert(renderStatusTable(bad).split("\n")[1].endsWith(", from n1 at 0-1-3, FAILED verification on n3"));
 });
 
+Deno.test("summariseStatus() shows how far a verification replayed the archived binlogs, and where one failed", () => {
+  const snapshot = view().snapshot!.name;
+  const at = "2026-11-25T11:55:00.000Z";
+  const good = summariseStatus(healthyMariadb({
+    consul: view({
+      verified: { name: snapshot, ok: true, node: "n2", at, binlogs: 3, replayedTo: "0-1-42" },
+    }),
+  }));
+  assertEquals(good.snapshot?.verified, { ok: true, node: "n2", at, binlogs: 3, replayedTo: "0-1-42" });
+  const line = renderStatusTable(good).split("\n")[1];
+  assert(line.endsWith(", verified on n2 (3 archived binlogs replayed to 0-1-42)"), line);
+  const error = "the archived binlogs after snapshot 'x' do not replay to the archive's end (0-1-42): " +
+    "Archived binlog binlogs/n1/b.zst is corrupt (…); 1 replayed, the last point reached is 0-1-20";
+  const bad = summariseStatus(healthyMariadb({
+    consul: view({
+      verified: { name: snapshot, ok: false, node: "n3", at, error, binlogs: 1, replayedTo: "0-1-20" },
+    }),
+  }));
+  assertEquals(bad.healthy, false);
+  assert(bad.problems[0].includes("binlogs/n1/b.zst is corrupt"), bad.problems[0]);
+  const badLine = renderStatusTable(bad).split("\n")[1];
+  assert(badLine.endsWith(", FAILED verification on n3 (1 archived binlog replayed to 0-1-20)"), badLine);
+});
+
 Deno.test("nodeTargets() merges member records, the lock record and passing instances by address", () => {
   const targets = nodeTargets(
     {

@@ -1,0 +1,131 @@
+/**
+ * The binlog archive's side of retention, on plain data: which archived binlogs pruning deletes with the
+ * snapshots (`prunableBinlogs`), and `pruneSnapshots` on a store in memory (index entry before data).
+ */
+import { assert, assertEquals } from "./assert.ts";
+import { prunableBinlogs, pruneSnapshots } from "../../src/backup/retention.ts";
+import { snapshotPoint } from "../../src/binlog/plan.ts";
+import { formatSegment, indexKeyOf, type Segment, segmentKeys } from "../../src/binlog/segment.ts";
+import type { Manifest } from "../../src/backup/manifest.ts";
+import { addSnapshot, MemoryStore, testManifest } from "./memory_store.ts";
+
+const DAY = 86_400_000;
+const NOW = new Date("2026-11-25T12:00:00.000Z");
+
+let fileNo = 0;
+/** A MariaDB segment from `start` to `end`, created `minutes` after the epoch of the test. */
+function seg(start: string, end: string, minutes: number, extra: Partial<Segment> = {}): Segment {
+  const createdAt = new Date(NOW.getTime() - 10 * DAY + minutes * 60_000).toISOString();
+  const file = `mysql-bin.${String(++fileNo).padStart(6, "0")}`;
+  return {
+    format: 1,
+    key: segmentKeys("n1", 1, file, createdAt).data,
+    node: "n1",
+    serverId: 1,
+    file,
+    createdAt,
+    flavour: "mariadb",
+    startState: start,
+    endState: end,
+    transactions: 1,
+    rawBytes: 100,
+    size: 4,
+    sha256: "0".repeat(64),
+    archivedAt: createdAt,
+    ...extra,
+  };
+}
+
+function snapshot(name: string, daysAgo: number, gtid: string): Manifest {
+  return { ...testManifest(name, new Date(NOW.getTime() - daysAgo * DAY).toISOString()), gtid };
+}
+
+const A = seg("", "0-1-5", 1);
+const B = seg("0-1-5", "0-1-10", 2);
+const C = seg("0-1-10", "0-1-15", 3);
+const D = seg("0-1-15", "0-1-20", 4);
+
+Deno.test("prunableBinlogs() deletes exactly what every snapshot kept holds already, oldest first", () => {
+  const kept = [snapshot("s2", 2, "0-1-12"), snapshot("s3", 1, "0-1-18")];
+  assertEquals(prunableBinlogs(kept, [D, C, B, A]).map((d) => d.segment.key), [A.key, B.key]);
+  // C straddles the oldest kept snapshot: it holds 0-1-13..15, which s2 needs.
+  const exact = [snapshot("s2", 2, "0-1-10")];
+  assertEquals(prunableBinlogs(exact, [A, B, C, D]).map((d) => d.segment.key), [A.key, B.key]);
+  const r = prunableBinlogs(kept, [A])[0];
+  assert(r.reason.includes("s2"), r.reason);
+  assertEquals(r.lost, false);
+});
+
+Deno.test("prunableBinlogs() deletes nothing when no snapshot is kept, nor binlogs of another flavour", () => {
+  assertEquals(prunableBinlogs([], [A, B, C, D]), []);
+  const mysql = seg("", "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5", 5, { flavour: "mysql" });
+  assertEquals(prunableBinlogs([snapshot("s3", 1, "0-1-18")], [mysql]), []);
+});
+
+Deno.test("prunableBinlogs() deletes lost index entries by the same rule, and another history's binlogs", () => {
+  const lostOld = seg("0-1-5", "0-1-10", 6);
+  const lostNew = seg("0-1-15", "0-1-20", 7);
+  // A primary's tail that a failover lost: 0-2-… never reached the snapshots kept.
+  const tail = seg("0-1-10", "0-1-10,0-2-13", 8);
+  const out = prunableBinlogs([snapshot("s2", 2, "0-1-12")], [A, C, tail], [lostOld, lostNew]);
+  assertEquals(out.map((d) => [d.segment.key, d.lost]), [[A.key, false], [lostOld.key, true], [
+    tail.key,
+    false,
+  ]]);
+});
+
+Deno.test("prunableBinlogs() compares with a MariaDB snapshot's full binlog state, not its position alone", () => {
+  // The manifest's binlogState (every server_id) is what counts, not its gtid position alone.
+  const m = { ...snapshot("s", 1, "0-1-12"), binlogState: "0-2-3,0-1-12" };
+  const other = seg("0-2-1", "0-2-3,0-1-12", 9);
+  assertEquals(prunableBinlogs([m], [other]).map((d) => d.segment.key), [other.key]);
+  assertEquals(snapshotPoint(m).state, "0-2-3,0-1-12");
+});
+
+/** Stores a segment: its data (size bytes) and its index entry. */
+function addSegment(store: MemoryStore, s: Segment, withData = true): void {
+  if (withData) store.set(s.key, new Uint8Array(s.size));
+  store.set(indexKeyOf(s.key)!, formatSegment(s));
+}
+
+Deno.test("pruneSnapshots() prunes the binlogs the snapshots kept do not need, index entry first", async () => {
+  const store = new MemoryStore(NOW);
+  const deletes: string[][] = [];
+  const del = store.delete.bind(store);
+  store.delete = (keys) => {
+    deletes.push([...keys]);
+    return del(keys);
+  };
+  addSnapshot(store, snapshot("s1", 3, "0-1-5"));
+  addSnapshot(store, snapshot("s2", 2, "0-1-12"));
+  addSnapshot(store, snapshot("s3", 1, "0-1-18"));
+  for (const s of [A, B, C, D]) addSegment(store, s);
+  const lost = seg("", "0-1-4", 0);
+  addSegment(store, lost, false);
+  const r = await pruneSnapshots(store, { retainCount: 2 }, { now: NOW });
+  assertEquals(r.deleted, ["s1"]);
+  assertEquals(r.binlogsDeleted, [lost.key, A.key, B.key]);
+  assertEquals(r.binlogsFailed, []);
+  const binlogCalls = deletes.filter((k) => k[0].startsWith("binlogs/"));
+  assertEquals(binlogCalls, [lost, A, B].flatMap((s) => [[indexKeyOf(s.key)!], [s.key]]));
+  const left = [...store.objects.keys()].filter((k) => k.startsWith("binlogs/")).sort();
+  assertEquals(left, [C, D].flatMap((s) => [s.key, indexKeyOf(s.key)!]).sort());
+});
+
+Deno.test("pruneSnapshots() keeps the binlogs of a snapshot it could not delete, and reports a binlog it could not", async () => {
+  const store = new MemoryStore(NOW);
+  addSnapshot(store, snapshot("s1", 3, "0-1-5"));
+  addSnapshot(store, snapshot("s2", 2, "0-1-12"));
+  store.failDelete.add("s1.manifest.json");
+  for (const s of [A, B, C]) addSegment(store, s);
+  let r = await pruneSnapshots(store, { retainCount: 1 }, { now: NOW });
+  assertEquals(r.failed.map((f) => f.name), ["s1"]);
+  assertEquals(r.binlogsDeleted, [A.key], "s1 is still there: B, which it needs, stays");
+  store.failDelete.clear();
+  store.failDelete.add(indexKeyOf(B.key)!);
+  r = await pruneSnapshots(store, { retainCount: 1 }, { now: NOW });
+  assertEquals(r.deleted, ["s1"]);
+  assertEquals(r.binlogsDeleted, []);
+  assertEquals(r.binlogsFailed, [{ key: B.key, error: `permission denied: ${indexKeyOf(B.key)}` }]);
+  assert(store.objects.has(B.key), "the data went before its index entry");
+});

@@ -1,0 +1,97 @@
+/**
+ * What a verification (BACKUP_VERIFY, `autopilot backup verify`) replays after a snapshot, on plain data:
+ * `archiveReplayPlan`, the archive followed from the snapshot to its end, and where it stops short.
+ */
+import { assert, assertEquals } from "./assert.ts";
+import { archiveReplayPlan } from "../../src/backup/verify.ts";
+import { planRecovery } from "../../src/binlog/plan.ts";
+import { snapshotPoint } from "../../src/binlog/plan.ts";
+import { type Segment, segmentKeys } from "../../src/binlog/segment.ts";
+import type { Manifest } from "../../src/backup/manifest.ts";
+import { testManifest } from "./memory_store.ts";
+
+const DAY = 86_400_000;
+const NOW = new Date("2026-11-25T12:00:00.000Z");
+
+let fileNo = 0;
+/** A MariaDB segment from `start` to `end`, created `minutes` after the epoch of the test. */
+function seg(start: string, end: string, minutes: number, extra: Partial<Segment> = {}): Segment {
+  const createdAt = new Date(NOW.getTime() - 10 * DAY + minutes * 60_000).toISOString();
+  const file = `mysql-bin.${String(++fileNo).padStart(6, "0")}`;
+  return {
+    format: 1,
+    key: segmentKeys("n1", 1, file, createdAt).data,
+    node: "n1",
+    serverId: 1,
+    file,
+    createdAt,
+    flavour: "mariadb",
+    startState: start,
+    endState: end,
+    transactions: 1,
+    rawBytes: 100,
+    size: 4,
+    sha256: "0".repeat(64),
+    archivedAt: createdAt,
+    ...extra,
+  };
+}
+
+function snapshot(name: string, daysAgo: number, gtid: string): Manifest {
+  return { ...testManifest(name, new Date(NOW.getTime() - daysAgo * DAY).toISOString()), gtid };
+}
+
+const A = seg("", "0-1-5", 1);
+const B = seg("0-1-5", "0-1-10", 2);
+const C = seg("0-1-10", "0-1-15", 3);
+const D = seg("0-1-15", "0-1-20", 4);
+
+Deno.test("archiveReplayPlan() replays the archive from the snapshot to its end, as planRecovery() plans it", () => {
+  const snap = snapshotPoint(snapshot("s", 1, "0-1-10"));
+  const p = archiveReplayPlan("mariadb", snap, [A, B, C, D]);
+  assertEquals(p.problem, undefined);
+  assertEquals(p.end, "0-1-20");
+  assertEquals(p.plan.position, "0-1-20");
+  assertEquals(p.plan.steps.map((s) => [s.segment.key, s.after, s.until]), [
+    [C.key, "0-1-10", undefined],
+    [D.key, "0-1-15", undefined],
+  ]);
+  const r = planRecovery("mariadb", [snap], [A, B, C, D], { kind: "end" });
+  assertEquals(p.plan.steps, r.steps);
+  assertEquals(p.plan.position, r.position);
+});
+
+Deno.test("archiveReplayPlan() with nothing to replay: no archive, or a snapshot past its end", () => {
+  const snap = snapshotPoint(snapshot("s", 1, "0-1-10"));
+  assertEquals(archiveReplayPlan("mariadb", snap, []), {
+    plan: { snapshot: snap, steps: [], position: "0-1-10" },
+    end: "0-1-10",
+  });
+  const late = snapshotPoint(snapshot("s", 1, "0-1-25"));
+  const p = archiveReplayPlan("mariadb", late, [A, B, C, D]);
+  assertEquals([p.plan.steps.length, p.plan.position, p.problem], [0, "0-1-25", undefined]);
+});
+
+Deno.test("archiveReplayPlan() says where the binlogs stop short: a gap, a lost binlog, another history", () => {
+  const snap = snapshotPoint(snapshot("s", 1, "0-1-5"));
+  const gap = archiveReplayPlan("mariadb", snap, [A, B, D]);
+  assertEquals(gap.plan.steps.map((s) => s.segment.key), [B.key]);
+  assertEquals(gap.plan.position, "0-1-10");
+  assertEquals(gap.end, "0-1-20");
+  assert(
+    gap.problem?.startsWith("the archive has a gap: no archived binlog continues from 0-1-10"),
+    gap.problem,
+  );
+
+  const lost = archiveReplayPlan("mariadb", snap, [A, B, D], [C]);
+  assertEquals(lost.plan.steps.map((s) => s.segment.key), [B.key]);
+  assert(lost.problem?.includes(`${C.key}, is lost`), lost.problem);
+
+  const lostLast = archiveReplayPlan("mariadb", snap, [A, B, C], [D]);
+  assertEquals([lostLast.plan.position, lostLast.end], ["0-1-15", "0-1-20"]);
+  assert(lostLast.problem?.includes(D.key), lostLast.problem);
+
+  const other = archiveReplayPlan("mariadb", snapshotPoint(snapshot("s", 1, "0-1-7,0-3-4")), [A, B, C, D]);
+  assertEquals(other.plan.steps, []);
+  assert(other.problem?.includes("not on the archive's history"), other.problem);
+});
