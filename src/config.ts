@@ -873,6 +873,10 @@ internal(
     "again when the agent lost it (src/services.ts).",
 );
 internal(
+  "NODE_V8_COVERAGE",
+  "Read (never set) by `node:child_process`, which src/exec.ts uses to join a pipeline's stages by pipes.",
+);
+internal(
   "AUTOPILOT_CGROUP_MEMORY_LIMIT",
   "Set by the image's entrypoint: the cgroup's memory limit (ENTRYPOINT_LIMIT_VARIABLE in src/node.ts).",
 );
