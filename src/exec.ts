@@ -139,7 +139,9 @@ export async function pipeline(
     }
     const last = children[children.length - 1].child.stdout!;
     tasks.push(
-      io.sink ? io.sink(coalesce(last, SINK_CHUNK_BYTES)).catch((e) => fail(asError(e, "sink"))) : drain(last),
+      io.sink
+        ? io.sink(coalesce(last, SINK_CHUNK_BYTES)).catch((e) => fail(asError(e, "sink")))
+        : drain(last),
     );
     const statuses = await Promise.all(children.map((c) => c.status));
     await Promise.all(tasks);
