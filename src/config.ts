@@ -764,9 +764,9 @@ backups("BACKUP_TTL", seconds(1000), {
   doc: "Time between snapshots: seconds, or a duration like 24h.",
 });
 backups("BACKUP_FROM", oneOf({ primary: "primary", replica: "replica" } as const), {
-  default: "primary",
+  default: "replica",
   at: "backup.from",
-  doc: "`primary`, or `replica` to spare the primary.",
+  doc: "Who takes them: `replica` (a healthy one; the primary if none is) or `primary`.",
 });
 backups("BACKUP_RETAIN_COUNT", int(1, 100_000), {
   default: "7",

@@ -5,9 +5,10 @@
  * A snapshot is due when there is none yet, when the last one is older than `BACKUP_TTL`, or when the primary's
  * binary log has rotated since it was taken (the blueprint's rule: a new replica restored from an old snapshot
  * needs every binlog written since, and rotated binlogs are the ones that get purged). Only one kind of node
- * takes them: the primary by default; with `BACKUP_FROM=replica` a healthy replica, which spares the primary,
- * and the primary when no healthy replica exists, or when the replicas let the last snapshot grow twice
- * BACKUP_TTL old (a replica that counts as healthy but cannot back up must not stop snapshots altogether).
+ * takes them: by default (`BACKUP_FROM=replica`) a healthy replica, which spares the primary, and the primary
+ * when no healthy replica exists, or when the replicas let the last snapshot grow twice BACKUP_TTL old (a
+ * replica that counts as healthy but cannot back up must not stop snapshots altogether); with
+ * `BACKUP_FROM=primary` the primary alone.
  *
  * @module
  */
