@@ -111,17 +111,28 @@ export async function pipeline(
   } = {},
 ): Promise<string[]> {
   const children: StageProcess[] = [];
-  const killAll = () => children.forEach((c) => killNode(c.child));
-  const killer = onAbort(io.signal, killAll);
+  // Stops everything: the stages, and the feeding of the source (cancelled, so that its owner learns why).
+  const feeding = new AbortController();
+  const killAll = (reason?: unknown) => {
+    children.forEach((c) => killNode(c.child));
+    feeding.abort(reason);
+  };
+  const killer = onAbort(io.signal, () => killAll(io.signal?.reason));
   const tasks: Promise<void>[] = [];
   try {
     for (const [i, stage] of stages.entries()) {
       const previous = children[i - 1]?.child.stdout;
       let child: StageProcess;
       try {
-        child = spawnStage(stage, previous ?? (io.source !== undefined ? "pipe" : "ignore"));
+        // A program that cannot be run fails the whole pipeline at once, as a failure to spawn does.
+        child = spawnStage(
+          stage,
+          previous ?? (io.source !== undefined ? "pipe" : "ignore"),
+          (e) => killAll(e),
+        );
       } catch (e) {
-        killAll();
+        killAll(e);
+        await io.source?.cancel(e).catch(() => {}); // nothing reads it now; its owner learns why
         throw e;
       }
       // The next stage holds the pipe now; this process lets go of its read end, so that the stage before
@@ -132,10 +143,15 @@ export async function pipeline(
     const failures: Error[] = [];
     const fail = (e: Error) => {
       failures.push(e);
-      killAll();
+      killAll(e);
     };
     if (io.source) {
-      tasks.push(feed(io.source, children[0].child.stdin!).catch((e) => fail(asError(e, "source"))));
+      const source = io.source;
+      tasks.push(
+        feed(source, children[0].child.stdin!, feeding.signal).catch((e) => {
+          if (!feeding.signal.aborted) fail(asError(e, "source"));
+        }),
+      );
     }
     const last = children[children.length - 1].child.stdout!;
     tasks.push(
@@ -186,7 +202,11 @@ interface StageProcess {
 }
 
 /** Starts one stage; stdin is a pipe, nothing, or the stdout of the stage before. */
-function spawnStage(stage: Stage, stdin: "pipe" | "ignore" | Readable): StageProcess {
+function spawnStage(
+  stage: Stage,
+  stdin: "pipe" | "ignore" | Readable,
+  onSpawnError: (e: Error) => void,
+): StageProcess {
   const [program, ...args] = stage.argv;
   const child = spawnNode(program, args, {
     env: baseEnv(stage.env),
@@ -196,6 +216,9 @@ function spawnStage(stage: Stage, stdin: "pipe" | "ignore" | Readable): StagePro
   const status = new Promise<StageStatus>((resolve) => {
     child.once("error", (e: NodeJS.ErrnoException) => {
       resolve({ success: false, code: e.code === "ENOENT" ? 127 : 126, signal: null });
+      // No process behind them: end its streams, so that nothing waits for them.
+      for (const stream of [child.stdin, child.stdout, child.stderr]) stream?.destroy();
+      onSpawnError(e);
     });
     child.once("exit", (code, signal) => {
       resolve({
@@ -208,10 +231,13 @@ function spawnStage(stage: Stage, stdin: "pipe" | "ignore" | Readable): StagePro
   return { child, status, stderr: readText(child.stderr!) };
 }
 
-/** Writes a web stream into a stage's stdin, one chunk at a time, then closes it. */
-async function feed(source: ReadableStream<Uint8Array>, stdin: Writable): Promise<void> {
+/** Writes a web stream into a stage's stdin, one chunk at a time, then closes it; `signal` cancels it. */
+async function feed(source: ReadableStream<Uint8Array>, stdin: Writable, signal: AbortSignal): Promise<void> {
   stdin.on("error", () => {}); // a stage that exits early: the pending write fails, its exit code tells why
   const reader = source.getReader();
+  const cancel = () => void reader.cancel(signal.reason).catch(() => {});
+  if (signal.aborted) cancel();
+  signal.addEventListener("abort", cancel, { once: true });
   try {
     while (true) {
       const { value, done } = await reader.read();
@@ -222,8 +248,13 @@ async function feed(source: ReadableStream<Uint8Array>, stdin: Writable): Promis
     await reader.cancel(e).catch(() => {});
     stdin.destroy();
     throw e;
+  } finally {
+    signal.removeEventListener("abort", cancel);
   }
-  await new Promise<void>((resolve) => stdin.end(resolve));
+  await new Promise<void>((resolve) => {
+    stdin.once("close", resolve); // a stage killed meanwhile: end() may never call back
+    stdin.end(resolve);
+  });
 }
 
 /**
