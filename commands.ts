@@ -64,9 +64,10 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
     name: "snapshot",
     summary: "take a snapshot if one is due, or verify the last one (ContainerPilot's periodic task)",
     details: "A snapshot is due when none exists, the last one is older than BACKUP_TTL, or the binlog\n" +
-      "archive found a gap since (a binlog purged before it was archived). The primary takes it (BACKUP_FROM=replica: a healthy replica), under the\n" +
-      "backup lock in Consul, so one node at a time. Exit 0 when nothing was due or the snapshot was published;\n" +
-      "a node whose MySQL server does not answer yet (starting) or any more takes none, and exits 0 too.\n" +
+      "archive found a gap since (a binlog purged before it was archived). A healthy replica takes it, the\n" +
+      "primary only when none exists (BACKUP_FROM=primary: always the primary), under the backup lock in\n" +
+      "Consul, so one node at a time. Exit 0 when nothing was due or the snapshot was published; a node whose\n" +
+      "MySQL server does not answer yet (starting) or any more takes none, and exits 0 too.\n" +
       "BACKUP_VERIFY=true: a healthy replica with nothing to take verifies the last snapshot, once per snapshot.",
     options: {},
     failureMetrics: () => SNAPSHOT_FAILED,

@@ -766,9 +766,9 @@ backups("BACKUP_TTL", seconds(1000), {
   doc: "Time between snapshots: seconds, or a duration like 24h.",
 });
 backups("BACKUP_FROM", oneOf({ primary: "primary", replica: "replica" } as const), {
-  default: "primary",
+  default: "replica",
   at: "backup.from",
-  doc: "`primary`, or `replica` to spare the primary.",
+  doc: "Who takes them: `replica` (a healthy one; the primary if none is) or `primary`.",
 });
 backups("BACKUP_RETAIN_COUNT", int(1, 100_000), {
   default: "7",
@@ -882,6 +882,10 @@ internal(
   "CONTAINERPILOT_PID",
   "Set by ContainerPilot for what it runs: a health check under it registers the `SERVICE_NAME` service " +
     "again when the agent lost it (src/services.ts).",
+);
+internal(
+  "NODE_V8_COVERAGE",
+  "Read (never set) by `node:child_process`, which src/exec.ts uses to join a pipeline's stages by pipes.",
 );
 internal(
   "AUTOPILOT_CGROUP_MEMORY_LIMIT",

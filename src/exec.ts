@@ -1,5 +1,5 @@
 /**
- * Running programs: the only module that calls `Deno.Command`.
+ * Running programs: the only module that calls `Deno.Command` (and `node:child_process`, for pipelines).
  *
  * Programs get an argv array (never a shell string) and an explicit, minimal environment; secrets travel in
  * 0600 option files or on stdin, never in argv. stdout and stderr are drained while waiting for the exit code,
@@ -8,6 +8,10 @@
  *
  * @module
  */
+
+import { type ChildProcess, spawn as spawnNode } from "node:child_process";
+import { constants as osConstants } from "node:os";
+import type { Readable, Writable } from "node:stream";
 
 /** A program exited with a code the caller did not allow, or could not be started. */
 export class CommandFailedError extends Error {
@@ -87,6 +91,12 @@ export interface Stage {
  * `sink` (or is discarded), and `source` (if given) feeds the first stage. Every stage's stderr is kept apart.
  * If any stage, the source or the sink fails, the other stages are killed and the first failure is thrown.
  *
+ * Stages are joined by the kernel: the pipe between two stages is the very pipe one writes and the other
+ * reads (through `node:child_process`, whose `stdio` takes another child's stdout; `Deno.Command` cannot), so
+ * the bytes between stages never pass through this process. Only `source` and `sink` do, and the sink gets
+ * them in chunks of up to {@link SINK_CHUNK_BYTES} rather than the pipe's 64 KiB: each chunk costs the same
+ * fixed work whatever its size (see docs/BENCHMARKS.md, Snapshots).
+ *
  * @param stages The programs, in order.
  * @param io `source` feeds the first stage's stdin; `sink` consumes the last stage's stdout.
  * @returns Each stage's stderr, in order, when every stage succeeded.
@@ -100,47 +110,58 @@ export async function pipeline(
     signal?: AbortSignal;
   } = {},
 ): Promise<string[]> {
-  const children: Deno.ChildProcess[] = [];
-  const killAll = () => children.forEach(kill);
-  const killer = onAbort(io.signal, killAll);
+  const children: StageProcess[] = [];
+  // Stops everything: the stages, and the feeding of the source (cancelled, so that its owner learns why).
+  const feeding = new AbortController();
+  const killAll = (reason?: unknown) => {
+    children.forEach((c) => killNode(c.child));
+    feeding.abort(reason);
+  };
+  const killer = onAbort(io.signal, () => killAll(io.signal?.reason));
   const tasks: Promise<void>[] = [];
-  const stderrs: Promise<string>[] = [];
   try {
     for (const [i, stage] of stages.entries()) {
-      let child: Deno.ChildProcess;
+      const previous = children[i - 1]?.child.stdout;
+      let child: StageProcess;
       try {
-        child = spawn(stage.argv, {
-          env: stage.env,
-          cwd: stage.cwd,
-          stdin: i > 0 || io.source !== undefined,
-        });
+        // A program that cannot be run fails the whole pipeline at once, as a failure to spawn does.
+        child = spawnStage(
+          stage,
+          previous ?? (io.source !== undefined ? "pipe" : "ignore"),
+          (e) => killAll(e),
+        );
       } catch (e) {
-        killAll();
+        killAll(e);
+        await io.source?.cancel(e).catch(() => {}); // nothing reads it now; its owner learns why
         throw e;
       }
+      // The next stage holds the pipe now; this process lets go of its read end, so that the stage before
+      // gets SIGPIPE if the next one dies.
+      previous?.destroy();
       children.push(child);
-      stderrs.push(new Response(child.stderr).text());
     }
     const failures: Error[] = [];
     const fail = (e: Error) => {
       failures.push(e);
-      killAll();
+      killAll(e);
     };
-    if (io.source) tasks.push(io.source.pipeTo(children[0].stdin).catch((e) => fail(asError(e, "source"))));
-    for (let i = 0; i + 1 < children.length; i++) {
+    if (io.source) {
+      const source = io.source;
       tasks.push(
-        children[i].stdout.pipeTo(children[i + 1].stdin).catch(() => {/* reported by exit codes */}),
+        feed(source, children[0].child.stdin!, feeding.signal).catch((e) => {
+          if (!feeding.signal.aborted) fail(asError(e, "source"));
+        }),
       );
     }
-    const last = children[children.length - 1];
+    const last = children[children.length - 1].child.stdout!;
     tasks.push(
       io.sink
-        ? io.sink(last.stdout).catch((e) => fail(asError(e, "sink")))
-        : last.stdout.pipeTo(new WritableStream()).catch(() => {}),
+        ? io.sink(coalesce(last, SINK_CHUNK_BYTES)).catch((e) => fail(asError(e, "sink")))
+        : drain(last),
     );
     const statuses = await Promise.all(children.map((c) => c.status));
     await Promise.all(tasks);
-    const errors = await Promise.all(stderrs);
+    const errors = await Promise.all(children.map((c) => c.stderr));
     const failed = statuses.findIndex((s) => !s.success);
     if (failures.length > 0 && failed < 0) throw failures[0];
     if (failed >= 0) {
@@ -158,6 +179,159 @@ export async function pipeline(
     return errors;
   } finally {
     killer.dispose();
+  }
+}
+
+/** The largest chunk a {@link pipeline}'s sink receives. */
+export const SINK_CHUNK_BYTES = 1024 * 1024;
+
+/** How a stage ended. */
+interface StageStatus {
+  readonly success: boolean;
+  /** Exit code; 128 + n when killed by signal n; 127 when the program was not found. */
+  readonly code: number;
+  readonly signal: string | null;
+}
+
+/** A running stage of a {@link pipeline}. */
+interface StageProcess {
+  readonly child: ChildProcess;
+  readonly status: Promise<StageStatus>;
+  /** Its whole stderr, once it has closed it. */
+  readonly stderr: Promise<string>;
+}
+
+/** Starts one stage; stdin is a pipe, nothing, or the stdout of the stage before. */
+function spawnStage(
+  stage: Stage,
+  stdin: "pipe" | "ignore" | Readable,
+  onSpawnError: (e: Error) => void,
+): StageProcess {
+  const [program, ...args] = stage.argv;
+  const child = spawnNode(program, args, {
+    env: baseEnv(stage.env),
+    cwd: stage.cwd,
+    stdio: [stdin, "pipe", "pipe"],
+  });
+  const status = new Promise<StageStatus>((resolve) => {
+    child.once("error", (e: NodeJS.ErrnoException) => {
+      resolve({ success: false, code: e.code === "ENOENT" ? 127 : 126, signal: null });
+      // No process behind them: end its streams, so that nothing waits for them.
+      for (const stream of [child.stdin, child.stdout, child.stderr]) stream?.destroy();
+      onSpawnError(e);
+    });
+    child.once("exit", (code, signal) => {
+      resolve({
+        success: code === 0,
+        code: code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0),
+        signal,
+      });
+    });
+  });
+  return { child, status, stderr: readText(child.stderr!) };
+}
+
+/** Writes a web stream into a stage's stdin, one chunk at a time, then closes it; `signal` cancels it. */
+async function feed(source: ReadableStream<Uint8Array>, stdin: Writable, signal: AbortSignal): Promise<void> {
+  stdin.on("error", () => {}); // a stage that exits early: the pending write fails, its exit code tells why
+  const reader = source.getReader();
+  const cancel = () => void reader.cancel(signal.reason).catch(() => {});
+  if (signal.aborted) cancel();
+  signal.addEventListener("abort", cancel, { once: true });
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      await new Promise<void>((resolve, reject) => stdin.write(value, (e) => e ? reject(e) : resolve()));
+    }
+  } catch (e) {
+    await reader.cancel(e).catch(() => {});
+    stdin.destroy();
+    throw e;
+  } finally {
+    signal.removeEventListener("abort", cancel);
+  }
+  await new Promise<void>((resolve) => {
+    stdin.once("close", resolve); // a stage killed meanwhile: end() may never call back
+    stdin.end(resolve);
+  });
+}
+
+/**
+ * A node stream as a web stream of chunks of up to `size` bytes: the pipe's small reads are copied together,
+ * so that what reads the stream does its per-chunk work (a stream stage, a hash update, a write) less often.
+ */
+function coalesce(src: Readable, size: number): ReadableStream<Uint8Array> {
+  const chunks = src[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+  let rest: Uint8Array | undefined;
+  let ended = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let buffer: Uint8Array | undefined;
+      let filled = 0;
+      while (filled < size) {
+        let chunk = rest;
+        rest = undefined;
+        if (chunk === undefined) {
+          if (ended) break;
+          const r = await chunks.next();
+          if (r.done) {
+            ended = true;
+            break;
+          }
+          chunk = r.value;
+        }
+        if (filled === 0 && chunk.byteLength >= size) {
+          buffer = chunk.subarray(0, size);
+          filled = size;
+          if (chunk.byteLength > size) rest = chunk.subarray(size);
+          break;
+        }
+        buffer ??= new Uint8Array(size);
+        const take = Math.min(chunk.byteLength, size - filled);
+        buffer.set(take === chunk.byteLength ? chunk : chunk.subarray(0, take), filled);
+        filled += take;
+        if (take < chunk.byteLength) rest = chunk.subarray(take);
+      }
+      if (filled > 0) controller.enqueue(buffer!.subarray(0, filled));
+      else controller.close();
+    },
+    cancel() {
+      src.destroy();
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** Reads a node stream to its end and discards it. */
+async function drain(src: Readable): Promise<void> {
+  try {
+    for await (const _ of src) { /* discarded */ }
+  } catch {
+    // the stage's exit code tells
+  }
+}
+
+async function readText(src: Readable): Promise<string> {
+  const parts: Uint8Array[] = [];
+  try {
+    for await (const chunk of src) parts.push(chunk as Uint8Array);
+  } catch {
+    // what was read is what there is
+  }
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.byteLength;
+  }
+  return decoder.decode(all);
+}
+
+function killNode(child: ChildProcess): void {
+  try {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  } catch {
+    // already gone
   }
 }
 

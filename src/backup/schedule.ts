@@ -5,10 +5,11 @@
  * A snapshot is due when there is none yet, when the last one is older than `BACKUP_TTL`, or when the binlog
  * archive found a gap since it was taken (a binlog purged before it was archived: only a new snapshot starts a
  * new recoverable span). A rotated binlog alone no longer makes one due: the archiver rotates the primary's
- * binlog every BINLOG_ARCHIVE_INTERVAL, and archived binlogs are what a point-in-time restore replays. Only one kind of node
- * takes them: the primary by default; with `BACKUP_FROM=replica` a healthy replica, which spares the primary,
- * and the primary when no healthy replica exists, or when the replicas let the last snapshot grow twice
- * BACKUP_TTL old (a replica that counts as healthy but cannot back up must not stop snapshots altogether).
+ * binlog every BINLOG_ARCHIVE_INTERVAL, and archived binlogs are what a point-in-time restore replays. Only one
+ * kind of node takes them: by default (`BACKUP_FROM=replica`) a healthy replica, which spares the primary, and
+ * the primary when no healthy replica exists, or when the replicas let the last snapshot grow twice BACKUP_TTL
+ * old (a replica that counts as healthy but cannot back up must not stop snapshots altogether); with
+ * `BACKUP_FROM=primary` the primary alone.
  *
  * @module
  */

@@ -502,6 +502,7 @@ Deno.test("restoreSnapshot() stages inside the datadir when Deno may not write b
       `--allow-read=${REPO_ROOT},${h.dir}/snapshots,${script},${datadir}`,
       `--allow-write=${datadir}`,
       "--allow-run",
+      "--allow-env=NODE_V8_COVERAGE", // node:child_process reads it (src/exec.ts; in the autopilot set too)
       script,
       `${h.dir}/snapshots`,
       manifestPath,

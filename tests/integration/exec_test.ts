@@ -101,3 +101,19 @@ Deno.test("pipeline() kills a hanging stage when the signal aborts", async () =>
   );
   assertEquals(e.program, "sleep");
 });
+
+Deno.test("pipeline() stops at once, its source cancelled, when a stage cannot be started", async () => {
+  let cancelled: unknown;
+  const source = new ReadableStream<Uint8Array>({
+    pull() {},
+    cancel(reason) {
+      cancelled = reason;
+    },
+  });
+  const e = await assertRejects(
+    () => pipeline([{ argv: ["cat"] }, { argv: ["/nonexistent/program"] }], { source }),
+    CommandFailedError,
+  );
+  assertEquals([e.program, e.code], ["/nonexistent/program", 127]);
+  assert(cancelled !== undefined, "the source was not cancelled");
+});

@@ -1,7 +1,7 @@
 /**
  * The periodic snapshot task (`autopilot snapshot`) on a namespace cluster: it backs up only when due (after
- * BACKUP_TTL, or after a gap in the binlog archive), only on the kind of node BACKUP_FROM names, and two nodes
- * racing take one backup between them.
+ * BACKUP_TTL, or after a gap in the binlog archive), only on the kind of node BACKUP_FROM names (a healthy
+ * replica by default), and two nodes racing take one backup between them.
  */
 import { assert, assertEquals } from "../unit/assert.ts";
 import { Cluster, type TestNode } from "./cluster.ts";
@@ -48,31 +48,33 @@ Deno.test("autopilot snapshot backs up only when due, only where BACKUP_FROM say
       assertEquals(snapshots(c), first);
     });
 
+    // The steps up to BACKUP_FROM=replica's are about the primary taking them.
+    const fromPrimary = { BACKUP_FROM: "primary" };
+
     await t.step("a rotated binlog alone makes no snapshot due (the archiver rotates it)", async () => {
       await c.sql(n1, "FLUSH BINARY LOGS");
       await nextSecond();
-      for (const n of [n1, n2, n3]) await snapshot(c, n);
+      for (const n of [n1, n2, n3]) await snapshot(c, n, fromPrimary);
       assertEquals(snapshots(c), first);
     });
 
     await t.step("after BACKUP_TTL, the primary takes one; within it, none", async () => {
       await nextSecond();
-      await snapshot(c, n1, { BACKUP_TTL: "1h" });
+      await snapshot(c, n1, { ...fromPrimary, BACKUP_TTL: "1h" });
       assertEquals(snapshots(c).length, 1);
       await nextSecond();
-      const r = await snapshot(c, n1, { BACKUP_TTL: "1s" });
+      const r = await snapshot(c, n1, { ...fromPrimary, BACKUP_TTL: "1s" });
       assert(r.stderr.includes("BACKUP_TTL is 1s"), r.stderr);
       assertEquals(snapshots(c).length, 2);
     });
 
     await t.step(
-      "BACKUP_FROM=replica: the primary leaves it to the replicas; two racing take one",
+      "BACKUP_FROM=replica (the default): the primary leaves it to the replicas; two racing take one",
       async () => {
         await nextSecond();
         // BACKUP_TTL 2s: the primary's own check must come within twice that of the last snapshot's start, and
-        // that snapshot may have taken over a second (the primary's health passes write its lease, and
-        // mariabackup waits a second for the redo log when anything was written during a backup).
-        const env = { BACKUP_FROM: "replica", BACKUP_TTL: "2s" };
+        // that snapshot may have taken over a second.
+        const env = { BACKUP_TTL: "2s" };
         const onPrimary = await snapshot(c, n1, env);
         assertEquals(snapshots(c).length, 2, onPrimary.stderr);
         await nextSecond(); // due for the replicas now
@@ -195,10 +197,12 @@ Deno.test("autopilot snapshot at a container's start, before mysqld is up, does 
   try {
     // A new replica: restored, its mysqld not started yet.
     assertEquals((await c.preStart(n2)).code, 0);
-    const replica = await c.run(n2, ["snapshot"], quiet);
+    const replica = await c.run(n2, ["snapshot"], { ...quiet, BACKUP_FROM: "primary" });
     assertEquals([replica.code, replica.stderr], [0, ""]);
-    // BACKUP_FROM=replica: its own server decides, and it does not answer yet.
-    const fromReplica = await c.run(n2, ["snapshot"], { BACKUP_FROM: "replica" });
+    const byDefault = await c.run(n2, ["snapshot"], quiet);
+    assertEquals([byDefault.code, byDefault.stderr], [0, ""]);
+    // BACKUP_FROM=replica (the default): its own server decides, and it does not answer yet.
+    const fromReplica = await c.run(n2, ["snapshot"]);
     assertEquals(fromReplica.code, 0, fromReplica.stderr);
     assert(
       fromReplica.stderr.includes(

@@ -8,7 +8,7 @@ import {
   prepareCommand,
 } from "../../src/backup/tools.ts";
 
-Deno.test("backupCommand() streams mariabackup with the server's cnf, user and socket", () => {
+Deno.test("backupCommand() streams mariabackup with the server's cnf, user and socket, polling redo every 10 ms", () => {
   assertEquals(
     backupCommand("mariadb", {
       defaultsFile: "/etc/my.cnf",
@@ -20,6 +20,7 @@ Deno.test("backupCommand() streams mariabackup with the server's cnf, user and s
       "--defaults-file=/etc/my.cnf",
       "--backup",
       "--stream=xbstream",
+      "--log-copy-interval=10",
       "--user=root",
       "--socket=/run/mysqld/mysqld.sock",
     ],
@@ -29,6 +30,7 @@ Deno.test("backupCommand() streams mariabackup with the server's cnf, user and s
     "--defaults-file=/etc/my.cnf",
     "--backup",
     "--stream=xbstream",
+    "--log-copy-interval=10",
     "--user=backup",
   ]);
 });

@@ -393,7 +393,7 @@ const EVERYTHING: Record<string, string>[] = [
     RECOVERY_SETTLE_WINDOW: "45s",
     BACKUP_NAME: "db-%Y%m%d",
     BACKUP_TTL: "1h",
-    BACKUP_FROM: "replica",
+    BACKUP_FROM: "primary",
     BACKUP_RETAIN_COUNT: "3",
     BACKUP_RETAIN_AGE: "7d",
     BACKUP_ON_STOP: "true",
