@@ -103,13 +103,7 @@ async function restore(config: Config, name: string | undefined): Promise<number
   const datadir = config.mysql.datadir;
   const state = await readState(config.node.stateDir);
   const flavour = state.flavour ?? await installedFlavour(config);
-  if (flavour === undefined) {
-    printError(
-      "autopilot restore: no MySQL or MariaDB server is installed (neither mariadbd nor mysqld runs): " +
-        "set MYSQL_FLAVOUR, or run this where the server is installed",
-    );
-    return EXIT.failed;
-  }
+  if (flavour === undefined) return noServer();
   const store = await openStore(config);
   const lookup = name === undefined ? await lookupPublished(config) : {};
   if (lookup.error !== undefined) {
@@ -144,13 +138,7 @@ async function restore(config: Config, name: string | undefined): Promise<number
 async function restorePoint(config: Config, point: PointFlags): Promise<number> {
   const state = await readState(config.node.stateDir);
   const flavour = state.flavour ?? await installedFlavour(config);
-  if (flavour === undefined) {
-    printError(
-      "autopilot restore: no MySQL or MariaDB server is installed (neither mariadbd nor mysqld runs): " +
-        "set MYSQL_FLAVOUR, or run this where the server is installed",
-    );
-    return EXIT.failed;
-  }
+  if (flavour === undefined) return noServer();
   let target: RecoveryTarget;
   try {
     target = point.kind === "gtid" ? { kind: "gtid", gtid: parseTargetGtid(flavour, point.text) } : point;
@@ -226,6 +214,15 @@ async function datadirInUse(datadir: string): Promise<string | undefined> {
   return `${datadir} (MYSQL_DATADIR) is not empty (it holds ${names.join(", ")}${
     names.length === 3 ? ", …" : ""
   }): restore only into the empty datadir of a stopped node; move it aside first`;
+}
+
+/** No flavour is known and no server is installed: one line, exit 1. */
+function noServer(): number {
+  printError(
+    "autopilot restore: no MySQL or MariaDB server is installed (neither mariadbd nor mysqld runs): " +
+      "set MYSQL_FLAVOUR, or run this where the server is installed",
+  );
+  return EXIT.failed;
 }
 
 /** The flavour MYSQL_FLAVOUR names, else the one whose server binary is installed. */

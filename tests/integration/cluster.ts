@@ -277,3 +277,27 @@ export function writer(
     acks: () => acks,
   };
 }
+
+/**
+ * Runs `health` on the nodes concurrently, round after round (`pauseMs` apart), until `done` holds; throws
+ * with each node's last lines when it does not within `timeoutMs`.
+ */
+export async function converge(
+  c: Cluster,
+  nodes: TestNode[],
+  done: () => Promise<boolean>,
+  timeoutMs = 40_000,
+  pauseMs = 300,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: string[] = [];
+  while (Date.now() < deadline) {
+    const results = await Promise.all(nodes.map((n) => c.run(n, ["health"])));
+    last = results.map((r, i) =>
+      `${nodes[i].name} (${r.code}): ${r.stderr.split("\n").slice(-3).join(" / ")}`
+    );
+    if (await done()) return;
+    await new Promise((r) => setTimeout(r, pauseMs));
+  }
+  throw new Error(`the cluster did not converge in ${timeoutMs} ms:\n${last.join("\n")}`);
+}

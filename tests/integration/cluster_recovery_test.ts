@@ -8,7 +8,7 @@
  * data kept is no recovery (the last primary carries on).
  */
 import { assert, assertEquals } from "../unit/assert.ts";
-import { Cluster, type TestNode } from "./cluster.ts";
+import { Cluster, converge as convergeEvery, type TestNode } from "./cluster.ts";
 import { type ConsulServer, Harness, startConsul, waitFor } from "./harness/mod.ts";
 
 // The settle window is never shorter than the lease (SESSION_TTL/2, 10 s here) and 2 s.
@@ -31,24 +31,14 @@ async function emptyConsul(h: Harness, round: number): Promise<void> {
   });
 }
 
-/** Runs health on the nodes concurrently, round after round, until `done` holds; the last lines on failure. */
-async function converge(
+/** Health rounds half a second apart until `done` holds. */
+function converge(
   c: Cluster,
   nodes: TestNode[],
   done: () => Promise<boolean>,
   timeoutMs: number,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: string[] = [];
-  while (Date.now() < deadline) {
-    const results = await Promise.all(nodes.map((n) => c.run(n, ["health"])));
-    last = results.map((r, i) =>
-      `${nodes[i].name} (${r.code}): ${r.stderr.split("\n").slice(-3).join(" / ")}`
-    );
-    if (await done()) return;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`the cluster did not converge in ${timeoutMs} ms:\n${last.join("\n")}`);
+  return convergeEvery(c, nodes, done, timeoutMs, 500);
 }
 
 /** Health passes until a node is the ready, writable primary; returns it and how long that took (ms). */

@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals } from "../unit/assert.ts";
 import { ConsulStore } from "../../src/consul.ts";
-import { Cluster, type TestNode, writer } from "./cluster.ts";
+import { Cluster, converge, type TestNode, writer } from "./cluster.ts";
 import { Harness, kill9, pathExists, waitFor } from "./harness/mod.ts";
 
 /** Three nodes: n1 primary, n2 and n3 replicas restored from its snapshot, a table with 3 rows. */
@@ -20,21 +20,6 @@ async function threeNodes(h: Harness, env: Record<string, string> = {}): Promise
   await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1), (2), (3)"]);
   for (const k of [2, 3]) await waitFor(`rows on n${k}`, async () => (await c.rows(c.node(k))) === 3);
   return c;
-}
-
-/** Runs health on the given nodes concurrently, round after round, until `done` holds. */
-async function converge(c: Cluster, nodes: TestNode[], done: () => Promise<boolean>, timeoutMs = 40_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last: string[] = [];
-  while (Date.now() < deadline) {
-    const results = await Promise.all(nodes.map((n) => c.run(n, ["health"])));
-    last = results.map((r, i) =>
-      `${nodes[i].name} (${r.code}): ${r.stderr.split("\n").slice(-3).join(" / ")}`
-    );
-    if (await done()) return;
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  throw new Error(`the cluster did not converge in ${timeoutMs} ms:\n${last.join("\n")}`);
 }
 
 /** Runs health passes until one of `among` is primary and ready (its `health --primary` passes). */

@@ -7,28 +7,13 @@
  * the archive never saw) and a corrupt or missing archived binlog: one line each, nothing touched.
  */
 import { assert, assertEquals } from "../unit/assert.ts";
-import { Cluster, type TestNode, writer } from "./cluster.ts";
+import { Cluster, converge, type TestNode, writer } from "./cluster.ts";
 import { type ConsulServer, Harness, kill9, pathExists, startConsul, waitFor } from "./harness/mod.ts";
 import { listSegments } from "../../src/binlog/catalog.ts";
 import { LocalStore } from "../../src/storage/local.ts";
 import type { Segment } from "../../src/binlog/segment.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Runs health on the nodes, round after round, until `done` holds. */
-async function converge(c: Cluster, nodes: TestNode[], done: () => Promise<boolean>, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last: string[] = [];
-  while (Date.now() < deadline) {
-    const results = await Promise.all(nodes.map((n) => c.run(n, ["health"])));
-    last = results.map((r, i) =>
-      `${nodes[i].name} (${r.code}): ${r.stderr.split("\n").slice(-3).join(" / ")}`
-    );
-    if (await done()) return;
-    await sleep(300);
-  }
-  throw new Error(`the cluster did not converge in ${timeoutMs} ms:\n${last.join("\n")}`);
-}
 
 async function ids(c: Cluster, node: TestNode): Promise<number[]> {
   return (await c.sql(node, "SELECT id FROM app.p ORDER BY id")).map((r) => Number(r.id));

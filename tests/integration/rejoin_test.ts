@@ -7,7 +7,7 @@
  * SESSION_TTL is 10 s (the least Consul takes) so that a cut primary's session expires within 20 s.
  */
 import { assert, assertEquals } from "../unit/assert.ts";
-import { Cluster, type TestNode, writer } from "./cluster.ts";
+import { Cluster, converge, type TestNode, writer } from "./cluster.ts";
 import { Harness, kill9, waitFor } from "./harness/mod.ts";
 
 const FAST = { SESSION_TTL: "10s" };
@@ -44,21 +44,6 @@ async function servingPrimary(c: Cluster, node: TestNode): Promise<void> {
     await c.run(node, ["health"]);
     return (await c.run(node, ["health", "--primary"])).code === 0;
   }, { timeoutMs: 20_000, intervalMs: 200 });
-}
-
-/** Runs health on the given nodes concurrently, round after round, until `done` holds. */
-async function converge(c: Cluster, nodes: TestNode[], done: () => Promise<boolean>, timeoutMs = 40_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last: string[] = [];
-  while (Date.now() < deadline) {
-    const results = await Promise.all(nodes.map((n) => c.run(n, ["health"])));
-    last = results.map((r, i) =>
-      `${nodes[i].name} (${r.code}): ${r.stderr.split("\n").slice(-3).join(" / ")}`
-    );
-    if (await done()) return;
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  throw new Error(`the cluster did not converge in ${timeoutMs} ms:\n${last.join("\n")}`);
 }
 
 /** Runs health passes until one of `among` is primary and ready (its `health --primary` passes). */

@@ -5,40 +5,9 @@
 import { assert, assertEquals } from "./assert.ts";
 import { prunableBinlogs, pruneSnapshots } from "../../src/backup/retention.ts";
 import { snapshotPoint } from "../../src/binlog/plan.ts";
-import { formatSegment, indexKeyOf, type Segment, segmentKeys } from "../../src/binlog/segment.ts";
-import type { Manifest } from "../../src/backup/manifest.ts";
-import { addSnapshot, MemoryStore, testManifest } from "./memory_store.ts";
-
-const DAY = 86_400_000;
-const NOW = new Date("2026-11-25T12:00:00.000Z");
-
-let fileNo = 0;
-/** A MariaDB segment from `start` to `end`, created `minutes` after the epoch of the test. */
-function seg(start: string, end: string, minutes: number, extra: Partial<Segment> = {}): Segment {
-  const createdAt = new Date(NOW.getTime() - 10 * DAY + minutes * 60_000).toISOString();
-  const file = `mysql-bin.${String(++fileNo).padStart(6, "0")}`;
-  return {
-    format: 1,
-    key: segmentKeys("n1", 1, file, createdAt).data,
-    node: "n1",
-    serverId: 1,
-    file,
-    createdAt,
-    flavour: "mariadb",
-    startState: start,
-    endState: end,
-    transactions: 1,
-    rawBytes: 100,
-    size: 4,
-    sha256: "0".repeat(64),
-    archivedAt: createdAt,
-    ...extra,
-  };
-}
-
-function snapshot(name: string, daysAgo: number, gtid: string): Manifest {
-  return { ...testManifest(name, new Date(NOW.getTime() - daysAgo * DAY).toISOString()), gtid };
-}
+import { formatSegment, indexKeyOf, type Segment } from "../../src/binlog/segment.ts";
+import { addSnapshot, MemoryStore } from "./memory_store.ts";
+import { NOW, segment as seg, snapshot } from "./segments.ts";
 
 const A = seg("", "0-1-5", 1);
 const B = seg("0-1-5", "0-1-10", 2);
