@@ -23,6 +23,8 @@
  * the primary, and on a replica, of `--stall` MB of rows.
  *
  * Run: `deno task bench:backup` (100 MB and 1 GB of rows) or `deno task bench:backup --sizes=1000 --trials=3`.
+ * Then, on the largest dataset, the point-in-time recovery figures of bench/pitr_bench.ts (`--binlog-mb=100`;
+ * 0 skips them): archive lag, replay rate and a restore to a point, each beside the raw tools.
  * Prints tables; asserts nothing.
  *
  * @module
@@ -62,6 +64,8 @@ const { values } = parseArgs({
     child: { type: "boolean", default: false },
     stall: { type: "string", default: "100" },
     "stall-seconds": { type: "string", default: "5" },
+    /** Point-in-time recovery figures after these (bench/pitr_bench.ts): MiB of binlog; 0 skips them. */
+    "binlog-mb": { type: "string", default: "100" },
   },
 });
 
@@ -506,5 +510,23 @@ async function stallFigures(sizeMb: number, seconds: number): Promise<void> {
   line("snapshot taken on a replica", onReplica, onReplica);
 }
 
+/** The point-in-time recovery figures, on the largest dataset: bench/pitr_bench.ts in a process of its own. */
+async function pitr(): Promise<void> {
+  const mib = Number(values["binlog-mb"]);
+  if (!(mib > 0)) return;
+  const snapshotMb = Math.max(...values.sizes!.split(",").map(Number).filter((n) => n > 0));
+  console.log("");
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "bench/pitr_bench.ts", `--snapshot-mb=${snapshotMb}`, `--binlog-mb=${mib}`],
+    cwd: REPO_ROOT,
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error("bench/pitr_bench.ts failed");
+}
+
 if (values.child) await child();
-else await main();
+else {
+  await main();
+  await pitr();
+}
