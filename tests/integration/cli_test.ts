@@ -95,7 +95,9 @@ Deno.test("deno.json's autopilot permission set runs only the server tools, and 
     "/usr/bin/xbstream",
     "/usr/bin/zstd",
     "/usr/bin/chown",
-    "/usr/bin/mariadb-binlog", // the extra transactions of an errant node, saved (src/errant.ts)
+    "/usr/bin/mariadb-binlog", // errant transactions saved (src/errant.ts); archived binlogs replayed
+    "/usr/bin/mariadb", // the client that applies a replayed binlog (src/binlog/replay.ts)
+    "/usr/bin/mysql",
     "/usr/bin/mysqlbinlog",
     "/usr/bin/kill", // a cut semi-sync primary is crash-restarted (src/ha/rebuild.ts); Deno signals need all runs
   ], "only the server tools, by absolute path, never a shell");
