@@ -9,7 +9,7 @@ import { assert, assertEquals } from "../unit/assert.ts";
 import { MysqlClient } from "../../src/mysql/client.ts";
 import { Secret } from "../../src/config.ts";
 import { nativePasswordHash } from "../../src/mysql/bootstrap.ts";
-import { Cluster } from "./cluster.ts";
+import { Cluster, type TestNode } from "./cluster.ts";
 import { Harness } from "./harness/mod.ts";
 
 /** Texts found nowhere else on the machine, so a hit can only be a leak. */
@@ -69,23 +69,61 @@ function assertNoPassword(text: string, where: string): void {
   for (const t of TEXTS) assert(!text.includes(t), `a password is in ${where}`);
 }
 
+/** The node's binlogs as mariadb-binlog prints them (row events decoded), after checking their raw bytes. */
+async function binlogText(node: TestNode): Promise<string> {
+  const binlogs = [...Deno.readDirSync(node.env.MYSQL_DATADIR)].map((e) => e.name).filter((n) =>
+    /^mysql-bin\.\d+$/.test(n)
+  ).sort().map((n) => `${node.env.MYSQL_DATADIR}/${n}`);
+  assert(binlogs.length > 0, `no binlog on ${node.name}`);
+  for (const file of binlogs) {
+    assertNoPassword(new TextDecoder("latin1").decode(await Deno.readFile(file)), file);
+  }
+  const out = await new Deno.Command("mariadb-binlog", {
+    args: ["--no-defaults", "--base64-output=decode-rows", "--verbose", "--verbose", ...binlogs],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout);
+}
+
+/** Checks every stored snapshot, decompressed: no password in its bytes. Returns how many there are. */
+async function assertSnapshotsClean(c: Cluster): Promise<number> {
+  const stored = [...Deno.readDirSync(c.snapshots)].map((e) => e.name).filter((n) =>
+    n.endsWith(".xbstream.zst")
+  );
+  for (const name of stored) {
+    const raw = await new Deno.Command("zstd", {
+      args: ["-q", "-d", "-c", `${c.snapshots}/${name}`],
+      stdout: "piped",
+    }).output();
+    assertEquals(raw.code, 0);
+    assertNoPassword(new TextDecoder("latin1").decode(raw.stdout), name);
+  }
+  return stored.length;
+}
+
 Deno.test("secrets given only as _FILE files work and reach no process list, log, autopilot config or binlog", async (t) => {
-  await using h = await Harness.create({ nodes: 1 });
+  await using h = await Harness.create({ nodes: 2 });
   const c = await Cluster.create(h);
-  const n1 = c.node(1);
+  const [n1, n2] = [c.node(1), c.node(2)];
   // Docker secrets: one file each, mode 0600, ending in the newline `echo` adds.
   const dir = `${h.dir}/run-secrets`;
   await Deno.mkdir(dir, { mode: 0o700 });
   for (const [name, text] of Object.entries(PASSWORDS)) {
     await Deno.writeTextFile(`${dir}/${name}`, `${text}\n`, { mode: 0o600 });
   }
-  for (const name of ["MYSQL_REPL_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD"]) delete n1.env[name];
-  Object.assign(n1.env, {
-    MYSQL_REPL_PASSWORD_FILE: `${dir}/repl`,
-    MYSQL_PASSWORD_FILE: `${dir}/app`,
-    MYSQL_ROOT_PASSWORD_FILE: `${dir}/root`,
-  });
-  assertNoPassword(JSON.stringify(n1.env), "the node's environment");
+  for (const node of [n1, n2]) {
+    for (const name of ["MYSQL_REPL_PASSWORD", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD"]) {
+      delete node.env[name];
+    }
+    Object.assign(node.env, {
+      MYSQL_REPL_PASSWORD_FILE: `${dir}/repl`,
+      MYSQL_PASSWORD_FILE: `${dir}/app`,
+      MYSQL_ROOT_PASSWORD_FILE: `${dir}/root`,
+    });
+    assertNoPassword(JSON.stringify(node.env), "the node's environment");
+  }
   const logs: string[] = [];
 
   await t.step("the node bootstraps, and no process shows a password meanwhile", async () => {
@@ -172,17 +210,7 @@ Deno.test("secrets given only as _FILE files work and reach no process list, log
   });
 
   await t.step("the binlog holds the accounts, with hashes only, and the snapshot no password", async () => {
-    const binlogs = [...Deno.readDirSync(n1.env.MYSQL_DATADIR)].map((e) => e.name).filter((n) =>
-      /^mysql-bin\.\d+$/.test(n)
-    ).sort().map((n) => `${n1.env.MYSQL_DATADIR}/${n}`);
-    assert(binlogs.length > 0, "no binlog");
-    const out = await new Deno.Command("mariadb-binlog", {
-      args: ["--no-defaults", "--base64-output=decode-rows", "--verbose", "--verbose", ...binlogs],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
-    const text = new TextDecoder().decode(out.stdout);
+    const text = await binlogText(n1);
     assertNoPassword(text, "the binlog (mariadb-binlog)");
     // The statements that created the accounts are there (so the check above can fail), with the hashes.
     assert(
@@ -193,21 +221,30 @@ Deno.test("secrets given only as _FILE files work and reach no process list, log
       text.includes(nativePasswordHash(PASSWORDS.app)),
       "the binlog lacks the app account's CREATE USER",
     );
-    for (const file of binlogs) {
-      assertNoPassword(new TextDecoder("latin1").decode(await Deno.readFile(file)), file);
-    }
-    // The snapshot (every replica starts from it): decompressed, no password in its bytes.
-    const stored = [...Deno.readDirSync(c.snapshots)].map((e) => e.name).filter((n) =>
-      n.endsWith(".xbstream.zst")
-    );
-    assert(stored.length > 0, "no snapshot stored");
-    for (const name of stored) {
-      const raw = await new Deno.Command("zstd", {
-        args: ["-q", "-d", "-c", `${c.snapshots}/${name}`],
-        stdout: "piped",
-      }).output();
-      assertEquals(raw.code, 0);
-      assertNoPassword(new TextDecoder("latin1").decode(raw.stdout), name);
-    }
+    assert(await assertSnapshotsClean(c) >= 2, "the two snapshots are not stored");
   });
+
+  await t.step(
+    "a replica set up with the file's password: its binlog and its snapshot hold none",
+    async () => {
+      const pre = await c.preStart(n2);
+      logs.push(pre.stdout, pre.stderr);
+      assertEquals(pre.code, 0, pre.stderr);
+      await c.startMysqld(n2);
+      const health = await c.run(n2, ["health"]); // CHANGE MASTER TO ... MASTER_PASSWORD
+      logs.push(health.stdout, health.stderr);
+      assertEquals(health.code, 0, health.stderr);
+      const [status] = await c.sql(n2, "SHOW SLAVE STATUS");
+      assertEquals([status.Master_User, status.Slave_IO_Running], ["repl", "Yes"]); // the password worked
+      await c.sql(n2, "FLUSH BINARY LOGS"); // a binlog written after the CHANGE MASTER, closed
+      assertNoPassword(await binlogText(n2), `${n2.name}'s binlog (mariadb-binlog)`);
+      const backup = await c.run(n2, ["backup", "now"], {
+        BACKUP_NAME: "mysql-backup-replica-%Y-%m-%dT%H-%M-%SZ",
+      });
+      logs.push(backup.stdout, backup.stderr);
+      assertEquals(backup.code, 0, backup.stderr);
+      assert(await assertSnapshotsClean(c) >= 3, "the replica's snapshot is not stored");
+      assertNoPassword(logs.join("\n"), "the log");
+    },
+  );
 });
