@@ -944,10 +944,10 @@ export interface ConfigHost {
 }
 
 /** A setting's text as found: from the variable, from its `_FILE` twin's file, or what is wrong with them. */
-type Found = { text: string } | { problem: string } | undefined;
+type Found = { text: string; from?: string } | { problem: string } | undefined;
 
 /** `value`, unless it is empty or unset. */
-function given(value: string | undefined): string | undefined {
+function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value === "" ? undefined : value;
 }
 
@@ -957,14 +957,15 @@ function given(value: string | undefined): string | undefined {
  */
 function readText(env: EnvReader, setting: VariableSpec, host: ConfigHost): Found {
   const raw = env(setting.name);
-  const value = given(setting.secret || raw === undefined ? raw : raw.trim());
-  const path = setting.file === undefined ? undefined : given(env(setting.file)?.trim());
+  const value = nonEmpty(setting.secret || raw === undefined ? raw : raw.trim());
+  const path = setting.file === undefined ? undefined : nonEmpty(env(setting.file)?.trim());
   if (path === undefined) return value === undefined ? undefined : { text: value };
   if (value !== undefined) {
     return { problem: `${setting.name} and ${setting.file} are both set: set only one of them` };
   }
   const text = readSecretFile(path, host.readFile ?? Deno.readTextFileSync);
-  return text instanceof Wrong ? { problem: `${setting.file}=${path} ${text.what}` } : { text };
+  const from = `${setting.file}=${path}`;
+  return text instanceof Wrong ? { problem: `${from} ${text.what}` } : { text, from };
 }
 
 /**
@@ -995,13 +996,10 @@ function unreadable(e: unknown): string {
   if (e instanceof Deno.errors.NotFound) return "no such file";
   if (e instanceof Deno.errors.IsADirectory) return "it is a directory";
   if (e instanceof Deno.errors.NotCapable) {
-    return `autopilot may read files only under ${
-      SECRET_FILE_DIRS.join(", ")
-    }: put it there (Docker mounts ` +
-      "secrets in /run/secrets)";
+    const dirs = SECRET_FILE_DIRS.join(", ");
+    return `autopilot may read files only under ${dirs}: put it there (Docker mounts secrets in /run/secrets)`;
   }
   if (e instanceof Deno.errors.PermissionDenied) return "permission denied (check the file's owner and mode)";
-  if (e instanceof TypeError) return "it is not UTF-8 text"; // readTextFileSync's fatal decoding, if any
   return e instanceof Error ? e.name : String(e);
 }
 
@@ -1040,7 +1038,8 @@ export function loadConfig(env: EnvReader, host: ConfigHost): Config {
       read.set(s, { value, set: given !== undefined, ok: true });
       continue;
     }
-    problem(s, value.what, text);
+    // a secret read from a file: say which
+    problem(s, found?.from === undefined ? value.what : `${value.what} (read from ${found.from})`, text);
     // For the settings after it, a wrong value counts as its default (SERVICE_NAME's, in the key names).
     const fallback = given === undefined ? undefined : s.fallback(v, host);
     const parsed = fallback === undefined ? undefined : s.kind.parse(fallback);
@@ -1183,7 +1182,7 @@ export function describeConfig(
     const set = (env(s.name) ?? "").trim() !== "";
     const value = s.effective(config) ?? s.unset;
     const shown = s.secret ? (value === undefined ? "(unset)" : "<redacted>") : value ?? "(unset)";
-    const file = s.file === undefined || set ? undefined : given(env(s.file)?.trim());
+    const file = s.file === undefined || set ? undefined : nonEmpty(env(s.file)?.trim());
     if (file !== undefined) return { name: s.name, value: shown, source: "file", file };
     return { name: s.name, value: shown, source: set ? "env" : "default" };
   });

@@ -677,6 +677,20 @@ Deno.test("loadConfig() names the variable and the path of an unreadable or empt
   assert(both[0].startsWith("MYSQL_PORT "), both[0]);
 });
 
+Deno.test("loadConfig() names the file a wrong secret was read from, never its content", () => {
+  const problems = problemsWith({
+    ...base,
+    SNAPSHOT_BACKEND: "manta",
+    MANTA_USER: "u",
+    MANTA_KEY_ID: "SHA256:x",
+    MANTA_PRIVATE_KEY_FILE: "/run/secrets/key",
+  }, { "/run/secrets/key": "not-a-key-text\n" });
+  assertEquals(problems, [
+    "MANTA_PRIVATE_KEY is not a PEM private key (newlines may be written as '#') " +
+    "(read from MANTA_PRIVATE_KEY_FILE=/run/secrets/key)",
+  ]);
+});
+
 Deno.test("loadConfig() counts a secret read from a file as set, for the rules between settings", () => {
   // MYSQL_USER and MYSQL_PASSWORD go together: the password from a file satisfies it.
   assertEquals(
