@@ -198,7 +198,9 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
   {
     name: "config",
     summary: "print the effective configuration (secrets redacted) and exit",
-    details: "Every variable is listed with its effective value and whether it was set or defaulted.\n" +
+    details:
+      "Every variable is listed with its effective value and whether it was set or defaulted; a secret\n" +
+      "read from a file (its NAME_FILE twin, e.g. MYSQL_PASSWORD_FILE=/run/secrets/db) says which file.\n" +
       "Exit code 2 and one line per problem if the configuration is invalid.",
     options: { json: { type: "boolean" } },
     run: async (ctx) => (await import("./src/cli/config_command.ts")).runConfig(ctx),
@@ -219,7 +221,8 @@ export function usage(): string {
     "  help [COMMAND]  show this help, or one command's",
     "  version         print the version",
     "",
-    "Settings come from environment variables: run 'autopilot config' to see them all.",
+    "Settings come from environment variables (each secret also from a file: NAME_FILE);",
+    "run 'autopilot config' to see them all.",
     "Exit codes: 0 success, 1 failure, 2 bad usage or configuration (nothing was touched).",
   ].join("\n");
 }

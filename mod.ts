@@ -64,7 +64,7 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
   const { ConfigError, loadConfig } = await import("./src/config.ts");
   let config;
   try {
-    config = loadConfig(env, { hostname: () => Deno.hostname() });
+    config = loadConfig(env, { hostname: () => Deno.hostname(), readFile: (p) => Deno.readTextFileSync(p) });
   } catch (e) {
     if (e instanceof ConfigError) {
       for (const problem of e.problems) printError(`autopilot: invalid configuration: ${problem}`);

@@ -179,7 +179,10 @@ export function shellWord(s: string): string {
  * reads (so nothing leaks in from the caller's shell), then exports each of `env`'s, single-quoted.
  */
 export function shellEnvFile(env: Readonly<Record<string, string>>, comment: readonly string[]): string {
-  const clear = [...new Set([...VARIABLES.map((v) => v.name), ...Object.keys(OWNED)])];
+  // the secrets' _FILE twins too: one left set beside its variable would be refused
+  const clear = [
+    ...new Set([...VARIABLES.flatMap((v) => [v.name, ...(v.file ? [v.file] : [])]), ...Object.keys(OWNED)]),
+  ];
   return [
     ...comment.map((l) => `# ${l}`),
     `unset ${clear.join(" ")}`,

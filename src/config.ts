@@ -10,7 +10,9 @@
  * them equal). Variables the program reads outside this module are declared too, as internal ones.
  *
  * Values are taken literally: a `#` is part of the value, never a comment. Empty counts as unset; values are
- * trimmed, secrets are not.
+ * trimmed, secrets are not. Every secret (a setting of a secret kind: `secret`, `pemKey`) also has a `_FILE`
+ * twin ({@link fileTwin}): `MYSQL_PASSWORD_FILE=/run/secrets/db` reads the value from that file
+ * ({@link readSecretFile}), as the official MySQL image's entrypoint does.
  *
  * @module
  */
@@ -214,6 +216,8 @@ export interface VariableSpec {
   /** The default as the README shows it; `-` where there is none (unset). */
   readonly default: string;
   readonly secret?: boolean;
+  /** A secret's `_FILE` twin ({@link fileTwin}), the variable naming a file that holds the value. */
+  readonly file?: string;
   readonly doc: string;
 }
 
@@ -324,7 +328,7 @@ function section(title: string, when?: Condition) {
       name,
       section: title,
       default: shownDefault,
-      ...(kind.secret ? { secret: true } : {}),
+      ...(kind.secret ? { secret: true, file: fileTwin(name) } : {}),
       doc: o.doc,
       index: SETTINGS.length,
       kind,
@@ -344,6 +348,23 @@ function section(title: string, when?: Condition) {
     return setting;
   };
 }
+
+/** The variable that names a file holding secret `name`'s value: `MYSQL_PASSWORD_FILE` for `MYSQL_PASSWORD`. */
+export function fileTwin(name: string): string {
+  return `${name}_FILE`;
+}
+
+/**
+ * Where a `_FILE` twin's file may be: the directories `deno.json`'s `autopilot` permission set lets the
+ * program read (a unit test keeps them in that list). `/run/secrets` is where Docker (compose and swarm)
+ * mounts secrets; the others are autopilot's own.
+ */
+export const SECRET_FILE_DIRS: readonly string[] = Object.freeze([
+  "/run/secrets",
+  "/var/lib/autopilot",
+  "/var/lib/mysql",
+  "/tmp",
+]);
 
 /** Declares a variable the program reads outside this module: in the permission set, not a setting. */
 function internal(name: string, doc: string): void {
@@ -899,11 +920,12 @@ export const VARIABLES: readonly VariableSpec[] = Object.freeze(SETTINGS.map((s)
 export const INTERNAL_VARIABLES: readonly VariableSpec[] = Object.freeze([...INTERNALS]);
 
 /**
- * Every variable name the program reads: the settings in README order, then the internal ones. This is the
- * `env` list of `deno.json`'s `autopilot` permission set (`deno task docs` writes it there).
+ * Every variable name the program reads: the settings in README order (each secret followed by its `_FILE`
+ * twin), then the internal ones. This is the `env` list of `deno.json`'s `autopilot` permission set
+ * (`deno task docs` writes it there).
  */
 export const ENV_NAMES: readonly string[] = Object.freeze(
-  [...VARIABLES, ...INTERNAL_VARIABLES].map((v) => v.name),
+  [...VARIABLES, ...INTERNAL_VARIABLES].flatMap((v) => v.file === undefined ? [v.name] : [v.name, v.file]),
 );
 
 // ---- the loader --------------------------------------------------------------------------------------------
@@ -911,21 +933,74 @@ export const ENV_NAMES: readonly string[] = Object.freeze(
 /** Reads an environment variable; the loader never touches the real environment itself. */
 export type EnvReader = (name: string) => string | undefined;
 
-/** Facts about the machine that defaults depend on. */
+/** Facts about the machine that defaults depend on, and the files secrets are read from. */
 export interface ConfigHost {
   hostname(): string;
+  /**
+   * The text of the file a `_FILE` twin names; throws when it cannot be read.
+   * @default Deno.readTextFileSync
+   */
+  readFile?(path: string): string;
+}
+
+/** A setting's text as found: from the variable, from its `_FILE` twin's file, or what is wrong with them. */
+type Found = { text: string; from?: string } | { problem: string } | undefined;
+
+/** `value`, unless it is empty or unset. */
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === "" ? undefined : value;
 }
 
 /**
- * The text of a setting in the environment: trimmed unless secret; empty counts as unset. Every setting is
- * read here and only here, so a second source for secrets (a `NAME_FILE` twin) would go here, with its name
- * added to {@link ENV_NAMES} for each secret setting.
+ * The text of a setting: from the environment (trimmed unless secret), or for a secret from the file its
+ * `_FILE` twin names ({@link readSecretFile}); empty counts as unset. Every setting is read here and only here.
  */
-function readText(env: EnvReader, setting: VariableSpec): string | undefined {
-  const value = env(setting.name);
-  if (value === undefined) return undefined;
-  const t = setting.secret ? value : value.trim();
-  return t === "" ? undefined : t;
+function readText(env: EnvReader, setting: VariableSpec, host: ConfigHost): Found {
+  const raw = env(setting.name);
+  const value = nonEmpty(setting.secret || raw === undefined ? raw : raw.trim());
+  const path = setting.file === undefined ? undefined : nonEmpty(env(setting.file)?.trim());
+  if (path === undefined) return value === undefined ? undefined : { text: value };
+  if (value !== undefined) {
+    return { problem: `${setting.name} and ${setting.file} are both set: set only one of them` };
+  }
+  const text = readSecretFile(path, host.readFile ?? Deno.readTextFileSync);
+  const from = `${setting.file}=${path}`;
+  return text instanceof Wrong ? { problem: `${from} ${text.what}` } : { text, from };
+}
+
+/**
+ * The value a secret's file holds: its whole content less ONE trailing newline (`\n` or `\r\n`), the one an
+ * editor or `echo` adds. (The official MySQL image's `file_env` reads `"$(< file)"`, which strips every
+ * trailing newline; here a value that ends in newlines keeps all but the last.) Nothing else is trimmed.
+ *
+ * @returns The text, or what is wrong with the file, in words that never include its content.
+ */
+function readSecretFile(path: string, readFile: (path: string) => string): string | Wrong {
+  if (!path.startsWith("/")) return wrong("must be an absolute path");
+  let content: string;
+  try {
+    content = readFile(path);
+  } catch (e) {
+    return wrong(`cannot be read: ${unreadable(e)}`);
+  }
+  const text = content.endsWith("\r\n")
+    ? content.slice(0, -2)
+    : content.endsWith("\n")
+    ? content.slice(0, -1)
+    : content;
+  return text === "" ? wrong("is an empty file: write the secret in it") : text;
+}
+
+/** Why a file could not be read, in a few words (never its content). */
+function unreadable(e: unknown): string {
+  if (e instanceof Deno.errors.NotFound) return "no such file";
+  if (e instanceof Deno.errors.IsADirectory) return "it is a directory";
+  if (e instanceof Deno.errors.NotCapable) {
+    const dirs = SECRET_FILE_DIRS.join(", ");
+    return `autopilot may read files only under ${dirs}: put it there (Docker mounts secrets in /run/secrets)`;
+  }
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied (check the file's owner and mode)";
+  return e instanceof Error ? e.name : String(e);
 }
 
 /**
@@ -949,7 +1024,13 @@ export function loadConfig(env: EnvReader, host: ConfigHost): Config {
 
   for (const s of SETTINGS) {
     if (s.when && v(s.when.setting) !== s.when.is) continue;
-    const given = readText(env, s);
+    const found = readText(env, s, host);
+    if (found !== undefined && "problem" in found) {
+      problems.push({ index: s.index, text: found.problem });
+      read.set(s, { value: undefined, set: true, ok: false });
+      continue;
+    }
+    const given = found?.text;
     const text = given ?? s.fallback(v, host);
     const value = text === undefined ? undefined : s.kind.parse(text);
     if (text === undefined && s.required) problem(s, s.required);
@@ -957,7 +1038,8 @@ export function loadConfig(env: EnvReader, host: ConfigHost): Config {
       read.set(s, { value, set: given !== undefined, ok: true });
       continue;
     }
-    problem(s, value.what, text);
+    // a secret read from a file: say which
+    problem(s, found?.from === undefined ? value.what : `${value.what} (read from ${found.from})`, text);
     // For the settings after it, a wrong value counts as its default (SERVICE_NAME's, in the key names).
     const fallback = given === undefined ? undefined : s.fallback(v, host);
     const parsed = fallback === undefined ? undefined : s.kind.parse(fallback);
@@ -1095,11 +1177,13 @@ function deepFreeze<T>(value: T): T {
 export function describeConfig(
   config: Config,
   env: EnvReader,
-): { name: string; value: string; source: "env" | "default" }[] {
+): { name: string; value: string; source: "env" | "default" | "file"; file?: string }[] {
   return SETTINGS.map((s) => {
     const set = (env(s.name) ?? "").trim() !== "";
     const value = s.effective(config) ?? s.unset;
     const shown = s.secret ? (value === undefined ? "(unset)" : "<redacted>") : value ?? "(unset)";
+    const file = s.file === undefined || set ? undefined : nonEmpty(env(s.file)?.trim());
+    if (file !== undefined) return { name: s.name, value: shown, source: "file", file };
     return { name: s.name, value: shown, source: set ? "env" : "default" };
   });
 }
@@ -1113,7 +1197,7 @@ export function configTableMarkdown(): string {
       section = spec.section;
       lines.push("", `**${section}**`, "", "| variable | default | meaning |", "| --- | --- | --- |");
     }
-    const secret = spec.secret ? " Secret: never printed." : "";
+    const secret = spec.secret ? ` Secret: never printed; or read from the file \`${spec.file}\` names.` : "";
     lines.push(
       `| \`${spec.name}\` | ${
         spec.default === "-" ? "unset" : `\`${spec.default}\``

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { describeConfig } from "../config.ts";
+import { describeConfig, fileTwin } from "../config.ts";
 import type { CommandContext } from "../command.ts";
 import { print } from "../output.ts";
 
@@ -11,11 +11,14 @@ import { print } from "../output.ts";
 export function runConfig({ config, env, flags }: CommandContext): Promise<number> {
   const rows = describeConfig(config, env);
   if (flags.json) {
-    print(JSON.stringify(Object.fromEntries(rows.map((r) => [r.name, r.value])), null, 2));
+    // A secret read from a file: its `_FILE` twin with the path, next to the redacted value.
+    const entries = rows.flatMap((r) => [[r.name, r.value], ...(r.file ? [[fileTwin(r.name), r.file]] : [])]);
+    print(JSON.stringify(Object.fromEntries(entries), null, 2));
   } else {
     const width = Math.max(...rows.map((r) => r.name.length));
     for (const r of rows) {
-      print(`${r.name.padEnd(width)}  ${r.value}${r.source === "default" ? "  (default)" : ""}`);
+      const from = r.source === "default" ? "  (default)" : r.file ? `  (from the file ${r.file})` : "";
+      print(`${r.name.padEnd(width)}  ${r.value}${from}`);
     }
   }
   return Promise.resolve(0);

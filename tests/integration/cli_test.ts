@@ -70,6 +70,39 @@ Deno.test("autopilot with wrong values prints one line per variable and exits 2"
   ]);
 });
 
+Deno.test("under its permission set autopilot reads a secret's file in /run/secrets, and refuses one elsewhere", async () => {
+  // /run/secrets is readable: a missing file there is "no such file", not a permission refusal.
+  const missing = await autopilot(["config"], {
+    MYSQL_REPL_PASSWORD_FILE: "/run/secrets/autopilot-test-none",
+  });
+  assertEquals(missing.code, 2);
+  assertEquals(
+    missing.stderr,
+    "autopilot: invalid configuration: MYSQL_REPL_PASSWORD_FILE=/run/secrets/autopilot-test-none cannot be read: no such file",
+  );
+  // /etc is not: one line naming the variable, the path and where a secret file may be; never the content.
+  const outside = await autopilot(["config"], { MYSQL_REPL_PASSWORD_FILE: "/etc/hostname" });
+  assertEquals(outside.code, 2);
+  assertEquals(
+    outside.stderr,
+    "autopilot: invalid configuration: MYSQL_REPL_PASSWORD_FILE=/etc/hostname cannot be read: autopilot may " +
+      "read files only under /run/secrets, /var/lib/autopilot, /var/lib/mysql, /tmp: put it there (Docker " +
+      "mounts secrets in /run/secrets)",
+  );
+  // A readable file: its content less one newline, shown redacted with where it came from.
+  const file = await Deno.makeTempFile({ dir: "/tmp", prefix: "autopilot-secret-" });
+  try {
+    await Deno.writeTextFile(file, "cli-secret-text\n");
+    const ok = await autopilot(["config"], { MYSQL_REPL_PASSWORD_FILE: file });
+    assertEquals(ok.code, 0, ok.stderr);
+    assert(!ok.stdout.includes("cli-secret-text"), ok.stdout);
+    const line = ok.stdout.split("\n").find((l) => l.startsWith("MYSQL_REPL_PASSWORD "));
+    assertEquals(line?.replace(/ +/g, " "), `MYSQL_REPL_PASSWORD <redacted> (from the file ${file})`);
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
 Deno.test("autopilot with an unknown command or option exits 2 with a hint", async () => {
   const r = await autopilot(["frobnicate"]);
   assertEquals(r.code, 2);

@@ -4,12 +4,14 @@ import {
   configTableMarkdown,
   describeConfig,
   ENV_NAMES,
+  fileTwin,
   INTERNAL,
   INTERNAL_VARIABLES,
   loadConfig,
   parseDuration,
   parseSize,
   Secret,
+  SECRET_FILE_DIRS,
   VARIABLES,
 } from "../../src/config.ts";
 import { ENTRYPOINT_LIMIT_VARIABLE } from "../../src/node.ts";
@@ -538,4 +540,201 @@ Deno.test("deno task docs rewrites only deno.json's env list, from the declarati
   assertEquals(rest, restBefore);
   assert(withEnvList(text.replace('"fmt": {', '"fmt": {\n    "env": [],')) instanceof Error, "two env lists");
   assertEquals(withConfigTable("no markers") instanceof Error, true);
+});
+
+// ---- secrets from files (the `_FILE` twins) -------------------------------------------------------------------
+
+/** A host whose files are `files`; any other path is missing. */
+const withFiles = (files: Record<string, string | Error>) => ({
+  hostname: () => "node-a",
+  readFile: (path: string) => {
+    const f = files[path];
+    if (f === undefined) {
+      throw new Deno.errors.NotFound(`No such file or directory (os error 2): readfile '${path}'`);
+    }
+    if (f instanceof Error) throw f;
+    return f;
+  },
+});
+const problemsWith = (vars: Record<string, string>, files: Record<string, string | Error>) => {
+  try {
+    loadConfig((n) => vars[n], withFiles(files));
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  throw new Error("expected a ConfigError");
+};
+
+Deno.test("every secret has a _FILE twin, in the permission set right after it", () => {
+  const secrets = VARIABLES.filter((v) => v.secret);
+  for (
+    const name of [
+      "MYSQL_PASSWORD",
+      "MYSQL_REPL_PASSWORD",
+      "MYSQL_ROOT_PASSWORD",
+      "S3_ACCESS_KEY_ID",
+      "S3_SECRET_ACCESS_KEY",
+      "MANTA_PRIVATE_KEY",
+      "CONSUL_HTTP_TOKEN",
+    ]
+  ) {
+    assert(secrets.some((v) => v.name === name), `${name} is not declared secret`);
+  }
+  for (const v of VARIABLES) {
+    assertEquals(v.file, v.secret ? fileTwin(v.name) : undefined, v.name);
+    if (v.file) assertEquals(ENV_NAMES[ENV_NAMES.indexOf(v.name) + 1], v.file);
+  }
+  assert(!VARIABLES.some((v) => v.name.endsWith("_FILE")), "a _FILE twin must never be a setting itself");
+});
+
+Deno.test("loadConfig() reads a secret from the file its _FILE twin names, less one trailing newline", () => {
+  const files = {
+    "/run/secrets/repl": "repl pw\n",
+    "/run/secrets/app": "  app pw \r\n",
+    "/run/secrets/root": "root\n\n",
+    "/run/secrets/token": "tok",
+    "/run/secrets/manta": "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+  };
+  const config = loadConfig((n) =>
+    ({
+      MYSQL_REPL_PASSWORD_FILE: "/run/secrets/repl",
+      MYSQL_USER: "app",
+      MYSQL_PASSWORD_FILE: " /run/secrets/app ", // the path is trimmed, as any value is
+      MYSQL_ROOT_PASSWORD_FILE: "/run/secrets/root",
+      CONSUL_HTTP_TOKEN_FILE: "/run/secrets/token",
+      SNAPSHOT_BACKEND: "manta",
+      MANTA_USER: "u",
+      MANTA_KEY_ID: "SHA256:x",
+      MANTA_PRIVATE_KEY_FILE: "/run/secrets/manta",
+    } as Record<string, string>)[n], withFiles(files));
+  assert(config.mysql.replPassword instanceof Secret);
+  assertEquals(config.mysql.replPassword.reveal(), "repl pw");
+  assertEquals(config.mysql.password?.reveal(), "  app pw "); // never trimmed: only the newline goes
+  assertEquals(config.mysql.rootPassword?.reveal(), "root\n"); // one newline only
+  assertEquals(config.mysql.randomRootPassword, false); // a root password from a file counts as given
+  assertEquals(config.consul.token?.reveal(), "tok");
+  assertEquals(
+    config.storage.manta?.privateKey.reveal(),
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----",
+  );
+  assert(!JSON.stringify(config).includes("repl pw"));
+});
+
+Deno.test("loadConfig() refuses a secret given both ways, in one line naming both variables", () => {
+  const problems = problemsWith(
+    { MYSQL_REPL_PASSWORD: "pw-in-env", MYSQL_REPL_PASSWORD_FILE: "/run/secrets/repl" },
+    { "/run/secrets/repl": "pw-in-file" },
+  );
+  assertEquals(problems, [
+    "MYSQL_REPL_PASSWORD and MYSQL_REPL_PASSWORD_FILE are both set: set only one of them",
+  ]);
+});
+
+Deno.test("loadConfig() names the variable and the path of an unreadable or empty secret file, never its content", () => {
+  const cases: [string | undefined, string, string][] = [
+    [
+      undefined,
+      "/run/secrets/missing",
+      "MYSQL_REPL_PASSWORD_FILE=/run/secrets/missing cannot be read: no such file",
+    ],
+    [
+      "\n",
+      "/run/secrets/empty",
+      "MYSQL_REPL_PASSWORD_FILE=/run/secrets/empty is an empty file: write the secret in it",
+    ],
+    [
+      "",
+      "/run/secrets/empty",
+      "MYSQL_REPL_PASSWORD_FILE=/run/secrets/empty is an empty file: write the secret in it",
+    ],
+    ["pw", "secrets/repl", "MYSQL_REPL_PASSWORD_FILE=secrets/repl must be an absolute path"],
+  ];
+  for (const [content, path, line] of cases) {
+    const files = content === undefined ? {} : { [path]: content };
+    assertEquals(problemsWith({ MYSQL_REPL_PASSWORD_FILE: path }, files), [line]);
+  }
+  const denied = problemsWith({ MYSQL_REPL_PASSWORD_FILE: "/run/secrets/r" }, {
+    "/run/secrets/r": new Deno.errors.PermissionDenied("Permission denied (os error 13)"),
+  });
+  assertEquals(denied, [
+    "MYSQL_REPL_PASSWORD_FILE=/run/secrets/r cannot be read: permission denied (check the file's owner and mode)",
+  ]);
+  const outside = problemsWith({ MYSQL_REPL_PASSWORD_FILE: "/etc/pw" }, {
+    "/etc/pw": new Deno.errors.NotCapable('Requires read access to "/etc/pw"'),
+  });
+  assertEquals(outside.length, 1);
+  assert(
+    outside[0].startsWith("MYSQL_REPL_PASSWORD_FILE=/etc/pw cannot be read: autopilot may read"),
+    outside[0],
+  );
+  assert(outside[0].includes("/run/secrets"), outside[0]);
+  // Together with another wrong variable: one line each, in README order; the file's content appears in none.
+  const both = problemsWith({ MYSQL_REPL_PASSWORD_FILE: "/run/secrets/e", MYSQL_PORT: "x" }, {
+    "/run/secrets/e": "",
+  });
+  assertEquals(both.length, 2);
+  assert(both[0].startsWith("MYSQL_PORT "), both[0]);
+});
+
+Deno.test("loadConfig() names the file a wrong secret was read from, never its content", () => {
+  const problems = problemsWith({
+    ...base,
+    SNAPSHOT_BACKEND: "manta",
+    MANTA_USER: "u",
+    MANTA_KEY_ID: "SHA256:x",
+    MANTA_PRIVATE_KEY_FILE: "/run/secrets/key",
+  }, { "/run/secrets/key": "not-a-key-text\n" });
+  assertEquals(problems, [
+    "MANTA_PRIVATE_KEY is not a PEM private key (newlines may be written as '#') " +
+    "(read from MANTA_PRIVATE_KEY_FILE=/run/secrets/key)",
+  ]);
+});
+
+Deno.test("loadConfig() counts a secret read from a file as set, for the rules between settings", () => {
+  // MYSQL_USER and MYSQL_PASSWORD go together: the password from a file satisfies it.
+  assertEquals(
+    problemsWith({ ...base, MYSQL_PASSWORD_FILE: "/run/secrets/app" }, {
+      "/run/secrets/app": "secret-text\n",
+    }),
+    ["MYSQL_USER must be set together with MYSQL_PASSWORD"],
+  );
+  const problems = problemsWith({
+    ...base,
+    MYSQL_ROOT_PASSWORD_FILE: "/run/secrets/root",
+    MYSQL_RANDOM_ROOT_PASSWORD: "true",
+  }, {
+    "/run/secrets/root": "secret-text",
+  });
+  assertEquals(problems, [
+    "MYSQL_RANDOM_ROOT_PASSWORD cannot be true when MYSQL_ROOT_PASSWORD is set: current value is 'true'",
+  ]);
+});
+
+Deno.test("loadConfig() reads a _FILE twin only for the store selected, like its variable", () => {
+  // S3_SECRET_ACCESS_KEY_FILE names a missing file, but the store is the directory one: never read.
+  load({ ...base, S3_SECRET_ACCESS_KEY_FILE: "/run/secrets/nope" });
+});
+
+Deno.test("describeConfig() says a secret came from a file, with the path, never the value", () => {
+  const env: Record<string, string> = { ...base, MYSQL_USER: "app", MYSQL_PASSWORD_FILE: "/run/secrets/app" };
+  const config = loadConfig((n) => env[n], withFiles({ "/run/secrets/app": "file-secret\n" }));
+  const rows = describeConfig(config, (n) => env[n]);
+  assert(!JSON.stringify(rows).includes("file-secret"));
+  assertEquals(rows.find((r) => r.name === "MYSQL_PASSWORD"), {
+    name: "MYSQL_PASSWORD",
+    value: "<redacted>",
+    source: "file",
+    file: "/run/secrets/app",
+  });
+  assertEquals(rows.find((r) => r.name === "MYSQL_REPL_PASSWORD")?.source, "env");
+});
+
+Deno.test("deno.json lets autopilot read every directory a secret file may be in, /run/secrets first", async () => {
+  const denoJson = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
+  const readable: string[] = denoJson.permissions.autopilot.read;
+  for (const dir of SECRET_FILE_DIRS) {
+    assert(readable.includes(dir), `${dir} is not in permissions.autopilot.read`);
+  }
+  assertEquals(SECRET_FILE_DIRS[0], "/run/secrets");
 });

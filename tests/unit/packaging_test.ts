@@ -38,7 +38,14 @@ const exists = (path: string): boolean => {
 const CONTAINERPILOT_VARIABLES = new Set(["CONTAINERPILOT"]);
 /** Variables of the Docker side: the image's build argument, also used by the compose files. */
 const DOCKER_VARIABLES = new Set(["FLAVOUR"]);
-const KNOWN = new Set([...VARIABLES.map((v) => v.name), ...CONTAINERPILOT_VARIABLES, ...DOCKER_VARIABLES]);
+/** Every setting, and each secret's `_FILE` twin. */
+const KNOWN = new Set([
+  ...VARIABLES.flatMap((v) => [v.name, ...(v.file ? [v.file] : [])]),
+  ...CONTAINERPILOT_VARIABLES,
+  ...DOCKER_VARIABLES,
+]);
+/** The secret each `_FILE` twin stands for. */
+const TWIN_OF = new Map(VARIABLES.filter((v) => v.file).map((v) => [v.file!, v.name]));
 const SPEC = new Map(VARIABLES.map((v) => [v.name, v]));
 /** The top-level keys ContainerPilot accepts; any other is an "unknown config keys" error. */
 const CONTAINERPILOT_KEYS = new Set([
@@ -746,6 +753,8 @@ Deno.test("compose.yml wires the mysql service to Consul and to the shared snaps
   );
   assert(envFiles.includes("_env"), "compose.yml: the mysql service reads its settings from _env");
   // The Consul address autopilot (and, through the same variable, ContainerPilot) uses names the consul service.
+  // (The secret files exist only in the container: the twins are left out here, BASE_ENV gives the password.)
+  for (const name of Object.keys(env)) if (TWIN_OF.has(name)) delete env[name];
   const consul = load({ ...BASE_ENV, ...env }).consul;
   assert(doc.services[consul.host], `compose.yml: CONSUL points at '${consul.host}', which is no service`);
   assert(mysql.depends_on?.[consul.host], "compose.yml: mysql must wait for consul");
@@ -796,6 +805,37 @@ Deno.test("pre-stop is bounded above its own budget, and longer only with BACKUP
   assertEquals(mysql.stopTimeout, undefined, "a job's stopTimeout never fires in the fork: do not pretend");
 });
 
+Deno.test("compose.yml hands the passwords over as Docker secrets, each _FILE naming its /run/secrets file", () => {
+  const doc = compose();
+  const mysql = doc.services.mysql;
+  const env = serviceEnvironment(mysql);
+  const granted = new Set(
+    (mysql.secrets ?? []).map((s: string | { source: string }) => typeof s === "string" ? s : s.source),
+  );
+  const twins = Object.keys(env).filter((k) => TWIN_OF.has(k));
+  for (const required of ["MYSQL_REPL_PASSWORD_FILE", "MYSQL_PASSWORD_FILE"]) {
+    assert(twins.includes(required), `compose.yml: the mysql service should set ${required}`);
+  }
+  for (const twin of twins) {
+    const m = /^\/run\/secrets\/([A-Za-z0-9_.-]+)$/.exec(env[twin]);
+    assert(
+      m,
+      `compose.yml: ${twin}=${env[twin]} is not a file in /run/secrets, where compose mounts secrets`,
+    );
+    assert(granted.has(m[1]), `compose.yml: the mysql service does not list the secret ${m[1]} (${twin})`);
+    const file = doc.secrets?.[m[1]]?.file;
+    assert(typeof file === "string", `compose.yml: the top-level secret ${m[1]} has no file`);
+    assert(
+      file.startsWith("./secrets/"),
+      `compose.yml: ${m[1]} should be read from ./secrets/ (git ignores it)`,
+    );
+  }
+  assert(read(".gitignore").split("\n").includes("/secrets/"), ".gitignore must keep secrets/ out of git");
+  // ... and not through the environment: a variable and its twin both set would be refused.
+  const { active } = envExample();
+  for (const twin of twins) assert(!active.has(TWIN_OF.get(twin)!), `_env.example sets ${TWIN_OF.get(twin)}`);
+});
+
 Deno.test("compose.yml lets a stopping primary hand over and shut down before Docker kills it", () => {
   const grace = durationSeconds(String(compose().services.mysql.stop_grace_period ?? "10s"));
   const worst = durationSeconds(preStopJob().timeout) + containerpilot().stopTimeout;
@@ -834,7 +874,10 @@ Deno.test("_env.example lists real settings, no secret values, and is accepted o
       assertEquals(value, "", `_env.example: ${name} must be left for the user to set`);
     }
   }
-  assert(active.has("MYSQL_REPL_PASSWORD"), "_env.example must name the one required setting");
+  assert(
+    active.has("MYSQL_REPL_PASSWORD") || commented.has("MYSQL_REPL_PASSWORD"),
+    "_env.example must name the one required setting",
+  );
   // As given, the loader asks for the passwords ...
   const given = Object.fromEntries(active);
   const problems = assertThrows(() => load(given), ConfigError).problems.join("\n");
