@@ -95,6 +95,11 @@ export interface SourceSpec {
    * replication position (`MASTER_DEMOTE_TO_SLAVE=1`). MySQL needs nothing: gtid_executed already covers it.
    */
   readonly demote?: boolean;
+  /**
+   * Connect over TLS with these PEM files (paths on the replica), the source's certificate verified against
+   * the CA and the source's address; unset: plain text (and any TLS setting of an earlier source is cleared).
+   */
+  readonly tls?: { readonly ca: string; readonly cert: string; readonly key: string };
 }
 
 /** The per-flavour SQL. Obtain one with {@link sqlFor}. */
@@ -266,10 +271,24 @@ const MYSQL: FlavourSql = Object.freeze({
   flavour: "mysql",
   changeSource(spec: SourceSpec): Statement {
     // GET_SOURCE_PUBLIC_KEY: caching_sha2_password over a connection without TLS needs the source's RSA key.
+    // TLS (MySQL 8.4 manual, CHANGE REPLICATION SOURCE TO): SOURCE_SSL=1 with SOURCE_SSL_VERIFY_SERVER_CERT=1
+    // checks the source's certificate against SOURCE_SSL_CA and its host name against SOURCE_HOST.
+    const t = spec.tls;
     return {
       sql: "CHANGE REPLICATION SOURCE TO SOURCE_HOST=?, SOURCE_PORT=?, SOURCE_USER=?, SOURCE_PASSWORD=?, " +
-        "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1",
-      values: [spec.host, spec.port, spec.user, spec.password, spec.connectRetry, spec.heartbeatPeriod],
+        "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1, " +
+        (t
+          ? "SOURCE_SSL=1, SOURCE_SSL_CA=?, SOURCE_SSL_CERT=?, SOURCE_SSL_KEY=?, SOURCE_SSL_VERIFY_SERVER_CERT=1"
+          : "SOURCE_SSL=0, SOURCE_SSL_CA='', SOURCE_SSL_CERT='', SOURCE_SSL_KEY='', SOURCE_SSL_VERIFY_SERVER_CERT=0"),
+      values: [
+        spec.host,
+        spec.port,
+        spec.user,
+        spec.password,
+        spec.connectRetry,
+        spec.heartbeatPeriod,
+        ...(t ? [t.ca, t.cert, t.key] : []),
+      ],
     };
   },
   startReplica: "START REPLICA",
@@ -338,11 +357,25 @@ const MYSQL: FlavourSql = Object.freeze({
 const MARIADB: FlavourSql = Object.freeze({
   flavour: "mariadb",
   changeSource(spec: SourceSpec): Statement {
+    // TLS (MariaDB, CHANGE MASTER TO): MASTER_SSL_VERIFY_SERVER_CERT=1 checks the source's certificate against
+    // MASTER_SSL_CA and its Common Name or SAN against MASTER_HOST.
+    const t = spec.tls;
     return {
       sql: "CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, " +
-        "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=?, MASTER_HEARTBEAT_PERIOD=?" +
+        "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=?, MASTER_HEARTBEAT_PERIOD=?, " +
+        (t
+          ? "MASTER_SSL=1, MASTER_SSL_CA=?, MASTER_SSL_CERT=?, MASTER_SSL_KEY=?, MASTER_SSL_VERIFY_SERVER_CERT=1"
+          : "MASTER_SSL=0, MASTER_SSL_CA='', MASTER_SSL_CERT='', MASTER_SSL_KEY='', MASTER_SSL_VERIFY_SERVER_CERT=0") +
         (spec.demote ? ", MASTER_DEMOTE_TO_SLAVE=1" : ""),
-      values: [spec.host, spec.port, spec.user, spec.password, spec.connectRetry, spec.heartbeatPeriod],
+      values: [
+        spec.host,
+        spec.port,
+        spec.user,
+        spec.password,
+        spec.connectRetry,
+        spec.heartbeatPeriod,
+        ...(t ? [t.ca, t.cert, t.key] : []),
+      ],
     };
   },
   startReplica: "START SLAVE",

@@ -305,6 +305,7 @@ export function peerTarget(
     user: config.mysql.replUser,
     password: config.mysql.replPassword,
     connectTimeoutMs,
+    ...(config.mysql.tls ? { tls: config.mysql.tls } : {}),
   };
 }
 
