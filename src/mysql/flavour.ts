@@ -263,6 +263,13 @@ export interface ReplicaStatus {
   readonly retrievedGtids: string;
   /** The source's binary log file the receiver reads (MySQL `Source_Log_File`, MariaDB `Master_Log_File`). */
   readonly sourceLogFile?: string;
+  /**
+   * The receiver connects over TLS: `verified` when the source's certificate is checked against the CA and
+   * its address (`Master_SSL_Allowed`/`Source_SSL_Allowed` and `..._SSL_Verify_Server_Cert` both `Yes`),
+   * `unverified` when not; absent: plain text.
+   */
+  readonly tls?: "verified" | "unverified";
+  /** The receiver's last error; a failed TLS handshake is said so, in one line ({@link explainIoError}). */
   readonly lastIoError: string;
   readonly lastSqlError: string;
 }
@@ -348,7 +355,8 @@ const MYSQL: FlavourSql = Object.freeze({
       lagSeconds: lag(row.Seconds_Behind_Source),
       retrievedGtids: text(row.Retrieved_Gtid_Set),
       sourceLogFile: text(row.Source_Log_File),
-      lastIoError: text(row.Last_IO_Error),
+      ...tlsOf(row.Source_SSL_Allowed, row.Source_SSL_Verify_Server_Cert),
+      lastIoError: explainIoError(text(row.Last_IO_Error)),
       lastSqlError: text(row.Last_SQL_Error),
     };
   },
@@ -448,7 +456,8 @@ const MARIADB: FlavourSql = Object.freeze({
       lagSeconds: lag(row.Seconds_Behind_Master),
       retrievedGtids: text(row.Gtid_IO_Pos),
       sourceLogFile: text(row.Master_Log_File),
-      lastIoError: text(row.Last_IO_Error),
+      ...tlsOf(row.Master_SSL_Allowed, row.Master_SSL_Verify_Server_Cert),
+      lastIoError: explainIoError(text(row.Last_IO_Error)),
       lastSqlError: text(row.Last_SQL_Error),
     };
   },
@@ -478,4 +487,19 @@ function lag(value: unknown): number | null {
   if (value === null || value === undefined || value === "") return null;
   const n = Number(value);
   return Number.isFinite(n) ? n : null;
+}
+
+function tlsOf(allowed: unknown, verify: unknown): { tls?: "verified" | "unverified" } {
+  if (text(allowed) !== "Yes") return {};
+  return { tls: text(verify) === "Yes" ? "verified" : "unverified" };
+}
+
+/**
+ * The receiver's error, with a failed TLS handshake said in words: MariaDB reports a source whose certificate
+ * the CA did not sign as `SSL connection error: error:00000000:lib(0)::reason(0)` (error 2026).
+ */
+export function explainIoError(error: string): string {
+  if (!/SSL connection error|TLS|certificate verify/i.test(error)) return error;
+  return "TLS handshake with the source failed (is its certificate signed by MYSQL_TLS_CA, valid, and naming " +
+    `the address it is reached on?): ${error}`;
 }
