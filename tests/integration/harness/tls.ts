@@ -84,9 +84,8 @@ async function makeLeaf(
     `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n` +
       `extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=${sans.join(",")}\n`,
   );
-  // An expired certificate: signed as valid from two days ago to yesterday (`x509 -not_before/-not_after`
-  // needs OpenSSL 3.4, so `ca`-less signing is done with `-days` from a back-dated `-set_serial` is not
-  // possible either: use `openssl ca`'s -startdate/-enddate through a minimal config).
+  // An expired certificate: valid from two days ago to yesterday. `openssl x509` cannot back-date (its
+  // -not_before/-not_after need OpenSSL 3.4; Debian 12 has 3.0), `openssl ca` can (-startdate/-enddate).
   if (expired) {
     const conf = `${dir}/${name}-ca.cnf`;
     await Deno.mkdir(`${dir}/${name}-db`, { recursive: true });
@@ -156,12 +155,23 @@ async function makeLeaf(
 }
 
 /**
- * Makes a CA and the certificates tests use, in `dir` (which must exist).
+ * Makes a CA and the certificates tests use, in `dir` (which must exist). One node certificate serves every
+ * node: its SAN names them all.
  *
- * @param names The node names to put in the node certificate's SAN, besides `127.0.0.1` and `localhost`.
+ * @param names Node names for the SAN (DNS), besides `localhost`.
+ * @param addresses Node addresses for the SAN (IP), besides `127.0.0.1`.
  */
-export async function makeTestPki(dir: string, names: readonly string[] = []): Promise<TestPki> {
-  const sans = ["IP:127.0.0.1", "DNS:localhost", ...names.map((n) => `DNS:${n}`)];
+export async function makeTestPki(
+  dir: string,
+  names: readonly string[] = [],
+  addresses: readonly string[] = [],
+): Promise<TestPki> {
+  const sans = [
+    "IP:127.0.0.1",
+    "DNS:localhost",
+    ...addresses.map((a) => `IP:${a}`),
+    ...names.map((n) => `DNS:${n}`),
+  ];
   const ca = await makeCa(dir, "ca");
   const otherCa = await makeCa(dir, "other-ca");
   const [node, expired, wrongCa] = await Promise.all([

@@ -1,0 +1,131 @@
+/**
+ * TLS on real MariaDB 10.11 servers driven by the hooks: replication over TLS with the source's certificate
+ * verified, REQUIRE_TLS refusing plain logins of the application and replication accounts, a failover and a
+ * rejoin over TLS, and pre-start refusing certificates it cannot use.
+ */
+import { assert, assertEquals, assertRejects } from "../unit/assert.ts";
+import { MysqlClient, MysqlQueryError } from "../../src/mysql/client.ts";
+import { Secret } from "../../src/config.ts";
+import { Cluster, converge, SECRETS, type TestNode } from "./cluster.ts";
+import { Harness, kill9, waitFor } from "./harness/mod.ts";
+import { makeTestPki, type TestPki } from "./harness/tls.ts";
+
+async function pkiFor(h: Harness, nodes: number[]): Promise<TestPki> {
+  const dir = `${h.dir}/tls`;
+  await Deno.mkdir(dir);
+  return await makeTestPki(dir, nodes.map((k) => `n${k}`), nodes.map((k) => h.net.node(k).address));
+}
+
+function tlsEnv(p: TestPki, cert = p.node): Record<string, string> {
+  return { MYSQL_TLS_CA: p.ca.cert, MYSQL_TLS_CERT: cert.cert, MYSQL_TLS_KEY: cert.key };
+}
+
+async function slaveStatus(c: Cluster, node: TestNode): Promise<Record<string, unknown> | undefined> {
+  return (await c.sql(node, "SHOW SLAVE STATUS"))[0];
+}
+
+/** Connects over TCP as `user`, with or without TLS, and returns the session's cipher ("" for none). */
+async function cipherAs(
+  node: TestNode,
+  user: string,
+  password: string,
+  tls?: TestPki,
+): Promise<string> {
+  await using db = await MysqlClient.connect({
+    host: node.address,
+    port: 3306,
+    user,
+    password: new Secret(password),
+    connectTimeoutMs: 2000,
+    ...(tls ? { tls: { ca: tls.ca.cert, cert: tls.node.cert, key: tls.node.key } } : {}),
+  });
+  const [row] = await db.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'");
+  return String(row?.Value ?? "");
+}
+
+Deno.test("TLS: replication verified over TLS, REQUIRE_TLS refuses plain logins, a failover and a rejoin over TLS", async () => {
+  await using h = await Harness.create({ nodes: 2 });
+  const p = await pkiFor(h, [1, 2]);
+  const c = await Cluster.create(h);
+  const env = { ...tlsEnv(p), REQUIRE_TLS: "true" };
+  const [n1, n2] = [c.node(1, env), c.node(2, env)];
+  for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0, n.name);
+  await using app = await MysqlClient.connect({
+    host: n1.address,
+    port: 3306,
+    user: "app",
+    password: new Secret(SECRETS.app),
+    connectTimeoutMs: 2000,
+    tls: { ca: p.ca.cert, cert: p.node.cert, key: p.node.key },
+  });
+  await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1), (2)"]);
+  await app.close();
+  await waitFor("rows on n2", async () => (await c.rows(n2)) === 2);
+
+  const s = await slaveStatus(c, n2);
+  assertEquals(
+    [s?.Master_Host, s?.Master_SSL_Allowed, s?.Master_SSL_Verify_Server_Cert, s?.Master_SSL_CA_File],
+    [n1.address, "Yes", "Yes", p.ca.cert],
+  );
+
+  // REQUIRE_TLS: both accounts refuse a plain login (access denied), and log in over TLS.
+  for (const [user, password] of [["app", SECRETS.app], ["repl", SECRETS.repl]]) {
+    const e = await assertRejects(() => cipherAs(n1, user, password), MysqlQueryError);
+    assertEquals(e.errno, 1045, `${user} without TLS: ${e.message}`);
+    assert((await cipherAs(n1, user, password, p)) !== "", `${user} over TLS`);
+  }
+
+  // autopilot status: the replica replicates over verified TLS; its own connections' cipher is shown.
+  const status = await c.run(n2, ["status"]);
+  assert(status.stdout.includes("n1 (TLS, verified)"), status.stdout);
+  assert(/tls: +autopilot's connections: n1 TLS_\S+, n2 TLS_\S+/.test(status.stdout), status.stdout);
+
+  // A failover: n1's server dies; n2 is promoted, and n1 comes back to replicate from it over TLS.
+  await kill9(n1.mysqld!.pid);
+  await converge(
+    c,
+    [n1, n2],
+    async () => (await c.primaryName()) === "n2" && (await c.run(n2, ["health", "--primary"])).code === 0,
+    40_000,
+  );
+  await c.preStart(n1);
+  await c.startMysqld(n1);
+  await converge(c, [n1, n2], async () => (await slaveStatus(c, n1))?.Master_Host === n2.address);
+  await using app2 = await MysqlClient.connect({
+    host: n2.address,
+    port: 3306,
+    user: "app",
+    password: new Secret(SECRETS.app),
+    connectTimeoutMs: 2000,
+    tls: { ca: p.ca.cert, cert: p.node.cert, key: p.node.key },
+  });
+  await app2.query("INSERT INTO app.t VALUES (3)");
+  await waitFor("row 3 on n1", async () => (await c.rows(n1)) === 3);
+  const again = await slaveStatus(c, n1);
+  assertEquals([again?.Master_SSL_Allowed, again?.Master_SSL_Verify_Server_Cert], ["Yes", "Yes"]);
+});
+
+Deno.test("TLS: pre-start refuses an expired certificate, one signed by another CA, or a key that is not its own", async () => {
+  await using h = await Harness.create({ nodes: 1 });
+  const p = await pkiFor(h, [1]);
+  const c = await Cluster.create(h);
+  const cases: [string, Record<string, string>, RegExp][] = [
+    ["expired", tlsEnv(p, p.expired), /MYSQL_TLS_CERT \S+expired\.pem expired on/],
+    ["other CA", tlsEnv(p, p.wrongCa), /is not signed by the CA in MYSQL_TLS_CA/],
+    ["wrong key", { ...tlsEnv(p), MYSQL_TLS_KEY: p.wrongCa.key }, /does not match MYSQL_TLS_KEY/],
+    [
+      "unreadable",
+      { ...tlsEnv(p), MYSQL_TLS_CA: `${p.dir}/none.pem` },
+      /MYSQL_TLS_CA \S+none\.pem does not exist/,
+    ],
+  ];
+  const n1 = c.node(1);
+  for (const [what, env, expected] of cases) {
+    await c.preparePreStart(n1);
+    const r = await c.run(n1, ["pre-start", "--once"], env);
+    assertEquals(r.code, 2, `${what}: ${r.stderr}`);
+    assert(expected.test(r.stderr), `${what}: ${r.stderr}`);
+    assertEquals(r.stderr.trim().split("\n").filter((l) => l.includes("TLS")).length, 1, `${what}: one line`);
+  }
+  assert(!(await Deno.stat(`${n1.dir}/data`).then(() => true, () => false)), "no datadir was made");
+});
