@@ -97,7 +97,9 @@ export interface SourceSpec {
   readonly demote?: boolean;
   /**
    * Connect over TLS with these PEM files (paths on the replica), the source's certificate verified against
-   * the CA and the source's address; unset: plain text (and any TLS setting of an earlier source is cleared).
+   * the CA and the source's address. Unset: no TLS option is sent, so the server's defaults (and what an
+   * earlier CHANGE set) stay, as before TLS settings existed: MariaDB 11.4's own default is TLS with its
+   * self-signed certificates, which an explicit MASTER_SSL=0 would turn off.
    */
   readonly tls?: { readonly ca: string; readonly cert: string; readonly key: string };
 }
@@ -283,10 +285,10 @@ const MYSQL: FlavourSql = Object.freeze({
     const t = spec.tls;
     return {
       sql: "CHANGE REPLICATION SOURCE TO SOURCE_HOST=?, SOURCE_PORT=?, SOURCE_USER=?, SOURCE_PASSWORD=?, " +
-        "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1, " +
+        "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1" +
         (t
-          ? "SOURCE_SSL=1, SOURCE_SSL_CA=?, SOURCE_SSL_CERT=?, SOURCE_SSL_KEY=?, SOURCE_SSL_VERIFY_SERVER_CERT=1"
-          : "SOURCE_SSL=0, SOURCE_SSL_CA='', SOURCE_SSL_CERT='', SOURCE_SSL_KEY='', SOURCE_SSL_VERIFY_SERVER_CERT=0"),
+          ? ", SOURCE_SSL=1, SOURCE_SSL_CA=?, SOURCE_SSL_CERT=?, SOURCE_SSL_KEY=?, SOURCE_SSL_VERIFY_SERVER_CERT=1"
+          : ""),
       values: [
         spec.host,
         spec.port,
@@ -370,10 +372,10 @@ const MARIADB: FlavourSql = Object.freeze({
     const t = spec.tls;
     return {
       sql: "CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, " +
-        "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=?, MASTER_HEARTBEAT_PERIOD=?, " +
+        "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=?, MASTER_HEARTBEAT_PERIOD=?" +
         (t
-          ? "MASTER_SSL=1, MASTER_SSL_CA=?, MASTER_SSL_CERT=?, MASTER_SSL_KEY=?, MASTER_SSL_VERIFY_SERVER_CERT=1"
-          : "MASTER_SSL=0, MASTER_SSL_CA='', MASTER_SSL_CERT='', MASTER_SSL_KEY='', MASTER_SSL_VERIFY_SERVER_CERT=0") +
+          ? ", MASTER_SSL=1, MASTER_SSL_CA=?, MASTER_SSL_CERT=?, MASTER_SSL_KEY=?, MASTER_SSL_VERIFY_SERVER_CERT=1"
+          : "") +
         (spec.demote ? ", MASTER_DEMOTE_TO_SLAVE=1" : ""),
       values: [
         spec.host,

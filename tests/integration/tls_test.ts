@@ -129,3 +129,60 @@ Deno.test("TLS: pre-start refuses an expired certificate, one signed by another 
   }
   assert(!(await Deno.stat(`${n1.dir}/data`).then(() => true, () => false)), "no datadir was made");
 });
+
+/** Restarts `node`'s server presenting `cert` (its cnf edited after pre-start wrote it). */
+async function presenting(c: Cluster, node: TestNode, p: TestPki, cert: { cert: string; key: string }) {
+  await c.stopMysqld(node);
+  const cnf = await Deno.readTextFile(node.env.MYSQL_CNF);
+  await Deno.writeTextFile(
+    node.env.MYSQL_CNF,
+    cnf.replace(/^ssl_cert = .*$/m, `ssl_cert = ${cert.cert}`).replace(
+      /^ssl_key = .*$/m,
+      `ssl_key = ${cert.key}`,
+    ),
+  );
+  await c.startMysqld(node);
+}
+
+Deno.test("TLS: a source presenting a certificate the CA did not sign, or not naming it, is refused; status and health say so", async () => {
+  await using h = await Harness.create({ nodes: 2 });
+  const p = await pkiFor(h, [1, 2]);
+  const c = await Cluster.create(h);
+  const [n1, n2] = [c.node(1, tlsEnv(p)), c.node(2, tlsEnv(p))];
+  for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0, n.name);
+  await waitFor("n2 replicating", async () => (await slaveStatus(c, n2))?.Slave_IO_Running === "Yes");
+  // n1's server comes back presenting a certificate from another CA (as an impostor at its address would).
+  await presenting(c, n1, p, p.wrongCa);
+  await waitFor(
+    "n2's receiver refusing n1",
+    async () => /SSL/.test(String((await slaveStatus(c, n2))?.Last_IO_Error)),
+  );
+  const s = await slaveStatus(c, n2);
+  assertEquals([s?.Slave_IO_Running, s?.Master_SSL_Allowed], ["Connecting", "Yes"], "never a plain fallback");
+
+  const status = await c.run(n2, ["status"]);
+  const lines = status.stdout.split("\n").filter((l) => l.includes("TLS handshake with the source failed"));
+  assert(lines.length >= 1, status.stdout);
+  // autopilot's own probe of n1 refuses its certificate too.
+  assert(/n1.*certificate/i.test(status.stdout), status.stdout);
+  const health = await c.run(n2, ["health"]);
+  assert(health.code !== 0, "unhealthy");
+  assert(health.stderr.includes("TLS handshake with the source failed"), health.stderr);
+
+  // A certificate from the right CA that does not name n1's address: refused by the replica and by autopilot.
+  await presenting(c, n1, p, p.misnamed);
+  // (MariaDB names the failure `SSL certificate validation failure` on a first connection, and gives the
+  // same text as for another CA when it reconnects.)
+  let named = "";
+  await waitFor("autopilot refusing n1's name", async () => {
+    named = (await c.run(n2, ["status"])).stdout;
+    return named.includes(`does not name ${n1.address}`);
+  });
+  assert(named.includes("TLS handshake with the source failed"), named);
+  const after = await slaveStatus(c, n2);
+  assertEquals(
+    [after?.Slave_IO_Running, after?.Master_SSL_Allowed],
+    ["Connecting", "Yes"],
+    "never a plain fallback",
+  );
+});

@@ -65,8 +65,7 @@ Deno.test("sqlFor('mysql').changeSource() uses CHANGE REPLICATION SOURCE with GT
   assertEquals(
     s.sql,
     "CHANGE REPLICATION SOURCE TO SOURCE_HOST=?, SOURCE_PORT=?, SOURCE_USER=?, SOURCE_PASSWORD=?, " +
-      "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1, " +
-      "SOURCE_SSL=0, SOURCE_SSL_CA='', SOURCE_SSL_CERT='', SOURCE_SSL_KEY='', SOURCE_SSL_VERIFY_SERVER_CERT=0",
+      "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1",
   );
   assertEquals(s.values, ["10.0.0.2", 3306, "repl", "pw'x", 1, 1]);
   assert(!s.sql.includes("pw'x"), "the password travels as a value, never in the SQL text");
@@ -77,8 +76,7 @@ Deno.test("sqlFor('mariadb').changeSource() uses CHANGE MASTER with MASTER_USE_G
   assertEquals(
     s.sql,
     "CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, " +
-      "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=?, MASTER_HEARTBEAT_PERIOD=?, " +
-      "MASTER_SSL=0, MASTER_SSL_CA='', MASTER_SSL_CERT='', MASTER_SSL_KEY='', MASTER_SSL_VERIFY_SERVER_CERT=0",
+      "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=?, MASTER_HEARTBEAT_PERIOD=?",
   );
   assert(
     sqlFor("mariadb").changeSource({ ...source, demote: true }).sql.endsWith(", MASTER_DEMOTE_TO_SLAVE=1"),

@@ -77,8 +77,7 @@ Deno.test("ServerOperator sends MySQL 8.4's statements", async () => {
     "SET GLOBAL rpl_semi_sync_source_enabled = ON",
     "SET GLOBAL rpl_semi_sync_source_enabled = OFF",
     "CHANGE REPLICATION SOURCE TO SOURCE_HOST=?, SOURCE_PORT=?, SOURCE_USER=?, SOURCE_PASSWORD=?, " +
-    "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1, " +
-    "SOURCE_SSL=0, SOURCE_SSL_CA='', SOURCE_SSL_CERT='', SOURCE_SSL_KEY='', SOURCE_SSL_VERIFY_SERVER_CERT=0 " +
+    "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1 " +
     "<- 10.0.0.2, 3306, repl, pw, 1, 2",
     "START REPLICA",
     "STOP REPLICA",
@@ -100,9 +99,7 @@ Deno.test("ServerOperator sends MariaDB's statements", async () => {
     "SET GLOBAL rpl_semi_sync_master_enabled = ON",
     "SET GLOBAL rpl_semi_sync_master_enabled = OFF",
     "CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, " +
-    "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=?, MASTER_HEARTBEAT_PERIOD=?, " +
-    "MASTER_SSL=0, MASTER_SSL_CA='', MASTER_SSL_CERT='', MASTER_SSL_KEY='', MASTER_SSL_VERIFY_SERVER_CERT=0, " +
-    "MASTER_DEMOTE_TO_SLAVE=1 " +
+    "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=?, MASTER_HEARTBEAT_PERIOD=?, MASTER_DEMOTE_TO_SLAVE=1 " +
     "<- 10.0.0.2, 3306, repl, pw, 1, 2",
     "START SLAVE",
     "STOP SLAVE",

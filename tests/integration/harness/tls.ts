@@ -25,6 +25,8 @@ export interface TestPki {
   readonly expired: CertFiles;
   /** Valid, but signed by another CA. */
   readonly wrongCa: CertFiles;
+  /** Signed by the CA, but naming no node: only `DNS:elsewhere.invalid`. */
+  readonly misnamed: CertFiles;
   /** The CA that signed {@link TestPki.wrongCa}. */
   readonly otherCa: CertFiles;
 }
@@ -174,10 +176,11 @@ export async function makeTestPki(
   ];
   const ca = await makeCa(dir, "ca");
   const otherCa = await makeCa(dir, "other-ca");
-  const [node, expired, wrongCa] = await Promise.all([
+  const [node, expired, wrongCa, misnamed] = await Promise.all([
     makeLeaf(dir, "node", ca, sans),
     makeLeaf(dir, "expired", ca, sans, true),
     makeLeaf(dir, "wrong-ca", otherCa, sans),
+    makeLeaf(dir, "misnamed", ca, ["DNS:elsewhere.invalid"]),
   ]);
-  return { dir, ca, node, expired, wrongCa, otherCa };
+  return { dir, ca, node, expired, wrongCa, misnamed, otherCa };
 }
