@@ -700,9 +700,9 @@ const allTls = (_: string, v: Values) =>
 const MYSQL_TLS_CA: Setting<string> = tls("MYSQL_TLS_CA", path, {
   at: "mysql.tls.ca",
   check: allTls,
-  doc: "PEM file of the CA that signed every node's certificate; set with the next two to turn TLS on: " +
-    "servers, replication and autopilot's own connections to peers (which verify the peer's certificate " +
-    "against it and the peer's address).",
+  doc: "PEM file of the CA that signed every node's certificate. Set with the next two, TLS is on for " +
+    "clients, replication and autopilot's own connections to peers, each verifying the peer's certificate " +
+    "against it and the peer's address (see [TLS](#tls)).",
 });
 const MYSQL_TLS_CERT: Setting<string> = tls("MYSQL_TLS_CERT", path, {
   at: "mysql.tls.cert",

@@ -94,6 +94,9 @@ export async function readTlsFiles(files: TlsFiles): Promise<TlsMaterial> {
         ? "does not exist"
         : e instanceof Deno.errors.PermissionDenied
         ? "cannot be read (permission denied)"
+        : e instanceof Deno.errors.NotCapable
+        ? "is outside the directories autopilot may read (put it below /var/lib/autopilot, e.g. " +
+          "/var/lib/autopilot/tls/)"
         : `cannot be read (${(e as Error).name})`;
       throw new TlsConfigError(`${name} ${path} ${why}`);
     }

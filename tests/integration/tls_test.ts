@@ -131,7 +131,7 @@ Deno.test("TLS: pre-start refuses an expired certificate, one signed by another 
 });
 
 /** Restarts `node`'s server presenting `cert` (its cnf edited after pre-start wrote it). */
-async function presenting(c: Cluster, node: TestNode, p: TestPki, cert: { cert: string; key: string }) {
+async function presenting(c: Cluster, node: TestNode, cert: { cert: string; key: string }) {
   await c.stopMysqld(node);
   const cnf = await Deno.readTextFile(node.env.MYSQL_CNF);
   await Deno.writeTextFile(
@@ -152,7 +152,7 @@ Deno.test("TLS: a source presenting a certificate the CA did not sign, or not na
   for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0, n.name);
   await waitFor("n2 replicating", async () => (await slaveStatus(c, n2))?.Slave_IO_Running === "Yes");
   // n1's server comes back presenting a certificate from another CA (as an impostor at its address would).
-  await presenting(c, n1, p, p.wrongCa);
+  await presenting(c, n1, p.wrongCa);
   await waitFor(
     "n2's receiver refusing n1",
     async () => /SSL/.test(String((await slaveStatus(c, n2))?.Last_IO_Error)),
@@ -170,7 +170,7 @@ Deno.test("TLS: a source presenting a certificate the CA did not sign, or not na
   assert(health.stderr.includes("TLS handshake with the source failed"), health.stderr);
 
   // A certificate from the right CA that does not name n1's address: refused by the replica and by autopilot.
-  await presenting(c, n1, p, p.misnamed);
+  await presenting(c, n1, p.misnamed);
   // (MariaDB names the failure `SSL certificate validation failure` on a first connection, and gives the
   // same text as for another CA when it reconnects.)
   let named = "";
