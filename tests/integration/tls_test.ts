@@ -186,3 +186,42 @@ Deno.test("TLS: a source presenting a certificate the CA did not sign, or not na
     "never a plain fallback",
   );
 });
+
+Deno.test("TLS: REQUIRE_TLS turned on in a running cluster: the primary alters the accounts, replicas get it", async () => {
+  await using h = await Harness.create({ nodes: 2 });
+  const p = await pkiFor(h, [1, 2]);
+  const c = await Cluster.create(h);
+  const [n1, n2] = [c.node(1, tlsEnv(p)), c.node(2, tlsEnv(p))];
+  for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0, n.name);
+  await waitFor("n2 replicating", async () => (await slaveStatus(c, n2))?.Slave_IO_Running === "Yes");
+  // TLS without REQUIRE_TLS: a plain login still works (over TLS too).
+  assertEquals(await cipherAs(n1, "app", SECRETS.app), "");
+  assert((await cipherAs(n1, "app", SECRETS.app, p)) !== "");
+
+  // The primary restarts with REQUIRE_TLS=true and turns writable again.
+  for (const n of [n1, n2]) n.env.REQUIRE_TLS = "true";
+  await c.stopMysqld(n1);
+  assertEquals((await c.preStart(n1)).code, 0);
+  await c.startMysqld(n1);
+  await converge(c, [n1], async () => (await c.run(n1, ["health", "--primary"])).code === 0);
+  for (const n of [n1, n2]) {
+    await waitFor(`plain logins refused on ${n.name}`, async () => {
+      const plain = await cipherAs(n, "app", SECRETS.app).then(() => "accepted", (e) => e);
+      return plain instanceof MysqlQueryError && plain.errno === 1045;
+    });
+    const e = await assertRejects(() => cipherAs(n, "repl", SECRETS.repl), MysqlQueryError);
+    assertEquals(e.errno, 1045, `repl on ${n.name}`);
+    assert((await cipherAs(n, "app", SECRETS.app, p)) !== "", `app over TLS on ${n.name}`);
+  }
+  // Replication (as repl, over TLS) goes on.
+  await using app = await MysqlClient.connect({
+    host: n1.address,
+    port: 3306,
+    user: "app",
+    password: new Secret(SECRETS.app),
+    connectTimeoutMs: 2000,
+    tls: { ca: p.ca.cert, cert: p.node.cert, key: p.node.key },
+  });
+  await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1)"]);
+  await waitFor("row on n2", async () => (await c.rows(n2)) === 1);
+});
