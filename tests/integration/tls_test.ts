@@ -187,23 +187,37 @@ Deno.test("TLS: a source presenting a certificate the CA did not sign, or not na
   );
 });
 
-Deno.test("TLS: REQUIRE_TLS turned on in a running cluster: the primary alters the accounts, replicas get it", async () => {
+/** Restarts a node's mysqld as a container restart would (pre-start, then mysqld), and runs its passes. */
+async function restart(c: Cluster, node: TestNode, ready: () => Promise<boolean>): Promise<void> {
+  await c.stopMysqld(node);
+  assertEquals((await c.preStart(node)).code, 0, node.name);
+  await c.startMysqld(node);
+  await converge(c, [node], ready);
+}
+
+Deno.test("TLS turned on in a running cluster: primary then replica restarted with TLS, then REQUIRE_TLS", async () => {
   await using h = await Harness.create({ nodes: 2 });
   const p = await pkiFor(h, [1, 2]);
   const c = await Cluster.create(h);
-  const [n1, n2] = [c.node(1, tlsEnv(p)), c.node(2, tlsEnv(p))];
+  const [n1, n2] = [c.node(1), c.node(2)];
   for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0, n.name);
   await waitFor("n2 replicating", async () => (await slaveStatus(c, n2))?.Slave_IO_Running === "Yes");
-  // TLS without REQUIRE_TLS: a plain login still works (over TLS too).
-  assertEquals(await cipherAs(n1, "app", SECRETS.app), "");
-  assert((await cipherAs(n1, "app", SECRETS.app, p)) !== "");
+  assertEquals((await slaveStatus(c, n2))?.Master_SSL_Allowed, "No", "plain text without TLS settings");
 
-  // The primary restarts with REQUIRE_TLS=true and turns writable again.
+  // 1. The TLS files on every node: the primary first (its server speaks TLS, plain logins still work)...
+  for (const n of [n1, n2]) Object.assign(n.env, tlsEnv(p));
+  await restart(c, n1, async () => (await c.run(n1, ["health", "--primary"])).code === 0);
+  assertEquals(await cipherAs(n1, "app", SECRETS.app), "", "a plain login still works");
+  // ...then the replica, which is re-pointed over verified TLS (not restarted as it was set up).
+  await restart(c, n2, async () => {
+    const s = await slaveStatus(c, n2);
+    return s?.Master_SSL_Allowed === "Yes" && s?.Slave_IO_Running === "Yes";
+  });
+  assertEquals((await slaveStatus(c, n2))?.Master_SSL_Verify_Server_Cert, "Yes");
+
+  // 2. REQUIRE_TLS: the primary, turning writable again, alters the accounts; the replica gets it too.
   for (const n of [n1, n2]) n.env.REQUIRE_TLS = "true";
-  await c.stopMysqld(n1);
-  assertEquals((await c.preStart(n1)).code, 0);
-  await c.startMysqld(n1);
-  await converge(c, [n1], async () => (await c.run(n1, ["health", "--primary"])).code === 0);
+  await restart(c, n1, async () => (await c.run(n1, ["health", "--primary"])).code === 0);
   for (const n of [n1, n2]) {
     await waitFor(`plain logins refused on ${n.name}`, async () => {
       const plain = await cipherAs(n, "app", SECRETS.app).then(() => "accepted", (e) => e);
