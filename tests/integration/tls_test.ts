@@ -118,6 +118,11 @@ Deno.test("TLS: pre-start refuses an expired certificate, one signed by another 
       { ...tlsEnv(p), MYSQL_TLS_CA: `${p.dir}/none.pem` },
       /MYSQL_TLS_CA \S+none\.pem does not exist/,
     ],
+    [
+      "outside autopilot's permissions",
+      { ...tlsEnv(p), MYSQL_TLS_CA: "/etc/ssl/certs/ca-certificates.crt" },
+      /MYSQL_TLS_CA \/etc\/ssl\/certs\/ca-certificates\.crt is outside the directories autopilot may read/,
+    ],
   ];
   const n1 = c.node(1);
   for (const [what, env, expected] of cases) {
