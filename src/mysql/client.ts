@@ -122,7 +122,9 @@ export class MysqlClient {
       conn.on("error", () => {});
       if (tls) {
         // mysql2 checks the chain against the CA; the name it checks only for a host name, never for an IP
-        // address: check the peer's certificate names the address connected to, either way.
+        // address: check the peer's certificate names the address connected to, either way. (No session is
+        // resumed, which could leave no certificate to look at: mysql2 keys its TLS session cache by the `ssl`
+        // object, and each connection has its own.)
         const problem = peerCertProblem(conn, target.host ?? "localhost");
         if (problem !== undefined) {
           conn.destroy();
@@ -282,6 +284,13 @@ function translate(e: unknown, where: string): Error {
   if (e instanceof MysqlUnavailableError || e instanceof MysqlQueryError) return e;
   const err = e as Mysql2Error;
   const code = err?.code ?? "UNKNOWN";
+  if (code === "HANDSHAKE_NO_SSL_SUPPORT") {
+    return new MysqlUnavailableError(
+      where,
+      code,
+      "TLS: the server does not speak TLS (is it started with MYSQL_TLS_CA, MYSQL_TLS_CERT and MYSQL_TLS_KEY?)",
+    );
+  }
   if (
     code === "HANDSHAKE_SSL_ERROR" ||
     /certificate|self.signed|TLS|SSL/i.test(err?.message ?? "") && !err?.sqlMessage

@@ -211,6 +211,9 @@ Deno.test("TLS turned on in a running cluster: primary then replica restarted wi
 
   // 1. The TLS files on every node: the primary first (its server speaks TLS, plain logins still work)...
   for (const n of [n1, n2]) Object.assign(n.env, tlsEnv(p));
+  // (Before the primary's restart, autopilot with TLS settings refuses its plain server, never falls back.)
+  const before = await c.run(n2, ["status"]);
+  assert(before.stdout.includes("TLS: the server does not speak TLS"), before.stdout);
   await restart(c, n1, async () => (await c.run(n1, ["health", "--primary"])).code === 0);
   assertEquals(await cipherAs(n1, "app", SECRETS.app), "", "a plain login still works");
   // ...then the replica, which is re-pointed over verified TLS (not restarted as it was set up).
