@@ -5,8 +5,11 @@ import { makeTestPki, type TestPki } from "../integration/harness/tls.ts";
 /** Certificates made once for every test here (openssl, a temporary directory). */
 let pkiPromise: Promise<TestPki> | undefined;
 function pki(): Promise<TestPki> {
-  pkiPromise ??=
-    (async () => makeTestPki(await Deno.makeTempDir({ prefix: "autopilot-tls-" }), ["n1", "n2"]))();
+  pkiPromise ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "autopilot-tls-" });
+    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+    return await makeTestPki(dir, ["n1", "n2"]);
+  })();
   return pkiPromise;
 }
 
