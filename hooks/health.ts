@@ -159,6 +159,7 @@ async function healthPass(
         maxLagSeconds: config.mysql.maxLagSeconds,
         failsafe: config.failover.failsafe,
         semiSync: config.mysql.semiSync,
+        ...(config.mysql.tls ? { tls: true } : {}),
         quietPeriodMs: config.failover.quietPeriodMs,
         now: Date.now(),
         recoverySettleMs: settleWindowMs(config.failover.recoverySettleMs, deps.leaseMs),

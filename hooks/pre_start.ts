@@ -46,6 +46,7 @@ import {
 } from "../src/state.ts";
 import { openStore } from "../src/storage/open.ts";
 import { errorMessage } from "../src/text.ts";
+import { readTls, TlsConfigError } from "../src/mysql/tls.ts";
 import { type CommandContext, EXIT } from "../src/command.ts";
 
 const log = getLogger(["autopilot", "pre-start"]);
@@ -72,6 +73,17 @@ export async function runPreStart(ctx: CommandContext, once: boolean): Promise<n
   });
   try {
     await bestEffort("clear an earlier failure record", () => clearPreStartFailure(stateDir));
+    // TLS files that cannot be used are refused before anything is touched, never a start without TLS: the
+    // files do not change without a new container, so this is not retried.
+    if (config.mysql.tls) {
+      try {
+        await readTls(config.mysql.tls);
+      } catch (e) {
+        if (!(e instanceof TlsConfigError)) throw e;
+        log.error("Invalid TLS configuration: {reason}", { reason: e.message });
+        return EXIT.usage;
+      }
+    }
     // Chosen (and logged) once: it depends on nothing an attempt can change.
     const pool = chooseBufferPoolLogged(config, log, ctx.env);
     let since: number | undefined;

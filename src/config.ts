@@ -108,6 +108,20 @@ export interface MysqlConfig {
   /** A replica lagging more than this is unhealthy. */
   readonly maxLagSeconds: number;
   readonly semiSync: boolean;
+  /** The node's certificate, its key and the CA that signed every node's: TLS between servers and for clients. */
+  readonly tls?: TlsFiles;
+  /** REQUIRE_TLS: the application and replication accounts refuse connections without TLS. */
+  readonly requireTls: boolean;
+}
+
+/** PEM files, as absolute paths (read by src/mysql/tls.ts; the key's contents never reach a log). */
+export interface TlsFiles {
+  /** The CA certificate(s) every node's certificate is signed by. */
+  readonly ca: string;
+  /** This node's certificate: it names the node's address (SAN IP or DNS). */
+  readonly cert: string;
+  /** This node's private key. */
+  readonly key: string;
 }
 
 /** Consul keys; every default is prefixed with SERVICE_NAME. */
@@ -696,6 +710,39 @@ mysql("SEMI_SYNC", flag, {
   default: "false",
   at: "mysql.semiSync",
   doc: "Semi-synchronous replication (AFTER_SYNC); no silent fallback to async.",
+});
+
+const tls = section("TLS");
+/** All three TLS files, or none: what is wrong when only some are set. */
+const allTls = (_: string, v: Values) =>
+  [MYSQL_TLS_CA, MYSQL_TLS_CERT, MYSQL_TLS_KEY].every((s) => v(s) !== undefined)
+    ? undefined
+    : "needs MYSQL_TLS_CA, MYSQL_TLS_CERT and MYSQL_TLS_KEY set together";
+const MYSQL_TLS_CA: Setting<string> = tls("MYSQL_TLS_CA", path, {
+  at: "mysql.tls.ca",
+  check: allTls,
+  doc: "PEM file of the CA that signed every node's certificate. Set with the next two, TLS is on for " +
+    "clients, replication and autopilot's own connections to peers, each verifying the peer's certificate " +
+    "against it and the peer's address (see [TLS](#tls)).",
+});
+const MYSQL_TLS_CERT: Setting<string> = tls("MYSQL_TLS_CERT", path, {
+  at: "mysql.tls.cert",
+  check: allTls,
+  doc: "PEM file of this node's certificate, signed by MYSQL_TLS_CA, naming the address peers reach it on " +
+    "(SAN IP or DNS).",
+});
+const MYSQL_TLS_KEY: Setting<string> = tls("MYSQL_TLS_KEY", path, {
+  at: "mysql.tls.key",
+  check: allTls,
+  doc: "PEM file of this node's private key (its path is shown, never its contents).",
+});
+tls("REQUIRE_TLS", flag, {
+  default: "false",
+  at: "mysql.requireTls",
+  check: (on, v) =>
+    on && v(MYSQL_TLS_CA) === undefined ? "needs MYSQL_TLS_CA, MYSQL_TLS_CERT and MYSQL_TLS_KEY" : undefined,
+  doc: "`true`: the application and replication accounts refuse connections without TLS (`REQUIRE SSL`, " +
+    "set by the primary and replicated).",
 });
 
 const keys = section("Consul keys");

@@ -96,6 +96,8 @@ export type NodeProbe =
     readonly readOnly: boolean;
     /** The replication source and threads; absent when it replicates from nobody. */
     readonly replica?: ReplicaStatus;
+    /** The TLS cipher of the probe's own connection to it; absent: plain text. */
+    readonly cipher?: string;
     /** Executed GTIDs as text (MariaDB `gtid_binlog_state`, MySQL `gtid_executed`). */
     readonly executed: string;
   };
@@ -187,7 +189,11 @@ export interface NodeStatus {
     readonly sql: boolean;
     /** The last I/O or SQL thread error, if any. */
     readonly error: string | null;
+    /** Over TLS (`verified`: the source's certificate checked against the CA and its address); absent: plain. */
+    readonly tls?: "verified" | "unverified";
   } | null;
+  /** The TLS cipher of autopilot's connection to this node's server; absent: plain text (or unreachable). */
+  readonly tlsCipher?: string;
   /** Seconds behind its source; `null` when unknown or not a replica. */
   readonly lagSeconds: number | null;
   /** Its executed GTIDs (MariaDB `gtid_binlog_state`, MySQL `gtid_executed`); `null` when unreachable. */
@@ -543,6 +549,7 @@ function nodeStatus(
       sql: r.sqlRunning,
       error: [r.lastIoError && `I/O: ${r.lastIoError}`, r.lastSqlError && `SQL: ${r.lastSqlError}`]
         .filter(Boolean).join("; ") || null,
+      ...(r.tls ? { tls: r.tls } : {}),
     }
     : null;
   const errant = isHolder ? "" : errantOf(probe, primary);
@@ -577,6 +584,7 @@ function nodeStatus(
     version: probe.version,
     readOnly: probe.readOnly,
     replication,
+    ...(probe.cipher ? { tlsCipher: probe.cipher } : {}),
     lagSeconds: r ? r.lagSeconds : null,
     gtidExecuted: probe.executed,
     errant,
@@ -882,7 +890,13 @@ export function renderStatusTable(report: StatusReport): string {
         n.role,
         n.session ? n.checkStatus : `${n.checkStatus}, no session`,
         n.reachable ? (n.readOnly ? "read-only" : "writable") : "unreachable",
-        n.replication ? n.replication.sourceNode ?? n.replication.source : "-",
+        n.replication
+          ? `${n.replication.sourceNode ?? n.replication.source}${
+            n.replication.tls
+              ? ` (TLS${n.replication.tls === "verified" ? ", verified" : ", NOT verified"})`
+              : ""
+          }`
+          : "-",
         n.replication ? `${n.replication.io}/${n.replication.sql ? "yes" : "no"}` : "-",
         n.replication ? (n.lagSeconds === null ? "?" : `${n.lagSeconds}s`) : "-",
         n.gtidExecuted === null ? "?" : n.gtidExecuted || "-",
@@ -892,6 +906,8 @@ export function renderStatusTable(report: StatusReport): string {
   ];
   const widths = TABLE_COLUMNS.map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   for (const r of rows) lines.push(r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd());
+  const ciphers = report.nodes.filter((n) => n.tlsCipher).map((n) => `${n.node} ${n.tlsCipher}`);
+  if (ciphers.length > 0) lines.push(`tls:       autopilot's connections: ${ciphers.join(", ")}`);
   lines.push("");
   lines.push(
     report.healthy
@@ -1013,8 +1029,10 @@ export async function probeNode(
     const readOnly = await server.readOnly({ signal });
     const gtid = await server.gtidState({ signal });
     const replica = await server.replicaStatus({ signal });
+    const cipher = config.mysql.tls ? await server.tlsCipher({ signal }) : undefined;
     return {
       reachable: true,
+      ...(cipher ? { cipher } : {}),
       flavour: version.flavour,
       version: version.text,
       readOnly,

@@ -7,6 +7,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Statement } from "../mysql/flavour.ts";
+import { requireTlsStatements } from "../mysql/bootstrap.ts";
 import type { MysqlServer } from "../mysql/server.ts";
 import { subtractGtids } from "../mysql/gtid.ts";
 import {
@@ -107,6 +108,7 @@ export async function act(
     me,
     semiSync: p.config.mysql.semiSync,
     leaseMs: p.leaseMs,
+    ...(p.config.mysql.requireTls ? { requireTls: requireTlsStatements(p.config) } : {}),
     ...(p.config.mysql.semiSync && view ? { aheadOf: () => membersAhead(p, server, view, signal) } : {}),
   };
   switch (d.action) {
@@ -139,7 +141,11 @@ export async function act(
         server,
         state: p.state,
         restore: p.restore(),
-        repl: { user: p.config.mysql.replUser, password: p.config.mysql.replPassword },
+        repl: {
+          user: p.config.mysql.replUser,
+          password: p.config.mysql.replPassword,
+          ...(p.config.mysql.tls ? { tls: p.config.mysql.tls } : {}),
+        },
         primaryExecuted: () => p.primaryExecuted(d.primary),
         errant: { hint: "", handle: (e) => p.handleErrant(server, d.primary, e) },
       }, signal);

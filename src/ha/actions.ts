@@ -7,7 +7,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { ClusterKv } from "../cluster_kv.ts";
-import type { Secret } from "../config.ts";
+import type { Secret, TlsFiles } from "../config.ts";
 import type { Statement } from "../mysql/flavour.ts";
 import { subtractGtids } from "../mysql/gtid.ts";
 import type { MysqlServer } from "../mysql/server.ts";
@@ -178,6 +178,11 @@ export async function serveAsPrimary(
     /** The in-server lease's length (SESSION_TTL/2). */
     readonly leaseMs: number;
     /**
+     * REQUIRE_TLS: the statements that make the accounts refuse plain logins, run once writable (binlogged, so
+     * every replica gets them; a cluster that turns REQUIRE_TLS on gets them from its next primary).
+     */
+    readonly requireTls?: readonly Statement[];
+    /**
      * SEMI_SYNC: which live member, if any, holds transactions this node lacks (over TCP). Asked before a
      * read-only node that replicates from nobody (a restarted primary) turns writable: its crash recovery may
      * have cut a tail a replica received.
@@ -236,6 +241,11 @@ export async function serveAsPrimary(
     log.error("Lost the primary lock while turning writable: read-only again");
     return { healthy: false };
   }
+  if (a.requireTls) {
+    await server.run(a.requireTls, { signal }).catch((e) =>
+      log.error("Cannot make the accounts require TLS (REQUIRE_TLS): {e}", { e: (e as Error).message })
+    );
+  }
   log.info("Primary: writable");
   return { healthy: true, serving: true };
 }
@@ -287,7 +297,7 @@ export async function follow(
     readonly server: MysqlServer;
     readonly state: StateStore;
     readonly restore: Restore | undefined;
-    readonly repl: { readonly user: string; readonly password: Secret };
+    readonly repl: { readonly user: string; readonly password: Secret; readonly tls?: TlsFiles };
     /** The primary's executed GTIDs, asked over TCP as the replication account. */
     readonly primaryExecuted: () => Promise<string>;
     /**
@@ -333,6 +343,7 @@ export async function follow(
     connectRetry: 1,
     heartbeatPeriod: 1,
     demote: a.demote,
+    ...(a.repl.tls ? { tls: a.repl.tls } : {}),
   }, { signal });
   await a.restore?.forget(); // the position is in the server now (gtid_slave_pos)
   log.info("Replicating from {node} ({source}){from}", {

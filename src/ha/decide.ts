@@ -75,6 +75,11 @@ export interface HealthFacts {
    * so it does not take its lock back by itself but through a failover's plan (src/mysql/mycnf.ts).
    */
   readonly semiSync?: boolean;
+  /**
+   * TLS settings are set: a replica whose receiver is not configured for verified TLS (set up before they
+   * were, e.g.) is re-pointed, never restarted in plain text.
+   */
+  readonly tls?: boolean;
   /** What holds automatic failover back: FAILOVER_PAUSE_KEY, or the quiet period after the last failover. */
   readonly failover?: { readonly paused: boolean; readonly quietReason?: string };
   /**
@@ -262,14 +267,18 @@ function anotherNodeIsPrimary(f: HealthFacts, primary: PrimaryRecord): HealthDec
   const replica = mysql.replica;
   const followsPrimary = replica !== undefined && replica.sourceHost === primary.address &&
     replica.sourcePort === primary.port;
-  if (!followsPrimary) {
+  const plainWhileTls = f.tls === true && followsPrimary && replica.tls !== "verified";
+  if (!followsPrimary || plainWhileTls) {
     const demote = f.restoredGtid === undefined && mysql.hasTransactions && replica === undefined;
     return {
       action: "follow",
       primary,
       ...(f.restoredGtid !== undefined ? { fromGtid: f.restoredGtid } : {}),
       demote,
-      reason: replica
+      reason: plainWhileTls
+        ? `replicating from ${primary.node} (${source}) without verified TLS while MYSQL_TLS_CA, MYSQL_TLS_CERT ` +
+          "and MYSQL_TLS_KEY are set: re-pointing it over TLS"
+        : replica
         ? `replicating from ${replica.sourceHost}:${replica.sourcePort}, but ${primary.node} (${source}) is primary`
         : f.restoredGtid !== undefined
         ? `restored from a snapshot at ${f.restoredGtid}: replicating from ${primary.node} (${source})`

@@ -45,6 +45,8 @@ export interface FactSources {
   readonly maxLagSeconds: number;
   /** SEMI_SYNC. */
   readonly semiSync?: boolean;
+  /** MYSQL_TLS_CA, MYSQL_TLS_CERT and MYSQL_TLS_KEY are set: replication must use verified TLS. */
+  readonly tls?: boolean;
   readonly quietPeriodMs: number;
   readonly now: number;
   /** FAILSAFE_MODE. */
@@ -197,6 +199,7 @@ export async function gatherFacts(s: FactSources, signal?: AbortSignal): Promise
       ...(s.state.repointing ? { repointing: true } : {}),
       maxLagSeconds: s.maxLagSeconds,
       ...(s.semiSync ? { semiSync: true } : {}),
+      ...(s.tls ? { tls: true } : {}),
       ...(failover ? { failover } : {}),
       ...(s.failsafe ? { failsafe: { heldLock: s.state.members?.heldLock === true } } : {}),
       ...(s.state.replicated

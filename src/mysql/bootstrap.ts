@@ -58,10 +58,16 @@ export function bootstrapStatements(
   const s = (sql: string, ...values: (string | number)[]): Statement => ({ sql, values });
   // MariaDB writes CREATE USER and ALTER USER to the binlog as they were sent, so a password would reach every
   // replica's binlog and every snapshot: send MariaDB the hash only. MySQL rewrites them with the hash itself.
+  // REQUIRE_TLS: a login without TLS is refused (MariaDB and MySQL 8.4: CREATE USER ... REQUIRE SSL).
+  const require = m.requireTls ? " REQUIRE SSL" : "";
   const identifiedBy = (user: string, password: string): Statement =>
     flavour === "mariadb"
-      ? s("CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY PASSWORD ?", user, nativePasswordHash(password))
-      : s("CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", user, password);
+      ? s(
+        `CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY PASSWORD ?${require}`,
+        user,
+        nativePasswordHash(password),
+      )
+      : s(`CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?${require}`, user, password);
   const out: Statement[] = [
     // Replicas read the binlog with it; the failover runner reads each node's replication state with it
     // (SHOW REPLICA STATUS: MariaDB's SLAVE MONITOR, MySQL's REPLICATION CLIENT). Nothing else.
@@ -103,4 +109,21 @@ export function bootstrapStatements(
 export function nativePasswordHash(password: string): string {
   const inner = createHash("sha1").update(password, "utf8").digest();
   return "*" + createHash("sha1").update(inner).digest("hex").toUpperCase();
+}
+
+/** The accounts REQUIRE_TLS applies to: the replication account, and the application's if one is set. */
+export function tlsAccounts(config: Config): string[] {
+  return [config.mysql.replUser, ...(config.mysql.user !== undefined ? [config.mysql.user] : [])];
+}
+
+/**
+ * REQUIRE_TLS in a running cluster: the statements that make the existing accounts refuse logins without TLS
+ * (same text on MariaDB 10.11 and MySQL 8.4; `IF EXISTS`: an account made by hand may be gone). Run on the
+ * primary once it is writable: they are binlogged, so every replica gets them too. Idempotent.
+ */
+export function requireTlsStatements(config: Config): Statement[] {
+  return tlsAccounts(config).map((account) => ({
+    sql: "ALTER USER IF EXISTS ?@'%' REQUIRE SSL",
+    values: [account],
+  }));
 }

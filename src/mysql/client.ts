@@ -8,8 +8,9 @@
  * @module
  */
 import mysql from "mysql2/promise";
-import type { Secret } from "../config.ts";
+import type { Secret, TlsFiles } from "../config.ts";
 import { parseServerVersion, type ServerVersion, type Statement } from "./flavour.ts";
+import { clientSsl, peerNameProblem, readTlsFiles, TlsConfigError } from "./tls.ts";
 
 /** Where and as whom to connect. */
 export interface MysqlTarget {
@@ -21,6 +22,11 @@ export interface MysqlTarget {
   readonly password?: Secret;
   /** Give up connecting after this long (a cut link never answers). */
   readonly connectTimeoutMs: number;
+  /**
+   * TCP only: connect over TLS with these files, the server's certificate checked against the CA and against
+   * `host` (its SAN must name it); never a fallback to plain text.
+   */
+  readonly tls?: TlsFiles;
 }
 
 /** The server could not be reached or the connection broke. */
@@ -94,6 +100,7 @@ export class MysqlClient {
    */
   static async connect(target: MysqlTarget, signal?: AbortSignal): Promise<MysqlClient> {
     const where = describeTarget(target);
+    const tls = target.tls && !target.socketPath ? await tlsOption(target.tls, where) : undefined;
     const options: mysql.ConnectionOptions = {
       user: target.user,
       password: target.password?.reveal(),
@@ -107,11 +114,23 @@ export class MysqlClient {
       // No prepared statements are made (query() sends text); the default (16000) preallocates its cache.
       maxPreparedStatements: 1,
       ...(target.socketPath ? { socketPath: target.socketPath } : { host: target.host, port: target.port }),
+      ...(tls ? { ssl: tls } : {}),
     };
     try {
       const conn = await abortable(() => mysql.createConnection(options), signal, where);
       // A dropped connection emits 'error' on the connection object; without a listener it would crash.
       conn.on("error", () => {});
+      if (tls) {
+        // mysql2 checks the chain against the CA; the name it checks only for a host name, never for an IP
+        // address: check the peer's certificate names the address connected to, either way. (No session is
+        // resumed, which could leave no certificate to look at: mysql2 keys its TLS session cache by the `ssl`
+        // object, and each connection has its own.)
+        const problem = peerCertProblem(conn, target.host ?? "localhost");
+        if (problem !== undefined) {
+          conn.destroy();
+          throw new MysqlUnavailableError(where, "TLS_PEER_NAME", `TLS: ${problem}`);
+        }
+      }
       return new MysqlClient(conn, where);
     } catch (e) {
       throw translate(e, where);
@@ -196,6 +215,26 @@ export class MysqlClient {
   }
 }
 
+async function tlsOption(files: TlsFiles, where: string) {
+  try {
+    return clientSsl(await readTlsFiles(files));
+  } catch (e) {
+    if (e instanceof TlsConfigError) throw new MysqlUnavailableError(where, "TLS_FILES", `TLS: ${e.message}`);
+    throw e;
+  }
+}
+
+/** What is wrong with the name in the certificate the server presented (undefined: it names `host`). */
+function peerCertProblem(conn: mysql.Connection, host: string): string | undefined {
+  // The TLS socket mysql2 upgraded the connection to (its core connection's `stream`).
+  const stream = (conn as unknown as {
+    connection?: { stream?: { getPeerCertificate?: (detailed: boolean) => { raw?: Uint8Array } } };
+  }).connection?.stream;
+  const raw = stream?.getPeerCertificate?.(true)?.raw;
+  if (raw === undefined || raw.length === 0) return `the server at ${host} presented no certificate`;
+  return peerNameProblem(raw, host);
+}
+
 /** The abort reason close() uses, to tell it from a caller's deadline. */
 const CLOSED = Symbol("closed");
 
@@ -245,6 +284,24 @@ function translate(e: unknown, where: string): Error {
   if (e instanceof MysqlUnavailableError || e instanceof MysqlQueryError) return e;
   const err = e as Mysql2Error;
   const code = err?.code ?? "UNKNOWN";
+  if (code === "HANDSHAKE_NO_SSL_SUPPORT") {
+    return new MysqlUnavailableError(
+      where,
+      code,
+      "TLS: the server does not speak TLS (is it started with MYSQL_TLS_CA, MYSQL_TLS_CERT and MYSQL_TLS_KEY?)",
+    );
+  }
+  if (
+    code === "HANDSHAKE_SSL_ERROR" ||
+    /certificate|self.signed|TLS|SSL/i.test(err?.message ?? "") && !err?.sqlMessage
+  ) {
+    return new MysqlUnavailableError(
+      where,
+      code,
+      `TLS: the server's certificate was refused (${err?.message ?? String(e)}): it must be signed by ` +
+        "MYSQL_TLS_CA and valid",
+    );
+  }
   if (CONNECTION_CODES.has(code) || (err?.fatal && !err.sqlMessage)) {
     const detail = code === "ETIMEDOUT"
       ? "connection timed out (host down or link cut?)"

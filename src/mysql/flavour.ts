@@ -95,6 +95,13 @@ export interface SourceSpec {
    * replication position (`MASTER_DEMOTE_TO_SLAVE=1`). MySQL needs nothing: gtid_executed already covers it.
    */
   readonly demote?: boolean;
+  /**
+   * Connect over TLS with these PEM files (paths on the replica), the source's certificate verified against
+   * the CA and the source's address. Unset: no TLS option is sent, so the server's defaults (and what an
+   * earlier CHANGE set) stay, as before TLS settings existed: MariaDB 11.4's own default is TLS with its
+   * self-signed certificates, which an explicit MASTER_SSL=0 would turn off.
+   */
+  readonly tls?: { readonly ca: string; readonly cert: string; readonly key: string };
 }
 
 /** The per-flavour SQL. Obtain one with {@link sqlFor}. */
@@ -258,6 +265,13 @@ export interface ReplicaStatus {
   readonly retrievedGtids: string;
   /** The source's binary log file the receiver reads (MySQL `Source_Log_File`, MariaDB `Master_Log_File`). */
   readonly sourceLogFile?: string;
+  /**
+   * The receiver connects over TLS: `verified` when the source's certificate is checked against the CA and
+   * its address (`Master_SSL_Allowed`/`Source_SSL_Allowed` and `..._SSL_Verify_Server_Cert` both `Yes`),
+   * `unverified` when not; absent: plain text.
+   */
+  readonly tls?: "verified" | "unverified";
+  /** The receiver's last error; a failed TLS handshake is said so, in one line ({@link explainIoError}). */
   readonly lastIoError: string;
   readonly lastSqlError: string;
 }
@@ -266,10 +280,24 @@ const MYSQL: FlavourSql = Object.freeze({
   flavour: "mysql",
   changeSource(spec: SourceSpec): Statement {
     // GET_SOURCE_PUBLIC_KEY: caching_sha2_password over a connection without TLS needs the source's RSA key.
+    // TLS (MySQL 8.4 manual, CHANGE REPLICATION SOURCE TO): SOURCE_SSL=1 with SOURCE_SSL_VERIFY_SERVER_CERT=1
+    // checks the source's certificate against SOURCE_SSL_CA and its host name against SOURCE_HOST.
+    const t = spec.tls;
     return {
       sql: "CHANGE REPLICATION SOURCE TO SOURCE_HOST=?, SOURCE_PORT=?, SOURCE_USER=?, SOURCE_PASSWORD=?, " +
-        "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1",
-      values: [spec.host, spec.port, spec.user, spec.password, spec.connectRetry, spec.heartbeatPeriod],
+        "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1" +
+        (t
+          ? ", SOURCE_SSL=1, SOURCE_SSL_CA=?, SOURCE_SSL_CERT=?, SOURCE_SSL_KEY=?, SOURCE_SSL_VERIFY_SERVER_CERT=1"
+          : ""),
+      values: [
+        spec.host,
+        spec.port,
+        spec.user,
+        spec.password,
+        spec.connectRetry,
+        spec.heartbeatPeriod,
+        ...(t ? [t.ca, t.cert, t.key] : []),
+      ],
     };
   },
   startReplica: "START REPLICA",
@@ -329,7 +357,8 @@ const MYSQL: FlavourSql = Object.freeze({
       lagSeconds: lag(row.Seconds_Behind_Source),
       retrievedGtids: text(row.Retrieved_Gtid_Set),
       sourceLogFile: text(row.Source_Log_File),
-      lastIoError: text(row.Last_IO_Error),
+      ...tlsOf(row.Source_SSL_Allowed, row.Source_SSL_Verify_Server_Cert),
+      lastIoError: explainIoError(text(row.Last_IO_Error)),
       lastSqlError: text(row.Last_SQL_Error),
     };
   },
@@ -338,11 +367,25 @@ const MYSQL: FlavourSql = Object.freeze({
 const MARIADB: FlavourSql = Object.freeze({
   flavour: "mariadb",
   changeSource(spec: SourceSpec): Statement {
+    // TLS (MariaDB, CHANGE MASTER TO): MASTER_SSL_VERIFY_SERVER_CERT=1 checks the source's certificate against
+    // MASTER_SSL_CA and its Common Name or SAN against MASTER_HOST.
+    const t = spec.tls;
     return {
       sql: "CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, " +
         "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=?, MASTER_HEARTBEAT_PERIOD=?" +
+        (t
+          ? ", MASTER_SSL=1, MASTER_SSL_CA=?, MASTER_SSL_CERT=?, MASTER_SSL_KEY=?, MASTER_SSL_VERIFY_SERVER_CERT=1"
+          : "") +
         (spec.demote ? ", MASTER_DEMOTE_TO_SLAVE=1" : ""),
-      values: [spec.host, spec.port, spec.user, spec.password, spec.connectRetry, spec.heartbeatPeriod],
+      values: [
+        spec.host,
+        spec.port,
+        spec.user,
+        spec.password,
+        spec.connectRetry,
+        spec.heartbeatPeriod,
+        ...(t ? [t.ca, t.cert, t.key] : []),
+      ],
     };
   },
   startReplica: "START SLAVE",
@@ -415,7 +458,8 @@ const MARIADB: FlavourSql = Object.freeze({
       lagSeconds: lag(row.Seconds_Behind_Master),
       retrievedGtids: text(row.Gtid_IO_Pos),
       sourceLogFile: text(row.Master_Log_File),
-      lastIoError: text(row.Last_IO_Error),
+      ...tlsOf(row.Master_SSL_Allowed, row.Master_SSL_Verify_Server_Cert),
+      lastIoError: explainIoError(text(row.Last_IO_Error)),
       lastSqlError: text(row.Last_SQL_Error),
     };
   },
@@ -445,4 +489,19 @@ function lag(value: unknown): number | null {
   if (value === null || value === undefined || value === "") return null;
   const n = Number(value);
   return Number.isFinite(n) ? n : null;
+}
+
+function tlsOf(allowed: unknown, verify: unknown): { tls?: "verified" | "unverified" } {
+  if (text(allowed) !== "Yes") return {};
+  return { tls: text(verify) === "Yes" ? "verified" : "unverified" };
+}
+
+/**
+ * The receiver's error, with a failed TLS handshake said in words: MariaDB reports a source whose certificate
+ * the CA did not sign as `SSL connection error: error:00000000:lib(0)::reason(0)` (error 2026).
+ */
+export function explainIoError(error: string): string {
+  if (!/SSL connection error|TLS|certificate verify/i.test(error)) return error;
+  return "TLS handshake with the source failed (is its certificate signed by MYSQL_TLS_CA, valid, and naming " +
+    `the address it is reached on?): ${error}`;
 }

@@ -124,6 +124,7 @@ export function renderMyCnf(config: Config, facts: MyCnfFacts): string {
     "",
     `innodb_buffer_pool_size = ${pool / 2 ** 20}M`,
     ...semiSyncLines(facts.flavour, m.semiSync),
+    ...tlsLines(config),
     "",
   ];
   return lines.filter((l) => l !== false).join("\n");
@@ -158,5 +159,19 @@ function semiSyncLines(flavour: Flavour, on: boolean): string[] {
     "rpl_semi_sync_source_wait_point = AFTER_SYNC",
     `rpl_semi_sync_source_timeout = ${forever}`,
     "rpl_semi_sync_replica_enabled = ON",
+  ];
+}
+
+function tlsLines(config: Config): string[] {
+  const t = config.mysql.tls;
+  if (!t) return [];
+  // The same system variables on MariaDB 10.11 and MySQL 8.4 (MySQL would otherwise make its own
+  // self-signed certificate at start; MariaDB would speak no TLS at all).
+  return [
+    "",
+    "# TLS for clients and replicas (MYSQL_TLS_CA, MYSQL_TLS_CERT, MYSQL_TLS_KEY)",
+    `ssl_ca = ${t.ca}`,
+    `ssl_cert = ${t.cert}`,
+    `ssl_key = ${t.key}`,
   ];
 }

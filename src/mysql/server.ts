@@ -139,6 +139,13 @@ export class ServerOperator implements MysqlServer {
     return this.#version ??= await this.#db.version(o.signal);
   }
 
+  /** The TLS cipher of this connection (the same status variable on both flavours); undefined: plain text. */
+  async tlsCipher(o: CallOptions = {}): Promise<string | undefined> {
+    const [row] = await this.#db.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'", { signal: o.signal });
+    const cipher = row === undefined ? "" : String(row.Value ?? "");
+    return cipher === "" ? undefined : cipher;
+  }
+
   /**
    * Four statements, one round trip each. Measured on MariaDB 10.11 over the socket, a round trip costs
    * 30-50 µs, while reading the START REPLICA counter (a status table) costs 350-500 µs by itself; the
@@ -305,6 +312,7 @@ export function peerTarget(
     user: config.mysql.replUser,
     password: config.mysql.replPassword,
     connectTimeoutMs,
+    ...(config.mysql.tls ? { tls: config.mysql.tls } : {}),
   };
 }
 

@@ -5,6 +5,7 @@ import {
   localAdminUser,
   mysqlInitFile,
   nativePasswordHash,
+  requireTlsStatements,
 } from "../../src/mysql/bootstrap.ts";
 
 const config = (extra: Record<string, string> = {}) =>
@@ -101,4 +102,35 @@ Deno.test("nativePasswordHash() is MariaDB's PASSWORD(): no password is sent to 
   ) {
     assert(!st.values?.some((v) => ["replpw", "apppw", "rootpw"].includes(String(v))), st.sql);
   }
+});
+
+const TLS = { MYSQL_TLS_CA: "/tls/ca.pem", MYSQL_TLS_CERT: "/tls/n1.pem", MYSQL_TLS_KEY: "/tls/n1-key.pem" };
+
+Deno.test("REQUIRE_TLS: a new cluster's accounts are created REQUIRE SSL, on both flavours", () => {
+  const c = config({ ...TLS, REQUIRE_TLS: "true", MYSQL_USER: "app", MYSQL_PASSWORD: "apppw" });
+  const creates = (flavour: "mysql" | "mariadb") =>
+    bootstrapStatements(c, flavour).filter((s) => s.sql.startsWith("CREATE USER")).map((s) => s.sql);
+  assertEquals(creates("mariadb"), [
+    "CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY PASSWORD ? REQUIRE SSL",
+    "CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY PASSWORD ? REQUIRE SSL",
+  ]);
+  assertEquals(creates("mysql"), [
+    "CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ? REQUIRE SSL",
+    "CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ? REQUIRE SSL",
+  ]);
+  // TLS without REQUIRE_TLS: plain logins stay allowed.
+  assert(bootstrapStatements(config(TLS), "mysql").every((s) => !s.sql.includes("REQUIRE")));
+});
+
+Deno.test("REQUIRE_TLS in an existing cluster: the primary alters the replication and application accounts", () => {
+  assertEquals(
+    requireTlsStatements(config({ ...TLS, REQUIRE_TLS: "true", MYSQL_USER: "app", MYSQL_PASSWORD: "p" })),
+    [
+      { sql: "ALTER USER IF EXISTS ?@'%' REQUIRE SSL", values: ["repl"] },
+      { sql: "ALTER USER IF EXISTS ?@'%' REQUIRE SSL", values: ["app"] },
+    ],
+  );
+  assertEquals(requireTlsStatements(config({ ...TLS, REQUIRE_TLS: "true" })).map((s) => s.values), [[
+    "repl",
+  ]]);
 });

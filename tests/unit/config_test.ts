@@ -380,6 +380,10 @@ const EVERYTHING: Record<string, string>[] = [
     MYSQL_CONNECT_TIMEOUT: "1m",
     MAX_REPLICATION_LAG: "1m30s",
     SEMI_SYNC: "on",
+    MYSQL_TLS_CA: "/tls/ca.pem",
+    MYSQL_TLS_CERT: "/tls/n1.pem",
+    MYSQL_TLS_KEY: "/tls/n1-key.pem",
+    REQUIRE_TLS: "true",
     PRIMARY_KEY: "a/primary",
     BACKUP_LOCK_KEY: "a/backup",
     LAST_BACKUP_KEY: "a/last",
@@ -737,4 +741,30 @@ Deno.test("deno.json lets autopilot read every directory a secret file may be in
     assert(readable.includes(dir), `${dir} is not in permissions.autopilot.read`);
   }
   assertEquals(SECRET_FILE_DIRS[0], "/run/secrets");
+});
+
+Deno.test("TLS: the three files together or none; REQUIRE_TLS needs them; without them, plain text as before", () => {
+  const files = {
+    MYSQL_TLS_CA: "/tls/ca.pem",
+    MYSQL_TLS_CERT: "/tls/n1.pem",
+    MYSQL_TLS_KEY: "/tls/n1-key.pem",
+  };
+  const on = load({ ...base, ...files, REQUIRE_TLS: "yes" });
+  assertEquals(on.mysql.tls, { ca: "/tls/ca.pem", cert: "/tls/n1.pem", key: "/tls/n1-key.pem" });
+  assertEquals(on.mysql.requireTls, true);
+  const off = load(base);
+  assertEquals([off.mysql.tls, off.mysql.requireTls], [undefined, false]);
+  const { MYSQL_TLS_KEY: _, ...noKey } = files;
+  const e = assertThrows(() => load({ ...base, ...noKey }), ConfigError);
+  assertEquals(e.problems, [
+    "MYSQL_TLS_CA needs MYSQL_TLS_CA, MYSQL_TLS_CERT and MYSQL_TLS_KEY set together: current value is '/tls/ca.pem'",
+    "MYSQL_TLS_CERT needs MYSQL_TLS_CA, MYSQL_TLS_CERT and MYSQL_TLS_KEY set together: current value is '/tls/n1.pem'",
+  ]);
+  assertEquals(
+    assertThrows(() => load({ ...base, REQUIRE_TLS: "true" }), ConfigError).problems,
+    ["REQUIRE_TLS needs MYSQL_TLS_CA, MYSQL_TLS_CERT and MYSQL_TLS_KEY: current value is 'true'"],
+  );
+  // (A wrong path counts as unset for the rule between the three, which then names the other two as well.)
+  const wrongPath = assertThrows(() => load({ ...base, ...files, MYSQL_TLS_KEY: "key.pem" }), ConfigError);
+  assert(wrongPath.problems.includes("MYSQL_TLS_KEY must be an absolute path: current value is 'key.pem'"));
 });

@@ -299,3 +299,79 @@ Deno.test("lease.extend/clear/state: server time in UTC, microseconds as a place
     assertEquals(lease.binlogRestore, "SET SESSION sql_log_bin = @autopilot_sql_log_bin");
   }
 });
+
+const tlsFiles = { ca: "/tls/ca.pem", cert: "/tls/n1.pem", key: "/tls/n1-key.pem" };
+
+Deno.test("changeSource() with TLS: MySQL 8.4's SOURCE_SSL options, the source's certificate verified", () => {
+  // MySQL 8.4 manual, CHANGE REPLICATION SOURCE TO: SOURCE_SSL = {0|1}, SOURCE_SSL_CA = 'ca_file_name',
+  // SOURCE_SSL_CERT = 'cert_file_name', SOURCE_SSL_KEY = 'key_file_name', SOURCE_SSL_VERIFY_SERVER_CERT = {0|1}.
+  const s = sqlFor("mysql").changeSource({ ...source, tls: tlsFiles });
+  assertEquals(
+    s.sql,
+    "CHANGE REPLICATION SOURCE TO SOURCE_HOST=?, SOURCE_PORT=?, SOURCE_USER=?, SOURCE_PASSWORD=?, " +
+      "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1, " +
+      "SOURCE_SSL=1, SOURCE_SSL_CA=?, SOURCE_SSL_CERT=?, SOURCE_SSL_KEY=?, SOURCE_SSL_VERIFY_SERVER_CERT=1",
+  );
+  assertEquals(s.values, [
+    "10.0.0.2",
+    3306,
+    "repl",
+    "pw'x",
+    1,
+    1,
+    "/tls/ca.pem",
+    "/tls/n1.pem",
+    "/tls/n1-key.pem",
+  ]);
+  assertEquals(s.sql.split("?").length - 1, s.values.length);
+});
+
+Deno.test("changeSource() with TLS: MariaDB's MASTER_SSL options, the source's certificate verified", () => {
+  const s = sqlFor("mariadb").changeSource({ ...source, tls: tlsFiles, demote: true });
+  assertEquals(
+    s.sql,
+    "CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, " +
+      "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=?, MASTER_HEARTBEAT_PERIOD=?, " +
+      "MASTER_SSL=1, MASTER_SSL_CA=?, MASTER_SSL_CERT=?, MASTER_SSL_KEY=?, MASTER_SSL_VERIFY_SERVER_CERT=1, " +
+      "MASTER_DEMOTE_TO_SLAVE=1",
+  );
+  assertEquals(s.values, [
+    "10.0.0.2",
+    3306,
+    "repl",
+    "pw'x",
+    1,
+    1,
+    "/tls/ca.pem",
+    "/tls/n1.pem",
+    "/tls/n1-key.pem",
+  ]);
+});
+
+Deno.test("replicaStatusFromRow() says whether the receiver uses TLS, and a failed handshake in words", () => {
+  const ma = sqlFor("mariadb").replicaStatusFromRow({
+    Master_Host: "10.0.0.2",
+    Master_Port: "3306",
+    Slave_IO_Running: "Connecting",
+    Slave_SQL_Running: "Yes",
+    Master_SSL_Allowed: "Yes",
+    Master_SSL_Verify_Server_Cert: "Yes",
+    Last_IO_Error:
+      "error connecting to master 'repl@10.0.0.2:3306' - retry-time: 1  maximum-retries: 100000  " +
+      "message: SSL connection error: error:00000000:lib(0)::reason(0)",
+  });
+  assertEquals(ma.tls, "verified");
+  assert(ma.lastIoError.startsWith("TLS handshake with the source failed"), ma.lastIoError);
+  assert(ma.lastIoError.endsWith("reason(0)"), "the server's own words are kept");
+  const my = sqlFor("mysql").replicaStatusFromRow({
+    Source_SSL_Allowed: "Yes",
+    Source_SSL_Verify_Server_Cert: "No",
+    Last_IO_Error: "",
+  });
+  assertEquals([my.tls, my.lastIoError], ["unverified", ""]);
+  const plain = sqlFor("mariadb").replicaStatusFromRow({
+    Master_SSL_Allowed: "No",
+    Last_IO_Error: "Access denied",
+  });
+  assertEquals([plain.tls, plain.lastIoError], [undefined, "Access denied"]);
+});

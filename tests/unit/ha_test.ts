@@ -488,3 +488,34 @@ Deno.test("decideHealth() with SEMI_SYNC: a restarted last primary takes its loc
     "still writable (Consul came back): no restart cut anything",
   );
 });
+
+Deno.test("decideHealth() with TLS settings re-points a replica set up without verified TLS, never restarts it plain", () => {
+  const consul = heldBy(p1, "s1");
+  const stopped = { ...running, ioRunning: "no" as const, sqlRunning: false, lagSeconds: null };
+  // Set up before TLS was turned on, mysqld restarted: re-pointed over TLS rather than started as it was.
+  for (const replica of [stopped, running, { ...running, tls: "unverified" as const }]) {
+    const d = decideHealth(
+      facts({ consul, tls: true, mysql: up({ replica, replicationStartedThisRun: false }) }),
+    );
+    assertEquals(d.action === "follow" && [d.demote, d.reason], [
+      false,
+      "replicating from n1 (10.0.0.11:3306) without verified TLS while MYSQL_TLS_CA, MYSQL_TLS_CERT and " +
+      "MYSQL_TLS_KEY are set: re-pointing it over TLS",
+    ]);
+  }
+  // Already over verified TLS: as without TLS (healthy; restarted after a mysqld restart).
+  const verified = { ...running, tls: "verified" as const };
+  assertEquals(decideHealth(facts({ consul, tls: true, mysql: up({ replica: verified }) })).action, "report");
+  assertEquals(
+    decideHealth(
+      facts({
+        consul,
+        tls: true,
+        mysql: up({ replica: { ...stopped, tls: "verified" }, replicationStartedThisRun: false }),
+      }),
+    ).action,
+    "restart-replication",
+  );
+  // Without TLS settings, a replica's TLS is left as it is.
+  assertEquals(decideHealth(facts({ consul, mysql: up({ replica: running }) })).action, "report");
+});

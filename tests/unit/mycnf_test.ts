@@ -101,3 +101,18 @@ Deno.test("renderMyCnf() adds semi-sync AFTER_SYNC settings only when SEMI_SYNC 
   const async = renderMyCnf(config({}), { flavour: "mariadb", reportHost: "a", bufferPoolBytes: 128 * MiB });
   assert(!async.includes("init_rpl_role"), "without semi-sync a tail may be on a replica: never truncated");
 });
+
+const TLS = { MYSQL_TLS_CA: "/tls/ca.pem", MYSQL_TLS_CERT: "/tls/n1.pem", MYSQL_TLS_KEY: "/tls/n1-key.pem" };
+
+Deno.test("renderMyCnf() with TLS names the CA, certificate and key for both flavours; without, none", () => {
+  for (const flavour of ["mariadb", "mysql"] as const) {
+    const c = config(TLS);
+    const text = renderMyCnf(c, { flavour, reportHost: "10.0.0.5", bufferPoolBytes: 128 * MiB });
+    const mysqld = text.slice(text.indexOf("[mysqld]"));
+    for (const line of ["ssl_ca = /tls/ca.pem", "ssl_cert = /tls/n1.pem", "ssl_key = /tls/n1-key.pem"]) {
+      assert(mysqld.split("\n").includes(line), `${flavour}: ${line}`);
+    }
+    const plain = renderMyCnf(config(), { flavour, reportHost: "10.0.0.5", bufferPoolBytes: 128 * MiB });
+    assert(!/^ssl_/m.test(plain), `${flavour}: no ssl_ line without TLS settings`);
+  }
+});
