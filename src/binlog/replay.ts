@@ -170,14 +170,15 @@ export function relayRange(
  * server_id in the states along the plan, which name every server that wrote a GTID there), since a server
  * skips, silently, the relay log events that carry its own. The highest free id, counting down from 2^32-1.
  */
-export function replayServerId(plan: RecoveryPlan): number {
+export function replayServerId(flavour: Flavour, plan: RecoveryPlan): number {
   const taken = new Set<number>();
   const states = [plan.snapshot.state];
   for (const step of plan.steps) {
     taken.add(step.segment.serverId);
-    if (step.segment.flavour === "mariadb") states.push(step.segment.startState, step.segment.endState);
+    states.push(step.segment.startState, step.segment.endState);
   }
-  if (plan.steps.every((s) => s.segment.flavour === "mariadb")) {
+  // MySQL states are sets of source UUIDs: no server_id in them.
+  if (flavour === "mariadb") {
     for (const state of states) for (const g of MariadbGtidSet.parse(state).entries()) taken.add(g.serverId);
   }
   let id = 4294967295;
@@ -204,7 +205,7 @@ export async function prepareReplay(
   osUser: string,
   signal?: AbortSignal,
 ): Promise<ReplayServerCnf> {
-  const serverId = replayServerId(plan);
+  const serverId = replayServerId(flavour, plan);
   if (flavour !== "mariadb") return { serverId };
   const relayLog = `${dir}/relay-bin`;
   const names = files.map((file, i) => ({ file, relay: `${dir}/${relayLogName(i)}` }));

@@ -99,13 +99,28 @@ function plan(snapshotState: string, ...serverIds: number[]): RecoveryPlan {
 }
 
 Deno.test("replayServerId: the highest id no file's writer and no state along the plan names", () => {
-  assertEquals(replayServerId(plan("0-1-3", 1, 2)), 4294967295);
-  assertEquals(replayServerId(plan("0-4294967295-3", 1)), 4294967294);
-  assertEquals(replayServerId(plan("0-1-3", 4294967295, 2)), 4294967294);
+  assertEquals(replayServerId("mariadb", plan("0-1-3", 1, 2)), 4294967295);
+  assertEquals(replayServerId("mariadb", plan("0-4294967295-3", 1)), 4294967294);
+  assertEquals(replayServerId("mariadb", plan("0-1-3", 4294967295, 2)), 4294967294);
   // A server id only in a state (a replicated GTID in a file another server wrote) is taken too.
   const p = plan("0-1-3", 1);
   const seg = { ...p.steps[0].segment, endState: "0-1-10,0-4294967294-9,0-4294967295-10" };
-  assertEquals(replayServerId({ ...p, steps: [{ ...p.steps[0], segment: seg }] }), 4294967293);
+  assertEquals(replayServerId("mariadb", { ...p, steps: [{ ...p.steps[0], segment: seg }] }), 4294967293);
+  // MySQL: the writers' ids only (its states hold source UUIDs).
+  const U = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+  const mysqlPlan: RecoveryPlan = { snapshot: { ...p.snapshot, state: `${U}:1-5` }, steps: [], position: "" };
+  assertEquals(replayServerId("mysql", mysqlPlan), 4294967295);
+  const mysqlStep = {
+    segment: {
+      ...p.steps[0].segment,
+      flavour: "mysql" as const,
+      serverId: 4294967295,
+      startState: `${U}:1-5`,
+      endState: `${U}:1-9`,
+    },
+    after: `${U}:1-5`,
+  };
+  assertEquals(replayServerId("mysql", { ...mysqlPlan, steps: [mysqlStep] }), 4294967294);
 });
 
 Deno.test("relayLogName: relay-bin.000001 for the first step, in step order", () => {
