@@ -36,6 +36,14 @@ export class VerifyError extends Error {
   }
 }
 
+/** How the throwaway server replays archived binlogs (src/binlog/replay.ts `prepareReplay`). */
+export interface ReplayServerCnf {
+  /** A server_id no replayed event carries (events with the server's own are skipped). */
+  readonly serverId: number;
+  /** MariaDB: the relay log base path (`DIR/relay-bin`, its index `DIR/relay-bin.index`). */
+  readonly relayLog?: string;
+}
+
 /**
  * The option file of the throwaway server: everything in the scratch directory, nothing on the network, no
  * binlog, no replication, no events, no grant tables.
@@ -43,21 +51,36 @@ export class VerifyError extends Error {
  * @param flavour The snapshot's flavour.
  * @param scratch The scratch directory (absolute).
  * @param osUser The OS account the server runs as.
+ * @param opts `datadir` (default `scratch/data`); `replay`: grant tables on and a binlog of its own, with the
+ *   server_id and relay logs given ({@link ReplayServerCnf}; `true`: server_id 1, no relay logs).
  * @returns The file's text (`[mysqld]` section, read by mariadbd and mysqld alike).
  */
 export function scratchServerCnf(
   flavour: Flavour,
   scratch: string,
   osUser: string,
-  opts: { readonly datadir?: string; readonly replay?: boolean } = {},
+  opts: { readonly datadir?: string; readonly replay?: boolean | ReplayServerCnf } = {},
 ): string {
   // Replaying binlogs: grant tables on (a replayed CREATE USER or GRANT needs them; autopilot logs in over the
   // socket as its local admin, authenticated by the OS user) and a binlog of its own in the scratch directory,
   // so that the server's GTID state after the replay is exactly the binlogs'.
-  const replay = opts.replay === true
+  const r = typeof opts.replay === "object" ? opts.replay : undefined;
+  // As relay logs (MariaDB, src/binlog/replay.ts): the files stay where they were fetched; no recovery (it
+  // would drop them), no purge, log_slave_updates so that the binlog (and gtid_binlog_state) gets every event.
+  const relay = r?.relayLog === undefined ? [] : [
+    `relay_log = ${r.relayLog}`,
+    `relay_log_index = ${r.relayLog}.index`,
+    `relay_log_info_file = ${scratch}/relay-log.info`,
+    `master_info_file = ${scratch}/master.info`,
+    "relay_log_recovery = OFF",
+    "relay_log_purge = OFF",
+    "log_slave_updates = ON",
+  ];
+  const replay = opts.replay !== undefined && opts.replay !== false
     ? [
       `log-bin = ${scratch}/replay-bin`,
-      "server_id = 1",
+      `server_id = ${r?.serverId ?? 1}`,
+      ...relay,
       "binlog_format = ROW",
       ...(flavour === "mariadb"
         ? ["gtid_strict_mode = ON"]

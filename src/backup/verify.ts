@@ -41,7 +41,14 @@ import {
   type SnapshotPoint,
   snapshotPoint,
 } from "../binlog/plan.ts";
-import { fetchSegments, ReplayError, type ReplayFault, replaySteps, stepFile } from "../binlog/replay.ts";
+import {
+  fetchSegments,
+  prepareReplay,
+  ReplayError,
+  type ReplayFault,
+  replaySteps,
+  stepFile,
+} from "../binlog/replay.ts";
 import type { Segment } from "../binlog/segment.ts";
 import { errorMessage } from "../text.ts";
 
@@ -302,9 +309,16 @@ export async function verifySnapshot(opts: VerifySnapshotOptions): Promise<Verif
     await Deno.mkdir(`${scratch}/tmp`, { mode: 0o700 });
     await giveTo(opts.osUser, [scratch, `${scratch}/tmp`], name, signal);
     const cnf = `${scratch}/my.cnf`;
-    await Deno.writeTextFile(cnf, scratchServerCnf(manifest.flavour, scratch, opts.osUser, { replay }), {
-      mode: 0o600,
-    });
+    const server = replay
+      ? await prepareReplay(manifest.flavour, plan, archive.files, `${scratch}/binlogs`, opts.osUser, signal)
+      : false;
+    await Deno.writeTextFile(
+      cnf,
+      scratchServerCnf(manifest.flavour, scratch, opts.osUser, { replay: server }),
+      {
+        mode: 0o600,
+      },
+    );
     const { opened, replayed } = await withScratchServer(
       manifest,
       scratch,

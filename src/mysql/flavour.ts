@@ -142,6 +142,32 @@ export interface FlavourSql {
   readonly replicaStartsQuery: string;
   /** The in-server lease and the event that fences the server when it lapses (src/mysql/lease.ts). */
   readonly lease: LeaseSql;
+  /**
+   * MariaDB: applying archived binlogs as relay logs with the SQL thread alone (src/binlog/replay.ts); MySQL
+   * replays them through `mysqlbinlog | mysql` and has none.
+   */
+  readonly relayReplay?: RelayReplaySql;
+}
+
+/** Where the SQL thread applies a relay log from, and the binlog file it was copied from. */
+export interface RelayStart {
+  /** The relay log's name (`relay-bin.000001`: the server prefixes its relay log directory). */
+  readonly relayFile: string;
+  /** Byte offset of the first event to apply (a GTID event). */
+  readonly relayPos: number;
+  /** The source's file name and the same offset (MariaDB's parallel workers need a source position). */
+  readonly sourceFile: string;
+  readonly sourcePos: number;
+  /** A port nothing listens on: no receiver (I/O) thread is ever started. */
+  readonly port: number;
+}
+
+/** The statements of a relay-log replay (MariaDB 10.11; measured in docs/DEVELOPING.md). */
+export interface RelayReplaySql {
+  /** Points the SQL thread at a relay log position, without GTID positioning (`MASTER_USE_GTID` would purge). */
+  pointAt(start: RelayStart): Statement;
+  /** Starts the SQL thread alone, to stop by itself after the event that ends at `pos` in `file`. */
+  applyUntil(file: string, pos: number): Statement;
 }
 
 /** How long turning read_only on may wait for commits in progress (MariaDB's lock_wait_timeout), in seconds. */
@@ -274,6 +300,9 @@ export interface ReplicaStatus {
   /** The receiver's last error; a failed TLS handshake is said so, in one line ({@link explainIoError}). */
   readonly lastIoError: string;
   readonly lastSqlError: string;
+  /** MariaDB: the relay log the SQL thread reads and its offset there (`Relay_Log_File`, `Relay_Log_Pos`). */
+  readonly relayLogFile?: string;
+  readonly relayLogPos?: number;
 }
 
 const MYSQL: FlavourSql = Object.freeze({
@@ -438,6 +467,18 @@ const MARIADB: FlavourSql = Object.freeze({
       { sql: "SET GLOBAL gtid_slave_pos = ?", values: [gtid] },
     ];
   },
+  relayReplay: Object.freeze({
+    pointAt(start: RelayStart): Statement {
+      return {
+        sql: "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=?, RELAY_LOG_FILE=?, RELAY_LOG_POS=?, " +
+          "MASTER_LOG_FILE=?, MASTER_LOG_POS=?",
+        values: [start.port, start.relayFile, start.relayPos, start.sourceFile, start.sourcePos],
+      };
+    },
+    applyUntil(file: string, pos: number): Statement {
+      return { sql: "START SLAVE SQL_THREAD UNTIL RELAY_LOG_FILE=?, RELAY_LOG_POS=?", values: [file, pos] };
+    },
+  }),
   // Com_start_slave counts START SLAVE and START REPLICA alike.
   replicaStartsQuery: replicaStartsQuery("information_schema.GLOBAL_STATUS", "Com_start_slave"),
   lease: Object.freeze({
@@ -461,6 +502,8 @@ const MARIADB: FlavourSql = Object.freeze({
       ...tlsOf(row.Master_SSL_Allowed, row.Master_SSL_Verify_Server_Cert),
       lastIoError: explainIoError(text(row.Last_IO_Error)),
       lastSqlError: text(row.Last_SQL_Error),
+      relayLogFile: text(row.Relay_Log_File),
+      relayLogPos: Number(row.Relay_Log_Pos ?? 0),
     };
   },
 });

@@ -14,6 +14,7 @@ import {
   type Flavour,
   type FlavourSql,
   type GtidState,
+  type RelayStart,
   type ReplicaStatus,
   replicationStartedThisRun,
   type ServerVersion,
@@ -231,6 +232,18 @@ export class ServerOperator implements MysqlServer {
 
   startReplicationAfter(gtid: string, binlogState?: string, o: CallOptions = {}): Promise<void> {
     return this.run(this.#sql.startReplicationAfter(gtid, binlogState), o);
+  }
+
+  /**
+   * Points the SQL thread at a relay log position and starts it alone, to stop by itself after the event
+   * that ends at `untilPos` in the same relay log (MariaDB; src/binlog/replay.ts).
+   *
+   * @throws {RangeError} on a flavour that has no relay-log replay (MySQL).
+   */
+  async applyRelayLog(start: RelayStart, untilPos: number, o: CallOptions = {}): Promise<void> {
+    const relay = this.#sql.relayReplay;
+    if (relay === undefined) throw new RangeError(`${this.flavour} servers replay no relay logs here`);
+    await this.run([relay.pointAt(start), relay.applyUntil(start.relayFile, untilPos)], o);
   }
 
   async waitForGtids(gtids: string, timeoutSeconds: number, o: CallOptions = {}): Promise<boolean> {
