@@ -81,6 +81,13 @@ export async function runArchive(config: Config, opts: { signal?: AbortSignal } 
         { after: outcome.gap.after || "(nothing)", resumes: outcome.gap.resumes },
       );
     }
+    for (const s of outcome.uploaded.filter((s) => s.truncatedByCrash)) {
+      log.warn(
+        "Binlog {file} was left by a crash (no rotate or stop event): archived up to its last committed " +
+          "transaction ({state})",
+        { file: s.file, state: s.endState },
+      );
+    }
     if (outcome.uploaded.length > 0) {
       log.info("Archived {n} binlog file(s) ({files}) in {s} s; the archive reaches {state}", {
         n: outcome.uploaded.length,

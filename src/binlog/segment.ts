@@ -71,6 +71,11 @@ export interface Segment {
   readonly sha256: string;
   /** When it was archived, ISO 8601 UTC. */
   readonly archivedAt: string;
+  /**
+   * Set when the file was left by a server crash (no Rotate or Stop event, its in-use flag still set, a newer
+   * file after it): only its bytes up to its last committed transaction were archived.
+   */
+  readonly truncatedByCrash?: true;
 }
 
 /** The two objects of one segment. */
@@ -140,6 +145,7 @@ export function formatSegment(s: Segment): string {
     size: s.size,
     sha256: s.sha256,
     archivedAt: s.archivedAt,
+    ...(s.truncatedByCrash ? { truncatedByCrash: true as const } : {}),
     ...(s.marks !== undefined ? { marks: s.marks } : {}),
   };
   return `${JSON.stringify(o)}\n`;
@@ -210,6 +216,9 @@ export function parseSegment(text: string, key: string): Segment {
         : fail("'marks' must hold [second, position] pairs")
     );
   }
+  if (o.truncatedByCrash !== undefined && o.truncatedByCrash !== true) {
+    fail("'truncatedByCrash' must be true");
+  }
   return Object.freeze({
     format: SEGMENT_FORMAT,
     key: dataKey,
@@ -228,6 +237,7 @@ export function parseSegment(text: string, key: string): Segment {
     size: int("size") as number,
     sha256,
     archivedAt,
+    ...(o.truncatedByCrash === true ? { truncatedByCrash: true as const } : {}),
   });
 }
 
