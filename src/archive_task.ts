@@ -25,6 +25,7 @@ import { openStore } from "./storage/open.ts";
 import { archiveBinlogs } from "./binlog/archiver.ts";
 import { listSegments } from "./binlog/catalog.ts";
 import { EXIT } from "./command.ts";
+import { clusterPrefix } from "./backup/manifest.ts";
 import { putMetrics } from "./metrics.ts";
 import { errorMessage } from "./text.ts";
 
@@ -52,6 +53,7 @@ export async function runArchive(config: Config, opts: { signal?: AbortSignal } 
       return EXIT.ok;
     }
     const store = await openStore(config);
+    const cluster = clusterPrefix(config.backup.name);
     const last = await kv.archiveRecord();
     await putMetrics({ binlog_archive_runs_total: 1 });
     const started = performance.now();
@@ -60,9 +62,11 @@ export async function runArchive(config: Config, opts: { signal?: AbortSignal } 
       server,
       flavour,
       node: config.node.name,
+      cluster,
       ...(last ? { last } : {}),
       listSegments: () =>
         listSegments(store, {
+          cluster,
           onInvalid: (key, problem) => log.warn("Archived binlog {key} skipped: {problem}", { key, problem }),
         }),
       ...(opts.signal ? { signal: opts.signal } : {}),

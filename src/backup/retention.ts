@@ -28,7 +28,14 @@ import { getLogger } from "@logtape/logtape";
 import type { BackupConfig } from "../config.ts";
 import type { ObjectInfo, SnapshotStore } from "../storage/store.ts";
 import { CorruptSnapshotError } from "./errors.ts";
-import { DATA_SUFFIX, type Manifest, MANIFEST_SUFFIX, parseManifest } from "./manifest.ts";
+import {
+  clusterPrefix,
+  DATA_SUFFIX,
+  type Manifest,
+  MANIFEST_SUFFIX,
+  ofCluster,
+  parseManifest,
+} from "./manifest.ts";
 import { errorMessage } from "../text.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { listSegments } from "../binlog/catalog.ts";
@@ -138,7 +145,7 @@ export function planRetention<T extends RetentionCandidate>(
   let completeSeen = 0;
   for (const s of [...snapshots].sort(newestFirst)) {
     const age = now.getTime() - s.time.getTime();
-    if (policy.namePrefix !== undefined && !s.name.startsWith(policy.namePrefix)) {
+    if (policy.namePrefix !== undefined && !ofCluster(policy.namePrefix, s.name)) {
       keep.push({
         snapshot: s,
         reason: `not this cluster's (its name does not start with ${policy.namePrefix})`,
@@ -432,19 +439,31 @@ export async function pruneSnapshots(
     ...plan.keep.map((d) => d.snapshot),
     ...plan.delete.map((d) => d.snapshot).filter((s) => undeleted.has(s.name)),
   ].filter((s) => s.state !== "orphaned" && s.manifest !== undefined).map((s) => s.manifest!);
-  return { plan, deleted, failed, ...(await pruneBinlogs(store, retained, opts.signal)) };
+  // The binlog archive pruned is this cluster's, against this cluster's snapshots.
+  const cluster = policy.namePrefix ?? "";
+  return {
+    plan,
+    deleted,
+    failed,
+    ...(await pruneBinlogs(store, retained.filter((m) => ofCluster(cluster, m.name)), cluster, opts.signal)),
+  };
 }
 
 /** Deletes the archived binlogs no retained snapshot needs; see {@link pruneSnapshots}. */
 async function pruneBinlogs(
   store: SnapshotStore,
   retained: readonly Manifest[],
+  cluster: string,
   signal: AbortSignal | undefined,
 ): Promise<Pick<PruneResult, "binlogsDeleted" | "binlogsFailed" | "binlogsError">> {
   const lost: Segment[] = [];
   let segments: Segment[];
   try {
-    segments = await listSegments(store, { onLost: (s) => lost.push(s), ...(signal ? { signal } : {}) });
+    segments = await listSegments(store, {
+      cluster,
+      onLost: (s) => lost.push(s),
+      ...(signal ? { signal } : {}),
+    });
   } catch (e) {
     signal?.throwIfAborted();
     const error = errorMessage(e);
@@ -492,7 +511,7 @@ async function pruneBinlogs(
  * @returns The policy, with the default grace for incomplete snapshots.
  */
 export function retentionPolicy(backup: BackupConfig): RetentionPolicy {
-  const prefix = backup.name.split("%")[0];
+  const prefix = clusterPrefix(backup.name);
   return {
     retainCount: backup.retainCount,
     ...(prefix !== "" ? { namePrefix: prefix } : {}),

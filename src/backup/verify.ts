@@ -134,6 +134,8 @@ export interface VerifySnapshotOptions {
   readonly startTimeoutMs?: number;
   /** Stops everything (the server is killed, the scratch directory removed) when aborted. */
   readonly signal?: AbortSignal;
+  /** The cluster's snapshot name prefix: its binlog archive is the one replayed. @default "" */
+  readonly cluster?: string;
 }
 
 /** What a verified snapshot holds. */
@@ -296,7 +298,7 @@ export async function verifySnapshot(opts: VerifySnapshotOptions): Promise<Verif
       chownTo: opts.osUser,
       ...(signal ? { signal } : {}),
     });
-    const archive = await fetchArchive(store, manifest, `${scratch}/binlogs`, signal);
+    const archive = await fetchArchive(store, manifest, `${scratch}/binlogs`, signal, opts.cluster ?? "");
     const { plan } = archive.replay;
     const replay = archive.files.length > 0;
     await Deno.mkdir(`${scratch}/tmp`, { mode: 0o700 });
@@ -353,10 +355,12 @@ async function fetchArchive(
   manifest: Manifest,
   dir: string,
   signal: AbortSignal | undefined,
+  cluster: string,
 ): Promise<{ replay: ArchiveReplayPlan; files: string[]; fault?: ReplayFault }> {
   const flavour = manifest.flavour;
   const lost: Segment[] = [];
   const segments = await listSegments(store, {
+    cluster,
     onInvalid: (key, problem) => log.warn("Archived binlog {key} is not used: {problem}", { key, problem }),
     onLost: (s) => lost.push(s),
     ...(signal ? { signal } : {}),

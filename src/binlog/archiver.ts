@@ -61,8 +61,10 @@ export interface ArchiveOptions {
   readonly store: SnapshotStore;
   readonly server: ArchiveServer;
   readonly flavour: Flavour;
-  /** NODE_NAME: the first part of every key this node writes. */
+  /** NODE_NAME: the first part of every key this node writes (after the cluster's). */
   readonly node: string;
+  /** The cluster's snapshot name prefix: its archive is `binlogs/<cluster>/` (src/binlog/segment.ts). */
+  readonly cluster?: string;
   /** The archive record Consul holds, if any. */
   readonly last?: ArchiveRecord;
   /** The store's index (read only when there is no record). */
@@ -260,12 +262,14 @@ export async function uploadSegment(o: {
   readonly store: SnapshotStore;
   readonly head: Head;
   readonly node: string;
+  /** The cluster's snapshot name prefix. @default "" */
+  readonly cluster?: string;
   readonly flavour: Flavour;
   readonly signal?: AbortSignal;
   readonly now?: () => Date;
 }): Promise<Segment> {
   const { store, head, signal } = o;
-  const keys = segmentKeys(o.node, head.serverId, head.file, head.createdAt);
+  const keys = segmentKeys(o.node, head.serverId, head.file, head.createdAt, o.cluster ?? "");
   const extent = await uploadExtent(head, signal);
   // An index entry is the commit marker of its data object: never overwritten, its data never deleted.
   let existing: Awaited<ReturnType<typeof archivedEntry>>;
@@ -450,7 +454,17 @@ export async function archiveBinlogs(o: ArchiveOptions): Promise<ArchiveOutcome>
     if (last !== undefined && continues && next !== undefined && within(flavour, next, last.endState)) {
       continue;
     }
-    uploaded.push(await uploadSegment({ store: o.store, head: todo[i], node: o.node, flavour, signal, now }));
+    uploaded.push(
+      await uploadSegment({
+        store: o.store,
+        head: todo[i],
+        node: o.node,
+        cluster: o.cluster ?? "",
+        flavour,
+        signal,
+        now,
+      }),
+    );
   }
   const newest = uploaded[uploaded.length - 1];
   const base: ArchiveRecord = newest !== undefined

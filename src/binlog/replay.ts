@@ -24,6 +24,7 @@ import { localAdminUser } from "../mysql/bootstrap.ts";
 import { NotFoundError, type SnapshotStore } from "../storage/store.ts";
 import { hashedSource } from "../backup/digest.ts";
 import { listSnapshots } from "../backup/backup.ts";
+import { ofCluster } from "../backup/manifest.ts";
 import type { Manifest } from "../backup/manifest.ts";
 import { restoreSnapshot } from "../backup/restore.ts";
 import { decompressCommand } from "../backup/tools.ts";
@@ -186,6 +187,8 @@ export interface PointRestoreOptions {
   /** The (missing or empty) datadir to create. */
   readonly datadir: string;
   readonly target: RecoveryTarget;
+  /** The cluster's snapshot name prefix: only its snapshots and its binlog archive are used. @default "" */
+  readonly cluster?: string;
   /** MYSQL_TMPDIR: room for the binlogs, decompressed. */
   readonly tmpdir: string;
   /** MYSQL_OS_USER: owns the restored files and runs the throwaway server. */
@@ -218,11 +221,13 @@ export interface PointRestoreResult {
  */
 export async function restoreToPoint(o: PointRestoreOptions): Promise<PointRestoreResult> {
   const { store, flavour, signal } = o;
+  const cluster = o.cluster ?? "";
   const manifests = (await listSnapshots(store, signal ? { signal } : {})).filter((m) =>
-    m.flavour === flavour
+    m.flavour === flavour && ofCluster(cluster, m.name)
   );
   const lost: Segment[] = [];
   const segments = await listSegments(store, {
+    cluster,
     onInvalid: (key, problem) => log.warn("Archived binlog {key} is not used: {problem}", { key, problem }),
     onLost: (s) => lost.push(s),
     ...(signal ? { signal } : {}),

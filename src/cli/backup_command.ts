@@ -6,7 +6,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config.ts";
 import { CORRUPT_ADVICE, CorruptSnapshotError } from "../backup/errors.ts";
-import type { Manifest } from "../backup/manifest.ts";
+import { clusterPrefix, type Manifest, ofCluster } from "../backup/manifest.ts";
 import { inventorySnapshots, type StoredSnapshot } from "../backup/retention.ts";
 import { ArchiveReplayError, describeSource, findSnapshot, verifySnapshot } from "../backup/verify.ts";
 import { lookupPublished, operatorError } from "../operator.ts";
@@ -68,7 +68,7 @@ async function list(config: Config, json: boolean): Promise<number> {
   const complete = found.filter((s) => s.state === "complete" && s.manifest !== undefined);
   let archive: ArchiveView;
   try {
-    archive = await archiveView(store, complete.map((s) => s.manifest!));
+    archive = await archiveView(store, complete.map((s) => s.manifest!), clusterPrefix(config.backup.name));
   } catch (e) {
     printError(
       `autopilot backup list: cannot read the binlog archive in the ${store.kind} store: ${errorMessage(e)}`,
@@ -155,10 +155,17 @@ interface ArchiveView {
   readonly windows: readonly RecoveryWindow[];
 }
 
-async function archiveView(store: SnapshotStore, manifests: readonly Manifest[]): Promise<ArchiveView> {
+async function archiveView(
+  store: SnapshotStore,
+  all: readonly Manifest[],
+  cluster: string,
+): Promise<ArchiveView> {
+  // Only this cluster's snapshots (retention's name rule) and its binlog archive, `binlogs/<cluster>/`.
+  const manifests = all.filter((m) => ofCluster(cluster, m.name));
   const problems: { key: string; problem: string }[] = [];
   const lost: Segment[] = [];
   const segments = await listSegments(store, {
+    cluster,
     onInvalid: (key, problem) => problems.push({ key, problem }),
     onLost: (s) => lost.push(s),
   });
@@ -251,6 +258,7 @@ async function verify(config: Config, name: string | undefined): Promise<number>
         manifest,
         tmpdir: config.mysql.tmpdir,
         osUser: config.mysql.osUser,
+        cluster: clusterPrefix(config.backup.name),
         signal: interrupted.signal,
       });
     } catch (e) {

@@ -8,7 +8,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config.ts";
 import { CORRUPT_ADVICE, CorruptSnapshotError } from "../backup/errors.ts";
-import { manifestKey } from "../backup/manifest.ts";
+import { clusterPrefix, manifestKey } from "../backup/manifest.ts";
 import { restoreSnapshot } from "../backup/restore.ts";
 import { describeSource, findSnapshot, SERVER_BINARIES } from "../backup/verify.ts";
 import { CommandFailedError, run } from "../exec.ts";
@@ -151,6 +151,7 @@ async function restorePoint(config: Config, point: PointFlags): Promise<number> 
     flavour,
     datadir: config.mysql.datadir,
     target,
+    cluster: clusterPrefix(config.backup.name),
     tmpdir: config.mysql.tmpdir,
     osUser: config.mysql.osUser,
   });
