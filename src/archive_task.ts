@@ -6,7 +6,13 @@
  * 1. Consul: who holds the primary lock, and the archive record (how far the archive reaches).
  * 2. The local server: writable? Then src/binlog/archiver.ts closes the open binlog if it holds transactions
  *    and uploads every closed binlog the archive lacks.
- * 3. The record goes back to Consul; metrics: the lag, files archived, gaps.
+ * 3. The record goes back to Consul, by check-and-set on the ModifyIndex it was read with; metrics: the lag,
+ *    files archived, gaps.
+ *
+ * A switchover can happen during a run: before each upload and before the record is written, the primary lock
+ * is read again and must still be held by this node's session, else the run stops (the new primary archives
+ * from the record on). The record is what the restore planner takes as the current history
+ * (`historyHead` in src/binlog/plan.ts), so an old primary's late upload of its lost tail never becomes it.
  *
  * A run that fails logs one line and exits 1; what it uploaded before the failure stays archived, and the next
  * run continues from the record.
@@ -22,7 +28,7 @@ import { MysqlUnavailableError } from "./mysql/client.ts";
 import { openLocalServer } from "./mysql/server.ts";
 import { readState } from "./state.ts";
 import { openStore } from "./storage/open.ts";
-import { archiveBinlogs } from "./binlog/archiver.ts";
+import { archiveBinlogs, ArchiveError } from "./binlog/archiver.ts";
 import { listSegments } from "./binlog/catalog.ts";
 import { EXIT } from "./command.ts";
 import { clusterPrefix } from "./backup/manifest.ts";
@@ -54,7 +60,18 @@ export async function runArchive(config: Config, opts: { signal?: AbortSignal } 
     }
     const store = await openStore(config);
     const cluster = clusterPrefix(config.backup.name);
-    const last = await kv.archiveRecord();
+    const { record: last, modifyIndex } = await kv.archiveRecordEntry();
+    // A switchover may happen during the run: before each upload and before the record is written, this node
+    // must still hold the primary lock with the same session.
+    const stillPrimary = async () => {
+      const now = await kv.primary();
+      if (now.session === undefined || now.session !== lock.session) {
+        throw new ArchiveError(
+          "this node no longer holds the primary lock (a switchover during the run): the new primary archives " +
+            "from here on",
+        );
+      }
+    };
     await putMetrics({ binlog_archive_runs_total: 1 });
     const started = performance.now();
     const outcome = await archiveBinlogs({
@@ -63,6 +80,7 @@ export async function runArchive(config: Config, opts: { signal?: AbortSignal } 
       flavour,
       node: config.node.name,
       cluster,
+      beforeUpload: stillPrimary,
       ...(last ? { last } : {}),
       listSegments: () =>
         listSegments(store, {
@@ -71,7 +89,13 @@ export async function runArchive(config: Config, opts: { signal?: AbortSignal } 
         }),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
-    await kv.recordArchive(outcome.record);
+    await stillPrimary();
+    if (!await kv.recordArchive(outcome.record, modifyIndex)) {
+      throw new ArchiveError(
+        "the archive record in Consul changed during the run (another archiver wrote it): not overwritten; the " +
+          "next run continues from it",
+      );
+    }
     await putMetrics({
       binlog_archive_lag_seconds: outcome.record.lagSeconds,
       binlog_archived_files_total: outcome.uploaded.length,

@@ -329,6 +329,7 @@ async function verifyLast(
       tmpdir: config.mysql.tmpdir,
       osUser: config.mysql.osUser,
       cluster: clusterPrefix(config.backup.name),
+      ...optional("head", (await kv.archiveRecord().catch(() => undefined))?.endState),
       signal,
     });
     replay = { binlogs: r.binlogs, replayedTo: r.replayedTo };

@@ -34,7 +34,7 @@ import {
 import { listSegments } from "../binlog/catalog.ts";
 import {
   followArchive,
-  newestSegment,
+  historyHead,
   positionOf,
   type RecoveryPlan,
   type ReplayStep,
@@ -136,6 +136,8 @@ export interface VerifySnapshotOptions {
   readonly signal?: AbortSignal;
   /** The cluster's snapshot name prefix: its binlog archive is the one replayed. @default "" */
   readonly cluster?: string;
+  /** The archive record's endState in Consul, when read: the history replayed to its end. */
+  readonly head?: string;
 }
 
 /** What a verified snapshot holds. */
@@ -199,24 +201,27 @@ export interface ArchiveReplayPlan {
  * @param snapshot The snapshot verified.
  * @param segments The archive's complete segments of the snapshot's flavour.
  * @param lost Index entries of that flavour whose binlog is missing or of another size.
+ * @param head The archive record's endState in Consul, when read: the current history (`historyHead`).
  */
 export function archiveReplayPlan(
   flavour: Flavour,
   snapshot: SnapshotPoint,
   segments: readonly Segment[],
   lost: readonly Segment[] = [],
+  head?: string,
 ): ArchiveReplayPlan {
-  const newest = newestSegment([...segments, ...lost]);
+  const { goal, newest } = historyHead(flavour, [...segments, ...lost], head);
   const own = positionOf(flavour, snapshot.state);
-  if (newest === undefined) return { plan: { snapshot, steps: [], position: own }, end: own };
-  const goal = newest.endState;
+  if (goal === undefined) return { plan: { snapshot, steps: [], position: own }, end: own };
   const end = positionOf(flavour, goal);
   if (compare(flavour, snapshot.state, goal) === "diverged") {
     return {
       plan: { snapshot, steps: [], position: own },
       end,
       problem: `snapshot ${snapshot.name} is not on the archive's history: it holds transactions that the ` +
-        `newest archived binlog ${newest.key} does not`,
+        `${
+          newest !== undefined ? `newest archived binlog ${newest.key}` : "archive record in Consul"
+        } does not`,
     };
   }
   const chain = followArchive(flavour, snapshot.state, segments, goal);
@@ -298,7 +303,14 @@ export async function verifySnapshot(opts: VerifySnapshotOptions): Promise<Verif
       chownTo: opts.osUser,
       ...(signal ? { signal } : {}),
     });
-    const archive = await fetchArchive(store, manifest, `${scratch}/binlogs`, signal, opts.cluster ?? "");
+    const archive = await fetchArchive(
+      store,
+      manifest,
+      `${scratch}/binlogs`,
+      signal,
+      opts.cluster ?? "",
+      opts.head,
+    );
     const { plan } = archive.replay;
     const replay = archive.files.length > 0;
     await Deno.mkdir(`${scratch}/tmp`, { mode: 0o700 });
@@ -356,6 +368,7 @@ async function fetchArchive(
   dir: string,
   signal: AbortSignal | undefined,
   cluster: string,
+  head: string | undefined,
 ): Promise<{ replay: ArchiveReplayPlan; files: string[]; fault?: ReplayFault }> {
   const flavour = manifest.flavour;
   const lost: Segment[] = [];
@@ -370,6 +383,7 @@ async function fetchArchive(
     snapshotPoint(manifest),
     segments.filter((s) => s.flavour === flavour),
     lost.filter((s) => s.flavour === flavour),
+    head,
   );
   if (replay.plan.steps.length === 0) return { replay, files: [] };
   await Deno.mkdir(dir, { mode: 0o700 });

@@ -67,6 +67,11 @@ export interface ArchiveOptions {
   readonly cluster?: string;
   /** The archive record Consul holds, if any. */
   readonly last?: ArchiveRecord;
+  /**
+   * Called before each upload: throws (an {@link ArchiveError}) when this node is no longer the primary, so
+   * that an archiver overtaken by a switchover stops before it uploads another file.
+   */
+  readonly beforeUpload?: () => Promise<void>;
   /** The store's index (read only when there is no record). */
   readonly listSegments: () => Promise<readonly Segment[]>;
   readonly signal?: AbortSignal;
@@ -454,6 +459,7 @@ export async function archiveBinlogs(o: ArchiveOptions): Promise<ArchiveOutcome>
     if (last !== undefined && continues && next !== undefined && within(flavour, next, last.endState)) {
       continue;
     }
+    await o.beforeUpload?.();
     uploaded.push(
       await uploadSegment({
         store: o.store,

@@ -151,6 +151,26 @@ export function newestSegment(segments: readonly Segment[]): Segment | undefined
   return newest;
 }
 
+/**
+ * Where the current history ends: the archive record's end state when Consul's record is given (the current
+ * primary's archiver wrote it last), else the newest segment's (by archivedAt, a guess an old primary's late
+ * upload of its lost tail can fool). The segment returned is the newest on that history.
+ *
+ * @param head The archive record's endState (`SERVICE_NAME-binlog-archive`), if it was read.
+ */
+export function historyHead(
+  flavour: Flavour,
+  segments: readonly Segment[],
+  head?: string,
+): { goal?: string; newest?: Segment } {
+  if (head === undefined) {
+    const newest = newestSegment(segments);
+    return newest === undefined ? {} : { goal: newest.endState, newest };
+  }
+  const newest = newestSegment(segments.filter((s) => within(flavour, s.endState, head)));
+  return { goal: head, ...(newest !== undefined ? { newest } : {}) };
+}
+
 /** Where a chain of segments from a state ended. */
 export interface Chain {
   readonly segments: readonly Segment[];
@@ -321,6 +341,7 @@ function timeOf(flavour: Flavour, segments: readonly Segment[], goal: string, p:
  * @param snapshots The complete snapshots, any order.
  * @param segments Every segment the archive holds (complete ones only).
  * @param lost Index entries whose binlog is missing or damaged: they say where the history goes, not how.
+ * @param head The archive record's endState in Consul, when read: the current history ({@link historyHead}).
  * @throws {RecoveryPointError} when no snapshot precedes the point, the archive never saw the GTID, or a gap
  *   keeps every snapshot from reaching it; the message names the latest point that can be reached.
  */
@@ -330,6 +351,7 @@ export function planRecovery(
   segments: readonly Segment[],
   target: RecoveryTarget,
   lost: readonly Segment[] = [],
+  head?: string,
 ): RecoveryPlan {
   const newestFirst = [...snapshots].sort((a, b) =>
     a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0
@@ -338,8 +360,10 @@ export function planRecovery(
     throw new RecoveryPointError("The store holds no complete snapshot to start from");
   }
   // Where the history ends is known from every index entry, also those whose binlog is lost (a gap then).
-  const newest = newestSegment([...segments, ...lost]);
-  // The history to follow: the one the target lies on, else the current primary's (the newest segment's).
+  const current = historyHead(flavour, [...segments, ...lost], head);
+  const newest = current.newest;
+  // The history to follow: the one the target lies on, else the current primary's (the record's, else the
+  // newest segment's).
   let goal: string;
   let targetStop: string | undefined;
   let note: string | undefined;
@@ -359,7 +383,7 @@ export function planRecovery(
     goal = holder?.endState ?? inSnapshot!.state;
     targetStop = target.gtid;
   } else {
-    goal = newest?.endState ?? newestFirst[0].state;
+    goal = current.goal ?? newestFirst[0].state;
     if (target.kind === "time") {
       targetStop = positionAt(flavour, segments, goal, target.at);
       const end = newest?.lastTime;
@@ -461,15 +485,16 @@ export function recoverableWindows(
   snapshots: readonly SnapshotPoint[],
   segments: readonly Segment[],
   lost: readonly Segment[] = [],
+  head?: string,
 ): RecoveryWindow[] {
-  const newest = newestSegment([...segments, ...lost]);
+  const current = historyHead(flavour, [...segments, ...lost], head).goal;
   const oldestFirst = [...snapshots].sort((a, b) =>
     a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0
   );
   const windows: RecoveryWindow[] = [];
   let reached: string | undefined; // the state the last window reaches
   for (const snap of oldestFirst) {
-    const goal = newest?.endState ?? snap.state;
+    const goal = current ?? snap.state;
     const state = fullState(flavour, snap.state, segments, goal);
     if (!within(flavour, state, goal) && compare(flavour, state, goal) !== "superset") continue;
     const chain = followArchive(flavour, state, segments, goal);

@@ -189,6 +189,8 @@ export interface PointRestoreOptions {
   readonly target: RecoveryTarget;
   /** The cluster's snapshot name prefix: only its snapshots and its binlog archive are used. @default "" */
   readonly cluster?: string;
+  /** The archive record's endState in Consul, when read: the current history (`historyHead` in plan.ts). */
+  readonly head?: string;
   /** MYSQL_TMPDIR: room for the binlogs, decompressed. */
   readonly tmpdir: string;
   /** MYSQL_OS_USER: owns the restored files and runs the throwaway server. */
@@ -238,6 +240,7 @@ export async function restoreToPoint(o: PointRestoreOptions): Promise<PointResto
     segments.filter((s) => s.flavour === flavour),
     o.target,
     lost.filter((s) => s.flavour === flavour),
+    o.head,
   );
   const manifest = manifests.find((m) => m.name === plan.snapshot.name)!;
   if (plan.note) log.warn("{note}", { note: plan.note });

@@ -9,7 +9,7 @@ import { CORRUPT_ADVICE, CorruptSnapshotError } from "../backup/errors.ts";
 import { clusterPrefix, type Manifest, ofCluster } from "../backup/manifest.ts";
 import { inventorySnapshots, type StoredSnapshot } from "../backup/retention.ts";
 import { ArchiveReplayError, describeSource, findSnapshot, verifySnapshot } from "../backup/verify.ts";
-import { lookupPublished, operatorError } from "../operator.ts";
+import { lookupArchiveHead, lookupPublished, operatorError } from "../operator.ts";
 import { openStore, StoreUnavailableError } from "../storage/open.ts";
 import type { SnapshotStore } from "../storage/store.ts";
 import { runSnapshot } from "../snapshot_task.ts";
@@ -68,7 +68,12 @@ async function list(config: Config, json: boolean): Promise<number> {
   const complete = found.filter((s) => s.state === "complete" && s.manifest !== undefined);
   let archive: ArchiveView;
   try {
-    archive = await archiveView(store, complete.map((s) => s.manifest!), clusterPrefix(config.backup.name));
+    archive = await archiveView(
+      store,
+      complete.map((s) => s.manifest!),
+      clusterPrefix(config.backup.name),
+      await lookupArchiveHead(config),
+    );
   } catch (e) {
     printError(
       `autopilot backup list: cannot read the binlog archive in the ${store.kind} store: ${errorMessage(e)}`,
@@ -159,6 +164,7 @@ async function archiveView(
   store: SnapshotStore,
   all: readonly Manifest[],
   cluster: string,
+  head: string | undefined,
 ): Promise<ArchiveView> {
   // Only this cluster's snapshots (retention's name rule) and its binlog archive, `binlogs/<cluster>/`.
   const manifests = all.filter((m) => ofCluster(cluster, m.name));
@@ -177,6 +183,7 @@ async function archiveView(
     manifests.filter((m) => m.flavour === flavour).map(snapshotPoint),
     segments.filter(mine),
     lost.filter(mine),
+    head,
   );
   return { segments, problems, windows };
 }
@@ -246,6 +253,7 @@ async function verify(config: Config, name: string | undefined): Promise<number>
       createdAt: manifest.createdAt,
       node: manifest.nodeName,
     });
+    const head = await lookupArchiveHead(config);
     // Ctrl-C or a stop signal: stop the throwaway server and remove the scratch directory before exiting.
     const interrupted = new AbortController();
     const stop = () => interrupted.abort(new Error("interrupted by a signal"));
@@ -259,6 +267,7 @@ async function verify(config: Config, name: string | undefined): Promise<number>
         tmpdir: config.mysql.tmpdir,
         osUser: config.mysql.osUser,
         cluster: clusterPrefix(config.backup.name),
+        ...(head !== undefined ? { head } : {}),
         signal: interrupted.signal,
       });
     } catch (e) {

@@ -16,7 +16,7 @@ import { type Flavour, flavourFromBinaryVersion } from "../mysql/flavour.ts";
 import { pidFilePath } from "../mysql/mycnf.ts";
 import { readState, StateError, writeState } from "../state.ts";
 import { openStore } from "../storage/open.ts";
-import { lookupPublished, operatorError } from "../operator.ts";
+import { lookupArchiveHead, lookupPublished, operatorError } from "../operator.ts";
 import { type CommandContext, EXIT } from "../command.ts";
 import { print, printError } from "../output.ts";
 import {
@@ -134,6 +134,10 @@ async function restore(config: Config, name: string | undefined): Promise<number
   return EXIT.ok;
 }
 
+function optionalHead(head: string | undefined): { head?: string } {
+  return head === undefined ? {} : { head };
+}
+
 /** A point-in-time restore: the newest snapshot before the point, then the archived binlogs up to it. */
 async function restorePoint(config: Config, point: PointFlags): Promise<number> {
   const state = await readState(config.node.stateDir);
@@ -152,6 +156,7 @@ async function restorePoint(config: Config, point: PointFlags): Promise<number> 
     datadir: config.mysql.datadir,
     target,
     cluster: clusterPrefix(config.backup.name),
+    ...optionalHead(await lookupArchiveHead(config)),
     tmpdir: config.mysql.tmpdir,
     osUser: config.mysql.osUser,
   });

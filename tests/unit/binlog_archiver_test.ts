@@ -295,3 +295,21 @@ Deno.test("uploadSegment: a file archived already is skipped, its objects never 
   );
   assertEquals([puts, deletes, store.objects.has(keys.data)], [[], [], true]);
 });
+
+Deno.test("archiveBinlogs: an archiver that lost the primary lock during the run uploads nothing more", async () => {
+  const store = new RefusingStore();
+  await assertRejects(
+    () =>
+      archiveBinlogs({
+        store,
+        server: server([1, 2, 3], END2),
+        flavour: "mariadb",
+        node: "n1",
+        beforeUpload: () => Promise.reject(new ArchiveError("this node no longer holds the primary lock")),
+        listSegments: () => Promise.resolve([]),
+      }),
+    ArchiveError,
+    "no longer holds the primary lock",
+  );
+  assertEquals(store.puts, []);
+});
