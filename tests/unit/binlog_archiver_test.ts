@@ -278,7 +278,7 @@ Deno.test("uploadSegment: a file archived already is skipped, its objects never 
   const watched: SnapshotStore = {
     kind: store.kind,
     location: store.location,
-    put: (k, b, s) => (puts.push(k), store.put(k, b)),
+    put: (k, b) => (puts.push(k), store.put(k, b)),
     get: (k) => store.get(k),
     list: (p) => store.list(p),
     delete: (ks) => (deletes.push(...ks), store.delete(ks)),
