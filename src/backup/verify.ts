@@ -34,6 +34,7 @@ import {
 import { listSegments } from "../binlog/catalog.ts";
 import {
   followArchive,
+  fullState,
   historyHead,
   positionOf,
   type RecoveryPlan,
@@ -213,8 +214,10 @@ export function archiveReplayPlan(
   const { goal, newest } = historyHead(flavour, [...segments, ...lost], head);
   const own = positionOf(flavour, snapshot.state);
   if (goal === undefined) return { plan: { snapshot, steps: [], position: own }, end: own };
+  // As planRecovery and the windows do: a MariaDB manifest without binlogState gives a position only.
+  const state = fullState(flavour, snapshot.state, segments, goal);
   const end = positionOf(flavour, goal);
-  if (compare(flavour, snapshot.state, goal) === "diverged") {
+  if (compare(flavour, state, goal) === "diverged") {
     return {
       plan: { snapshot, steps: [], position: own },
       end,
@@ -224,7 +227,7 @@ export function archiveReplayPlan(
         } does not`,
     };
   }
-  const chain = followArchive(flavour, snapshot.state, segments, goal);
+  const chain = followArchive(flavour, state, segments, goal);
   const steps: ReplayStep[] = [];
   let applied = own;
   for (const segment of chain.segments) {

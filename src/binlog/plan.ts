@@ -109,7 +109,12 @@ function reaches(flavour: Flavour, state: string, p: string): boolean {
  * holds the position (starts at or before it, ends at or after it) is added: each is a state the history
  * passed through before the position. A full state is returned as it is; MySQL states are sets already.
  */
-function fullState(flavour: Flavour, state: string, segments: readonly Segment[], goal: string): string {
+export function fullState(
+  flavour: Flavour,
+  state: string,
+  segments: readonly Segment[],
+  goal: string,
+): string {
   if (flavour === "mysql") return state;
   const p = positionOf(flavour, state);
   let full = MariadbGtidSet.parse(state);
@@ -394,10 +399,20 @@ export function planRecovery(
     }
   }
   let best: { plan: RecoveryPlan; reached: string } | undefined;
+  // The newest snapshot begun before the time whose state goes past the archive's end (skipped: see below).
+  let beyond: { snap: SnapshotPoint; state: string } | undefined;
   for (const snap of newestFirst) {
     const state = fullState(flavour, snap.state, segments, goal);
     if (!within(flavour, state, goal) && compare(flavour, state, goal) !== "superset") continue;
     if (target.kind === "time" && Date.parse(snap.createdAt) >= target.at.getTime()) continue;
+    if (
+      target.kind === "time" && (current.goal === undefined || compare(flavour, state, goal) === "superset")
+    ) {
+      // The snapshot holds transactions the archive does not (it lags the snapshot): when they were written
+      // is unknown, so its consistent point may be after the time: an older snapshot is used, or none.
+      beyond ??= { snap, state };
+      continue;
+    }
     let stop = targetStop;
     // A MariaDB GTID target names the domains it stops; the others are free (checked below).
     const snapPos = target.kind === "gtid" && flavour === "mariadb"
@@ -452,11 +467,23 @@ export function planRecovery(
         }, or to a point after a later snapshot`,
     );
   }
+  if (beyond !== undefined && target.kind === "time") {
+    throw new RecoveryPointError(
+      `Cannot restore to ${target.at.toISOString()}: the consistent point of snapshot ${beyond.snap.name} ` +
+        `(${positionOf(flavour, beyond.state)}) is past the archive's end (${
+          current.goal === undefined ? "nothing is archived" : positionOf(flavour, goal) || "nothing archived"
+        }), so it may be later than the time asked, and no older snapshot precedes that time: choose an ` +
+        "earlier snapshot's window or a later time (autopilot backup list shows the windows), or restore --to-end",
+    );
+  }
   const oldest = newestFirst[newestFirst.length - 1];
+  const oldestAt = windowStart(flavour, segments, goal, fullState(flavour, oldest.state, segments, goal));
   throw new RecoveryPointError(
     target.kind === "time"
-      ? `No snapshot precedes ${target.at.toISOString()}: the oldest, ${oldest.name}, was taken at ${oldest.createdAt}; ` +
-        "restore to a later time (autopilot backup list shows the windows)"
+      ? `No snapshot precedes ${target.at.toISOString()}: the oldest, ${oldest.name} (taken at ${oldest.createdAt}), ` +
+        `reaches its consistent point at ${
+          oldestAt !== undefined ? isoSecond(oldestAt) : "an unknown time after that"
+        }; restore to a later time (autopilot backup list shows the windows)`
       : `No snapshot precedes ${
         targetStop ?? "the end of the archive"
       } on its history: the oldest is ${oldest.name} ` +
@@ -468,6 +495,11 @@ export function planRecovery(
 export interface RecoveryWindow {
   /** The snapshot it starts from (the oldest one in it), and when that was taken. */
   readonly from: SnapshotPoint;
+  /**
+   * The first second a `--to-time` restore from it reaches (ISO 8601): after the last transaction the
+   * snapshot holds, as the archive's marks date it; its start time when the archive cannot date it.
+   */
+  readonly fromTime: string;
   /** The last transaction it reaches: Unix second (absent if no transaction after the snapshot is archived). */
   readonly toTime?: number;
   /** The position it reaches. */
@@ -498,8 +530,10 @@ export function recoverableWindows(
     const state = fullState(flavour, snap.state, segments, goal);
     if (!within(flavour, state, goal) && compare(flavour, state, goal) !== "superset") continue;
     const chain = followArchive(flavour, state, segments, goal);
+    const start = windowStart(flavour, segments, goal, state);
     const w: RecoveryWindow = {
       from: snap,
+      fromTime: start !== undefined ? isoSecond(start) : snap.createdAt,
       ...toTime(chain.lastTime),
       toPosition: positionOf(flavour, chain.state),
       complete: chain.complete,
@@ -507,13 +541,58 @@ export function recoverableWindows(
     const prev = windows[windows.length - 1];
     // A snapshot inside the previous window extends it rather than starting a new one.
     if (prev !== undefined && reached !== undefined && within(flavour, state, reached)) {
-      windows[windows.length - 1] = { ...w, from: prev.from, ...toTime(w.toTime ?? prev.toTime) };
+      windows[windows.length - 1] = {
+        ...w,
+        from: prev.from,
+        fromTime: prev.fromTime,
+        ...toTime(w.toTime ?? prev.toTime),
+      };
     } else {
       windows.push(w);
     }
     reached = chain.state;
   }
   return windows;
+}
+
+/**
+ * The first whole second T (Unix) at which a restore to time T from a snapshot at `state` along `goal` reaches
+ * the snapshot's own position (`positionAt` at T holds it), or undefined when the archive's marks do not show
+ * when the snapshot's last transaction was written.
+ */
+export function windowStart(
+  flavour: Flavour,
+  segments: readonly Segment[],
+  goal: string,
+  state: string,
+): number | undefined {
+  const p = positionOf(flavour, state);
+  if (p === "") return undefined;
+  const seconds = new Set<number>();
+  for (const s of segments) {
+    if (!within(flavour, s.endState, goal) || s.firstTime === undefined) continue;
+    seconds.add(s.firstTime);
+    if (s.lastTime !== undefined) seconds.add(s.lastTime);
+    for (const [second] of s.marks ?? []) seconds.add(second);
+  }
+  const sorted = [...seconds].sort((a, b) => a - b);
+  const at = (second: number) => {
+    try {
+      const q = positionAt(flavour, segments, goal, new Date((second + 1) * 1000));
+      return q !== "" && reaches(flavour, q, p);
+    } catch {
+      return false; // a segment without marks spans it: not datable there
+    }
+  };
+  // positionAt only grows with the time: the first candidate second after which it holds the position.
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (at(sorted[mid])) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo < sorted.length ? sorted[lo] + 1 : undefined;
 }
 
 function toTime(t: number | undefined): { toTime?: number } {
@@ -574,6 +653,13 @@ export function parseTargetGtid(flavour: Flavour, text: string): string {
     );
   }
   if (set.isEmpty()) throw new RangeError("--to-gtid needs a GTID, e.g. 0-1-42");
+  if (set instanceof MysqlGtidSet) {
+    // A single MySQL GTID `uuid:N` means up to and including it: every transaction of that uuid to N.
+    const single = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}):(\d+)$/i.exec(
+      text.trim(),
+    );
+    if (single) return MysqlGtidSet.parse(`${single[1]}:1-${single[2]}`).toString();
+  }
   if (set instanceof MariadbGtidSet && !set.isPosition()) {
     throw new RangeError(`'${text}' names a domain twice: give one GTID per domain (the last to include)`);
   }

@@ -109,7 +109,7 @@ async function list(config: Config, json: boolean): Promise<number> {
           problems: archive.problems,
           windows: archive.windows.map((w) => ({
             fromSnapshot: w.from.name,
-            from: w.from.createdAt,
+            from: w.fromTime,
             to: w.toTime !== undefined ? isoSecond(w.toTime) : null,
             toGtid: w.toPosition,
             gapAfter: !w.complete,
@@ -206,7 +206,7 @@ export function describeArchive(a: ArchiveView): string[] {
   ];
   for (const [i, w] of a.windows.entries()) {
     lines.push(
-      `  ${w.from.createdAt.replace("T", " ").replace(/\.\d+Z$/, "Z")} (snapshot ${w.from.name}) .. ${
+      `  ${w.fromTime.replace("T", " ").replace(/\.\d+Z$/, "Z")} (snapshot ${w.from.name}) .. ${
         time(w.toTime)
       } (GTID ${w.toPosition || "-"})`,
     );

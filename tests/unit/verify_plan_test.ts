@@ -82,3 +82,14 @@ Deno.test("planRecovery and archiveReplayPlan: the archive record's history, not
   // Without a record, the newest upload still decides (the fallback).
   assertEquals(planRecovery("mariadb", [snapA, snapB], all, { kind: "end" }).position, "0-1-105");
 });
+
+Deno.test("archiveReplayPlan: a MariaDB manifest without binlogState chains on as planRecovery does", () => {
+  // Domain 0 had two primaries; the manifest gives the position 0-2-140 only.
+  const s1 = seg("0-1-100,0-2-130", "0-1-100,0-2-150", 1);
+  const s2 = seg("0-1-100,0-2-150", "0-1-100,0-2-170", 2);
+  const snap = { name: "old", createdAt: "2026-11-01T00:00:00Z", state: "0-2-140" };
+  assertEquals(planRecovery("mariadb", [snap], [s1, s2], { kind: "end" }).steps.length, 2);
+  const v = archiveReplayPlan("mariadb", snap, [s1, s2]);
+  assertEquals(v.problem, undefined);
+  assertEquals([v.plan.steps.length, v.plan.position], [2, "0-2-170"]);
+});
