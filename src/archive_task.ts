@@ -34,12 +34,33 @@ import { EXIT } from "./command.ts";
 import { clusterPrefix } from "./backup/manifest.ts";
 import { putMetrics } from "./metrics.ts";
 import { errorMessage } from "./text.ts";
+import { deadline, DeadlineError, raceAbort } from "./abort.ts";
 
 const log = getLogger(["autopilot", "archive"]);
 
 /**
+ * The deadline of one archiving run: below BINLOG_ARCHIVE_INTERVAL, so that a run has ended (its uploads
+ * stopped) before ContainerPilot starts the next; a tenth of the interval, 1 to 30 s (half of an interval
+ * under 2 s), is left as the margin.
+ * What a stopped run uploaded completely stays archived (each file's index entry is its commit), so a backlog
+ * is worked off over several runs.
+ *
+ * @param intervalSeconds BINLOG_ARCHIVE_INTERVAL in seconds.
+ */
+export function archiveDeadlineMs(intervalSeconds: number): number {
+  const interval = intervalSeconds * 1000;
+  return interval - Math.min(30_000, Math.max(Math.min(1000, interval / 2), Math.round(interval / 10)));
+}
+
+/** `autopilot archive`: {@link runArchive} under its deadline ({@link archiveDeadlineMs}). */
+export function runArchiveTask(config: Config): Promise<number> {
+  return runArchive(config, { signal: deadline(archiveDeadlineMs(config.backup.archiveIntervalSeconds)) });
+}
+
+/**
  * Archives the primary's binlogs if this node is the writable primary.
  *
+ * @param opts.signal The run's deadline ({@link archiveDeadlineMs}): every wait takes it.
  * @returns The exit code: 0 when archived or nothing to do here, 1 when archiving failed.
  */
 export async function runArchive(config: Config, opts: { signal?: AbortSignal } = {}): Promise<number> {
@@ -47,24 +68,25 @@ export async function runArchive(config: Config, opts: { signal?: AbortSignal } 
   const flavour = flavourOf(config, state);
   const consul = new ConsulStore(config.consul);
   const kv = new ConsulClusterKv(config, consul);
+  const signal = opts.signal;
   try {
-    const lock = await kv.primary();
+    const lock = await raceAbort(kv.primary(), signal);
     if (lock.session === undefined || lock.session !== state.sessionId || !lock.record?.ready) {
       log.debug("No archiving: only the primary archives its binlogs, and this node is not it");
       return EXIT.ok;
     }
-    await using server = await openLocalServer(config, flavour);
-    if (await server.readOnly()) {
+    await using server = await openLocalServer(config, flavour, signal);
+    if (await server.readOnly(signal ? { signal } : {})) {
       log.debug("No archiving: this node holds the primary lock but is read-only");
       return EXIT.ok;
     }
-    const store = await openStore(config);
+    const store = await raceAbort(openStore(config), signal);
     const cluster = clusterPrefix(config.backup.name);
-    const { record: last, modifyIndex } = await kv.archiveRecordEntry();
+    const { record: last, modifyIndex } = await raceAbort(kv.archiveRecordEntry(), signal);
     // A switchover may happen during the run: before each upload and before the record is written, this node
     // must still hold the primary lock with the same session.
     const stillPrimary = async () => {
-      const now = await kv.primary();
+      const now = await raceAbort(kv.primary(), signal);
       if (now.session === undefined || now.session !== lock.session) {
         throw new ArchiveError(
           "this node no longer holds the primary lock (a switchover during the run): the new primary archives " +
@@ -85,12 +107,13 @@ export async function runArchive(config: Config, opts: { signal?: AbortSignal } 
       listSegments: () =>
         listSegments(store, {
           cluster,
+          ...(signal ? { signal } : {}),
           onInvalid: (key, problem) => log.warn("Archived binlog {key} skipped: {problem}", { key, problem }),
         }),
-      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(signal ? { signal } : {}),
     });
     await stillPrimary();
-    if (!await kv.recordArchive(outcome.record, modifyIndex)) {
+    if (!await raceAbort(kv.recordArchive(outcome.record, modifyIndex), signal)) {
       throw new ArchiveError(
         "the archive record in Consul changed during the run (another archiver wrote it): not overwritten; the " +
           "next run continues from it",
@@ -128,6 +151,15 @@ export async function runArchive(config: Config, opts: { signal?: AbortSignal } 
     }
     return EXIT.ok;
   } catch (e) {
+    if (e instanceof DeadlineError || (signal?.aborted && e === signal.reason)) {
+      await putMetrics({ binlog_archive_failures_total: 1 });
+      log.error(
+        "Archiving stopped: the run {e} (BINLOG_ARCHIVE_INTERVAL less a margin); what it uploaded whole stays " +
+          "archived and the next run goes on from there",
+        { e: errorMessage(signal?.reason ?? e) },
+      );
+      return EXIT.failed;
+    }
     if (
       e instanceof MysqlUnavailableError || e instanceof ConsulUnavailableError ||
       e instanceof ConsulRequestError

@@ -150,16 +150,37 @@ async function restorePoint(config: Config, point: PointFlags): Promise<number> 
     printError(`autopilot restore: --to-gtid ${(e as Error).message}; nothing was touched`);
     return EXIT.usage;
   }
-  const r = await restoreToPoint({
-    store: await openStore(config),
-    flavour,
-    datadir: config.mysql.datadir,
-    target,
-    cluster: clusterPrefix(config.backup.name),
-    ...optionalHead(await lookupArchiveHead(config)),
-    tmpdir: config.mysql.tmpdir,
-    osUser: config.mysql.osUser,
-  });
+  // Ctrl-C or a stop signal: stop the throwaway server and remove the staging and work directories first, as
+  // `backup verify` does.
+  const interrupted = new AbortController();
+  const stop = () => interrupted.abort(new Error("interrupted by a signal"));
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  for (const s of signals) Deno.addSignalListener(s, stop);
+  let r;
+  try {
+    r = await restoreToPoint({
+      store: await openStore(config),
+      flavour,
+      datadir: config.mysql.datadir,
+      target,
+      cluster: clusterPrefix(config.backup.name),
+      ...optionalHead(await lookupArchiveHead(config)),
+      tmpdir: config.mysql.tmpdir,
+      osUser: config.mysql.osUser,
+      signal: interrupted.signal,
+    });
+  } catch (e) {
+    if (interrupted.signal.aborted) {
+      printError(
+        "autopilot restore: interrupted; the throwaway server was stopped and the staging and work " +
+          "directories removed",
+      );
+      return EXIT.failed;
+    }
+    throw e;
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, stop);
+  }
   await writeState(config.node.stateDir, { ...state, flavour });
   const mib = r.replayedBytes / 2 ** 20;
   print(
