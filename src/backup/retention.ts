@@ -40,12 +40,19 @@ import { errorMessage } from "../text.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { listSegments } from "../binlog/catalog.ts";
 import { prunableSegments, snapshotPoint } from "../binlog/plan.ts";
-import { indexKeyOf, type Segment } from "../binlog/segment.ts";
+import { archivePrefix, indexKeyOf, type Segment } from "../binlog/segment.ts";
 
 const log = getLogger(["autopilot", "retention"]);
 
 /** How long an incomplete snapshot is left alone by default: 24 hours. */
 export const DEFAULT_INCOMPLETE_GRACE_MS = 24 * 3_600_000;
+
+/**
+ * An archived binlog's data object without its index entry is an upload that never finished once it is older
+ * than this: an archiving run ends before BINLOG_ARCHIVE_INTERVAL (at most 1 d) is over (its deadline), so no
+ * upload lasts a day; twice that is left.
+ */
+export const ORPHANED_BINLOG_GRACE_MS = 2 * 24 * 3_600_000;
 
 /** Manifests larger than this are not manifests (as in `listSnapshots()`). */
 const MAX_MANIFEST_BYTES = 64 * 1024;
@@ -445,7 +452,13 @@ export async function pruneSnapshots(
     plan,
     deleted,
     failed,
-    ...(await pruneBinlogs(store, retained.filter((m) => ofCluster(cluster, m.name)), cluster, opts.signal)),
+    ...(await pruneBinlogs(
+      store,
+      retained.filter((m) => ofCluster(cluster, m.name)),
+      cluster,
+      now,
+      opts.signal,
+    )),
   };
 }
 
@@ -454,16 +467,19 @@ async function pruneBinlogs(
   store: SnapshotStore,
   retained: readonly Manifest[],
   cluster: string,
+  now: Date,
   signal: AbortSignal | undefined,
 ): Promise<Pick<PruneResult, "binlogsDeleted" | "binlogsFailed" | "binlogsError">> {
   const lost: Segment[] = [];
   let segments: Segment[];
+  const listing = new Map<string, ObjectInfo>();
   try {
+    for await (const o of store.list(archivePrefix(cluster))) listing.set(o.key, o);
     segments = await listSegments(store, {
       cluster,
       onLost: (s) => lost.push(s),
       ...(signal ? { signal } : {}),
-    });
+    }, listing);
   } catch (e) {
     signal?.throwIfAborted();
     const error = errorMessage(e);
@@ -495,6 +511,34 @@ async function pruneBinlogs(
       binlogsFailed.push({ key: segment.key, error });
       log.error("Cannot delete archived binlog {key} from the {kind} store ({reason}): {error}", {
         key: segment.key,
+        kind: store.kind,
+        reason,
+        error,
+      });
+    }
+  }
+  // Data objects no index entry names, older than any upload lasts: uploads that never finished.
+  for (const o of listing.values()) {
+    const index = indexKeyOf(o.key);
+    if (index === undefined || listing.has(index)) continue;
+    if (now.getTime() - o.modified.getTime() <= ORPHANED_BINLOG_GRACE_MS) continue;
+    signal?.throwIfAborted();
+    const reason = `no index entry names it and it is older than ${
+      formatDuration(ORPHANED_BINLOG_GRACE_MS)
+    } (an upload that never finished)`;
+    try {
+      await store.delete([o.key]);
+      binlogsDeleted.push(o.key);
+      log.info("Deleted archived binlog {key} from the {kind} store: {reason}", {
+        key: o.key,
+        kind: store.kind,
+        reason,
+      });
+    } catch (e) {
+      const error = errorMessage(e);
+      binlogsFailed.push({ key: o.key, error });
+      log.error("Cannot delete archived binlog {key} from the {kind} store ({reason}): {error}", {
+        key: o.key,
         kind: store.kind,
         reason,
         error,

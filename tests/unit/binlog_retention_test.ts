@@ -3,7 +3,7 @@
  * snapshots (`prunableBinlogs`), and `pruneSnapshots` on a store in memory (index entry before data).
  */
 import { assert, assertEquals } from "./assert.ts";
-import { prunableBinlogs, pruneSnapshots } from "../../src/backup/retention.ts";
+import { ORPHANED_BINLOG_GRACE_MS, prunableBinlogs, pruneSnapshots } from "../../src/backup/retention.ts";
 import { listSegments } from "../../src/binlog/catalog.ts";
 import { planRecovery, snapshotPoint } from "../../src/binlog/plan.ts";
 import { formatSegment, indexKeyOf, type Segment, segmentKeys } from "../../src/binlog/segment.ts";
@@ -133,4 +133,19 @@ Deno.test("a store shared by two clusters: each lists, plans and prunes only its
   const r = await pruneSnapshots(store, { retainCount: 1, namePrefix: "a-" }, { now: NOW });
   assertEquals(r.binlogsDeleted, [a1.key]);
   assert(store.objects.has(b0.key) && store.objects.has(b1.key));
+});
+
+Deno.test("pruneSnapshots() deletes a binlog data object without an index entry once older than the grace", async () => {
+  const store = new MemoryStore(NOW);
+  addSnapshot(store, snapshot("s1", 1, "0-1-5"));
+  addSegment(store, C);
+  const old = segmentKeys("n1", 1, "mysql-bin.000090", "2026-11-01T00:00:00Z").data;
+  const recent = segmentKeys("n1", 1, "mysql-bin.000091", "2026-11-25T00:00:00Z").data;
+  store.set(old, new Uint8Array(5), new Date(NOW.getTime() - ORPHANED_BINLOG_GRACE_MS - 1));
+  store.set(recent, new Uint8Array(5), new Date(NOW.getTime() - 3_600_000)); // an upload under way
+  const r = await pruneSnapshots(store, { retainCount: 2 }, { now: NOW });
+  assertEquals(r.binlogsDeleted, [old]);
+  assert(!store.objects.has(old));
+  assert(store.objects.has(recent) && store.objects.has(C.key) && store.objects.has(indexKeyOf(C.key)!));
+  assert(ORPHANED_BINLOG_GRACE_MS >= 24 * 3_600_000);
 });
