@@ -28,7 +28,13 @@ import { ofCluster } from "../backup/manifest.ts";
 import type { Manifest } from "../backup/manifest.ts";
 import { restoreSnapshot } from "../backup/restore.ts";
 import { decompressCommand } from "../backup/tools.ts";
-import { scratchServerCnf, withScratchServer } from "../backup/scratch_server.ts";
+import {
+  MAX_SOCKET_PATH,
+  scratchServerCnf,
+  ScratchServerError,
+  withScratchServer,
+} from "../backup/scratch_server.ts";
+import { RestoreError } from "../backup/errors.ts";
 import { writeRestoredMark } from "../restored.ts";
 import { errorMessage } from "../text.ts";
 import { listSegments } from "./catalog.ts";
@@ -250,6 +256,16 @@ export async function restoreToPoint(o: PointRestoreOptions): Promise<PointResto
     position: plan.position || "(the snapshot's own)",
   });
   const work = await Deno.makeTempDir({ dir: o.tmpdir.replace(/(.)\/+$/, "$1"), prefix: "autopilot-pitr-" });
+  const socket = `${work}/mysqld.sock`;
+  if (socket.length > MAX_SOCKET_PATH) {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+    throw new RestoreError(
+      manifest.name,
+      o.datadir,
+      `the throwaway server's socket path ${socket} is longer than ${MAX_SOCKET_PATH} characters`,
+      "nothing was touched: set MYSQL_TMPDIR to a shorter path",
+    );
+  }
   // The binlogs are fetched and checked while the snapshot is restored into its staging directory: the datadir
   // is touched only after both, so a bad binlog still stops the restore before anything is touched.
   const stop = new AbortController();
@@ -275,7 +291,21 @@ export async function restoreToPoint(o: PointRestoreOptions): Promise<PointResto
         signal: both,
         beforeMove: async (staged) => {
           const files = await fetching;
-          reached = await replayInto(o, manifest, plan, files, work, staged, (ms) => replayMs = ms);
+          try {
+            reached = await replayInto(o, manifest, plan, files, work, staged, (ms) => replayMs = ms);
+          } catch (e) {
+            // The throwaway server runs with the replay's settings: its failure is the restore's, not proof
+            // that the snapshot is bad (a verification tells).
+            if (!(e instanceof ScratchServerError)) throw e;
+            throw new RestoreError(
+              manifest.name,
+              o.datadir,
+              `the throwaway server that replays the archived binlogs on it failed: ${e.problem}`,
+              `the datadir was not touched; 'autopilot backup verify ${manifest.name}' tells whether the snapshot ` +
+                "itself is good (else the cause is local: MYSQL_TMPDIR, MYSQL_OS_USER, the server's settings)",
+              { cause: e },
+            );
+          }
           await writeRestoredMark(staged, {
             snapshot: manifest.name,
             gtid: reached.gtid,
