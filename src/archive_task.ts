@@ -32,6 +32,7 @@ import { archiveBinlogs, ArchiveError } from "./binlog/archiver.ts";
 import { listSegments } from "./binlog/catalog.ts";
 import { EXIT } from "./command.ts";
 import { clusterPrefix } from "./backup/manifest.ts";
+import { publishedManifest } from "./snapshots.ts";
 import { putMetrics } from "./metrics.ts";
 import { errorMessage } from "./text.ts";
 import { deadline, DeadlineError, raceAbort } from "./abort.ts";
@@ -83,6 +84,13 @@ export async function runArchive(config: Config, opts: { signal?: AbortSignal } 
     const store = await raceAbort(openStore(config), signal);
     const cluster = clusterPrefix(config.backup.name);
     const { record: last, modifyIndex } = await raceAbort(kv.archiveRecordEntry(), signal);
+    // The published snapshot: one taken after the record's gap started a new window, and the gap is dropped.
+    const published = await raceAbort(kv.lastBackup(), signal)
+      .then((v) => publishedManifest(v, kv.keys.lastBackup))
+      .catch((e) => {
+        if (signal?.aborted) throw e;
+        return undefined;
+      });
     // A switchover may happen during the run: before each upload and before the record is written, this node
     // must still hold the primary lock with the same session.
     const stillPrimary = async () => {
@@ -103,6 +111,7 @@ export async function runArchive(config: Config, opts: { signal?: AbortSignal } 
       node: config.node.name,
       cluster,
       beforeUpload: stillPrimary,
+      ...(published !== undefined ? { lastSnapshotAt: published.createdAt } : {}),
       ...(last ? { last } : {}),
       listSegments: () =>
         listSegments(store, {

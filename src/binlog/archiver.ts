@@ -67,6 +67,8 @@ export interface ArchiveOptions {
   readonly cluster?: string;
   /** The archive record Consul holds, if any. */
   readonly last?: ArchiveRecord;
+  /** When the newest published snapshot was taken (ISO 8601): a gap seen before it is not carried on. */
+  readonly lastSnapshotAt?: string;
   /**
    * Called before each upload: throws (an {@link ArchiveError}) when this node is no longer the primary, so
    * that an archiver overtaken by a switchover stops before it uploads another file.
@@ -370,6 +372,10 @@ export async function uploadSegment(o: {
   return segment;
 }
 
+function withoutGap({ gap: _, ...rest }: ArchiveRecord): ArchiveRecord {
+  return rest;
+}
+
 /** The archive's end along any history, from the index: the newest segment's record (no record in Consul). */
 function recordFromIndex(segments: readonly Segment[]): ArchiveRecord | undefined {
   let newest: Segment | undefined;
@@ -486,7 +492,7 @@ export async function archiveBinlogs(o: ArchiveOptions): Promise<ArchiveOutcome>
     }
     : last !== undefined
     ? {
-      ...last,
+      ...withoutGap(last),
       caughtUpAt: within(flavour, executed, last.endState) ? startedAt.toISOString() : last.caughtUpAt,
       lagSeconds,
     }
@@ -501,7 +507,7 @@ export async function archiveBinlogs(o: ArchiveOptions): Promise<ArchiveOutcome>
     };
   const record: ArchiveRecord = gap !== undefined
     ? { ...base, gap }
-    : last?.gap
+    : last?.gap && !(o.lastSnapshotAt !== undefined && o.lastSnapshotAt > last.gap.at)
     ? { ...base, gap: last.gap }
     : base;
   return { uploaded, record, ...(gap !== undefined ? { gap } : {}), flushed };

@@ -313,3 +313,20 @@ Deno.test("archiveBinlogs: an archiver that lost the primary lock during the run
   );
   assertEquals(store.puts, []);
 });
+
+Deno.test("archiveBinlogs: a gap is carried in the record until a snapshot taken after it", async () => {
+  const gap = { after: "0-7-3", resumes: "0-7-6", at: "2026-12-03T00:30:00.000Z" };
+  const run = async (lastSnapshotAt?: string) =>
+    (await archiveBinlogs({
+      store: new RefusingStore(),
+      server: server([1, 2, 3], END2),
+      flavour: "mariadb",
+      node: "n1",
+      last: { ...(await record(2, END2)), gap },
+      ...(lastSnapshotAt !== undefined ? { lastSnapshotAt } : {}),
+      listSegments: () => Promise.resolve([]),
+    })).record.gap;
+  assertEquals(await run(), gap);
+  assertEquals(await run("2026-12-03T00:10:00.000Z"), gap, "a snapshot older than the gap");
+  assertEquals(await run("2026-12-03T01:00:00.000Z"), undefined);
+});
