@@ -1,8 +1,8 @@
 /**
  * Reading the binlog archive's index from a store: every segment whose index entry parses and whose data
  * object exists with the size it states. A data object without an index entry is an upload that did not
- * finish and is ignored (retention deletes it once older than any upload lasts); an index entry without its data object is reported as invalid (its binlog is lost,
- * which the recovery plan then sees as a gap).
+ * finish and is ignored (retention deletes it once older than any upload lasts); an index entry without its
+ * data object is reported as invalid (its binlog is lost, which the recovery plan then sees as a gap).
  *
  * @module
  */
