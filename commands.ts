@@ -78,14 +78,16 @@ export const COMMANDS: readonly Command[] = Object.freeze<Command[]>([
     summary: "archive the primary's binlogs to the snapshot store (ContainerPilot's binlog-archive task)",
     details:
       "On the writable primary only: closes the open binlog when it holds transactions (FLUSH BINARY\n" +
-      "LOGS), then uploads every closed binlog the archive lacks to binlogs/NODE/ in the snapshot store,\n" +
-      "compressed and checksummed, each with an index entry (GTID states, first and last transaction times),\n" +
-      "and records how far the archive reaches in Consul (SERVICE_NAME-binlog-archive). After a failover the\n" +
-      "new primary continues from there. A binlog purged before it was archived is a gap: logged, counted, and\n" +
-      "the next snapshot starts a new recoverable span. Every other node exits 0 after one Consul read.",
+      "LOGS), then uploads every closed binlog the archive lacks to binlogs/CLUSTER/NODE/ in the snapshot\n" +
+      "store (CLUSTER: BACKUP_NAME before its first %), compressed and checksummed, each with an index entry\n" +
+      "(GTID states, first and last transaction times), and records how far the archive reaches in Consul\n" +
+      "(SERVICE_NAME-binlog-archive). After a failover the new primary continues from there. A binlog purged\n" +
+      "before it was archived is a gap: logged, counted, and the next snapshot starts a new recoverable span.\n" +
+      "A run stops before BINLOG_ARCHIVE_INTERVAL is over (less a tenth, 1-30 s); what it uploaded stays.\n" +
+      "Every other node exits 0 after one Consul read.",
     options: {},
     failureMetrics: () => ({ binlog_archive_failures_total: 1 }),
-    run: async (ctx) => (await import("./src/archive_task.ts")).runArchive(ctx.config),
+    run: async (ctx) => (await import("./src/archive_task.ts")).runArchiveTask(ctx.config),
   },
   {
     name: "pre-stop",

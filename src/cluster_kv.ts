@@ -285,8 +285,19 @@ export interface ClusterKv {
   recordVerification(record: VerificationRecord): Promise<void>;
   /** `SERVICE_NAME-binlog-archive`; a value that is not an archive record counts as none. */
   archiveRecord(): Promise<ArchiveRecord | undefined>;
-  /** Writes `SERVICE_NAME-binlog-archive`. */
-  recordArchive(record: ArchiveRecord): Promise<void>;
+  /**
+   * `SERVICE_NAME-binlog-archive` with its ModifyIndex (0 when the key does not exist), for
+   * {@link recordArchive}'s check-and-set.
+   */
+  archiveRecordEntry(): Promise<{ readonly record?: ArchiveRecord; readonly modifyIndex: number }>;
+  /**
+   * Writes `SERVICE_NAME-binlog-archive` only if the key has not been written since it was read with
+   * ModifyIndex `modifyIndex` (0: only if it does not exist), so two archivers racing at a switchover never
+   * overwrite each other's record with an older one.
+   *
+   * @returns false when the key changed meanwhile (nothing written).
+   */
+  recordArchive(record: ArchiveRecord, modifyIndex: number): Promise<boolean>;
   /**
    * Takes BACKUP_LOCK_KEY for `session`; false if another session holds it.
    * @throws {SessionGoneError} when the session does not exist.
@@ -782,8 +793,14 @@ export class ConsulClusterKv implements ClusterKv {
     return parseArchiveRecord((await this.#consul.get(this.keys.archive))?.value);
   }
 
-  async recordArchive(record: ArchiveRecord): Promise<void> {
-    await this.#consul.put(this.keys.archive, formatArchiveRecord(record));
+  async archiveRecordEntry(): Promise<{ record?: ArchiveRecord; modifyIndex: number }> {
+    const entry = await this.#consul.get(this.keys.archive);
+    const record = parseArchiveRecord(entry?.value);
+    return { ...(record !== undefined ? { record } : {}), modifyIndex: entry?.modifyIndex ?? 0 };
+  }
+
+  async recordArchive(record: ArchiveRecord, modifyIndex: number): Promise<boolean> {
+    return await this.#consul.putIfUnchanged(this.keys.archive, formatArchiveRecord(record), modifyIndex);
   }
 
   async acquireBackupLock(session: string, record: BackupLockRecord): Promise<boolean> {

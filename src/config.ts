@@ -484,11 +484,20 @@ function duration(minMs: number, maxMs = Number.MAX_SAFE_INTEGER): Kind<number> 
   };
 }
 
-/** A duration ({@link parseDuration}) in whole seconds, rounded. */
-function seconds(minMs: number, maxMs?: number): Kind<number> {
+/**
+ * A duration ({@link parseDuration}) in whole seconds, rounded.
+ *
+ * @param o.goDuration ContainerPilot reads the variable too (a Go duration, which has no `d`): refuse days.
+ */
+function seconds(minMs: number, maxMs?: number, o: { goDuration?: boolean } = {}): Kind<number> {
   const ms = duration(minMs, maxMs);
   return {
     parse: (s) => {
+      if (o.goDuration && /d/i.test(s)) {
+        return wrong(
+          "is read by ContainerPilot too, whose durations have no d: give hours instead, e.g. 24h",
+        );
+      }
       const value = ms.parse(s);
       return value instanceof Wrong ? value : Math.round(value / 1000);
     },
@@ -859,12 +868,13 @@ backups("BACKUP_VERIFY", flag, {
   doc: "A healthy replica restores each new snapshot in MYSQL_TMPDIR, checks every table and replays the " +
     "archived binlogs after it to the archive's end.",
 });
-backups("BINLOG_ARCHIVE_INTERVAL", seconds(1000, 86_400_000), {
+backups("BINLOG_ARCHIVE_INTERVAL", seconds(1000, 86_400_000, { goDuration: true }), {
   default: "60s",
   at: "backup.archiveIntervalSeconds",
   doc:
     "How often the primary closes its open binlog (when it holds transactions) and archives every closed " +
-    "binlog to the snapshot store, for point-in-time restores; ContainerPilot's `binlog-archive` task interval.",
+    "binlog to the snapshot store, for point-in-time restores; ContainerPilot's `binlog-archive` task interval " +
+    "(so no `d`: 24h at most).",
 });
 const SNAPSHOT_BACKEND = backups(
   "SNAPSHOT_BACKEND",

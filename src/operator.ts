@@ -42,6 +42,23 @@ export async function lookupPublished(config: Config): Promise<PublishedLookup> 
   }
 }
 
+/**
+ * Where Consul's archive record (`SERVICE_NAME-binlog-archive`, written by the current primary's archiver)
+ * says the current history ends, never throwing: undefined when it cannot be read or holds none (the planner
+ * then takes the newest archived binlog's end).
+ */
+export async function lookupArchiveHead(config: Config): Promise<string | undefined> {
+  let consul: ConsulStore | undefined;
+  try {
+    consul = new ConsulStore(config.consul);
+    return (await new ConsulClusterKv(config, consul).archiveRecord())?.endState;
+  } catch {
+    return undefined;
+  } finally {
+    consul?.close();
+  }
+}
+
 /** A line on stderr for errors an operator command reports instead of a stack trace, else undefined. */
 export function operatorError(e: unknown): string | undefined {
   if (

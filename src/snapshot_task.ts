@@ -50,7 +50,7 @@ import { ArchiveReplayError, verifySnapshot } from "./backup/verify.ts";
 import { openStore } from "./storage/open.ts";
 import { EXIT } from "./command.ts";
 import { putMetrics } from "./metrics.ts";
-import type { Manifest } from "./backup/manifest.ts";
+import { clusterPrefix, type Manifest } from "./backup/manifest.ts";
 import { CorruptSnapshotError } from "./backup/errors.ts";
 import { errorMessage } from "./text.ts";
 
@@ -328,6 +328,8 @@ async function verifyLast(
       manifest,
       tmpdir: config.mysql.tmpdir,
       osUser: config.mysql.osUser,
+      cluster: clusterPrefix(config.backup.name),
+      ...optional("head", (await kv.archiveRecord().catch(() => undefined))?.endState),
       signal,
     });
     replay = { binlogs: r.binlogs, replayedTo: r.replayedTo };

@@ -727,7 +727,10 @@ function archiveStatus(f: StatusFacts): StatusReport["archive"] {
     caughtUpAt: a.caughtUpAt,
     caughtUpSecondsAgo: ago,
     lagSeconds,
-    gap: a.gap ?? null,
+    // A gap matters until a snapshot taken after it starts a new recoverable window.
+    gap: a.gap !== undefined && !(f.consul.snapshot !== undefined && f.consul.snapshot.createdAt > a.gap.at)
+      ? a.gap
+      : null,
   };
 }
 

@@ -98,6 +98,21 @@ const NAME_PATTERN = /^[A-Za-z0-9._-]+$/;
 const BINLOG_FILE_PATTERN = /^[^\s\/']+$/;
 
 /**
+ * The cluster a snapshot name pattern (BACKUP_NAME) names: its text before the first directive, e.g.
+ * `mysql-backup-` for `mysql-backup-%Y-%m-%dT%H-%M-%SZ`. A store shared by clusters tells their snapshots apart
+ * by it (retention's rule) and keeps their binlog archives under it (src/binlog/segment.ts); `""` when the
+ * pattern begins with a directive (every snapshot and archived binlog in the store is then this cluster's).
+ */
+export function clusterPrefix(pattern: string): string {
+  return pattern.split("%")[0];
+}
+
+/** Whether a snapshot named `name` is of the cluster {@link clusterPrefix} gave `prefix`. */
+export function ofCluster(prefix: string, name: string): boolean {
+  return name.startsWith(prefix);
+}
+
+/**
  * Renders a backup name: strftime directives expanded in UTC.
  *
  * @param pattern The name with directives `%Y` (year), `%y` (2-digit year), `%m`, `%d`, `%H`, `%M`, `%S`

@@ -28,17 +28,31 @@ import { getLogger } from "@logtape/logtape";
 import type { BackupConfig } from "../config.ts";
 import type { ObjectInfo, SnapshotStore } from "../storage/store.ts";
 import { CorruptSnapshotError } from "./errors.ts";
-import { DATA_SUFFIX, type Manifest, MANIFEST_SUFFIX, parseManifest } from "./manifest.ts";
+import {
+  clusterPrefix,
+  DATA_SUFFIX,
+  type Manifest,
+  MANIFEST_SUFFIX,
+  ofCluster,
+  parseManifest,
+} from "./manifest.ts";
 import { errorMessage } from "../text.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { listSegments } from "../binlog/catalog.ts";
 import { prunableSegments, snapshotPoint } from "../binlog/plan.ts";
-import { indexKeyOf, type Segment } from "../binlog/segment.ts";
+import { archivePrefix, indexKeyOf, type Segment } from "../binlog/segment.ts";
 
 const log = getLogger(["autopilot", "retention"]);
 
 /** How long an incomplete snapshot is left alone by default: 24 hours. */
 export const DEFAULT_INCOMPLETE_GRACE_MS = 24 * 3_600_000;
+
+/**
+ * An archived binlog's data object without its index entry is an upload that never finished once it is older
+ * than this: an archiving run ends before BINLOG_ARCHIVE_INTERVAL (at most 1 d) is over (its deadline), so no
+ * upload lasts a day; twice that is left.
+ */
+export const ORPHANED_BINLOG_GRACE_MS = 2 * 24 * 3_600_000;
 
 /** Manifests larger than this are not manifests (as in `listSnapshots()`). */
 const MAX_MANIFEST_BYTES = 64 * 1024;
@@ -138,7 +152,7 @@ export function planRetention<T extends RetentionCandidate>(
   let completeSeen = 0;
   for (const s of [...snapshots].sort(newestFirst)) {
     const age = now.getTime() - s.time.getTime();
-    if (policy.namePrefix !== undefined && !s.name.startsWith(policy.namePrefix)) {
+    if (policy.namePrefix !== undefined && !ofCluster(policy.namePrefix, s.name)) {
       keep.push({
         snapshot: s,
         reason: `not this cluster's (its name does not start with ${policy.namePrefix})`,
@@ -432,19 +446,40 @@ export async function pruneSnapshots(
     ...plan.keep.map((d) => d.snapshot),
     ...plan.delete.map((d) => d.snapshot).filter((s) => undeleted.has(s.name)),
   ].filter((s) => s.state !== "orphaned" && s.manifest !== undefined).map((s) => s.manifest!);
-  return { plan, deleted, failed, ...(await pruneBinlogs(store, retained, opts.signal)) };
+  // The binlog archive pruned is this cluster's, against this cluster's snapshots.
+  const cluster = policy.namePrefix ?? "";
+  return {
+    plan,
+    deleted,
+    failed,
+    ...(await pruneBinlogs(
+      store,
+      retained.filter((m) => ofCluster(cluster, m.name)),
+      cluster,
+      now,
+      opts.signal,
+    )),
+  };
 }
 
 /** Deletes the archived binlogs no retained snapshot needs; see {@link pruneSnapshots}. */
 async function pruneBinlogs(
   store: SnapshotStore,
   retained: readonly Manifest[],
+  cluster: string,
+  now: Date,
   signal: AbortSignal | undefined,
 ): Promise<Pick<PruneResult, "binlogsDeleted" | "binlogsFailed" | "binlogsError">> {
   const lost: Segment[] = [];
   let segments: Segment[];
+  const listing = new Map<string, ObjectInfo>();
   try {
-    segments = await listSegments(store, { onLost: (s) => lost.push(s), ...(signal ? { signal } : {}) });
+    for await (const o of store.list(archivePrefix(cluster))) listing.set(o.key, o);
+    segments = await listSegments(store, {
+      cluster,
+      onLost: (s) => lost.push(s),
+      ...(signal ? { signal } : {}),
+    }, listing);
   } catch (e) {
     signal?.throwIfAborted();
     const error = errorMessage(e);
@@ -482,6 +517,34 @@ async function pruneBinlogs(
       });
     }
   }
+  // Data objects no index entry names, older than any upload lasts: uploads that never finished.
+  for (const o of listing.values()) {
+    const index = indexKeyOf(o.key);
+    if (index === undefined || listing.has(index)) continue;
+    if (now.getTime() - o.modified.getTime() <= ORPHANED_BINLOG_GRACE_MS) continue;
+    signal?.throwIfAborted();
+    const reason = `no index entry names it and it is older than ${
+      formatDuration(ORPHANED_BINLOG_GRACE_MS)
+    } (an upload that never finished)`;
+    try {
+      await store.delete([o.key]);
+      binlogsDeleted.push(o.key);
+      log.info("Deleted archived binlog {key} from the {kind} store: {reason}", {
+        key: o.key,
+        kind: store.kind,
+        reason,
+      });
+    } catch (e) {
+      const error = errorMessage(e);
+      binlogsFailed.push({ key: o.key, error });
+      log.error("Cannot delete archived binlog {key} from the {kind} store ({reason}): {error}", {
+        key: o.key,
+        kind: store.kind,
+        reason,
+        error,
+      });
+    }
+  }
   return { binlogsDeleted, binlogsFailed };
 }
 
@@ -492,7 +555,7 @@ async function pruneBinlogs(
  * @returns The policy, with the default grace for incomplete snapshots.
  */
 export function retentionPolicy(backup: BackupConfig): RetentionPolicy {
-  const prefix = backup.name.split("%")[0];
+  const prefix = clusterPrefix(backup.name);
   return {
     retainCount: backup.retainCount,
     ...(prefix !== "" ? { namePrefix: prefix } : {}),

@@ -133,7 +133,7 @@ export async function withScratchServer<T>(
     (error) => exit = { error },
   );
   const failed = async (problem: string): Promise<CorruptSnapshotError> =>
-    new CorruptSnapshotError(
+    new ScratchServerError(
       name,
       `${problem}${await errorLogTail(`${scratch}/error.log`)}`,
       "its bytes match the manifest, so the backup itself is bad: take a new snapshot on the primary",
@@ -194,6 +194,19 @@ export async function withScratchServer<T>(
     kill.abort();
     await server;
     signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/**
+ * The throwaway server on a restored snapshot would not open, or failed while in use: a verification counts
+ * that against the snapshot (it is a {@link CorruptSnapshotError}); a point-in-time restore, whose server runs
+ * with its own settings and replays binlogs, reports it as a failure of the restore instead
+ * (src/binlog/replay.ts), since the cause may be local.
+ */
+export class ScratchServerError extends CorruptSnapshotError {
+  constructor(snapshot: string, problem: string, advice: string) {
+    super(snapshot, problem, advice);
+    this.name = "CorruptSnapshotError";
   }
 }
 

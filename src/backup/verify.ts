@@ -34,7 +34,8 @@ import {
 import { listSegments } from "../binlog/catalog.ts";
 import {
   followArchive,
-  newestSegment,
+  fullState,
+  historyHead,
   positionOf,
   type RecoveryPlan,
   type ReplayStep,
@@ -141,6 +142,10 @@ export interface VerifySnapshotOptions {
   readonly startTimeoutMs?: number;
   /** Stops everything (the server is killed, the scratch directory removed) when aborted. */
   readonly signal?: AbortSignal;
+  /** The cluster's snapshot name prefix: its binlog archive is the one replayed. @default "" */
+  readonly cluster?: string;
+  /** The archive record's endState in Consul, when read: the history replayed to its end. */
+  readonly head?: string;
 }
 
 /** What a verified snapshot holds. */
@@ -204,27 +209,32 @@ export interface ArchiveReplayPlan {
  * @param snapshot The snapshot verified.
  * @param segments The archive's complete segments of the snapshot's flavour.
  * @param lost Index entries of that flavour whose binlog is missing or of another size.
+ * @param head The archive record's endState in Consul, when read: the current history (`historyHead`).
  */
 export function archiveReplayPlan(
   flavour: Flavour,
   snapshot: SnapshotPoint,
   segments: readonly Segment[],
   lost: readonly Segment[] = [],
+  head?: string,
 ): ArchiveReplayPlan {
-  const newest = newestSegment([...segments, ...lost]);
+  const { goal, newest } = historyHead(flavour, [...segments, ...lost], head);
   const own = positionOf(flavour, snapshot.state);
-  if (newest === undefined) return { plan: { snapshot, steps: [], position: own }, end: own };
-  const goal = newest.endState;
+  if (goal === undefined) return { plan: { snapshot, steps: [], position: own }, end: own };
+  // As planRecovery and the windows do: a MariaDB manifest without binlogState gives a position only.
+  const state = fullState(flavour, snapshot.state, segments, goal);
   const end = positionOf(flavour, goal);
-  if (compare(flavour, snapshot.state, goal) === "diverged") {
+  if (compare(flavour, state, goal) === "diverged") {
     return {
       plan: { snapshot, steps: [], position: own },
       end,
       problem: `snapshot ${snapshot.name} is not on the archive's history: it holds transactions that the ` +
-        `newest archived binlog ${newest.key} does not`,
+        `${
+          newest !== undefined ? `newest archived binlog ${newest.key}` : "archive record in Consul"
+        } does not`,
     };
   }
-  const chain = followArchive(flavour, snapshot.state, segments, goal);
+  const chain = followArchive(flavour, state, segments, goal);
   const steps: ReplayStep[] = [];
   let applied = own;
   for (const segment of chain.segments) {
@@ -303,7 +313,14 @@ export async function verifySnapshot(opts: VerifySnapshotOptions): Promise<Verif
       chownTo: opts.osUser,
       ...(signal ? { signal } : {}),
     });
-    const archive = await fetchArchive(store, manifest, `${scratch}/binlogs`, signal);
+    const archive = await fetchArchive(
+      store,
+      manifest,
+      `${scratch}/binlogs`,
+      signal,
+      opts.cluster ?? "",
+      opts.head,
+    );
     const { plan } = archive.replay;
     const replay = archive.files.length > 0;
     await Deno.mkdir(`${scratch}/tmp`, { mode: 0o700 });
@@ -367,10 +384,13 @@ async function fetchArchive(
   manifest: Manifest,
   dir: string,
   signal: AbortSignal | undefined,
+  cluster: string,
+  head: string | undefined,
 ): Promise<{ replay: ArchiveReplayPlan; files: string[]; fault?: ReplayFault }> {
   const flavour = manifest.flavour;
   const lost: Segment[] = [];
   const segments = await listSegments(store, {
+    cluster,
     onInvalid: (key, problem) => log.warn("Archived binlog {key} is not used: {problem}", { key, problem }),
     onLost: (s) => lost.push(s),
     ...(signal ? { signal } : {}),
@@ -380,6 +400,7 @@ async function fetchArchive(
     snapshotPoint(manifest),
     segments.filter((s) => s.flavour === flavour),
     lost.filter((s) => s.flavour === flavour),
+    head,
   );
   if (replay.plan.steps.length === 0) return { replay, files: [] };
   await Deno.mkdir(dir, { mode: 0o700 });

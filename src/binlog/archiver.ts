@@ -30,7 +30,15 @@ import { DigestStream } from "../backup/digest.ts";
 import { compressCommand } from "../backup/tools.ts";
 import { errorMessage } from "../text.ts";
 import { type BinlogSummary, type BinlogTransaction, scanBinlog, scanningStream } from "./scan.ts";
-import { formatSegment, MAX_MARKS, type Segment, SEGMENT_FORMAT, segmentKeys } from "./segment.ts";
+import {
+  formatSegment,
+  MAX_MARKS,
+  parseSegment,
+  type Segment,
+  SEGMENT_FORMAT,
+  type SegmentKeys,
+  segmentKeys,
+} from "./segment.ts";
 import { isoSecond, positionOf } from "./plan.ts";
 
 /** The server operations archiving needs (ServerOperator has them). */
@@ -53,10 +61,19 @@ export interface ArchiveOptions {
   readonly store: SnapshotStore;
   readonly server: ArchiveServer;
   readonly flavour: Flavour;
-  /** NODE_NAME: the first part of every key this node writes. */
+  /** NODE_NAME: the first part of every key this node writes (after the cluster's). */
   readonly node: string;
+  /** The cluster's snapshot name prefix: its archive is `binlogs/<cluster>/` (src/binlog/segment.ts). */
+  readonly cluster?: string;
   /** The archive record Consul holds, if any. */
   readonly last?: ArchiveRecord;
+  /** When the newest published snapshot was taken (ISO 8601): a gap seen before it is not carried on. */
+  readonly lastSnapshotAt?: string;
+  /**
+   * Called before each upload: throws (an {@link ArchiveError}) when this node is no longer the primary, so
+   * that an archiver overtaken by a switchover stops before it uploads another file.
+   */
+  readonly beforeUpload?: () => Promise<void>;
   /** The store's index (read only when there is no record). */
   readonly listSegments: () => Promise<readonly Segment[]>;
   readonly signal?: AbortSignal;
@@ -87,6 +104,8 @@ export interface Head {
   readonly startState: string;
   /** Unix second of its first transaction, if the head holds one. */
   readonly firstTime?: number;
+  /** Its Format_description event's in-use flag: set on a closed file, the server crashed writing it. */
+  readonly inUse?: boolean;
 }
 
 /** Reads the head of `dir/file`: who wrote it, when it was created, the state before it. */
@@ -116,7 +135,73 @@ export async function readHead(dir: string, file: string, signal?: AbortSignal):
     createdAt: isoSecond(summary.createdAt),
     startState: summary.startState,
     ...(summary.firstTime !== undefined ? { firstTime: summary.firstTime } : {}),
+    ...(summary.inUse ? { inUse: true } : {}),
   };
+}
+
+/** How much of a closed binlog file {@link uploadSegment} archives. */
+export interface UploadExtent {
+  /** Bytes from the start (absent: the whole file). */
+  readonly bytes?: number;
+  /** The file was left by a crash: it is archived up to its last committed transaction. */
+  readonly truncatedByCrash: boolean;
+}
+
+/**
+ * How much of a file that is not the open binlog to archive. A file the server closed ends with a Rotate or
+ * Stop event and is archived whole. A file whose in-use flag is still set and that has no such event was left
+ * by a crash (mysqld rolled back its uncommitted tail on restart and went on in a new file): it is archived up
+ * to its last committed transaction, so that archiving goes on with the files after it.
+ *
+ * @throws {BinlogScanError} if the file is not a binlog.
+ */
+export async function uploadExtent(head: Head, signal?: AbortSignal): Promise<UploadExtent> {
+  if (!head.inUse) return { truncatedByCrash: false };
+  const f = await Deno.open(head.path);
+  const summary = await scanBinlog(f.readable, { allowTruncated: true, ...(signal ? { signal } : {}) });
+  return summary.closed
+    ? { truncatedByCrash: false }
+    : { bytes: summary.committedPosition, truncatedByCrash: true };
+}
+
+/** The first `n` bytes of a stream. */
+function firstBytes(source: ReadableStream<Uint8Array>, n: number): ReadableStream<Uint8Array> {
+  let left = n;
+  const reader = source.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (left <= 0) {
+        await reader.cancel().catch(() => {});
+        controller.close();
+        return;
+      }
+      const { done, value } = await reader.read();
+      if (done) {
+        controller.close();
+        return;
+      }
+      const chunk = value.length > left ? value.subarray(0, left) : value;
+      left -= chunk.length;
+      controller.enqueue(chunk);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+}
+
+/**
+ * The index entry the store holds already for `keys`, when its data object is there with the size it states
+ * (undefined when there is no entry). A re-run after a run that stopped between uploads finds it.
+ */
+async function archivedEntry(store: SnapshotStore, keys: SegmentKeys, signal?: AbortSignal) {
+  const listing = new Map<string, number>();
+  for await (const o of store.list(keys.data.slice(0, keys.data.lastIndexOf("/") + 1))) {
+    listing.set(o.key, o.size);
+  }
+  if (!listing.has(keys.index)) return undefined;
+  const segment = parseSegment(await new Response(await store.get(keys.index, signal)).text(), keys.index);
+  return { segment, dataSize: listing.get(keys.data) };
 }
 
 function within(flavour: Flavour, a: string, b: string): boolean {
@@ -174,34 +259,72 @@ export class MarkBuilder {
 }
 
 /**
- * Uploads one closed binlog file: the file through the scanner and zstd into the store, hashed, then its
- * index entry. Throws (leaving no index entry) if the file is not a complete binlog.
+ * Uploads one closed binlog file: the file (up to its last committed transaction when a crash left it,
+ * {@link uploadExtent}) through the scanner and zstd into the store, hashed, then its index entry. A file whose
+ * index entry the store holds already (with its data) is not uploaded again: that entry is returned. Throws
+ * (leaving no index entry, and never deleting a data object that has one) if the file is not a complete
+ * binlog or the store fails.
  */
 export async function uploadSegment(o: {
   readonly store: SnapshotStore;
   readonly head: Head;
   readonly node: string;
+  /** The cluster's snapshot name prefix. @default "" */
+  readonly cluster?: string;
   readonly flavour: Flavour;
   readonly signal?: AbortSignal;
   readonly now?: () => Date;
 }): Promise<Segment> {
   const { store, head, signal } = o;
-  const keys = segmentKeys(o.node, head.serverId, head.file, head.createdAt);
+  const keys = segmentKeys(o.node, head.serverId, head.file, head.createdAt, o.cluster ?? "");
+  const extent = await uploadExtent(head, signal);
+  // An index entry is the commit marker of its data object: never overwritten, its data never deleted.
+  let existing: Awaited<ReturnType<typeof archivedEntry>>;
+  try {
+    existing = await archivedEntry(store, keys, signal);
+  } catch (e) {
+    throw new ArchiveError(`Cannot read ${keys.index} in the ${store.kind} store: ${errorMessage(e)}`, {
+      cause: e,
+    });
+  }
+  if (existing !== undefined) {
+    const rawBytes = extent.bytes ?? (await Deno.stat(head.path)).size;
+    const s = existing.segment;
+    if (s.startState === head.startState && s.rawBytes === rawBytes && existing.dataSize === s.size) return s;
+    throw new ArchiveError(
+      `${keys.index} in the ${store.kind} store already describes ${head.path} but does not match it (${
+        existing.dataSize === s.size
+          ? `it says ${s.rawBytes} bytes from ${s.startState || "(empty)"}, the file has ${rawBytes} from ${
+            head.startState || "(empty)"
+          }`
+          : `its data object ${keys.data} is missing or of another size`
+      }): it is left as it is; move it aside by hand if it is wrong`,
+    );
+  }
   const marks = new MarkBuilder(o.flavour, head.startState);
-  const scan = scanningStream({ onTransaction: (t) => marks.add(t) });
+  const scan = scanningStream({
+    onTransaction: (t) => marks.add(t),
+    ...(extent.truncatedByCrash ? { allowTruncated: true } : {}),
+  });
   const digest = new DigestStream();
   const file = await Deno.open(head.path);
+  const bytes = extent.bytes !== undefined ? firstBytes(file.readable, extent.bytes) : file.readable;
+  /** Deletes the data object written, unless an index entry (another run's) now stands beside it. */
+  const discard = async () => {
+    const entry = await archivedEntry(store, keys).catch(() => "unknown" as const);
+    if (entry === undefined) await store.delete([keys.data]).catch(() => {});
+  };
   let stored: { size: number } | undefined;
   try {
     await pipeline([{ argv: compressCommand() }], {
-      source: file.readable.pipeThrough(scan.stream),
+      source: bytes.pipeThrough(scan.stream),
       sink: async (out) => {
         stored = await store.put(keys.data, out.pipeThrough(digest), signal);
       },
       ...(signal ? { signal } : {}),
     });
   } catch (e) {
-    await store.delete([keys.data]).catch(() => {});
+    await discard();
     if (e instanceof CommandFailedError) throw new ArchiveError(`Cannot compress ${head.path}: ${e.message}`);
     throw new ArchiveError(`Cannot archive ${head.path} to the ${store.kind} store: ${errorMessage(e)}`, {
       cause: e,
@@ -209,10 +332,11 @@ export async function uploadSegment(o: {
   }
   const summary = await scan.summary;
   const { sha256, size } = digest.digest;
-  if (!summary.closed || summary.startState !== head.startState || stored?.size !== size) {
-    await store.delete([keys.data]).catch(() => {});
+  const complete = summary.closed || (extent.truncatedByCrash && summary.bytes === extent.bytes);
+  if (!complete || summary.startState !== head.startState || stored?.size !== size) {
+    await discard();
     throw new ArchiveError(
-      !summary.closed
+      !complete
         ? `${head.path} does not end with a rotate or stop event: it is not a complete binlog`
         : summary.startState !== head.startState
         ? `${head.path} changed while it was read`
@@ -238,6 +362,7 @@ export async function uploadSegment(o: {
     size,
     sha256,
     archivedAt: (o.now ?? (() => new Date()))().toISOString(),
+    ...(extent.truncatedByCrash ? { truncatedByCrash: true as const } : {}),
   });
   await store.put(
     keys.index,
@@ -245,6 +370,10 @@ export async function uploadSegment(o: {
     signal,
   );
   return segment;
+}
+
+function withoutGap({ gap: _, ...rest }: ArchiveRecord): ArchiveRecord {
+  return rest;
 }
 
 /** The archive's end along any history, from the index: the newest segment's record (no record in Consul). */
@@ -336,7 +465,18 @@ export async function archiveBinlogs(o: ArchiveOptions): Promise<ArchiveOutcome>
     if (last !== undefined && continues && next !== undefined && within(flavour, next, last.endState)) {
       continue;
     }
-    uploaded.push(await uploadSegment({ store: o.store, head: todo[i], node: o.node, flavour, signal, now }));
+    await o.beforeUpload?.();
+    uploaded.push(
+      await uploadSegment({
+        store: o.store,
+        head: todo[i],
+        node: o.node,
+        cluster: o.cluster ?? "",
+        flavour,
+        signal,
+        now,
+      }),
+    );
   }
   const newest = uploaded[uploaded.length - 1];
   const base: ArchiveRecord = newest !== undefined
@@ -352,7 +492,7 @@ export async function archiveBinlogs(o: ArchiveOptions): Promise<ArchiveOutcome>
     }
     : last !== undefined
     ? {
-      ...last,
+      ...withoutGap(last),
       caughtUpAt: within(flavour, executed, last.endState) ? startedAt.toISOString() : last.caughtUpAt,
       lagSeconds,
     }
@@ -367,7 +507,7 @@ export async function archiveBinlogs(o: ArchiveOptions): Promise<ArchiveOutcome>
     };
   const record: ArchiveRecord = gap !== undefined
     ? { ...base, gap }
-    : last?.gap
+    : last?.gap && !(o.lastSnapshotAt !== undefined && o.lastSnapshotAt > last.gap.at)
     ? { ...base, gap: last.gap }
     : base;
   return { uploaded, record, ...(gap !== undefined ? { gap } : {}), flushed };

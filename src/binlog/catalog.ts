@@ -1,14 +1,14 @@
 /**
  * Reading the binlog archive's index from a store: every segment whose index entry parses and whose data
  * object exists with the size it states. A data object without an index entry is an upload that did not
- * finish and is ignored; an index entry without its data object is reported as invalid (its binlog is lost,
- * which the recovery plan then sees as a gap).
+ * finish and is ignored (retention deletes it once older than any upload lasts); an index entry without its
+ * data object is reported as invalid (its binlog is lost, which the recovery plan then sees as a gap).
  *
  * @module
  */
 import type { ObjectInfo, SnapshotStore } from "../storage/store.ts";
 import {
-  BINLOG_PREFIX,
+  archivePrefix,
   MAX_SEGMENT_INDEX_BYTES,
   parseSegment,
   type Segment,
@@ -26,6 +26,8 @@ export interface ListSegmentsOptions {
    */
   readonly onLost?: (segment: Segment) => void;
   readonly signal?: AbortSignal;
+  /** The cluster whose archive is read (its snapshot name prefix, `binlogs/<cluster>/`). @default "" */
+  readonly cluster?: string;
   /** How many index entries are read at once. @default 16 */
   readonly concurrency?: number;
 }
@@ -41,14 +43,15 @@ export async function listSegments(
   opts: ListSegmentsOptions = {},
   objects?: ReadonlyMap<string, ObjectInfo>,
 ): Promise<Segment[]> {
+  const prefix = archivePrefix(opts.cluster ?? "");
   let listing = objects;
   if (listing === undefined) {
     const m = new Map<string, ObjectInfo>();
-    for await (const o of store.list(BINLOG_PREFIX)) m.set(o.key, o);
+    for await (const o of store.list(prefix)) m.set(o.key, o);
     listing = m;
   }
   const indexKeys = [...listing.keys()].filter((k) =>
-    k.startsWith(BINLOG_PREFIX) && k.endsWith(SEGMENT_INDEX_SUFFIX)
+    k.startsWith(prefix) && k.endsWith(SEGMENT_INDEX_SUFFIX)
   );
   const out: Segment[] = [];
   let next = 0;

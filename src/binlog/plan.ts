@@ -109,7 +109,12 @@ function reaches(flavour: Flavour, state: string, p: string): boolean {
  * holds the position (starts at or before it, ends at or after it) is added: each is a state the history
  * passed through before the position. A full state is returned as it is; MySQL states are sets already.
  */
-function fullState(flavour: Flavour, state: string, segments: readonly Segment[], goal: string): string {
+export function fullState(
+  flavour: Flavour,
+  state: string,
+  segments: readonly Segment[],
+  goal: string,
+): string {
   if (flavour === "mysql") return state;
   const p = positionOf(flavour, state);
   let full = MariadbGtidSet.parse(state);
@@ -149,6 +154,26 @@ export function newestSegment(segments: readonly Segment[]): Segment | undefined
     ) newest = s;
   }
   return newest;
+}
+
+/**
+ * Where the current history ends: the archive record's end state when Consul's record is given (the current
+ * primary's archiver wrote it last), else the newest segment's (by archivedAt, a guess an old primary's late
+ * upload of its lost tail can fool). The segment returned is the newest on that history.
+ *
+ * @param head The archive record's endState (`SERVICE_NAME-binlog-archive`), if it was read.
+ */
+export function historyHead(
+  flavour: Flavour,
+  segments: readonly Segment[],
+  head?: string,
+): { goal?: string; newest?: Segment } {
+  if (head === undefined) {
+    const newest = newestSegment(segments);
+    return newest === undefined ? {} : { goal: newest.endState, newest };
+  }
+  const newest = newestSegment(segments.filter((s) => within(flavour, s.endState, head)));
+  return { goal: head, ...(newest !== undefined ? { newest } : {}) };
 }
 
 /** Where a chain of segments from a state ended. */
@@ -321,6 +346,7 @@ function timeOf(flavour: Flavour, segments: readonly Segment[], goal: string, p:
  * @param snapshots The complete snapshots, any order.
  * @param segments Every segment the archive holds (complete ones only).
  * @param lost Index entries whose binlog is missing or damaged: they say where the history goes, not how.
+ * @param head The archive record's endState in Consul, when read: the current history ({@link historyHead}).
  * @throws {RecoveryPointError} when no snapshot precedes the point, the archive never saw the GTID, or a gap
  *   keeps every snapshot from reaching it; the message names the latest point that can be reached.
  */
@@ -330,6 +356,7 @@ export function planRecovery(
   segments: readonly Segment[],
   target: RecoveryTarget,
   lost: readonly Segment[] = [],
+  head?: string,
 ): RecoveryPlan {
   const newestFirst = [...snapshots].sort((a, b) =>
     a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0
@@ -338,8 +365,10 @@ export function planRecovery(
     throw new RecoveryPointError("The store holds no complete snapshot to start from");
   }
   // Where the history ends is known from every index entry, also those whose binlog is lost (a gap then).
-  const newest = newestSegment([...segments, ...lost]);
-  // The history to follow: the one the target lies on, else the current primary's (the newest segment's).
+  const current = historyHead(flavour, [...segments, ...lost], head);
+  const newest = current.newest;
+  // The history to follow: the one the target lies on, else the current primary's (the record's, else the
+  // newest segment's).
   let goal: string;
   let targetStop: string | undefined;
   let note: string | undefined;
@@ -359,7 +388,7 @@ export function planRecovery(
     goal = holder?.endState ?? inSnapshot!.state;
     targetStop = target.gtid;
   } else {
-    goal = newest?.endState ?? newestFirst[0].state;
+    goal = current.goal ?? newestFirst[0].state;
     if (target.kind === "time") {
       targetStop = positionAt(flavour, segments, goal, target.at);
       const end = newest?.lastTime;
@@ -370,10 +399,20 @@ export function planRecovery(
     }
   }
   let best: { plan: RecoveryPlan; reached: string } | undefined;
+  // The newest snapshot begun before the time whose state goes past the archive's end (skipped: see below).
+  let beyond: { snap: SnapshotPoint; state: string } | undefined;
   for (const snap of newestFirst) {
     const state = fullState(flavour, snap.state, segments, goal);
     if (!within(flavour, state, goal) && compare(flavour, state, goal) !== "superset") continue;
     if (target.kind === "time" && Date.parse(snap.createdAt) >= target.at.getTime()) continue;
+    if (
+      target.kind === "time" && (current.goal === undefined || compare(flavour, state, goal) === "superset")
+    ) {
+      // The snapshot holds transactions the archive does not (it lags the snapshot): when they were written
+      // is unknown, so its consistent point may be after the time: an older snapshot is used, or none.
+      beyond ??= { snap, state };
+      continue;
+    }
     let stop = targetStop;
     // A MariaDB GTID target names the domains it stops; the others are free (checked below).
     const snapPos = target.kind === "gtid" && flavour === "mariadb"
@@ -428,11 +467,23 @@ export function planRecovery(
         }, or to a point after a later snapshot`,
     );
   }
+  if (beyond !== undefined && target.kind === "time") {
+    throw new RecoveryPointError(
+      `Cannot restore to ${target.at.toISOString()}: the consistent point of snapshot ${beyond.snap.name} ` +
+        `(${positionOf(flavour, beyond.state)}) is past the archive's end (${
+          current.goal === undefined ? "nothing is archived" : positionOf(flavour, goal) || "nothing archived"
+        }), so it may be later than the time asked, and no older snapshot precedes that time: choose an ` +
+        "earlier snapshot's window or a later time (autopilot backup list shows the windows), or restore --to-end",
+    );
+  }
   const oldest = newestFirst[newestFirst.length - 1];
+  const oldestAt = windowStart(flavour, segments, goal, fullState(flavour, oldest.state, segments, goal));
   throw new RecoveryPointError(
     target.kind === "time"
-      ? `No snapshot precedes ${target.at.toISOString()}: the oldest, ${oldest.name}, was taken at ${oldest.createdAt}; ` +
-        "restore to a later time (autopilot backup list shows the windows)"
+      ? `No snapshot precedes ${target.at.toISOString()}: the oldest, ${oldest.name} (taken at ${oldest.createdAt}), ` +
+        `reaches its consistent point at ${
+          oldestAt !== undefined ? isoSecond(oldestAt) : "an unknown time after that"
+        }; restore to a later time (autopilot backup list shows the windows)`
       : `No snapshot precedes ${
         targetStop ?? "the end of the archive"
       } on its history: the oldest is ${oldest.name} ` +
@@ -444,6 +495,11 @@ export function planRecovery(
 export interface RecoveryWindow {
   /** The snapshot it starts from (the oldest one in it), and when that was taken. */
   readonly from: SnapshotPoint;
+  /**
+   * The first second a `--to-time` restore from it reaches (ISO 8601): after the last transaction the
+   * snapshot holds, as the archive's marks date it; its start time when the archive cannot date it.
+   */
+  readonly fromTime: string;
   /** The last transaction it reaches: Unix second (absent if no transaction after the snapshot is archived). */
   readonly toTime?: number;
   /** The position it reaches. */
@@ -461,20 +517,23 @@ export function recoverableWindows(
   snapshots: readonly SnapshotPoint[],
   segments: readonly Segment[],
   lost: readonly Segment[] = [],
+  head?: string,
 ): RecoveryWindow[] {
-  const newest = newestSegment([...segments, ...lost]);
+  const current = historyHead(flavour, [...segments, ...lost], head).goal;
   const oldestFirst = [...snapshots].sort((a, b) =>
     a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0
   );
   const windows: RecoveryWindow[] = [];
   let reached: string | undefined; // the state the last window reaches
   for (const snap of oldestFirst) {
-    const goal = newest?.endState ?? snap.state;
+    const goal = current ?? snap.state;
     const state = fullState(flavour, snap.state, segments, goal);
     if (!within(flavour, state, goal) && compare(flavour, state, goal) !== "superset") continue;
     const chain = followArchive(flavour, state, segments, goal);
+    const start = windowStart(flavour, segments, goal, state);
     const w: RecoveryWindow = {
       from: snap,
+      fromTime: start !== undefined ? isoSecond(start) : snap.createdAt,
       ...toTime(chain.lastTime),
       toPosition: positionOf(flavour, chain.state),
       complete: chain.complete,
@@ -482,13 +541,58 @@ export function recoverableWindows(
     const prev = windows[windows.length - 1];
     // A snapshot inside the previous window extends it rather than starting a new one.
     if (prev !== undefined && reached !== undefined && within(flavour, state, reached)) {
-      windows[windows.length - 1] = { ...w, from: prev.from, ...toTime(w.toTime ?? prev.toTime) };
+      windows[windows.length - 1] = {
+        ...w,
+        from: prev.from,
+        fromTime: prev.fromTime,
+        ...toTime(w.toTime ?? prev.toTime),
+      };
     } else {
       windows.push(w);
     }
     reached = chain.state;
   }
   return windows;
+}
+
+/**
+ * The first whole second T (Unix) at which a restore to time T from a snapshot at `state` along `goal` reaches
+ * the snapshot's own position (`positionAt` at T holds it), or undefined when the archive's marks do not show
+ * when the snapshot's last transaction was written.
+ */
+export function windowStart(
+  flavour: Flavour,
+  segments: readonly Segment[],
+  goal: string,
+  state: string,
+): number | undefined {
+  const p = positionOf(flavour, state);
+  if (p === "") return undefined;
+  const seconds = new Set<number>();
+  for (const s of segments) {
+    if (!within(flavour, s.endState, goal) || s.firstTime === undefined) continue;
+    seconds.add(s.firstTime);
+    if (s.lastTime !== undefined) seconds.add(s.lastTime);
+    for (const [second] of s.marks ?? []) seconds.add(second);
+  }
+  const sorted = [...seconds].sort((a, b) => a - b);
+  const at = (second: number) => {
+    try {
+      const q = positionAt(flavour, segments, goal, new Date((second + 1) * 1000));
+      return q !== "" && reaches(flavour, q, p);
+    } catch {
+      return false; // a segment without marks spans it: not datable there
+    }
+  };
+  // positionAt only grows with the time: the first candidate second after which it holds the position.
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (at(sorted[mid])) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo < sorted.length ? sorted[lo] + 1 : undefined;
 }
 
 function toTime(t: number | undefined): { toTime?: number } {
@@ -549,6 +653,13 @@ export function parseTargetGtid(flavour: Flavour, text: string): string {
     );
   }
   if (set.isEmpty()) throw new RangeError("--to-gtid needs a GTID, e.g. 0-1-42");
+  if (set instanceof MysqlGtidSet) {
+    // A single MySQL GTID `uuid:N` means up to and including it: every transaction of that uuid to N.
+    const single = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}):(\d+)$/i.exec(
+      text.trim(),
+    );
+    if (single) return MysqlGtidSet.parse(`${single[1]}:1-${single[2]}`).toString();
+  }
   if (set instanceof MariadbGtidSet && !set.isPosition()) {
     throw new RangeError(`'${text}' names a domain twice: give one GTID per domain (the last to include)`);
   }

@@ -33,10 +33,18 @@ import { localAdminUser } from "../mysql/bootstrap.ts";
 import { NotFoundError, type SnapshotStore } from "../storage/store.ts";
 import { hashedSource } from "../backup/digest.ts";
 import { listSnapshots } from "../backup/backup.ts";
+import { ofCluster } from "../backup/manifest.ts";
 import type { Manifest } from "../backup/manifest.ts";
 import { restoreSnapshot } from "../backup/restore.ts";
 import { decompressCommand } from "../backup/tools.ts";
-import { type ReplayServerCnf, scratchServerCnf, withScratchServer } from "../backup/scratch_server.ts";
+import {
+  MAX_SOCKET_PATH,
+  type ReplayServerCnf,
+  scratchServerCnf,
+  ScratchServerError,
+  withScratchServer,
+} from "../backup/scratch_server.ts";
+import { RestoreError } from "../backup/errors.ts";
 import { delay } from "../abort.ts";
 import { MariadbGtidSet } from "../mysql/gtid.ts";
 import { type BinlogTransaction, scanBinlog } from "./scan.ts";
@@ -303,6 +311,10 @@ export interface PointRestoreOptions {
   /** The (missing or empty) datadir to create. */
   readonly datadir: string;
   readonly target: RecoveryTarget;
+  /** The cluster's snapshot name prefix: only its snapshots and its binlog archive are used. @default "" */
+  readonly cluster?: string;
+  /** The archive record's endState in Consul, when read: the current history (`historyHead` in plan.ts). */
+  readonly head?: string;
   /** MYSQL_TMPDIR: room for the binlogs, decompressed. */
   readonly tmpdir: string;
   /** MYSQL_OS_USER: owns the restored files and runs the throwaway server. */
@@ -335,11 +347,13 @@ export interface PointRestoreResult {
  */
 export async function restoreToPoint(o: PointRestoreOptions): Promise<PointRestoreResult> {
   const { store, flavour, signal } = o;
+  const cluster = o.cluster ?? "";
   const manifests = (await listSnapshots(store, signal ? { signal } : {})).filter((m) =>
-    m.flavour === flavour
+    m.flavour === flavour && ofCluster(cluster, m.name)
   );
   const lost: Segment[] = [];
   const segments = await listSegments(store, {
+    cluster,
     onInvalid: (key, problem) => log.warn("Archived binlog {key} is not used: {problem}", { key, problem }),
     onLost: (s) => lost.push(s),
     ...(signal ? { signal } : {}),
@@ -350,6 +364,7 @@ export async function restoreToPoint(o: PointRestoreOptions): Promise<PointResto
     segments.filter((s) => s.flavour === flavour),
     o.target,
     lost.filter((s) => s.flavour === flavour),
+    o.head,
   );
   const manifest = manifests.find((m) => m.name === plan.snapshot.name)!;
   if (plan.note) log.warn("{note}", { note: plan.note });
@@ -359,6 +374,16 @@ export async function restoreToPoint(o: PointRestoreOptions): Promise<PointResto
     position: plan.position || "(the snapshot's own)",
   });
   const work = await Deno.makeTempDir({ dir: o.tmpdir.replace(/(.)\/+$/, "$1"), prefix: "autopilot-pitr-" });
+  const socket = `${work}/mysqld.sock`;
+  if (socket.length > MAX_SOCKET_PATH) {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+    throw new RestoreError(
+      manifest.name,
+      o.datadir,
+      `the throwaway server's socket path ${socket} is longer than ${MAX_SOCKET_PATH} characters`,
+      "nothing was touched: set MYSQL_TMPDIR to a shorter path",
+    );
+  }
   // The binlogs are fetched and checked while the snapshot is restored into its staging directory: the datadir
   // is touched only after both, so a bad binlog still stops the restore before anything is touched.
   const stop = new AbortController();
@@ -384,7 +409,21 @@ export async function restoreToPoint(o: PointRestoreOptions): Promise<PointResto
         signal: both,
         beforeMove: async (staged) => {
           const files = await fetching;
-          reached = await replayInto(o, manifest, plan, files, work, staged, (ms) => replayMs = ms);
+          try {
+            reached = await replayInto(o, manifest, plan, files, work, staged, (ms) => replayMs = ms);
+          } catch (e) {
+            // The throwaway server runs with the replay's settings: its failure is the restore's, not proof
+            // that the snapshot is bad (a verification tells).
+            if (!(e instanceof ScratchServerError)) throw e;
+            throw new RestoreError(
+              manifest.name,
+              o.datadir,
+              `the throwaway server that replays the archived binlogs on it failed: ${e.problem}`,
+              `the datadir was not touched; 'autopilot backup verify ${manifest.name}' tells whether the snapshot ` +
+                "itself is good (else the cause is local: MYSQL_TMPDIR, MYSQL_OS_USER, the server's settings)",
+              { cause: e },
+            );
+          }
           await writeRestoredMark(staged, {
             snapshot: manifest.name,
             gtid: reached.gtid,

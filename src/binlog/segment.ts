@@ -2,8 +2,10 @@
  * The binlog archive's layout in the snapshot store, as pure functions: the keys of an archived binlog file
  * (a "segment") and the index entry written beside it.
  *
- * Each closed binlog file the primary archives becomes two objects under `binlogs/`:
- * - `binlogs/<node>/<created>_<server_id>_<file>.zst`: the file, compressed with zstd;
+ * Each closed binlog file the primary archives becomes two objects under `binlogs/<cluster>/`, where
+ * `<cluster>` is the cluster's snapshot name prefix (`clusterPrefix(BACKUP_NAME)`, e.g. `mysql-backup-`: the
+ * rule retention tells a shared store's clusters apart by; `binlogs/` itself when the prefix is empty):
+ * - `binlogs/<cluster>/<node>/<created>_<server_id>_<file>.zst`: the file, compressed with zstd;
  * - the same key ending in `.json`: its index entry, written after the data (the segment's commit marker):
  *   the GTID state before and after the file, its first and last transaction times, a mark per second of
  *   writes (the GTID position at the end of that second, so a restore to a time needs no scan), the stored
@@ -22,6 +24,18 @@ import { errorMessage } from "../text.ts";
 
 /** Where archived binlogs live in the store. */
 export const BINLOG_PREFIX = "binlogs/";
+
+/**
+ * Where one cluster's archived binlogs live: `binlogs/<cluster>/`, or `binlogs/` for the empty prefix.
+ *
+ * @param cluster The cluster's snapshot name prefix (`clusterPrefix` in src/backup/manifest.ts).
+ * @throws {RangeError} if the result is not a valid key prefix.
+ */
+export function archivePrefix(cluster: string): string {
+  if (cluster === "") return BINLOG_PREFIX;
+  checkKey(`${BINLOG_PREFIX}${cluster}/x`);
+  return `${BINLOG_PREFIX}${cluster}/`;
+}
 
 /** The index entry format this module writes and reads. */
 export const SEGMENT_FORMAT = 1;
@@ -71,6 +85,11 @@ export interface Segment {
   readonly sha256: string;
   /** When it was archived, ISO 8601 UTC. */
   readonly archivedAt: string;
+  /**
+   * Set when the file was left by a server crash (no Rotate or Stop event, its in-use flag still set, a newer
+   * file after it): only its bytes up to its last committed transaction were archived.
+   */
+  readonly truncatedByCrash?: true;
 }
 
 /** The two objects of one segment. */
@@ -101,13 +120,20 @@ function stamp(iso: string): string {
  * @param serverId The server_id that wrote it.
  * @param file Its name, e.g. `mysql-bin.000004`.
  * @param createdAt When the server created it (ISO 8601).
- * @returns e.g. `binlogs/n1/2026-12-02T10-00-00Z_3_mysql-bin.000004.zst` and `….json`.
+ * @param cluster The cluster's snapshot name prefix ({@link archivePrefix}). @default ""
+ * @returns e.g. `binlogs/mysql-backup-/n1/2026-12-02T10-00-00Z_3_mysql-bin.000004.zst` and `….json`.
  * @throws {RangeError} if the result is not a valid key.
  */
-export function segmentKeys(node: string, serverId: number, file: string, createdAt: string): SegmentKeys {
-  const base = `${BINLOG_PREFIX}${node.replace(/[^A-Za-z0-9._-]/g, "-")}/${stamp(createdAt)}_${serverId}_${
-    file.replace(/^.*\//, "")
-  }`;
+export function segmentKeys(
+  node: string,
+  serverId: number,
+  file: string,
+  createdAt: string,
+  cluster = "",
+): SegmentKeys {
+  const base = `${archivePrefix(cluster)}${node.replace(/[^A-Za-z0-9._-]/g, "-")}/${
+    stamp(createdAt)
+  }_${serverId}_${file.replace(/^.*\//, "")}`;
   return {
     data: checkKey(`${base}${SEGMENT_DATA_SUFFIX}`),
     index: checkKey(`${base}${SEGMENT_INDEX_SUFFIX}`),
@@ -140,6 +166,7 @@ export function formatSegment(s: Segment): string {
     size: s.size,
     sha256: s.sha256,
     archivedAt: s.archivedAt,
+    ...(s.truncatedByCrash ? { truncatedByCrash: true as const } : {}),
     ...(s.marks !== undefined ? { marks: s.marks } : {}),
   };
   return `${JSON.stringify(o)}\n`;
@@ -210,6 +237,9 @@ export function parseSegment(text: string, key: string): Segment {
         : fail("'marks' must hold [second, position] pairs")
     );
   }
+  if (o.truncatedByCrash !== undefined && o.truncatedByCrash !== true) {
+    fail("'truncatedByCrash' must be true");
+  }
   return Object.freeze({
     format: SEGMENT_FORMAT,
     key: dataKey,
@@ -228,6 +258,7 @@ export function parseSegment(text: string, key: string): Segment {
     size: int("size") as number,
     sha256,
     archivedAt,
+    ...(o.truncatedByCrash === true ? { truncatedByCrash: true as const } : {}),
   });
 }
 

@@ -6,10 +6,10 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config.ts";
 import { CORRUPT_ADVICE, CorruptSnapshotError } from "../backup/errors.ts";
-import type { Manifest } from "../backup/manifest.ts";
+import { clusterPrefix, type Manifest, ofCluster } from "../backup/manifest.ts";
 import { inventorySnapshots, type StoredSnapshot } from "../backup/retention.ts";
 import { ArchiveReplayError, describeSource, findSnapshot, verifySnapshot } from "../backup/verify.ts";
-import { lookupPublished, operatorError } from "../operator.ts";
+import { lookupArchiveHead, lookupPublished, operatorError } from "../operator.ts";
 import { openStore, StoreUnavailableError } from "../storage/open.ts";
 import type { SnapshotStore } from "../storage/store.ts";
 import { runSnapshot } from "../snapshot_task.ts";
@@ -68,7 +68,12 @@ async function list(config: Config, json: boolean): Promise<number> {
   const complete = found.filter((s) => s.state === "complete" && s.manifest !== undefined);
   let archive: ArchiveView;
   try {
-    archive = await archiveView(store, complete.map((s) => s.manifest!));
+    archive = await archiveView(
+      store,
+      complete.map((s) => s.manifest!),
+      clusterPrefix(config.backup.name),
+      await lookupArchiveHead(config),
+    );
   } catch (e) {
     printError(
       `autopilot backup list: cannot read the binlog archive in the ${store.kind} store: ${errorMessage(e)}`,
@@ -104,7 +109,7 @@ async function list(config: Config, json: boolean): Promise<number> {
           problems: archive.problems,
           windows: archive.windows.map((w) => ({
             fromSnapshot: w.from.name,
-            from: w.from.createdAt,
+            from: w.fromTime,
             to: w.toTime !== undefined ? isoSecond(w.toTime) : null,
             toGtid: w.toPosition,
             gapAfter: !w.complete,
@@ -155,10 +160,18 @@ interface ArchiveView {
   readonly windows: readonly RecoveryWindow[];
 }
 
-async function archiveView(store: SnapshotStore, manifests: readonly Manifest[]): Promise<ArchiveView> {
+async function archiveView(
+  store: SnapshotStore,
+  all: readonly Manifest[],
+  cluster: string,
+  head: string | undefined,
+): Promise<ArchiveView> {
+  // Only this cluster's snapshots (retention's name rule) and its binlog archive, `binlogs/<cluster>/`.
+  const manifests = all.filter((m) => ofCluster(cluster, m.name));
   const problems: { key: string; problem: string }[] = [];
   const lost: Segment[] = [];
   const segments = await listSegments(store, {
+    cluster,
     onInvalid: (key, problem) => problems.push({ key, problem }),
     onLost: (s) => lost.push(s),
   });
@@ -170,6 +183,7 @@ async function archiveView(store: SnapshotStore, manifests: readonly Manifest[])
     manifests.filter((m) => m.flavour === flavour).map(snapshotPoint),
     segments.filter(mine),
     lost.filter(mine),
+    head,
   );
   return { segments, problems, windows };
 }
@@ -192,7 +206,7 @@ export function describeArchive(a: ArchiveView): string[] {
   ];
   for (const [i, w] of a.windows.entries()) {
     lines.push(
-      `  ${w.from.createdAt.replace("T", " ").replace(/\.\d+Z$/, "Z")} (snapshot ${w.from.name}) .. ${
+      `  ${w.fromTime.replace("T", " ").replace(/\.\d+Z$/, "Z")} (snapshot ${w.from.name}) .. ${
         time(w.toTime)
       } (GTID ${w.toPosition || "-"})`,
     );
@@ -239,6 +253,7 @@ async function verify(config: Config, name: string | undefined): Promise<number>
       createdAt: manifest.createdAt,
       node: manifest.nodeName,
     });
+    const head = await lookupArchiveHead(config);
     // Ctrl-C or a stop signal: stop the throwaway server and remove the scratch directory before exiting.
     const interrupted = new AbortController();
     const stop = () => interrupted.abort(new Error("interrupted by a signal"));
@@ -251,6 +266,8 @@ async function verify(config: Config, name: string | undefined): Promise<number>
         manifest,
         tmpdir: config.mysql.tmpdir,
         osUser: config.mysql.osUser,
+        cluster: clusterPrefix(config.backup.name),
+        ...(head !== undefined ? { head } : {}),
         signal: interrupted.signal,
       });
     } catch (e) {

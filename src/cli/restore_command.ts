@@ -8,7 +8,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config.ts";
 import { CORRUPT_ADVICE, CorruptSnapshotError } from "../backup/errors.ts";
-import { manifestKey } from "../backup/manifest.ts";
+import { clusterPrefix, manifestKey } from "../backup/manifest.ts";
 import { restoreSnapshot } from "../backup/restore.ts";
 import { describeSource, findSnapshot, SERVER_BINARIES } from "../backup/verify.ts";
 import { CommandFailedError, run } from "../exec.ts";
@@ -16,7 +16,7 @@ import { type Flavour, flavourFromBinaryVersion } from "../mysql/flavour.ts";
 import { pidFilePath } from "../mysql/mycnf.ts";
 import { readState, StateError, writeState } from "../state.ts";
 import { openStore } from "../storage/open.ts";
-import { lookupPublished, operatorError } from "../operator.ts";
+import { lookupArchiveHead, lookupPublished, operatorError } from "../operator.ts";
 import { type CommandContext, EXIT } from "../command.ts";
 import { print, printError } from "../output.ts";
 import {
@@ -134,6 +134,10 @@ async function restore(config: Config, name: string | undefined): Promise<number
   return EXIT.ok;
 }
 
+function optionalHead(head: string | undefined): { head?: string } {
+  return head === undefined ? {} : { head };
+}
+
 /** A point-in-time restore: the newest snapshot before the point, then the archived binlogs up to it. */
 async function restorePoint(config: Config, point: PointFlags): Promise<number> {
   const state = await readState(config.node.stateDir);
@@ -146,14 +150,37 @@ async function restorePoint(config: Config, point: PointFlags): Promise<number> 
     printError(`autopilot restore: --to-gtid ${(e as Error).message}; nothing was touched`);
     return EXIT.usage;
   }
-  const r = await restoreToPoint({
-    store: await openStore(config),
-    flavour,
-    datadir: config.mysql.datadir,
-    target,
-    tmpdir: config.mysql.tmpdir,
-    osUser: config.mysql.osUser,
-  });
+  // Ctrl-C or a stop signal: stop the throwaway server and remove the staging and work directories first, as
+  // `backup verify` does.
+  const interrupted = new AbortController();
+  const stop = () => interrupted.abort(new Error("interrupted by a signal"));
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  for (const s of signals) Deno.addSignalListener(s, stop);
+  let r;
+  try {
+    r = await restoreToPoint({
+      store: await openStore(config),
+      flavour,
+      datadir: config.mysql.datadir,
+      target,
+      cluster: clusterPrefix(config.backup.name),
+      ...optionalHead(await lookupArchiveHead(config)),
+      tmpdir: config.mysql.tmpdir,
+      osUser: config.mysql.osUser,
+      signal: interrupted.signal,
+    });
+  } catch (e) {
+    if (interrupted.signal.aborted) {
+      printError(
+        "autopilot restore: interrupted; the throwaway server was stopped and the staging and work " +
+          "directories removed",
+      );
+      return EXIT.failed;
+    }
+    throw e;
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, stop);
+  }
   await writeState(config.node.stateDir, { ...state, flavour });
   const mib = r.replayedBytes / 2 ** 20;
   print(

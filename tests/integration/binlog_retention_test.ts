@@ -112,16 +112,15 @@ Deno.test("retention prunes the archived binlogs with the snapshots; verificatio
       // A copy of the store with only the oldest snapshot kept: --to-end must start from it.
       const copy = `${h.dir}/only-oldest`;
       await Deno.mkdir(copy);
-      await Deno.mkdir(`${copy}/binlogs`);
-      for await (const node of Deno.readDir(`${c.snapshots}/binlogs`)) {
-        await Deno.mkdir(`${copy}/binlogs/${node.name}`);
-        for await (const f of Deno.readDir(`${c.snapshots}/binlogs/${node.name}`)) {
-          await Deno.copyFile(
-            `${c.snapshots}/binlogs/${node.name}/${f.name}`,
-            `${copy}/binlogs/${node.name}/${f.name}`,
-          );
+      // The whole archive (binlogs/CLUSTER/NODE/…).
+      const copyTree = async (from: string, to: string) => {
+        await Deno.mkdir(to);
+        for await (const e of Deno.readDir(from)) {
+          if (e.isDirectory) await copyTree(`${from}/${e.name}`, `${to}/${e.name}`);
+          else await Deno.copyFile(`${from}/${e.name}`, `${to}/${e.name}`);
         }
-      }
+      };
+      await copyTree(`${c.snapshots}/binlogs`, `${copy}/binlogs`);
       for (const suffix of [".manifest.json", ".xbstream.zst"]) {
         await Deno.copyFile(`${c.snapshots}/${oldest.name}${suffix}`, `${copy}/${oldest.name}${suffix}`);
       }

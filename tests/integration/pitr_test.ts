@@ -108,6 +108,13 @@ Deno.test("point-in-time restore across a failover and the loss of every node an
       assert(lastLine(r.stderr).includes(says), `${args.join(" ")}: ${lastLine(r.stderr)}`);
       assertEquals(await pathExists(n3.env.MYSQL_DATADIR), false, "the datadir was touched");
     }
+    // A MYSQL_TMPDIR too long for the throwaway server's socket: said before anything is restored.
+    const deep = `${h.dir}/${"t".repeat(90)}`;
+    await Deno.mkdir(deep, { recursive: true });
+    const r = await c.run(n3, ["restore", "--to-end"], { MYSQL_TMPDIR: deep });
+    assertEquals(r.code, 1, r.stderr);
+    assert(/socket path .* is longer than 107 characters/.test(lastLine(r.stderr)), lastLine(r.stderr));
+    assertEquals(await pathExists(n3.env.MYSQL_DATADIR), false, "the datadir was touched");
   });
 
   /** A new, empty Consul on the old one's port: a new cluster. */

@@ -9,10 +9,19 @@
  * give (records, gaps) is tested in tests/integration/binlog_archiver_test.ts.
  */
 import { assert, assertEquals, assertRejects } from "./assert.ts";
-import { archiveBinlogs, ArchiveError, type ArchiveServer, MarkBuilder } from "../../src/binlog/archiver.ts";
+import {
+  archiveBinlogs,
+  ArchiveError,
+  type ArchiveServer,
+  MarkBuilder,
+  readHead,
+  uploadExtent,
+  uploadSegment,
+} from "../../src/binlog/archiver.ts";
 import { isoSecond } from "../../src/binlog/plan.ts";
 import { scanBinlog } from "../../src/binlog/scan.ts";
-import { MAX_MARKS } from "../../src/binlog/segment.ts";
+import { formatSegment, MAX_MARKS, parseSegment, segmentKeys } from "../../src/binlog/segment.ts";
+import { MemoryStore } from "./memory_store.ts";
 import type { ArchiveRecord } from "../../src/cluster_kv.ts";
 import { MariadbGtidSet } from "../../src/mysql/gtid.ts";
 import type { ObjectInfo, SnapshotStore } from "../../src/storage/store.ts";
@@ -227,4 +236,97 @@ Deno.test("archiveBinlogs: no local file starts inside the archive: a gap, and e
     ArchiveError,
     "log_bin is off",
   );
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// A file left by a crash; re-runs.
+// ---------------------------------------------------------------------------------------------------------
+
+Deno.test("uploadExtent: a file left by a crash is archived up to its last committed transaction", async () => {
+  // crashed-bin.000003: 000003 (in-use flag set, no rotate) with 12 bytes of a cut event after it.
+  const crashed = await readHead(DIR, "crashed-bin.000003");
+  assertEquals(crashed.inUse, true);
+  assertEquals(await uploadExtent(crashed), { bytes: 625, truncatedByCrash: true });
+  // A file the server closed goes up whole.
+  assertEquals(await uploadExtent(await readHead(DIR, F(2))), { truncatedByCrash: false });
+});
+
+Deno.test("uploadSegment: a file archived already is skipped, its objects never deleted", async () => {
+  const head = await readHead(DIR, F(2));
+  const keys = segmentKeys("n1", head.serverId, head.file, head.createdAt);
+  const entry = {
+    format: 1 as const,
+    key: keys.data,
+    node: "n1",
+    serverId: head.serverId,
+    file: head.file,
+    createdAt: head.createdAt,
+    flavour: "mariadb" as const,
+    startState: head.startState,
+    endState: END2,
+    transactions: 4,
+    rawBytes: (await Deno.stat(head.path)).size,
+    size: 3,
+    sha256: "0".repeat(64),
+    archivedAt: "2026-12-03T00:00:00.000Z",
+  };
+  const store = new MemoryStore();
+  store.set(keys.data, new Uint8Array(3));
+  store.set(keys.index, formatSegment(entry));
+  const puts: string[] = [];
+  const deletes: string[] = [];
+  const watched: SnapshotStore = {
+    kind: store.kind,
+    location: store.location,
+    put: (k, b) => (puts.push(k), store.put(k, b)),
+    get: (k) => store.get(k),
+    list: (p) => store.list(p),
+    delete: (ks) => (deletes.push(...ks), store.delete(ks)),
+  };
+  const again = await uploadSegment({ store: watched, head, node: "n1", flavour: "mariadb" });
+  assertEquals(again, parseSegment(formatSegment(entry), keys.index));
+  assertEquals([puts, deletes], [[], []]);
+  // An entry that describes the file otherwise is neither overwritten nor its data deleted.
+  store.set(keys.index, formatSegment({ ...entry, rawBytes: 1 }));
+  await assertRejects(
+    () => uploadSegment({ store: watched, head, node: "n1", flavour: "mariadb" }),
+    ArchiveError,
+    "does not match",
+  );
+  assertEquals([puts, deletes, store.objects.has(keys.data)], [[], [], true]);
+});
+
+Deno.test("archiveBinlogs: an archiver that lost the primary lock during the run uploads nothing more", async () => {
+  const store = new RefusingStore();
+  await assertRejects(
+    () =>
+      archiveBinlogs({
+        store,
+        server: server([1, 2, 3], END2),
+        flavour: "mariadb",
+        node: "n1",
+        beforeUpload: () => Promise.reject(new ArchiveError("this node no longer holds the primary lock")),
+        listSegments: () => Promise.resolve([]),
+      }),
+    ArchiveError,
+    "no longer holds the primary lock",
+  );
+  assertEquals(store.puts, []);
+});
+
+Deno.test("archiveBinlogs: a gap is carried in the record until a snapshot taken after it", async () => {
+  const gap = { after: "0-7-3", resumes: "0-7-6", at: "2026-12-03T00:30:00.000Z" };
+  const run = async (lastSnapshotAt?: string) =>
+    (await archiveBinlogs({
+      store: new RefusingStore(),
+      server: server([1, 2, 3], END2),
+      flavour: "mariadb",
+      node: "n1",
+      last: { ...(await record(2, END2)), gap },
+      ...(lastSnapshotAt !== undefined ? { lastSnapshotAt } : {}),
+      listSegments: () => Promise.resolve([]),
+    })).record.gap;
+  assertEquals(await run(), gap);
+  assertEquals(await run("2026-12-03T00:10:00.000Z"), gap, "a snapshot older than the gap");
+  assertEquals(await run("2026-12-03T01:00:00.000Z"), undefined);
 });

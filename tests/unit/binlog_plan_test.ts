@@ -421,7 +421,7 @@ Deno.test("recoverableWindows: two snapshots with a gap between them are two win
   assertEquals(w[0].complete, true);
   // A snapshot and nothing archived: a window of the snapshot alone.
   w = recoverableWindows("mariadb", [S], []);
-  assertEquals(w, [{ from: S, toPosition: "0-1-10", complete: true }]);
+  assertEquals(w, [{ from: S, fromTime: S.createdAt, toPosition: "0-1-10", complete: true }]);
 });
 
 Deno.test("recoverableWindows: after a failover, along the new primary's history", () => {
@@ -509,4 +509,52 @@ Deno.test("parseTargetGtid checks a MariaDB position and a MySQL set", () => {
   assertEquals(parseTargetGtid("mysql", `${U}:1-5`), `${U}:1-5`);
   assertThrows(() => parseTargetGtid("mysql", "0-1-42"), RangeError, "is not a MySQL GTID set");
   assertThrows(() => parseTargetGtid("mysql", " "), RangeError, "needs a GTID");
+});
+
+Deno.test("--to-time: a snapshot past the archive's end may lie after the time: an older one, or refused", () => {
+  // The archive holds 0-1-11 (at +60) and lags the snapshot, whose consistent point 0-1-12 it does not hold.
+  const s1 = seg("L1", "0-1-10", "0-1-11", [[60, "0-1-11"]]);
+  const late = snap("late", 0, "0-1-12");
+  const e = assertThrows(
+    () => planRecovery("mariadb", [late], [s1], { kind: "time", at: at(120) }),
+    RecoveryPointError,
+    "may be later than the time asked",
+  );
+  assert(e.message.includes("late") && e.message.includes("0-1-12"), e.message);
+  // With nothing archived, the same.
+  assertThrows(() => planRecovery("mariadb", [late], [], { kind: "time", at: at(120) }), RecoveryPointError);
+  // An older snapshot whose point the archive holds is used instead.
+  const p = planRecovery("mariadb", [late, snap("old", -100, "0-1-10")], [s1], { kind: "time", at: at(120) });
+  assertEquals([p.snapshot.name, p.position], ["old", "0-1-11"]);
+  // --to-end still restores the snapshot (nothing past it is archived).
+  assertEquals(planRecovery("mariadb", [late], [s1], { kind: "end" }).position, "0-1-12");
+});
+
+Deno.test("windows start at the time of the snapshot's consistent point, and the refusal says the same", () => {
+  // Transactions at +60, +240, +480; the backup started at 0, its consistent point is after 0-1-12 (+240).
+  const s1 = seg("W1", "0-1-10", "0-1-13", [[60, "0-1-11"], [240, "0-1-12"], [480, "0-1-13"]]);
+  const s = snap("s", 0, "0-1-12");
+  const w = recoverableWindows("mariadb", [s], [s1]);
+  assertEquals(w[0].fromTime, iso(241).replace(".000Z", "Z"));
+  const e = assertThrows(
+    () => planRecovery("mariadb", [s], [s1], { kind: "time", at: at(120) }),
+    RecoveryPointError,
+    "No snapshot precedes",
+  );
+  assert(e.message.includes(`consistent point at ${iso(241).replace(".000Z", "Z")}`), e.message);
+  assertEquals(planRecovery("mariadb", [s], [s1], { kind: "time", at: at(241) }).position, "0-1-12");
+});
+
+Deno.test("parseTargetGtid: a single MySQL GTID means every transaction of its uuid up to it", () => {
+  const U = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+  const V = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+  assertEquals(parseTargetGtid("mysql", `${U}:15`), `${U}:1-15`);
+  assertEquals(parseTargetGtid("mysql", ` ${U}:15 `), `${U}:1-15`);
+  assertEquals(parseTargetGtid("mysql", `${U}:1-15,${V}:1-3`), `${U}:1-15,${V}:1-3`);
+  const s1 = seg("M1", `${U}:1-10`, `${U}:1-20`, [[10, `${U}:1-20`]], { flavour: "mysql" });
+  const p = planRecovery("mysql", [snap("m", 0, `${U}:1-10`)], [s1], {
+    kind: "gtid",
+    gtid: parseTargetGtid("mysql", `${U}:15`),
+  });
+  assertEquals(p.position, `${U}:1-15`);
 });

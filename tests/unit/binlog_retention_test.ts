@@ -3,9 +3,10 @@
  * snapshots (`prunableBinlogs`), and `pruneSnapshots` on a store in memory (index entry before data).
  */
 import { assert, assertEquals } from "./assert.ts";
-import { prunableBinlogs, pruneSnapshots } from "../../src/backup/retention.ts";
-import { snapshotPoint } from "../../src/binlog/plan.ts";
-import { formatSegment, indexKeyOf, type Segment } from "../../src/binlog/segment.ts";
+import { ORPHANED_BINLOG_GRACE_MS, prunableBinlogs, pruneSnapshots } from "../../src/backup/retention.ts";
+import { listSegments } from "../../src/binlog/catalog.ts";
+import { planRecovery, snapshotPoint } from "../../src/binlog/plan.ts";
+import { formatSegment, indexKeyOf, type Segment, segmentKeys } from "../../src/binlog/segment.ts";
 import { addSnapshot, MemoryStore } from "./memory_store.ts";
 import { NOW, segment as seg, snapshot } from "./segments.ts";
 
@@ -97,4 +98,54 @@ Deno.test("pruneSnapshots() keeps the binlogs of a snapshot it could not delete,
   assertEquals(r.binlogsDeleted, []);
   assertEquals(r.binlogsFailed, [{ key: B.key, error: `permission denied: ${indexKeyOf(B.key)}` }]);
   assert(store.objects.has(B.key), "the data went before its index entry");
+});
+
+Deno.test("a store shared by two clusters: each lists, plans and prunes only its own binlog archive", async () => {
+  const store = new MemoryStore(NOW);
+  // Cluster a- (BACKUP_NAME a-%Y…) and cluster b- (b-%Y…), both server_id 1, domain 0.
+  const a1 = seg("0-1-10", "0-1-20", 1, {
+    key: segmentKeys("n1", 1, "mysql-bin.000001", NOW.toISOString(), "a-").data,
+  });
+  const b1 = seg("0-1-100", "0-1-200", 2, {
+    key: segmentKeys("n1", 1, "mysql-bin.000001", NOW.toISOString(), "b-").data,
+    archivedAt: new Date(NOW.getTime() + 60_000).toISOString(),
+  });
+  const b0 = seg("0-1-50", "0-1-100", 0, {
+    key: segmentKeys("n1", 1, "mysql-bin.000000", NOW.toISOString(), "b-").data,
+  });
+  for (const s of [a1, b0, b1]) addSegment(store, s);
+  assertEquals((await listSegments(store, { cluster: "a-" })).map((s) => s.key), [a1.key]);
+  assertEquals(
+    (await listSegments(store, { cluster: "b-" })).map((s) => s.key).sort(),
+    [b0.key, b1.key].sort(),
+  );
+  // Cluster a- restores to its own end, not to cluster b-'s newer segment.
+  const p = planRecovery(
+    "mariadb",
+    [{ name: "a-snap", createdAt: NOW.toISOString(), state: "0-1-10" }],
+    await listSegments(store, { cluster: "a-" }),
+    { kind: "end" },
+  );
+  assertEquals(p.position, "0-1-20");
+  // Pruning as cluster a- (its snapshot at 0-1-200 would make b-'s binlogs prunable) leaves b-'s archive alone.
+  addSnapshot(store, snapshot("a-1", 1, "0-1-200"));
+  addSnapshot(store, snapshot("b-1", 2, "0-1-60"));
+  const r = await pruneSnapshots(store, { retainCount: 1, namePrefix: "a-" }, { now: NOW });
+  assertEquals(r.binlogsDeleted, [a1.key]);
+  assert(store.objects.has(b0.key) && store.objects.has(b1.key));
+});
+
+Deno.test("pruneSnapshots() deletes a binlog data object without an index entry once older than the grace", async () => {
+  const store = new MemoryStore(NOW);
+  addSnapshot(store, snapshot("s1", 1, "0-1-5"));
+  addSegment(store, C);
+  const old = segmentKeys("n1", 1, "mysql-bin.000090", "2026-11-01T00:00:00Z").data;
+  const recent = segmentKeys("n1", 1, "mysql-bin.000091", "2026-11-25T00:00:00Z").data;
+  store.set(old, new Uint8Array(5), new Date(NOW.getTime() - ORPHANED_BINLOG_GRACE_MS - 1));
+  store.set(recent, new Uint8Array(5), new Date(NOW.getTime() - 3_600_000)); // an upload under way
+  const r = await pruneSnapshots(store, { retainCount: 2 }, { now: NOW });
+  assertEquals(r.binlogsDeleted, [old]);
+  assert(!store.objects.has(old));
+  assert(store.objects.has(recent) && store.objects.has(C.key) && store.objects.has(indexKeyOf(C.key)!));
+  assert(ORPHANED_BINLOG_GRACE_MS >= 24 * 3_600_000);
 });

@@ -20,6 +20,11 @@ Deno.test("segmentKeys: node, creation time and server_id in the name; node name
     index: "binlogs/n1/2026-12-02T10-00-00Z_3_mysql-bin.000004.json",
   });
   assertEquals(indexKeyOf(k.data), k.index);
+  // A cluster's archive lies under its snapshot name prefix.
+  assertEquals(
+    segmentKeys("n1", 3, "mysql-bin.000004", "2026-12-02T10:00:00Z", "mysql-backup-").data,
+    "binlogs/mysql-backup-/n1/2026-12-02T10-00-00Z_3_mysql-bin.000004.zst",
+  );
   assertEquals(indexKeyOf(k.index), undefined);
   assertEquals(indexKeyOf("snapshots/x.zst"), undefined);
   const keys = new Set([

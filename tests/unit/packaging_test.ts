@@ -1179,4 +1179,14 @@ Deno.test("containerpilot.json5 gives ContainerPilot BINLOG_ARCHIVE_INTERVAL as 
   assertEquals(interval(" 45 "), "45s");
   assertEquals(interval("2m"), "2m");
   assertEquals(interval("1h30m"), "1h30m");
+  // A Go duration has no d: autopilot refuses it for this variable (the template would pass it on as it is).
+  for (const v of ["1d", "0.5d", "1D"]) {
+    const e = assertThrows(() => load({ ...BASE_ENV, BINLOG_ARCHIVE_INTERVAL: v }), ConfigError);
+    assert(e.message.includes("BINLOG_ARCHIVE_INTERVAL") && e.message.includes("no d"), e.message);
+  }
+  // What it accepts, the template turns into what Go's time.ParseDuration reads.
+  for (const v of ["90", "24h", "1h30m", "0.5h", "1500ms"]) {
+    load({ ...BASE_ENV, BINLOG_ARCHIVE_INTERVAL: v });
+    assert(/^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$/.test(interval(v)), `${v} -> ${interval(v)}`);
+  }
 });

@@ -808,7 +808,12 @@ Deno.test("summariseStatus() reports how far the binlog archive reaches and its 
   );
   assertEquals(behind.archive?.lagSeconds, 40);
   assert(renderStatusTable(behind).split("\n")[2].includes("lag 40s"), renderStatusTable(behind));
-  const gap = { after: "0-1-2", resumes: "0-1-4", at: "2026-11-25T11:30:00Z" };
+  const gap = { after: "0-1-2", resumes: "0-1-4", at: "2026-11-25T11:55:00Z" };
   const gapped = summariseStatus(healthyMariadb({ consul: view({ archive: { ...archive, gap } }) }));
   assert(renderStatusTable(gapped).includes("GAP after 0-1-2 up to 0-1-4"), renderStatusTable(gapped));
+  // The snapshot published (11:50) after an older gap started a new window: the gap is no longer shown.
+  const old = { ...gap, at: "2026-11-25T11:30:00Z" };
+  const mended = summariseStatus(healthyMariadb({ consul: view({ archive: { ...archive, gap: old } }) }));
+  assertEquals(mended.archive?.gap, null);
+  assert(!renderStatusTable(mended).includes("GAP"), renderStatusTable(mended));
 });

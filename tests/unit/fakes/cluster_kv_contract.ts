@@ -292,6 +292,32 @@ const CASES: [string, Case][] = [
     assertEquals(view.lastVerified, undefined);
   }],
 
+  ["the archive record: written by check-and-set on the ModifyIndex it was read with", async (c) => {
+    const rec = {
+      node: "n1",
+      serverId: 1,
+      file: "mysql-bin.000004",
+      createdAt: "2026-12-02T10:00:00Z",
+      endState: "0-1-10",
+      caughtUpAt: "2026-12-02T10:01:00.000Z",
+      lagSeconds: 0,
+    };
+    const none = await c.kv.archiveRecordEntry();
+    assertEquals(none, { modifyIndex: 0 });
+    assertEquals(await c.kv.recordArchive(rec, 0), true);
+    const read = await c.kv.archiveRecordEntry();
+    assertEquals(read.record, rec);
+    assertEquals(await c.kv.archiveRecord(), rec);
+    // Another archiver writes after this one read: this one's stale write is refused and changes nothing.
+    assertEquals(
+      await c.kv.recordArchive({ ...rec, node: "n2", endState: "0-1-12" }, read.modifyIndex),
+      true,
+    );
+    assertEquals(await c.kv.recordArchive({ ...rec, endState: "0-1-11" }, read.modifyIndex), false);
+    assertEquals(await c.kv.recordArchive(rec, 0), false, "0 creates only");
+    assertEquals((await c.kv.archiveRecord())?.node, "n2");
+  }],
+
   ["the backup lock: one session at a time; released, it is empty and free", async (c) => {
     const [a, b] = [await c.newSession(), await c.newSession()];
     const mine = { node: "n1", job: "snapshot" as const, startedAt: "2026-11-25T12:00:00.000Z" };
@@ -384,6 +410,7 @@ const CASES: [string, Case][] = [
       ["backupLockHolder", () => kv.backupLockHolder()],
       ["releaseBackupLock", () => kv.releaseBackupLock(s)],
       ["publishClusterIdentity", () => kv.publishClusterIdentity({ id: "c1", node: "n1", at: 1 })],
+      ["archiveRecordEntry", () => kv.archiveRecordEntry()],
     ];
     for (const [name, call] of calls) {
       const e = await call().then(() => undefined, (e: unknown) => e);

@@ -286,8 +286,21 @@ export class FakeClusterKv implements ClusterKv {
     return this.#op("archiveRecord", () => parseArchiveRecord(this.entry(this.keys.archive)?.value));
   }
 
-  recordArchive(record: ArchiveRecord): Promise<void> {
-    return this.#op("recordArchive", () => this.put(this.keys.archive, formatArchiveRecord(record)));
+  archiveRecordEntry(): Promise<{ record?: ArchiveRecord; modifyIndex: number }> {
+    return this.#op("archiveRecordEntry", () => {
+      const e = this.#kv.get(this.keys.archive);
+      const record = parseArchiveRecord(e?.value);
+      return { ...(record !== undefined ? { record } : {}), modifyIndex: e?.modifyIndex ?? 0 };
+    });
+  }
+
+  recordArchive(record: ArchiveRecord, modifyIndex: number): Promise<boolean> {
+    return this.#op("recordArchive", () => {
+      const e = this.#kv.get(this.keys.archive);
+      if ((e?.modifyIndex ?? 0) !== modifyIndex) return false;
+      this.put(this.keys.archive, formatArchiveRecord(record));
+      return true;
+    });
   }
 
   acquireBackupLock(session: string, record: BackupLockRecord): Promise<boolean> {
