@@ -353,6 +353,9 @@ const EVERYTHING: Record<string, string>[] = [
     SERVICE_NAME: "orders-db",
     CONSUL: "https://c.example:8501",
     CONSUL_HTTP_TOKEN: "tok",
+    CONSUL_CACERT: "/var/lib/autopilot/consul-ca.pem",
+    CONSUL_CLIENT_CERT: "/var/lib/autopilot/client.pem",
+    CONSUL_CLIENT_KEY: "/var/lib/autopilot/client-key.pem",
     CONSUL_TIMEOUT: "1500ms",
     LOG_LEVEL: "warn",
     LOG_FORMAT: "json",
@@ -538,4 +541,18 @@ Deno.test("deno task docs rewrites only deno.json's env list, from the declarati
   assertEquals(rest, restBefore);
   assert(withEnvList(text.replace('"fmt": {', '"fmt": {\n    "env": [],')) instanceof Error, "two env lists");
   assertEquals(withConfigTable("no markers") instanceof Error, true);
+});
+
+Deno.test("CONSUL_CACERT and the client certificate need an https CONSUL; the certificate and key go together", () => {
+  assertEquals(problemsOf({ ...base, CONSUL: "consul:8500", CONSUL_CACERT: "/tmp/ca.pem" }), [
+    "CONSUL_CACERT is set but CONSUL is not https://: set CONSUL=https://host:port: current value is '/tmp/ca.pem'",
+  ]);
+  assertEquals(problemsOf({ ...base, CONSUL: "https://consul:8501", CONSUL_CLIENT_CERT: "/tmp/c.pem" }), [
+    "CONSUL_CLIENT_KEY must be set together with CONSUL_CLIENT_CERT",
+  ]);
+  assertEquals(problemsOf({ ...base, CONSUL: "https://consul:8501", CONSUL_CACERT: "ca.pem" }), [
+    "CONSUL_CACERT must be an absolute path: current value is 'ca.pem'",
+  ]);
+  const c = load({ ...base, CONSUL: "https://consul:8501", CONSUL_CACERT: "/tmp/ca.pem" }).consul;
+  assertEquals([c.scheme, c.caFile, c.clientCert], ["https", "/tmp/ca.pem", undefined]);
 });
