@@ -13,8 +13,8 @@
  *
  * @module
  */
-import { configTableMarkdown, ENV_NAMES, loadConfig } from "../src/config.ts";
-import { consulPolicyHcl } from "../src/consul_policy.ts";
+import { configTableMarkdown, ENV_NAMES } from "../src/config.ts";
+import { defaultConsulPolicy } from "../src/consul_policy.ts";
 
 const START = "<!-- config-table:start -->";
 const END = "<!-- config-table:end -->";
@@ -29,12 +29,6 @@ export function withConfigTable(readme: string): string | Error {
 
 const POLICY_START = "<!-- consul-policy:start -->";
 const POLICY_END = "<!-- consul-policy:end -->";
-
-/** The Consul ACL policy for the defaults (SERVICE_NAME=mysql, no key renamed). */
-export function defaultConsulPolicy(): string {
-  const config = loadConfig((n) => n === "MYSQL_REPL_PASSWORD" ? "-" : undefined, { hostname: () => "node" });
-  return consulPolicyHcl(config);
-}
 
 /** `readme` with its Consul ACL policy replaced, or an error naming what is missing. */
 export function withConsulPolicy(readme: string): string | Error {

@@ -317,14 +317,21 @@ export class ConsulStore {
   /**
    * Every key under a prefix (one request), e.g. all of `SERVICE_NAME-`.
    *
-   * @throws {ConsulAclError} when Consul left out keys the token may not read: a partial view of the cluster
-   *   would look like one without a primary.
+   * @throws {ConsulAclError} when Consul left out keys the token may not read (a view it filtered would look
+   *   like a cluster without a primary): when it says it filtered, or when nothing came back and the token
+   *   may not read the prefix itself.
    */
   async getPrefix(prefix: string): Promise<KvEntry[]> {
     const op: Op = ["kv get recurse", `the keys under "${prefix}"`];
     const reply = await this.#send(op, "GET", `/kv/${segment(prefix)}`, { recurse: "true" });
     refuseFiltered(op, reply, this.#tokenSet, `key_prefix "${prefix}" read`);
-    if (reply.status === 404) return [];
+    if (reply.status === 404) {
+      // Consul 1.14 answers a read it filtered down to nothing as a plain 404, without saying it filtered:
+      // the prefix read as one key tells (403 when the token may not read there).
+      const probe = await this.#send(op, "GET", `/kv/${segment(prefix)}`);
+      if (probe.status !== 404) okBody(op, probe, this.#tokenSet);
+      return [];
+    }
     const items = okBody(op, reply, this.#tokenSet);
     return Array.isArray(items) ? items.map(toEntry) : [];
   }
@@ -727,7 +734,8 @@ function okBody(op: Op, reply: Reply, tokenSet: boolean): unknown {
  * @param rule The rule of the policy that gives that read.
  */
 function refuseFiltered(op: Op, reply: Reply, tokenSet: boolean, rule: string): void {
-  if (!reply.filtered || reply.status < 200 || reply.status > 299) return;
+  // All left out is a 404 with the header, some left out a 200 with it.
+  if (!reply.filtered || !(reply.status === 404 || (reply.status >= 200 && reply.status <= 299))) return;
   throw new ConsulAclError(
     op[0],
     reply.status,

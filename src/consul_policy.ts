@@ -21,7 +21,7 @@
  *
  * @module
  */
-import type { Config } from "./config.ts";
+import { type Config, loadConfig } from "./config.ts";
 import { clusterKeys } from "./cluster_kv.ts";
 import { primaryServiceName } from "./services.ts";
 
@@ -109,4 +109,10 @@ export function consulPolicyHcl(config: Pick<Config, "serviceName" | "keys">): s
   const heads = rules.map((r) => `${r.kind} ${JSON.stringify(r.name)} { policy = "${r.policy}" }`);
   const width = Math.max(...heads.map((h) => h.length));
   return heads.map((h, i) => `${h.padEnd(width)}  # ${rules[i].why}`).join("\n") + "\n";
+}
+
+/** The policy for the defaults (SERVICE_NAME=mysql, no key renamed): README's, and the ACL test's. */
+export function defaultConsulPolicy(): string {
+  const config = loadConfig((n) => n === "MYSQL_REPL_PASSWORD" ? "-" : undefined, { hostname: () => "node" });
+  return consulPolicyHcl(config);
 }
