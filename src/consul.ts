@@ -679,7 +679,10 @@ export class ConsulStore {
       });
       text = await res.text();
     } catch (e) {
-      throw new ConsulUnavailableError(operation, transportFailure(e, this.#timeoutMs, this.url));
+      throw new ConsulUnavailableError(
+        operation,
+        transportFailure(e, this.#timeoutMs, this.url, this.#tls.caFile),
+      );
     }
     const { status } = res;
     const filtered = res.headers.get("x-consul-results-filtered-by-acls") === "true";
@@ -796,7 +799,7 @@ const ERRNO_CODES: Readonly<Record<string, string>> = {
  * Why a request got no answer, as one line that starts with a code where there is one (`ECONNREFUSED: …`):
  * fetch's own text names the URL and the layers it went through, which says less than the code does.
  */
-export function transportFailure(e: unknown, timeoutMs: number, url = "Consul"): string {
+export function transportFailure(e: unknown, timeoutMs: number, url = "Consul", caFile?: string): string {
   if (e instanceof DOMException && e.name === "TimeoutError") {
     return `ETIMEDOUT: no answer within ${timeoutMs} ms (CONSUL_TIMEOUT)`;
   }
@@ -805,7 +808,7 @@ export function transportFailure(e: unknown, timeoutMs: number, url = "Consul"):
   const text = (cause || err?.message || String(e))
     .replace(/^error sending request\b.*?\): /, "")
     .replace(/^client error \(\w+\): /, "");
-  const tls = tlsFailure(text, url);
+  const tls = tlsFailure(text, url, caFile);
   if (tls !== undefined) return tls;
   const errno = /\(os error (\d+)\)/.exec(text)?.[1];
   const code = errno !== undefined
@@ -822,11 +825,13 @@ export function transportFailure(e: unknown, timeoutMs: number, url = "Consul"):
  * A TLS failure as one line saying what to do, or `undefined` when `text` is not one. rustls names the
  * certificate's fault (`invalid peer certificate: UnknownIssuer`).
  */
-export function tlsFailure(text: string, url: string): string | undefined {
+export function tlsFailure(text: string, url: string, caFile?: string): string | undefined {
   const cert = /invalid peer certificate:\s*([^\s,)]+(?:\([^)]*\))?)/i.exec(text)?.[1];
   if (cert !== undefined) {
     const fix = /UnknownIssuer|BadSignature|UnknownRevocationStatus|CaUsedAsEndEntity/i.test(cert)
-      ? "set CONSUL_CACERT to the PEM file of the CA that signed it"
+      ? caFile === undefined
+        ? "set CONSUL_CACERT to the PEM file of the CA that signed it"
+        : `CONSUL_CACERT (${caFile}) is not the CA that signed it: set it to the PEM file of the one that did`
       : /NotValidForName|NotValid.*Name/i.test(cert)
       ? "the certificate does not name the host in CONSUL: use a name or address it was issued for"
       : /Expired|NotValidYet/i.test(cert)

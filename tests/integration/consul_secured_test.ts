@@ -114,5 +114,14 @@ Deno.test("a cluster lives its whole life on an HTTPS Consul with ACLs, its toke
   // A CA that did not sign Consul's certificate: one line, and no request over plain HTTP.
   const untrusted = await c.run(other, ["status"], { CONSUL_CACERT: c.secured.tls!.otherCaFile });
   assertEquals(untrusted.code, 2, untrusted.stderr);
-  lineWith(untrusted.stderr, "is not trusted (UnknownIssuer): set CONSUL_CACERT to the PEM file of the CA");
+  lineWith(
+    untrusted.stderr,
+    `is not trusted (UnknownIssuer): CONSUL_CACERT (${c.secured.tls!.otherCaFile}) is not the CA`,
+  );
+  const noCa = await c.run(other, ["status"], { CONSUL_CACERT: "" });
+  assertEquals(noCa.code, 2, noCa.stderr);
+  lineWith(
+    noCa.stderr,
+    "is not trusted (UnknownIssuer): set CONSUL_CACERT to the PEM file of the CA that signed it",
+  );
 });
