@@ -839,6 +839,11 @@ export function tlsFailure(text: string, url: string, caFile?: string): string |
       : "check the certificate Consul presents";
     return `TLS: the certificate ${url} presented is not trusted (${cert}): ${fix}`;
   }
+  const alert = /received fatal alert:\s*(\w+)/i.exec(text)?.[1];
+  if (alert !== undefined && /CertificateRequired|BadCertificate|UnknownCA|AccessDenied/i.test(alert)) {
+    return `TLS: ${url} refused this client's certificate (${alert}): it verifies its clients, so set ` +
+      "CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY to a certificate signed by a CA it trusts";
+  }
   if (/certificate|handshake|tls|ssl/i.test(text) && !/os error/i.test(text)) {
     return `TLS: cannot make a TLS connection to ${url} (${
       firstLine(text)

@@ -9,7 +9,7 @@ import {
   ConsulUnavailableError,
   SessionGoneError,
 } from "../../src/consul.ts";
-import { type ConsulServer, freePort, Harness, startConsul, waitFor } from "./harness/mod.ts";
+import { type ConsulServer, freePort, Harness, makeConsulTls, startConsul, waitFor } from "./harness/mod.ts";
 
 function configFor(port: number, timeoutMs = 2000): ConsulConfig {
   return { scheme: "http", host: "127.0.0.1", port, url: `http://127.0.0.1:${port}`, timeoutMs };
@@ -411,5 +411,32 @@ Deno.test("ConsulStore follows no redirect: the token never goes where an answer
     await redirecting.shutdown();
     elsewhere.close();
     await watching.catch(() => {});
+  }
+});
+
+Deno.test("ConsulStore over HTTPS to an agent that verifies its clients: CONSUL_CLIENT_CERT and KEY are presented", async () => {
+  await using h = await Harness.create();
+  const tls = await makeConsulTls(`${h.dir}/tls`, ["127.0.0.1"]);
+  const server = await startConsul({ group: h.group, tls: { ...tls, client: tls.clientPair } });
+  const https = { ...configFor(server.port), scheme: "https" as const, url: server.url, caFile: tls.caFile };
+  const withPair = new ConsulStore({
+    ...https,
+    clientCert: tls.clientPair.certFile,
+    clientKey: tls.clientPair.keyFile,
+  });
+  const without = new ConsulStore(https);
+  try {
+    await withPair.put("mtls/k", "v");
+    assertEquals((await withPair.get("mtls/k"))?.value, "v");
+    // Without a client certificate the agent ends the handshake: one line saying it is TLS, never plain HTTP.
+    const e = await assertRejects(() => without.get("mtls/k"), ConsulUnavailableError);
+    assert(
+      e.message.includes("(CertificateRequired): it verifies its clients, so set CONSUL_CLIENT_CERT"),
+      e.message,
+    );
+    assert(!e.message.includes("\n"), e.message);
+  } finally {
+    withPair.close();
+    without.close();
   }
 });

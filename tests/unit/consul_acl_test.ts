@@ -78,6 +78,11 @@ Deno.test("tlsFailure() turns an untrusted certificate into one line saying whic
   );
   assert(tlsFailure("invalid peer certificate: NotValidForName", url)!.includes("does not name the host"));
   assert(tlsFailure("invalid peer certificate: Expired", url)!.includes("validity period"));
+  assertEquals(
+    tlsFailure("received fatal alert: CertificateRequired", url),
+    "TLS: https://127.0.0.1:35513 refused this client's certificate (CertificateRequired): it verifies its " +
+      "clients, so set CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY to a certificate signed by a CA it trusts",
+  );
   assertEquals(tlsFailure("tcp connect error: Connection refused (os error 111)", url), undefined);
 });
 

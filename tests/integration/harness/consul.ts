@@ -61,6 +61,8 @@ export interface ConsulTls {
   readonly caFile: string;
   readonly certFile: string;
   readonly keyFile: string;
+  /** A client certificate the CA signed, and its key: the agent then requires one (`verify_incoming`). */
+  readonly client?: { readonly certFile: string; readonly keyFile: string };
 }
 
 /** The ports a Consul agent uses besides HTTP. */
@@ -167,7 +169,9 @@ export async function startConsul(opts: StartConsulOptions = {}): Promise<Consul
         "-hcl",
         `tls { defaults { ca_file = ${JSON.stringify(opts.tls.caFile)}, cert_file = ${
           JSON.stringify(opts.tls.certFile)
-        }, key_file = ${JSON.stringify(opts.tls.keyFile)} } }`,
+        }, key_file = ${JSON.stringify(opts.tls.keyFile)} }${
+          opts.tls.client ? ", https { verify_incoming = true }" : ""
+        } }`,
       ]
       : []),
     ...(opts.acl
@@ -185,9 +189,15 @@ export async function startConsul(opts: StartConsulOptions = {}): Promise<Consul
   const scheme = opts.tls ? "https" : "http";
   const url = `${scheme}://127.0.0.1:${http}`;
   const ca = opts.tls ? await Deno.readTextFile(opts.tls.caFile) : undefined;
+  const pair = opts.tls?.client
+    ? {
+      cert: await Deno.readTextFile(opts.tls.client.certFile),
+      key: await Deno.readTextFile(opts.tls.client.keyFile),
+    }
+    : {};
   const fetchInit = () => ({
     ...(opts.acl ? { headers: { "X-Consul-Token": opts.acl.managementToken } } : {}),
-    ...(ca ? { client: Deno.createHttpClient({ caCerts: [ca] }) } : {}),
+    ...(ca ? { client: Deno.createHttpClient({ caCerts: [ca], ...pair }) } : {}),
   });
   try {
     await waitFor(`consul (pid ${proc.pid}) to elect itself leader at ${url}`, async () => {
@@ -230,7 +240,9 @@ export async function startConsul(opts: StartConsulOptions = {}): Promise<Consul
 export async function makeConsulTls(
   dir: string,
   ips: readonly string[],
-): Promise<ConsulTls & { readonly otherCaFile: string }> {
+): Promise<
+  ConsulTls & { readonly otherCaFile: string; readonly clientPair: NonNullable<ConsulTls["client"]> }
+> {
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const openssl = "/usr/bin/openssl";
   const ca = (name: string) =>
@@ -272,28 +284,47 @@ export async function makeConsulTls(
     `${dir}/ext.cnf`,
     `subjectAltName=${san}\nextendedKeyUsage=serverAuth,clientAuth\n`,
   );
+  await Deno.writeTextFile(`${dir}/client-ext.cnf`, "extendedKeyUsage=clientAuth\n");
+  const sign = (name: string, ext: string) =>
+    runOk(openssl, [
+      "x509",
+      "-req",
+      "-in",
+      `${dir}/${name}.csr`,
+      "-CA",
+      `${dir}/ca.pem`,
+      "-CAkey",
+      `${dir}/ca-key.pem`,
+      "-CAcreateserial",
+      "-out",
+      `${dir}/${name}.pem`,
+      "-days",
+      "2",
+      "-extfile",
+      `${dir}/${ext}`,
+    ]);
+  await sign("server", "ext.cnf");
   await runOk(openssl, [
-    "x509",
-    "-req",
-    "-in",
-    `${dir}/server.csr`,
-    "-CA",
-    `${dir}/ca.pem`,
-    "-CAkey",
-    `${dir}/ca-key.pem`,
-    "-CAcreateserial",
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    `${dir}/client-key.pem`,
     "-out",
-    `${dir}/server.pem`,
-    "-days",
-    "2",
-    "-extfile",
-    `${dir}/ext.cnf`,
+    `${dir}/client.csr`,
+    "-subj",
+    "/CN=autopilot test client",
   ]);
+  await sign("client", "client-ext.cnf");
   return {
     caFile: `${dir}/ca.pem`,
     certFile: `${dir}/server.pem`,
     keyFile: `${dir}/server-key.pem`,
     otherCaFile: `${dir}/other-ca.pem`,
+    clientPair: { certFile: `${dir}/client.pem`, keyFile: `${dir}/client-key.pem` },
   };
 }
 
