@@ -86,6 +86,19 @@ Deno.test("a cluster lives its whole life on an HTTPS Consul with ACLs, its toke
   const next = await untilPrimary(c, [n1, n3], [n1, n3]);
   assertEquals(await c.rows(next), 3);
 
+  // Under ContainerPilot a healthy pass registers the SERVICE_NAME service again when the agent lacks it, as
+  // ContainerPilot's fork does: the policy's `service "mysql"` rule allows that.
+  const service = `mysql-${Deno.hostname()}`;
+  const underCp = await c.run(next, ["health"], { CONTAINERPILOT_PID: "1" });
+  assertEquals(underCp.code, 0, underCp.stderr);
+  assert(!underCp.stderr.includes("Cannot check the mysql service"), underCp.stderr);
+  const management = c.consul();
+  try {
+    assert(await management.hasAgentService(service), `${service} is not registered`);
+  } finally {
+    management.close();
+  }
+
   // What a node says when its token or its CA is wrong: one line naming what was refused, exit non-zero.
   const other = next === n1 ? n3 : n1;
   const noToken = await c.run(other, ["status"], { CONSUL_HTTP_TOKEN: "" });
