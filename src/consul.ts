@@ -679,10 +679,8 @@ export class ConsulStore {
       });
       text = await res.text();
     } catch (e) {
-      throw new ConsulUnavailableError(
-        operation,
-        transportFailure(e, this.#timeoutMs, this.url, this.#tls.caFile),
-      );
+      const failure = transportFailure(e, this.#timeoutMs, this.url, this.#tls.caFile);
+      throw new ConsulUnavailableError(operation, withClientCertHint(failure, this.#tls));
     }
     const { status } = res;
     const filtered = res.headers.get("x-consul-results-filtered-by-acls") === "true";
@@ -851,6 +849,16 @@ export function tlsFailure(text: string, url: string, caFile?: string): string |
       "CONSUL_CACERT and CONSUL_CLIENT_CERT";
   }
   return undefined;
+}
+
+/**
+ * Over TLS 1.3 a Consul that wants a client certificate may refuse it after the handshake, so the client sees
+ * only its connection closed: when none was configured, the line says what may be missing.
+ */
+export function withClientCertHint(failure: string, tls: TlsFiles): string {
+  if (tls.scheme !== "https" || tls.clientCert !== undefined) return failure;
+  if (!/connection (closed|reset)|stream closed|broken pipe/i.test(failure)) return failure;
+  return `${failure} (if Consul verifies its clients, set CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY)`;
 }
 
 /** The TLS settings a {@link ConsulStore} reads its files from. */

@@ -10,6 +10,7 @@ import {
   httpClientOptions,
   tlsFailure,
   transportFailure,
+  withClientCertHint,
 } from "../../src/consul.ts";
 import { consulPolicyHcl, consulPolicyRules, defaultConsulPolicy } from "../../src/consul_policy.ts";
 import { withConsulPolicy } from "../../scripts/gen_docs.ts";
@@ -142,4 +143,25 @@ Deno.test("README's Consul ACL policy is the one src/consul_policy.ts writes (de
   const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
   assertEquals(withConsulPolicy(readme), readme, "run: deno task docs (README's Consul ACL policy is stale)");
   assert(readme.includes(defaultConsulPolicy()), "the policy is in README as it is written");
+});
+
+Deno.test("withClientCertHint(): a connection closed over https without a client certificate says what may be missing", () => {
+  const https = { scheme: "https", host: "consul" } as const;
+  assertEquals(
+    withClientCertHint("connection closed", https),
+    "connection closed (if Consul verifies its clients, set CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY)",
+  );
+  assert(withClientCertHint("stream closed because of a broken pipe", https).endsWith("CONSUL_CLIENT_KEY)"));
+  assertEquals(
+    withClientCertHint("connection closed", { ...https, clientCert: "/c.pem" }),
+    "connection closed",
+  );
+  assertEquals(
+    withClientCertHint("connection closed", { scheme: "http", host: "consul" }),
+    "connection closed",
+  );
+  assertEquals(
+    withClientCertHint("ECONNREFUSED: refused (os error 111)", https),
+    "ECONNREFUSED: refused (os error 111)",
+  );
 });
