@@ -18,4 +18,9 @@ done
 # exits (Docker's restart policy decides what next), instead of ContainerPilot waiting for ever on a pre-start
 # that cannot succeed in this environment.
 /usr/local/bin/autopilot config >/dev/null || exit $?
+# ContainerPilot's fork checks Consul's HTTPS certificate only when CONSUL_HTTP_SSL_VERIFY says so (its string
+# form of `consul` leaves Go's InsecureSkipVerify on otherwise, discovery/config.go): check it unless the
+# operator says otherwise. autopilot itself always checks it.
+CONSUL_HTTP_SSL_VERIFY=${CONSUL_HTTP_SSL_VERIFY:-true}
+export CONSUL_HTTP_SSL_VERIFY
 exec /usr/local/bin/containerpilot "$@"

@@ -5,13 +5,16 @@
  * formatted):
  *
  * - the README's configuration table, between its config-table markers;
- * - the `env` list of `deno.json`'s `autopilot` permission set: every variable the program reads.
+ * - the `env` list of `deno.json`'s `autopilot` permission set: every variable the program reads;
+ * - the README's Consul ACL policy (src/consul_policy.ts, for the default SERVICE_NAME and keys), between its
+ *   consul-policy markers.
  *
  * Unit tests (tests/unit/config_test.ts) fail while either is stale.
  *
  * @module
  */
 import { configTableMarkdown, ENV_NAMES } from "../src/config.ts";
+import { defaultConsulPolicy } from "../src/consul_policy.ts";
 
 const START = "<!-- config-table:start -->";
 const END = "<!-- config-table:end -->";
@@ -22,6 +25,20 @@ export function withConfigTable(readme: string): string | Error {
   const end = readme.indexOf(END);
   if (start < 0 || end < start) return new Error(`README.md lacks the markers ${START} ... ${END}`);
   return readme.slice(0, start + START.length) + "\n" + configTableMarkdown() + readme.slice(end);
+}
+
+const POLICY_START = "<!-- consul-policy:start -->";
+const POLICY_END = "<!-- consul-policy:end -->";
+
+/** `readme` with its Consul ACL policy replaced, or an error naming what is missing. */
+export function withConsulPolicy(readme: string): string | Error {
+  const start = readme.indexOf(POLICY_START);
+  const end = readme.indexOf(POLICY_END);
+  if (start < 0 || end < start) {
+    return new Error(`README.md lacks the markers ${POLICY_START} ... ${POLICY_END}`);
+  }
+  return readme.slice(0, start + POLICY_START.length) + "\n\n```hcl\n" + defaultConsulPolicy() + "```\n\n" +
+    readme.slice(end);
 }
 
 /**
@@ -45,7 +62,11 @@ export function withEnvList(denoJson: string): string | Error {
 }
 
 if (import.meta.main) {
-  for (const [name, update] of [["README.md", withConfigTable], ["deno.json", withEnvList]] as const) {
+  const readme = (text: string) => {
+    const table = withConfigTable(text);
+    return table instanceof Error ? table : withConsulPolicy(table);
+  };
+  for (const [name, update] of [["README.md", readme], ["deno.json", withEnvList]] as const) {
     const path = new URL(`../${name}`, import.meta.url);
     const text = await Deno.readTextFile(path);
     const updated = update(text);

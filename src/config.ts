@@ -64,6 +64,11 @@ export interface ConsulConfig {
   /** `scheme://host:port`, no trailing slash. */
   readonly url: string;
   readonly token?: Secret;
+  /** CONSUL_CACERT: the PEM file of the CA that signed Consul's HTTPS certificate (only with `https`). */
+  readonly caFile?: string;
+  /** CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY: a client certificate and its key, for Consul's `verify_incoming`. */
+  readonly clientCert?: string;
+  readonly clientKey?: string;
   /** Upper bound for one HTTP request to Consul. */
   readonly timeoutMs: number;
 }
@@ -568,7 +573,7 @@ const SERVICE_NAME = cluster(
     doc: "Service name in Consul; prefixes every key and service default.",
   },
 );
-cluster("CONSUL", consulAddress, {
+const CONSUL = cluster("CONSUL", consulAddress, {
   default: "consul",
   doc: "Consul agent: `host`, `host:port` or `http(s)://host:port` (port 8500).",
   land: ({ scheme, host, port }, v) => {
@@ -585,6 +590,30 @@ const CONSUL_AGENT = cluster("CONSUL_AGENT", flag, {
 cluster("CONSUL_HTTP_TOKEN", secret, {
   at: "consul.token",
   doc: "ACL token for Consul (ContainerPilot reads it too).",
+});
+/** A TLS file for Consul: only with an `https://` CONSUL. */
+const onlyHttps = (_: string, v: Values) =>
+  v(CONSUL)?.scheme === "https"
+    ? undefined
+    : "is set but CONSUL is not https://: set CONSUL=https://host:port";
+cluster("CONSUL_CACERT", path, {
+  at: "consul.caFile",
+  doc:
+    "PEM file of the CA that signed Consul's HTTPS certificate (Consul's CLI reads the same variable; so does " +
+    "ContainerPilot). Unset: the system's CAs.",
+  check: onlyHttps,
+});
+const CONSUL_CLIENT_CERT = cluster("CONSUL_CLIENT_CERT", path, {
+  at: "consul.clientCert",
+  doc: "PEM file of a client certificate, for a Consul that verifies its clients (`verify_incoming`); with " +
+    "CONSUL_CLIENT_KEY.",
+  check: onlyHttps,
+});
+cluster("CONSUL_CLIENT_KEY", path, {
+  at: "consul.clientKey",
+  doc: "PEM file of the key of CONSUL_CLIENT_CERT.",
+  with: CONSUL_CLIENT_CERT,
+  check: onlyHttps,
 });
 cluster("CONSUL_TIMEOUT", duration(100, 60_000), {
   default: "2s",

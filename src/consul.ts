@@ -7,7 +7,11 @@
  * exists is {@link SessionGoneError} from lock calls and `false` from {@link ConsulStore.renewSession}.
  *
  * Each request is bounded by CONSUL_TIMEOUT (an `AbortSignal`, which also covers reading the answer); the ACL
- * token travels in the `X-Consul-Token` header, never in a URL. Connections are kept alive in fetch's pool;
+ * token travels in the `X-Consul-Token` header, never in a URL. Over `https`, every request goes through one
+ * `Deno.HttpClient` that trusts CONSUL_CACERT (and presents CONSUL_CLIENT_CERT); a certificate that does not
+ * check out is one line saying so ({@link transportFailure}), never a retry over plain HTTP. An ACL refusal is
+ * {@link ConsulAclError}: one line naming the operation, what it was on and the permission the token lacks
+ * (README, "Consul ACL policy"; src/consul_policy.ts writes the policy from the calls below). Connections are kept alive in fetch's pool;
  * `tests/integration/consul_test.ts` checks that a PUT on a pooled connection to a restarted Consul still goes
  * through. This used to be npm:consul over node:http; why it is not any more is in docs/DEVELOPING.md,
  * "The Consul client".
@@ -33,6 +37,29 @@ export class ConsulRequestError extends Error {
     this.status = status;
   }
 }
+
+/**
+ * Consul refused a request for lack of an ACL permission (HTTP 403 "Permission denied", or a result it filtered
+ * by ACLs), or did not know the token ("ACL not found"). Retrying does not fix it: the token must change.
+ */
+export class ConsulAclError extends ConsulRequestError {
+  constructor(operation: string, status: number, message: string) {
+    super(operation, status, message);
+    this.name = "ConsulAclError";
+    this.message = message;
+  }
+}
+
+/** CONSUL_CACERT, CONSUL_CLIENT_CERT or CONSUL_CLIENT_KEY cannot be read or used. */
+export class ConsulTlsSetupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConsulTlsSetupError";
+  }
+}
+
+/** What a request was made on, for the line that says what Consul refused: `key "mysql-primary"`. */
+export type Target = string;
 
 /** The session named in a lock operation no longer exists (expired or destroyed). */
 export class SessionGoneError extends Error {
@@ -87,7 +114,12 @@ interface Reply {
   readonly body: unknown;
   /** What an answer other than 2xx says went wrong: Consul's text, else the status's name. */
   readonly reason: string;
+  /** Consul left out of the answer what the token may not read (`X-Consul-Results-Filtered-By-ACLs`). */
+  readonly filtered?: boolean;
 }
+
+/** A request's operation and what it is on: `["kv put", 'key "mysql-primary"']`. */
+type Op = readonly [operation: string, on: Target];
 
 /** A request's body: text (KV values) or a value sent as JSON. */
 type RequestBody = { readonly text: string } | { readonly json: unknown };
@@ -102,6 +134,9 @@ export class ConsulStore {
   readonly #api: string;
   readonly #token: Secret | undefined;
   readonly #timeoutMs: number;
+  readonly #tls: TlsFiles;
+  /** The HTTPS client (made on the first request over https, from the TLS files); `null`: plain fetch. */
+  #client: Deno.HttpClient | null | undefined;
 
   /**
    * Creates a client for the configured agent. It connects lazily: constructing never touches the network.
@@ -113,6 +148,7 @@ export class ConsulStore {
     this.#api = `${config.scheme}://${config.host}:${config.port}/v1`;
     this.#token = config.token;
     this.#timeoutMs = config.timeoutMs;
+    this.#tls = tlsFiles(config);
   }
 
   // --- sessions -------------------------------------------------------------------------------
@@ -124,7 +160,7 @@ export class ConsulStore {
    * @throws {ConsulUnavailableError} when Consul cannot be reached.
    */
   async createSession(options: SessionOptions): Promise<string> {
-    const body = await this.#ok("session create", "PUT", "/session/create", undefined, {
+    const body = await this.#ok(["session create", "a session"], "PUT", "/session/create", undefined, {
       json: {
         LockDelay: `${options.lockDelaySeconds ?? 0}s`,
         Name: options.name,
@@ -147,9 +183,13 @@ export class ConsulStore {
    * @throws {ConsulUnavailableError} when Consul cannot be reached.
    */
   async renewSession(id: string): Promise<boolean> {
-    const reply = await this.#send("session renew", "PUT", `/session/renew/${segment(id)}`);
+    const reply = await this.#send(
+      ["session renew", `session ${id}`],
+      "PUT",
+      `/session/renew/${segment(id)}`,
+    );
     if (reply.status === 404) return false;
-    const body = okBody("session renew", reply);
+    const body = okBody(["session renew", `session ${id}`], reply, this.#tokenSet);
     return Array.isArray(body) && body.length > 0;
   }
 
@@ -169,13 +209,13 @@ export class ConsulStore {
 
   /** Whether a session exists. */
   async sessionExists(id: string): Promise<boolean> {
-    const body = await this.#ok("session info", "GET", `/session/info/${segment(id)}`);
+    const body = await this.#ok(["session info", `session ${id}`], "GET", `/session/info/${segment(id)}`);
     return Array.isArray(body) && body.length > 0;
   }
 
   /** Destroys a session; held locks are released (with the session's lock-delay). Missing is fine. */
   async destroySession(id: string): Promise<void> {
-    await this.#ok("session destroy", "PUT", `/session/destroy/${segment(id)}`);
+    await this.#ok(["session destroy", `session ${id}`], "PUT", `/session/destroy/${segment(id)}`);
   }
 
   // --- locks ------------------------------------------------------------------------------------
@@ -215,16 +255,17 @@ export class ConsulStore {
       Value: base64Text(value),
       Session: sessionId,
     };
-    const reply = await this.#send("lock acquire", "PUT", "/txn", undefined, {
+    const op: Op = ["lock acquire", `key "${key}"`];
+    const reply = await this.#send(op, "PUT", "/txn", undefined, {
       json: [{ KV: check }, { KV: lock }],
     });
     // Consul answers 409 with the failed operation's reason when a check or the lock fails.
-    const errors = (reply.body as { Errors?: { What?: string }[] } | undefined)?.Errors;
-    if (reply.status === 409 && Array.isArray(errors)) {
-      if (errors.some((x) => /invalid session/i.test(x.What ?? ""))) throw new SessionGoneError(sessionId);
+    const errors = this.#txnErrors(op, reply);
+    if (errors !== undefined) {
+      if (errors.some((x) => /invalid session/i.test(x))) throw new SessionGoneError(sessionId);
       return false;
     }
-    okBody("lock acquire", reply);
+    okBody(op, reply, this.#tokenSet);
     return true;
   }
 
@@ -240,14 +281,15 @@ export class ConsulStore {
    * @returns `true` if the key was freed; `false` if it changed since it was read or another session holds it.
    */
   async unlockIfUnchanged(key: string, holder: string, value: string, modifyIndex: number): Promise<boolean> {
-    const reply = await this.#send("lock takeover", "PUT", "/txn", undefined, {
+    const op: Op = ["lock takeover", `key "${key}"`];
+    const reply = await this.#send(op, "PUT", "/txn", undefined, {
       json: [
         { KV: { Verb: "check-index", Key: key, Index: modifyIndex } },
         { KV: { Verb: "unlock", Key: key, Session: holder, Value: base64Text(value) } },
       ],
     });
-    if (reply.status === 409) return false; // the check or the unlock failed: the key moved
-    okBody("lock takeover", reply);
+    if (this.#txnErrors(op, reply) !== undefined) return false; // the check or the unlock failed: the key moved
+    okBody(op, reply, this.#tokenSet);
     return true;
   }
 
@@ -265,17 +307,32 @@ export class ConsulStore {
 
   /** Reads a key; `undefined` if it does not exist. */
   async get(key: string): Promise<KvEntry | undefined> {
-    const reply = await this.#send("kv get", "GET", `/kv/${segment(key)}`);
+    const op: Op = ["kv get", `key "${key}"`];
+    const reply = await this.#send(op, "GET", `/kv/${segment(key)}`);
     if (reply.status === 404) return undefined;
-    const items = okBody("kv get", reply);
+    const items = okBody(op, reply, this.#tokenSet);
     return Array.isArray(items) && items.length > 0 ? toEntry(items[0]) : undefined;
   }
 
-  /** Every key under a prefix (one request), e.g. all of `SERVICE_NAME/`. */
+  /**
+   * Every key under a prefix (one request), e.g. all of `SERVICE_NAME-`.
+   *
+   * @throws {ConsulAclError} when Consul left out keys the token may not read (a view it filtered would look
+   *   like a cluster without a primary): when it says it filtered, or when nothing came back and the token
+   *   may not read the prefix itself.
+   */
   async getPrefix(prefix: string): Promise<KvEntry[]> {
-    const reply = await this.#send("kv get recurse", "GET", `/kv/${segment(prefix)}`, { recurse: "true" });
-    if (reply.status === 404) return [];
-    const items = okBody("kv get recurse", reply);
+    const op: Op = ["kv get recurse", `the keys under "${prefix}"`];
+    const reply = await this.#send(op, "GET", `/kv/${segment(prefix)}`, { recurse: "true" });
+    refuseFiltered(op, reply, this.#tokenSet, `key_prefix "${prefix}" read`);
+    if (reply.status === 404) {
+      // Consul 1.14 answers a read it filtered down to nothing as a plain 404, without saying it filtered:
+      // the prefix read as one key tells (403 when the token may not read there).
+      const probe = await this.#send(op, "GET", `/kv/${segment(prefix)}`);
+      if (probe.status !== 404) okBody(op, probe, this.#tokenSet);
+      return [];
+    }
+    const items = okBody(op, reply, this.#tokenSet);
     return Array.isArray(items) ? items.map(toEntry) : [];
   }
 
@@ -299,7 +356,7 @@ export class ConsulStore {
 
   /** Writes a key unconditionally. */
   async put(key: string, value: string): Promise<void> {
-    await this.#ok("kv put", "PUT", `/kv/${segment(key)}`, undefined, { text: value });
+    await this.#ok(["kv put", `key "${key}"`], "PUT", `/kv/${segment(key)}`, undefined, { text: value });
   }
 
   /** Writes a value as JSON unconditionally. */
@@ -314,7 +371,10 @@ export class ConsulStore {
    */
   async putIfUnchanged(key: string, value: string, modifyIndex: number): Promise<boolean> {
     const query = { cas: String(modifyIndex) };
-    return (await this.#ok("kv cas", "PUT", `/kv/${segment(key)}`, query, { text: value })) === true;
+    return (await this.#ok(["kv cas", `key "${key}"`], "PUT", `/kv/${segment(key)}`, query, {
+      text: value,
+    })) ===
+      true;
   }
 
   /** Compare-and-set for JSON values; see {@link ConsulStore.putIfUnchanged}. */
@@ -324,7 +384,7 @@ export class ConsulStore {
 
   /** Deletes a key (a missing key is fine). */
   async delete(key: string): Promise<void> {
-    await this.#ok("kv delete", "DELETE", `/kv/${segment(key)}`);
+    await this.#ok(["kv delete", `key "${key}"`], "DELETE", `/kv/${segment(key)}`);
   }
 
   // --- health -----------------------------------------------------------------------------------
@@ -335,9 +395,10 @@ export class ConsulStore {
    * @returns Instances sorted by id.
    */
   async passingInstances(service: string): Promise<ServiceInstance[]> {
-    const rows = await this.#ok("health service", "GET", `/health/service/${segment(service)}`, {
-      passing: "true",
-    });
+    const op: Op = ["health service", `service "${service}"`];
+    const reply = await this.#send(op, "GET", `/health/service/${segment(service)}`, { passing: "true" });
+    refuseFiltered(op, reply, this.#tokenSet, `service "${service}" read and node_prefix "" read`);
+    const rows = okBody(op, reply, this.#tokenSet);
     return (Array.isArray(rows) ? rows as HealthRow[] : []).map(toInstance)
       .sort((a, b) => a.id.localeCompare(b.id));
   }
@@ -348,7 +409,8 @@ export class ConsulStore {
    * @returns One entry a check, service checks only (node checks such as serfHealth are left out).
    */
   async criticalServiceChecks(): Promise<CriticalCheck[]> {
-    const rows = await this.#ok("health state", "GET", "/health/state/critical");
+    // Consul leaves out the checks of services this token may not read: those are not this cluster's.
+    const rows = await this.#ok(["health state", "the critical checks"], "GET", "/health/state/critical");
     return (Array.isArray(rows) ? rows as CheckRow[] : []).filter((r) => r.ServiceID).map((r) =>
       Object.freeze({ node: r.Node, serviceId: r.ServiceID })
     );
@@ -361,21 +423,27 @@ export class ConsulStore {
    * passing and that Consul removes, with the service, once it has been critical for `deregisterAfter`.
    */
   async registerService(service: AgentService): Promise<void> {
-    await this.#ok("agent service register", "PUT", "/agent/service/register", undefined, {
-      json: {
-        Name: service.name,
-        ID: service.id,
-        Address: service.address,
-        Port: service.port,
-        Check: {
-          Name: `${service.name} TTL`,
-          Notes: `TTL for ${service.name}, set by autopilot`,
-          TTL: `${service.ttlSeconds}s`,
-          Status: "passing",
-          DeregisterCriticalServiceAfter: service.deregisterAfter,
+    await this.#ok(
+      ["agent service register", `service "${service.name}"`],
+      "PUT",
+      "/agent/service/register",
+      undefined,
+      {
+        json: {
+          Name: service.name,
+          ID: service.id,
+          Address: service.address,
+          Port: service.port,
+          Check: {
+            Name: `${service.name} TTL`,
+            Notes: `TTL for ${service.name}, set by autopilot`,
+            TTL: `${service.ttlSeconds}s`,
+            Status: "passing",
+            DeregisterCriticalServiceAfter: service.deregisterAfter,
+          },
         },
       },
-    });
+    );
   }
 
   /**
@@ -385,7 +453,11 @@ export class ConsulStore {
    */
   async passServiceCheck(serviceId: string): Promise<boolean> {
     try {
-      await this.#ok("agent check pass", "PUT", `/agent/check/pass/${segment(`service:${serviceId}`)}`);
+      await this.#ok(
+        ["agent check pass", `the check of service id "${serviceId}"`],
+        "PUT",
+        `/agent/check/pass/${segment(`service:${serviceId}`)}`,
+      );
       return true;
     } catch (e) {
       if (e instanceof ConsulRequestError && e.status === 404) return false;
@@ -407,7 +479,11 @@ export class ConsulStore {
    */
   async deregisterService(serviceId: string, node?: string): Promise<boolean> {
     try {
-      await this.#ok("agent service deregister", "PUT", `/agent/service/deregister/${segment(serviceId)}`);
+      await this.#ok(
+        ["agent service deregister", `service id "${serviceId}"`],
+        "PUT",
+        `/agent/service/deregister/${segment(serviceId)}`,
+      );
       return true;
     } catch (e) {
       const unknown = (e instanceof ConsulRequestError && e.status === 404) ||
@@ -415,9 +491,15 @@ export class ConsulStore {
       if (!unknown) throw e;
     }
     if (node === undefined) return false;
-    await this.#ok("catalog deregister", "PUT", "/catalog/deregister", undefined, {
-      json: { Node: node, ServiceID: serviceId },
-    });
+    await this.#ok(
+      ["catalog deregister", `service id "${serviceId}" of node ${node}`],
+      "PUT",
+      "/catalog/deregister",
+      undefined,
+      {
+        json: { Node: node, ServiceID: serviceId },
+      },
+    );
     return true;
   }
 
@@ -428,15 +510,100 @@ export class ConsulStore {
    * @returns Instances sorted by id.
    */
   async serviceHealth(service: string): Promise<InstanceHealth[]> {
-    const rows = await this.#ok("health service", "GET", `/health/service/${segment(service)}`);
+    const op: Op = ["health service", `service "${service}"`];
+    const reply = await this.#send(op, "GET", `/health/service/${segment(service)}`);
+    refuseFiltered(op, reply, this.#tokenSet, `service "${service}" read and node_prefix "" read`);
+    const rows = okBody(op, reply, this.#tokenSet);
     return instancesFromHealthRows(Array.isArray(rows) ? rows as HealthServiceRow[] : []);
   }
 
   /**
-   * Kept for callers that release the client when done. Requests go through fetch's shared connection pool,
-   * which the process owns, so there is nothing of this client's own to release.
+   * Whether the agent this client talks to has a service with this id (`GET /v1/agent/service/ID`).
    */
-  close(): void {}
+  async hasAgentService(serviceId: string): Promise<boolean> {
+    const op: Op = ["agent service", `service id "${serviceId}"`];
+    const reply = await this.#send(op, "GET", `/agent/service/${segment(serviceId)}`);
+    if (reply.status === 404) return false;
+    okBody(op, reply, this.#tokenSet);
+    return true;
+  }
+
+  /**
+   * Registers a service on the agent with the body given as it is (the registration ContainerPilot sends,
+   * src/services.ts).
+   */
+  async registerServiceAs(name: string, registration: Readonly<Record<string, unknown>>): Promise<void> {
+    await this.#ok(
+      ["agent service register", `service "${name}"`],
+      "PUT",
+      "/agent/service/register",
+      undefined,
+      {
+        json: registration,
+      },
+    );
+  }
+
+  /**
+   * Releases the HTTPS client, if one was made. Plain requests go through fetch's shared connection pool,
+   * which the process owns.
+   */
+  close(): void {
+    this.#client?.close();
+    this.#client = undefined;
+  }
+
+  get #tokenSet(): boolean {
+    return this.#token !== undefined;
+  }
+
+  /**
+   * The reasons of a /txn answered 409 (a check, the lock or an unlock failed), or `undefined` for any other
+   * answer.
+   *
+   * @throws {ConsulAclError} when one reason is an ACL refusal (Consul answers those as a 409 too).
+   */
+  #txnErrors(op: Op, reply: Reply): string[] | undefined {
+    const errors = (reply.body as { Errors?: { What?: string }[] } | undefined)?.Errors;
+    if (reply.status !== 409 || !Array.isArray(errors)) return undefined;
+    const whats = errors.map((x) => x.What ?? "");
+    const denied = whats.find((w) => /permission denied|acl not found/i.test(w));
+    if (denied !== undefined) {
+      throw new ConsulAclError(op[0], 403, aclRefusal(op, denied, this.#tokenSet));
+    }
+    return whats;
+  }
+
+  /** The HTTPS client, made on first use; `null` for plain fetch (http, or https with the system's CAs only). */
+  async #httpClient(): Promise<Deno.HttpClient | null> {
+    if (this.#client !== undefined) return this.#client;
+    const tls = this.#tls;
+    if (tls.scheme !== "https" || (tls.caFile ?? tls.clientCert) === undefined) return (this.#client = null);
+    const read = async (variable: string, path: string | undefined) => {
+      if (path === undefined) return undefined;
+      try {
+        return await Deno.readTextFile(path);
+      } catch (e) {
+        throw new ConsulTlsSetupError(`Cannot read ${variable} (${path}): ${(e as Error).message}`);
+      }
+    };
+    const options = httpClientOptions({
+      ca: await read("CONSUL_CACERT", tls.caFile),
+      cert: await read("CONSUL_CLIENT_CERT", tls.clientCert),
+      key: await read("CONSUL_CLIENT_KEY", tls.clientKey),
+    }, tls);
+    try {
+      this.#client = Deno.createHttpClient(options);
+    } catch (e) {
+      throw new ConsulTlsSetupError(
+        `Cannot use ${
+          tls.clientCert ? "CONSUL_CACERT / CONSUL_CLIENT_CERT / CONSUL_CLIENT_KEY" : "CONSUL_CACERT"
+        }` +
+          ` as PEM: ${firstLine((e as Error).message)}`,
+      );
+    }
+    return this.#client;
+  }
 
   /** A KV write that takes or releases a lock: `true` if it took effect. */
   async #lockCall(
@@ -447,7 +614,10 @@ export class ConsulStore {
     value: string,
   ): Promise<boolean> {
     try {
-      return (await this.#ok(operation, "PUT", `/kv/${segment(key)}`, query, { text: value })) === true;
+      return (await this.#ok([operation, `key "${key}"`], "PUT", `/kv/${segment(key)}`, query, {
+        text: value,
+      })) ===
+        true;
     } catch (e) {
       // Consul answers 500 "invalid session" for a session that does not exist.
       if (
@@ -462,13 +632,13 @@ export class ConsulStore {
 
   /** {@link ConsulStore.#send}, and the body of a 2xx answer; any other answer is an error. */
   async #ok(
-    operation: string,
+    op: Op,
     method: "GET" | "PUT" | "DELETE",
     path: string,
     query?: Readonly<Record<string, string>>,
     body?: RequestBody,
   ): Promise<unknown> {
-    return okBody(operation, await this.#send(operation, method, path, query, body));
+    return okBody(op, await this.#send(op, method, path, query, body), this.#tokenSet);
   }
 
   /**
@@ -478,7 +648,7 @@ export class ConsulStore {
    * @throws {ConsulUnavailableError} when no answer came, or one that cannot be read.
    */
   async #send(
-    operation: string,
+    op: Op,
     method: "GET" | "PUT" | "DELETE",
     path: string,
     query?: Readonly<Record<string, string>>,
@@ -493,6 +663,8 @@ export class ConsulStore {
       headers["Content-Type"] = `${json ? "application/json" : "text/plain"}; charset=utf-8`;
     }
     const url = `${this.#api}${path}${query ? `?${new URLSearchParams(query)}` : ""}`;
+    const [operation] = op;
+    const client = await this.#httpClient();
     let res: Response;
     let text: string;
     try {
@@ -503,17 +675,20 @@ export class ConsulStore {
         body: payload,
         redirect: "manual",
         signal: AbortSignal.timeout(this.#timeoutMs),
+        ...(client ? { client } : {}),
       });
       text = await res.text();
     } catch (e) {
-      throw new ConsulUnavailableError(operation, transportFailure(e, this.#timeoutMs));
+      const failure = transportFailure(e, this.#timeoutMs, this.url, this.#tls.caFile);
+      throw new ConsulUnavailableError(operation, withClientCertHint(failure, this.#tls));
     }
     const { status } = res;
+    const filtered = res.headers.get("x-consul-results-filtered-by-acls") === "true";
     const json = (res.headers.get("content-type") ?? "").split(";")[0].trim() === "application/json";
     const reason = (json ? "" : text.trim()) || res.statusText.toLowerCase() || `request failed: ${status}`;
-    if (text === "" || !json) return { status, body: text === "" ? undefined : text, reason };
+    if (text === "" || !json) return { status, body: text === "" ? undefined : text, reason, filtered };
     try {
-      return { status, body: JSON.parse(text), reason };
+      return { status, body: JSON.parse(text), reason, filtered };
     } catch {
       throw new ConsulUnavailableError(
         operation,
@@ -538,13 +713,74 @@ function segment(part: string): string {
  *   "invalid session", which retrying does not fix.
  * @throws {ConsulRequestError} for any other answer (ACL denied, bad request, not found).
  */
-function okBody(operation: string, reply: Reply): unknown {
+function okBody(op: Op, reply: Reply, tokenSet: boolean): unknown {
   const { status, body, reason } = reply;
+  const [operation] = op;
   if (status >= 200 && status <= 299) return body;
   if (status >= 500 && !/invalid session/i.test(reason)) {
+    if (/permission denied|acl not found/i.test(reason)) {
+      throw new ConsulAclError(operation, status, aclRefusal(op, reason, tokenSet));
+    }
     throw new ConsulUnavailableError(operation, `HTTP ${status}: ${reason}`);
   }
+  if (status === 403 || /permission denied|acl not found/i.test(reason)) {
+    throw new ConsulAclError(operation, status, aclRefusal(op, reason, tokenSet));
+  }
   throw new ConsulRequestError(operation, status, reason);
+}
+
+/**
+ * Refuses an answer Consul filtered by ACLs: what is left out is what the token may not read.
+ *
+ * @param rule The rule of the policy that gives that read.
+ */
+function refuseFiltered(op: Op, reply: Reply, tokenSet: boolean, rule: string): void {
+  // All left out is a 404 with the header, some left out a 200 with it.
+  if (!reply.filtered || !(reply.status === 404 || (reply.status >= 200 && reply.status <= 299))) return;
+  throw new ConsulAclError(
+    op[0],
+    reply.status,
+    aclRefusal(op, `Consul left out what the token may not read (it needs ${rule})`, tokenSet),
+  );
+}
+
+/** The policy rule that grants `resource:level`, as README's policy writes it. */
+const RULES: Readonly<Record<string, string>> = {
+  key: "key_prefix",
+  session: "session_prefix",
+  service: "service",
+  node: "node_prefix",
+  agent: "agent_prefix",
+  operator: "operator",
+};
+
+/**
+ * The one line for an ACL refusal: the operation, what it was on, and what the token lacks, from Consul's
+ * reason (1.14 names the permission: `Permission denied: token with AccessorID '…' lacks permission
+ * 'key:write' on "mysql-primary"`). Pure.
+ *
+ * @param tokenSet Whether a token was sent (CONSUL_HTTP_TOKEN set); without one Consul uses its anonymous token.
+ */
+export function aclRefusal(op: Op, reason: string, tokenSet: boolean): string {
+  const [operation, on] = op;
+  const head = `Consul refused ${operation} on ${on}`;
+  const see = `give the token the policy in README, "Consul ACL policy"`;
+  if (/acl not found/i.test(reason)) {
+    return `${head}: Consul does not know the token in CONSUL_HTTP_TOKEN (ACL not found): set it to a token ` +
+      `Consul has, with the policy in README, "Consul ACL policy"`;
+  }
+  const who = tokenSet
+    ? "the token in CONSUL_HTTP_TOKEN"
+    : "no token was sent (CONSUL_HTTP_TOKEN is unset) and the anonymous token";
+  const m = /lacks permission '(\w+):(\w+)'(?: on "?([^"]*)"?)?/.exec(reason);
+  if (m) {
+    const [, resource, level, name] = m;
+    const rule = RULES[resource] ?? resource;
+    const where = name !== undefined && name !== "" ? ` on "${name}"` : "";
+    return `${head}: ${who} lacks ${resource}:${level}${where} (a ${rule} rule with policy = "${level}"); ${see}`;
+  }
+  const detail = firstLine(reason.replace(/^permission denied:?\s*/i, ""));
+  return `${head}: ${who} is not allowed to${detail ? ` (${detail})` : ""}; ${see}`;
 }
 
 /** Node's names for the socket errors a request to Consul meets, by Linux errno. */
@@ -561,7 +797,7 @@ const ERRNO_CODES: Readonly<Record<string, string>> = {
  * Why a request got no answer, as one line that starts with a code where there is one (`ECONNREFUSED: …`):
  * fetch's own text names the URL and the layers it went through, which says less than the code does.
  */
-export function transportFailure(e: unknown, timeoutMs: number): string {
+export function transportFailure(e: unknown, timeoutMs: number, url = "Consul", caFile?: string): string {
   if (e instanceof DOMException && e.name === "TimeoutError") {
     return `ETIMEDOUT: no answer within ${timeoutMs} ms (CONSUL_TIMEOUT)`;
   }
@@ -570,6 +806,8 @@ export function transportFailure(e: unknown, timeoutMs: number): string {
   const text = (cause || err?.message || String(e))
     .replace(/^error sending request\b.*?\): /, "")
     .replace(/^client error \(\w+\): /, "");
+  const tls = tlsFailure(text, url, caFile);
+  if (tls !== undefined) return tls;
   const errno = /\(os error (\d+)\)/.exec(text)?.[1];
   const code = errno !== undefined
     ? ERRNO_CODES[errno]
@@ -579,6 +817,84 @@ export function transportFailure(e: unknown, timeoutMs: number): string {
     ? "ECONNRESET"
     : undefined;
   return code ? `${code}: ${firstLine(text)}` : firstLine(text);
+}
+
+/**
+ * A TLS failure as one line saying what to do, or `undefined` when `text` is not one. rustls names the
+ * certificate's fault (`invalid peer certificate: UnknownIssuer`).
+ */
+export function tlsFailure(text: string, url: string, caFile?: string): string | undefined {
+  const cert = /invalid peer certificate:\s*([^\s,)]+(?:\([^)]*\))?)/i.exec(text)?.[1];
+  if (cert !== undefined) {
+    const fix = /UnknownIssuer|BadSignature|UnknownRevocationStatus|CaUsedAsEndEntity/i.test(cert)
+      ? caFile === undefined
+        ? "set CONSUL_CACERT to the PEM file of the CA that signed it"
+        : `CONSUL_CACERT (${caFile}) is not the CA that signed it: set it to the PEM file of the one that did`
+      : /NotValidForName|NotValid.*Name/i.test(cert)
+      ? "the certificate does not name the host in CONSUL: use a name or address it was issued for"
+      : /Expired|NotValidYet/i.test(cert)
+      ? "the certificate is outside its validity period: renew it"
+      : "check the certificate Consul presents";
+    return `TLS: the certificate ${url} presented is not trusted (${cert}): ${fix}`;
+  }
+  const alert = /received fatal alert:\s*(\w+)/i.exec(text)?.[1];
+  if (alert !== undefined && /CertificateRequired|BadCertificate|UnknownCA|AccessDenied/i.test(alert)) {
+    return `TLS: ${url} refused this client's certificate (${alert}): it verifies its clients, so set ` +
+      "CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY to a certificate signed by a CA it trusts";
+  }
+  if (/certificate|handshake|tls|ssl/i.test(text) && !/os error/i.test(text)) {
+    return `TLS: cannot make a TLS connection to ${url} (${
+      firstLine(text)
+    }): check CONSUL's scheme and port, ` +
+      "CONSUL_CACERT and CONSUL_CLIENT_CERT";
+  }
+  return undefined;
+}
+
+/**
+ * Over TLS 1.3 a Consul that wants a client certificate may refuse it after the handshake, so the client sees
+ * only its connection closed: when none was configured, the line says what may be missing.
+ */
+export function withClientCertHint(failure: string, tls: TlsFiles): string {
+  if (tls.scheme !== "https" || tls.clientCert !== undefined) return failure;
+  if (!/connection (closed|reset)|stream closed|broken pipe/i.test(failure)) return failure;
+  return `${failure} (if Consul verifies its clients, set CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY)`;
+}
+
+/** The TLS settings a {@link ConsulStore} reads its files from. */
+export interface TlsFiles {
+  readonly scheme: "http" | "https";
+  readonly host: string;
+  readonly caFile?: string;
+  readonly clientCert?: string;
+  readonly clientKey?: string;
+}
+
+function tlsFiles(config: ConsulConfig): TlsFiles {
+  return Object.freeze({
+    scheme: config.scheme,
+    host: config.host,
+    ...(config.caFile ? { caFile: config.caFile } : {}),
+    ...(config.clientCert ? { clientCert: config.clientCert } : {}),
+    ...(config.clientKey ? { clientKey: config.clientKey } : {}),
+  });
+}
+
+/**
+ * The options of the HTTPS client, from the TLS files' contents: the CA added to the roots Deno trusts, the
+ * client certificate and key when both are given. Pure.
+ */
+export function httpClientOptions(
+  pem: { readonly ca?: string; readonly cert?: string; readonly key?: string },
+  tls: TlsFiles,
+): Deno.CreateHttpClientOptions & { cert?: string; key?: string } {
+  if (tls.scheme !== "https") {
+    throw new ConsulTlsSetupError("CONSUL_CACERT and CONSUL_CLIENT_CERT need CONSUL=https://host:port");
+  }
+  return {
+    ...(pem.ca !== undefined ? { caCerts: [pem.ca] } : {}),
+    ...(pem.cert !== undefined && pem.key !== undefined ? { cert: pem.cert, key: pem.key } : {}),
+  };
 }
 
 /** A service check that is critical, as `/v1/health/state/critical` lists it. */

@@ -29,7 +29,7 @@ import type { PrimaryRecord } from "./ha/decide.ts";
 import { ConsulClusterKv } from "./cluster_kv.ts";
 
 /** The name of the service only the writable primary is registered under. */
-export function primaryServiceName(config: Config): string {
+export function primaryServiceName(config: Pick<Config, "serviceName">): string {
   return `${config.serviceName}-primary`;
 }
 
@@ -177,50 +177,15 @@ export function containerPilotJobServiceId(name: string, hostname: string): stri
  * after.
  *
  * @returns Whether it was missing (and is registered now).
- * @throws {Error} one line, when the agent cannot be asked or refuses.
+ * @throws {Error} one line (src/consul.ts's errors), when the agent cannot be asked or refuses.
  */
 export async function ensureContainerPilotService(
-  config: Pick<Config, "serviceName" | "mysql" | "consul">,
+  config: Pick<Config, "serviceName" | "mysql">,
+  consul: ConsulStore,
   a: { readonly hostname: string; readonly address: string },
 ): Promise<boolean> {
   const body = containerPilotRegistration(config, a);
-  const id = String(body.ID);
-  const found = await agentRequest(config, "GET", `/v1/agent/service/${encodeURIComponent(id)}`);
-  if (found.status === 200) return false;
-  if (found.status !== 404) {
-    throw new Error(`the agent answered HTTP ${found.status} when asked for service ${id}: ${found.text}`);
-  }
-  const put = await agentRequest(config, "PUT", "/v1/agent/service/register", body);
-  if (put.status !== 200) {
-    throw new Error(`the agent refused to register service ${id}: HTTP ${put.status} ${put.text}`);
-  }
+  if (await consul.hasAgentService(String(body.ID))) return false;
+  await consul.registerServiceAs(config.serviceName, body);
   return true;
-}
-
-/**
- * One request to the Consul agent, bounded by CONSUL_TIMEOUT (src/consul.ts has no call for these two).
- * The token goes in a header, never in a message.
- */
-async function agentRequest(
-  config: Pick<Config, "consul">,
-  method: "GET" | "PUT",
-  path: string,
-  json?: unknown,
-): Promise<{ status: number; text: string }> {
-  const c = config.consul;
-  const headers: Record<string, string> = {};
-  if (c.token) headers["X-Consul-Token"] = c.token.reveal();
-  if (json !== undefined) headers["Content-Type"] = "application/json";
-  try {
-    const res = await fetch(`${c.scheme}://${c.host}:${c.port}${path}`, {
-      method,
-      headers,
-      ...(json !== undefined ? { body: JSON.stringify(json) } : {}),
-      redirect: "manual",
-      signal: AbortSignal.timeout(c.timeoutMs),
-    });
-    return { status: res.status, text: (await res.text()).trim().split("\n")[0].slice(0, 200) };
-  } catch (e) {
-    throw new Error(`cannot reach the Consul agent at ${c.url}: ${(e as Error).message}`);
-  }
 }

@@ -9,7 +9,7 @@
  */
 import { type CommandContext, EXIT } from "../command.ts";
 import { print, printError } from "../output.ts";
-import { ConsulRequestError, ConsulUnavailableError } from "../consul.ts";
+import { ConsulAclError, ConsulRequestError, ConsulUnavailableError } from "../consul.ts";
 import { describePreStartFailure } from "../pre_start_retry.ts";
 import { readPreStartFailure } from "../state.ts";
 import {
@@ -42,7 +42,9 @@ export async function runStatus(ctx: CommandContext): Promise<number> {
         return EXIT.failed;
       }
       printError(
-        `autopilot status: ${e.message} (CONSUL=${ctx.config.consul.url}): check that the agent runs there`,
+        e instanceof ConsulAclError
+          ? `autopilot status: ${e.message}`
+          : `autopilot status: ${e.message} (CONSUL=${ctx.config.consul.url}): check that the agent runs there`,
       );
       // Docker reserves a health check's exit 2: for --self, "cannot tell" is "unhealthy".
       return ctx.flags.self ? EXIT.failed : EXIT.usage;

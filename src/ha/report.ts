@@ -83,7 +83,10 @@ export async function reportPass(p: PassEnd, result: ActionResult, decided: Outc
     await keepRecoveryMark(state, facts);
     if (healthy && p.serving) await keepIdentity(p);
     if (healthy && p.serviceCheck) {
-      await ensureContainerPilotService(config, { hostname: Deno.hostname(), address: p.self.address }).then(
+      await ensureContainerPilotService(config, p.consul, {
+        hostname: Deno.hostname(),
+        address: p.self.address,
+      }).then(
         (registered) => {
           if (registered) {
             log.warn(

@@ -11,7 +11,23 @@ import { Secret } from "../../src/config.ts";
 import { ConsulStore } from "../../src/consul.ts";
 import { primaryLockFrom, type PrimaryRecord } from "../../src/cluster_kv.ts";
 import { autopilot, type CliResult } from "./autopilot_cli.ts";
-import { type Harness, type ServerProcess, stop, waitFor } from "./harness/mod.ts";
+import {
+  type ConsulTls,
+  createAclToken,
+  type Harness,
+  makeConsulTls,
+  type ServerProcess,
+  stop,
+  waitFor,
+} from "./harness/mod.ts";
+import { defaultConsulPolicy } from "../../src/consul_policy.ts";
+
+/** What a secured test Consul gives its nodes: its CA, the management token, the nodes' token. */
+export interface SecuredConsul {
+  readonly tls?: ConsulTls & { readonly otherCaFile: string };
+  readonly managementToken?: string;
+  readonly nodeToken?: string;
+}
 
 /** The passwords every test node is configured with. */
 export const SECRETS = { repl: "repl-pw-1", app: "app-pw-2", root: "root-pw-3" };
@@ -30,12 +46,43 @@ export interface TestNode {
 /** A test cluster on a harness network: nodes, their hooks, their servers. */
 export class Cluster {
   readonly nodes = new Map<number, TestNode>();
-  constructor(readonly h: Harness, readonly consulAddr: string, readonly snapshots: string) {}
+  /** The nodes' Consul settings: CONSUL and, for a secured Consul, CONSUL_CACERT and CONSUL_HTTP_TOKEN. */
+  readonly consulEnv: Record<string, string>;
+  constructor(
+    readonly h: Harness,
+    readonly consulAddr: string,
+    readonly snapshots: string,
+    readonly secured: SecuredConsul = {},
+  ) {
+    this.consulEnv = {
+      CONSUL: secured.tls ? `https://${consulAddr}` : consulAddr,
+      ...(secured.tls ? { CONSUL_CACERT: secured.tls.caFile } : {}),
+      ...(secured.nodeToken ? { CONSUL_HTTP_TOKEN: secured.nodeToken } : {}),
+    };
+  }
 
-  /** `persistentConsul`: a Consul server that keeps its data on disk (see `Harness.restartConsul`). */
-  static async create(h: Harness, opts: { persistentConsul?: boolean } = {}): Promise<Cluster> {
-    const consul = await h.startConsul({ persistent: opts.persistentConsul });
-    return new Cluster(h, `${h.net.hostAddress}:${consul.port}`, `${h.dir}/snapshots`);
+  /**
+   * `persistentConsul`: a Consul server that keeps its data on disk (see `Harness.restartConsul`). `secured`:
+   * a Consul over HTTPS (a CA made here) enforcing ACLs, whose nodes' token has only README's policy
+   * (src/consul_policy.ts) and nothing else.
+   */
+  static async create(
+    h: Harness,
+    opts: { persistentConsul?: boolean; secured?: boolean } = {},
+  ): Promise<Cluster> {
+    if (!opts.secured) {
+      const consul = await h.startConsul({ persistent: opts.persistentConsul });
+      return new Cluster(h, `${h.net.hostAddress}:${consul.port}`, `${h.dir}/snapshots`);
+    }
+    const tls = await makeConsulTls(`${h.dir}/consul-tls`, ["127.0.0.1", h.net.hostAddress]);
+    const managementToken = crypto.randomUUID();
+    const consul = await h.startConsul({ persistent: opts.persistentConsul, tls, acl: { managementToken } });
+    const nodeToken = await createAclToken(consul, "autopilot-mysql", defaultConsulPolicy());
+    return new Cluster(h, `${h.net.hostAddress}:${consul.port}`, `${h.dir}/snapshots`, {
+      tls,
+      managementToken,
+      nodeToken,
+    });
   }
 
   node(k: number, extraEnv: Record<string, string> = {}): TestNode {
@@ -46,7 +93,7 @@ export class Cluster {
     const env = {
       NODE_NAME: `n${k}`,
       NODE_ADDRESS: net.address,
-      CONSUL: this.consulAddr,
+      ...this.consulEnv,
       MYSQL_DATADIR: `${dir}/data`,
       MYSQL_CNF: `${dir}/my.cnf`,
       MYSQL_SOCKET: `${dir}/run/mysqld.sock`,
@@ -165,14 +212,19 @@ export class Cluster {
     return Number((await this.sql(node, "SELECT COUNT(*) AS n FROM app.t"))[0].n);
   }
 
+  /** A client of the cluster's Consul, as management when it enforces ACLs. */
   consul(): ConsulStore {
     const [host, port] = this.consulAddr.split(":");
+    const { tls, managementToken } = this.secured;
+    const scheme = tls ? "https" : "http";
     return new ConsulStore({
-      scheme: "http",
+      scheme,
       host,
       port: Number(port),
-      url: `http://${this.consulAddr}`,
+      url: `${scheme}://${this.consulAddr}`,
       timeoutMs: 2000,
+      ...(tls ? { caFile: tls.caFile } : {}),
+      ...(managementToken ? { token: new Secret(managementToken) } : {}),
     });
   }
 

@@ -355,6 +355,9 @@ const EVERYTHING: Record<string, string>[] = [
     SERVICE_NAME: "orders-db",
     CONSUL: "https://c.example:8501",
     CONSUL_HTTP_TOKEN: "tok",
+    CONSUL_CACERT: "/var/lib/autopilot/consul-ca.pem",
+    CONSUL_CLIENT_CERT: "/var/lib/autopilot/client.pem",
+    CONSUL_CLIENT_KEY: "/var/lib/autopilot/client-key.pem",
     CONSUL_TIMEOUT: "1500ms",
     LOG_LEVEL: "warn",
     LOG_FORMAT: "json",
@@ -767,4 +770,18 @@ Deno.test("TLS: the three files together or none; REQUIRE_TLS needs them; withou
   // (A wrong path counts as unset for the rule between the three, which then names the other two as well.)
   const wrongPath = assertThrows(() => load({ ...base, ...files, MYSQL_TLS_KEY: "key.pem" }), ConfigError);
   assert(wrongPath.problems.includes("MYSQL_TLS_KEY must be an absolute path: current value is 'key.pem'"));
+});
+
+Deno.test("CONSUL_CACERT and the client certificate need an https CONSUL; the certificate and key go together", () => {
+  assertEquals(problemsOf({ ...base, CONSUL: "consul:8500", CONSUL_CACERT: "/tmp/ca.pem" }), [
+    "CONSUL_CACERT is set but CONSUL is not https://: set CONSUL=https://host:port: current value is '/tmp/ca.pem'",
+  ]);
+  assertEquals(problemsOf({ ...base, CONSUL: "https://consul:8501", CONSUL_CLIENT_CERT: "/tmp/c.pem" }), [
+    "CONSUL_CLIENT_KEY must be set together with CONSUL_CLIENT_CERT",
+  ]);
+  assertEquals(problemsOf({ ...base, CONSUL: "https://consul:8501", CONSUL_CACERT: "ca.pem" }), [
+    "CONSUL_CACERT must be an absolute path: current value is 'ca.pem'",
+  ]);
+  const c = load({ ...base, CONSUL: "https://consul:8501", CONSUL_CACERT: "/tmp/ca.pem" }).consul;
+  assertEquals([c.scheme, c.caFile, c.clientCert], ["https", "/tmp/ca.pem", undefined]);
 });

@@ -1079,6 +1079,11 @@ Deno.test("Dockerfile starts ContainerPilot with the shipped containerpilot.json
     "entrypoint must check the configuration first",
   );
   assert(
+    /CONSUL_HTTP_SSL_VERIFY=\$\{CONSUL_HTTP_SSL_VERIFY:-true\}/.test(script) &&
+      script.includes("export CONSUL_HTTP_SSL_VERIFY"),
+    "entrypoint must turn ContainerPilot's check of Consul's certificate on (its fork skips it otherwise)",
+  );
+  assert(
     Deno.statSync(`${ROOT}/image/entrypoint.sh`).mode! & 0o100,
     "image/entrypoint.sh must be executable",
   );

@@ -7,6 +7,10 @@
  * `bindAddrs` (add the test network's host-leg address so nodes in namespaces can reach it). DNS and gRPC are
  * off, and so is the update check.
  *
+ * With `tls` the API is HTTPS only (the HTTP port is off), on a certificate {@link makeConsulTls} signs with a CA
+ * of the test's own; with `acl` the agent enforces ACLs with `default_policy = "deny"` and the given management
+ * token (also the agent's own token), and {@link createAclToken} makes a token of a policy through the HTTP API.
+ *
  * @module
  */
 
@@ -15,6 +19,7 @@ import {
   ProcessGroup,
   processRunDir,
   randomId,
+  runOk,
   ServerProcess,
   spawnServer,
   startupFailed,
@@ -45,6 +50,19 @@ export interface StartConsulOptions {
   dataDir?: string;
   /** Serf and server RPC ports; default free ones (a restarted server needs the same: raft knows them). */
   clusterPorts?: ConsulClusterPorts;
+  /** Serve the API over HTTPS only, with this certificate ({@link makeConsulTls}). */
+  tls?: ConsulTls;
+  /** Enforce ACLs (`default_policy = "deny"`) with this management token (a UUID). */
+  acl?: { readonly managementToken: string };
+}
+
+/** A CA and a server certificate signed by it, as PEM files. */
+export interface ConsulTls {
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** A client certificate the CA signed, and its key: the agent then requires one (`verify_incoming`). */
+  readonly client?: { readonly certFile: string; readonly keyFile: string };
 }
 
 /** The ports a Consul agent uses besides HTTP. */
@@ -58,8 +76,15 @@ export interface ConsulClusterPorts {
 export interface ConsulServer {
   /** `127.0.0.1:PORT` (as used by CONSUL_HTTP_ADDR). */
   readonly httpAddr: string;
-  /** `http://127.0.0.1:PORT`. */
+  /** `http://127.0.0.1:PORT` (`https://` with TLS). */
   readonly url: string;
+  readonly scheme: "http" | "https";
+  /** The certificate files it serves, with TLS. */
+  readonly tls?: ConsulTls;
+  /** The management token, with ACLs. */
+  readonly managementToken?: string;
+  /** Headers and fetch options that reach its API as management (the CA, the token). */
+  readonly fetchInit: () => RequestInit & { client?: Deno.HttpClient };
   /** The HTTP port (the same on every bind address). */
   readonly port: number;
   /** Addresses the HTTP API listens on. */
@@ -78,8 +103,8 @@ export interface ConsulServer {
   stop(): Promise<void>;
 }
 
-async function getOk(url: string): Promise<string | undefined> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+async function getOk(url: string, init: RequestInit = {}): Promise<string | undefined> {
+  const res = await fetch(url, { ...init, signal: AbortSignal.timeout(2000) });
   const body = await res.text();
   return res.ok ? body : undefined;
 }
@@ -121,9 +146,9 @@ export async function startConsul(opts: StartConsulOptions = {}): Promise<Consul
     "-client",
     bindAddrs.join(" "),
     "-http-port",
-    String(http),
+    opts.tls ? "-1" : String(http),
     "-https-port",
-    "-1",
+    opts.tls ? String(http) : "-1",
     "-dns-port",
     "-1",
     "-grpc-port",
@@ -139,17 +164,52 @@ export async function startConsul(opts: StartConsulOptions = {}): Promise<Consul
     "-disable-host-node-id",
     "-hcl",
     "disable_update_check = true",
+    ...(opts.tls
+      ? [
+        "-hcl",
+        `tls { defaults { ca_file = ${JSON.stringify(opts.tls.caFile)}, cert_file = ${
+          JSON.stringify(opts.tls.certFile)
+        }, key_file = ${JSON.stringify(opts.tls.keyFile)} }${
+          opts.tls.client ? ", https { verify_incoming = true }" : ""
+        } }`,
+      ]
+      : []),
+    ...(opts.acl
+      ? [
+        "-hcl",
+        `acl { enabled = true, default_policy = "deny", tokens { initial_management = ${
+          JSON.stringify(opts.acl.managementToken)
+        }, agent = ${JSON.stringify(opts.acl.managementToken)} } }`,
+      ]
+      : []),
     ...(opts.hcl ?? []).flatMap((h) => ["-hcl", h]),
   ];
   const spawnOpts = { name: "consul", program: consul, args, logFile: `${dir}/consul.log`, cwd: dir };
   const proc: ServerProcess = opts.group ? await opts.group.spawn(spawnOpts) : await spawnServer(spawnOpts);
-  const url = `http://127.0.0.1:${http}`;
+  const scheme = opts.tls ? "https" : "http";
+  const url = `${scheme}://127.0.0.1:${http}`;
+  const ca = opts.tls ? await Deno.readTextFile(opts.tls.caFile) : undefined;
+  const pair = opts.tls?.client
+    ? {
+      cert: await Deno.readTextFile(opts.tls.client.certFile),
+      key: await Deno.readTextFile(opts.tls.client.keyFile),
+    }
+    : {};
+  const fetchInit = () => ({
+    ...(opts.acl ? { headers: { "X-Consul-Token": opts.acl.managementToken } } : {}),
+    ...(ca ? { client: Deno.createHttpClient({ caCerts: [ca], ...pair }) } : {}),
+  });
   try {
     await waitFor(`consul (pid ${proc.pid}) to elect itself leader at ${url}`, async () => {
       if (proc.exited) throw new StopWaiting(`consul (pid ${proc.pid}) exited during startup`);
-      const leader = await getOk(`${url}/v1/status/leader`);
-      if (!leader || JSON.parse(leader) === "") return false;
-      return (await getOk(`${url}/v1/agent/self`)) !== undefined;
+      const init = fetchInit();
+      try {
+        const leader = await getOk(`${url}/v1/status/leader`, init);
+        if (!leader || JSON.parse(leader) === "") return false;
+        return (await getOk(`${url}/v1/agent/self`, init)) !== undefined;
+      } finally {
+        init.client?.close();
+      }
     }, { timeoutMs: opts.timeoutMs ?? 20_000, intervalMs: 100 });
   } catch (e) {
     throw await startupFailed(proc, e);
@@ -157,6 +217,10 @@ export async function startConsul(opts: StartConsulOptions = {}): Promise<Consul
   return {
     httpAddr: `127.0.0.1:${http}`,
     url,
+    scheme,
+    ...(opts.tls ? { tls: opts.tls } : {}),
+    ...(opts.acl ? { managementToken: opts.acl.managementToken } : {}),
+    fetchInit,
     port: http,
     bindAddrs,
     pid: proc.pid,
@@ -167,4 +231,127 @@ export async function startConsul(opts: StartConsulOptions = {}): Promise<Consul
     dataDir: opts.dataDir,
     stop: () => stopPid(proc.pid),
   };
+}
+
+/**
+ * Makes a CA and a server certificate it signs for these IP addresses (and `localhost`), with
+ * /usr/bin/openssl, in `dir`; and a second CA that signed nothing, for a client that must not trust the server.
+ */
+export async function makeConsulTls(
+  dir: string,
+  ips: readonly string[],
+): Promise<
+  ConsulTls & { readonly otherCaFile: string; readonly clientPair: NonNullable<ConsulTls["client"]> }
+> {
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const openssl = "/usr/bin/openssl";
+  const ca = (name: string) =>
+    runOk(openssl, [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      `${dir}/${name}-key.pem`,
+      "-out",
+      `${dir}/${name}.pem`,
+      "-days",
+      "2",
+      "-subj",
+      `/CN=autopilot test ${name}`,
+    ]);
+  await ca("ca");
+  await ca("other-ca");
+  await runOk(openssl, [
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    `${dir}/server-key.pem`,
+    "-out",
+    `${dir}/server.csr`,
+    "-subj",
+    "/CN=server.dc1.consul",
+  ]);
+  const san = ["DNS:localhost", "DNS:server.dc1.consul", ...ips.map((ip) => `IP:${ip}`)].join(",");
+  await Deno.writeTextFile(
+    `${dir}/ext.cnf`,
+    `subjectAltName=${san}\nextendedKeyUsage=serverAuth,clientAuth\n`,
+  );
+  await Deno.writeTextFile(`${dir}/client-ext.cnf`, "extendedKeyUsage=clientAuth\n");
+  const sign = (name: string, ext: string) =>
+    runOk(openssl, [
+      "x509",
+      "-req",
+      "-in",
+      `${dir}/${name}.csr`,
+      "-CA",
+      `${dir}/ca.pem`,
+      "-CAkey",
+      `${dir}/ca-key.pem`,
+      "-CAcreateserial",
+      "-out",
+      `${dir}/${name}.pem`,
+      "-days",
+      "2",
+      "-extfile",
+      `${dir}/${ext}`,
+    ]);
+  await sign("server", "ext.cnf");
+  await runOk(openssl, [
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    `${dir}/client-key.pem`,
+    "-out",
+    `${dir}/client.csr`,
+    "-subj",
+    "/CN=autopilot test client",
+  ]);
+  await sign("client", "client-ext.cnf");
+  return {
+    caFile: `${dir}/ca.pem`,
+    certFile: `${dir}/server.pem`,
+    keyFile: `${dir}/server-key.pem`,
+    otherCaFile: `${dir}/other-ca.pem`,
+    clientPair: { certFile: `${dir}/client.pem`, keyFile: `${dir}/client-key.pem` },
+  };
+}
+
+/**
+ * Creates an ACL policy with these HCL rules and a token that has only it, through the HTTP API as
+ * management.
+ *
+ * @returns The token's secret.
+ */
+export async function createAclToken(server: ConsulServer, name: string, rules: string): Promise<string> {
+  const call = async (path: string, body: unknown) => {
+    const init = server.fetchInit();
+    try {
+      const res = await fetch(`${server.url}${path}`, {
+        ...init,
+        method: "PUT",
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(5000),
+      });
+      const text = await res.text();
+      if (!res.ok) throw new Error(`consul ${path}: HTTP ${res.status} ${text}`);
+      return JSON.parse(text);
+    } finally {
+      init.client?.close();
+    }
+  };
+  await call("/v1/acl/policy", { Name: name, Rules: rules });
+  const token = await call("/v1/acl/token", { Description: name, Policies: [{ Name: name }] });
+  return String(token.SecretID);
 }

@@ -155,13 +155,20 @@ export class Harness implements AsyncDisposable {
    * address too, so processes in node namespaces reach it at `<hostAddress>:<port>`.
    */
   async startConsul(
-    opts: Pick<StartConsulOptions, "bindAddrs"> & { persistent?: boolean } = {},
+    opts: Pick<StartConsulOptions, "bindAddrs" | "tls" | "acl"> & { persistent?: boolean } = {},
   ): Promise<ConsulServer> {
     this.#checkOpen();
     if (this.#consul) throw new Error("consul was already started");
     const bindAddrs = opts.bindAddrs ?? ["127.0.0.1", ...(this.network ? [this.network.hostAddress] : [])];
     const dataDir = opts.persistent ? `${this.dir}/consul/data` : undefined;
-    this.#consul = await startConsul({ bindAddrs, dir: `${this.dir}/consul`, group: this.group, dataDir });
+    this.#consul = await startConsul({
+      bindAddrs,
+      dir: `${this.dir}/consul`,
+      group: this.group,
+      dataDir,
+      ...(opts.tls ? { tls: opts.tls } : {}),
+      ...(opts.acl ? { acl: opts.acl } : {}),
+    });
     return this.#consul;
   }
 
@@ -187,6 +194,8 @@ export class Harness implements AsyncDisposable {
       httpPort: old.port,
       clusterPorts: old.clusterPorts,
       dataDir: old.dataDir,
+      ...(old.tls ? { tls: old.tls } : {}),
+      ...(old.managementToken ? { acl: { managementToken: old.managementToken } } : {}),
     });
     return this.#consul;
   }
