@@ -29,6 +29,9 @@ ARG TARGETARCH
 ARG CONTAINERPILOT_MODULE=github.com/Autopilot-Pattern-Revisited/containerpilot
 # v0.0.1, not the v4.0.0 tag: the module path lacks the /v4 suffix the go command needs for it.
 ARG CONTAINERPILOT_VERSION=v0.0.1
+# age (https://age-encryption.org), the reference implementation, for BACKUP_ENCRYPTION_KEY: the go command
+# checks the module against the checksum database like ContainerPilot.
+ARG AGE_VERSION=v1.3.1
 # Empty: Go's default module proxy, with its checksum database. `--build-arg GOPROXY=direct` fetches the
 # module from its repository instead (still checked against the checksum database).
 ARG GOPROXY
@@ -36,9 +39,11 @@ ENV CGO_ENABLED=0 GOTOOLCHAIN=local
 RUN GOOS="$TARGETOS" GOARCH="$TARGETARCH" go install -trimpath \
       -ldflags "-s -w -X ${CONTAINERPILOT_MODULE}/version.Version=${CONTAINERPILOT_VERSION}" \
       "${CONTAINERPILOT_MODULE}@${CONTAINERPILOT_VERSION}" \
+    && GOOS="$TARGETOS" GOARCH="$TARGETARCH" go install -trimpath -ldflags "-s -w" \
+      "filippo.io/age/cmd/age@${AGE_VERSION}" "filippo.io/age/cmd/age-keygen@${AGE_VERSION}" \
     && bin="$(go env GOPATH)/bin" \
-    && if [ -x "$bin/containerpilot" ]; then cp "$bin/containerpilot" /containerpilot; \
-       else cp "$bin/${TARGETOS}_${TARGETARCH}/containerpilot" /containerpilot; fi
+    && if [ -x "$bin/containerpilot" ]; then d="$bin"; else d="$bin/${TARGETOS}_${TARGETARCH}"; fi \
+    && cp "$d/containerpilot" "$d/age" "$d/age-keygen" /
 
 # ---- FLAVOUR=mysql: Percona Server 8.4 with Percona XtraBackup 8.4 from Percona's repository --------------
 FROM percona/percona-server:8.4.10-10.1 AS runtime-mysql
@@ -90,6 +95,7 @@ LABEL org.opencontainers.image.title="autopilot-mysql" \
 ENV MYSQL_FLAVOUR=${FLAVOUR} \
     CONTAINERPILOT=/etc/containerpilot.json5
 COPY --from=containerpilot /containerpilot /usr/local/bin/containerpilot
+COPY --from=containerpilot /age /age-keygen /usr/bin/
 COPY --from=autopilot /src/autopilot /usr/local/bin/autopilot
 COPY containerpilot.json5 /etc/containerpilot.json5
 # Reads the container's cgroup memory limit for autopilot (which may not read /sys), then runs ContainerPilot.

@@ -24,6 +24,7 @@ import { latestSnapshot } from "./backup.ts";
 import { CorruptSnapshotError } from "./errors.ts";
 import { type Manifest, manifestKey, parseManifest } from "./manifest.ts";
 import { restoreSnapshot } from "./restore.ts";
+import type { Keyring } from "./encryption.ts";
 import {
   errorLogTail,
   MAX_SOCKET_PATH,
@@ -134,6 +135,8 @@ export interface VerifySnapshotOptions {
   readonly startTimeoutMs?: number;
   /** Stops everything (the server is killed, the scratch directory removed) when aborted. */
   readonly signal?: AbortSignal;
+  /** The node's age keys (BACKUP_ENCRYPTION_KEY), for an encrypted snapshot and encrypted binlogs. */
+  readonly keyring?: Keyring;
 }
 
 /** What a verified snapshot holds. */
@@ -295,8 +298,9 @@ export async function verifySnapshot(opts: VerifySnapshotOptions): Promise<Verif
       flavour: manifest.flavour,
       chownTo: opts.osUser,
       ...(signal ? { signal } : {}),
+      ...(opts.keyring ? { keyring: opts.keyring } : {}),
     });
-    const archive = await fetchArchive(store, manifest, `${scratch}/binlogs`, signal);
+    const archive = await fetchArchive(store, manifest, `${scratch}/binlogs`, signal, opts.keyring);
     const { plan } = archive.replay;
     const replay = archive.files.length > 0;
     await Deno.mkdir(`${scratch}/tmp`, { mode: 0o700 });
@@ -353,6 +357,7 @@ async function fetchArchive(
   manifest: Manifest,
   dir: string,
   signal: AbortSignal | undefined,
+  keyring: Keyring | undefined,
 ): Promise<{ replay: ArchiveReplayPlan; files: string[]; fault?: ReplayFault }> {
   const flavour = manifest.flavour;
   const lost: Segment[] = [];
@@ -370,7 +375,7 @@ async function fetchArchive(
   if (replay.plan.steps.length === 0) return { replay, files: [] };
   await Deno.mkdir(dir, { mode: 0o700 });
   try {
-    return { replay, files: await fetchSegments(store, replay.plan, dir, signal) };
+    return { replay, files: await fetchSegments(store, replay.plan, dir, signal, keyring) };
   } catch (e) {
     if (!(e instanceof ReplayError) || e.fault === undefined || signal?.aborted) throw e;
     const fault = e.fault;

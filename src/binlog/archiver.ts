@@ -28,6 +28,7 @@ import type { BinaryLogs, CallOptions } from "../mysql/server.ts";
 import type { SnapshotStore } from "../storage/store.ts";
 import { DigestStream } from "../backup/digest.ts";
 import { compressCommand } from "../backup/tools.ts";
+import { encryptCommand, encryptionInfo, type Keyring } from "../backup/encryption.ts";
 import { errorMessage } from "../text.ts";
 import { type BinlogSummary, type BinlogTransaction, scanBinlog, scanningStream } from "./scan.ts";
 import { formatSegment, MAX_MARKS, type Segment, SEGMENT_FORMAT, segmentKeys } from "./segment.ts";
@@ -62,6 +63,8 @@ export interface ArchiveOptions {
   readonly signal?: AbortSignal;
   /** @default () => new Date() */
   readonly now?: () => Date;
+  /** Encrypts every uploaded file (see {@link uploadSegment}). */
+  readonly keyring?: Keyring;
 }
 
 /** What one run did. */
@@ -184,6 +187,8 @@ export async function uploadSegment(o: {
   readonly flavour: Flavour;
   readonly signal?: AbortSignal;
   readonly now?: () => Date;
+  /** Encrypts the file (age, after zstd) to the keyring's recipients; the index entry records them. */
+  readonly keyring?: Keyring;
 }): Promise<Segment> {
   const { store, head, signal } = o;
   const keys = segmentKeys(o.node, head.serverId, head.file, head.createdAt);
@@ -193,7 +198,9 @@ export async function uploadSegment(o: {
   const file = await Deno.open(head.path);
   let stored: { size: number } | undefined;
   try {
-    await pipeline([{ argv: compressCommand() }], {
+    const stages = [{ argv: compressCommand() }];
+    if (o.keyring) stages.push({ argv: encryptCommand(o.keyring.recipients) });
+    await pipeline(stages, {
       source: file.readable.pipeThrough(scan.stream),
       sink: async (out) => {
         stored = await store.put(keys.data, out.pipeThrough(digest), signal);
@@ -235,6 +242,7 @@ export async function uploadSegment(o: {
     ...(summary.lastTime !== undefined ? { lastTime: summary.lastTime } : {}),
     ...(m !== undefined ? { marks: m } : {}),
     rawBytes: summary.bytes,
+    ...(o.keyring ? { encryption: encryptionInfo(o.keyring) } : {}),
     size,
     sha256,
     archivedAt: (o.now ?? (() => new Date()))().toISOString(),
@@ -336,7 +344,17 @@ export async function archiveBinlogs(o: ArchiveOptions): Promise<ArchiveOutcome>
     if (last !== undefined && continues && next !== undefined && within(flavour, next, last.endState)) {
       continue;
     }
-    uploaded.push(await uploadSegment({ store: o.store, head: todo[i], node: o.node, flavour, signal, now }));
+    uploaded.push(
+      await uploadSegment({
+        store: o.store,
+        head: todo[i],
+        node: o.node,
+        flavour,
+        signal,
+        now,
+        ...(o.keyring ? { keyring: o.keyring } : {}),
+      }),
+    );
   }
   const newest = uploaded[uploaded.length - 1];
   const base: ArchiveRecord = newest !== undefined
