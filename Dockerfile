@@ -6,9 +6,10 @@
 #   docker build -t autopilot-mysql:mariadb --build-arg FLAVOUR=mariadb .   # MariaDB 11.4 + mariabackup
 #
 # FLAVOUR is also what the image sets MYSQL_FLAVOUR to: `mysql` (Percona Server, the default) or `mariadb`.
-# Everything is pinned: base images by version (and by digest where one could be checked), ContainerPilot by
-# module version (the Go checksum database verifies the download), XtraBackup by package version. Nothing is
-# fetched with curl or wget, and no secret is baked in: every setting comes from the environment at run time.
+# Everything is pinned: base images by version (and by digest where one could be checked), ContainerPilot and
+# age by module version (the Go checksum database verifies the download), XtraBackup by package version.
+# Nothing is fetched with curl or wget, and no secret is baked in: every setting comes from the environment at
+# run time.
 ARG FLAVOUR=mysql
 
 # ---- autopilot: `deno task compile` builds it with the permission set in deno.json (-P=autopilot) ----------
@@ -47,6 +48,8 @@ RUN GOOS="$TARGETOS" GOARCH="$TARGETARCH" go install -trimpath \
 
 # ---- FLAVOUR=mysql: Percona Server 8.4 with Percona XtraBackup 8.4 from Percona's repository --------------
 FROM percona/percona-server:8.4.10-10.1 AS runtime-mysql
+# age and age-keygen (built with ContainerPilot above): BACKUP_ENCRYPTION_KEY, BACKUP_ENCRYPTION_RECIPIENTS.
+COPY --from=containerpilot /age /age-keygen /usr/bin/
 ARG XTRABACKUP_VERSION=8.4.0-6.1
 # Installing packages needs root (the base image ends as mysql); the last stage says why the image stays root.
 # hadolint ignore=DL3002
@@ -60,13 +63,16 @@ RUN set -eux; \
     microdnf -y install "percona-xtrabackup-84-${XTRABACKUP_VERSION}.el9" zstd procps-ng; \
     microdnf clean all; \
     rm -rf /var/cache/dnf /var/cache/yum; \
-    for program in /usr/sbin/mysqld /usr/bin/xtrabackup /usr/bin/xbstream /usr/bin/zstd /usr/bin/chown \
+    for program in /usr/sbin/mysqld /usr/bin/xtrabackup /usr/bin/xbstream /usr/bin/zstd /usr/bin/age \
+        /usr/bin/age-keygen /usr/bin/chown \
         /usr/bin/mysqlbinlog /usr/bin/mysql /usr/bin/kill; do \
       test -x "$program" || { echo "missing $program" >&2; exit 1; }; \
     done
 
 # ---- FLAVOUR=mariadb: MariaDB 11.4 with mariabackup and mbstream (both in the official image) -------------
 FROM mariadb:11.4.13@sha256:611a2fcc5fa7c6ceb8644c6f74b25ede004ff6c3a6b38c8f8c23d3bbf6c26430 AS runtime-mariadb
+# age and age-keygen (built with ContainerPilot above): BACKUP_ENCRYPTION_KEY, BACKUP_ENCRYPTION_RECIPIENTS.
+COPY --from=containerpilot /age /age-keygen /usr/bin/
 # MariaDB 11 ships the `mysqld` name only in mariadb-server-compat; ContainerPilot's job runs `mysqld`.
 # procps: /usr/bin/kill, with which autopilot crash-restarts mysqld to discard an unacknowledged semi-sync tail
 # (src/errant.ts), at whatever version the base image's release carries (DL3008).
@@ -76,7 +82,8 @@ RUN set -eux; \
     [ -x /usr/bin/kill ] || { apt-get update; apt-get install -y --no-install-recommends procps; \
       rm -rf /var/lib/apt/lists/*; }; \
     for program in /usr/sbin/mariadbd /usr/sbin/mysqld /usr/bin/mariadb-install-db /usr/bin/mariabackup \
-        /usr/bin/mbstream /usr/bin/zstd /usr/bin/chown /usr/bin/mariadb-binlog /usr/bin/mariadb /usr/bin/kill; do \
+        /usr/bin/mbstream /usr/bin/zstd /usr/bin/age /usr/bin/age-keygen /usr/bin/chown /usr/bin/mariadb-binlog \
+        /usr/bin/mariadb /usr/bin/kill; do \
       test -x "$program" || { echo "missing $program" >&2; exit 1; }; \
     done
 
@@ -95,7 +102,6 @@ LABEL org.opencontainers.image.title="autopilot-mysql" \
 ENV MYSQL_FLAVOUR=${FLAVOUR} \
     CONTAINERPILOT=/etc/containerpilot.json5
 COPY --from=containerpilot /containerpilot /usr/local/bin/containerpilot
-COPY --from=containerpilot /age /age-keygen /usr/bin/
 COPY --from=autopilot /src/autopilot /usr/local/bin/autopilot
 COPY containerpilot.json5 /etc/containerpilot.json5
 # Reads the container's cgroup memory limit for autopilot (which may not read /sys), then runs ContainerPilot.

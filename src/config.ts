@@ -15,7 +15,7 @@
  * @module
  */
 
-import { isAgeIdentity, parseRecipients } from "./backup/encryption.ts";
+import { isAgeIdentity, parseRecipients } from "./backup/age_keys.ts";
 /** A secret value. It prints as `<redacted>` everywhere; only {@link Secret.reveal} gives the text. */
 export class Secret {
   readonly #value: string;
@@ -1105,7 +1105,7 @@ function pathValue(config: Config, path: string): unknown {
 }
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {
-  return x !== null && typeof x === "object" && !(x instanceof Secret);
+  return x !== null && typeof x === "object" && !(x instanceof Secret) && !Array.isArray(x);
 }
 
 /** Copies `part` into `into`, merging the objects both have. */
