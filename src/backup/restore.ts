@@ -85,9 +85,9 @@ export interface RestoreResult {
  * @param opts The store, the snapshot, the datadir.
  * @returns The GTID and binlog position the backup itself recorded.
  * @throws {CorruptSnapshotError} when the data object is missing, differs from the manifest (SHA-256 or
- *   size), cannot be decompressed, or lacks a readable binlog info file matching the manifest.
+ *   size), cannot be decrypted or decompressed, or lacks a readable binlog info file matching the manifest.
  * @throws {RestoreError} when the datadir is not empty or not a directory, the snapshot is of another
- *   flavour, the data cannot be read from the store or unpacked, the prepare step or `chown` fails, or
+ *   flavour, it is encrypted and `keyring` holds no identity of its recipients (checked first), the data cannot be read from the store or unpacked, the prepare step or `chown` fails, or
  *   `signal` aborts. In every case the datadir is as it was and no staging directory is left.
  * @throws {RangeError} for a relative datadir or an invalid `chownTo`.
  */

@@ -120,11 +120,13 @@ export function stepFile(dir: string, i: number): string {
 }
 
 /**
- * Downloads each step's binlog into `dir` ({@link stepFile}), checking size and SHA-256 on the way.
+ * Downloads each step's binlog into `dir` ({@link stepFile}), checking size and SHA-256 on the way, and
+ * decrypting the encrypted ones with `keyring` (every one's key is checked before the first download).
  *
  * @returns The files, in step order.
  * @throws {ReplayError} naming the binlog at fault and the last point reachable before it (`fault` says
- *   which step; the files of the steps before it are complete).
+ *   which step; the files of the steps before it are complete); without `fault` when a binlog is
+ *   encrypted and `keyring` holds no identity of its recipients (nothing downloaded).
  */
 export async function fetchSegments(
   store: SnapshotStore,

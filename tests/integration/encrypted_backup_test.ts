@@ -12,6 +12,9 @@ import { readHead, uploadSegment } from "../../src/binlog/archiver.ts";
 import { ReplayError, restoreToPoint } from "../../src/binlog/replay.ts";
 import { Secret } from "../../src/config.ts";
 import { LocalStore } from "../../src/storage/local.ts";
+import { S3Store } from "../../src/storage/s3.ts";
+import type { SnapshotStore } from "../../src/storage/store.ts";
+import { AwsClient } from "aws4fetch";
 import { Harness, type MariadbNode, pathExists, runOk, waitFor } from "./harness/mod.ts";
 import { serve } from "./restored_server.ts";
 
@@ -36,7 +39,7 @@ async function one(node: MariadbNode, query: string): Promise<string> {
   return (await node.sql(query))[0][0];
 }
 
-async function setup(h: Harness) {
+async function setup(h: Harness, store: SnapshotStore = new LocalStore(`${h.dir}/snapshots`)) {
   const node = await h.startNode(1);
   await node.sql(
     "CREATE DATABASE app; USE app; CREATE TABLE t (id INT PRIMARY KEY, payload VARCHAR(64) NOT NULL); " +
@@ -44,7 +47,6 @@ async function setup(h: Harness) {
   );
   const key = await keygen();
   const ring = await keyring(key.identity);
-  const store = new LocalStore(`${h.dir}/snapshots`);
   const manifest = await takeSnapshot({
     store,
     flavour: "mariadb",
@@ -167,4 +169,37 @@ Deno.test("encrypted archived binlogs: the index entry names the recipient, a po
   const sql = await serve(h, datadir, `${h.dir}/pitr`);
   assertEquals((await sql("SELECT payload FROM app.t WHERE id = 900001"))[0][0], `${ROW}-after`);
   assertEquals((await sql("SELECT COUNT(*) FROM app.t"))[0][0], "5001");
+});
+
+Deno.test("an encrypted snapshot in an S3 store (versitygw): ciphertext in the bucket, restored with the key", async () => {
+  await using h = await Harness.create();
+  const s3 = await h.startS3();
+  const client = new AwsClient({
+    accessKeyId: s3.accessKey,
+    secretAccessKey: s3.secretKey,
+    service: "s3",
+    region: s3.region,
+  });
+  const made = await client.fetch(`${s3.endpoint}/enc`, { method: "PUT" });
+  assert(made.ok, `create bucket: HTTP ${made.status} ${await made.text()}`);
+  const store = new S3Store({
+    endpoint: s3.endpoint,
+    region: s3.region,
+    bucket: "enc",
+    prefix: "t/",
+    forcePathStyle: true,
+    accessKeyId: new Secret(s3.accessKey),
+    secretAccessKey: new Secret(s3.secretKey),
+  });
+  const { node, ring, manifest } = await setup(h, store);
+  const object = new Uint8Array(
+    await (await client.fetch(`${s3.endpoint}/enc/t/${manifest.key}`)).arrayBuffer(),
+  );
+  assertEquals(object.length, manifest.size);
+  assertEquals(new TextDecoder().decode(object.slice(0, 21)), "age-encryption.org/v1");
+  assert(!new TextDecoder().decode(object).includes(ROW), "the bucket holds a plaintext row");
+  const datadir = `${h.dir}/restored/data`;
+  await restoreSnapshot({ store, manifest, datadir, flavour: "mariadb", keyring: ring });
+  const sql = await serve(h, datadir, `${h.dir}/restored`);
+  assertEquals((await sql("CHECKSUM TABLE app.t"))[0][1], (await node.sql("CHECKSUM TABLE app.t"))[0][1]);
 });
