@@ -592,6 +592,14 @@ async function pitr(): Promise<void> {
 
 if (values.child) await child();
 else {
-  await main();
+  try {
+    await main();
+  } catch (e) {
+    // `await using` wraps the run's own failure when disposing fails too: print the run's first.
+    if (e instanceof SuppressedError) {
+      console.error("the run failed:", e.suppressed, "\nthen disposing failed:", e.error);
+    }
+    throw e;
+  }
   await pitr();
 }
