@@ -6,9 +6,10 @@
 #   docker build -t autopilot-mysql:mariadb --build-arg FLAVOUR=mariadb .   # MariaDB 11.4 + mariabackup
 #
 # FLAVOUR is also what the image sets MYSQL_FLAVOUR to: `mysql` (Percona Server, the default) or `mariadb`.
-# Everything is pinned: base images by version (and by digest where one could be checked), ContainerPilot by
-# module version (the Go checksum database verifies the download), XtraBackup by package version. Nothing is
-# fetched with curl or wget, and no secret is baked in: every setting comes from the environment at run time.
+# Everything is pinned: base images by version (and by digest where one could be checked), ContainerPilot and
+# age by module version (the Go checksum database verifies the download), XtraBackup by package version.
+# Nothing is fetched with curl or wget, and no secret is baked in: every setting comes from the environment at
+# run time.
 ARG FLAVOUR=mysql
 
 # ---- autopilot: `deno task compile` builds it with the permission set in deno.json (-P=autopilot) ----------
@@ -29,6 +30,9 @@ ARG TARGETARCH
 ARG CONTAINERPILOT_MODULE=github.com/Autopilot-Pattern-Revisited/containerpilot
 # v0.0.1, not the v4.0.0 tag: the module path lacks the /v4 suffix the go command needs for it.
 ARG CONTAINERPILOT_VERSION=v0.0.1
+# age (https://age-encryption.org), the reference implementation, for BACKUP_ENCRYPTION_KEY: the go command
+# checks the module against the checksum database like ContainerPilot.
+ARG AGE_VERSION=v1.3.1
 # Empty: Go's default module proxy, with its checksum database. `--build-arg GOPROXY=direct` fetches the
 # module from its repository instead (still checked against the checksum database).
 ARG GOPROXY
@@ -36,12 +40,16 @@ ENV CGO_ENABLED=0 GOTOOLCHAIN=local
 RUN GOOS="$TARGETOS" GOARCH="$TARGETARCH" go install -trimpath \
       -ldflags "-s -w -X ${CONTAINERPILOT_MODULE}/version.Version=${CONTAINERPILOT_VERSION}" \
       "${CONTAINERPILOT_MODULE}@${CONTAINERPILOT_VERSION}" \
+    && GOOS="$TARGETOS" GOARCH="$TARGETARCH" go install -trimpath -ldflags "-s -w" \
+      "filippo.io/age/cmd/age@${AGE_VERSION}" "filippo.io/age/cmd/age-keygen@${AGE_VERSION}" \
     && bin="$(go env GOPATH)/bin" \
-    && if [ -x "$bin/containerpilot" ]; then cp "$bin/containerpilot" /containerpilot; \
-       else cp "$bin/${TARGETOS}_${TARGETARCH}/containerpilot" /containerpilot; fi
+    && if [ -x "$bin/containerpilot" ]; then d="$bin"; else d="$bin/${TARGETOS}_${TARGETARCH}"; fi \
+    && cp "$d/containerpilot" "$d/age" "$d/age-keygen" /
 
 # ---- FLAVOUR=mysql: Percona Server 8.4 with Percona XtraBackup 8.4 from Percona's repository --------------
 FROM percona/percona-server:8.4.10-10.1 AS runtime-mysql
+# age and age-keygen (built with ContainerPilot above): BACKUP_ENCRYPTION_KEY, BACKUP_ENCRYPTION_RECIPIENTS.
+COPY --from=containerpilot /age /age-keygen /usr/bin/
 ARG XTRABACKUP_VERSION=8.4.0-6.1
 # Installing packages needs root (the base image ends as mysql); the last stage says why the image stays root.
 # hadolint ignore=DL3002
@@ -55,13 +63,16 @@ RUN set -eux; \
     microdnf -y install "percona-xtrabackup-84-${XTRABACKUP_VERSION}.el9" zstd procps-ng; \
     microdnf clean all; \
     rm -rf /var/cache/dnf /var/cache/yum; \
-    for program in /usr/sbin/mysqld /usr/bin/xtrabackup /usr/bin/xbstream /usr/bin/zstd /usr/bin/chown \
+    for program in /usr/sbin/mysqld /usr/bin/xtrabackup /usr/bin/xbstream /usr/bin/zstd /usr/bin/age \
+        /usr/bin/age-keygen /usr/bin/chown \
         /usr/bin/mysqlbinlog /usr/bin/mysql /usr/bin/kill; do \
       test -x "$program" || { echo "missing $program" >&2; exit 1; }; \
     done
 
 # ---- FLAVOUR=mariadb: MariaDB 11.4 with mariabackup and mbstream (both in the official image) -------------
 FROM mariadb:11.4.13@sha256:611a2fcc5fa7c6ceb8644c6f74b25ede004ff6c3a6b38c8f8c23d3bbf6c26430 AS runtime-mariadb
+# age and age-keygen (built with ContainerPilot above): BACKUP_ENCRYPTION_KEY, BACKUP_ENCRYPTION_RECIPIENTS.
+COPY --from=containerpilot /age /age-keygen /usr/bin/
 # MariaDB 11 ships the `mysqld` name only in mariadb-server-compat; ContainerPilot's job runs `mysqld`.
 # procps: /usr/bin/kill, with which autopilot crash-restarts mysqld to discard an unacknowledged semi-sync tail
 # (src/errant.ts), at whatever version the base image's release carries (DL3008).
@@ -71,7 +82,8 @@ RUN set -eux; \
     [ -x /usr/bin/kill ] || { apt-get update; apt-get install -y --no-install-recommends procps; \
       rm -rf /var/lib/apt/lists/*; }; \
     for program in /usr/sbin/mariadbd /usr/sbin/mysqld /usr/bin/mariadb-install-db /usr/bin/mariabackup \
-        /usr/bin/mbstream /usr/bin/zstd /usr/bin/chown /usr/bin/mariadb-binlog /usr/bin/mariadb /usr/bin/kill; do \
+        /usr/bin/mbstream /usr/bin/zstd /usr/bin/age /usr/bin/age-keygen /usr/bin/chown /usr/bin/mariadb-binlog \
+        /usr/bin/mariadb /usr/bin/kill; do \
       test -x "$program" || { echo "missing $program" >&2; exit 1; }; \
     done
 

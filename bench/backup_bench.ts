@@ -6,6 +6,9 @@
  *   periodic task makes before it publishes (`checkStoredBytes()`: the stored object read and hashed again);
  * - the raw restore, `zstd -d < the stored file | mbstream -x` then `mariabackup --prepare` (the tools alone);
  * - `restoreSnapshot()` from each store (store | SHA-256 | zstd -d | mbstream, then --prepare).
+ * - unless `--encrypt=false`: the same backups and restores encrypted (BACKUP_ENCRYPTION_KEY: `| age --encrypt`
+ *   after zstd, `age --decrypt |` before zstd -d), each beside the raw tools with age in the same run
+ *   (`mariabackup | zstd | age -r … > /dev/null`; `age -d < the stored file | zstd -d | mbstream -x`).
  *
  * Throughput is MiB of source datadir per second; "ratio" is our rate over the raw tools' rate measured in the
  * same run (backups against `mariabackup | zstd`, restores against the raw restore). Each backup and restore
@@ -46,6 +49,7 @@ import {
   prepareCommand,
 } from "../src/backup/tools.ts";
 import { LocalStore } from "../src/storage/local.ts";
+import { decryptCommand, encryptCommand, openKeyring } from "../src/backup/encryption.ts";
 import { S3Store } from "../src/storage/s3.ts";
 import type { SnapshotStore } from "../src/storage/store.ts";
 import {
@@ -66,6 +70,8 @@ const { values } = parseArgs({
     "stall-seconds": { type: "string", default: "5" },
     /** Point-in-time recovery figures after these (bench/pitr_bench.ts): MiB of binlog; 0 skips them. */
     "binlog-mb": { type: "string", default: "100" },
+    /** Also the encrypted backups and restores (age), beside the unencrypted ones. */
+    encrypt: { type: "string", default: "true" },
   },
 });
 
@@ -79,8 +85,8 @@ type StoreSpec =
 /** What a child process does. */
 type Job =
   | { op: "idle"; store: StoreSpec }
-  | { op: "backup"; store: StoreSpec; cnf: string; socket: string; version: string }
-  | { op: "restore"; store: StoreSpec; manifest: Manifest; datadir: string };
+  | { op: "backup"; store: StoreSpec; cnf: string; socket: string; version: string; identity?: string }
+  | { op: "restore"; store: StoreSpec; manifest: Manifest; datadir: string; identity?: string };
 
 /** What a child process reports. */
 interface JobResult {
@@ -126,6 +132,10 @@ async function peakKiB(pid: number | "self"): Promise<number> {
 async function child(): Promise<void> {
   const job: Job = JSON.parse(await new Response(Deno.stdin.readable).text());
   const store = openStore(job.store);
+  // The bench's own throwaway key (on stdin, never in argv); opening it runs age-keygen -y once, before timing.
+  const keyring = job.op !== "idle" && job.identity !== undefined
+    ? await openKeyring({ identity: new Secret(job.identity) })
+    : undefined;
   const cpu0 = await cpuSeconds();
   const t0 = performance.now();
   let manifest: Manifest | undefined;
@@ -139,6 +149,7 @@ async function child(): Promise<void> {
       nodeName: "bench",
       serverVersion: job.version,
       namePattern: `bench-${job.store.kind}-%Y-%m-%dT%H-%M-%SZ`,
+      ...(keyring ? { keyring } : {}),
     });
     const ms = performance.now() - t0;
     const cpu = await cpuSince(cpu0);
@@ -150,7 +161,13 @@ async function child(): Promise<void> {
     );
     return;
   } else if (job.op === "restore") {
-    await restoreSnapshot({ store, manifest: job.manifest, datadir: job.datadir, flavour: "mariadb" });
+    await restoreSnapshot({
+      store,
+      manifest: job.manifest,
+      datadir: job.datadir,
+      flavour: "mariadb",
+      ...(keyring ? { keyring } : {}),
+    });
   }
   const ms = performance.now() - t0;
   const result: JobResult = {
@@ -309,87 +326,135 @@ async function sizeFigures(size: number): Promise<void> {
     }],
   ];
   let stored = 0;
-  let localFile: string | undefined;
-  for (const [label, store] of stores) {
+  // A throwaway key for the encrypted runs, and its identity in a file for the raw `age -d`.
+  const keyText = new TextDecoder().decode(
+    (await new Deno.Command("age-keygen", { stdout: "piped" }).output()).stdout,
+  );
+  const identity = keyText.split("\n").find((l) => l.startsWith("AGE-SECRET-KEY-1"))!;
+  const recipient = /public key: (age1\w+)/.exec(keyText)![1];
+  const identityFile = `${h.dir}/bench-identity.txt`;
+  await Deno.writeTextFile(identityFile, `${identity}\n`, { mode: 0o600 });
+  const variants = values.encrypt === "false" ? [false] : [false, true];
+  /** The unencrypted backup's and restore's median times, per store: what encryption costs is read against them. */
+  const plain = new Map<string, { backupMs: number; restoreMs: number }>();
+  /** The directory store's copy of each variant's snapshot: the raw restores read it. */
+  const localFiles = new Map<boolean, string>();
+  for (const [label0, store] of stores) {
     const idle = await runJob({ op: "idle", store });
-    rows.push([`idle child (baseline), ${label}`, "-", "-", "-", "-", mib(idle.peakKiB)]);
-    const pairedRaw: number[] = [];
-    let kept = false;
-    const backups = await repeat(async () => {
-      pairedRaw.push(await timeRaw(`"$@" | ${zstd} > /dev/null`, argv));
-      if (store.kind === "local") {
-        rawFileMs.push(await timeRaw(`"$@" | ${zstd} > "${rawFile}" && sync "${rawFile}"`, argv));
-        await Deno.remove(rawFile);
+    rows.push([`idle child (baseline), ${label0}`, "-", "-", "-", "-", mib(idle.peakKiB)]);
+    for (const encrypted of variants) {
+      const label = encrypted ? `${label0}, encrypted (age)` : label0;
+      const key = encrypted ? { identity } : {};
+      const age = encrypted ? ` \\| ${encryptCommand([recipient]).join(" ")}` : "";
+      const rawBackup = encrypted
+        ? `"$@" | ${zstd} | ${encryptCommand([recipient]).join(" ")} > /dev/null`
+        : `"$@" | ${zstd} > /dev/null`;
+      const pairedRaw: number[] = [];
+      let kept = false;
+      const backups = await repeat(async () => {
+        pairedRaw.push(await timeRaw(rawBackup, argv));
+        if (store.kind === "local" && !encrypted) {
+          rawFileMs.push(await timeRaw(`"$@" | ${zstd} > "${rawFile}" && sync "${rawFile}"`, argv));
+          await Deno.remove(rawFile);
+        }
+        await new Promise((r) => setTimeout(r, 1100)); // snapshot names have 1 s resolution
+        const result = await runJob({
+          op: "backup",
+          store,
+          cnf: node.cnf,
+          socket: node.socket,
+          version,
+          ...key,
+        });
+        // Only the first is kept (for the restores): each backup then writes into memory the page cache had
+        // used before, as the raw tools' file does (on this VM, pages never used yet cost much more to fill).
+        if (kept) await openStore(store).delete([manifestKey(result.manifest!.name), result.manifest!.key]);
+        kept = true;
+        return result;
+      });
+      if (!encrypted) rawZstdMs.push(...pairedRaw);
+      const rawZstd = median(pairedRaw);
+      const manifest = backups[0].manifest!;
+      if (!encrypted) stored = manifest.size;
+      if (encrypted) {
+        rows.push([
+          `raw: mariabackup --stream=mbstream \\| ${zstd}${age} > /dev/null (before each backup to ${label0})`,
+          fmtS(rawZstd),
+          rate(rawZstd),
+          "(this backup's reference)",
+          "-",
+          "-",
+        ]);
       }
-      await new Promise((r) => setTimeout(r, 1100)); // snapshot names have 1 s resolution
-      const result = await runJob({ op: "backup", store, cnf: node.cnf, socket: node.socket, version });
-      // Only the first is kept (for the restores): each backup then writes into memory the page cache had
-      // used before, as the raw tools' file does (on this VM, pages never used yet cost much more to fill).
-      if (kept) await openStore(store).delete([manifestKey(result.manifest!.name), result.manifest!.key]);
-      kept = true;
-      return result;
-    });
-    rawZstdMs.push(...pairedRaw);
-    const rawZstd = median(pairedRaw);
-    const manifest = backups[0].manifest!;
-    stored = manifest.size;
-    const backupMs = median(backups.map((b) => b.ms));
-    const checkMs = median(backups.map((b) => b.checkMs ?? 0));
-    const bothMs = median(backups.map((b) => b.ms + (b.checkMs ?? 0)));
-    const peak = mib(maxPeak(backups));
-    const intoFile = store.kind === "local"
-      ? ` (${ratio(median(rawFileMs), backupMs)} of the raw tools into a file)`
-      : "";
-    rows.push([
-      `backup to ${label}`,
-      fmtS(backupMs),
-      rate(backupMs),
-      ratio(rawZstd, backupMs) + intoFile,
-      cpu(backups),
-      peak,
-    ]);
-    rows.push([`read-back check (${label})`, fmtS(checkMs), "-", "-", "-", "-"]);
-    rows.push([
-      `backup + read-back check (${label})`,
-      fmtS(bothMs),
-      rate(bothMs),
-      ratio(rawZstd, bothMs),
-      "-",
-      "-",
-    ]);
-    // The raw restore reads the directory store's copy (the S3 store's object holds the same bytes).
-    localFile ??= store.kind === "local" ? `${store.dir}/${manifest.key}` : undefined;
-    const rawDir = `${h.dir}/raw-restore`;
-    const script = `mkdir -p "$1" && ${decompressCommand().join(" ")} < "$2" | ${
-      extractCommand("mariadb", rawDir).join(" ")
-    } && ${prepareCommand("mariadb", rawDir).join(" ")} 2>/dev/null`;
-    const pairedRawRestore: number[] = [];
-    const restores = await repeat(async () => {
-      pairedRawRestore.push(await timeRaw(script, [rawDir, localFile!]));
-      await Deno.remove(rawDir, { recursive: true });
-      const datadir = `${h.dir}/restored-${store.kind}/data`;
-      const result = await runJob({ op: "restore", store, manifest, datadir });
-      await Deno.remove(`${h.dir}/restored-${store.kind}`, { recursive: true });
-      return result;
-    });
-    const rawRestore = median(pairedRawRestore);
-    rows.push([
-      `raw: zstd -d \\| mbstream -x, then mariabackup --prepare (beside the restores from ${label})`,
-      fmtS(rawRestore),
-      rate(rawRestore),
-      "(the restores' reference)",
-      "-",
-      "-",
-    ]);
-    const restoreMs = median(restores.map((r) => r.ms));
-    rows.push([
-      `restore from ${label}`,
-      fmtS(restoreMs),
-      rate(restoreMs),
-      ratio(rawRestore, restoreMs),
-      cpu(restores),
-      mib(maxPeak(restores)),
-    ]);
+      const backupMs = median(backups.map((b) => b.ms));
+      const cost = (ms: number, of: "backupMs" | "restoreMs") =>
+        encrypted
+          ? `; ${ratio(plain.get(label0)![of], ms)} of the unencrypted ${of.slice(0, -2)}'s rate`
+          : "";
+      const checkMs = median(backups.map((b) => b.checkMs ?? 0));
+      const bothMs = median(backups.map((b) => b.ms + (b.checkMs ?? 0)));
+      const peak = mib(maxPeak(backups));
+      const intoFile = store.kind === "local" && !encrypted
+        ? ` (${ratio(median(rawFileMs), backupMs)} of the raw tools into a file)`
+        : "";
+      rows.push([
+        `backup to ${label}`,
+        fmtS(backupMs),
+        rate(backupMs),
+        ratio(rawZstd, backupMs) + intoFile + cost(backupMs, "backupMs"),
+        cpu(backups),
+        peak,
+      ]);
+      rows.push([`read-back check (${label})`, fmtS(checkMs), "-", "-", "-", "-"]);
+      rows.push([
+        `backup + read-back check (${label})`,
+        fmtS(bothMs),
+        rate(bothMs),
+        ratio(rawZstd, bothMs),
+        "-",
+        "-",
+      ]);
+      // The raw restore reads the directory store's copy (the S3 store's object holds the same bytes).
+      if (store.kind === "local") localFiles.set(encrypted, `${store.dir}/${manifest.key}`);
+      const localFile = localFiles.get(encrypted);
+      const rawDir = `${h.dir}/raw-restore`;
+      const unzstd = encrypted
+        ? `${decryptCommand(identityFile).join(" ")} < "$2" | ${decompressCommand().join(" ")}`
+        : `${decompressCommand().join(" ")} < "$2"`;
+      const script = `mkdir -p "$1" && ${unzstd} | ${extractCommand("mariadb", rawDir).join(" ")} && ${
+        prepareCommand("mariadb", rawDir).join(" ")
+      } 2>/dev/null`;
+      const pairedRawRestore: number[] = [];
+      const restores = await repeat(async () => {
+        pairedRawRestore.push(await timeRaw(script, [rawDir, localFile!]));
+        await Deno.remove(rawDir, { recursive: true });
+        const datadir = `${h.dir}/restored-${store.kind}/data`;
+        const result = await runJob({ op: "restore", store, manifest, datadir, ...key });
+        await Deno.remove(`${h.dir}/restored-${store.kind}`, { recursive: true });
+        return result;
+      });
+      const rawRestore = median(pairedRawRestore);
+      rows.push([
+        `raw: ${
+          encrypted ? "age -d \\| " : ""
+        }zstd -d \\| mbstream -x, then mariabackup --prepare (beside the restores from ${label})`,
+        fmtS(rawRestore),
+        rate(rawRestore),
+        "(the restores' reference)",
+        "-",
+        "-",
+      ]);
+      const restoreMs = median(restores.map((r) => r.ms));
+      if (!encrypted) plain.set(label0, { backupMs, restoreMs });
+      rows.push([
+        `restore from ${label}`,
+        fmtS(restoreMs),
+        rate(restoreMs),
+        ratio(rawRestore, restoreMs) + cost(restoreMs, "restoreMs"),
+        cpu(restores),
+        mib(maxPeak(restores)),
+      ]);
+    }
   }
   const allRaw = median(rawZstdMs);
   rows[rawZstdRow] = [
@@ -527,6 +592,14 @@ async function pitr(): Promise<void> {
 
 if (values.child) await child();
 else {
-  await main();
+  try {
+    await main();
+  } catch (e) {
+    // `await using` wraps the run's own failure when disposing fails too: print the run's first.
+    if (e instanceof SuppressedError) {
+      console.error("the run failed:", e.suppressed, "\nthen disposing failed:", e.error);
+    }
+    throw e;
+  }
   await pitr();
 }

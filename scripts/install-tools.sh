@@ -21,7 +21,7 @@ if [[ ${1:-} == --print ]]; then print_paths; exit 0; fi
 mkdir -p "$TOOLS_CACHE/logs"
 
 # --- Debian packages -------------------------------------------------------------------------
-debian_packages=(mariadb-server mariadb-backup mariadb-client zstd iproute2 nftables procps python3-pip time)
+debian_packages=(mariadb-server mariadb-backup mariadb-client zstd age iproute2 nftables procps python3-pip time)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

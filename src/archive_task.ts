@@ -21,6 +21,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "./config.ts";
+import { openKeyring } from "./backup/encryption.ts";
 import { ConsulRequestError, ConsulStore, ConsulUnavailableError } from "./consul.ts";
 import { ConsulClusterKv } from "./cluster_kv.ts";
 import { flavourOf } from "./local.ts";
@@ -104,8 +105,10 @@ export async function runArchive(config: Config, opts: { signal?: AbortSignal } 
     };
     await putMetrics({ binlog_archive_runs_total: 1 });
     const started = performance.now();
+    const keyring = await openKeyring(config.backup.encryption, opts.signal);
     const outcome = await archiveBinlogs({
       store,
+      ...(keyring ? { keyring } : {}),
       server,
       flavour,
       node: config.node.name,

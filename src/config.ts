@@ -16,6 +16,8 @@
  *
  * @module
  */
+
+import { isAgeIdentity, parseRecipients } from "./backup/age_keys.ts";
 /** A secret value. It prints as `<redacted>` everywhere; only {@link Secret.reveal} gives the text. */
 export class Secret {
   readonly #value: string;
@@ -178,6 +180,11 @@ export interface BackupConfig {
   readonly verify: boolean;
   /** How often the primary archives its binlogs (closing the open one when it holds transactions). */
   readonly archiveIntervalSeconds: number;
+  /** age encryption of snapshots and archived binlogs; absent when neither key variable is set. */
+  readonly encryption?: {
+    readonly identity?: Secret;
+    readonly recipients?: readonly string[];
+  };
 }
 
 /** S3-compatible store settings. */
@@ -272,7 +279,7 @@ interface Derived {
   readonly text: (v: Values, host: ConfigHost) => string | undefined;
 }
 
-type Leaf = string | number | boolean | Secret;
+type Leaf = string | number | boolean | Secret | readonly string[];
 /** The dotted paths of the fields of `O` that can hold a `T` ("mysql.port"). */
 type PathTo<O, T> = {
   [K in keyof O & string]-?: NonNullable<O[K]> extends Leaf ? ([T] extends [NonNullable<O[K]>] ? K : never)
@@ -419,6 +426,30 @@ const account = text((s) =>
 const httpUrl = text((s) => isHttpUrl(s) ? undefined : "must be an http:// or https:// URL");
 
 const secret: Kind<Secret> = { parse: (s) => new Secret(s), show: String, secret: true };
+
+/** An age X25519 identity (`AGE-SECRET-KEY-1…`); the message never shows it. */
+const ageIdentity: Kind<Secret> = {
+  parse: (s) =>
+    isAgeIdentity(s.trim()) ? new Secret(s.trim()) : wrong(
+      "is not an age identity: it must be one line AGE-SECRET-KEY-1 followed by 58 characters " +
+        "(make one with `age-keygen`)",
+    ),
+  show: String,
+  secret: true,
+};
+
+/** age X25519 recipients (`age1…`), comma separated. */
+const ageRecipients: Kind<readonly string[]> = {
+  parse: (s) => {
+    const r = parseRecipients(s);
+    return "wrong" in r
+      ? wrong(
+        `must be age recipients (age1 followed by 58 characters), comma separated; '${r.wrong}' is not one`,
+      )
+      : Object.freeze(r.recipients);
+  },
+  show: (r) => r.join(","),
+};
 
 /** A PEM private key, newlines written as `#` (an env file holds one line a variable). */
 const pemKey: Kind<Secret> = {
@@ -897,6 +928,17 @@ backups("BACKUP_VERIFY", flag, {
   doc: "A healthy replica restores each new snapshot in MYSQL_TMPDIR, checks every table and replays the " +
     "archived binlogs after it to the archive's end.",
 });
+backups("BACKUP_ENCRYPTION_KEY", ageIdentity, {
+  at: "backup.encryption.identity",
+  doc: "An age identity (`AGE-SECRET-KEY-1…`, from `age-keygen`): snapshots and archived binlogs are " +
+    "encrypted to its recipient before they leave the node, and restores, verification and point-in-time " +
+    "restores decrypt with it. Unset on every node: nothing is encrypted.",
+});
+backups("BACKUP_ENCRYPTION_RECIPIENTS", ageRecipients, {
+  at: "backup.encryption.recipients",
+  doc: "age recipients (`age1…`, comma separated) to encrypt to as well, or instead: a node with only " +
+    "these encrypts but cannot restore.",
+});
 backups("BINLOG_ARCHIVE_INTERVAL", seconds(1000, 86_400_000, { goDuration: true }), {
   default: "60s",
   at: "backup.archiveIntervalSeconds",
@@ -1231,7 +1273,7 @@ function pathValue(config: Config, path: string): unknown {
 }
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {
-  return x !== null && typeof x === "object" && !(x instanceof Secret);
+  return x !== null && typeof x === "object" && !(x instanceof Secret) && !Array.isArray(x);
 }
 
 /** Copies `part` into `into`, merging the objects both have. */

@@ -149,7 +149,11 @@ export async function pipeline(
       const source = io.source;
       tasks.push(
         feed(source, children[0].child.stdin!, feeding.signal).catch((e) => {
-          if (!feeding.signal.aborted) fail(asError(e, "source"));
+          if (feeding.signal.aborted) return;
+          // The first stage closed its stdin (it exited early): its exit status tells why, so the others are
+          // not killed before it is known (a kill would hide the stage's own failure behind this EPIPE).
+          if ((e as { code?: unknown }).code === "EPIPE") failures.push(asError(e, "source"));
+          else fail(asError(e, "source"));
         }),
       );
     }

@@ -26,6 +26,7 @@ import type { MysqlServer } from "./mysql/server.ts";
 import type { Flavour } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
 import { openStore } from "./storage/open.ts";
+import { openKeyring } from "./backup/encryption.ts";
 import {
   chooseBufferPoolLogged,
   shutDownLocalServer,
@@ -120,8 +121,10 @@ export async function restoreRebuiltDatadir(
     }
   }
   const pool = chooseBufferPoolLogged(config, log);
+  const keyring = await openKeyring(config.backup.encryption);
   const restored = await restoreSnapshot({
     store: await openStore(config),
+    ...(keyring ? { keyring } : {}),
     manifest,
     datadir,
     flavour,

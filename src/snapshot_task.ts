@@ -48,6 +48,7 @@ import { pruneSnapshots, retentionPolicy } from "./backup/retention.ts";
 import { publishedSnapshot, takeAndPublishSnapshot, type VerificationRecord } from "./snapshots.ts";
 import { ArchiveReplayError, verifySnapshot } from "./backup/verify.ts";
 import { openStore } from "./storage/open.ts";
+import { openKeyring } from "./backup/encryption.ts";
 import { EXIT } from "./command.ts";
 import { putMetrics } from "./metrics.ts";
 import { clusterPrefix, type Manifest } from "./backup/manifest.ts";
@@ -323,8 +324,10 @@ async function verifyLast(
   let error: string | undefined;
   let replay: { binlogs: number; replayedTo: string } | undefined;
   try {
+    const keyring = await openKeyring(config.backup.encryption, signal);
     const r = await verifySnapshot({
       store: await openStore(config),
+      ...(keyring ? { keyring } : {}),
       manifest,
       tmpdir: config.mysql.tmpdir,
       osUser: config.mysql.osUser,

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { openKeyring } from "./backup/encryption.ts";
 import type { Config } from "./config.ts";
 import type { ClusterKv, VerificationRecord } from "./cluster_kv.ts";
 import { takeSnapshot } from "./backup/backup.ts";
@@ -48,6 +49,7 @@ export async function takeAndPublishSnapshot(
   // MariaDB: every server's last GTID (gtid_binlog_state), so a node restored from the snapshot keeps them
   // (see Manifest).
   const binlogStateBefore = flavour === "mariadb" ? (await server.gtidState({ signal })).executed : undefined;
+  const keyring = await openKeyring(config.backup.encryption, signal);
   const manifest = await takeSnapshot({
     store,
     flavour,
@@ -59,6 +61,7 @@ export async function takeAndPublishSnapshot(
     namePattern: config.backup.name,
     datadir: config.mysql.datadir,
     ...(binlogStateBefore ? { binlogStateBefore } : {}),
+    ...(keyring ? { keyring } : {}),
     ...(signal ? { signal } : {}),
   });
   try {

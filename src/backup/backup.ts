@@ -25,6 +25,7 @@ import {
   renderBackupName,
 } from "./manifest.ts";
 import { backupCommand, compressCommand, includeOptionFiles } from "./tools.ts";
+import { encryptCommand, encryptionInfo, type Keyring } from "./encryption.ts";
 import { errorMessage } from "../text.ts";
 
 /** What {@link takeSnapshot} needs. */
@@ -60,6 +61,11 @@ export interface TakeSnapshotOptions {
    * for streamed objects over 5 GB). Without it, no bound is given.
    */
   readonly datadir?: string;
+  /**
+   * Encrypts the snapshot (`age`, after zstd, to the keyring's recipients) before it leaves the node; the
+   * manifest records the recipients. @default not encrypted
+   */
+  readonly keyring?: Keyring;
   /** The backup's start time (names it and dates the manifest). @default new Date() */
   readonly now?: Date;
   /** Kills the backup and publishes nothing when aborted. */
@@ -68,7 +74,7 @@ export interface TakeSnapshotOptions {
 
 /**
  * Takes a hot backup of the running server into the store: `mariabackup --backup --stream=xbstream | zstd`
- * (xtrabackup on MySQL) flows into `store.put()` through a hashing stream, then the manifest is written. Every
+ * (xtrabackup on MySQL; `| age --encrypt` with a keyring) flows into `store.put()` through a hashing stream, then the manifest is written. Every
  * stage must succeed (pipefail) and the tool must report `completed OK!` and a binlog position; otherwise the
  * data object is deleted, no manifest is written, and the error is thrown.
  *
@@ -130,7 +136,9 @@ export async function takeSnapshot(opts: TakeSnapshotOptions): Promise<Manifest>
     let stored: ObjectInfo | undefined;
     let stderrs: string[];
     try {
-      stderrs = await pipeline([{ argv }, { argv: compressCommand() }], {
+      const stages = [{ argv }, { argv: compressCommand() }];
+      if (opts.keyring) stages.push({ argv: encryptCommand(opts.keyring.recipients) });
+      stderrs = await pipeline(stages, {
         sink: async (out) => {
           attempted = true;
           stored = await store.put(key, out.pipeThrough(digest), signal, maxBytes ? { maxBytes } : {});
@@ -179,6 +187,7 @@ export async function takeSnapshot(opts: TakeSnapshotOptions): Promise<Manifest>
       serverVersion: opts.serverVersion,
       tool,
       compression: "zstd",
+      ...(opts.keyring ? { encryption: encryptionInfo(opts.keyring) } : {}),
       sha256,
       size,
       gtid: log.gtid,

@@ -10,6 +10,7 @@ import { checkKey } from "../storage/store.ts";
 import type { Flavour } from "../mysql/flavour.ts";
 import { parseGtidSet } from "../mysql/gtid.ts";
 import { CorruptSnapshotError } from "./errors.ts";
+import { type EncryptionInfo, parseEncryptionInfo } from "./encryption.ts";
 import { errorMessage } from "../text.ts";
 
 /** The manifest format this module writes and reads. */
@@ -52,9 +53,14 @@ export interface Manifest {
   readonly tool: BackupTool;
   /** How the xbstream is compressed. */
   readonly compression: "zstd";
-  /** SHA-256 of the stored (compressed) bytes, 64 lower-case hex digits. */
+  /**
+   * Present when the stored bytes are the compressed xbstream encrypted with age: the recipients (public
+   * keys) it is encrypted to, never a secret. Absent: the stored bytes are the compressed xbstream.
+   */
+  readonly encryption?: EncryptionInfo;
+  /** SHA-256 of the stored bytes (compressed, and encrypted if it is), 64 lower-case hex digits. */
   readonly sha256: string;
-  /** Size of the stored (compressed) bytes. */
+  /** Size of the stored bytes. */
   readonly size: number;
   /** The backup's GTID position in the flavour's own format (`0-1-16`, or a MySQL GTID set); may be empty. */
   readonly gtid: string;
@@ -209,6 +215,11 @@ export function formatManifest(manifest: Manifest): string {
     serverVersion: manifest.serverVersion,
     tool: manifest.tool,
     compression: manifest.compression,
+    ...(manifest.encryption !== undefined
+      ? {
+        encryption: { format: manifest.encryption.format, recipients: [...manifest.encryption.recipients] },
+      }
+      : {}),
     sha256: manifest.sha256,
     size: manifest.size,
     gtid: manifest.gtid,
@@ -274,6 +285,8 @@ export function parseManifest(text: string, source = "manifest"): Manifest {
     `must be '${backupTool(flavour)}' for ${flavour}`,
   );
   const compression = str("compression", (s) => s === "zstd", "must be 'zstd'");
+  const encryption = o.encryption === undefined ? undefined : parseEncryptionInfo(o.encryption);
+  if (encryption !== undefined && "problem" in encryption) bad("encryption", encryption.problem);
   const sha256 = str("sha256", (s) => /^[0-9a-f]{64}$/.test(s), "must be 64 lower-case hex digits");
   const size = o.size;
   if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0) {
@@ -304,6 +317,7 @@ export function parseManifest(text: string, source = "manifest"): Manifest {
     serverVersion,
     tool: tool as BackupTool,
     compression: compression as "zstd",
+    ...(encryption !== undefined ? { encryption: encryption as EncryptionInfo } : {}),
     sha256,
     size: size as number,
     gtid,

@@ -1,5 +1,6 @@
 /**
- * Restoring a snapshot into an empty datadir: stream it from the store through `zstd -d` into the unpacker
+ * Restoring a snapshot into an empty datadir: stream it from the store through `age -d` (when it is
+ * encrypted) and `zstd -d` into the unpacker
  * in a staging directory beside the datadir, verify its SHA-256 and size against the manifest, prepare it,
  * read the GTID position from the backup's own binlog info file, then move it into place with one rename.
  * Until that rename the datadir is never touched; on any failure the staging directory is removed.
@@ -23,6 +24,13 @@ import {
   parseBinlogInfo,
 } from "./manifest.ts";
 import { decompressCommand, extractCommand, prepareCommand } from "./tools.ts";
+import {
+  cannotDecrypt,
+  decryptCommand,
+  isDecryptFailure,
+  type Keyring,
+  withIdentityFile,
+} from "./encryption.ts";
 import { errorMessage } from "../text.ts";
 
 /** What {@link restoreSnapshot} needs. */
@@ -37,6 +45,11 @@ export interface RestoreSnapshotOptions {
   readonly flavour: Flavour;
   /** Stops the restore (nothing is left behind) when aborted. */
   readonly signal?: AbortSignal;
+  /**
+   * The node's age keys (BACKUP_ENCRYPTION_KEY): an encrypted snapshot needs the identity of one of its
+   * recipients, checked before anything is touched. @default none: only unencrypted snapshots restore
+   */
+  readonly keyring?: Keyring;
   /** The OS account (`mysql`, or `user:group`) that gets the restored files (`chown -R`). */
   readonly chownTo?: string;
   /**
@@ -72,9 +85,9 @@ export interface RestoreResult {
  * @param opts The store, the snapshot, the datadir.
  * @returns The GTID and binlog position the backup itself recorded.
  * @throws {CorruptSnapshotError} when the data object is missing, differs from the manifest (SHA-256 or
- *   size), cannot be decompressed, or lacks a readable binlog info file matching the manifest.
+ *   size), cannot be decrypted or decompressed, or lacks a readable binlog info file matching the manifest.
  * @throws {RestoreError} when the datadir is not empty or not a directory, the snapshot is of another
- *   flavour, the data cannot be read from the store or unpacked, the prepare step or `chown` fails, or
+ *   flavour, it is encrypted and `keyring` holds no identity of its recipients (checked first), the data cannot be read from the store or unpacked, the prepare step or `chown` fails, or
  *   `signal` aborts. In every case the datadir is as it was and no staging directory is left.
  * @throws {RangeError} for a relative datadir or an invalid `chownTo`.
  */
@@ -100,6 +113,10 @@ export async function restoreSnapshot(opts: RestoreSnapshotOptions): Promise<Res
       `it was taken from a ${manifest.flavour} server but this node runs ${flavour}`,
       `the datadir was not touched; restore a ${flavour} snapshot, or run the ${manifest.flavour} image`,
     );
+  }
+  if (manifest.encryption !== undefined) {
+    const problem = cannotDecrypt(manifest.encryption, opts.keyring, "it");
+    if (problem !== undefined) refuse(problem, "nothing was touched");
   }
   signal?.throwIfAborted();
 
@@ -198,13 +215,21 @@ async function extract(opts: RestoreSnapshotOptions, datadir: string, staging: s
   }
   const source = hashedSource(body, signal);
   let unpackError: unknown;
-  try {
-    await pipeline([{ argv: decompressCommand() }, { argv: extractCommand(flavour, staging) }], {
-      source: source.readable,
-      signal,
-    });
-  } catch (e) {
-    unpackError = e;
+  const unpack = async (identityFile?: string) => {
+    try {
+      await pipeline([
+        ...(identityFile !== undefined ? [{ argv: decryptCommand(identityFile) }] : []),
+        { argv: decompressCommand() },
+        { argv: extractCommand(flavour, staging) },
+      ], { source: source.readable, signal });
+    } catch (e) {
+      unpackError = e;
+    }
+  };
+  if (manifest.encryption !== undefined && opts.keyring !== undefined) {
+    await withIdentityFile(opts.keyring, unpack);
+  } else {
+    await unpack();
   }
   let digest: Digest;
   try {
@@ -225,6 +250,12 @@ async function extract(opts: RestoreSnapshotOptions, datadir: string, staging: s
     );
   }
   if (unpackError === undefined) return;
+  // The bytes are the manifest's and the identity is one of its recipients: age rejecting them means they
+  // were bad from the start.
+  if (!signal?.aborted && isDecryptFailure(unpackError)) {
+    const problem = `it does not decrypt: ${withoutLogPrefixes(unpackError.message)}`;
+    throw new CorruptSnapshotError(name, problem, undefined, { cause: unpackError });
+  }
   // These are the bytes the manifest describes: zstd rejecting them means they were bad from the start, while
   // the unpacker failing on sound input is most likely a local problem (disk full, permissions).
   if (

@@ -24,6 +24,7 @@ import { latestSnapshot } from "./backup.ts";
 import { CorruptSnapshotError } from "./errors.ts";
 import { type Manifest, manifestKey, parseManifest } from "./manifest.ts";
 import { restoreSnapshot } from "./restore.ts";
+import type { Keyring } from "./encryption.ts";
 import {
   errorLogTail,
   MAX_SOCKET_PATH,
@@ -146,6 +147,8 @@ export interface VerifySnapshotOptions {
   readonly cluster?: string;
   /** The archive record's endState in Consul, when read: the history replayed to its end. */
   readonly head?: string;
+  /** The node's age keys (BACKUP_ENCRYPTION_KEY), for an encrypted snapshot and encrypted binlogs. */
+  readonly keyring?: Keyring;
 }
 
 /** What a verified snapshot holds. */
@@ -312,6 +315,7 @@ export async function verifySnapshot(opts: VerifySnapshotOptions): Promise<Verif
       flavour: manifest.flavour,
       chownTo: opts.osUser,
       ...(signal ? { signal } : {}),
+      ...(opts.keyring ? { keyring: opts.keyring } : {}),
     });
     const archive = await fetchArchive(
       store,
@@ -320,6 +324,7 @@ export async function verifySnapshot(opts: VerifySnapshotOptions): Promise<Verif
       signal,
       opts.cluster ?? "",
       opts.head,
+      opts.keyring,
     );
     const { plan } = archive.replay;
     const replay = archive.files.length > 0;
@@ -386,6 +391,7 @@ async function fetchArchive(
   signal: AbortSignal | undefined,
   cluster: string,
   head: string | undefined,
+  keyring: Keyring | undefined,
 ): Promise<{ replay: ArchiveReplayPlan; files: string[]; fault?: ReplayFault }> {
   const flavour = manifest.flavour;
   const lost: Segment[] = [];
@@ -405,7 +411,7 @@ async function fetchArchive(
   if (replay.plan.steps.length === 0) return { replay, files: [] };
   await Deno.mkdir(dir, { mode: 0o700 });
   try {
-    return { replay, files: await fetchSegments(store, replay.plan, dir, signal) };
+    return { replay, files: await fetchSegments(store, replay.plan, dir, signal, keyring) };
   } catch (e) {
     if (!(e instanceof ReplayError) || e.fault === undefined || signal?.aborted) throw e;
     const fault = e.fault;

@@ -28,6 +28,7 @@ import type { BinaryLogs, CallOptions } from "../mysql/server.ts";
 import type { SnapshotStore } from "../storage/store.ts";
 import { DigestStream } from "../backup/digest.ts";
 import { compressCommand } from "../backup/tools.ts";
+import { encryptCommand, encryptionInfo, type Keyring } from "../backup/encryption.ts";
 import { errorMessage } from "../text.ts";
 import { type BinlogSummary, type BinlogTransaction, scanBinlog, scanningStream } from "./scan.ts";
 import {
@@ -79,6 +80,8 @@ export interface ArchiveOptions {
   readonly signal?: AbortSignal;
   /** @default () => new Date() */
   readonly now?: () => Date;
+  /** Encrypts every uploaded file (see {@link uploadSegment}). */
+  readonly keyring?: Keyring;
 }
 
 /** What one run did. */
@@ -274,6 +277,8 @@ export async function uploadSegment(o: {
   readonly flavour: Flavour;
   readonly signal?: AbortSignal;
   readonly now?: () => Date;
+  /** Encrypts the file (age, after zstd) to the keyring's recipients; the index entry records them. */
+  readonly keyring?: Keyring;
 }): Promise<Segment> {
   const { store, head, signal } = o;
   const keys = segmentKeys(o.node, head.serverId, head.file, head.createdAt, o.cluster ?? "");
@@ -316,7 +321,9 @@ export async function uploadSegment(o: {
   };
   let stored: { size: number } | undefined;
   try {
-    await pipeline([{ argv: compressCommand() }], {
+    const stages = [{ argv: compressCommand() }];
+    if (o.keyring) stages.push({ argv: encryptCommand(o.keyring.recipients) });
+    await pipeline(stages, {
       source: bytes.pipeThrough(scan.stream),
       sink: async (out) => {
         stored = await store.put(keys.data, out.pipeThrough(digest), signal);
@@ -359,6 +366,7 @@ export async function uploadSegment(o: {
     ...(summary.lastTime !== undefined ? { lastTime: summary.lastTime } : {}),
     ...(m !== undefined ? { marks: m } : {}),
     rawBytes: summary.bytes,
+    ...(o.keyring ? { encryption: encryptionInfo(o.keyring) } : {}),
     size,
     sha256,
     archivedAt: (o.now ?? (() => new Date()))().toISOString(),
@@ -475,6 +483,7 @@ export async function archiveBinlogs(o: ArchiveOptions): Promise<ArchiveOutcome>
         flavour,
         signal,
         now,
+        ...(o.keyring ? { keyring: o.keyring } : {}),
       }),
     );
   }

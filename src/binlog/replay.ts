@@ -36,6 +36,13 @@ import { listSnapshots } from "../backup/backup.ts";
 import { ofCluster } from "../backup/manifest.ts";
 import type { Manifest } from "../backup/manifest.ts";
 import { restoreSnapshot } from "../backup/restore.ts";
+import {
+  cannotDecrypt,
+  decryptCommand,
+  isDecryptFailure,
+  type Keyring,
+  withIdentityFile,
+} from "../backup/encryption.ts";
 import { decompressCommand } from "../backup/tools.ts";
 import {
   MAX_SOCKET_PATH,
@@ -238,17 +245,44 @@ export function stepFile(dir: string, i: number): string {
 }
 
 /**
- * Downloads each step's binlog into `dir` ({@link stepFile}), checking size and SHA-256 on the way.
+ * Downloads each step's binlog into `dir` ({@link stepFile}), checking size and SHA-256 on the way, and
+ * decrypting the encrypted ones with `keyring` (every one's key is checked before the first download).
  *
  * @returns The files, in step order.
  * @throws {ReplayError} naming the binlog at fault and the last point reachable before it (`fault` says
- *   which step; the files of the steps before it are complete).
+ *   which step; the files of the steps before it are complete); without `fault` when a binlog is
+ *   encrypted and `keyring` holds no identity of its recipients (nothing downloaded).
  */
 export async function fetchSegments(
   store: SnapshotStore,
   plan: RecoveryPlan,
   dir: string,
   signal?: AbortSignal,
+  keyring?: Keyring,
+): Promise<string[]> {
+  // Every key is checked before any download: a missing or wrong key stops the restore before it starts.
+  for (const step of plan.steps) {
+    const e = step.segment.encryption;
+    const problem = e === undefined
+      ? undefined
+      : cannotDecrypt(e, keyring, `archived binlog ${step.segment.key}`);
+    if (problem !== undefined) throw new ReplayError(`${capitalise(problem)}; nothing was touched`);
+  }
+  return plan.steps.some((s) => s.segment.encryption !== undefined) && keyring !== undefined
+    ? await withIdentityFile(keyring, (identity) => fetchEach(store, plan, dir, signal, identity))
+    : await fetchEach(store, plan, dir, signal);
+}
+
+function capitalise(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+async function fetchEach(
+  store: SnapshotStore,
+  plan: RecoveryPlan,
+  dir: string,
+  signal: AbortSignal | undefined,
+  identityFile?: string,
 ): Promise<string[]> {
   const files: string[] = [];
   for (const [i, step] of plan.steps.entries()) {
@@ -278,7 +312,11 @@ export async function fetchSegments(
     let unpack: unknown;
     try {
       // zstd writes the file itself: the decompressed bytes never pass through this process.
-      await pipeline([{ argv: [...decompressCommand().filter((a) => a !== "-c"), "-f", "-o", file] }], {
+      const unzstd = { argv: [...decompressCommand().filter((a) => a !== "-c"), "-f", "-o", file] };
+      const decrypt = seg.encryption !== undefined && identityFile !== undefined
+        ? [{ argv: decryptCommand(identityFile) }]
+        : [];
+      await pipeline([...decrypt, unzstd], {
         source: source.readable,
         ...(signal ? { signal } : {}),
       });
@@ -295,7 +333,10 @@ export async function fetchSegments(
     }
     if (unpack !== undefined) {
       if (signal?.aborted) throw unpack;
-      stop(`does not decompress (${errorMessage(unpack)})`, unpack);
+      stop(
+        `does not ${isDecryptFailure(unpack) ? "decrypt" : "decompress"} (${errorMessage(unpack)})`,
+        unpack,
+      );
     }
     const bytes = (await Deno.stat(file)).size;
     if (bytes !== seg.rawBytes) stop(`decompresses to ${bytes} bytes, its index says ${seg.rawBytes}`);
@@ -320,6 +361,8 @@ export interface PointRestoreOptions {
   /** MYSQL_OS_USER: owns the restored files and runs the throwaway server. */
   readonly osUser: string;
   readonly signal?: AbortSignal;
+  /** The node's age keys (BACKUP_ENCRYPTION_KEY), for an encrypted snapshot and encrypted binlogs. */
+  readonly keyring?: Keyring;
   /** How long the throwaway server may take to open. @default 120000 */
   readonly startTimeoutMs?: number;
 }
@@ -389,7 +432,7 @@ export async function restoreToPoint(o: PointRestoreOptions): Promise<PointResto
   const stop = new AbortController();
   const both = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
   let fetchFailed: { error: unknown } | undefined;
-  const fetching = fetchSegments(store, plan, work, both).catch((e) => {
+  const fetching = fetchSegments(store, plan, work, both, o.keyring).catch((e) => {
     fetchFailed = { error: e };
     stop.abort(e);
     throw e;
@@ -407,6 +450,7 @@ export async function restoreToPoint(o: PointRestoreOptions): Promise<PointResto
         flavour,
         chownTo: o.osUser,
         signal: both,
+        ...(o.keyring ? { keyring: o.keyring } : {}),
         beforeMove: async (staged) => {
           const files = await fetching;
           try {

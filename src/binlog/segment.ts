@@ -5,7 +5,8 @@
  * Each closed binlog file the primary archives becomes two objects under `binlogs/<cluster>/`, where
  * `<cluster>` is the cluster's snapshot name prefix (`clusterPrefix(BACKUP_NAME)`, e.g. `mysql-backup-`: the
  * rule retention tells a shared store's clusters apart by; `binlogs/` itself when the prefix is empty):
- * - `binlogs/<cluster>/<node>/<created>_<server_id>_<file>.zst`: the file, compressed with zstd;
+ * - `binlogs/<cluster>/<node>/<created>_<server_id>_<file>.zst`: the file, compressed with zstd (then encrypted
+ *   with age when BACKUP_ENCRYPTION_KEY or BACKUP_ENCRYPTION_RECIPIENTS is set: same key, the entry says so);
  * - the same key ending in `.json`: its index entry, written after the data (the segment's commit marker):
  *   the GTID state before and after the file, its first and last transaction times, a mark per second of
  *   writes (the GTID position at the end of that second, so a restore to a time needs no scan), the stored
@@ -21,6 +22,7 @@ import type { Flavour } from "../mysql/flavour.ts";
 import { parseGtidSet } from "../mysql/gtid.ts";
 import { checkKey } from "../storage/store.ts";
 import { errorMessage } from "../text.ts";
+import { type EncryptionInfo, parseEncryptionInfo } from "../backup/encryption.ts";
 
 /** Where archived binlogs live in the store. */
 export const BINLOG_PREFIX = "binlogs/";
@@ -80,7 +82,12 @@ export interface Segment {
   readonly marks?: readonly (readonly [second: number, position: string])[];
   /** Bytes of the binlog file itself. */
   readonly rawBytes: number;
-  /** Stored (compressed) bytes and their SHA-256. */
+  /**
+   * Present when the stored bytes are the compressed file encrypted with age: the recipients (public keys)
+   * it is encrypted to. The key stays the same either way.
+   */
+  readonly encryption?: EncryptionInfo;
+  /** Stored (compressed, and encrypted if it is) bytes and their SHA-256. */
   readonly size: number;
   readonly sha256: string;
   /** When it was archived, ISO 8601 UTC. */
@@ -163,6 +170,9 @@ export function formatSegment(s: Segment): string {
     ...(s.firstTime !== undefined ? { firstTime: s.firstTime } : {}),
     ...(s.lastTime !== undefined ? { lastTime: s.lastTime } : {}),
     rawBytes: s.rawBytes,
+    ...(s.encryption !== undefined
+      ? { encryption: { format: s.encryption.format, recipients: [...s.encryption.recipients] } }
+      : {}),
     size: s.size,
     sha256: s.sha256,
     archivedAt: s.archivedAt,
@@ -228,6 +238,8 @@ export function parseSegment(text: string, key: string): Segment {
   }
   const sha256 = str("sha256");
   if (!/^[0-9a-f]{64}$/.test(sha256)) fail("'sha256' must be 64 lower-case hex digits");
+  const encryption = o.encryption === undefined ? undefined : parseEncryptionInfo(o.encryption);
+  if (encryption !== undefined && "problem" in encryption) fail(`'encryption' ${encryption.problem}`);
   let marks: [number, string][] | undefined;
   if (o.marks !== undefined) {
     if (!Array.isArray(o.marks)) fail("'marks' must be an array");
@@ -255,6 +267,7 @@ export function parseSegment(text: string, key: string): Segment {
     ...optionalNumber("lastTime", int("lastTime", true)),
     ...(marks !== undefined ? { marks: Object.freeze(marks) } : {}),
     rawBytes: int("rawBytes") as number,
+    ...(encryption !== undefined ? { encryption: encryption as EncryptionInfo } : {}),
     size: int("size") as number,
     sha256,
     archivedAt,

@@ -11,6 +11,7 @@ import { inventorySnapshots, type StoredSnapshot } from "../backup/retention.ts"
 import { ArchiveReplayError, describeSource, findSnapshot, verifySnapshot } from "../backup/verify.ts";
 import { lookupArchiveHead, lookupPublished, operatorError } from "../operator.ts";
 import { openStore, StoreUnavailableError } from "../storage/open.ts";
+import { openKeyring } from "../backup/encryption.ts";
 import type { SnapshotStore } from "../storage/store.ts";
 import { runSnapshot } from "../snapshot_task.ts";
 import { type CommandContext, EXIT } from "../command.ts";
@@ -261,8 +262,10 @@ async function verify(config: Config, name: string | undefined): Promise<number>
     for (const s of signals) Deno.addSignalListener(s, stop);
     let r;
     try {
+      const keyring = await openKeyring(config.backup.encryption, interrupted.signal);
       r = await verifySnapshot({
         store,
+        ...(keyring ? { keyring } : {}),
         manifest,
         tmpdir: config.mysql.tmpdir,
         osUser: config.mysql.osUser,

@@ -16,6 +16,7 @@ import { type Flavour, flavourFromBinaryVersion } from "../mysql/flavour.ts";
 import { pidFilePath } from "../mysql/mycnf.ts";
 import { readState, StateError, writeState } from "../state.ts";
 import { openStore } from "../storage/open.ts";
+import { openKeyring } from "../backup/encryption.ts";
 import { lookupArchiveHead, lookupPublished, operatorError } from "../operator.ts";
 import { type CommandContext, EXIT } from "../command.ts";
 import { print, printError } from "../output.ts";
@@ -122,7 +123,15 @@ async function restore(config: Config, name: string | undefined): Promise<number
     gtid: manifest.gtid,
     datadir,
   });
-  const restored = await restoreSnapshot({ store, manifest, datadir, flavour, chownTo: config.mysql.osUser });
+  const keyring = await openKeyring(config.backup.encryption);
+  const restored = await restoreSnapshot({
+    store,
+    manifest,
+    datadir,
+    flavour,
+    chownTo: config.mysql.osUser,
+    ...(keyring ? { keyring } : {}),
+  });
   // As after pre-start's own restore, health starts replication from the mark the restore left in the datadir.
   await writeState(config.node.stateDir, { ...state, flavour });
   print(
@@ -156,10 +165,12 @@ async function restorePoint(config: Config, point: PointFlags): Promise<number> 
   const stop = () => interrupted.abort(new Error("interrupted by a signal"));
   const signals = ["SIGINT", "SIGTERM"] as const;
   for (const s of signals) Deno.addSignalListener(s, stop);
+  const keyring = await openKeyring(config.backup.encryption);
   let r;
   try {
     r = await restoreToPoint({
       store: await openStore(config),
+      ...(keyring ? { keyring } : {}),
       flavour,
       datadir: config.mysql.datadir,
       target,

@@ -114,7 +114,7 @@ Deno.test("parseManifest() reads what formatManifest() writes", () => {
 });
 
 Deno.test("parseManifest() ignores unknown fields", () => {
-  const text = JSON.stringify({ ...MANIFEST, encryption: "none" });
+  const text = JSON.stringify({ ...MANIFEST, comment: "none" });
   assertEquals(parseManifest(text), MANIFEST);
 });
 

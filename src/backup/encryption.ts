@@ -1,0 +1,198 @@
+/**
+ * Encryption of snapshots and archived binlogs with age (https://age-encryption.org/v1): the keys, as pure
+ * checks, and the `age` program as one more stage of the backup's kernel pipes, after zstd.
+ *
+ * An age file is a header (the file key, wrapped for each X25519 recipient, and a MAC over the header) and
+ * the payload in the STREAM construction: 64 KiB chunks, each sealed with ChaCha20-Poly1305, the last one
+ * flagged, so a changed, reordered or cut chunk fails to decrypt. `age` (the reference implementation, by
+ * the format's author) streams: it holds one chunk at a time, whatever the snapshot's size. Why the program
+ * and not the `age-encryption` npm package in this process: docs/DEVELOPING.md, Encryption.
+ *
+ * The identity (`AGE-SECRET-KEY-1…`) never goes on a command line: `age` reads it from a 0600 file in a 0700
+ * directory made for the one pipeline and removed after it ({@link withIdentityFile}); `age-keygen -y` reads
+ * it on stdin. Recipients (`age1…`) are public keys and go in argv, in manifests and in index entries.
+ *
+ * @module
+ */
+
+import { CommandFailedError, run } from "../exec.ts";
+import type { Secret } from "../config.ts";
+import { errorMessage } from "../text.ts";
+import { isAgeRecipient } from "./age_keys.ts";
+
+export { isAgeIdentity, isAgeRecipient, parseRecipients } from "./age_keys.ts";
+
+/** The encryption settings (BACKUP_ENCRYPTION_KEY, BACKUP_ENCRYPTION_RECIPIENTS). */
+export interface EncryptionConfig {
+  /** The age identity that decrypts; its recipient is also encrypted to. */
+  readonly identity?: Secret;
+  /** Further recipients to encrypt to (a node with no identity encrypts only). */
+  readonly recipients?: readonly string[];
+}
+
+/** What a manifest or an index entry records about how its object is encrypted: public keys only. */
+export interface EncryptionInfo {
+  /** Always `age` (age-encryption.org/v1). */
+  readonly format: "age";
+  /** The X25519 recipients the object is encrypted to; any one's identity decrypts it. */
+  readonly recipients: readonly string[];
+}
+
+/** The encryption settings made ready: the recipients to encrypt to, the identity and its recipient. */
+export interface Keyring {
+  /** Every recipient a new object is encrypted to (the identity's own first), sorted, no duplicates. */
+  readonly recipients: readonly string[];
+  /** The identity and the recipient it belongs to, when one is configured. */
+  readonly identity?: { readonly secret: Secret; readonly recipient: string };
+}
+
+/**
+ * A short form of a recipient for messages: `age1` and its first and last 6 characters.
+ *
+ * @example shortRecipient("age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq") // "age1qyqszq…3290gq"
+ */
+export function shortRecipient(r: string): string {
+  return r.length > 20 ? `${r.slice(0, 10)}…${r.slice(-6)}` : r;
+}
+
+/**
+ * The encryption record of a manifest or index entry, as read from JSON.
+ *
+ * @returns The record, or a problem (one phrase) when it is malformed.
+ */
+export function parseEncryptionInfo(raw: unknown): EncryptionInfo | { problem: string } {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return { problem: "must be an object" };
+  const o = raw as Record<string, unknown>;
+  if (o.format !== "age") return { problem: "must have format 'age'" };
+  const r = o.recipients;
+  if (!Array.isArray(r) || r.length === 0 || !r.every((x) => typeof x === "string" && isAgeRecipient(x))) {
+    return { problem: "must list its age recipients (age1…)" };
+  }
+  return Object.freeze({ format: "age", recipients: Object.freeze([...r] as string[]) });
+}
+
+/** The record a new object encrypted for `keyring` carries. */
+export function encryptionInfo(keyring: Keyring): EncryptionInfo {
+  return Object.freeze({ format: "age", recipients: Object.freeze([...keyring.recipients]) });
+}
+
+/**
+ * Whether the keyring can decrypt an object encrypted as `info` says, as one line to report when it cannot.
+ *
+ * @param info The object's encryption record.
+ * @param keyring The node's keys; `undefined` when BACKUP_ENCRYPTION_KEY and BACKUP_ENCRYPTION_RECIPIENTS are
+ *   both unset.
+ * @param what The object, for the message, e.g. `snapshot 'db-backup-…'`.
+ * @returns `undefined` when the identity is one of the object's recipients, else the problem.
+ */
+export function cannotDecrypt(
+  info: EncryptionInfo,
+  keyring: Keyring | undefined,
+  what: string,
+): string | undefined {
+  const to = info.recipients.map(shortRecipient).join(", ");
+  if (keyring?.identity === undefined) {
+    return `${what} is encrypted (age, to ${to}) but BACKUP_ENCRYPTION_KEY is not set: set it to the identity ` +
+      "(AGE-SECRET-KEY-1…) of one of those recipients";
+  }
+  if (info.recipients.includes(keyring.identity.recipient)) return undefined;
+  return `${what} is encrypted (age, to ${to}) and BACKUP_ENCRYPTION_KEY is not the identity of any of them ` +
+    `(its recipient is ${shortRecipient(keyring.identity.recipient)}): set the key it was encrypted for`;
+}
+
+/**
+ * The encrypting stage: `age --encrypt -r R…` reads stdin and writes the age file to stdout.
+ *
+ * @throws {RangeError} when there is no recipient, or one is not an age recipient.
+ */
+export function encryptCommand(recipients: readonly string[]): string[] {
+  if (recipients.length === 0) throw new RangeError("Cannot encrypt: no age recipient");
+  const bad = recipients.find((r) => !isAgeRecipient(r));
+  if (bad !== undefined) {
+    throw new RangeError(`Cannot encrypt to '${bad}': it is not an age recipient (age1…)`);
+  }
+  return ["age", "--encrypt", ...recipients.flatMap((r) => ["-r", r])];
+}
+
+/**
+ * The decrypting stage: `age --decrypt -i FILE` reads the age file on stdin and writes the plaintext. It
+ * exits non-zero when no identity matches, the header's MAC fails, or a chunk fails to authenticate (after
+ * writing the chunks before it: what follows must not use its output until every stage succeeded).
+ *
+ * @throws {RangeError} for a relative or multi-line path.
+ */
+export function decryptCommand(identityFile: string): string[] {
+  if (!identityFile.startsWith("/") || /[\n\r\0]/.test(identityFile)) {
+    throw new RangeError(
+      `Cannot use '${identityFile}' as the identity file: use an absolute path on one line`,
+    );
+  }
+  return ["age", "--decrypt", "-i", identityFile];
+}
+
+/** Whether a failed stage is the decrypting one. */
+export function isDecryptFailure(e: unknown): e is CommandFailedError {
+  return e instanceof CommandFailedError && e.program === "age";
+}
+
+/**
+ * Makes the configured keys ready: derives the identity's recipient (`age-keygen -y`, the key on stdin) and
+ * merges it with the configured recipients.
+ *
+ * @returns The keyring, or `undefined` when no key is configured (encryption off).
+ * @throws {Error} one line naming BACKUP_ENCRYPTION_KEY when `age-keygen` rejects it (a bad checksum), or
+ *   cannot be run.
+ */
+export async function openKeyring(
+  config: EncryptionConfig | undefined,
+  signal?: AbortSignal,
+): Promise<Keyring | undefined> {
+  const configured = config?.recipients ?? [];
+  if (config?.identity === undefined && configured.length === 0) return undefined;
+  let identity: Keyring["identity"];
+  if (config?.identity !== undefined) {
+    let out: string;
+    try {
+      out = (await run(["age-keygen", "-y"], { stdin: `${config.identity.reveal()}\n`, signal })).stdout
+        .trim();
+    } catch (e) {
+      if (signal?.aborted) throw e;
+      // age-keygen's own message may quote the key: never show it.
+      throw new Error(
+        e instanceof CommandFailedError
+          ? "BACKUP_ENCRYPTION_KEY is not a valid age identity (age-keygen -y rejected it): generate one with " +
+            "age-keygen and set the whole AGE-SECRET-KEY-1… line"
+          : `Cannot read BACKUP_ENCRYPTION_KEY: age-keygen cannot be run (${errorMessage(e)}); install age`,
+        { cause: e instanceof CommandFailedError ? undefined : e },
+      );
+    }
+    if (!isAgeRecipient(out)) {
+      throw new Error("BACKUP_ENCRYPTION_KEY did not give an age recipient (age-keygen -y): check the key");
+    }
+    identity = Object.freeze({ secret: config.identity, recipient: out });
+  }
+  const recipients = [...new Set([...(identity ? [identity.recipient] : []), ...configured])].sort();
+  return Object.freeze({ recipients: Object.freeze(recipients), ...(identity ? { identity } : {}) });
+}
+
+/**
+ * Runs `fn` with the identity in a 0600 file (in a fresh 0700 directory), removed afterwards whatever happens.
+ *
+ * @param keyring A keyring with an identity.
+ * @param fn Gets the file's absolute path.
+ * @throws {RangeError} when the keyring has no identity.
+ */
+export async function withIdentityFile<T>(keyring: Keyring, fn: (path: string) => Promise<T>): Promise<T> {
+  if (keyring.identity === undefined) {
+    throw new RangeError("Cannot decrypt: BACKUP_ENCRYPTION_KEY is not set");
+  }
+  const dir = await Deno.makeTempDir({ prefix: "autopilot-age-" });
+  try {
+    await Deno.chmod(dir, 0o700);
+    const path = `${dir}/identity.txt`;
+    await Deno.writeTextFile(path, `${keyring.identity.secret.reveal()}\n`, { mode: 0o600, createNew: true });
+    return await fn(path);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}

@@ -1,0 +1,147 @@
+import { assert, assertEquals, assertThrows } from "./assert.ts";
+import {
+  cannotDecrypt,
+  decryptCommand,
+  encryptCommand,
+  encryptionInfo,
+  isAgeIdentity,
+  isAgeRecipient,
+  type Keyring,
+  parseEncryptionInfo,
+  parseRecipients,
+  shortRecipient,
+} from "../../src/backup/encryption.ts";
+import { formatManifest, type Manifest, parseManifest } from "../../src/backup/manifest.ts";
+import { formatSegment, indexKeyOf, parseSegment } from "../../src/binlog/segment.ts";
+import { ConfigError, loadConfig, Secret } from "../../src/config.ts";
+import { segment } from "./segments.ts";
+
+// Throwaway test keys (age-keygen); R2 belongs to another identity.
+const IDENTITY = "AGE-SECRET-KEY-1RSN7FHWPWC0M5VEZ9M0LSDN3066AP69EMUMFQMZKUX0SUQJSUFEQXPTAYS";
+const R1 = "age13dnc37c7ymgf93unrv5hyt268m75yr8eef2ezrx5qq7gyxz0wyms7jhhm0";
+const R2 = "age1tfplw6nty0rgjh0f48ypfhqkj49s57t8grnxl69gw7z325wtccwsr9j7yf";
+
+const host = { hostname: () => "node-a" };
+const problemsOf = (vars: Record<string, string>): readonly string[] => {
+  try {
+    loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "replpw", ...vars })[n], host);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  return [];
+};
+
+Deno.test("age keys: the shapes of an identity and of recipients", () => {
+  assert(isAgeIdentity(IDENTITY));
+  assert(!isAgeIdentity(IDENTITY.toLowerCase()), "lower case");
+  assert(!isAgeIdentity(IDENTITY.slice(0, -1)), "one character short");
+  assert(!isAgeIdentity(`${IDENTITY.slice(0, -1)}B`), "B is not a bech32 character");
+  assert(isAgeRecipient(R1) && isAgeRecipient(R2));
+  assert(!isAgeRecipient(R1.toUpperCase()) && !isAgeRecipient(IDENTITY) && !isAgeRecipient(`${R1}q`));
+  assertEquals(parseRecipients(` ${R1} , ${R2},`), { recipients: [R1, R2] });
+  assertEquals(parseRecipients(`${R1},ssh-ed25519 AAAA`), { wrong: "ssh-ed25519 AAAA" });
+  assertEquals(shortRecipient(R1), "age13dnc37…7jhhm0");
+});
+
+Deno.test("loadConfig() reads the encryption keys, and rejects a malformed one in one line without showing it", () => {
+  const config = loadConfig(
+    (n) =>
+      ({ MYSQL_REPL_PASSWORD: "replpw", BACKUP_ENCRYPTION_KEY: IDENTITY, BACKUP_ENCRYPTION_RECIPIENTS: R2 })[
+        n
+      ],
+    host,
+  );
+  assertEquals(config.backup.encryption?.identity?.reveal(), IDENTITY);
+  assertEquals(config.backup.encryption?.recipients, [R2]);
+  assertEquals(loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "replpw" })[n], host).backup.encryption, undefined);
+
+  const bad = `${IDENTITY.slice(0, -3)}xyz`;
+  const [problem, ...more] = problemsOf({ BACKUP_ENCRYPTION_KEY: bad });
+  assertEquals(more, []);
+  assert(problem.startsWith("BACKUP_ENCRYPTION_KEY is not an age identity"), problem);
+  assert(!problem.includes(bad.slice(16)) && !problem.includes("\n"), problem);
+  assertEquals(problemsOf({ BACKUP_ENCRYPTION_RECIPIENTS: `${R1},age1nope` }), [
+    "BACKUP_ENCRYPTION_RECIPIENTS must be age recipients (age1 followed by 58 characters), comma separated; " +
+    `'age1nope' is not one: current value is '${R1},age1nope'`,
+  ]);
+});
+
+const keyring = (recipient: string): Keyring => ({
+  recipients: [recipient],
+  identity: { secret: new Secret(IDENTITY), recipient },
+});
+
+Deno.test("cannotDecrypt(): the identity must be one of the recipients; a missing key names BACKUP_ENCRYPTION_KEY", () => {
+  const info = { format: "age" as const, recipients: [R1, R2] };
+  assertEquals(cannotDecrypt(info, keyring(R1), "snapshot 's'"), undefined);
+  assertEquals(cannotDecrypt(info, keyring(R2), "snapshot 's'"), undefined);
+  const other = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq";
+  assertEquals(
+    cannotDecrypt({ format: "age", recipients: [R1] }, keyring(other), "snapshot 's'"),
+    `snapshot 's' is encrypted (age, to ${
+      shortRecipient(R1)
+    }) and BACKUP_ENCRYPTION_KEY is not the identity of ` +
+      `any of them (its recipient is ${shortRecipient(other)}): set the key it was encrypted for`,
+  );
+  for (const ring of [undefined, { recipients: [R1] }]) {
+    assertEquals(
+      cannotDecrypt({ format: "age", recipients: [R1] }, ring, "it"),
+      `it is encrypted (age, to ${shortRecipient(R1)}) but BACKUP_ENCRYPTION_KEY is not set: set it to the ` +
+        "identity (AGE-SECRET-KEY-1…) of one of those recipients",
+    );
+  }
+});
+
+Deno.test("the stages: age --encrypt to each recipient, age --decrypt with an identity file (never the key in argv)", () => {
+  assertEquals(encryptCommand([R1, R2]), ["age", "--encrypt", "-r", R1, "-r", R2]);
+  assertThrows(() => encryptCommand([]), RangeError);
+  assertThrows(() => encryptCommand([IDENTITY]), RangeError, "not an age recipient");
+  assertEquals(decryptCommand("/tmp/x/identity.txt"), ["age", "--decrypt", "-i", "/tmp/x/identity.txt"]);
+  assertThrows(() => decryptCommand("identity.txt"), RangeError);
+});
+
+const MANIFEST: Manifest = {
+  format: 1,
+  name: "mysql-backup-2026-11-25T19-00-00Z",
+  key: "mysql-backup-2026-11-25T19-00-00Z.xbstream.zst",
+  createdAt: "2026-11-25T19:00:00.000Z",
+  nodeName: "mysql-1",
+  flavour: "mariadb",
+  serverVersion: "10.11.19-MariaDB",
+  tool: "mariabackup",
+  compression: "zstd",
+  sha256: "ab12".repeat(16),
+  size: 1655484,
+  gtid: "0-1-3",
+  binlog: { file: "mysql-bin.000001", position: 763921 },
+};
+
+Deno.test("the manifest and the index entry record the recipients (public keys), never the identity", () => {
+  const encryption = encryptionInfo({
+    recipients: [R1, R2],
+    identity: { secret: new Secret(IDENTITY), recipient: R1 },
+  });
+  const m: Manifest = { ...MANIFEST, encryption };
+  const text = formatManifest(m);
+  assert(!text.includes("AGE-SECRET-KEY"), text);
+  assertEquals(JSON.parse(text).encryption, { format: "age", recipients: [R1, R2] });
+  assertEquals(parseManifest(text), m);
+  assertEquals(parseManifest(formatManifest(MANIFEST)).encryption, undefined, "an old, unencrypted one");
+  assertThrows(
+    () =>
+      parseManifest(JSON.stringify({ ...MANIFEST, encryption: { format: "age", recipients: [IDENTITY] } })),
+    Error,
+    "its manifest's 'encryption' must list its age recipients (age1…)",
+  );
+  assertEquals(parseEncryptionInfo({ format: "gpg", recipients: [R1] }), {
+    problem: "must have format 'age'",
+  });
+
+  const seg = segment("0-1-1", "0-1-2", 1, { encryption });
+  const entry = formatSegment(seg);
+  assert(!entry.includes("AGE-SECRET-KEY"), entry);
+  assertEquals(parseSegment(entry, indexKeyOf(seg.key)!), seg);
+  const plain = segment("0-1-2", "0-1-3", 2);
+  assertEquals(parseSegment(formatSegment(plain), indexKeyOf(plain.key)!).encryption, undefined);
+});
