@@ -27,14 +27,13 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../src/config.ts";
 import { ConsulStore, ConsulUnavailableError } from "../src/consul.ts";
-import { restoreSnapshot } from "../src/backup/restore.ts";
 import { CommandFailedError, run } from "../src/exec.ts";
 import { mysqlInitFile } from "../src/mysql/bootstrap.ts";
 import { type Flavour, flavourFromBinaryVersion } from "../src/mysql/flavour.ts";
 import { type BufferPoolChoice, nodeAddress } from "../src/node.ts";
 import { chooseBufferPoolLogged, writeServerConfig } from "../src/local.ts";
 import { newServerId, writeServerId } from "../src/server_id.ts";
-import { publishedSnapshot } from "../src/snapshots.ts";
+import { publishedSnapshot, restoreConfiguredSnapshot } from "../src/snapshots.ts";
 import { ConsulClusterKv } from "../src/cluster_kv.ts";
 import { failureRecord, retryDelaySeconds } from "../src/pre_start_retry.ts";
 import {
@@ -44,7 +43,6 @@ import {
   writePreStartFailure,
   writeState,
 } from "../src/state.ts";
-import { openStore } from "../src/storage/open.ts";
 import { errorMessage } from "../src/text.ts";
 import { readTls, TlsConfigError } from "../src/mysql/tls.ts";
 import { type CommandContext, EXIT } from "../src/command.ts";
@@ -258,16 +256,8 @@ async function restoreOrInitialise(
       gtid: manifest.gtid,
       datadir,
     });
-    const store = await openStore(config);
     const t0 = performance.now();
-    const restored = await restoreSnapshot({
-      store,
-      manifest,
-      datadir,
-      flavour,
-      chownTo: config.mysql.osUser,
-      signal,
-    });
+    const restored = await restoreConfiguredSnapshot(config, { manifest, datadir, flavour, signal });
     const serverId = await writeServerConfig(config, flavour, address, pool);
     log.info("Restored {name} in {ms} ms as server_id {serverId}; replication will start after {gtid}", {
       serverId,

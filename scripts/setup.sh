@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Prepares the `_env` file that docker compose hands to every node, for snapshots in Manta: checks that Docker
-# and Docker Compose are installed, checks the Manta settings, and writes SNAPSHOT_BACKEND=manta plus the
-# MANTA_* variables, with the private key encoded on one line (newlines written as '#', which autopilot
-# decodes) and MANTA_KEY_ID as the key's MD5 fingerprint (aa:bb:..., the form Manta expects).
+# Prepares snapshots in Manta for docker compose (compose.manta.yml): checks that Docker and Docker Compose
+# are installed, checks the Manta settings, writes SNAPSHOT_BACKEND=manta plus the MANTA_* variables into the
+# `_env` file compose hands to every node, with MANTA_KEY_ID as the key's MD5 fingerprint (aa:bb:..., the form
+# Manta expects), and copies the private key into secrets/manta_private_key (mode 0600), which
+# compose.manta.yml hands over as a Docker secret (MANTA_PRIVATE_KEY_FILE): the key is never in `_env`.
 # Run `scripts/setup.sh --help` for the options.
 set -euo pipefail
 
@@ -16,10 +17,15 @@ to the env file (default: _env in the repository root) for SNAPSHOT_BACKEND=mant
   SNAPSHOT_BACKEND=manta
   MANTA_URL, MANTA_USER, MANTA_SUBUSER, MANTA_ROLE, MANTA_BUCKET   from the options or the environment
   MANTA_KEY_ID        the MD5 fingerprint of the key (ssh-keygen -E md5), e.g. 1a:2b:...
-  MANTA_PRIVATE_KEY   the private key file's contents on one line, newlines written as '#'
 
-Re-running it replaces only these lines; every other line of the env file is kept as it is. The file is
-written with mode 0600. The private key is never printed.
+and copies the private key file, as it is, to manta_private_key in the secrets directory (default: secrets
+in the repository root, created with mode 0700), mode 0600: compose.manta.yml hands it to the containers as
+a Docker secret (MANTA_PRIVATE_KEY_FILE=/run/secrets/manta_private_key).
+
+Re-running it replaces only these lines and the key file; every other line of the env file is kept as it is,
+except a MANTA_PRIVATE_KEY line (an older setup.sh wrote the key there), which is removed: autopilot refuses
+MANTA_PRIVATE_KEY and MANTA_PRIVATE_KEY_FILE both set. The env file is written with mode 0600. The private key
+is never printed. A key holding '#' is refused (autopilot reads '#' in a key as a newline).
 
 PRIVATE_KEY_FILE is an unencrypted SSH private key registered with the Manta account (RSA, ECDSA or Ed25519,
 PEM or OpenSSH format). Default: --key, else $MANTA_PRIVATE_KEY if it names a file, else ~/.ssh/id_rsa.
@@ -32,6 +38,7 @@ Options:
   --url URL           Manta endpoint (default: $MANTA_URL or https://us-east.manta.joyent.com)
   --bucket DIR        Manta directory for snapshots (default: $MANTA_BUCKET or /USER/stor); it must exist
   --env-file FILE     the env file to write (default: _env in the repository root)
+  --secrets-dir DIR   where to write manta_private_key (default: secrets in the repository root)
   --no-docker-check   do not check for Docker and Docker Compose
   -h, --help          show this help
 EOF
@@ -54,6 +61,7 @@ role=${MANTA_ROLE:-}
 url=${MANTA_URL:-https://us-east.manta.joyent.com}
 bucket=${MANTA_BUCKET:-}
 env_file="$root/_env"
+secrets_dir="$root/secrets"
 docker_check=1
 
 need_value() { # option, remaining argument count
@@ -69,6 +77,7 @@ while [[ $# -gt 0 ]]; do
     --url) need_value "$1" $#; url=$2; shift 2 ;;
     --bucket) need_value "$1" $#; bucket=$2; shift 2 ;;
     --env-file) need_value "$1" $#; env_file=$2; shift 2 ;;
+    --secrets-dir) need_value "$1" $#; secrets_dir=$2; shift 2 ;;
     --no-docker-check) docker_check=0; shift ;;
     --) shift; break ;;
     -*) die "unknown option $1 (see --help)" ;;
@@ -114,7 +123,7 @@ first_line=$(head -n 1 -- "$key_file")
 [[ $first_line =~ ^-----BEGIN\ [A-Z\ ]*PRIVATE\ KEY-----$ ]] ||
   die "$key_file is not a PEM or OpenSSH private key (its first line should be -----BEGIN ... PRIVATE KEY-----)"
 if grep -q '#' -- "$key_file"; then
-  die "$key_file contains '#', which cannot be encoded on one line"
+  die "$key_file contains '#', which autopilot would read as a newline"
 fi
 public_key=$(ssh-keygen -y -P '' -f "$key_file" 2>/dev/null) ||
   die "$key_file cannot be read without a passphrase: autopilot needs an unencrypted key (ssh-keygen -p -N '' -f COPY)"
@@ -123,18 +132,14 @@ fingerprint=$(printf '%s\n' "$public_key" | ssh-keygen -E md5 -l -f - 2>/dev/nul
 key_id=${fingerprint#MD5:}
 [[ $key_id =~ ^([0-9a-f]{2}:){15}[0-9a-f]{2}$ ]] || die "unexpected fingerprint '$fingerprint' for $key_file"
 
-# tr keeps the trailing newline as a trailing '#', so decoding gives the file back byte for byte.
-encoded_key=$(tr '\n' '#' <"$key_file")
-
 # --- Write the env file --------------------------------------------------------------------------------------
-names=(SNAPSHOT_BACKEND MANTA_URL MANTA_USER MANTA_SUBUSER MANTA_ROLE MANTA_BUCKET MANTA_KEY_ID MANTA_PRIVATE_KEY)
+names=(SNAPSHOT_BACKEND MANTA_URL MANTA_USER MANTA_SUBUSER MANTA_ROLE MANTA_BUCKET MANTA_KEY_ID)
 declare -A value=(
   [SNAPSHOT_BACKEND]=manta
   [MANTA_URL]=$url
   [MANTA_USER]=$user
   [MANTA_BUCKET]=$bucket
   [MANTA_KEY_ID]=$key_id
-  [MANTA_PRIVATE_KEY]=$encoded_key
 )
 [[ -z $subuser ]] || value[MANTA_SUBUSER]=$subuser
 [[ -z $role ]] || value[MANTA_ROLE]=$role
@@ -142,9 +147,16 @@ declare -A written=()
 
 dir=$(dirname -- "$env_file")
 [[ -d $dir ]] || die "the directory of $env_file does not exist"
+[[ -d $secrets_dir ]] || (umask 077 && mkdir -- "$secrets_dir" 2>/dev/null) ||
+  die "cannot create the secrets directory $secrets_dir (its parent must exist)"
+key_tmp=""
 tmp=$(umask 077 && mktemp "$dir/.$(basename -- "$env_file").XXXXXX") || die "cannot write in $dir"
-trap 'rm -f -- "$tmp"' EXIT
+trap 'rm -f -- "$tmp" ${key_tmp:+"$key_tmp"}' EXIT
 chmod 600 "$tmp"
+key_tmp=$(umask 077 && mktemp "$secrets_dir/.manta_private_key.XXXXXX") || die "cannot write in $secrets_dir"
+chmod 600 "$key_tmp"
+cat -- "$key_file" >"$key_tmp" || die "cannot copy $key_file into $secrets_dir"
+removed_key=0
 {
   if [[ -f $env_file ]]; then
     while IFS= read -r line || [[ -n $line ]]; do
@@ -153,6 +165,8 @@ chmod 600 "$tmp"
       if [[ $line == *=* && -n ${value[$name]+set} ]]; then
         printf '%s=%s\n' "$name" "${value[$name]}"
         written[$name]=1
+      elif [[ $line == *=* && $name == MANTA_PRIVATE_KEY ]]; then
+        removed_key=1
       else
         printf '%s\n' "$line"
       fi
@@ -170,10 +184,14 @@ chmod 600 "$tmp"
     fi
   done
 } >"$tmp"
+mv -f -- "$key_tmp" "$secrets_dir/manta_private_key"
 mv -f -- "$tmp" "$env_file"
 trap - EXIT
 
 echo "Wrote SNAPSHOT_BACKEND=manta and the MANTA_* settings to $env_file (mode 0600):"
 echo "  MANTA_URL=$url MANTA_USER=$user${subuser:+ MANTA_SUBUSER=$subuser}${role:+ MANTA_ROLE=$role}"
 echo "  MANTA_BUCKET=$bucket (must exist: mmkdir -p $bucket)"
-echo "  MANTA_KEY_ID=$key_id MANTA_PRIVATE_KEY=<$key_file, encoded>"
+echo "  MANTA_KEY_ID=$key_id"
+[[ $removed_key == 0 ]] || echo "  (the MANTA_PRIVATE_KEY line an older setup.sh wrote there is removed)"
+echo "Copied the private key $key_file to $secrets_dir/manta_private_key (mode 0600), which compose.manta.yml"
+echo "hands over as a Docker secret: docker compose -f compose.yml -f compose.manta.yml up -d --scale mysql=3"

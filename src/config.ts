@@ -1010,7 +1010,7 @@ manta("MANTA_KEY_ID", text(), {
 manta("MANTA_PRIVATE_KEY", pemKey, {
   required: true,
   at: "storage.manta.privateKey",
-  doc: "Private key, newlines written as `#` (`scripts/setup.sh` encodes it).",
+  doc: "Private key, newlines written as `#` (`scripts/setup.sh` writes the key file for its `_FILE` twin).",
 });
 manta("MANTA_BUCKET", text(), {
   default: { doc: "/MANTA_USER/stor", text: (v) => `/${v(MANTA_USER) ?? ""}/stor` },

@@ -20,13 +20,11 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "./config.ts";
-import { restoreSnapshot } from "./backup/restore.ts";
+import { restoreConfiguredSnapshot } from "./snapshots.ts";
 import type { Manifest } from "./backup/manifest.ts";
 import type { MysqlServer } from "./mysql/server.ts";
 import type { Flavour } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
-import { openStore } from "./storage/open.ts";
-import { openKeyring } from "./backup/encryption.ts";
 import {
   chooseBufferPoolLogged,
   shutDownLocalServer,
@@ -121,14 +119,10 @@ export async function restoreRebuiltDatadir(
     }
   }
   const pool = chooseBufferPoolLogged(config, log);
-  const keyring = await openKeyring(config.backup.encryption);
-  const restored = await restoreSnapshot({
-    store: await openStore(config),
-    ...(keyring ? { keyring } : {}),
+  const restored = await restoreConfiguredSnapshot(config, {
     manifest,
     datadir,
     flavour,
-    chownTo: config.mysql.osUser,
     beforeMove: async (staged) => {
       await writeServerConfig(config, flavour, reportHost, pool, staged);
     },

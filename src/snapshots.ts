@@ -2,6 +2,8 @@
  * Taking a snapshot and telling the cluster about it: the store gets the data and its manifest; the stored
  * bytes are read back and checked against the manifest's SHA-256; only then Consul's LAST_BACKUP_KEY gets the
  * manifest (what new replicas restore) and LAST_BINLOG_KEY the primary's binlog file at the snapshot.
+ * Restoring one the way the configuration says (its store, its key, its owner), for pre-start, a rebuild and
+ * `autopilot restore`.
  *
  * @module
  */
@@ -9,6 +11,7 @@ import { openKeyring } from "./backup/encryption.ts";
 import type { Config } from "./config.ts";
 import type { ClusterKv, VerificationRecord } from "./cluster_kv.ts";
 import { takeSnapshot } from "./backup/backup.ts";
+import { type RestoreResult, restoreSnapshot, type RestoreSnapshotOptions } from "./backup/restore.ts";
 import { DigestStream } from "./backup/digest.ts";
 import { CorruptSnapshotError } from "./backup/errors.ts";
 import { type Manifest, manifestKey, parseManifest } from "./backup/manifest.ts";
@@ -118,4 +121,33 @@ export function publishedManifest(value: string | undefined, key: string): Manif
 }
 
 /** LAST_VERIFIED_KEY's record (src/cluster_kv.ts reads and writes it). */
+/** What {@link restoreConfiguredSnapshot} takes besides the configuration. */
+export type ConfiguredRestoreOptions =
+  & Pick<RestoreSnapshotOptions, "manifest" | "datadir" | "flavour" | "signal" | "beforeMove">
+  & {
+    /** The configured store, when the caller has opened it already. @default opened here */
+    readonly store?: SnapshotStore;
+  };
+
+/**
+ * Restores a snapshot from the configured store into `datadir`, decrypting it with BACKUP_ENCRYPTION_KEY when
+ * it is encrypted, and gives the files to MYSQL_OS_USER.
+ *
+ * @throws {Error} one line naming BACKUP_ENCRYPTION_KEY when the key is not valid ({@link openKeyring}).
+ * @throws {CorruptSnapshotError | RestoreError} as {@link restoreSnapshot} does.
+ */
+export async function restoreConfiguredSnapshot(
+  config: Config,
+  opts: ConfiguredRestoreOptions,
+): Promise<RestoreResult> {
+  const { store, ...rest } = opts;
+  const keyring = await openKeyring(config.backup.encryption, opts.signal);
+  return await restoreSnapshot({
+    ...rest,
+    store: store ?? await openStore(config),
+    chownTo: config.mysql.osUser,
+    ...(keyring ? { keyring } : {}),
+  });
+}
+
 export type { VerificationRecord };

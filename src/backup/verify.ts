@@ -32,7 +32,7 @@ import {
   VerifyError,
   withScratchServer,
 } from "./scratch_server.ts";
-import { listSegments } from "../binlog/catalog.ts";
+import { replayableSegments } from "../binlog/catalog.ts";
 import {
   followArchive,
   fullState,
@@ -394,20 +394,8 @@ async function fetchArchive(
   keyring: Keyring | undefined,
 ): Promise<{ replay: ArchiveReplayPlan; files: string[]; fault?: ReplayFault }> {
   const flavour = manifest.flavour;
-  const lost: Segment[] = [];
-  const segments = await listSegments(store, {
-    cluster,
-    onInvalid: (key, problem) => log.warn("Archived binlog {key} is not used: {problem}", { key, problem }),
-    onLost: (s) => lost.push(s),
-    ...(signal ? { signal } : {}),
-  });
-  const replay = archiveReplayPlan(
-    flavour,
-    snapshotPoint(manifest),
-    segments.filter((s) => s.flavour === flavour),
-    lost.filter((s) => s.flavour === flavour),
-    head,
-  );
+  const { segments, lost } = await replayableSegments(store, { cluster, flavour, log, signal });
+  const replay = archiveReplayPlan(flavour, snapshotPoint(manifest), segments, lost, head);
   if (replay.plan.steps.length === 0) return { replay, files: [] };
   await Deno.mkdir(dir, { mode: 0o700 });
   try {

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { Flavour } from "../mysql/flavour.ts";
 import type { ObjectInfo, SnapshotStore } from "../storage/store.ts";
 import {
   archivePrefix,
@@ -90,4 +91,40 @@ export async function listSegments(
   };
   await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 16) }, worker));
   return out;
+}
+
+/** A cluster's archived binlogs of one flavour, for a replay plan: {@link replayableSegments}. */
+export interface ReplayableSegments {
+  /** The complete segments. */
+  readonly segments: Segment[];
+  /** Valid index entries whose binlog is missing or of another size (a recovery plan sees the gap). */
+  readonly lost: Segment[];
+}
+
+/**
+ * A cluster's segments of `flavour` and its lost ones, as a replay is planned from: each index entry that is
+ * skipped is warned about on `log`, naming it and why.
+ *
+ * @throws {Error} whatever the store throws when listing or reading fails.
+ */
+export async function replayableSegments(
+  store: SnapshotStore,
+  opts: {
+    readonly cluster: string;
+    readonly flavour: Flavour;
+    /** The caller's logger (its category names the pass). */
+    readonly log: { readonly warn: (message: string, properties: Record<string, unknown>) => void };
+    readonly signal?: AbortSignal | undefined;
+  },
+): Promise<ReplayableSegments> {
+  const { flavour, log, signal } = opts;
+  const lost: Segment[] = [];
+  const segments = await listSegments(store, {
+    cluster: opts.cluster,
+    onInvalid: (key, problem) => log.warn("Archived binlog {key} is not used: {problem}", { key, problem }),
+    onLost: (s) => lost.push(s),
+    ...(signal ? { signal } : {}),
+  });
+  const mine = (s: Segment) => s.flavour === flavour;
+  return { segments: segments.filter(mine), lost: lost.filter(mine) };
 }

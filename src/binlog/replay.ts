@@ -57,8 +57,7 @@ import { MariadbGtidSet } from "../mysql/gtid.ts";
 import { type BinlogTransaction, scanBinlog } from "./scan.ts";
 import { writeRestoredMark } from "../restored.ts";
 import { errorMessage } from "../text.ts";
-import { listSegments } from "./catalog.ts";
-import type { Segment } from "./segment.ts";
+import { replayableSegments } from "./catalog.ts";
 import {
   isoSecond,
   planRecovery,
@@ -394,21 +393,8 @@ export async function restoreToPoint(o: PointRestoreOptions): Promise<PointResto
   const manifests = (await listSnapshots(store, signal ? { signal } : {})).filter((m) =>
     m.flavour === flavour && ofCluster(cluster, m.name)
   );
-  const lost: Segment[] = [];
-  const segments = await listSegments(store, {
-    cluster,
-    onInvalid: (key, problem) => log.warn("Archived binlog {key} is not used: {problem}", { key, problem }),
-    onLost: (s) => lost.push(s),
-    ...(signal ? { signal } : {}),
-  });
-  const plan = planRecovery(
-    flavour,
-    manifests.map(snapshotPoint),
-    segments.filter((s) => s.flavour === flavour),
-    o.target,
-    lost.filter((s) => s.flavour === flavour),
-    o.head,
-  );
+  const { segments, lost } = await replayableSegments(store, { cluster, flavour, log, signal });
+  const plan = planRecovery(flavour, manifests.map(snapshotPoint), segments, o.target, lost, o.head);
   const manifest = manifests.find((m) => m.name === plan.snapshot.name)!;
   if (plan.note) log.warn("{note}", { note: plan.note });
   log.info("Restoring snapshot {name} and replaying {n} archived binlog(s) up to {position}", {

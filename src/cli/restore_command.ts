@@ -9,7 +9,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config.ts";
 import { CORRUPT_ADVICE, CorruptSnapshotError } from "../backup/errors.ts";
 import { clusterPrefix, manifestKey } from "../backup/manifest.ts";
-import { restoreSnapshot } from "../backup/restore.ts";
+import { restoreConfiguredSnapshot } from "../snapshots.ts";
 import { describeSource, findSnapshot, SERVER_BINARIES } from "../backup/verify.ts";
 import { CommandFailedError, run } from "../exec.ts";
 import { type Flavour, flavourFromBinaryVersion } from "../mysql/flavour.ts";
@@ -123,15 +123,7 @@ async function restore(config: Config, name: string | undefined): Promise<number
     gtid: manifest.gtid,
     datadir,
   });
-  const keyring = await openKeyring(config.backup.encryption);
-  const restored = await restoreSnapshot({
-    store,
-    manifest,
-    datadir,
-    flavour,
-    chownTo: config.mysql.osUser,
-    ...(keyring ? { keyring } : {}),
-  });
+  const restored = await restoreConfiguredSnapshot(config, { store, manifest, datadir, flavour });
   // As after pre-start's own restore, health starts replication from the mark the restore left in the datadir.
   await writeState(config.node.stateDir, { ...state, flavour });
   print(

@@ -305,6 +305,23 @@ export interface ReplicaStatus {
   readonly relayLogPos?: number;
 }
 
+/**
+ * What both dialects' CHANGE statements bind, in the order of their placeholders: host, port, user,
+ * password, connect retry, heartbeat period, then the CA, certificate and key files when `tls` is set.
+ */
+function changeSourceValues(spec: SourceSpec): (string | number)[] {
+  const t = spec.tls;
+  return [
+    spec.host,
+    spec.port,
+    spec.user,
+    spec.password,
+    spec.connectRetry,
+    spec.heartbeatPeriod,
+    ...(t ? [t.ca, t.cert, t.key] : []),
+  ];
+}
+
 const MYSQL: FlavourSql = Object.freeze({
   flavour: "mysql",
   changeSource(spec: SourceSpec): Statement {
@@ -318,15 +335,7 @@ const MYSQL: FlavourSql = Object.freeze({
         (t
           ? ", SOURCE_SSL=1, SOURCE_SSL_CA=?, SOURCE_SSL_CERT=?, SOURCE_SSL_KEY=?, SOURCE_SSL_VERIFY_SERVER_CERT=1"
           : ""),
-      values: [
-        spec.host,
-        spec.port,
-        spec.user,
-        spec.password,
-        spec.connectRetry,
-        spec.heartbeatPeriod,
-        ...(t ? [t.ca, t.cert, t.key] : []),
-      ],
+      values: changeSourceValues(spec),
     };
   },
   startReplica: "START REPLICA",
@@ -406,15 +415,7 @@ const MARIADB: FlavourSql = Object.freeze({
           ? ", MASTER_SSL=1, MASTER_SSL_CA=?, MASTER_SSL_CERT=?, MASTER_SSL_KEY=?, MASTER_SSL_VERIFY_SERVER_CERT=1"
           : "") +
         (spec.demote ? ", MASTER_DEMOTE_TO_SLAVE=1" : ""),
-      values: [
-        spec.host,
-        spec.port,
-        spec.user,
-        spec.password,
-        spec.connectRetry,
-        spec.heartbeatPeriod,
-        ...(t ? [t.ca, t.cert, t.key] : []),
-      ],
+      values: changeSourceValues(spec),
     };
   },
   startReplica: "START SLAVE",

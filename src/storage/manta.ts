@@ -440,7 +440,7 @@ class RequestSigner {
       throw new StoreUnavailableError(
         `MANTA_PRIVATE_KEY cannot be used: ${
           e instanceof KeyFormatError ? e.message : "it is not an RSA, ECDSA or Ed25519 private key"
-        } (scripts/setup.sh encodes a key file for it)`,
+        } (scripts/setup.sh copies a key file for MANTA_PRIVATE_KEY_FILE)`,
       );
     }
     const pub = createPublicKey(key);

@@ -24,14 +24,9 @@ async function slaveStatus(c: Cluster, node: TestNode): Promise<Record<string, u
   return (await c.sql(node, "SHOW SLAVE STATUS"))[0];
 }
 
-/** Connects over TCP as `user`, with or without TLS, and returns the session's cipher ("" for none). */
-async function cipherAs(
-  node: TestNode,
-  user: string,
-  password: string,
-  tls?: TestPki,
-): Promise<string> {
-  await using db = await MysqlClient.connect({
+/** Connects over TCP to `node` as `user`, over TLS with the node certificate of `tls` when given. */
+function connectAs(node: TestNode, user: string, password: string, tls?: TestPki): Promise<MysqlClient> {
+  return MysqlClient.connect({
     host: node.address,
     port: 3306,
     user,
@@ -39,6 +34,16 @@ async function cipherAs(
     connectTimeoutMs: 2000,
     ...(tls ? { tls: { ca: tls.ca.cert, cert: tls.node.cert, key: tls.node.key } } : {}),
   });
+}
+
+/** Connects over TCP as `user`, with or without TLS, and returns the session's cipher ("" for none). */
+async function cipherAs(
+  node: TestNode,
+  user: string,
+  password: string,
+  tls?: TestPki,
+): Promise<string> {
+  await using db = await connectAs(node, user, password, tls);
   const [row] = await db.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'");
   return String(row?.Value ?? "");
 }
@@ -50,14 +55,7 @@ Deno.test("TLS: replication verified over TLS, REQUIRE_TLS refuses plain logins,
   const env = { ...tlsEnv(p), REQUIRE_TLS: "true" };
   const [n1, n2] = [c.node(1, env), c.node(2, env)];
   for (const n of [n1, n2]) assertEquals((await c.boot(n)).code, 0, n.name);
-  await using app = await MysqlClient.connect({
-    host: n1.address,
-    port: 3306,
-    user: "app",
-    password: new Secret(SECRETS.app),
-    connectTimeoutMs: 2000,
-    tls: { ca: p.ca.cert, cert: p.node.cert, key: p.node.key },
-  });
+  await using app = await connectAs(n1, "app", SECRETS.app, p);
   await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1), (2)"]);
   await app.close();
   await waitFor("rows on n2", async () => (await c.rows(n2)) === 2);
@@ -91,14 +89,7 @@ Deno.test("TLS: replication verified over TLS, REQUIRE_TLS refuses plain logins,
   await c.preStart(n1);
   await c.startMysqld(n1);
   await converge(c, [n1, n2], async () => (await slaveStatus(c, n1))?.Master_Host === n2.address);
-  await using app2 = await MysqlClient.connect({
-    host: n2.address,
-    port: 3306,
-    user: "app",
-    password: new Secret(SECRETS.app),
-    connectTimeoutMs: 2000,
-    tls: { ca: p.ca.cert, cert: p.node.cert, key: p.node.key },
-  });
+  await using app2 = await connectAs(n2, "app", SECRETS.app, p);
   await app2.query("INSERT INTO app.t VALUES (3)");
   await waitFor("row 3 on n1", async () => (await c.rows(n1)) === 3);
   const again = await slaveStatus(c, n1);
@@ -236,14 +227,7 @@ Deno.test("TLS turned on in a running cluster: primary then replica restarted wi
     assert((await cipherAs(n, "app", SECRETS.app, p)) !== "", `app over TLS on ${n.name}`);
   }
   // Replication (as repl, over TLS) goes on.
-  await using app = await MysqlClient.connect({
-    host: n1.address,
-    port: 3306,
-    user: "app",
-    password: new Secret(SECRETS.app),
-    connectTimeoutMs: 2000,
-    tls: { ca: p.ca.cert, cert: p.node.cert, key: p.node.key },
-  });
+  await using app = await connectAs(n1, "app", SECRETS.app, p);
   await app.run(["CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1)"]);
   await waitFor("row on n2", async () => (await c.rows(n2)) === 1);
 });

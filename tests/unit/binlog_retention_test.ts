@@ -1,10 +1,11 @@
 /**
  * The binlog archive's side of retention, on plain data: which archived binlogs pruning deletes with the
- * snapshots (`prunableBinlogs`), and `pruneSnapshots` on a store in memory (index entry before data).
+ * snapshots (`prunableBinlogs`), and `pruneSnapshots` on a store in memory (index entry before data); and what
+ * the catalogue hands a replay plan (`replayableSegments`).
  */
 import { assert, assertEquals } from "./assert.ts";
 import { ORPHANED_BINLOG_GRACE_MS, prunableBinlogs, pruneSnapshots } from "../../src/backup/retention.ts";
-import { listSegments } from "../../src/binlog/catalog.ts";
+import { listSegments, replayableSegments } from "../../src/binlog/catalog.ts";
 import { planRecovery, snapshotPoint } from "../../src/binlog/plan.ts";
 import { formatSegment, indexKeyOf, type Segment, segmentKeys } from "../../src/binlog/segment.ts";
 import { addSnapshot, MemoryStore } from "./memory_store.ts";
@@ -148,4 +149,26 @@ Deno.test("pruneSnapshots() deletes a binlog data object without an index entry 
   assert(!store.objects.has(old));
   assert(store.objects.has(recent) && store.objects.has(C.key) && store.objects.has(indexKeyOf(C.key)!));
   assert(ORPHANED_BINLOG_GRACE_MS >= 24 * 3_600_000);
+});
+
+Deno.test("replayableSegments() keeps one flavour's segments and lost ones, and warns of each entry skipped", async () => {
+  const store = new MemoryStore(NOW);
+  const mysql = seg("", "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5", 5, { flavour: "mysql" });
+  const lostB = seg("0-1-5", "0-1-10", 2);
+  for (const s of [A, C, mysql]) addSegment(store, s);
+  addSegment(store, lostB, false);
+  store.set(indexKeyOf(D.key)!, "not an index entry");
+  const warned: string[] = [];
+  const log = { warn: (_: string, p: Record<string, unknown>) => warned.push(`${p.key}: ${p.problem}`) };
+  const r = await replayableSegments(store, { cluster: "", flavour: "mariadb", log });
+  assertEquals(r.segments.map((s) => s.key).sort(), [A.key, C.key].sort());
+  assertEquals(r.lost.map((s) => s.key), [lostB.key]);
+  assertEquals(warned.length, 2, warned.join("; "));
+  assert(
+    warned.some((w) => w.startsWith(`${indexKeyOf(lostB.key)}: its binlog ${lostB.key} is missing`)),
+    warned[0],
+  );
+  assert(warned.some((w) => w.startsWith(`${indexKeyOf(D.key)}: `)), warned.join("; "));
+  const mine = await replayableSegments(store, { cluster: "", flavour: "mysql", log });
+  assertEquals([mine.segments.map((s) => s.key), mine.lost], [[mysql.key], []]);
 });

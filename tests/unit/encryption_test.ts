@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "./assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
 import {
   cannotDecrypt,
   decryptCommand,
@@ -14,6 +14,8 @@ import {
 import { formatManifest, type Manifest, parseManifest } from "../../src/backup/manifest.ts";
 import { formatSegment, indexKeyOf, parseSegment } from "../../src/binlog/segment.ts";
 import { ConfigError, loadConfig, Secret } from "../../src/config.ts";
+import { CorruptSnapshotError, RestoreError } from "../../src/backup/errors.ts";
+import { restoreConfiguredSnapshot } from "../../src/snapshots.ts";
 import { segment } from "./segments.ts";
 
 // Throwaway test keys (age-keygen); R2 belongs to another identity.
@@ -144,4 +146,25 @@ Deno.test("the manifest and the index entry record the recipients (public keys),
   assertEquals(parseSegment(entry, indexKeyOf(seg.key)!), seg);
   const plain = segment("0-1-2", "0-1-3", 2);
   assertEquals(parseSegment(formatSegment(plain), indexKeyOf(plain.key)!).encryption, undefined);
+});
+
+Deno.test("restoreConfiguredSnapshot() decrypts with BACKUP_ENCRYPTION_KEY (pre-start, rebuild and restore alike)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "autopilot-restore-key-" });
+  try {
+    // An encrypted snapshot whose data object is not in the store: the key is checked first, then the data.
+    const manifest: Manifest = { ...MANIFEST, encryption: { format: "age", recipients: [R1] } };
+    const configWith = (vars: Record<string, string>) =>
+      loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "replpw", SNAPSHOT_DIR: `${dir}/store`, ...vars })[n], host);
+    const datadir = `${dir}/data`;
+    const opts = { manifest, datadir, flavour: "mariadb" } as const;
+    const none = await assertRejects(() => restoreConfiguredSnapshot(configWith({}), opts), RestoreError);
+    assert(none.message.includes("BACKUP_ENCRYPTION_KEY is not set"), none.message);
+    // With the key it gets past the check to the (missing) data.
+    const keyed = configWith({ BACKUP_ENCRYPTION_KEY: IDENTITY });
+    const e = await assertRejects(() => restoreConfiguredSnapshot(keyed, opts), CorruptSnapshotError);
+    assert(!e.message.includes("BACKUP_ENCRYPTION_KEY"), e.message);
+    assertEquals([...Deno.readDirSync(dir)].map((d) => d.name).filter((n) => n.startsWith("data")), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -4,6 +4,7 @@ import {
   parseServerVersion,
   replicationStartedThisRun,
   sqlFor,
+  type Statement,
   UnsupportedServerError,
 } from "../../src/mysql/flavour.ts";
 
@@ -302,16 +303,8 @@ Deno.test("lease.extend/clear/state: server time in UTC, microseconds as a place
 
 const tlsFiles = { ca: "/tls/ca.pem", cert: "/tls/n1.pem", key: "/tls/n1-key.pem" };
 
-Deno.test("changeSource() with TLS: MySQL 8.4's SOURCE_SSL options, the source's certificate verified", () => {
-  // MySQL 8.4 manual, CHANGE REPLICATION SOURCE TO: SOURCE_SSL = {0|1}, SOURCE_SSL_CA = 'ca_file_name',
-  // SOURCE_SSL_CERT = 'cert_file_name', SOURCE_SSL_KEY = 'key_file_name', SOURCE_SSL_VERIFY_SERVER_CERT = {0|1}.
-  const s = sqlFor("mysql").changeSource({ ...source, tls: tlsFiles });
-  assertEquals(
-    s.sql,
-    "CHANGE REPLICATION SOURCE TO SOURCE_HOST=?, SOURCE_PORT=?, SOURCE_USER=?, SOURCE_PASSWORD=?, " +
-      "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1, " +
-      "SOURCE_SSL=1, SOURCE_SSL_CA=?, SOURCE_SSL_CERT=?, SOURCE_SSL_KEY=?, SOURCE_SSL_VERIFY_SERVER_CERT=1",
-  );
+/** Both dialects bind `source` and then the TLS files, one value per placeholder, in the same order. */
+function assertTlsValues(s: Statement): void {
   assertEquals(s.values, [
     "10.0.0.2",
     3306,
@@ -324,6 +317,19 @@ Deno.test("changeSource() with TLS: MySQL 8.4's SOURCE_SSL options, the source's
     "/tls/n1-key.pem",
   ]);
   assertEquals(s.sql.split("?").length - 1, s.values.length);
+}
+
+Deno.test("changeSource() with TLS: MySQL 8.4's SOURCE_SSL options, the source's certificate verified", () => {
+  // MySQL 8.4 manual, CHANGE REPLICATION SOURCE TO: SOURCE_SSL = {0|1}, SOURCE_SSL_CA = 'ca_file_name',
+  // SOURCE_SSL_CERT = 'cert_file_name', SOURCE_SSL_KEY = 'key_file_name', SOURCE_SSL_VERIFY_SERVER_CERT = {0|1}.
+  const s = sqlFor("mysql").changeSource({ ...source, tls: tlsFiles });
+  assertEquals(
+    s.sql,
+    "CHANGE REPLICATION SOURCE TO SOURCE_HOST=?, SOURCE_PORT=?, SOURCE_USER=?, SOURCE_PASSWORD=?, " +
+      "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=?, SOURCE_HEARTBEAT_PERIOD=?, GET_SOURCE_PUBLIC_KEY=1, " +
+      "SOURCE_SSL=1, SOURCE_SSL_CA=?, SOURCE_SSL_CERT=?, SOURCE_SSL_KEY=?, SOURCE_SSL_VERIFY_SERVER_CERT=1",
+  );
+  assertTlsValues(s);
 });
 
 Deno.test("changeSource() with TLS: MariaDB's MASTER_SSL options, the source's certificate verified", () => {
@@ -335,17 +341,7 @@ Deno.test("changeSource() with TLS: MariaDB's MASTER_SSL options, the source's c
       "MASTER_SSL=1, MASTER_SSL_CA=?, MASTER_SSL_CERT=?, MASTER_SSL_KEY=?, MASTER_SSL_VERIFY_SERVER_CERT=1, " +
       "MASTER_DEMOTE_TO_SLAVE=1",
   );
-  assertEquals(s.values, [
-    "10.0.0.2",
-    3306,
-    "repl",
-    "pw'x",
-    1,
-    1,
-    "/tls/ca.pem",
-    "/tls/n1.pem",
-    "/tls/n1-key.pem",
-  ]);
+  assertTlsValues(s);
 });
 
 Deno.test("replicaStatusFromRow() says whether the receiver uses TLS, and a failed handshake in words", () => {

@@ -805,35 +805,56 @@ Deno.test("pre-stop is bounded above its own budget, and longer only with BACKUP
   assertEquals(mysql.stopTimeout, undefined, "a job's stopTimeout never fires in the fork: do not pretend");
 });
 
-Deno.test("compose.yml hands the passwords over as Docker secrets, each _FILE naming its /run/secrets file", () => {
-  const doc = compose();
-  const mysql = doc.services.mysql;
-  const env = serviceEnvironment(mysql);
-  const granted = new Set(
-    (mysql.secrets ?? []).map((s: string | { source: string }) => typeof s === "string" ? s : s.source),
-  );
-  const twins = Object.keys(env).filter((k) => TWIN_OF.has(k));
-  for (const required of ["MYSQL_REPL_PASSWORD_FILE", "MYSQL_PASSWORD_FILE"]) {
-    assert(twins.includes(required), `compose.yml: the mysql service should set ${required}`);
-  }
-  for (const twin of twins) {
-    const m = /^\/run\/secrets\/([A-Za-z0-9_.-]+)$/.exec(env[twin]);
-    assert(
-      m,
-      `compose.yml: ${twin}=${env[twin]} is not a file in /run/secrets, where compose mounts secrets`,
+/** Every secret a compose file hands over, and the store section whose secrets its overlay must hand over. */
+const SECRET_WIRING: readonly { file: string; required: string[]; store?: string }[] = [
+  { file: "compose.yml", required: ["MYSQL_REPL_PASSWORD_FILE", "MYSQL_PASSWORD_FILE"] },
+  { file: "compose.s3.yml", required: ["S3_SECRET_ACCESS_KEY_FILE"], store: "S3 store" },
+  { file: "compose.manta.yml", required: ["MANTA_PRIVATE_KEY_FILE"], store: "Manta store" },
+];
+
+Deno.test("compose files hand the secrets over as Docker secrets, each _FILE naming its /run/secrets file", () => {
+  const { active } = envExample();
+  for (const { file: name, required, store } of SECRET_WIRING) {
+    // Each file on its own: compose merges an overlay's service `secrets:` and top-level `secrets:` into
+    // compose.yml's, so an overlay declares what it adds.
+    const doc = compose(name);
+    const mysql = doc.services.mysql;
+    const env = serviceEnvironment(mysql);
+    const granted = new Set(
+      (mysql.secrets ?? []).map((s: string | { source: string }) => typeof s === "string" ? s : s.source),
     );
-    assert(granted.has(m[1]), `compose.yml: the mysql service does not list the secret ${m[1]} (${twin})`);
-    const file = doc.secrets?.[m[1]]?.file;
-    assert(typeof file === "string", `compose.yml: the top-level secret ${m[1]} has no file`);
-    assert(
-      file.startsWith("./secrets/"),
-      `compose.yml: ${m[1]} should be read from ./secrets/ (git ignores it)`,
-    );
+    const twins = Object.keys(env).filter((k) => TWIN_OF.has(k));
+    const storeSecrets = store === undefined
+      ? []
+      : VARIABLES.filter((v) => v.section === store && v.file !== undefined).map((v) => v.file!);
+    for (const wanted of [...required, ...storeSecrets]) {
+      assert(twins.includes(wanted), `${name}: the mysql service should set ${wanted}`);
+    }
+    for (const twin of twins) {
+      const m = /^\/run\/secrets\/([A-Za-z0-9_.-]+)$/.exec(env[twin]);
+      assert(m, `${name}: ${twin}=${env[twin]} is not a file in /run/secrets, where compose mounts secrets`);
+      assert(granted.has(m[1]), `${name}: the mysql service does not list the secret ${m[1]} (${twin})`);
+      const file = doc.secrets?.[m[1]]?.file;
+      assert(typeof file === "string", `${name}: the top-level secret ${m[1]} has no file`);
+      assertEquals(
+        file,
+        `./secrets/${m[1]}`,
+        `${name}: ${m[1]} should be read from ./secrets/ (git ignores it)`,
+      );
+      // ... and not through the environment: a variable and its twin both set would be refused.
+      const variable = TWIN_OF.get(twin)!;
+      assert(!active.has(variable), `_env.example sets ${variable}, which ${name} reads from ${env[twin]}`);
+    }
+    assert(read(name).includes("README"), `${name}: say where the secrets are explained`);
   }
   assert(read(".gitignore").split("\n").includes("/secrets/"), ".gitignore must keep secrets/ out of git");
-  // ... and not through the environment: a variable and its twin both set would be refused.
-  const { active } = envExample();
-  for (const twin of twins) assert(!active.has(TWIN_OF.get(twin)!), `_env.example sets ${TWIN_OF.get(twin)}`);
+  // scripts/setup.sh writes the file compose.manta.yml reads the key from (secrets/NAME, as checked above).
+  const keySecret = /[^/]+$/.exec(
+    serviceEnvironment(compose("compose.manta.yml").services.mysql).MANTA_PRIVATE_KEY_FILE,
+  )!;
+  const setup = read("scripts/setup.sh");
+  assert(setup.includes('secrets_dir="$root/secrets"'), "setup.sh: the secrets directory is not secrets/");
+  assert(setup.includes(`"$secrets_dir/${keySecret[0]}"`), `setup.sh does not write secrets/${keySecret[0]}`);
 });
 
 Deno.test("compose.yml lets a stopping primary hand over and shut down before Docker kills it", () => {

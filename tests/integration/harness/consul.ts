@@ -245,10 +245,11 @@ export async function makeConsulTls(
 > {
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const openssl = "/usr/bin/openssl";
-  const ca = (name: string) =>
+  // A new EC key and a request for `subj`: self-signed (a CA, `name.pem`) or to be signed (`name.csr`).
+  const request = (name: string, subj: string, selfSigned = false) =>
     runOk(openssl, [
       "req",
-      "-x509",
+      ...(selfSigned ? ["-x509", "-days", "2"] : []),
       "-newkey",
       "ec",
       "-pkeyopt",
@@ -257,28 +258,13 @@ export async function makeConsulTls(
       "-keyout",
       `${dir}/${name}-key.pem`,
       "-out",
-      `${dir}/${name}.pem`,
-      "-days",
-      "2",
+      `${dir}/${name}.${selfSigned ? "pem" : "csr"}`,
       "-subj",
-      `/CN=autopilot test ${name}`,
+      subj,
     ]);
-  await ca("ca");
-  await ca("other-ca");
-  await runOk(openssl, [
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    `${dir}/server-key.pem`,
-    "-out",
-    `${dir}/server.csr`,
-    "-subj",
-    "/CN=server.dc1.consul",
-  ]);
+  await request("ca", "/CN=autopilot test ca", true);
+  await request("other-ca", "/CN=autopilot test other-ca", true);
+  await request("server", "/CN=server.dc1.consul");
   const san = ["DNS:localhost", "DNS:server.dc1.consul", ...ips.map((ip) => `IP:${ip}`)].join(",");
   await Deno.writeTextFile(
     `${dir}/ext.cnf`,
@@ -304,20 +290,7 @@ export async function makeConsulTls(
       `${dir}/${ext}`,
     ]);
   await sign("server", "ext.cnf");
-  await runOk(openssl, [
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    `${dir}/client-key.pem`,
-    "-out",
-    `${dir}/client.csr`,
-    "-subj",
-    "/CN=autopilot test client",
-  ]);
+  await request("client", "/CN=autopilot test client");
   await sign("client", "client-ext.cnf");
   return {
     caFile: `${dir}/ca.pem`,
