@@ -127,6 +127,8 @@ Deno.test("deno.json's autopilot permission set runs only the server tools, and 
     "/usr/bin/xtrabackup",
     "/usr/bin/xbstream",
     "/usr/bin/zstd",
+    "/usr/bin/age", // snapshots and archived binlogs encrypted and decrypted (src/backup/encryption.ts)
+    "/usr/bin/age-keygen",
     "/usr/bin/chown",
     "/usr/bin/mariadb-binlog", // errant transactions saved (src/errant.ts); archived binlogs replayed
     "/usr/bin/mariadb", // the client that applies a replayed binlog (src/binlog/replay.ts)

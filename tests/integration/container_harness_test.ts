@@ -52,7 +52,16 @@ Deno.test("container launcher: a node gets the image's paths, its own namespaces
   assertEquals(line("eth0"), `${n1.address}/24`);
   assertEquals(
     line("env")?.trim().split(" "),
-    ["CONSUL", "CONTAINERPILOT", "HOME", "HOSTNAME", "MYSQL_FLAVOUR", "MYSQL_REPL_PASSWORD", "PATH"],
+    [
+      "CONSUL",
+      "CONSUL_HTTP_SSL_VERIFY",
+      "CONTAINERPILOT",
+      "HOME",
+      "HOSTNAME",
+      "MYSQL_FLAVOUR",
+      "MYSQL_REPL_PASSWORD",
+      "PATH",
+    ],
   );
   for (
     const [path, owner] of [
