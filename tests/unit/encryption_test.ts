@@ -16,6 +16,8 @@ import { formatSegment, indexKeyOf, parseSegment } from "../../src/binlog/segmen
 import { ConfigError, loadConfig, Secret } from "../../src/config.ts";
 import { CorruptSnapshotError, RestoreError } from "../../src/backup/errors.ts";
 import { restoreConfiguredSnapshot } from "../../src/snapshots.ts";
+import { moveErrantDatadirAside, RebuildRefusedError } from "../../src/rebuild.ts";
+import type { MysqlServer } from "../../src/mysql/server.ts";
 import { segment } from "./segments.ts";
 
 // Throwaway test keys (age-keygen); R2 belongs to another identity.
@@ -164,6 +166,42 @@ Deno.test("restoreConfiguredSnapshot() decrypts with BACKUP_ENCRYPTION_KEY (pre-
     const e = await assertRejects(() => restoreConfiguredSnapshot(keyed, opts), CorruptSnapshotError);
     assert(!e.message.includes("BACKUP_ENCRYPTION_KEY"), e.message);
     assertEquals([...Deno.readDirSync(dir)].map((d) => d.name).filter((n) => n.startsWith("data")), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("moveErrantDatadirAside() refuses, with the datadir where it was, when this node cannot decrypt the snapshot", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "autopilot-rebuild-key-" });
+  try {
+    const datadir = `${dir}/data`;
+    await Deno.mkdir(datadir);
+    await Deno.writeTextFile(`${datadir}/ibdata1`, "x");
+    const configWith = (vars: Record<string, string>) =>
+      loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "replpw", MYSQL_DATADIR: datadir, ...vars })[n], host);
+    const manifest: Manifest = { ...MANIFEST, encryption: { format: "age", recipients: [R2] } };
+    // Never reached: the refusal comes before mysqld is asked anything.
+    const server = {} as MysqlServer;
+    const moved: string[] = [];
+    const onMoved = (aside: string) => Promise.resolve(void moved.push(aside));
+    for (
+      const [vars, says] of [
+        [{ BACKUP_ENCRYPTION_RECIPIENTS: R2 }, "BACKUP_ENCRYPTION_KEY is not set"],
+        [{ BACKUP_ENCRYPTION_KEY: IDENTITY }, "is not the identity of any of them"],
+      ] as const
+    ) {
+      const e = await assertRejects(
+        () => moveErrantDatadirAside(configWith(vars), "mariadb", server, manifest, "0-1-5", onMoved),
+        RebuildRefusedError,
+      );
+      assert(
+        e.message.includes(says) && e.message.includes(MANIFEST.name) && !e.message.includes("\n"),
+        e.message,
+      );
+    }
+    assertEquals(moved, []);
+    assertEquals(await Deno.readTextFile(`${datadir}/ibdata1`), "x");
+    assertEquals([...Deno.readDirSync(dir)].map((d) => d.name), ["data"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
