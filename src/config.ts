@@ -184,6 +184,8 @@ export interface BackupConfig {
   readonly encryption?: {
     readonly identity?: Secret;
     readonly recipients?: readonly string[];
+    /** BACKUP_ALLOW_UNENCRYPTED (see EncryptionConfig in src/backup/encryption.ts). */
+    readonly allowUnencrypted?: boolean;
   };
 }
 
@@ -938,6 +940,14 @@ backups("BACKUP_ENCRYPTION_RECIPIENTS", ageRecipients, {
   at: "backup.encryption.recipients",
   doc: "age recipients (`age1…`, comma separated) to encrypt to as well, or instead: a node with only " +
     "these encrypts but cannot restore.",
+});
+backups("BACKUP_ALLOW_UNENCRYPTED", flag, {
+  at: "backup.encryption.allowUnencrypted",
+  doc:
+    "`true` lets a node with BACKUP_ENCRYPTION_KEY restore (and verify) unencrypted snapshots and archived " +
+    "binlogs, such as those of a cluster from before encryption was turned on, and lets a node with neither key " +
+    "variable store unencrypted ones though the cluster's last snapshot is encrypted (encryption turned off on " +
+    "purpose). Unset: both are refused, with one line.",
 });
 backups("BINLOG_ARCHIVE_INTERVAL", seconds(1000, 86_400_000, { goDuration: true }), {
   default: "60s",

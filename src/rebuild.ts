@@ -25,7 +25,7 @@ import type { Manifest } from "./backup/manifest.ts";
 import type { MysqlServer } from "./mysql/server.ts";
 import type { Flavour } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
-import { cannotDecrypt, openKeyring } from "./backup/encryption.ts";
+import { cannotRestore, openKeyring } from "./backup/encryption.ts";
 import { errorMessage } from "./text.ts";
 import {
   chooseBufferPoolLogged,
@@ -86,10 +86,8 @@ export async function moveErrantDatadirAside(
   const keyring = await openKeyring(config.backup.encryption).catch((e: unknown) => {
     throw new RebuildRefusedError(errorMessage(e));
   });
-  if (manifest.encryption !== undefined) {
-    const problem = cannotDecrypt(manifest.encryption, keyring, `the last snapshot ${manifest.name}`);
-    if (problem !== undefined) throw new RebuildRefusedError(problem);
-  }
+  const keyProblem = cannotRestore(manifest.encryption, keyring, `the last snapshot ${manifest.name}`);
+  if (keyProblem !== undefined) throw new RebuildRefusedError(keyProblem);
   const aside = `${datadir}.errant-${new Date().toISOString().replace(/[:.]/g, "-")}`;
   await checkMovable(datadir, aside);
 

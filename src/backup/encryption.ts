@@ -28,6 +28,11 @@ export interface EncryptionConfig {
   readonly identity?: Secret;
   /** Further recipients to encrypt to (a node with no identity encrypts only). */
   readonly recipients?: readonly string[];
+  /**
+   * BACKUP_ALLOW_UNENCRYPTED: with an identity, restore unencrypted snapshots and binlogs too (else refused);
+   * without keys, take unencrypted ones though the cluster's last snapshot is encrypted (else refused).
+   */
+  readonly allowUnencrypted?: boolean;
 }
 
 /** What a manifest or an index entry records about how its object is encrypted: public keys only. */
@@ -44,6 +49,8 @@ export interface Keyring {
   readonly recipients: readonly string[];
   /** The identity and the recipient it belongs to, when one is configured. */
   readonly identity?: { readonly secret: Secret; readonly recipient: string };
+  /** BACKUP_ALLOW_UNENCRYPTED: an unencrypted object is restored even though an identity is configured. */
+  readonly allowUnencrypted?: boolean;
 }
 
 /**
@@ -101,6 +108,54 @@ export function cannotDecrypt(
 }
 
 /**
+ * Whether the keyring may restore an object stored as `info` says, as one line to report when it may not. An
+ * encrypted one needs an identity of its recipients ({@link cannotDecrypt}). An unencrypted one is refused
+ * when an identity is configured, unless BACKUP_ALLOW_UNENCRYPTED is set: the manifest or index entry alone
+ * says whether an object is encrypted, and anyone who can write the store can write a plaintext object and
+ * its record.
+ *
+ * @param info The object's encryption record; `undefined` for an unencrypted object.
+ * @param what The object, for the message, e.g. `snapshot 'db-backup-…'`.
+ * @returns `undefined` when it may be restored, else the problem.
+ */
+export function cannotRestore(
+  info: EncryptionInfo | undefined,
+  keyring: Keyring | undefined,
+  what: string,
+): string | undefined {
+  if (info !== undefined) return cannotDecrypt(info, keyring, what);
+  if (keyring?.identity === undefined || keyring.allowUnencrypted === true) return undefined;
+  return `${what} is not encrypted, but BACKUP_ENCRYPTION_KEY is set, so it is refused (anyone who can write ` +
+    "the store could have put it there): to restore the unencrypted snapshots and binlogs of a cluster from " +
+    "before encryption was turned on, set BACKUP_ALLOW_UNENCRYPTED=true";
+}
+
+/**
+ * Whether a node may store a new object unencrypted, as one line to report when it may not: a node with
+ * neither key variable is refused when the cluster's published snapshot is encrypted (a node left out of the
+ * key roll-out would otherwise write plaintext beside the ciphertext), unless BACKUP_ALLOW_UNENCRYPTED is set
+ * (encryption turned off on purpose).
+ *
+ * @param published The encryption record of the snapshot LAST_BACKUP_KEY names, if any.
+ * @param keyring The node's keys; `undefined` when neither key variable is set.
+ * @param allowUnencrypted BACKUP_ALLOW_UNENCRYPTED.
+ * @param what What would be stored, for the message, e.g. `the snapshot`.
+ * @returns `undefined` when it may be stored, else the problem.
+ */
+export function cannotStorePlaintext(
+  published: EncryptionInfo | undefined,
+  keyring: Keyring | undefined,
+  allowUnencrypted: boolean,
+  what: string,
+): string | undefined {
+  if (keyring !== undefined || published === undefined || allowUnencrypted) return undefined;
+  const to = published.recipients.map(shortRecipient).join(", ");
+  return `${what} would be stored unencrypted, but the cluster's last snapshot is encrypted (age, to ${to}): set ` +
+    "BACKUP_ENCRYPTION_KEY or BACKUP_ENCRYPTION_RECIPIENTS on this node as on the others (or " +
+    "BACKUP_ALLOW_UNENCRYPTED=true to turn encryption off on purpose)";
+}
+
+/**
  * The encrypting stage: `age --encrypt -r R…` reads stdin and writes the age file to stdout.
  *
  * @throws {RangeError} when there is no recipient, or one is not an age recipient.
@@ -149,6 +204,7 @@ export async function openKeyring(
 ): Promise<Keyring | undefined> {
   const configured = config?.recipients ?? [];
   if (config?.identity === undefined && configured.length === 0) return undefined;
+  const allow = config?.allowUnencrypted === true ? { allowUnencrypted: true } : {};
   let identity: Keyring["identity"];
   if (config?.identity !== undefined) {
     let out: string;
@@ -172,7 +228,11 @@ export async function openKeyring(
     identity = Object.freeze({ secret: config.identity, recipient: out });
   }
   const recipients = [...new Set([...(identity ? [identity.recipient] : []), ...configured])].sort();
-  return Object.freeze({ recipients: Object.freeze(recipients), ...(identity ? { identity } : {}) });
+  return Object.freeze({
+    recipients: Object.freeze(recipients),
+    ...(identity ? { identity } : {}),
+    ...allow,
+  });
 }
 
 /**

@@ -25,7 +25,7 @@ import {
 } from "./manifest.ts";
 import { decompressCommand, extractCommand, prepareCommand } from "./tools.ts";
 import {
-  cannotDecrypt,
+  cannotRestore,
   decryptCommand,
   isDecryptFailure,
   type Keyring,
@@ -114,10 +114,8 @@ export async function restoreSnapshot(opts: RestoreSnapshotOptions): Promise<Res
       `the datadir was not touched; restore a ${flavour} snapshot, or run the ${manifest.flavour} image`,
     );
   }
-  if (manifest.encryption !== undefined) {
-    const problem = cannotDecrypt(manifest.encryption, opts.keyring, "it");
-    if (problem !== undefined) refuse(problem, "nothing was touched");
-  }
+  const keyProblem = cannotRestore(manifest.encryption, opts.keyring, "it");
+  if (keyProblem !== undefined) refuse(keyProblem, "nothing was touched");
   signal?.throwIfAborted();
 
   let target: Target | undefined;

@@ -37,7 +37,7 @@ import { ofCluster } from "../backup/manifest.ts";
 import type { Manifest } from "../backup/manifest.ts";
 import { restoreSnapshot } from "../backup/restore.ts";
 import {
-  cannotDecrypt,
+  cannotRestore,
   decryptCommand,
   isDecryptFailure,
   type Keyring,
@@ -261,10 +261,7 @@ export async function fetchSegments(
 ): Promise<string[]> {
   // Every key is checked before any download: a missing or wrong key stops the restore before it starts.
   for (const step of plan.steps) {
-    const e = step.segment.encryption;
-    const problem = e === undefined
-      ? undefined
-      : cannotDecrypt(e, keyring, `archived binlog ${step.segment.key}`);
+    const problem = cannotRestore(step.segment.encryption, keyring, `archived binlog ${step.segment.key}`);
     if (problem !== undefined) throw new ReplayError(`${capitalise(problem)}; nothing was touched`);
   }
   return plan.steps.some((s) => s.segment.encryption !== undefined) && keyring !== undefined

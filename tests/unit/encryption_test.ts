@@ -1,6 +1,8 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
 import {
   cannotDecrypt,
+  cannotRestore,
+  cannotStorePlaintext,
   decryptCommand,
   encryptCommand,
   encryptionInfo,
@@ -18,6 +20,9 @@ import { CorruptSnapshotError, RestoreError } from "../../src/backup/errors.ts";
 import { restoreConfiguredSnapshot } from "../../src/snapshots.ts";
 import { moveErrantDatadirAside, RebuildRefusedError } from "../../src/rebuild.ts";
 import type { MysqlServer } from "../../src/mysql/server.ts";
+import { fetchSegments, ReplayError } from "../../src/binlog/replay.ts";
+import type { RecoveryPlan } from "../../src/binlog/plan.ts";
+import type { SnapshotStore } from "../../src/storage/store.ts";
 import { segment } from "./segments.ts";
 
 // Throwaway test keys (age-keygen); R2 belongs to another identity.
@@ -202,6 +207,78 @@ Deno.test("moveErrantDatadirAside() refuses, with the datadir where it was, when
     assertEquals(moved, []);
     assertEquals(await Deno.readTextFile(`${datadir}/ibdata1`), "x");
     assertEquals([...Deno.readDirSync(dir)].map((d) => d.name), ["data"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cannotRestore(): with a key, an unencrypted object is refused unless BACKUP_ALLOW_UNENCRYPTED is set", () => {
+  const what = "snapshot 's'";
+  assertEquals(cannotRestore(undefined, undefined, what), undefined, "no keys: plaintext as before");
+  assertEquals(
+    cannotRestore(undefined, { recipients: [R2] }, what),
+    undefined,
+    "encrypts only: restores nothing",
+  );
+  const refused = cannotRestore(undefined, keyring(R1), what)!;
+  assert(refused.startsWith("snapshot 's' is not encrypted, but BACKUP_ENCRYPTION_KEY is set"), refused);
+  assert(refused.includes("BACKUP_ALLOW_UNENCRYPTED=true"), refused);
+  assertEquals(cannotRestore(undefined, { ...keyring(R1), allowUnencrypted: true }, what), undefined);
+  const info = { format: "age" as const, recipients: [R2] };
+  assertEquals(
+    cannotRestore(info, { ...keyring(R1), allowUnencrypted: true }, what),
+    cannotDecrypt(info, keyring(R1), what),
+  );
+  assertEquals(cannotRestore({ format: "age", recipients: [R1] }, keyring(R1), what), undefined);
+});
+
+Deno.test("cannotStorePlaintext(): a node without keys does not write plaintext into an encrypted cluster", () => {
+  const info = { format: "age" as const, recipients: [R1] };
+  const refused = cannotStorePlaintext(info, undefined, false, "the snapshot")!;
+  assertEquals(
+    refused,
+    "the snapshot would be stored unencrypted, but the cluster's last snapshot is encrypted (age, to " +
+      "age13dnc37…7jhhm0): set BACKUP_ENCRYPTION_KEY or BACKUP_ENCRYPTION_RECIPIENTS on this node as on the " +
+      "others (or BACKUP_ALLOW_UNENCRYPTED=true to turn encryption off on purpose)",
+  );
+  assertEquals(cannotStorePlaintext(info, undefined, true, "the snapshot"), undefined);
+  assertEquals(cannotStorePlaintext(info, { recipients: [R2] }, false, "the snapshot"), undefined);
+  assertEquals(
+    cannotStorePlaintext(undefined, undefined, false, "the snapshot"),
+    undefined,
+    "a plaintext cluster",
+  );
+});
+
+Deno.test("restore with BACKUP_ENCRYPTION_KEY: an unencrypted snapshot or binlog is refused before anything is touched", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "autopilot-restore-plain-" });
+  try {
+    const configWith = (vars: Record<string, string>) =>
+      loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "replpw", SNAPSHOT_DIR: `${dir}/store`, ...vars })[n], host);
+    const opts = { manifest: MANIFEST, datadir: `${dir}/data`, flavour: "mariadb" } as const;
+    const keyed = configWith({ BACKUP_ENCRYPTION_KEY: IDENTITY });
+    const e = await assertRejects(() => restoreConfiguredSnapshot(keyed, opts), RestoreError);
+    assert(e.message.includes("is not encrypted, but BACKUP_ENCRYPTION_KEY is set"), e.message);
+    // Allowed: it gets past the check to the (missing) data.
+    const allowed = configWith({ BACKUP_ENCRYPTION_KEY: IDENTITY, BACKUP_ALLOW_UNENCRYPTED: "true" });
+    await assertRejects(() => restoreConfiguredSnapshot(allowed, opts), CorruptSnapshotError);
+    assertEquals([...Deno.readDirSync(dir)].map((d) => d.name).filter((n) => n.startsWith("data")), []);
+
+    const seg = segment("0-1-3", "0-1-4", 1);
+    const plan = { snapshot: MANIFEST, steps: [{ segment: seg, after: "0-1-3" }] } as unknown as RecoveryPlan;
+    const store = {
+      kind: "local",
+      get: () => Promise.reject(new Error("not to be read")),
+    } as unknown as SnapshotStore;
+    const r = await assertRejects(
+      () => fetchSegments(store, plan, `${dir}/binlogs`, undefined, keyring(R1)),
+      ReplayError,
+    );
+    assert(
+      r.message.includes(`Archived binlog ${seg.key} is not encrypted, but BACKUP_ENCRYPTION_KEY`),
+      r.message,
+    );
+    assert(r.message.endsWith("nothing was touched"), r.message);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
