@@ -17,7 +17,7 @@
  * @module
  */
 
-import { isAgeIdentity, parseRecipients } from "./backup/age_keys.ts";
+import { parseIdentities, parseRecipients } from "./backup/age_keys.ts";
 /** A secret value. It prints as `<redacted>` everywhere; only {@link Secret.reveal} gives the text. */
 export class Secret {
   readonly #value: string;
@@ -429,13 +429,21 @@ const httpUrl = text((s) => isHttpUrl(s) ? undefined : "must be an http:// or ht
 
 const secret: Kind<Secret> = { parse: (s) => new Secret(s), show: String, secret: true };
 
-/** An age X25519 identity (`AGE-SECRET-KEY-1…`); the message never shows it. */
+/**
+ * age X25519 identities (`AGE-SECRET-KEY-1…`): one, or an identity file as `age-keygen -o` writes it (`#`
+ * comment lines skipped), several for a key rotation; kept one a line. The message never shows them.
+ */
 const ageIdentity: Kind<Secret> = {
-  parse: (s) =>
-    isAgeIdentity(s.trim()) ? new Secret(s.trim()) : wrong(
-      "is not an age identity: it must be one line AGE-SECRET-KEY-1 followed by 58 characters " +
-        "(make one with `age-keygen`)",
-    ),
+  parse: (s) => {
+    const r = parseIdentities(s);
+    if ("identities" in r) return new Secret(r.identities.join("\n"));
+    const shape = "AGE-SECRET-KEY-1 followed by 58 characters (make one with `age-keygen -o FILE`)";
+    return wrong(
+      "wrongLine" in r
+        ? `is not an age identity: line ${r.wrongLine} is neither a comment (#) nor ${shape}`
+        : `is not an age identity: it holds no line ${shape}`,
+    );
+  },
   show: String,
   secret: true,
 };
@@ -932,9 +940,12 @@ backups("BACKUP_VERIFY", flag, {
 });
 backups("BACKUP_ENCRYPTION_KEY", ageIdentity, {
   at: "backup.encryption.identity",
-  doc: "An age identity (`AGE-SECRET-KEY-1…`, from `age-keygen`): snapshots and archived binlogs are " +
-    "encrypted to its recipient before they leave the node, and restores, verification and point-in-time " +
-    "restores decrypt with it. Unset on every node: nothing is encrypted.",
+  doc:
+    "An age identity (`AGE-SECRET-KEY-1…`, from `age-keygen`), or the file `age-keygen -o` writes (its `#` " +
+    "comment lines are skipped; best as BACKUP_ENCRYPTION_KEY_FILE, a Docker secret): snapshots and archived " +
+    "binlogs are encrypted to its recipient before they leave the node, and restores, verification and " +
+    "point-in-time restores decrypt with it. Several identities, one a line, while a key is rotated: the last " +
+    "is the one encrypted to, every one decrypts. Unset on every node: nothing is encrypted.",
 });
 backups("BACKUP_ENCRYPTION_RECIPIENTS", ageRecipients, {
   at: "backup.encryption.recipients",

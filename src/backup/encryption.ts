@@ -20,11 +20,14 @@ import type { Secret } from "../config.ts";
 import { errorMessage } from "../text.ts";
 import { isAgeRecipient } from "./age_keys.ts";
 
-export { isAgeIdentity, isAgeRecipient, parseRecipients } from "./age_keys.ts";
+export { isAgeIdentity, isAgeRecipient, parseIdentities, parseRecipients } from "./age_keys.ts";
 
 /** The encryption settings (BACKUP_ENCRYPTION_KEY, BACKUP_ENCRYPTION_RECIPIENTS). */
 export interface EncryptionConfig {
-  /** The age identity that decrypts; its recipient is also encrypted to. */
+  /**
+   * The age identities that decrypt, one a line (several while a key is rotated); the last one's recipient is
+   * also encrypted to.
+   */
   readonly identity?: Secret;
   /** Further recipients to encrypt to (a node with no identity encrypts only). */
   readonly recipients?: readonly string[];
@@ -45,10 +48,17 @@ export interface EncryptionInfo {
 
 /** The encryption settings made ready: the recipients to encrypt to, the identity and its recipient. */
 export interface Keyring {
-  /** Every recipient a new object is encrypted to (the identity's own first), sorted, no duplicates. */
+  /** Every recipient a new object is encrypted to (the current identity's and the configured), sorted, no duplicates. */
   readonly recipients: readonly string[];
-  /** The identity and the recipient it belongs to, when one is configured. */
-  readonly identity?: { readonly secret: Secret; readonly recipient: string };
+  /**
+   * The identities (one a line in `secret`), when configured: `recipient` is the last one's, the current key new
+   * objects are encrypted to; `decrypts` holds every identity's recipient (older keys still decrypt).
+   */
+  readonly identity?: {
+    readonly secret: Secret;
+    readonly recipient: string;
+    readonly decrypts?: readonly string[];
+  };
   /** BACKUP_ALLOW_UNENCRYPTED: an unencrypted object is restored even though an identity is configured. */
   readonly allowUnencrypted?: boolean;
 }
@@ -102,9 +112,13 @@ export function cannotDecrypt(
     return `${what} is encrypted (age, to ${to}) but BACKUP_ENCRYPTION_KEY is not set: set it to the identity ` +
       "(AGE-SECRET-KEY-1…) of one of those recipients";
   }
-  if (info.recipients.includes(keyring.identity.recipient)) return undefined;
+  const mine = keyring.identity.decrypts ?? [keyring.identity.recipient];
+  if (info.recipients.some((r) => mine.includes(r))) return undefined;
   return `${what} is encrypted (age, to ${to}) and BACKUP_ENCRYPTION_KEY is not the identity of any of them ` +
-    `(its recipient is ${shortRecipient(keyring.identity.recipient)}): set the key it was encrypted for`;
+    `(its ${mine.length === 1 ? "recipient is" : "recipients are"} ${
+      mine.map(shortRecipient).join(", ")
+    }): ` +
+    "set the key it was encrypted for";
 }
 
 /**
@@ -191,8 +205,8 @@ export function isDecryptFailure(e: unknown): e is CommandFailedError {
 }
 
 /**
- * Makes the configured keys ready: derives the identity's recipient (`age-keygen -y`, the key on stdin) and
- * merges it with the configured recipients.
+ * Makes the configured keys ready: derives each identity's recipient (`age-keygen -y`, the keys on stdin) and
+ * merges the last one's (the current key) with the configured recipients.
  *
  * @returns The keyring, or `undefined` when no key is configured (encryption off).
  * @throws {Error} one line naming BACKUP_ENCRYPTION_KEY when `age-keygen` rejects it (a bad checksum), or
@@ -207,10 +221,10 @@ export async function openKeyring(
   const allow = config?.allowUnencrypted === true ? { allowUnencrypted: true } : {};
   let identity: Keyring["identity"];
   if (config?.identity !== undefined) {
-    let out: string;
+    let out: string[];
     try {
       out = (await run(["age-keygen", "-y"], { stdin: `${config.identity.reveal()}\n`, signal })).stdout
-        .trim();
+        .split("\n").map((l) => l.trim()).filter((l) => l !== "");
     } catch (e) {
       if (signal?.aborted) throw e;
       // age-keygen's own message may quote the key: never show it.
@@ -222,10 +236,14 @@ export async function openKeyring(
         { cause: e instanceof CommandFailedError ? undefined : e },
       );
     }
-    if (!isAgeRecipient(out)) {
+    if (out.length === 0 || !out.every(isAgeRecipient)) {
       throw new Error("BACKUP_ENCRYPTION_KEY did not give an age recipient (age-keygen -y): check the key");
     }
-    identity = Object.freeze({ secret: config.identity, recipient: out });
+    identity = Object.freeze({
+      secret: config.identity,
+      recipient: out[out.length - 1],
+      decrypts: Object.freeze([...new Set(out)]),
+    });
   }
   const recipients = [...new Set([...(identity ? [identity.recipient] : []), ...configured])].sort();
   return Object.freeze({

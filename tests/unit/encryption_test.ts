@@ -9,6 +9,7 @@ import {
   isAgeIdentity,
   isAgeRecipient,
   type Keyring,
+  openKeyring,
   parseEncryptionInfo,
   parseRecipients,
   shortRecipient,
@@ -282,4 +283,42 @@ Deno.test("restore with BACKUP_ENCRYPTION_KEY: an unencrypted snapshot or binlog
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("BACKUP_ENCRYPTION_KEY_FILE takes the file age-keygen -o writes, with several identities for a rotation", async () => {
+  const NEW = "AGE-SECRET-KEY-18CFJU45AR24HP7R60K44DQRU9LXWFYAQC3QXVHEP683XLQFGX04Q3UK8E2";
+  const keygenFile = (key: string) =>
+    `# created: 2026-12-03T06:25:05Z\n# public key: (its recipient)\n${key}\n`;
+  const load = (file: string) =>
+    loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "replpw", BACKUP_ENCRYPTION_KEY_FILE: "/run/secrets/k" })[n], {
+      ...host,
+      readFile: () => file,
+    });
+  assertEquals(load(keygenFile(IDENTITY)).backup.encryption?.identity?.reveal(), IDENTITY);
+  const rotated = load(`${keygenFile(IDENTITY)}\n${keygenFile(NEW)}`).backup.encryption!;
+  assertEquals(rotated.identity?.reveal(), `${IDENTITY}\n${NEW}`);
+
+  const problem = (file: string) => {
+    try {
+      load(file);
+    } catch (e) {
+      if (e instanceof ConfigError) return e.problems.join("\n");
+      throw e;
+    }
+    return "";
+  };
+  const bad = problem(`# created: x\n${IDENTITY}\n${IDENTITY.slice(0, -2)}\n`);
+  assert(bad.startsWith("BACKUP_ENCRYPTION_KEY is not an age identity: line 3 is neither a comment"), bad);
+  assert(bad.includes("(read from BACKUP_ENCRYPTION_KEY_FILE=/run/secrets/k)") && !bad.includes("RSN7"), bad);
+  assert(problem("# public key: age1…\n\n").includes("it holds no line AGE-SECRET-KEY-1"));
+
+  // The last identity is the one encrypted to; every one decrypts.
+  const keyring = (await openKeyring(rotated))!;
+  const older = (await openKeyring({ identity: new Secret(IDENTITY) }))!.identity!.recipient;
+  assertEquals(older, R1);
+  assert(keyring.identity!.recipient !== R1 && keyring.recipients.length === 1, String(keyring.recipients));
+  assertEquals(keyring.identity!.decrypts, [R1, keyring.identity!.recipient]);
+  assertEquals(cannotDecrypt({ format: "age", recipients: [R1] }, keyring, "snapshot 's'"), undefined);
+  const other = cannotDecrypt({ format: "age", recipients: [R2] }, keyring, "snapshot 's'")!;
+  assert(other.includes("its recipients are age13dnc37…7jhhm0, "), other);
 });
