@@ -17,7 +17,7 @@
  * @module
  */
 
-import { parseIdentities, parseRecipients } from "./backup/age_keys.ts";
+import { looksLikeSecretKey, parseIdentities, parseRecipients } from "./backup/age_keys.ts";
 /** A secret value. It prints as `<redacted>` everywhere; only {@link Secret.reveal} gives the text. */
 export class Secret {
   readonly #value: string;
@@ -1140,6 +1140,21 @@ function readSecretFile(path: string, readFile: (path: string) => string): strin
   return text === "" ? wrong("is an empty file: write the secret in it") : text;
 }
 
+/** The one line for a non-secret setting whose value holds a secret key (`AGE-SECRET-KEY-`, `-----BEGIN`). */
+function secretKeyMisplaced(s: Setting<unknown>): string {
+  const head = `${s.name} holds a secret key (its value is not shown)`;
+  if (s.kind === ageRecipients) {
+    return `${head}: that is a secret key, not a recipient: put the identity (AGE-SECRET-KEY-1…) in ` +
+      "BACKUP_ENCRYPTION_KEY_FILE and its public key (age1…, from `age-keygen -y`) here, and replace that key " +
+      "if it was shared";
+  }
+  if (s.kind === path) {
+    return `${head}: that is a secret key, not a path: write the PEM to a file and set ${s.name} to the file's ` +
+      "absolute path";
+  }
+  return `${head}: that is a secret key, not a value for ${s.name}: remove it, and replace that key if it was shared`;
+}
+
 /** Why a file could not be read, in a few words (never its content). */
 function unreadable(e: unknown): string {
   if (e instanceof Deno.errors.NotFound) return "no such file";
@@ -1167,6 +1182,11 @@ export function loadConfig(env: EnvReader, host: ConfigHost): Config {
   const v: Values = <T>(s: Setting<T>) => read.get(s as Setting<unknown>)?.value as T | undefined;
   const problems: { index: number; text: string }[] = [];
   const problem = (s: Setting<unknown>, what: string, value?: string) => {
+    if (value !== undefined && !s.secret && looksLikeSecretKey(value)) {
+      // Key material typed into the wrong variable: neither the value nor a message that may quote it.
+      problems.push({ index: s.index, text: secretKeyMisplaced(s) });
+      return;
+    }
     const shown = value === undefined || s.secret ? "" : `: current value is '${value}'`;
     problems.push({ index: s.index, text: `${s.name} ${what}${shown}` });
   };

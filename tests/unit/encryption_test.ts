@@ -322,3 +322,34 @@ Deno.test("BACKUP_ENCRYPTION_KEY_FILE takes the file age-keygen -o writes, with 
   const other = cannotDecrypt({ format: "age", recipients: [R2] }, keyring, "snapshot 's'")!;
   assert(other.includes("its recipients are age13dnc37…7jhhm0, "), other);
 });
+
+Deno.test("a secret key typed into a non-secret variable is never shown: one line says it is a key, not a recipient or path", () => {
+  const pem = "-----BEGIN PRIVATE KEY-----#MIIEvQIBADANBgkqhkiG9w0BAQEFAASC#-----END PRIVATE KEY-----";
+  for (
+    const [vars, says] of [
+      [{ BACKUP_ENCRYPTION_RECIPIENTS: IDENTITY }, "not a recipient"],
+      [{ BACKUP_ENCRYPTION_RECIPIENTS: `${R1}, ${IDENTITY.toLowerCase()}` }, "not a recipient"],
+      [{ MYSQL_TLS_KEY: pem }, "not a path"],
+      [{ MYSQL_TLS_CERT: pem.replaceAll("PRIVATE KEY", "CERTIFICATE") }, "not a path"],
+      [{ CONSUL_CLIENT_KEY: pem }, "not a path"],
+    ] as const
+  ) {
+    const name = Object.keys(vars)[0];
+    const problems = problemsOf(vars);
+    const mine = problems.filter((p) => p.startsWith(`${name} `));
+    assertEquals(mine.length, 1, problems.join("\n"));
+    assert(
+      mine[0].startsWith(
+        `${name} holds a secret key (its value is not shown): that is a secret key, ${says}`,
+      ),
+      mine[0],
+    );
+    for (const p of problems) {
+      assert(!/RSN7FHWP|rsn7fhwp|MIIEvQ|-----BEGIN/.test(p), p);
+    }
+  }
+  // Anything else is still shown, to help.
+  assert(
+    problemsOf({ MYSQL_TLS_KEY: "tls/key.pem" }).some((p) => p.includes("current value is 'tls/key.pem'")),
+  );
+});
