@@ -87,7 +87,7 @@ export interface RestoreResult {
  * @throws {CorruptSnapshotError} when the data object is missing, differs from the manifest (SHA-256 or
  *   size), cannot be decrypted or decompressed, or lacks a readable binlog info file matching the manifest.
  * @throws {RestoreError} when the datadir is not empty or not a directory, the snapshot is of another
- *   flavour, it is encrypted and `keyring` holds no identity of its recipients (checked first), the data cannot be read from the store or unpacked, the prepare step or `chown` fails, or
+ *   flavour, it is encrypted and `keyring` holds no identity of its recipients, or it is not and `keyring` holds an identity without BACKUP_ALLOW_UNENCRYPTED (both checked first), the data cannot be read from the store or unpacked, the prepare step or `chown` fails, or
  *   `signal` aborts. In every case the datadir is as it was and no staging directory is left.
  * @throws {RangeError} for a relative datadir or an invalid `chownTo`.
  */

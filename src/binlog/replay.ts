@@ -250,7 +250,8 @@ export function stepFile(dir: string, i: number): string {
  * @returns The files, in step order.
  * @throws {ReplayError} naming the binlog at fault and the last point reachable before it (`fault` says
  *   which step; the files of the steps before it are complete); without `fault` when a binlog is
- *   encrypted and `keyring` holds no identity of its recipients (nothing downloaded).
+ *   encrypted and `keyring` holds no identity of its recipients, or is not and `keyring` holds an identity
+ *   without BACKUP_ALLOW_UNENCRYPTED (nothing downloaded).
  */
 export async function fetchSegments(
   store: SnapshotStore,
