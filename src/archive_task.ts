@@ -21,7 +21,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "./config.ts";
-import { openKeyring } from "./backup/encryption.ts";
+import { cannotStorePlaintext, openKeyring } from "./backup/encryption.ts";
 import { ConsulRequestError, ConsulStore, ConsulUnavailableError } from "./consul.ts";
 import { ConsulClusterKv } from "./cluster_kv.ts";
 import { flavourOf } from "./local.ts";
@@ -106,6 +106,13 @@ export async function runArchive(config: Config, opts: { signal?: AbortSignal } 
     await putMetrics({ binlog_archive_runs_total: 1 });
     const started = performance.now();
     const keyring = await openKeyring(config.backup.encryption, opts.signal);
+    const plaintext = cannotStorePlaintext(
+      published?.encryption,
+      keyring,
+      config.backup.encryption?.allowUnencrypted === true,
+      "each binlog",
+    );
+    if (plaintext !== undefined) throw new ArchiveError(`${plaintext}; nothing was archived`);
     const outcome = await archiveBinlogs({
       store,
       ...(keyring ? { keyring } : {}),

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { isAgeIdentity, parseRecipients } from "./backup/age_keys.ts";
+import { looksLikeSecretKey, parseIdentities, parseRecipients } from "./backup/age_keys.ts";
 /** A secret value. It prints as `<redacted>` everywhere; only {@link Secret.reveal} gives the text. */
 export class Secret {
   readonly #value: string;
@@ -184,6 +184,8 @@ export interface BackupConfig {
   readonly encryption?: {
     readonly identity?: Secret;
     readonly recipients?: readonly string[];
+    /** BACKUP_ALLOW_UNENCRYPTED (see EncryptionConfig in src/backup/encryption.ts). */
+    readonly allowUnencrypted?: boolean;
   };
 }
 
@@ -427,13 +429,21 @@ const httpUrl = text((s) => isHttpUrl(s) ? undefined : "must be an http:// or ht
 
 const secret: Kind<Secret> = { parse: (s) => new Secret(s), show: String, secret: true };
 
-/** An age X25519 identity (`AGE-SECRET-KEY-1…`); the message never shows it. */
+/**
+ * age X25519 identities (`AGE-SECRET-KEY-1…`): one, or an identity file as `age-keygen -o` writes it (`#`
+ * comment lines skipped), several for a key rotation; kept one a line. The message never shows them.
+ */
 const ageIdentity: Kind<Secret> = {
-  parse: (s) =>
-    isAgeIdentity(s.trim()) ? new Secret(s.trim()) : wrong(
-      "is not an age identity: it must be one line AGE-SECRET-KEY-1 followed by 58 characters " +
-        "(make one with `age-keygen`)",
-    ),
+  parse: (s) => {
+    const r = parseIdentities(s);
+    if ("identities" in r) return new Secret(r.identities.join("\n"));
+    const shape = "AGE-SECRET-KEY-1 followed by 58 characters (make one with `age-keygen -o FILE`)";
+    return wrong(
+      "wrongLine" in r
+        ? `is not an age identity: line ${r.wrongLine} is neither a comment (#) nor ${shape}`
+        : `is not an age identity: it holds no line ${shape}`,
+    );
+  },
   show: String,
   secret: true,
 };
@@ -930,14 +940,25 @@ backups("BACKUP_VERIFY", flag, {
 });
 backups("BACKUP_ENCRYPTION_KEY", ageIdentity, {
   at: "backup.encryption.identity",
-  doc: "An age identity (`AGE-SECRET-KEY-1…`, from `age-keygen`): snapshots and archived binlogs are " +
-    "encrypted to its recipient before they leave the node, and restores, verification and point-in-time " +
-    "restores decrypt with it. Unset on every node: nothing is encrypted.",
+  doc:
+    "An age identity (`AGE-SECRET-KEY-1…`, from `age-keygen`), or the file `age-keygen -o` writes (its `#` " +
+    "comment lines are skipped; best as BACKUP_ENCRYPTION_KEY_FILE, a Docker secret): snapshots and archived " +
+    "binlogs are encrypted to its recipient before they leave the node, and restores, verification and " +
+    "point-in-time restores decrypt with it. Several identities, one a line, while a key is rotated: the last " +
+    "is the one encrypted to, every one decrypts. Unset on every node: nothing is encrypted.",
 });
 backups("BACKUP_ENCRYPTION_RECIPIENTS", ageRecipients, {
   at: "backup.encryption.recipients",
   doc: "age recipients (`age1…`, comma separated) to encrypt to as well, or instead: a node with only " +
     "these encrypts but cannot restore.",
+});
+backups("BACKUP_ALLOW_UNENCRYPTED", flag, {
+  at: "backup.encryption.allowUnencrypted",
+  doc:
+    "`true` lets a node with BACKUP_ENCRYPTION_KEY restore (and verify) unencrypted snapshots and archived " +
+    "binlogs, such as those of a cluster from before encryption was turned on, and lets a node with neither key " +
+    "variable store unencrypted ones though the cluster's last snapshot is encrypted (encryption turned off on " +
+    "purpose). Unset: both are refused, with one line.",
 });
 backups("BINLOG_ARCHIVE_INTERVAL", seconds(1000, 86_400_000, { goDuration: true }), {
   default: "60s",
@@ -1119,6 +1140,21 @@ function readSecretFile(path: string, readFile: (path: string) => string): strin
   return text === "" ? wrong("is an empty file: write the secret in it") : text;
 }
 
+/** The one line for a non-secret setting whose value holds a secret key (`AGE-SECRET-KEY-`, `-----BEGIN`). */
+function secretKeyMisplaced(s: Setting<unknown>): string {
+  const head = `${s.name} holds a secret key (its value is not shown)`;
+  if (s.kind === ageRecipients) {
+    return `${head}: that is a secret key, not a recipient: put the identity (AGE-SECRET-KEY-1…) in ` +
+      "BACKUP_ENCRYPTION_KEY_FILE and its public key (age1…, from `age-keygen -y`) here, and replace that key " +
+      "if it was shared";
+  }
+  if (s.kind === path) {
+    return `${head}: that is a secret key, not a path: write the PEM to a file and set ${s.name} to the file's ` +
+      "absolute path";
+  }
+  return `${head}: that is a secret key, not a value for ${s.name}: remove it, and replace that key if it was shared`;
+}
+
 /** Why a file could not be read, in a few words (never its content). */
 function unreadable(e: unknown): string {
   if (e instanceof Deno.errors.NotFound) return "no such file";
@@ -1146,6 +1182,11 @@ export function loadConfig(env: EnvReader, host: ConfigHost): Config {
   const v: Values = <T>(s: Setting<T>) => read.get(s as Setting<unknown>)?.value as T | undefined;
   const problems: { index: number; text: string }[] = [];
   const problem = (s: Setting<unknown>, what: string, value?: string) => {
+    if (value !== undefined && !s.secret && looksLikeSecretKey(value)) {
+      // Key material typed into the wrong variable: neither the value nor a message that may quote it.
+      problems.push({ index: s.index, text: secretKeyMisplaced(s) });
+      return;
+    }
     const shown = value === undefined || s.secret ? "" : `: current value is '${value}'`;
     problems.push({ index: s.index, text: `${s.name} ${what}${shown}` });
   };

@@ -5,8 +5,8 @@
  *
  * The order avoids ever running two servers on one datadir, or one server on a half-moved one, even though
  * ContainerPilot restarts mysqld the moment it exits:
- * 1. Check everything first (the snapshot has nothing the primary lacks; the datadir can be renamed in one
- *    step), so a refusal touches nothing.
+ * 1. Check everything first (the snapshot has nothing the primary lacks; this node's BACKUP_ENCRYPTION_KEY
+ *    decrypts it; the datadir can be renamed in one step), so a refusal touches nothing.
  * 2. Rename the datadir to `<datadir>.errant-<time>` while mysqld still runs. mysqld works relative to the
  *    directory it changed into at start, so it goes on in the renamed directory.
  * 3. Shut mysqld down cleanly and wait until it has exited. Any restart ContainerPilot makes meanwhile finds
@@ -25,6 +25,8 @@ import type { Manifest } from "./backup/manifest.ts";
 import type { MysqlServer } from "./mysql/server.ts";
 import type { Flavour } from "./mysql/flavour.ts";
 import { subtractGtids } from "./mysql/gtid.ts";
+import { cannotRestore, openKeyring } from "./backup/encryption.ts";
+import { errorMessage } from "./text.ts";
 import {
   chooseBufferPoolLogged,
   shutDownLocalServer,
@@ -80,6 +82,12 @@ export async function moveErrantDatadirAside(
       `the last snapshot ${manifest.name} has transactions ${beyond} the primary lacks: take a new one there`,
     );
   }
+  // The keys before anything moves: a node that cannot decrypt the snapshot would be left without a datadir.
+  const keyring = await openKeyring(config.backup.encryption).catch((e: unknown) => {
+    throw new RebuildRefusedError(errorMessage(e));
+  });
+  const keyProblem = cannotRestore(manifest.encryption, keyring, `the last snapshot ${manifest.name}`);
+  if (keyProblem !== undefined) throw new RebuildRefusedError(keyProblem);
   const aside = `${datadir}.errant-${new Date().toISOString().replace(/[:.]/g, "-")}`;
   await checkMovable(datadir, aside);
 

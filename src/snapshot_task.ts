@@ -48,7 +48,7 @@ import { pruneSnapshots, retentionPolicy } from "./backup/retention.ts";
 import { publishedSnapshot, takeAndPublishSnapshot, type VerificationRecord } from "./snapshots.ts";
 import { ArchiveReplayError, verifySnapshot } from "./backup/verify.ts";
 import { openStore } from "./storage/open.ts";
-import { openKeyring } from "./backup/encryption.ts";
+import { cannotRestore, openKeyring } from "./backup/encryption.ts";
 import { EXIT } from "./command.ts";
 import { putMetrics } from "./metrics.ts";
 import { clusterPrefix, type Manifest } from "./backup/manifest.ts";
@@ -121,6 +121,12 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
         return EXIT.failed;
       }
       log.debug("No snapshot: {reason}", { reason: decision.reason });
+      const keyProblem = config.backup.verify && last !== undefined
+        ? await openKeyring(config.backup.encryption).then(
+          (keyring) => cannotRestore(last.encryption, keyring, `snapshot ${last.name}`),
+          (e) => errorMessage(e),
+        )
+        : undefined;
       const verify = decideVerify({
         enabled: config.backup.verify,
         role,
@@ -129,9 +135,11 @@ export async function runSnapshot(config: Config, opts: { force: boolean }): Pro
           "lastVerified",
           config.backup.verify ? (await kv.lastVerification())?.name : "",
         ),
+        ...optional("keyProblem", keyProblem),
       });
       if (!verify.take || last === undefined) {
-        log.debug("No verification: {reason}", { reason: verify.reason });
+        if (verify.misconfigured) log.warn("No verification: {reason}", { reason: verify.reason });
+        else log.debug("No verification: {reason}", { reason: verify.reason });
         return EXIT.ok;
       }
       log.info("Verifying: {reason}", { reason: verify.reason });

@@ -7,14 +7,14 @@
  *
  * @module
  */
-import { openKeyring } from "./backup/encryption.ts";
+import { cannotStorePlaintext, openKeyring } from "./backup/encryption.ts";
 import type { Config } from "./config.ts";
 import type { ClusterKv, VerificationRecord } from "./cluster_kv.ts";
 import { takeSnapshot } from "./backup/backup.ts";
 import { type RestoreResult, restoreSnapshot, type RestoreSnapshotOptions } from "./backup/restore.ts";
 import { DigestStream } from "./backup/digest.ts";
-import { CorruptSnapshotError } from "./backup/errors.ts";
-import { type Manifest, manifestKey, parseManifest } from "./backup/manifest.ts";
+import { BackupError, CorruptSnapshotError } from "./backup/errors.ts";
+import { type Manifest, manifestKey, parseManifest, renderBackupName } from "./backup/manifest.ts";
 import type { MysqlServer } from "./mysql/server.ts";
 import { localAdminUser } from "./mysql/bootstrap.ts";
 import type { Flavour } from "./mysql/flavour.ts";
@@ -36,7 +36,8 @@ export interface PublishOptions {
  * Takes a hot snapshot of the local server, stores it, checks the stored bytes, and publishes it in Consul.
  *
  * @returns The snapshot's manifest.
- * @throws {BackupError} when the backup fails (nothing stored); {@link CorruptSnapshotError} when the stored
+ * @throws {BackupError} when the backup fails (nothing stored), or this node has no key variable while the
+ *   cluster's published snapshot is encrypted (nothing run: {@link cannotStorePlaintext}); {@link CorruptSnapshotError} when the stored
  *   bytes do not match (the snapshot is deleted, nothing published).
  */
 export async function takeAndPublishSnapshot(
@@ -53,6 +54,14 @@ export async function takeAndPublishSnapshot(
   // (see Manifest).
   const binlogStateBefore = flavour === "mariadb" ? (await server.gtidState({ signal })).executed : undefined;
   const keyring = await openKeyring(config.backup.encryption, signal);
+  if (keyring === undefined) {
+    const published = await publishedSnapshot(kv).catch(() => undefined);
+    const allow = config.backup.encryption?.allowUnencrypted === true;
+    const problem = cannotStorePlaintext(published?.encryption, keyring, allow, "the snapshot");
+    if (problem !== undefined) {
+      throw new BackupError(renderBackupName(config.backup.name, new Date()), problem, "nothing was stored");
+    }
+  }
   const manifest = await takeSnapshot({
     store,
     flavour,

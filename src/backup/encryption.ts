@@ -20,14 +20,22 @@ import type { Secret } from "../config.ts";
 import { errorMessage } from "../text.ts";
 import { isAgeRecipient } from "./age_keys.ts";
 
-export { isAgeIdentity, isAgeRecipient, parseRecipients } from "./age_keys.ts";
+export { isAgeIdentity, isAgeRecipient, parseIdentities, parseRecipients } from "./age_keys.ts";
 
 /** The encryption settings (BACKUP_ENCRYPTION_KEY, BACKUP_ENCRYPTION_RECIPIENTS). */
 export interface EncryptionConfig {
-  /** The age identity that decrypts; its recipient is also encrypted to. */
+  /**
+   * The age identities that decrypt, one a line (several while a key is rotated); the last one's recipient is
+   * also encrypted to.
+   */
   readonly identity?: Secret;
   /** Further recipients to encrypt to (a node with no identity encrypts only). */
   readonly recipients?: readonly string[];
+  /**
+   * BACKUP_ALLOW_UNENCRYPTED: with an identity, restore unencrypted snapshots and binlogs too (else refused);
+   * without keys, take unencrypted ones though the cluster's last snapshot is encrypted (else refused).
+   */
+  readonly allowUnencrypted?: boolean;
 }
 
 /** What a manifest or an index entry records about how its object is encrypted: public keys only. */
@@ -40,10 +48,19 @@ export interface EncryptionInfo {
 
 /** The encryption settings made ready: the recipients to encrypt to, the identity and its recipient. */
 export interface Keyring {
-  /** Every recipient a new object is encrypted to (the identity's own first), sorted, no duplicates. */
+  /** Every recipient a new object is encrypted to (the current identity's and the configured), sorted, no duplicates. */
   readonly recipients: readonly string[];
-  /** The identity and the recipient it belongs to, when one is configured. */
-  readonly identity?: { readonly secret: Secret; readonly recipient: string };
+  /**
+   * The identities (one a line in `secret`), when configured: `recipient` is the last one's, the current key new
+   * objects are encrypted to; `decrypts` holds every identity's recipient (older keys still decrypt).
+   */
+  readonly identity?: {
+    readonly secret: Secret;
+    readonly recipient: string;
+    readonly decrypts?: readonly string[];
+  };
+  /** BACKUP_ALLOW_UNENCRYPTED: an unencrypted object is restored even though an identity is configured. */
+  readonly allowUnencrypted?: boolean;
 }
 
 /**
@@ -95,9 +112,61 @@ export function cannotDecrypt(
     return `${what} is encrypted (age, to ${to}) but BACKUP_ENCRYPTION_KEY is not set: set it to the identity ` +
       "(AGE-SECRET-KEY-1…) of one of those recipients";
   }
-  if (info.recipients.includes(keyring.identity.recipient)) return undefined;
+  const mine = keyring.identity.decrypts ?? [keyring.identity.recipient];
+  if (info.recipients.some((r) => mine.includes(r))) return undefined;
   return `${what} is encrypted (age, to ${to}) and BACKUP_ENCRYPTION_KEY is not the identity of any of them ` +
-    `(its recipient is ${shortRecipient(keyring.identity.recipient)}): set the key it was encrypted for`;
+    `(its ${mine.length === 1 ? "recipient is" : "recipients are"} ${
+      mine.map(shortRecipient).join(", ")
+    }): ` +
+    "set the key it was encrypted for";
+}
+
+/**
+ * Whether the keyring may restore an object stored as `info` says, as one line to report when it may not. An
+ * encrypted one needs an identity of its recipients ({@link cannotDecrypt}). An unencrypted one is refused
+ * when an identity is configured, unless BACKUP_ALLOW_UNENCRYPTED is set: the manifest or index entry alone
+ * says whether an object is encrypted, and anyone who can write the store can write a plaintext object and
+ * its record.
+ *
+ * @param info The object's encryption record; `undefined` for an unencrypted object.
+ * @param what The object, for the message, e.g. `snapshot 'db-backup-…'`.
+ * @returns `undefined` when it may be restored, else the problem.
+ */
+export function cannotRestore(
+  info: EncryptionInfo | undefined,
+  keyring: Keyring | undefined,
+  what: string,
+): string | undefined {
+  if (info !== undefined) return cannotDecrypt(info, keyring, what);
+  if (keyring?.identity === undefined || keyring.allowUnencrypted === true) return undefined;
+  return `${what} is not encrypted, but BACKUP_ENCRYPTION_KEY is set, so it is refused (anyone who can write ` +
+    "the store could have put it there): to restore the unencrypted snapshots and binlogs of a cluster from " +
+    "before encryption was turned on, set BACKUP_ALLOW_UNENCRYPTED=true";
+}
+
+/**
+ * Whether a node may store a new object unencrypted, as one line to report when it may not: a node with
+ * neither key variable is refused when the cluster's published snapshot is encrypted (a node left out of the
+ * key roll-out would otherwise write plaintext beside the ciphertext), unless BACKUP_ALLOW_UNENCRYPTED is set
+ * (encryption turned off on purpose).
+ *
+ * @param published The encryption record of the snapshot LAST_BACKUP_KEY names, if any.
+ * @param keyring The node's keys; `undefined` when neither key variable is set.
+ * @param allowUnencrypted BACKUP_ALLOW_UNENCRYPTED.
+ * @param what What would be stored, for the message, e.g. `the snapshot`.
+ * @returns `undefined` when it may be stored, else the problem.
+ */
+export function cannotStorePlaintext(
+  published: EncryptionInfo | undefined,
+  keyring: Keyring | undefined,
+  allowUnencrypted: boolean,
+  what: string,
+): string | undefined {
+  if (keyring !== undefined || published === undefined || allowUnencrypted) return undefined;
+  const to = published.recipients.map(shortRecipient).join(", ");
+  return `${what} would be stored unencrypted, but the cluster's last snapshot is encrypted (age, to ${to}): set ` +
+    "BACKUP_ENCRYPTION_KEY or BACKUP_ENCRYPTION_RECIPIENTS on this node as on the others (or " +
+    "BACKUP_ALLOW_UNENCRYPTED=true to turn encryption off on purpose)";
 }
 
 /**
@@ -136,8 +205,8 @@ export function isDecryptFailure(e: unknown): e is CommandFailedError {
 }
 
 /**
- * Makes the configured keys ready: derives the identity's recipient (`age-keygen -y`, the key on stdin) and
- * merges it with the configured recipients.
+ * Makes the configured keys ready: derives each identity's recipient (`age-keygen -y`, the keys on stdin) and
+ * merges the last one's (the current key) with the configured recipients.
  *
  * @returns The keyring, or `undefined` when no key is configured (encryption off).
  * @throws {Error} one line naming BACKUP_ENCRYPTION_KEY when `age-keygen` rejects it (a bad checksum), or
@@ -149,12 +218,13 @@ export async function openKeyring(
 ): Promise<Keyring | undefined> {
   const configured = config?.recipients ?? [];
   if (config?.identity === undefined && configured.length === 0) return undefined;
+  const allow = config?.allowUnencrypted === true ? { allowUnencrypted: true } : {};
   let identity: Keyring["identity"];
   if (config?.identity !== undefined) {
-    let out: string;
+    let out: string[];
     try {
       out = (await run(["age-keygen", "-y"], { stdin: `${config.identity.reveal()}\n`, signal })).stdout
-        .trim();
+        .split("\n").map((l) => l.trim()).filter((l) => l !== "");
     } catch (e) {
       if (signal?.aborted) throw e;
       // age-keygen's own message may quote the key: never show it.
@@ -166,13 +236,21 @@ export async function openKeyring(
         { cause: e instanceof CommandFailedError ? undefined : e },
       );
     }
-    if (!isAgeRecipient(out)) {
+    if (out.length === 0 || !out.every(isAgeRecipient)) {
       throw new Error("BACKUP_ENCRYPTION_KEY did not give an age recipient (age-keygen -y): check the key");
     }
-    identity = Object.freeze({ secret: config.identity, recipient: out });
+    identity = Object.freeze({
+      secret: config.identity,
+      recipient: out[out.length - 1],
+      decrypts: Object.freeze([...new Set(out)]),
+    });
   }
   const recipients = [...new Set([...(identity ? [identity.recipient] : []), ...configured])].sort();
-  return Object.freeze({ recipients: Object.freeze(recipients), ...(identity ? { identity } : {}) });
+  return Object.freeze({
+    recipients: Object.freeze(recipients),
+    ...(identity ? { identity } : {}),
+    ...allow,
+  });
 }
 
 /**

@@ -25,7 +25,7 @@ import {
 } from "./manifest.ts";
 import { decompressCommand, extractCommand, prepareCommand } from "./tools.ts";
 import {
-  cannotDecrypt,
+  cannotRestore,
   decryptCommand,
   isDecryptFailure,
   type Keyring,
@@ -87,7 +87,7 @@ export interface RestoreResult {
  * @throws {CorruptSnapshotError} when the data object is missing, differs from the manifest (SHA-256 or
  *   size), cannot be decrypted or decompressed, or lacks a readable binlog info file matching the manifest.
  * @throws {RestoreError} when the datadir is not empty or not a directory, the snapshot is of another
- *   flavour, it is encrypted and `keyring` holds no identity of its recipients (checked first), the data cannot be read from the store or unpacked, the prepare step or `chown` fails, or
+ *   flavour, it is encrypted and `keyring` holds no identity of its recipients, or it is not and `keyring` holds an identity without BACKUP_ALLOW_UNENCRYPTED (both checked first), the data cannot be read from the store or unpacked, the prepare step or `chown` fails, or
  *   `signal` aborts. In every case the datadir is as it was and no staging directory is left.
  * @throws {RangeError} for a relative datadir or an invalid `chownTo`.
  */
@@ -114,10 +114,8 @@ export async function restoreSnapshot(opts: RestoreSnapshotOptions): Promise<Res
       `the datadir was not touched; restore a ${flavour} snapshot, or run the ${manifest.flavour} image`,
     );
   }
-  if (manifest.encryption !== undefined) {
-    const problem = cannotDecrypt(manifest.encryption, opts.keyring, "it");
-    if (problem !== undefined) refuse(problem, "nothing was touched");
-  }
+  const keyProblem = cannotRestore(manifest.encryption, opts.keyring, "it");
+  if (keyProblem !== undefined) refuse(keyProblem, "nothing was touched");
   signal?.throwIfAborted();
 
   let target: Target | undefined;

@@ -47,6 +47,8 @@ export interface SnapshotFacts {
 export interface SnapshotDecision {
   readonly take: boolean;
   readonly reason: string;
+  /** Not taken because of a setting the operator should fix: worth a WARN line, not DEBUG. */
+  readonly misconfigured?: true;
 }
 
 /** Decides whether to take a snapshot now. */
@@ -116,17 +118,30 @@ export interface VerifyFacts {
   readonly last?: string;
   /** The snapshot LAST_VERIFIED_KEY names, if any (verified, passed or failed). */
   readonly lastVerified?: string;
+  /**
+   * Why this node's keys cannot restore the last snapshot, if they cannot (`cannotRestore()` in
+   * src/backup/encryption.ts): a node with BACKUP_ENCRYPTION_RECIPIENTS only, or with another key.
+   */
+  readonly keyProblem?: string;
 }
 
 /**
  * Whether this node should verify the last snapshot now: with BACKUP_VERIFY, a healthy replica verifies each
- * snapshot once (the primary never spends its disk and I/O on it).
+ * snapshot once (the primary never spends its disk and I/O on it), when its keys can restore it.
  */
 export function decideVerify(f: VerifyFacts): SnapshotDecision {
   if (!f.enabled) return { take: false, reason: "BACKUP_VERIFY is off" };
   if (f.role.kind !== "replica") return { take: false, reason: "only a healthy replica verifies snapshots" };
   if (f.last === undefined) return { take: false, reason: "no snapshot to verify" };
   if (f.last === f.lastVerified) return { take: false, reason: `snapshot ${f.last} was verified already` };
+  if (f.keyProblem !== undefined) {
+    // Verifying would fail the same way on every run: skipped, and the job left to a node that can.
+    return {
+      take: false,
+      reason: `BACKUP_VERIFY is set but this node cannot verify: ${f.keyProblem}`,
+      misconfigured: true,
+    };
+  }
   return { take: true, reason: `snapshot ${f.last} has not been verified (BACKUP_VERIFY)` };
 }
 

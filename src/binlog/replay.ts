@@ -37,7 +37,7 @@ import { ofCluster } from "../backup/manifest.ts";
 import type { Manifest } from "../backup/manifest.ts";
 import { restoreSnapshot } from "../backup/restore.ts";
 import {
-  cannotDecrypt,
+  cannotRestore,
   decryptCommand,
   isDecryptFailure,
   type Keyring,
@@ -250,7 +250,8 @@ export function stepFile(dir: string, i: number): string {
  * @returns The files, in step order.
  * @throws {ReplayError} naming the binlog at fault and the last point reachable before it (`fault` says
  *   which step; the files of the steps before it are complete); without `fault` when a binlog is
- *   encrypted and `keyring` holds no identity of its recipients (nothing downloaded).
+ *   encrypted and `keyring` holds no identity of its recipients, or is not and `keyring` holds an identity
+ *   without BACKUP_ALLOW_UNENCRYPTED (nothing downloaded).
  */
 export async function fetchSegments(
   store: SnapshotStore,
@@ -261,10 +262,7 @@ export async function fetchSegments(
 ): Promise<string[]> {
   // Every key is checked before any download: a missing or wrong key stops the restore before it starts.
   for (const step of plan.steps) {
-    const e = step.segment.encryption;
-    const problem = e === undefined
-      ? undefined
-      : cannotDecrypt(e, keyring, `archived binlog ${step.segment.key}`);
+    const problem = cannotRestore(step.segment.encryption, keyring, `archived binlog ${step.segment.key}`);
     if (problem !== undefined) throw new ReplayError(`${capitalise(problem)}; nothing was touched`);
   }
   return plan.steps.some((s) => s.segment.encryption !== undefined) && keyring !== undefined

@@ -132,6 +132,22 @@ Deno.test("an encrypted snapshot: ciphertext in the store, restored with the key
   );
   assertStringIncludes(unauth.message, "it does not decrypt");
   assert(!(await pathExists(datadir)), "the datadir exists after an unauthenticated restore");
+  // A manifest that drops the encryption record (a forged or old plaintext one) is refused by a node with the
+  // key, before anything is read, unless BACKUP_ALLOW_UNENCRYPTED; allowed, these bytes then fail at zstd.
+  const { encryption: _, ...plainManifest } = forged;
+  const refused = await assertRejects(
+    () => restoreSnapshot({ store, manifest: plainManifest, datadir, flavour: "mariadb", keyring: ring }),
+    RestoreError,
+  );
+  assertStringIncludes(refused.message, "is not encrypted, but BACKUP_ENCRYPTION_KEY is set");
+  assert(!(await pathExists(datadir)), "the datadir exists after a refused plaintext restore");
+  const allowed = { ...ring, allowUnencrypted: true };
+  const unzstd = await assertRejects(
+    () => restoreSnapshot({ store, manifest: plainManifest, datadir, flavour: "mariadb", keyring: allowed }),
+    CorruptSnapshotError,
+  );
+  assertStringIncludes(unzstd.message, "does not decompress");
+  assert(!(await pathExists(datadir)), "the datadir exists after an undecompressable restore");
 });
 
 Deno.test("encrypted archived binlogs: the index entry names the recipient, a point-in-time restore decrypts them, no key stops it before anything", async () => {

@@ -410,6 +410,7 @@ const EVERYTHING: Record<string, string>[] = [
     // a throwaway test key (age-keygen), and another key's recipient
     BACKUP_ENCRYPTION_KEY: "AGE-SECRET-KEY-1RSN7FHWPWC0M5VEZ9M0LSDN3066AP69EMUMFQMZKUX0SUQJSUFEQXPTAYS",
     BACKUP_ENCRYPTION_RECIPIENTS: "age1tfplw6nty0rgjh0f48ypfhqkj49s57t8grnxl69gw7z325wtccwsr9j7yf",
+    BACKUP_ALLOW_UNENCRYPTED: "true",
     BINLOG_ARCHIVE_INTERVAL: "5m",
     SNAPSHOT_DIR: "/snap",
   },

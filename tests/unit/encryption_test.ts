@@ -1,12 +1,15 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
 import {
   cannotDecrypt,
+  cannotRestore,
+  cannotStorePlaintext,
   decryptCommand,
   encryptCommand,
   encryptionInfo,
   isAgeIdentity,
   isAgeRecipient,
   type Keyring,
+  openKeyring,
   parseEncryptionInfo,
   parseRecipients,
   shortRecipient,
@@ -16,6 +19,11 @@ import { formatSegment, indexKeyOf, parseSegment } from "../../src/binlog/segmen
 import { ConfigError, loadConfig, Secret } from "../../src/config.ts";
 import { CorruptSnapshotError, RestoreError } from "../../src/backup/errors.ts";
 import { restoreConfiguredSnapshot } from "../../src/snapshots.ts";
+import { moveErrantDatadirAside, RebuildRefusedError } from "../../src/rebuild.ts";
+import type { MysqlServer } from "../../src/mysql/server.ts";
+import { fetchSegments, ReplayError } from "../../src/binlog/replay.ts";
+import type { RecoveryPlan } from "../../src/binlog/plan.ts";
+import type { SnapshotStore } from "../../src/storage/store.ts";
 import { segment } from "./segments.ts";
 
 // Throwaway test keys (age-keygen); R2 belongs to another identity.
@@ -167,4 +175,181 @@ Deno.test("restoreConfiguredSnapshot() decrypts with BACKUP_ENCRYPTION_KEY (pre-
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("moveErrantDatadirAside() refuses, with the datadir where it was, when this node cannot decrypt the snapshot", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "autopilot-rebuild-key-" });
+  try {
+    const datadir = `${dir}/data`;
+    await Deno.mkdir(datadir);
+    await Deno.writeTextFile(`${datadir}/ibdata1`, "x");
+    const configWith = (vars: Record<string, string>) =>
+      loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "replpw", MYSQL_DATADIR: datadir, ...vars })[n], host);
+    const manifest: Manifest = { ...MANIFEST, encryption: { format: "age", recipients: [R2] } };
+    // Never reached: the refusal comes before mysqld is asked anything.
+    const server = {} as MysqlServer;
+    const moved: string[] = [];
+    const onMoved = (aside: string) => Promise.resolve(void moved.push(aside));
+    for (
+      const [vars, says] of [
+        [{ BACKUP_ENCRYPTION_RECIPIENTS: R2 }, "BACKUP_ENCRYPTION_KEY is not set"],
+        [{ BACKUP_ENCRYPTION_KEY: IDENTITY }, "is not the identity of any of them"],
+      ] as const
+    ) {
+      const e = await assertRejects(
+        () => moveErrantDatadirAside(configWith(vars), "mariadb", server, manifest, "0-1-5", onMoved),
+        RebuildRefusedError,
+      );
+      assert(
+        e.message.includes(says) && e.message.includes(MANIFEST.name) && !e.message.includes("\n"),
+        e.message,
+      );
+    }
+    assertEquals(moved, []);
+    assertEquals(await Deno.readTextFile(`${datadir}/ibdata1`), "x");
+    assertEquals([...Deno.readDirSync(dir)].map((d) => d.name), ["data"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cannotRestore(): with a key, an unencrypted object is refused unless BACKUP_ALLOW_UNENCRYPTED is set", () => {
+  const what = "snapshot 's'";
+  assertEquals(cannotRestore(undefined, undefined, what), undefined, "no keys: plaintext as before");
+  assertEquals(
+    cannotRestore(undefined, { recipients: [R2] }, what),
+    undefined,
+    "encrypts only: restores nothing",
+  );
+  const refused = cannotRestore(undefined, keyring(R1), what)!;
+  assert(refused.startsWith("snapshot 's' is not encrypted, but BACKUP_ENCRYPTION_KEY is set"), refused);
+  assert(refused.includes("BACKUP_ALLOW_UNENCRYPTED=true"), refused);
+  assertEquals(cannotRestore(undefined, { ...keyring(R1), allowUnencrypted: true }, what), undefined);
+  const info = { format: "age" as const, recipients: [R2] };
+  assertEquals(
+    cannotRestore(info, { ...keyring(R1), allowUnencrypted: true }, what),
+    cannotDecrypt(info, keyring(R1), what),
+  );
+  assertEquals(cannotRestore({ format: "age", recipients: [R1] }, keyring(R1), what), undefined);
+});
+
+Deno.test("cannotStorePlaintext(): a node without keys does not write plaintext into an encrypted cluster", () => {
+  const info = { format: "age" as const, recipients: [R1] };
+  const refused = cannotStorePlaintext(info, undefined, false, "the snapshot")!;
+  assertEquals(
+    refused,
+    "the snapshot would be stored unencrypted, but the cluster's last snapshot is encrypted (age, to " +
+      "age13dnc37…7jhhm0): set BACKUP_ENCRYPTION_KEY or BACKUP_ENCRYPTION_RECIPIENTS on this node as on the " +
+      "others (or BACKUP_ALLOW_UNENCRYPTED=true to turn encryption off on purpose)",
+  );
+  assertEquals(cannotStorePlaintext(info, undefined, true, "the snapshot"), undefined);
+  assertEquals(cannotStorePlaintext(info, { recipients: [R2] }, false, "the snapshot"), undefined);
+  assertEquals(
+    cannotStorePlaintext(undefined, undefined, false, "the snapshot"),
+    undefined,
+    "a plaintext cluster",
+  );
+});
+
+Deno.test("restore with BACKUP_ENCRYPTION_KEY: an unencrypted snapshot or binlog is refused before anything is touched", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "autopilot-restore-plain-" });
+  try {
+    const configWith = (vars: Record<string, string>) =>
+      loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "replpw", SNAPSHOT_DIR: `${dir}/store`, ...vars })[n], host);
+    const opts = { manifest: MANIFEST, datadir: `${dir}/data`, flavour: "mariadb" } as const;
+    const keyed = configWith({ BACKUP_ENCRYPTION_KEY: IDENTITY });
+    const e = await assertRejects(() => restoreConfiguredSnapshot(keyed, opts), RestoreError);
+    assert(e.message.includes("is not encrypted, but BACKUP_ENCRYPTION_KEY is set"), e.message);
+    // Allowed: it gets past the check to the (missing) data.
+    const allowed = configWith({ BACKUP_ENCRYPTION_KEY: IDENTITY, BACKUP_ALLOW_UNENCRYPTED: "true" });
+    await assertRejects(() => restoreConfiguredSnapshot(allowed, opts), CorruptSnapshotError);
+    assertEquals([...Deno.readDirSync(dir)].map((d) => d.name).filter((n) => n.startsWith("data")), []);
+
+    const seg = segment("0-1-3", "0-1-4", 1);
+    const plan = { snapshot: MANIFEST, steps: [{ segment: seg, after: "0-1-3" }] } as unknown as RecoveryPlan;
+    const store = {
+      kind: "local",
+      get: () => Promise.reject(new Error("not to be read")),
+    } as unknown as SnapshotStore;
+    const r = await assertRejects(
+      () => fetchSegments(store, plan, `${dir}/binlogs`, undefined, keyring(R1)),
+      ReplayError,
+    );
+    assert(
+      r.message.includes(`Archived binlog ${seg.key} is not encrypted, but BACKUP_ENCRYPTION_KEY`),
+      r.message,
+    );
+    assert(r.message.endsWith("nothing was touched"), r.message);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("BACKUP_ENCRYPTION_KEY_FILE takes the file age-keygen -o writes, with several identities for a rotation", async () => {
+  const NEW = "AGE-SECRET-KEY-18CFJU45AR24HP7R60K44DQRU9LXWFYAQC3QXVHEP683XLQFGX04Q3UK8E2";
+  const keygenFile = (key: string) =>
+    `# created: 2026-12-03T06:25:05Z\n# public key: (its recipient)\n${key}\n`;
+  const load = (file: string) =>
+    loadConfig((n) => ({ MYSQL_REPL_PASSWORD: "replpw", BACKUP_ENCRYPTION_KEY_FILE: "/run/secrets/k" })[n], {
+      ...host,
+      readFile: () => file,
+    });
+  assertEquals(load(keygenFile(IDENTITY)).backup.encryption?.identity?.reveal(), IDENTITY);
+  const rotated = load(`${keygenFile(IDENTITY)}\n${keygenFile(NEW)}`).backup.encryption!;
+  assertEquals(rotated.identity?.reveal(), `${IDENTITY}\n${NEW}`);
+
+  const problem = (file: string) => {
+    try {
+      load(file);
+    } catch (e) {
+      if (e instanceof ConfigError) return e.problems.join("\n");
+      throw e;
+    }
+    return "";
+  };
+  const bad = problem(`# created: x\n${IDENTITY}\n${IDENTITY.slice(0, -2)}\n`);
+  assert(bad.startsWith("BACKUP_ENCRYPTION_KEY is not an age identity: line 3 is neither a comment"), bad);
+  assert(bad.includes("(read from BACKUP_ENCRYPTION_KEY_FILE=/run/secrets/k)") && !bad.includes("RSN7"), bad);
+  assert(problem("# public key: age1…\n\n").includes("it holds no line AGE-SECRET-KEY-1"));
+
+  // The last identity is the one encrypted to; every one decrypts.
+  const keyring = (await openKeyring(rotated))!;
+  const older = (await openKeyring({ identity: new Secret(IDENTITY) }))!.identity!.recipient;
+  assertEquals(older, R1);
+  assert(keyring.identity!.recipient !== R1 && keyring.recipients.length === 1, String(keyring.recipients));
+  assertEquals(keyring.identity!.decrypts, [R1, keyring.identity!.recipient]);
+  assertEquals(cannotDecrypt({ format: "age", recipients: [R1] }, keyring, "snapshot 's'"), undefined);
+  const other = cannotDecrypt({ format: "age", recipients: [R2] }, keyring, "snapshot 's'")!;
+  assert(other.includes("its recipients are age13dnc37…7jhhm0, "), other);
+});
+
+Deno.test("a secret key typed into a non-secret variable is never shown: one line says it is a key, not a recipient or path", () => {
+  const pem = "-----BEGIN PRIVATE KEY-----#MIIEvQIBADANBgkqhkiG9w0BAQEFAASC#-----END PRIVATE KEY-----";
+  for (
+    const [vars, says] of [
+      [{ BACKUP_ENCRYPTION_RECIPIENTS: IDENTITY }, "not a recipient"],
+      [{ BACKUP_ENCRYPTION_RECIPIENTS: `${R1}, ${IDENTITY.toLowerCase()}` }, "not a recipient"],
+      [{ MYSQL_TLS_KEY: pem }, "not a path"],
+      [{ MYSQL_TLS_CERT: pem.replaceAll("PRIVATE KEY", "CERTIFICATE") }, "not a path"],
+      [{ CONSUL_CLIENT_KEY: pem }, "not a path"],
+    ] as const
+  ) {
+    const name = Object.keys(vars)[0];
+    const problems = problemsOf(vars);
+    const mine = problems.filter((p) => p.startsWith(`${name} `));
+    assertEquals(mine.length, 1, problems.join("\n"));
+    assert(
+      mine[0].startsWith(
+        `${name} holds a secret key (its value is not shown): that is a secret key, ${says}`,
+      ),
+      mine[0],
+    );
+    for (const p of problems) {
+      assert(!/RSN7FHWP|rsn7fhwp|MIIEvQ|-----BEGIN/.test(p), p);
+    }
+  }
+  // Anything else is still shown, to help.
+  assert(
+    problemsOf({ MYSQL_TLS_KEY: "tls/key.pem" }).some((p) => p.includes("current value is 'tls/key.pem'")),
+  );
 });

@@ -132,6 +132,14 @@ Deno.test("decideVerify(): with BACKUP_VERIFY, a healthy replica verifies each n
   });
   assertEquals(decideVerify({ ...base, role: { kind: "none", why: "it lags" } }).take, false);
   assertEquals(decideVerify({ ...base, last: undefined }), { take: false, reason: "no snapshot to verify" });
+  // A node whose keys cannot restore it (BACKUP_ENCRYPTION_RECIPIENTS only) skips it, every run, with a WARN.
+  const keyProblem = "snapshot s2 is encrypted (age, to age1…) but BACKUP_ENCRYPTION_KEY is not set: set it";
+  assertEquals(decideVerify({ ...base, keyProblem }), {
+    take: false,
+    reason: `BACKUP_VERIFY is set but this node cannot verify: ${keyProblem}`,
+    misconfigured: true,
+  });
+  assertEquals(decideVerify({ ...base, lastVerified: "s2", keyProblem }).misconfigured, undefined);
 });
 
 const early: EarlyFacts = { backupFrom: "primary", verify: false, lock: "another node" };
