@@ -235,17 +235,11 @@ export async function serveAsPrimary(
     const failed = await server.run(a.requireTls, { signal }).then(() => undefined, (e: unknown) => e);
     if (failed !== undefined) {
       if (signal?.aborted) throw failed;
-      return {
-        healthy: false,
-        outcome: {
-          level: "error",
-          text:
-            `Cannot make the accounts require TLS (REQUIRE_TLS): ${
-              failed instanceof Error ? failed.message : failed
-            }; ` +
-            "staying read-only, tried again next pass",
-        },
-      };
+      const why = failed instanceof Error ? failed.message : String(failed);
+      const text =
+        `Cannot make the accounts require TLS (REQUIRE_TLS): ${why}; staying read-only, tried again ` +
+        "next pass";
+      return { healthy: false, outcome: { level: "error", text } };
     }
   }
   await server.setReadOnly(false, { signal });
