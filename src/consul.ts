@@ -584,7 +584,7 @@ export class ConsulStore {
       try {
         return await Deno.readTextFile(path);
       } catch (e) {
-        throw new ConsulTlsSetupError(`Cannot read ${variable} (${path}): ${(e as Error).message}`);
+        throw new ConsulTlsSetupError(unreadableTlsFile(variable, path, e));
       }
     };
     const options = httpClientOptions({
@@ -878,6 +878,38 @@ function tlsFiles(config: ConsulConfig): TlsFiles {
     ...(config.clientCert ? { clientCert: config.clientCert } : {}),
     ...(config.clientKey ? { clientKey: config.clientKey } : {}),
   });
+}
+
+/**
+ * The directories a Consul TLS file may be in: those `deno.json`'s `autopilot` permission set lets the program
+ * read, the same as `SECRET_FILE_DIRS` in `src/config.ts` (a unit test keeps them equal; not imported from there,
+ * since a health pass loads `src/config.ts`'s types only).
+ */
+export const CONSUL_TLS_FILE_DIRS: readonly string[] = Object.freeze([
+  "/run/secrets",
+  "/var/lib/autopilot",
+  "/var/lib/mysql",
+  "/tmp",
+]);
+
+/**
+ * Why a Consul TLS file (`variable` names it) cannot be read, in one line naming the variable and the path:
+ * for a path outside the directories the permission set lets autopilot read, those directories
+ * ({@link CONSUL_TLS_FILE_DIRS}), never Deno's "run again with the --allow-read flag". Pure.
+ */
+export function unreadableTlsFile(variable: string, path: string, e: unknown): string {
+  const why = e instanceof Deno.errors.NotFound
+    ? "does not exist"
+    : e instanceof Deno.errors.NotCapable
+    ? `is outside the directories autopilot may read (${
+      CONSUL_TLS_FILE_DIRS.join(", ")
+    }): put it in one of them`
+    : e instanceof Deno.errors.PermissionDenied
+    ? "cannot be read (permission denied: check the file's owner and mode)"
+    : e instanceof Deno.errors.IsADirectory
+    ? "is a directory, not a PEM file"
+    : `cannot be read (${e instanceof Error ? e.message : String(e)})`;
+  return `${variable} ${path} ${why}`;
 }
 
 /**

@@ -178,8 +178,9 @@ export async function serveAsPrimary(
     /** The in-server lease's length (SESSION_TTL/2). */
     readonly leaseMs: number;
     /**
-     * REQUIRE_TLS: the statements that make the accounts refuse plain logins, run once writable (binlogged, so
-     * every replica gets them; a cluster that turns REQUIRE_TLS on gets them from its next primary).
+     * REQUIRE_TLS: the statements that make the accounts refuse plain logins, run just before turning writable
+     * (binlogged, so every replica gets them; a cluster that turns REQUIRE_TLS on gets them from its next
+     * primary). If they fail, the node stays read-only and the next pass tries again.
      */
     readonly requireTls?: readonly Statement[];
     /**
@@ -227,6 +228,20 @@ export async function serveAsPrimary(
   if (!(await leaseForWriting(a, signal))) return { healthy: false };
   // A switchover from this node may have blocked writes since the keys were read: never undo that.
   if (await switchoverUnderWay(a)) return { healthy: false };
+  if (a.requireTls) {
+    // Before turning writable, so that the application never reaches a writable primary whose accounts still
+    // take plain logins. The admin account may write while read_only is on (MariaDB's READ ONLY ADMIN; on
+    // MySQL the lease above left super_read_only off and read_only on), and the lease fences this node.
+    const failed = await server.run(a.requireTls, { signal }).then(() => undefined, (e: unknown) => e);
+    if (failed !== undefined) {
+      if (signal?.aborted) throw failed;
+      const why = failed instanceof Error ? failed.message : String(failed);
+      const text =
+        `Cannot make the accounts require TLS (REQUIRE_TLS): ${why}; staying read-only, tried again ` +
+        "next pass";
+      return { healthy: false, outcome: { level: "error", text } };
+    }
+  }
   await server.setReadOnly(false, { signal });
   if (await switchoverUnderWay(a)) {
     await server.setReadOnly(true, { signal });
@@ -240,11 +255,6 @@ export async function serveAsPrimary(
     await dropLease(server, signal);
     log.error("Lost the primary lock while turning writable: read-only again");
     return { healthy: false };
-  }
-  if (a.requireTls) {
-    await server.run(a.requireTls, { signal }).catch((e) =>
-      log.error("Cannot make the accounts require TLS (REQUIRE_TLS): {e}", { e: (e as Error).message })
-    );
   }
   log.info("Primary: writable");
   return { healthy: true, serving: true };

@@ -100,7 +100,9 @@ export class MysqlClient {
    */
   static async connect(target: MysqlTarget, signal?: AbortSignal): Promise<MysqlClient> {
     const where = describeTarget(target);
-    const tls = target.tls && !target.socketPath ? await tlsOption(target.tls, where) : undefined;
+    const tls = target.tls && !target.socketPath
+      ? await tlsOption(target.tls, target.host ?? "localhost", where)
+      : undefined;
     const options: mysql.ConnectionOptions = {
       user: target.user,
       password: target.password?.reveal(),
@@ -121,8 +123,9 @@ export class MysqlClient {
       // A dropped connection emits 'error' on the connection object; without a listener it would crash.
       conn.on("error", () => {});
       if (tls) {
-        // mysql2 checks the chain against the CA; the name it checks only for a host name, never for an IP
-        // address: check the peer's certificate names the address connected to, either way. (No session is
+        // mysql2 checks the chain against the CA, and a host name in the handshake (`verifyIdentity`), never
+        // an IP address: check the peer's certificate names the address connected to, either way; for an IP
+        // address this runs after the login was sent (README, "TLS"). (No session is
         // resumed, which could leave no certificate to look at: mysql2 keys its TLS session cache by the `ssl`
         // object, and each connection has its own.)
         const problem = peerCertProblem(conn, target.host ?? "localhost");
@@ -215,9 +218,9 @@ export class MysqlClient {
   }
 }
 
-async function tlsOption(files: TlsFiles, where: string) {
+async function tlsOption(files: TlsFiles, host: string, where: string) {
   try {
-    return clientSsl(await readTlsFiles(files));
+    return clientSsl(await readTlsFiles(files), host);
   } catch (e) {
     if (e instanceof TlsConfigError) throw new MysqlUnavailableError(where, "TLS_FILES", `TLS: ${e.message}`);
     throw e;
@@ -290,6 +293,10 @@ function translate(e: unknown, where: string): Error {
       code,
       "TLS: the server does not speak TLS (is it started with MYSQL_TLS_CA, MYSQL_TLS_CERT and MYSQL_TLS_KEY?)",
     );
+  }
+  if (code === "HANDSHAKE_SSL_ERROR" && /altnames|does not match certificate/i.test(err?.message ?? "")) {
+    // verifyIdentity's check, in the handshake: node:tls's words name the host and the certificate's names.
+    return new MysqlUnavailableError(where, "TLS_PEER_NAME", `TLS: ${err.message}`);
   }
   if (
     code === "HANDSHAKE_SSL_ERROR" ||

@@ -127,11 +127,24 @@ export interface ClientSsl {
   readonly cert: string;
   readonly key: string;
   readonly rejectUnauthorized: true;
+  /**
+   * mysql2 checks that the certificate names the host during the TLS handshake, before it sends the login
+   * (node:tls `checkServerIdentity`). Set only for a host name: mysql2 (3.24) sends no server name for an IP
+   * address and checks none for it (it would check "localhost"), and takes no `checkServerIdentity` of the
+   * caller's, so an IP address is checked after the login ({@link peerNameProblem}).
+   */
+  readonly verifyIdentity?: true;
 }
 
-/** The `ssl` option of mysql2 for these files. */
-export function clientSsl(m: TlsMaterial): ClientSsl {
-  return { ca: m.ca, cert: m.cert, key: m.key, rejectUnauthorized: true };
+/** The `ssl` option of mysql2 for these files, for a connection to `host` (an IP address or a name). */
+export function clientSsl(m: TlsMaterial, host: string): ClientSsl {
+  return {
+    ca: m.ca,
+    cert: m.cert,
+    key: m.key,
+    rejectUnauthorized: true,
+    ...(isIP(host) === 0 ? { verifyIdentity: true } : {}),
+  };
 }
 
 /**

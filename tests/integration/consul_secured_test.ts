@@ -137,4 +137,14 @@ Deno.test("a cluster lives its whole life on an HTTPS Consul with ACLs, its toke
     noCa.stderr,
     "is not trusted (UnknownIssuer): set CONSUL_CACERT to the PEM file of the CA that signed it",
   );
+  // A CA file outside the directories the permission set may read: one line naming the variable, the path and
+  // those directories, not Deno's "run again with the --allow-read flag".
+  const outside = await c.run(other, ["status"], { CONSUL_CACERT: "/etc/autopilot-test/consul-ca.pem" });
+  assert(outside.code !== 0, outside.stderr);
+  lineWith(
+    outside.stderr,
+    "CONSUL_CACERT /etc/autopilot-test/consul-ca.pem is outside the directories autopilot may read " +
+      "(/run/secrets, /var/lib/autopilot, /var/lib/mysql, /tmp): put it in one of them",
+  );
+  assert(!outside.stderr.includes("--allow-read"), outside.stderr);
 });

@@ -6,15 +6,17 @@
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import {
   aclRefusal,
+  CONSUL_TLS_FILE_DIRS,
   ConsulTlsSetupError,
   httpClientOptions,
   tlsFailure,
   transportFailure,
+  unreadableTlsFile,
   withClientCertHint,
 } from "../../src/consul.ts";
 import { consulPolicyHcl, consulPolicyRules, defaultConsulPolicy } from "../../src/consul_policy.ts";
 import { withConsulPolicy } from "../../scripts/gen_docs.ts";
-import { loadConfig } from "../../src/config.ts";
+import { loadConfig, SECRET_FILE_DIRS } from "../../src/config.ts";
 
 const DENIED_WRITE =
   "Permission denied: token with AccessorID 'b1e5c0de-0000-4000-8000-000000000001' lacks " +
@@ -100,6 +102,33 @@ Deno.test("httpClientOptions() adds the CA to the trusted roots and presents a c
     () => httpClientOptions({ ca: "CA" }, { scheme: "http", host: "consul" }),
     ConsulTlsSetupError,
   );
+});
+
+Deno.test("unreadableTlsFile(): one line naming the variable and the path, and where the file may be", () => {
+  assertEquals(
+    unreadableTlsFile(
+      "CONSUL_CACERT",
+      "/etc/consul/ca.pem",
+      new Deno.errors.NotCapable(
+        'Requires read access to "/etc/consul/ca.pem", run again with the --allow-read flag',
+      ),
+    ),
+    "CONSUL_CACERT /etc/consul/ca.pem is outside the directories autopilot may read (/run/secrets, " +
+      "/var/lib/autopilot, /var/lib/mysql, /tmp): put it in one of them",
+  );
+  assertEquals(
+    unreadableTlsFile(
+      "CONSUL_CLIENT_KEY",
+      "/tmp/k.pem",
+      new Deno.errors.NotFound("No such file (os error 2)"),
+    ),
+    "CONSUL_CLIENT_KEY /tmp/k.pem does not exist",
+  );
+  assertEquals(
+    unreadableTlsFile("CONSUL_CLIENT_CERT", "/tmp/c.pem", new Deno.errors.PermissionDenied("denied")),
+    "CONSUL_CLIENT_CERT /tmp/c.pem cannot be read (permission denied: check the file's owner and mode)",
+  );
+  assertEquals(CONSUL_TLS_FILE_DIRS, SECRET_FILE_DIRS, "the same readable directories as a secret's file");
 });
 
 const load = (env: Record<string, string>) =>

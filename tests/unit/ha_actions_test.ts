@@ -161,6 +161,37 @@ Deno.test("serveAsPrimary() applies what it received, stops replicating, turns w
   assertEquals((await kv.primary()).record, { ...n2, ready: true });
 });
 
+Deno.test("serveAsPrimary() with REQUIRE_TLS alters the accounts before turning writable, and stays read-only if that fails", async () => {
+  const requireTls = [{ sql: "ALTER USER IF EXISTS ?@'%' REQUIRE SSL", values: ["repl"] }];
+  const { kv, me } = cluster();
+  assert(await kv.acquirePrimary(me.session, n2));
+  const server = new FakeServer();
+  const args = { server, kv, me, semiSync: false, leaseMs: 10_000, restore: undefined, requireTls };
+  assertEquals(await serveAsPrimary(args), { healthy: true, serving: true });
+  assertEquals(server.methods(), ["replicaStatus", "installLease", "extendLease", "run", "setReadOnly"]);
+  assertEquals(server.statements, requireTls);
+  assertEquals(server.state.readOnly, false);
+  // A failure is the step's: read-only, the lock not marked ready, one reason line; the next pass retries.
+  const { kv: kv2, me: me2 } = cluster();
+  assert(await kv2.acquirePrimary(me2.session, n2));
+  const refused = new FakeServer().failOn(
+    "run",
+    new Error("Access denied; you need the CREATE USER privilege"),
+  );
+  const r = await serveAsPrimary({ ...args, server: refused, kv: kv2, me: me2 });
+  assertEquals(r, {
+    healthy: false,
+    outcome: {
+      level: "error",
+      text: "Cannot make the accounts require TLS (REQUIRE_TLS): Access denied; you need the CREATE USER " +
+        "privilege; staying read-only, tried again next pass",
+    },
+  });
+  assertEquals(refused.state.readOnly, true);
+  assert(!refused.methods().includes("setReadOnly"), refused.methods().join(", "));
+  assertEquals((await kv2.primary()).record?.ready, undefined);
+});
+
 Deno.test("serveAsPrimary() never turns writable without a renewed session and a lease", async () => {
   const { kv, me } = cluster();
   assert(await kv.acquirePrimary(me.session, n2));

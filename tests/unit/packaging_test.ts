@@ -1216,3 +1216,72 @@ Deno.test("containerpilot.json5 gives ContainerPilot BINLOG_ARCHIVE_INTERVAL as 
     assert(/^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$/.test(interval(v)), `${v} -> ${interval(v)}`);
   }
 });
+
+const canRunSh = (await Deno.permissions.query({ name: "run", command: "sh" })).state === "granted" &&
+  (await Deno.permissions.query({ name: "write" })).state === "granted";
+
+/**
+ * Runs image/entrypoint.sh with stand-ins for autopilot (exits 0) and ContainerPilot (prints the Consul token
+ * variables it was given) and returns what the stand-in printed, or the script's stderr when it failed.
+ */
+async function runEntrypoint(env: Record<string, string>, files: Record<string, string>) {
+  const dir = await Deno.makeTempDir({ prefix: "entrypoint-test-" });
+  try {
+    for (const [name, text] of Object.entries(files)) await Deno.writeTextFile(`${dir}/${name}`, text);
+    await Deno.writeTextFile(`${dir}/autopilot`, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    await Deno.writeTextFile(
+      `${dir}/containerpilot`,
+      `#!/bin/sh\nprintf 'token=[%s] file=%s' "\${CONSUL_HTTP_TOKEN-unset}" "\${CONSUL_HTTP_TOKEN_FILE-unset}"\n`,
+      { mode: 0o755 },
+    );
+    const script = read("image/entrypoint.sh").replaceAll("/usr/local/bin/", `${dir}/`);
+    assert(!script.includes("/usr/local/bin"), "every program the entrypoint starts is replaced");
+    const out = await new Deno.Command("sh", {
+      args: ["-c", script, "entrypoint"],
+      env: Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replaceAll("$DIR", dir)])),
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.success ? out.stdout : out.stderr);
+    return { success: out.success, text: text.replaceAll(dir, "$DIR") };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test({
+  name: "the entrypoint hands ContainerPilot the token CONSUL_HTTP_TOKEN_FILE names, and unsets the twin",
+  ignore: !canRunSh,
+  async fn() {
+    const PATH = "/usr/bin:/bin";
+    // The file less one trailing newline, as autopilot reads it (src/config.ts readSecretFile).
+    for (
+      const [content, token] of [
+        ["s3cr3t-token\n", "s3cr3t-token"],
+        ["s3cr3t-token\r\n", "s3cr3t-token"],
+        ["s3cr3t-token", "s3cr3t-token"],
+        ["two\n\n", "two\n"],
+      ]
+    ) {
+      assertEquals(
+        await runEntrypoint({ PATH, CONSUL_HTTP_TOKEN_FILE: "$DIR/token" }, { token: content }),
+        { success: true, text: `token=[${token}] file=unset` },
+        JSON.stringify(content),
+      );
+    }
+    // Without the twin, or with the token itself set, nothing changes.
+    assertEquals(
+      await runEntrypoint({ PATH, CONSUL_HTTP_TOKEN: "direct" }, {}),
+      { success: true, text: "token=[direct] file=unset" },
+    );
+    assertEquals(await runEntrypoint({ PATH }, {}), { success: true, text: "token=[unset] file=unset" });
+    // A file the shell cannot read (autopilot config, which checks it first, is a stand-in here): one line.
+    const missing = await runEntrypoint({ PATH, CONSUL_HTTP_TOKEN_FILE: "$DIR/missing" }, {});
+    assertEquals(missing.success, false, "ContainerPilot is not started");
+    assertEquals(
+      missing.text.trimEnd().split("\n").at(-1),
+      "autopilot-entrypoint: CONSUL_HTTP_TOKEN_FILE=$DIR/missing cannot be read",
+    );
+  },
+});

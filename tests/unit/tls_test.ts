@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertRejects } from "./assert.ts";
-import { peerNameProblem, readTls, TlsConfigError, tlsProblem } from "../../src/mysql/tls.ts";
+import { clientSsl, peerNameProblem, readTls, TlsConfigError, tlsProblem } from "../../src/mysql/tls.ts";
 import { makeTestPki, type TestPki } from "../integration/harness/tls.ts";
 
 /** Certificates made once for every test here (openssl, a temporary directory). */
@@ -93,4 +93,14 @@ Deno.test("peerNameProblem(): the peer's certificate must name the address or na
   for (const host of ["127.0.0.2", "n3", "10.0.0.1"]) {
     assert(peerNameProblem(pem, host)?.includes(`does not name ${host}`), host);
   }
+});
+
+Deno.test("clientSsl(): a host name is checked by mysql2 in the handshake (verifyIdentity), an IP address is not", () => {
+  const m = { files: files("/ca", "/c", "/k"), ca: "CA", cert: "C", key: "K" };
+  const base = { ca: "CA", cert: "C", key: "K", rejectUnauthorized: true } as const;
+  assertEquals(clientSsl(m, "db-1.example"), { ...base, verifyIdentity: true });
+  assertEquals(clientSsl(m, "localhost"), { ...base, verifyIdentity: true });
+  // mysql2 would check an IP address against "localhost" (it sends no server name for one): checked after.
+  assertEquals(clientSsl(m, "10.0.0.12"), base);
+  assertEquals(clientSsl(m, "::1"), base);
 });
